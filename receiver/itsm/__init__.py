@@ -1,0 +1,1 @@
+"""ITSM backends behind one interface (``base.Backend``): ``embedded`` and ``servicenow``."""

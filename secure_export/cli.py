@@ -1,0 +1,47 @@
+"""``secure-export``: one thin dispatcher over the receiver's and the Pulumi program's commands.
+
+Each half is imported only when its command runs, so the receiver's container image needs no
+Pulumi and the Pulumi program needs no web stack.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_RECEIVER_COMMANDS = ("serve", "demo", "work-items", "cmdb")
+_PLAN_COMMAND = "plan"
+
+_USAGE = """usage: secure-export COMMAND [OPTIONS]
+
+commands:
+  serve [--host H] [--port P]        run the receiver (config from SECURE_EXPORT_* variables)
+  demo                               the whole path on this machine, no cloud
+  work-items [--json] [--db PATH]    list the embedded backend's work items
+  cmdb [--json] [--db PATH]          list the embedded backend's configuration items
+  plan --stack NAME [--json]         evaluate the Pulumi program offline and print its resources
+
+Run 'secure-export COMMAND --help' for a command's options.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command named by the first argument and return its exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command in _RECEIVER_COMMANDS:
+        from receiver.cli import main as receiver_main
+
+        return receiver_main(command, rest)
+    if command == _PLAN_COMMAND:
+        from components.plan import main as plan_main
+
+        return plan_main(rest)
+    sys.stderr.write(f"secure-export: unknown command {command!r}\n\n{_USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
