@@ -1,0 +1,575 @@
+"""The embedded ITSM backend: work items and a small CMDB in the receiver's own SQLite file.
+
+Semantics (documented for operators in ``docs/work-items.md``):
+
+* **Fired** opens a work item numbered ``INC0000001``…, or, when an open item with the same
+  ``correlation_key`` exists (``SECURE_EXPORT_CORRELATION=rule-target``), adds the alert instance
+  to it as one more occurrence.
+* **Resolved** marks its alert instance resolved; the work item resolves (``resolved_at`` and a
+  note) once every alert instance grouped on it has resolved.
+* **Resolved before Fired** (Azure retried the Fired later than the Resolved): the early Resolved
+  is remembered; the late Fired then records the alert without leaving anything open — a new
+  item is created already ``Resolved`` (so the incident stays visible in the history), or the
+  instance joins an open group as already resolved. A Resolved whose Fired never comes leaves
+  nothing behind but its ``applied_events`` row.
+* **CMDB**: every name in ``configurationItems`` becomes (or matches, case-insensitively) a CI;
+  its Azure resource id is the ``alertTargetIDs`` entry whose last path segment is that name.
+* **Idempotency**: ``applied_events(alert_id, condition)`` is written in the same transaction as
+  the change it records, so replaying an event (the dispatcher does after a crash) changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from receiver.itsm.base import (
+    AlertEvent,
+    Backend,
+    Condition,
+    PermanentBackendError,
+    Readiness,
+    TransientBackendError,
+)
+
+__all__ = [
+    "DEFAULT_PRIORITY_MAP",
+    "MISSING_SEVERITY_KEY",
+    "EmbeddedBackend",
+    "DatabaseNotFoundError",
+    "list_configuration_items",
+    "list_work_items",
+    "parse_priority_map",
+]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+MISSING_SEVERITY_KEY = "default"
+"""Priority-map key used for an alert without severity (cost alerts) or with an unknown one."""
+
+DEFAULT_PRIORITY_MAP: Mapping[str, int] = {
+    "Sev0": 1,
+    "Sev1": 2,
+    "Sev2": 3,
+    "Sev3": 4,
+    "Sev4": 5,
+    MISSING_SEVERITY_KEY: 3,
+}
+"""Azure severity → work item priority (1 Critical … 5 Planning). No severity → 3 (Moderate)."""
+
+_BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS work_items (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    number          TEXT UNIQUE,
+    correlation_key TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('New', 'Resolved')),
+    severity        TEXT,
+    priority        INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 5),
+    title           TEXT NOT NULL,
+    description     TEXT NOT NULL,
+    opened_at       TEXT NOT NULL,
+    resolved_at     TEXT,
+    occurrences     INTEGER NOT NULL DEFAULT 1
+);
+-- At most one open work item per correlation key: the invariant behind "no duplicate".
+CREATE UNIQUE INDEX IF NOT EXISTS work_items_one_open_per_key
+    ON work_items (correlation_key) WHERE state = 'New';
+CREATE TABLE IF NOT EXISTS work_item_alerts (
+    work_item_id INTEGER NOT NULL REFERENCES work_items (id),
+    alert_id     TEXT NOT NULL UNIQUE,
+    fired_at     TEXT NOT NULL,
+    resolved_at  TEXT,
+    PRIMARY KEY (work_item_id, alert_id)
+);
+CREATE TABLE IF NOT EXISTS work_item_notes (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    work_item_id INTEGER NOT NULL REFERENCES work_items (id),
+    at           TEXT NOT NULL,
+    text         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS configuration_items (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    name              TEXT NOT NULL,
+    name_key          TEXT NOT NULL UNIQUE,
+    azure_resource_id TEXT,
+    first_seen        TEXT NOT NULL,
+    last_seen         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS work_item_cis (
+    work_item_id INTEGER NOT NULL REFERENCES work_items (id),
+    ci_id        INTEGER NOT NULL REFERENCES configuration_items (id),
+    PRIMARY KEY (work_item_id, ci_id)
+);
+CREATE TABLE IF NOT EXISTS applied_events (
+    alert_id     TEXT NOT NULL,
+    condition    TEXT NOT NULL,
+    work_item_id INTEGER,
+    event_at     TEXT NOT NULL,
+    applied_at   TEXT NOT NULL,
+    PRIMARY KEY (alert_id, condition)
+);
+"""
+
+
+class DatabaseNotFoundError(FileNotFoundError):
+    """The SQLite file named for reading does not exist (reading never creates one)."""
+
+
+def parse_priority_map(text: str) -> dict[str, int]:
+    """Parse ``Sev0=1,Sev1=2,…,default=3`` into a priority map merged over the defaults.
+
+    Raises ``ValueError`` naming the bad entry, so configuration fails at startup, not per alert.
+    """
+    result = dict(DEFAULT_PRIORITY_MAP)
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        key, sep, value = entry.partition("=")
+        if not sep:
+            raise ValueError(f"priority map entry {entry!r} is not KEY=PRIORITY (e.g. Sev0=1)")
+        try:
+            result[key.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"priority map entry {entry!r}: priority must be an integer 1..5") from None
+    return _validated_priority_map(result)
+
+
+def _validated_priority_map(priority_map: Mapping[str, int]) -> dict[str, int]:
+    allowed = set(DEFAULT_PRIORITY_MAP)
+    merged = dict(DEFAULT_PRIORITY_MAP)
+    for key, value in priority_map.items():
+        if key not in allowed:
+            raise ValueError(
+                f"priority map key {key!r} is unknown; use Sev0..Sev4 or {MISSING_SEVERITY_KEY!r}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+            raise ValueError(f"priority for {key!r} must be an integer 1..5, got {value!r}")
+        merged[key] = value
+    return merged
+
+
+def _iso(moment: datetime) -> str:
+    """ISO-8601 UTC with a ``Z``; naive datetimes (some legacy payloads) are taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _now() -> str:
+    return _iso(datetime.now(UTC))
+
+
+def _resource_name(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _match_resource_id(name: str, target_ids: Iterable[str]) -> str | None:
+    """The target whose last path segment is ``name`` (or which *is* ``name``), case-insensitively."""
+    key = name.casefold()
+    for target in target_ids:
+        if target.casefold() == key or _resource_name(target).casefold() == key:
+            return target
+    return None
+
+
+def _unique_names(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    unique: list[str] = []
+    for raw in names:
+        name = raw.strip() if isinstance(raw, str) else ""
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            unique.append(name)
+    return unique
+
+
+class EmbeddedBackend(Backend):
+    """Work items and CIs in SQLite: the default backend, for local use, tests and small teams.
+
+    All SQLite work runs on one dedicated thread with its own connection (WAL, busy timeout), so
+    the event loop never blocks and the inbox writer's connection to the same file can coexist.
+    """
+
+    name = "embedded"
+
+    def __init__(self, db_path: str, *, priority_map: Mapping[str, int] | None = None) -> None:
+        self._db_path = str(db_path)
+        self._priority_map = _validated_priority_map(priority_map or {})
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def priority_map(self) -> Mapping[str, int]:
+        """The effective severity → priority map (defaults merged with the configured one)."""
+        return dict(self._priority_map)
+
+    async def start(self) -> None:
+        """Open the connection and create the tables if they are missing."""
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker thread."""
+        if self._executor is None:
+            return
+        await self._run(self._close_connection)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def readiness(self) -> Readiness:
+        """Ready when the database answers a trivial query."""
+        try:
+            await self._run(lambda: self._connection().execute("SELECT 1").fetchone())
+        except Exception as error:  # noqa: BLE001 - any failure means "not ready", with the reason
+            return Readiness(False, f"embedded backend database unavailable: {error}")
+        return Readiness(True)
+
+    async def apply(self, event: AlertEvent) -> None:
+        """Apply one Fired or Resolved event in a single transaction; replays change nothing."""
+        await self._run(lambda: self._apply_sync(event))
+
+    # -- thread-side implementation ------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-itsm")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            conn = sqlite3.connect(self._db_path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.executescript(_SCHEMA)
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise TransientBackendError(f"embedded backend database is busy: {error}") from error
+            raise PermanentBackendError(
+                f"cannot open the embedded backend database {self._db_path!r}: {error}; "
+                "check SECURE_EXPORT_DB points to a writable file"
+            ) from error
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._open()
+        assert self._conn is not None
+        return self._conn
+
+    def _apply_sync(self, event: AlertEvent) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise TransientBackendError(f"embedded backend database is busy: {error}") from error
+        try:
+            outcome = self._apply_in_transaction(conn, event)
+            conn.execute("COMMIT")
+        except BaseException as error:
+            conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError):
+                raise TransientBackendError(f"embedded backend write failed: {error}") from error
+            raise
+        _log.info(
+            "work item event applied",
+            extra={"alert_id": event.alert_id, "condition": str(event.condition), "outcome": outcome},
+        )
+
+    def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> str:
+        condition = Condition(event.condition)
+        already = conn.execute(
+            "SELECT 1 FROM applied_events WHERE alert_id = ? AND condition = ?",
+            (event.alert_id, condition.value),
+        ).fetchone()
+        if already:
+            return "replay ignored"
+        if condition is Condition.FIRED:
+            event_at = _iso(event.fired_at) if event.fired_at else _now()
+            work_item_id, outcome = self._fired(conn, event, event_at)
+        else:
+            event_at = _iso(event.resolved_at) if event.resolved_at else _now()
+            work_item_id, outcome = self._resolved(conn, event, event_at)
+        ci_ids = self._bind_cis(conn, event, event_at)
+        if work_item_id is not None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO work_item_cis (work_item_id, ci_id) VALUES (?, ?)",
+                [(work_item_id, ci_id) for ci_id in ci_ids],
+            )
+        conn.execute(
+            "INSERT INTO applied_events (alert_id, condition, work_item_id, event_at, applied_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (event.alert_id, condition.value, work_item_id, event_at, _now()),
+        )
+        return outcome
+
+    def _fired(self, conn: sqlite3.Connection, event: AlertEvent, fired_at: str) -> tuple[int, str]:
+        early = conn.execute(
+            "SELECT event_at FROM applied_events WHERE alert_id = ? AND condition = ?",
+            (event.alert_id, Condition.RESOLVED.value),
+        ).fetchone()
+        early_resolved_at: str | None = early["event_at"] if early else None
+        open_item = conn.execute(
+            "SELECT id FROM work_items WHERE correlation_key = ? AND state = 'New'",
+            (event.correlation_key,),
+        ).fetchone()
+        if open_item is not None:
+            item_id = int(open_item["id"])
+            conn.execute(
+                "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at)"
+                " VALUES (?, ?, ?, ?)",
+                (item_id, event.alert_id, fired_at, early_resolved_at),
+            )
+            conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = ?", (item_id,))
+            text = f"New occurrence: alert {event.alert_id} fired at {fired_at}."
+            if early_resolved_at:
+                text += f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
+            self._note(conn, item_id, text)
+            return item_id, "occurrence added"
+
+        state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
+        cursor = conn.execute(
+            "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
+            " opened_at, resolved_at, occurrences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                event.correlation_key,
+                state,
+                event.severity,
+                self._priority(event.severity),
+                _title(event),
+                _description(event),
+                fired_at,
+                resolved_at,
+            ),
+        )
+        item_id = int(cursor.lastrowid or 0)
+        conn.execute("UPDATE work_items SET number = printf('INC%07d', id) WHERE id = ?", (item_id,))
+        conn.execute(
+            "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES (?, ?, ?, ?)",
+            (item_id, event.alert_id, fired_at, early_resolved_at),
+        )
+        self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
+        if early_resolved_at:
+            self._note(
+                conn,
+                item_id,
+                f"Resolved at once: Azure's Resolved ({early_resolved_at}) arrived before this Fired "
+                "(deliveries were retried out of order).",
+            )
+            return item_id, "created already resolved"
+        return item_id, "created"
+
+    def _resolved(
+        self, conn: sqlite3.Connection, event: AlertEvent, resolved_at: str
+    ) -> tuple[int | None, str]:
+        instance = conn.execute(
+            "SELECT a.work_item_id, a.resolved_at, w.state FROM work_item_alerts a"
+            " JOIN work_items w ON w.id = a.work_item_id WHERE a.alert_id = ?",
+            (event.alert_id,),
+        ).fetchone()
+        if instance is None:
+            # Unknown alert, or Resolved overtook its Fired: remembered in applied_events so a
+            # late Fired finds it; nothing is opened.
+            return None, "resolved before fired (remembered)"
+        item_id = int(instance["work_item_id"])
+        conn.execute(
+            "UPDATE work_item_alerts SET resolved_at = ? WHERE alert_id = ? AND resolved_at IS NULL",
+            (resolved_at, event.alert_id),
+        )
+        if instance["state"] != "New":
+            return item_id, "already resolved"
+        still_firing = conn.execute(
+            "SELECT COUNT(*) FROM work_item_alerts WHERE work_item_id = ? AND resolved_at IS NULL",
+            (item_id,),
+        ).fetchone()[0]
+        if still_firing:
+            self._note(
+                conn,
+                item_id,
+                f"Alert {event.alert_id} resolved at {resolved_at}; {still_firing} grouped alert(s) still firing.",
+            )
+            return item_id, "instance resolved"
+        conn.execute(
+            "UPDATE work_items SET state = 'Resolved', resolved_at = ? WHERE id = ?", (resolved_at, item_id)
+        )
+        self._note(conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}.")
+        return item_id, "resolved"
+
+    def _bind_cis(self, conn: sqlite3.Connection, event: AlertEvent, seen_at: str) -> list[int]:
+        ci_ids: list[int] = []
+        for name in _unique_names(event.configuration_items):
+            resource_id = _match_resource_id(name, event.target_ids)
+            existing = conn.execute(
+                "SELECT id FROM configuration_items WHERE name_key = ?", (name.casefold(),)
+            ).fetchone()
+            if existing is None:
+                cursor = conn.execute(
+                    "INSERT INTO configuration_items (name, name_key, azure_resource_id, first_seen, last_seen)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, name.casefold(), resource_id, seen_at, seen_at),
+                )
+                ci_ids.append(int(cursor.lastrowid or 0))
+                continue
+            ci_id = int(existing["id"])
+            # Out-of-order deliveries must not move first_seen later or last_seen earlier; a
+            # known resource id is kept (names are matched, ids only ever fill a gap).
+            conn.execute(
+                "UPDATE configuration_items SET"
+                " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),"
+                " azure_resource_id = COALESCE(azure_resource_id, ?) WHERE id = ?",
+                (seen_at, seen_at, resource_id, ci_id),
+            )
+            ci_ids.append(ci_id)
+        return ci_ids
+
+    def _note(self, conn: sqlite3.Connection, item_id: int, text: str) -> None:
+        conn.execute(
+            "INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, _now(), text)
+        )
+
+    def _priority(self, severity: str | None) -> int:
+        return self._priority_map.get(severity or "", self._priority_map[MISSING_SEVERITY_KEY])
+
+
+def _title(event: AlertEvent) -> str:
+    rule = event.rule or "Unnamed alert rule"
+    targets = _unique_names(event.configuration_items) or [_resource_name(t) for t in event.target_ids[:1]]
+    on = f" on {', '.join(targets[:3])}" if targets else ""
+    return f"[{event.severity or 'No severity'}] {rule}{on}"
+
+
+def _description(event: AlertEvent) -> str:
+    lines = [
+        f"Azure Monitor alert rule {event.rule or '(unnamed)'} fired.",
+        f"Severity: {event.severity or 'none sent by Azure'}",
+        f"Signal: {event.signal_type or 'unknown'} ({event.monitoring_service or 'unknown service'})",
+    ]
+    if event.condition_summary:
+        lines.append(f"Condition: {event.condition_summary}")
+    if event.target_ids:
+        lines.append("Target resource(s):")
+        lines.extend(f"  {target}" for target in event.target_ids)
+    else:
+        lines.append("Target resource(s): none sent by Azure")
+    if event.configuration_items:
+        lines.append(f"Configuration items: {', '.join(_unique_names(event.configuration_items))}")
+    if event.description:
+        lines.append(f"Rule description: {event.description}")
+    if event.investigation_link:
+        lines.append(f"Investigation link: {event.investigation_link}")
+    else:
+        lines.append("Investigation link: none sent by Azure; find the alert in Azure Monitor by its id.")
+    lines.append(f"Alert id: {event.alert_id}")
+    return "\n".join(lines)
+
+
+# -- read side (the CLI) -------------------------------------------------------------------------
+
+
+def _open_for_reading(db_path: str) -> sqlite3.Connection:
+    if not os.path.isfile(db_path):
+        raise DatabaseNotFoundError(f"no database at {db_path!r}")
+    # mode=rw never creates a file; reading a WAL database needs write access to its -shm.
+    conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=rw", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _has_tables(conn: sqlite3.Connection, *names: str) -> bool:
+    found = {
+        row[0]
+        for row in conn.execute(
+            f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({','.join('?' * len(names))})",
+            names,
+        )
+    }
+    return found == set(names)
+
+
+def list_work_items(db_path: str) -> list[dict[str, Any]]:
+    """Every work item with the fields of DESIGN.md, oldest first.
+
+    Raises :class:`DatabaseNotFoundError` when ``db_path`` does not exist; a database the
+    backend never wrote to (only the inbox) has no work items.
+    """
+    conn = _open_for_reading(db_path)
+    try:
+        if not _has_tables(conn, "work_items", "work_item_alerts", "work_item_notes", "work_item_cis"):
+            return []
+        conn.execute("BEGIN")  # one consistent snapshot across the four tables
+        items = conn.execute("SELECT * FROM work_items ORDER BY id").fetchall()
+        alerts = _grouped(conn, "SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, rowid")
+        notes = _grouped(
+            conn, "SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id"
+        )
+        cis = _grouped(
+            conn,
+            "SELECT l.work_item_id, c.name FROM work_item_cis l"
+            " JOIN configuration_items c ON c.id = l.ci_id ORDER BY c.id",
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return [
+        {
+            "id": row["id"],
+            "number": row["number"],
+            "correlation_key": row["correlation_key"],
+            "alert_ids": alerts.get(row["id"], []),
+            "state": row["state"],
+            "severity": row["severity"],
+            "priority": row["priority"],
+            "title": row["title"],
+            "description": row["description"],
+            "configuration_items": cis.get(row["id"], []),
+            "opened_at": row["opened_at"],
+            "resolved_at": row["resolved_at"],
+            "occurrences": row["occurrences"],
+            "notes": notes.get(row["id"], []),
+        }
+        for row in items
+    ]
+
+
+def list_configuration_items(db_path: str) -> list[dict[str, Any]]:
+    """Every CI with the fields of DESIGN.md, in order of first binding.
+
+    Raises :class:`DatabaseNotFoundError` when ``db_path`` does not exist.
+    """
+    conn = _open_for_reading(db_path)
+    try:
+        if not _has_tables(conn, "configuration_items"):
+            return []
+        rows = conn.execute(
+            "SELECT id, name, azure_resource_id, first_seen, last_seen FROM configuration_items ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [dict(row) for row in rows]
+
+
+def _grouped(conn: sqlite3.Connection, query: str) -> dict[int, list[str]]:
+    grouped: dict[int, list[str]] = {}
+    for key, value in conn.execute(query):
+        grouped.setdefault(int(key), []).append(value)
+    return grouped
+
