@@ -1,0 +1,55 @@
+"""The baseline: the receiver's server stack with nothing behind it.
+
+Same framework (Starlette), same server (uvicorn with the receiver's loop, HTTP parser and worker
+count), same route; the handler reads the body and answers 202 with a small JSON body — no
+authentication, no parsing, no storage. The receiver's figures are reported as ratios to this
+one's, measured in the same run on the same machine.
+
+Run: ``python -m bench.baseline --host 127.0.0.1 --port PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+ACCEPTED_BODY = {"status": "accepted"}
+
+
+async def _accept(request: Request) -> Response:
+    """Read the whole body (as the receiver must) and answer 202."""
+    await request.body()
+    return JSONResponse(ACCEPTED_BODY, status_code=202)
+
+
+async def _healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app() -> Starlette:
+    """The baseline ASGI application."""
+    return Starlette(routes=[Route("/api/alerts", _accept, methods=["POST"]), Route("/healthz", _healthz)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the baseline with the uvicorn options the receiver's ``serve`` uses."""
+    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    import uvicorn
+
+    from bench.servers import UVICORN_OPTIONS
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, **UVICORN_OPTIONS)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
