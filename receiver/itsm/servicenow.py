@@ -1,0 +1,740 @@
+"""The ServiceNow backend: incidents through the Table API, or events into Event Management.
+
+Incident mode, per correlation key (serialised by an asyncio lock per key inside this process):
+
+* the open incident is found by ``correlation_id`` = ``azmon:`` + a SHA-256 hex of the correlation key
+  (raw alert text never enters ``sysparm_query``), always with ``sysparm_fields`` and
+  ``sysparm_limit=2``, and every returned row is checked, because ServiceNow silently drops query
+  parts it does not understand;
+* Fired with no open incident creates one; Fired with one adds an occurrence ``work_notes`` entry
+  (and reopens a Resolved incident to In Progress);
+* Resolved sets ``state=6`` with the configured ``close_code`` (checked against ``sys_choice``) and
+  ``close_notes``; Closed (7) is never set. Resolved with no incident records an incident that is
+  already resolved, so that a late Fired for the same alert finds it and opens nothing.
+
+Replays (a crash after ServiceNow applied a change but before the inbox row was marked done) are
+recognised by a marker ``semark-<hex of alert id and condition>`` written into every work note: the
+backend looks it up in ``sys_journal_field`` (journal fields read back empty through the Table API)
+before adding a note, so an occurrence is noted once.
+
+Event mode posts one ``em_event`` per delivery to ``/api/global/em/jsonv2``; Event Management
+deduplicates by ``message_key`` (the hashed correlation key) and its own rules open incidents.
+
+Failures map onto the backend contract: 429 becomes :class:`TransientBackendError` with the capped
+``Retry-After``; 5xx, timeouts and connection errors are transient; 401 is
+:class:`~receiver.itsm.servicenow_auth.CredentialsRejected` (transient: alerts wait, ``/readyz``
+says why); other 4xx are :class:`PermanentBackendError` carrying ServiceNow's own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from receiver.itsm.base import (
+    AlertEvent,
+    Backend,
+    Condition,
+    PermanentBackendError,
+    Readiness,
+    TransientBackendError,
+)
+from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
+from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
+
+log = logging.getLogger("secure_export.servicenow")
+
+__all__ = [
+    "CredentialsRejected",
+    "ServiceNowBackend",
+    "ServiceNowSettings",
+    "ServiceNowSettingsError",
+    "correlation_id",
+    "occurrence_marker",
+    "query_safe",
+]
+
+STATE_IN_PROGRESS = "2"
+STATE_RESOLVED = "6"
+INACTIVE_OR_RESOLVED = frozenset({"6", "7", "8"})
+"""Resolved, Closed, Canceled: a Resolved delivery has nothing left to do."""
+
+_QUERY_SAFE = re.compile(r"^[A-Za-z0-9._:/-]{1,255}$")
+_INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id"
+
+
+def correlation_id(correlation_key: str) -> str:
+    """The value stored in ``incident.correlation_id``: short, hex only, safe in any query."""
+    return "azmon:" + hashlib.sha256(correlation_key.encode()).hexdigest()[:40]
+
+
+def occurrence_marker(alert_id: str, condition: Condition | str) -> str:
+    """The marker written into a work note for one ``(alert_id, condition)``: hex, LIKE-safe."""
+    digest = hashlib.sha256(f"{alert_id}\n{condition}".encode()).hexdigest()[:32]
+    return f"semark-{digest}"
+
+
+def query_safe(value: str) -> bool:
+    """Whether a CI name or resource id may go into ``sysparm_query``.
+
+    Encoded queries have no escape for ``^`` (condition separator, ``^OR``, ``^NQ``) and evaluate
+    values starting with ``javascript:`` on the server, so only a conservative character set passes.
+    """
+    return bool(_QUERY_SAFE.match(value)) and "javascript:" not in value.casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class _CiMatch:
+    sys_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CiOutcome:
+    """What the CMDB said about one resource id or CI name (for the description)."""
+
+    label: str
+    match: _CiMatch | None
+    note: str
+
+
+class _ServiceNowHttp:
+    """Table API calls with authentication, error classification and per-table call counters."""
+
+    def __init__(self, settings: ServiceNowSettings, http: httpx.AsyncClient, auth: Authenticator) -> None:
+        self._settings = settings
+        self._http = http
+        self._auth = auth
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.on_credentials_rejected: list[Callable[[CredentialsRejected], None]] = []
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        table: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One request; returns the ``result`` of the envelope or raises a backend error."""
+        try:
+            credential = await self._auth.credential()
+            response = await self._send(method, path, table, params, body, credential)
+            if response.status_code == 401 and credential.refreshable:
+                # An OAuth token can be revoked or expire early: refresh it once, then give up.
+                self._auth.invalidate(credential)
+                credential = await self._auth.credential()
+                response = await self._send(method, path, table, params, body, credential)
+            return self._result(method, table, response)
+        except CredentialsRejected as error:
+            for hook in self.on_credentials_rejected:
+                hook(error)
+            raise
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        table: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        credential: Credential,
+    ) -> httpx.Response:
+        headers = {"Accept": "application/json", "Authorization": credential.header}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = await self._http.request(
+                method,
+                f"{self._settings.url}{path}",
+                params=dict(params or {}),
+                content=None if body is None else json.dumps(body).encode(),
+                headers=headers,
+            )
+        except httpx.TimeoutException:
+            self.calls[(table, "timeout")] += 1
+            raise TransientBackendError(
+                f"ServiceNow did not answer {method} {table} within {self._settings.timeout_seconds:g}s"
+            ) from None
+        except httpx.TransportError as error:
+            self.calls[(table, "error")] += 1
+            raise TransientBackendError(
+                f"cannot reach ServiceNow for {method} {table}: {type(error).__name__}"
+            ) from None
+        self.calls[(table, str(response.status_code))] += 1
+        log.debug("servicenow call method=%s table=%s status=%s", method, table, response.status_code)
+        return response
+
+    def _result(self, method: str, table: str, response: httpx.Response) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            if status == 204 or not response.content:
+                return None
+            try:
+                envelope = response.json()
+            except ValueError:
+                # A hibernating or upgrading instance answers 200 with an HTML page.
+                raise TransientBackendError(
+                    f"ServiceNow answered {method} {table} with HTTP {status} but no JSON "
+                    "(instance hibernating or behind a login page?)"
+                ) from None
+            return envelope.get("result") if isinstance(envelope, dict) else None
+        message = _error_message(response)
+        if status == 429:
+            retry_after = _retry_after(response, self._settings.retry_after_cap_seconds)
+            raise TransientBackendError(
+                f"ServiceNow rate limit on {method} {table}: {message}", retry_after=retry_after
+            )
+        if status == 401:
+            raise CredentialsRejected(
+                f"ServiceNow refused the credentials ({self._auth.mode.value}) on {method} {table}: "
+                f"HTTP 401 {message}; check the SECURE_EXPORT_SERVICENOW_* credentials"
+            )
+        if status >= 500 or status == 408:
+            raise TransientBackendError(f"ServiceNow failed {method} {table}: HTTP {status} {message}")
+        raise PermanentBackendError(f"ServiceNow refused {method} {table}: HTTP {status} {message}")
+
+
+class ServiceNowBackend(Backend):
+    """Azure Monitor alerts as ServiceNow incidents (Table API) or events (Event Management)."""
+
+    name = "servicenow"
+
+    def __init__(self, settings: ServiceNowSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._http: _ServiceNowHttp | None = None
+        self._auth: Authenticator | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: Counter[str] = Counter()
+        self._ci_cache: dict[tuple[str, str], tuple[float, _CiMatch | None, str]] = {}
+        self._close_code_checked = False
+        self._config_problem: str | None = None
+        self._readiness: tuple[float, Readiness] | None = None
+
+    @classmethod
+    def from_env(cls, settings: object | None = None) -> ServiceNowBackend:
+        """Build the backend from ``SECURE_EXPORT_SERVICENOW_*``.
+
+        ``settings`` is the receiver's own settings object; this backend reads nothing from it.
+        Raises :class:`ServiceNowSettingsError` naming each invalid or missing variable.
+        """
+        del settings
+        return cls(ServiceNowSettings.load())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP client and check ``close_code`` against the instance when it is reachable.
+
+        An unreachable instance or refused credentials do not stop the receiver (alerts wait in the
+        inbox, ``/readyz`` explains); a ``close_code`` the instance does not offer does.
+        """
+        settings = self.settings
+        self._client = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
+            limits=httpx.Limits(max_connections=settings.max_connections),
+            follow_redirects=False,
+        )
+        self._auth = Authenticator(settings, self._client)
+        self._http = _ServiceNowHttp(settings, self._client, self._auth)
+        self._http.on_credentials_rejected.append(self._remember_rejection)
+        log.info(
+            "servicenow backend starting url=%s target=%s auth=%s",
+            settings.url,
+            settings.target.value,
+            self._auth.mode.value,
+        )
+        if settings.target is Target.INCIDENT:
+            try:
+                await self._check_close_code()
+            except PermanentBackendError as error:
+                self._config_problem = str(error)
+                raise
+            except TransientBackendError as error:
+                log.warning("servicenow close_code check deferred until the instance answers: %s", error)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def readiness(self) -> Readiness:
+        """Not ready when ServiceNow refuses the credentials or the configuration is wrong.
+
+        An outage leaves the receiver ready on purpose: alerts must keep reaching the inbox, and the
+        dispatcher retries. The probe result is cached for ``readiness_cache_seconds``.
+        """
+        if self._config_problem:
+            return Readiness(False, self._config_problem)
+        now = time.monotonic()
+        if self._readiness is not None and now < self._readiness[0]:
+            return self._readiness[1]
+        table = "incident" if self.settings.target is Target.INCIDENT else "em_event"
+        try:
+            await self._api().call(
+                "GET",
+                f"/api/now/table/{table}",
+                table=table,
+                params={"sysparm_limit": "1", "sysparm_fields": "sys_id"},
+            )
+            result = Readiness(True)
+        except CredentialsRejected as error:
+            result = Readiness(False, str(error))
+        except TransientBackendError as error:
+            result = Readiness(True, f"ServiceNow unreachable, alerts wait in the inbox: {error}")
+        except PermanentBackendError:
+            result = Readiness(True)  # authenticated; the probe table may simply be hidden by an ACL
+        self._readiness = (time.monotonic() + self.settings.readiness_cache_seconds, result)
+        return result
+
+    @property
+    def http_calls(self) -> Mapping[tuple[str, str], int]:
+        """ServiceNow HTTP calls so far by ``(table, status)``; status is a code, ``timeout`` or ``error``."""
+        return dict(self._http.calls) if self._http else {}
+
+    @property
+    def token_requests(self) -> int:
+        """OAuth token requests so far (0 with basic auth)."""
+        return self._auth.token_requests if self._auth else 0
+
+    # -- apply -------------------------------------------------------------------------------
+
+    async def apply(self, event: AlertEvent) -> None:
+        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key."""
+        async with self._key_lock(event.correlation_key):
+            if self.settings.target is Target.EVENT:
+                await self._post_event(event)
+            elif event.condition is Condition.FIRED:
+                await self._fired(event)
+            else:
+                await self._resolved(event)
+
+    async def _fired(self, event: AlertEvent) -> None:
+        corr = correlation_id(event.correlation_key)
+        marker = occurrence_marker(event.alert_id, Condition.FIRED)
+        incident = await self._open_incident(corr)
+        if incident is None:
+            record = await self._create_incident(event, corr, marker)
+            log.info(
+                "servicenow incident created number=%s correlation_id=%s alert_id=%s",
+                record.get("number"), corr, event.alert_id,
+            )
+            return
+        sys_id = str(incident["sys_id"])
+        resolved_marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
+        found = await self._markers(sys_id, (marker, resolved_marker))
+        if marker in found:
+            log.info("servicenow fired already noted number=%s alert_id=%s", incident.get("number"), event.alert_id)
+            return
+        patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
+        # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
+        # arrived before its Fired) — then the Fired is history and must not reopen anything.
+        if str(incident.get("state")) == STATE_RESOLVED and resolved_marker not in found:
+            patch["state"] = STATE_IN_PROGRESS
+        await self._patch_incident(sys_id, patch)
+        log.info(
+            "servicenow occurrence noted number=%s alert_id=%s reopened=%s",
+            incident.get("number"), event.alert_id, "state" in patch,
+        )
+
+    async def _resolved(self, event: AlertEvent) -> None:
+        await self._check_close_code()
+        corr = correlation_id(event.correlation_key)
+        marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
+        incident = await self._open_incident(corr)
+        if incident is None:
+            if await self._any_incident(corr):
+                log.info("servicenow resolved: incident already closed correlation_id=%s", corr)
+                return
+            record = await self._create_incident(event, corr, marker, resolved=True)
+            log.info(
+                "servicenow resolved before fired: recorded resolved incident number=%s alert_id=%s",
+                record.get("number"), event.alert_id,
+            )
+            return
+        if str(incident.get("state")) in INACTIVE_OR_RESOLVED:
+            log.info("servicenow already resolved number=%s alert_id=%s", incident.get("number"), event.alert_id)
+            return
+        await self._patch_incident(
+            str(incident["sys_id"]),
+            {
+                "state": STATE_RESOLVED,
+                "close_code": self.settings.close_code,
+                "close_notes": self._close_notes(event),
+                "work_notes": f"Azure Monitor sent Resolved for alert {event.alert_id}.\n{marker}",
+            },
+        )
+        log.info("servicenow incident resolved number=%s alert_id=%s", incident.get("number"), event.alert_id)
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    async def _open_incident(self, corr: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            "incident", f"correlation_id={corr}^active=true^ORDERBYDESCsys_created_on", _INCIDENT_FIELDS
+        )
+        matching = [row for row in rows if row.get("correlation_id") == corr and _truthy(row.get("active"))]
+        if len(matching) > 1:
+            numbers = ", ".join(str(row.get("number")) for row in matching)
+            raise PermanentBackendError(
+                f"ServiceNow holds more than one open incident with correlation_id {corr} ({numbers}); "
+                "resolve or cancel the duplicates, then retry this work item"
+            )
+        return matching[0] if matching else None
+
+    async def _any_incident(self, corr: str) -> bool:
+        rows = await self._query("incident", f"correlation_id={corr}", "sys_id,correlation_id")
+        return any(row.get("correlation_id") == corr for row in rows)
+
+    async def _markers(self, sys_id: str, markers: Sequence[str]) -> set[str]:
+        """Which of ``markers`` already appear in the incident's work notes (``sys_journal_field``)."""
+        likes = "^OR".join(f"valueLIKE{marker}" for marker in markers)
+        rows = await self._query(
+            "sys_journal_field",
+            f"element_id={sys_id}^element=work_notes^{likes}",
+            "element_id,value",
+            limit=len(markers) + 1,
+        )
+        found: set[str] = set()
+        for row in rows:
+            if row.get("element_id") != sys_id:
+                continue
+            value = str(row.get("value", ""))
+            found.update(marker for marker in markers if marker in value)
+        return found
+
+    async def _create_incident(
+        self, event: AlertEvent, corr: str, marker: str, *, resolved: bool = False
+    ) -> dict[str, Any]:
+        settings = self.settings
+        bound, ci_lines = await self._bind_cis(event)
+        levels = settings.impact_urgency(event.severity)
+        record: dict[str, Any] = {
+            "short_description": self._short_description(event),
+            "description": self._description(event, ci_lines),
+            "urgency": str(levels.urgency),
+            "impact": str(levels.impact),
+            "correlation_id": corr,
+            "correlation_display": _tail(event.correlation_key, 100),
+            "work_notes": self._occurrence_note(event, marker, opened=True),
+        }
+        if bound is not None:
+            record["cmdb_ci"] = bound.sys_id
+        optional = {
+            "assignment_group": settings.assignment_group,
+            "category": settings.category,
+            "caller_id": settings.caller,
+            "contact_type": settings.contact_type,
+        }
+        record |= {field: value for field, value in optional.items() if value}
+        if resolved:
+            record |= {
+                "state": STATE_RESOLVED,
+                "close_code": settings.close_code,
+                "close_notes": self._close_notes(event, before_fired=True),
+            }
+        result = await self._api().call(
+            "POST",
+            "/api/now/table/incident",
+            table="incident",
+            params={"sysparm_fields": "sys_id,number,state", "sysparm_exclude_reference_link": "true"},
+            body=record,
+        )
+        return result if isinstance(result, dict) else {}
+
+    async def _patch_incident(self, sys_id: str, fields: Mapping[str, Any]) -> None:
+        await self._api().call(
+            "PATCH",
+            f"/api/now/table/incident/{sys_id}",
+            table="incident",
+            params={"sysparm_fields": "sys_id,number,state", "sysparm_exclude_reference_link": "true"},
+            body=fields,
+        )
+
+    async def _check_close_code(self) -> None:
+        if self._close_code_checked or self.settings.target is not Target.INCIDENT:
+            return
+        rows = await self._query(
+            "sys_choice", "name=incident^element=close_code^inactive=false", "value,label,name,element", limit=200
+        )
+        choices = [
+            str(row.get("value")) for row in rows if row.get("name") == "incident" and row.get("element") == "close_code"
+        ]
+        code = self.settings.close_code
+        if choices and code not in choices:
+            self._config_problem = (
+                f"SECURE_EXPORT_SERVICENOW_CLOSE_CODE={code!r} is not an active close_code choice for "
+                f"incident on {self.settings.url}; choose one of: {', '.join(sorted(choices))}"
+            )
+            raise PermanentBackendError(self._config_problem)
+        if not choices:
+            log.warning(
+                "servicenow sys_choice lists no close_code for incident (ACL?); using %r unchecked", code
+            )
+        self._close_code_checked = True
+
+    # -- CMDB --------------------------------------------------------------------------------
+
+    async def _bind_cis(self, event: AlertEvent) -> tuple[_CiMatch | None, list[str]]:
+        """Look every resource id and CI name up; the first match is bound, all are described."""
+        settings = self.settings
+        outcomes: list[_CiOutcome] = []
+        for resource_id in event.target_ids:
+            outcomes.append(await self._lookup_ci(settings.ci_lookup_field, resource_id))
+        seen = {o.match.name.casefold() for o in outcomes if o.match}
+        for name in event.configuration_items:
+            if name.casefold() in seen:
+                continue
+            outcomes.append(await self._lookup_ci("name", name))
+        if settings.create_cis and not any(o.match for o in outcomes):
+            outcomes = [await self._create_ci(event)] + outcomes
+        bound = next((o.match for o in outcomes if o.match), None)
+        lines = [f"{o.label}: {o.note}" for o in outcomes]
+        return bound, lines
+
+    async def _lookup_ci(self, field: str, value: str) -> _CiOutcome:
+        label = f"{field} {value!r}"
+        if not query_safe(value):
+            return _CiOutcome(label, None, "not looked up (characters outside [A-Za-z0-9._:/-])")
+        key = (field, value.casefold())
+        cached = self._ci_cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return _CiOutcome(label, cached[1], cached[2])
+        table = self.settings.ci_table
+        fields = ",".join(dict.fromkeys(("sys_id", "name", "sys_class_name", field)))
+        rows = await self._query(table, f"{field}={value}", fields)
+        matching = [row for row in rows if str(row.get(field, "")).casefold() == value.casefold()]
+        match: _CiMatch | None = None
+        if len(matching) == 1:
+            row = matching[0]
+            match = _CiMatch(str(row["sys_id"]), str(row.get("name") or value))
+            note = f"{match.name} ({row.get('sys_class_name') or table}, sys_id {match.sys_id})"
+        elif matching:
+            note = "ambiguous: several CIs match, none bound"
+        else:
+            note = "not found in the CMDB"
+        self._ci_cache[key] = (time.monotonic() + self.settings.ci_cache_ttl_seconds, match, note)
+        return _CiOutcome(label, match, note)
+
+    async def _create_ci(self, event: AlertEvent) -> _CiOutcome:
+        resource_id = next((r for r in event.target_ids if query_safe(r)), None)
+        name = next((n for n in event.configuration_items if query_safe(n)), None)
+        if name is None and resource_id is not None:
+            name = resource_id.rstrip("/").rsplit("/", 1)[-1]
+        if name is None:
+            return _CiOutcome("new CI", None, "not created: no usable name")
+        record = {"name": name}
+        if resource_id is not None:
+            record[self.settings.ci_lookup_field] = resource_id
+        table = self.settings.ci_table
+        result = await self._api().call(
+            "POST", f"/api/now/table/{table}", table=table, params={"sysparm_fields": "sys_id,name"}, body=record
+        )
+        sys_id = str(result.get("sys_id")) if isinstance(result, dict) else ""
+        if not sys_id:
+            return _CiOutcome(f"new CI {name}", None, "not created: ServiceNow returned no sys_id")
+        match = _CiMatch(sys_id, name)
+        self._ci_cache.pop((self.settings.ci_lookup_field, (resource_id or "").casefold()), None)
+        self._ci_cache.pop(("name", name.casefold()), None)
+        log.info("servicenow ci created name=%s sys_id=%s", name, sys_id)
+        return _CiOutcome(f"new CI {name}", match, f"created in {table} (sys_id {sys_id})")
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def _post_event(self, event: AlertEvent) -> None:
+        resolved = event.condition is Condition.RESOLVED
+        names = [n for n in event.configuration_items if n]
+        resource = event.target_ids[0].rstrip("/").rsplit("/", 1)[-1] if event.target_ids else ""
+        when = (event.resolved_at if resolved else event.fired_at) or datetime.now(UTC)
+        record = {
+            "source": self.settings.event_source[:100],
+            "event_class": "secure-export",
+            "node": (names[0] if names else resource)[:100],
+            "type": (event.signal_type or "Azure Monitor alert")[:100],
+            "resource": resource[:100],
+            "metric_name": event.rule[:100],
+            "message_key": correlation_id(event.correlation_key),
+            "severity": "0" if resolved else str(self.settings.event_severity(event.severity)),
+            "resolution_state": "Closing" if resolved else "New",
+            "time_of_event": when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "description": self._description(event, [])[:4000],
+            "additional_info": json.dumps(_additional_info(event), sort_keys=True),
+        }
+        await self._api().call("POST", "/api/global/em/jsonv2", table="em_event", body={"records": [record]})
+        log.info(
+            "servicenow event posted message_key=%s severity=%s alert_id=%s",
+            record["message_key"], record["severity"], event.alert_id,
+        )
+
+    # -- text --------------------------------------------------------------------------------
+
+    def _short_description(self, event: AlertEvent) -> str:
+        where = next(iter(event.configuration_items), None) or (
+            event.target_ids[0].rstrip("/").rsplit("/", 1)[-1] if event.target_ids else None
+        )
+        text = f"[{event.severity or 'no severity'}] {event.rule}" + (f" on {where}" if where else "")
+        return text[:160]
+
+    def _description(self, event: AlertEvent, ci_lines: Sequence[str]) -> str:
+        lines = [
+            f"Azure Monitor alert rule: {event.rule}",
+            f"Condition: {event.condition}",
+            f"Severity: {event.severity or 'none'}",
+        ]
+        if event.signal_type or event.monitoring_service:
+            lines.append(f"Signal: {event.signal_type or '?'} ({event.monitoring_service or '?'})")
+        lines += [f"Target: {target}" for target in event.target_ids]
+        if event.condition_summary:
+            lines.append(f"Values: {event.condition_summary}")
+        if event.description:
+            lines.append(f"Rule description: {event.description}")
+        if event.fired_at:
+            lines.append(f"Fired at: {event.fired_at.isoformat()}")
+        if event.resolved_at:
+            lines.append(f"Resolved at: {event.resolved_at.isoformat()}")
+        if event.investigation_link:
+            lines.append(f"Investigate: {event.investigation_link}")
+        lines.append(f"Alert ID: {event.alert_id}")
+        if ci_lines:
+            lines.append("Configuration items:")
+            lines += [f"  - {line}" for line in ci_lines]
+        return "\n".join(lines)
+
+    def _occurrence_note(self, event: AlertEvent, marker: str, *, opened: bool = False) -> str:
+        what = "Opened for" if opened else "Occurrence of"
+        when = f" at {event.fired_at.isoformat()}" if event.fired_at else ""
+        if event.condition is Condition.RESOLVED:
+            return f"Azure Monitor sent Resolved for alert {event.alert_id}{when} before its Fired.\n{marker}"
+        summary = f"\n{event.condition_summary}" if event.condition_summary else ""
+        return f"{what} Azure Monitor alert {event.alert_id} (Fired{when}).{summary}\n{marker}"
+
+    def _close_notes(self, event: AlertEvent, *, before_fired: bool = False) -> str:
+        when = f" at {event.resolved_at.isoformat()}" if event.resolved_at else ""
+        text = f"Resolved by Azure Monitor: monitorCondition=Resolved{when} for alert {event.alert_id}."
+        if before_fired:
+            text += " Resolved arrived before Fired was applied; recorded as resolved so that the late Fired opens nothing."
+        return text
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _query(self, table: str, query: str, fields: str, *, limit: int = 2) -> list[dict[str, Any]]:
+        result = await self._api().call(
+            "GET",
+            f"/api/now/table/{table}",
+            table=table,
+            params={
+                "sysparm_query": query,
+                "sysparm_fields": fields,
+                "sysparm_limit": str(limit),
+                "sysparm_display_value": "false",
+                "sysparm_exclude_reference_link": "true",
+                "sysparm_no_count": "true",
+            },
+        )
+        return [row for row in result if isinstance(row, dict)] if isinstance(result, list) else []
+
+    def _api(self) -> _ServiceNowHttp:
+        if self._http is None:
+            raise TransientBackendError("ServiceNow backend not started")
+        return self._http
+
+    def _remember_rejection(self, error: CredentialsRejected) -> None:
+        self._readiness = (time.monotonic() + self.settings.readiness_cache_seconds, Readiness(False, str(error)))
+
+    @contextlib.asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._lock_users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[key] -= 1
+            if self._lock_users[key] <= 0:
+                del self._lock_users[key]
+                self._locks.pop(key, None)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
+def _additional_info(event: AlertEvent) -> dict[str, str]:
+    """The alert's essentials as ``em_event.additional_info`` wants them: every value a string."""
+    info: dict[str, str] = {}
+    for key, value in event.essentials.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            info[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            info[key] = ",".join(value)
+        else:
+            info[key] = json.dumps(value, sort_keys=True, default=str)
+    info.setdefault("alertId", event.alert_id)
+    info.setdefault("alertRule", event.rule)
+    info.setdefault("monitorCondition", str(event.condition))
+    if event.severity:
+        info.setdefault("severity", event.severity)
+    if event.target_ids:
+        info.setdefault("alertTargetIDs", ",".join(event.target_ids))
+    if event.configuration_items:
+        info.setdefault("configurationItems", ",".join(event.configuration_items))
+    if event.investigation_link:
+        info.setdefault("investigationLink", event.investigation_link)
+    if event.condition_summary:
+        info["conditionSummary"] = event.condition_summary
+    info["correlationKey"] = event.correlation_key
+    return info
+
+
+def _error_message(response: httpx.Response) -> str:
+    """ServiceNow's ``{"error": {"message", "detail"}}`` as one line (or the start of a non-JSON body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or "").strip()
+        detail = str(error.get("detail") or "").strip()
+        return f"{message}: {detail}" if message and detail else message or detail or response.reason_phrase
+    if isinstance(error, str):  # OAuth endpoint style
+        return error
+    return response.reason_phrase
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, min(seconds, cap))

@@ -1,0 +1,230 @@
+"""Configuration of the ServiceNow backend: every ``SECURE_EXPORT_SERVICENOW_*`` variable, validated once.
+
+Credentials are :class:`~pydantic.SecretStr` so that neither ``repr`` nor a log line ever shows them,
+and a validation error names the variable without echoing its value.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SECURE_EXPORT_SERVICENOW_"
+
+SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,79}$")
+_SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Target(enum.StrEnum):
+    """Where alerts go: incidents through the Table API, or events into Event Management."""
+
+    INCIDENT = "incident"
+    EVENT = "event"
+
+
+class AuthMode(enum.StrEnum):
+    """How the backend authenticates; ``auto`` derives it from which credentials are set."""
+
+    AUTO = "auto"
+    BASIC = "basic"
+    OAUTH_CLIENT_CREDENTIALS = "oauth-client-credentials"
+    OAUTH_PASSWORD = "oauth-password"
+
+
+class ImpactUrgency(BaseModel):
+    """The ``impact`` and ``urgency`` an incident gets for one Azure severity (1 High .. 3 Low)."""
+
+    impact: Annotated[int, Field(ge=1, le=3)]
+    urgency: Annotated[int, Field(ge=1, le=3)]
+
+
+DEFAULT_SEVERITY_MAP: dict[str, ImpactUrgency] = {
+    "Sev0": ImpactUrgency(impact=1, urgency=1),
+    "Sev1": ImpactUrgency(impact=1, urgency=2),
+    "Sev2": ImpactUrgency(impact=2, urgency=2),
+    "Sev3": ImpactUrgency(impact=2, urgency=3),
+    "Sev4": ImpactUrgency(impact=3, urgency=3),
+}
+"""Azure severity to incident impact/urgency; ``priority`` is left to the instance's lookup rules."""
+
+DEFAULT_EVENT_SEVERITY_MAP: dict[str, int] = {"Sev0": 1, "Sev1": 2, "Sev2": 4, "Sev3": 4, "Sev4": 5}
+"""Azure severity to ``em_event.severity``, as ServiceNow's own Azure Monitor connector maps it."""
+
+
+class ServiceNowSettingsError(ValueError):
+    """The ``SECURE_EXPORT_SERVICENOW_*`` configuration is invalid; the message names the variables."""
+
+
+class ServiceNowSettings(BaseSettings):
+    """Every setting of the ServiceNow backend (environment ``SECURE_EXPORT_SERVICENOW_<NAME>``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    url: str
+    """Instance base URL, e.g. ``https://acme.service-now.com``; plain ``http`` only for loopback."""
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    auth: AuthMode = AuthMode.AUTO
+    """``auto``: OAuth password grant with client id and user, client credentials with a client id
+    alone, basic auth with a user alone."""
+    target: Target = Target.INCIDENT
+
+    close_code: str = "Solution provided"
+    """``incident.close_code`` used when resolving; checked against ``sys_choice`` at start."""
+    ci_lookup_field: str = "object_id"
+    """``cmdb_ci`` field holding the Azure resource id (Service Graph connector / Discovery fill ``object_id``)."""
+    ci_table: str = "cmdb_ci"
+    create_cis: bool = False
+    """Create a CI for each resource not found; off by default: the CMDB belongs to its owners."""
+    assignment_group: str | None = None
+    """sys_id of the ``sys_user_group``; unset lets the instance pick one from the CI's support group."""
+    category: str | None = None
+    caller: str | None = None
+    """sys_id of the integration ``sys_user`` set as ``caller_id``."""
+    contact_type: str | None = None
+    severity_map: dict[str, ImpactUrgency] = Field(default_factory=dict)
+    """JSON such as ``{"Sev1": {"impact": 1, "urgency": 1}}``; severities left out keep the default."""
+    event_severity_map: dict[str, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
+    event_source: str = "Azure Monitor"
+    unknown_severity: str = "Sev3"
+    """Severity assumed when Azure sends none (budget alerts)."""
+
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    retry_after_cap_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    ci_cache_ttl_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    readiness_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    token_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    max_connections: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute https URL such as https://acme.service-now.com")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("must use https: credentials would travel in clear text")
+        if parts.query or parts.fragment or parts.username:
+            raise ValueError("must be the instance base URL, without query, fragment or credentials")
+        return value.strip().rstrip("/")
+
+    @field_validator("ci_lookup_field", "ci_table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        # These go into sysparm_query and the URL path, so they must be plain column/table names.
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a ServiceNow column or table name ([a-z_][a-z0-9_]*)")
+        return value
+
+    @field_validator("assignment_group", "caller")
+    @classmethod
+    def _sys_id(cls, value: str | None) -> str | None:
+        if value is not None and not _SYS_ID.match(value):
+            raise ValueError("must be a 32-character hex sys_id")
+        return value
+
+    @field_validator("severity_map", "event_severity_map")
+    @classmethod
+    def _severities(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(SEVERITIES))
+        if unknown:
+            raise ValueError(f"unknown severities {unknown}; use {', '.join(SEVERITIES)}")
+        return value
+
+    @field_validator("unknown_severity")
+    @classmethod
+    def _unknown_severity(cls, value: str) -> str:
+        if value not in SEVERITIES:
+            raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
+        return value
+
+    @field_validator("close_code", "event_source")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ServiceNowSettings:
+        mode = self.effective_auth
+        have_user = bool(self.username) and self.password is not None
+        have_client = bool(self.client_id) and self.client_secret is not None
+        if mode is AuthMode.BASIC and not have_user:
+            raise ValueError("basic auth needs SECURE_EXPORT_SERVICENOW_USERNAME and _PASSWORD")
+        if mode is AuthMode.OAUTH_CLIENT_CREDENTIALS and not have_client:
+            raise ValueError("OAuth client credentials need SECURE_EXPORT_SERVICENOW_CLIENT_ID and _CLIENT_SECRET")
+        if mode is AuthMode.OAUTH_PASSWORD and not (have_user and have_client):
+            raise ValueError(
+                "the OAuth password grant needs SECURE_EXPORT_SERVICENOW_CLIENT_ID, _CLIENT_SECRET, _USERNAME and _PASSWORD"
+            )
+        return self
+
+    @property
+    def effective_auth(self) -> AuthMode:
+        """The authentication actually used (``auto`` resolved from the credentials present)."""
+        if self.auth is not AuthMode.AUTO:
+            return self.auth
+        have_user = bool(self.username) and self.password is not None
+        have_client = bool(self.client_id) and self.client_secret is not None
+        if have_client and have_user:
+            return AuthMode.OAUTH_PASSWORD
+        if have_client:
+            return AuthMode.OAUTH_CLIENT_CREDENTIALS
+        if have_user:
+            return AuthMode.BASIC
+        raise ValueError(
+            "no credentials: set SECURE_EXPORT_SERVICENOW_USERNAME and _PASSWORD (basic), "
+            "or _CLIENT_ID and _CLIENT_SECRET (OAuth)"
+        )
+
+    def impact_urgency(self, severity: str | None) -> ImpactUrgency:
+        """Impact and urgency for an Azure severity (``None`` counts as :attr:`unknown_severity`)."""
+        key = severity if severity in SEVERITIES else self.unknown_severity
+        return self.severity_map.get(key) or DEFAULT_SEVERITY_MAP[key]
+
+    def event_severity(self, severity: str | None) -> int:
+        """``em_event.severity`` (1 Critical .. 5 OK) for an Azure severity."""
+        key = severity if severity in SEVERITIES else self.unknown_severity
+        return self.event_severity_map.get(key) or DEFAULT_EVENT_SEVERITY_MAP[key]
+
+    @classmethod
+    def load(cls, **overrides: Any) -> ServiceNowSettings:
+        """Read and validate the environment; raise :class:`ServiceNowSettingsError` naming each bad variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as error:
+            raise ServiceNowSettingsError(describe_validation_error(error)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the environment variable and never echoing its (possibly secret) value."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "ServiceNow settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "is required"
+        lines.append(f"{name}: {message}")
+    return "invalid ServiceNow configuration: " + "; ".join(lines)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
