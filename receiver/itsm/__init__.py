@@ -1,1 +1,32 @@
-"""ITSM backends behind one interface (``base.Backend``): ``embedded`` and ``servicenow``."""
+"""ITSM backends behind one interface (``base.Backend``): ``embedded`` and ``servicenow``.
+
+:func:`create_backend` picks one from ``SECURE_EXPORT_ITSM``. Each backend module is imported
+only when selected, so an embedded deployment never loads the ServiceNow client and vice versa.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from receiver.itsm.base import Backend
+
+if TYPE_CHECKING:
+    from receiver.settings import ReceiverSettings
+
+
+def create_backend(settings: ReceiverSettings) -> Backend:
+    """The backend ``settings.itsm`` names, configured from the settings.
+
+    ``embedded`` keeps work items and CIs in ``settings.db`` (the inbox's file) with the
+    configured severity → priority map; ``servicenow`` reads its own ``SECURE_EXPORT_SERVICENOW_*``
+    variables (and raises with a message naming them when they are wrong).
+    """
+    if settings.itsm == "embedded":
+        from receiver.itsm.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(settings.db, priority_map=settings.priority_map)
+    if settings.itsm == "servicenow":
+        from receiver.itsm.servicenow import ServiceNowBackend
+
+        return ServiceNowBackend.from_env(settings)
+    raise ValueError(f"unknown ITSM backend {settings.itsm!r}; set SECURE_EXPORT_ITSM to embedded or servicenow")

@@ -1,0 +1,415 @@
+"""The receiver's ASGI application: ``POST /api/alerts``, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Why Starlette and not FastAPI: the service has four routes and one hot path whose whole job is
+"check size, type and token, parse once, commit, answer". FastAPI would add request/response
+model validation, dependency injection and OpenAPI generation on every call, and it would parse
+the body a second time; the common alert schema is already validated by ``receiver.schema``
+(pydantic) exactly once. Starlette gives routing, lifespan and streaming bodies with the least
+work per request, which is what the throughput target (close to a bare handler) needs.
+
+The order of checks in ``POST /api/alerts`` (cheapest and least trusting first):
+
+1. size: ``Content-Length`` above ``SECURE_EXPORT_MAX_BODY_BYTES`` → 413 (the body is not read);
+2. ``Content-Type`` not ``application/json`` (``; charset=utf-8`` accepted) → 415;
+3. token → 401 (with ``WWW-Authenticate: Bearer error="invalid_token"``) or 403 — *before* the
+   body is read, so unauthenticated callers cost no parsing;
+4. the streamed body over the limit (no or lying ``Content-Length``) → 413;
+5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; not the common schema → 422;
+6. subscription allow-list → 403;
+7. the inbox cannot commit → 503 with ``Retry-After`` (Azure retries 503);
+8. committed → 202 ``{"status":"accepted","alertId":..,"monitorCondition":..,"duplicate":bool}``.
+
+No answer is ever a 500 or carries a stack trace: an unexpected exception anywhere is logged
+(with its traceback, in the logs only) and answered ``503 {"error":"unavailable"}`` — a bug is
+then "try again" for Azure, which retries 503, rather than a lost alert. Unknown paths get 404
+and wrong methods 405, both with JSON bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from receiver.auth import AuthError, AuthPolicy, JwksCache, TokenVerifier, alert_subscriptions, check_subscriptions
+from receiver.dispatch import Dispatcher
+from receiver.inbox import Inbox, InboxUnavailable
+from receiver.itsm.base import Backend
+from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from receiver.metrics import ReceiverMetrics, route_label
+from receiver.schema import AlertParseError, parse_alert
+from receiver.settings import ReceiverSettings
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+RETRY_AFTER_SECONDS = "5"
+READINESS_TIMEOUT_SECONDS = 3.0
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
+        status_code=status,
+        headers=headers,
+        media_type=JSON,
+    )
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """The JSON error body of DESIGN.md: ``{"error": code, "detail": detail}``."""
+    return _json(status, {"error": code, "detail": detail}, headers)
+
+
+def _content_type_ok(value: str | None) -> bool:
+    """``application/json`` with no charset or a UTF-8 one (JSON is UTF-8, RFC 8259)."""
+    if not value:
+        return False
+    media, _, params = value.partition(";")
+    if media.strip().lower() != JSON:
+        return False
+    for param in params.split(";"):
+        name, _, arg = param.partition("=")
+        if name.strip().lower() == "charset" and arg.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+@dataclass
+class Runtime:
+    """Everything one app owns; reachable as ``app.state.receiver`` (tests, demo, benchmarks)."""
+
+    settings: ReceiverSettings
+    backend: Backend
+    verifier: TokenVerifier
+    jwks: JwksCache
+    owns_jwks: bool
+    inbox: Inbox
+    dispatcher: Dispatcher
+    metrics: ReceiverMetrics
+    shutting_down: bool = False
+    started: bool = False
+    in_flight: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Guard:
+    """Outermost middleware: counts and times every answer; turns any escaped exception into 503."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self._children: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        runtime = self.runtime
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        runtime.in_flight += 1
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:  # noqa: BLE001 - the one place that guarantees "no 500"
+            log.exception("unhandled error while answering a request", extra={"event": "unhandled_error", "path": scope.get("path")})
+            if status == 0:
+                status = 503
+                response = error_response(
+                    503, "unavailable", "the receiver hit an internal problem; retry later",
+                    {"Retry-After": RETRY_AFTER_SECONDS},
+                )
+                with contextlib.suppress(Exception):
+                    await response(scope, receive, send)
+        finally:
+            runtime.in_flight -= 1
+            route = route_label(scope.get("path", ""))
+            child = self._children.get((route, status))
+            if child is None:
+                child = runtime.metrics.requests.labels(route=route, status=str(status))
+                self._children[(route, status)] = child
+            child.inc()
+            timer = self._timers.get(route)
+            if timer is None:
+                timer = runtime.metrics.request_seconds.labels(route=route)
+                self._timers[route] = timer
+            timer.observe(time.perf_counter() - started)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it grows past ``limit`` (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(413, "payload_too_large", f"the body is larger than the limit of {limit} bytes")
+
+
+def _make_post_alert(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    settings = runtime.settings
+    limit = settings.max_body_bytes
+    allowed_subscriptions = settings.allowed_subscriptions
+    verifier = runtime.verifier
+    inbox = runtime.inbox
+    metrics = runtime.metrics
+    put_timeout = settings.inbox_busy_timeout_seconds * 2 + 5.0
+
+    async def post_alert(request: Request) -> Response:
+        headers = request.headers
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > limit:
+                    return _too_large(limit)
+            except ValueError:
+                return error_response(400, "bad_request", "Content-Length is not a number")
+        if not _content_type_ok(headers.get("content-type")):
+            return error_response(
+                415, "unsupported_media_type", "the body must be sent as Content-Type: application/json"
+            )
+        try:
+            await verifier.verify(headers.get("authorization"))
+        except AuthError as error:
+            log.info(
+                "request refused",
+                extra={"event": "auth_refused", "status": error.status, "code": error.code, "reason": error.detail},
+            )
+            return error_response(error.status, error.code, error.detail, error.headers)
+        body = await _read_limited(request, limit)
+        if body is None:
+            return _too_large(limit)
+        try:
+            alert = parse_alert(body)
+        except AlertParseError as error:
+            return error_response(error.status, error.code, error.detail)
+        essentials = alert.data.essentials
+        alert_id = essentials.alert_id
+        condition = essentials.monitor_condition
+        if allowed_subscriptions is not None:
+            try:
+                check_subscriptions(
+                    alert_subscriptions(alert_id, essentials.alert_target_ids), allowed_subscriptions
+                )
+            except AuthError as error:
+                log.info(
+                    "alert refused by subscription allow-list",
+                    extra={"event": "subscription_refused", "alert_id": alert_id, "reason": error.detail},
+                )
+                return error_response(error.status, error.code, error.detail, error.headers)
+        try:
+            async with asyncio.timeout(put_timeout):
+                result = await inbox.put(alert_id, condition, body)
+        except (InboxUnavailable, TimeoutError) as error:
+            log.warning(
+                "inbox unavailable; answered 503",
+                extra={"event": "inbox_unavailable", "alert_id": alert_id, "error": str(error) or "timeout"},
+            )
+            return error_response(
+                503,
+                "inbox_unavailable",
+                "the alert could not be stored durably right now; retry later",
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        metrics.alerts_accepted.labels(condition=condition, duplicate="true" if result.duplicate else "false").inc()
+        log.info(
+            "alert accepted",
+            extra={"event": "alert_accepted", "alert_id": alert_id, "condition": condition, "duplicate": result.duplicate},
+        )
+        return _json(
+            202,
+            {"status": "accepted", "alertId": alert_id, "monitorCondition": condition, "duplicate": result.duplicate},
+        )
+
+    return post_alert
+
+
+def _make_readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    async def readyz(request: Request) -> Response:
+        problems: list[str] = []
+        if runtime.shutting_down:
+            problems.append("shutting down")
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                await runtime.inbox.probe()
+        except (InboxUnavailable, TimeoutError) as error:
+            problems.append(f"inbox not writable: {error or 'timed out'}")
+        if not runtime.jwks.loaded:
+            reason = getattr(runtime.jwks, "last_error", None)
+            problems.append("signing keys not loaded" + (f": {reason}" if reason else ""))
+        if runtime.dispatcher.backend_error:
+            problems.append(runtime.dispatcher.backend_error)
+        else:
+            try:
+                async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+                    readiness = await runtime.backend.readiness()
+                if not readiness.ready:
+                    problems.append(f"backend {runtime.backend.name} not ready: {readiness.reason or 'no reason given'}")
+            except TimeoutError:
+                problems.append(f"backend {runtime.backend.name} readiness check timed out")
+        if problems:
+            return error_response(503, "not_ready", "; ".join(problems))
+        return _json(200, {"status": "ready"})
+
+    return readyz
+
+
+async def _healthz(request: Request) -> Response:
+    return _json(200, {"status": "ok"})
+
+
+def _make_metrics(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
+        return Response(runtime.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    return metrics
+
+
+_STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    detail = {404: f"no route {request.url.path!r}", 405: f"method {request.method} is not allowed here"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+def create_app(
+    settings: ReceiverSettings,
+    *,
+    backend: Backend | None = None,
+    verifier: TokenVerifier | None = None,
+) -> Starlette:
+    """The receiver as an ASGI app.
+
+    ``backend`` defaults to :func:`receiver.itsm.create_backend`; ``verifier`` to one built from
+    the settings with its own :class:`JwksCache`, which the app starts and closes. An injected
+    verifier's key cache (``verifier.keys``) is started if it has no keys yet and left open at
+    shutdown (its owner closes it). The lifespan opens the inbox, starts the backend, the keys
+    and the dispatcher; at shutdown (after uvicorn finished the requests in flight) it stops the
+    dispatcher, drains the inbox writer, and closes the backend and the keys.
+    """
+    if backend is None:
+        from receiver.itsm import create_backend
+
+        backend = create_backend(settings)
+    owns_jwks = verifier is None
+    if verifier is None:
+        jwks = JwksCache(
+            settings.jwks_uri,
+            refresh_interval=settings.jwks_refresh_seconds,
+            min_unknown_kid_interval=settings.jwks_min_refetch_seconds,
+        )
+        policy = AuthPolicy(
+            tenant_id=settings.tenant_id,
+            audiences=settings.audiences,
+            allowed_callers=settings.allowed_callers,
+            required_role=settings.required_role,
+            clock_skew_seconds=settings.clock_skew_seconds,
+        )
+        verifier = TokenVerifier(policy, jwks, cache_size=settings.token_cache_size)
+    else:
+        jwks = verifier.keys
+    metrics = ReceiverMetrics()
+    inbox = Inbox(settings.db, busy_timeout=settings.inbox_busy_timeout_seconds)
+    dispatcher = Dispatcher(
+        inbox,
+        backend,
+        correlation=settings.correlation,
+        max_attempts=settings.dispatch_max_attempts,
+        backoff_base=settings.dispatch_backoff_base_seconds,
+        backoff_cap=settings.dispatch_backoff_cap_seconds,
+        concurrency=settings.dispatch_concurrency,
+        apply_timeout=settings.dispatch_apply_timeout_seconds,
+        metrics=metrics,
+    )
+    inbox.set_on_committed(dispatcher.notify)
+    metrics.bind_inbox(inbox)
+    metrics.bind_auth(verifier, jwks)
+    runtime = Runtime(
+        settings=settings,
+        backend=backend,
+        verifier=verifier,
+        jwks=jwks,
+        owns_jwks=owns_jwks,
+        inbox=inbox,
+        dispatcher=dispatcher,
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await inbox.open()
+            stack.push_async_callback(inbox.close)
+            if owns_jwks or not jwks.loaded:
+                await jwks.start()
+                if owns_jwks:
+                    stack.push_async_callback(jwks.close)
+            stack.push_async_callback(backend.close)
+            await dispatcher.start()
+            stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+            runtime.started = True
+            log.info(
+                "receiver started",
+                extra={
+                    "event": "receiver_started",
+                    "backend": backend.name,
+                    "db": settings.db,
+                    "pending": inbox.depth(),
+                    "parked": inbox.parked(),
+                },
+            )
+            try:
+                yield
+            finally:
+                runtime.shutting_down = True
+                log.info("receiver stopping", extra={"event": "receiver_stopping", "pending": inbox.depth()})
+
+    app = Starlette(
+        routes=[
+            Route("/api/alerts", _make_post_alert(runtime), methods=["POST"]),
+            Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", _make_readyz(runtime), methods=["GET", "HEAD"]),
+            Route("/metrics", _make_metrics(runtime), methods=["GET"]),
+        ],
+        middleware=[Middleware(_Guard, runtime=runtime)],
+        exception_handlers={HTTPException: _http_exception},
+        lifespan=lifespan,
+    )
+    app.state.receiver = runtime
+    return app

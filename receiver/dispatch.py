@@ -1,0 +1,467 @@
+"""The dispatcher: applies inbox rows to the ITSM backend, in order per correlation key, with retry.
+
+How it works:
+
+* A **loader** reads pending rows from the inbox in arrival order, at start (rows left by a
+  previous run or a crash) and whenever the inbox commits new rows (it is woken at once, no
+  polling delay). It keeps at most ``max_in_memory`` rows in memory; the rest wait on disk.
+* Rows are grouped by **correlation key** (``SECURE_EXPORT_CORRELATION``): ``alert`` → the
+  alert id; ``rule-target`` → the alert rule (id, else name) and the sorted target resource
+  ids, lower-cased. Each key is a FIFO: a Fired and its Resolved are never applied concurrently
+  or out of arrival order.
+* ``concurrency`` **workers** take keys from a ready queue, so at most that many backend calls
+  run at once while different keys proceed in parallel. A key waiting for a retry holds no worker.
+* **Failures**: :class:`TransientBackendError` (and any unexpected exception or a timeout) is
+  retried after an exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``);
+  a backend's ``retry_after`` is honoured, capped at ``backoff_cap``. The attempt count and the
+  last error are stored on the row, so the limit survives restarts. After ``max_attempts``, or at
+  once on :class:`PermanentBackendError`, the row is **parked**: it stays in the database with
+  its reason, is counted in metrics and listed by ``secure-export work-items``; later rows of the
+  same key then proceed.
+* A row leaves the pending set only after ``backend.apply`` returned. A crash in between replays
+  the event at the next start; backends are idempotent per ``(alert_id, condition)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.inbox import Inbox, InboxRow
+from receiver.itsm.base import (
+    AlertEvent,
+    Backend,
+    Condition,
+    PermanentBackendError,
+    TransientBackendError,
+)
+
+log = logging.getLogger(__name__)
+
+_LOAD_BATCH = 500
+_STOP = None
+
+
+class UnusableRow(Exception):
+    """A stored body that cannot become an :class:`AlertEvent` (parked at once)."""
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str) and item)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def correlation_key(essentials: Mapping[str, Any], mode: str) -> str:
+    """The key that groups deliveries into one work item (see module docstring)."""
+    alert_id = str(essentials.get("alertId", ""))
+    if mode != "rule-target":
+        return alert_id
+    rule = (
+        _text(essentials.get("alertRuleID"))
+        or _text(essentials.get("alertRuleId"))
+        or _text(essentials.get("alertRule"))
+        or ""
+    )
+    targets = sorted({target.strip().lower() for target in _strings(essentials.get("alertTargetIDs"))})
+    if not rule and not targets:
+        # Nothing to group by: fall back to the alert itself rather than lumping strangers together.
+        return alert_id
+    return f"{rule.strip().lower()}|{','.join(targets)}"
+
+
+def build_event(body: bytes, mode: str) -> AlertEvent:
+    """Turn a stored request body into the :class:`AlertEvent` a backend receives."""
+    try:
+        document = json.loads(body)
+        essentials = document["data"]["essentials"]
+        alert_id = essentials["alertId"]
+        condition = Condition(essentials["monitorCondition"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise UnusableRow(f"stored alert cannot be read: {type(error).__name__}: {error}") from None
+    if not isinstance(alert_id, str) or not alert_id:
+        raise UnusableRow("stored alert has no alertId")
+    summary = None
+    try:
+        # Deferred import: schema's models are only needed here and in the request path.
+        from receiver.schema import CommonAlert, condition_summary
+
+        summary = condition_summary(CommonAlert.from_object(document))
+    except Exception as error:  # noqa: BLE001 - a summary is a nicety, never a reason to fail
+        log.debug("no condition summary", extra={"event": "summary_failed", "error": str(error)})
+    severity = essentials.get("severity")
+    return AlertEvent(
+        alert_id=alert_id,
+        condition=condition,
+        correlation_key=correlation_key(essentials, mode),
+        rule=_text(essentials.get("alertRule")) or "",
+        severity=severity if severity in ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4") else None,
+        signal_type=_text(essentials.get("signalType")),
+        monitoring_service=_text(essentials.get("monitoringService")),
+        target_ids=_strings(essentials.get("alertTargetIDs")),
+        configuration_items=_strings(essentials.get("configurationItems")),
+        description=_text(essentials.get("description")),
+        fired_at=_timestamp(essentials.get("firedDateTime")),
+        resolved_at=_timestamp(essentials.get("resolvedDateTime")),
+        investigation_link=_text(essentials.get("investigationLink")),
+        condition_summary=summary,
+        essentials=dict(essentials),
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    row_id: int
+    alert_id: str
+    condition: str
+    key: str
+    event: AlertEvent | None
+    problem: str | None
+    attempts: int
+    not_before: float
+
+
+class Dispatcher:
+    """Applies pending inbox rows to a backend; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        backend: Backend,
+        *,
+        correlation: str = "alert",
+        max_attempts: int = 15,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        concurrency: int = 8,
+        apply_timeout: float = 30.0,
+        max_in_memory: int = 10_000,
+        metrics: Any = None,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.inbox = inbox
+        self.backend = backend
+        self.correlation = correlation
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.concurrency = concurrency
+        self.apply_timeout = apply_timeout
+        self.max_in_memory = max_in_memory
+        self.metrics = metrics
+        self._rng = rng
+        self._clock = clock
+        self._keys: dict[str, deque[_Entry]] = {}
+        self._in_memory = 0
+        self._last_id = 0
+        self._ready: asyncio.Queue[str | None] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._backend_started = False
+        self.backend_error: str | None = None
+        """Why the backend could not be started yet (shown by ``/readyz``), or None."""
+        self.applied = 0
+        self.failures = 0
+        self.parked = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the backend and the workers; pending rows from earlier runs are picked up.
+
+        A :class:`PermanentBackendError` from ``backend.start()`` is raised (bad configuration:
+        the receiver must not start). Any other failure is retried in the background while the
+        receiver keeps accepting alerts into the inbox.
+        """
+        try:
+            await self.backend.start()
+            self._backend_started = True
+        except PermanentBackendError:
+            raise
+        except Exception as error:  # noqa: BLE001 - transient: retried below
+            self.backend_error = f"backend did not start: {error}"
+            log.warning("backend start failed; retrying", extra={"event": "backend_start_failed", "error": str(error)})
+        self._stopping = False
+        self._wake.set()
+        self._tasks.append(asyncio.create_task(self._run_loader(), name="dispatch-loader"))
+        for number in range(self.concurrency):
+            self._tasks.append(asyncio.create_task(self._run_worker(), name=f"dispatch-worker-{number}"))
+
+    def notify(self) -> None:
+        """New rows were committed: load them now (called on the event loop)."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work; give backend calls in flight ``grace`` seconds, then cancel them.
+
+        Rows not confirmed by the backend stay pending in the inbox for the next start.
+        """
+        self._stopping = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for _ in range(self.concurrency):
+            self._ready.put_nowait(_STOP)
+        self._wake.set()
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        _, still_running = await asyncio.wait(tasks, timeout=grace)
+        for task in still_running:
+            task.cancel()
+        for task in still_running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    @property
+    def backend_started(self) -> bool:
+        """Whether ``backend.start()`` has succeeded."""
+        return self._backend_started
+
+    def in_memory(self) -> int:
+        """Rows loaded and not yet done or parked."""
+        return self._in_memory
+
+    # --- loading -----------------------------------------------------------------------------
+
+    async def _run_loader(self) -> None:
+        start_attempt = 0
+        while not self._stopping:
+            if not self._backend_started:
+                start_attempt += 1
+                if not await self._try_start_backend(start_attempt):
+                    continue
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - inbox trouble: try again shortly
+                log.warning("loading inbox rows failed", extra={"event": "dispatch_load_failed", "error": str(error)})
+                await asyncio.sleep(min(self.backoff_cap, max(self.backoff_base, 0.5)))
+                self._wake.set()
+
+    async def _try_start_backend(self, attempt: int) -> bool:
+        await asyncio.sleep(self._backoff(attempt))
+        try:
+            await self.backend.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - keep trying; /readyz shows why
+            self.backend_error = f"backend did not start: {error}"
+            log.warning("backend start failed; retrying", extra={"event": "backend_start_failed", "error": str(error)})
+            return False
+        self._backend_started = True
+        self.backend_error = None
+        log.info("backend started", extra={"event": "backend_started", "backend": self.backend.name})
+        self._wake.set()
+        return True
+
+    async def _load(self) -> None:
+        while self._in_memory < self.max_in_memory and not self._stopping:
+            limit = min(_LOAD_BATCH, self.max_in_memory - self._in_memory)
+            rows = await self.inbox.pending(after_id=self._last_id, limit=limit)
+            for row in rows:
+                self._enqueue(row)
+                self._last_id = row.id
+            if len(rows) < limit:
+                return
+
+    def _enqueue(self, row: InboxRow) -> None:
+        event: AlertEvent | None
+        problem: str | None = None
+        try:
+            event = build_event(row.body, self.correlation)
+            key = event.correlation_key
+        except UnusableRow as error:
+            event, problem, key = None, str(error), row.alert_id
+        entry = _Entry(
+            row_id=row.id,
+            alert_id=row.alert_id,
+            condition=row.monitor_condition,
+            key=key,
+            event=event,
+            problem=problem,
+            attempts=row.attempts,
+            not_before=row.next_attempt_at or 0.0,
+        )
+        self._in_memory += 1
+        queue = self._keys.get(key)
+        if queue is not None:
+            queue.append(entry)  # the key is already owned by a worker, a timer or the ready queue
+            return
+        self._keys[key] = deque([entry])
+        self._ready.put_nowait(key)
+
+    # --- applying ----------------------------------------------------------------------------
+
+    async def _run_worker(self) -> None:
+        while True:
+            key = await self._ready.get()
+            if key is _STOP or self._stopping:
+                return
+            queue = self._keys.get(key)
+            if not queue:
+                self._keys.pop(key, None)
+                continue
+            entry = queue[0]
+            wait = entry.not_before - self._clock()
+            if wait > 0:
+                self._schedule(key, wait)
+                continue
+            finished = await self._attempt(entry)
+            if finished:
+                queue.popleft()
+                self._in_memory -= 1
+                if self._in_memory < self.max_in_memory // 2:
+                    self._wake.set()
+                if queue:
+                    self._ready.put_nowait(key)
+                else:
+                    del self._keys[key]
+            else:
+                self._schedule(key, max(0.0, entry.not_before - self._clock()))
+
+    def _schedule(self, key: str, delay: float) -> None:
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def release() -> None:
+            self._timers.discard(handle)
+            if not self._stopping:
+                self._ready.put_nowait(key)
+
+        handle = loop.call_later(delay, release)
+        self._timers.add(handle)
+
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Delay before retry number ``attempt`` (1-based): full jitter, or the backend's ``retry_after``."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.backoff_cap)
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** min(attempt - 1, 60)))
+        return self._rng() * ceiling
+
+    async def _attempt(self, entry: _Entry) -> bool:
+        """Apply one row once; True when it is finished (done or parked), False to retry later."""
+        backend_name = getattr(self.backend, "name", "backend")
+        if entry.event is None:
+            await self._park(entry, entry.problem or "unusable row", reason="permanent")
+            return True
+        retry_after: float | None = None
+        try:
+            await asyncio.wait_for(self.backend.apply(entry.event), self.apply_timeout)
+        except asyncio.CancelledError:
+            raise
+        except PermanentBackendError as error:
+            self._count_call(backend_name, "permanent", error)
+            entry.attempts += 1
+            await self._park(entry, f"permanent backend error: {error}", reason="permanent")
+            return True
+        except TransientBackendError as error:
+            self._count_call(backend_name, "transient", error)
+            message = f"transient backend error: {error}"
+            retry_after = error.retry_after
+        except TimeoutError as error:
+            self._count_call(backend_name, "transient", error)
+            message = f"backend call timed out after {self.apply_timeout:g}s"
+        except Exception as error:  # noqa: BLE001 - a bug must not drop an alert: retried
+            self._count_call(backend_name, "transient", error)
+            message = f"unexpected backend error: {type(error).__name__}: {error}"
+            log.exception(
+                "backend raised an unexpected exception",
+                extra={"event": "backend_unexpected_error", "alert_id": entry.alert_id, "condition": entry.condition},
+            )
+        else:
+            self._count_call(backend_name, "ok", None)
+            self.applied += 1
+            try:
+                await self.inbox.mark_done(entry.row_id)
+            except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
+                log.warning(
+                    "could not mark an applied row done; it will be replayed (idempotently) after a restart",
+                    extra={"event": "mark_done_failed", "row_id": entry.row_id, "error": str(error)},
+                )
+            return True
+        # A transient failure of some kind.
+        self.failures += 1
+        entry.attempts += 1
+        if entry.attempts >= self.max_attempts:
+            await self._park(
+                entry, f"gave up after {entry.attempts} attempts; last error: {message}", reason="max_attempts"
+            )
+            return True
+        delay = self._backoff(entry.attempts, retry_after)
+        entry.not_before = self._clock() + delay
+        log.info(
+            "backend apply failed; will retry",
+            extra={
+                "event": "dispatch_retry",
+                "alert_id": entry.alert_id,
+                "condition": entry.condition,
+                "attempt": entry.attempts,
+                "retry_in_seconds": round(delay, 3),
+                "error": message,
+            },
+        )
+        try:
+            await self.inbox.record_failure(entry.row_id, entry.attempts, message, entry.not_before)
+        except Exception as error:  # noqa: BLE001 - the retry goes on; only the stored count lags
+            log.warning("could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)})
+        return False
+
+    async def _park(self, entry: _Entry, reason_text: str, *, reason: str) -> None:
+        self.parked += 1
+        if self.metrics is not None:
+            self.metrics.parked.labels(reason=reason).inc()
+        log.error(
+            "inbox row parked as failed",
+            extra={
+                "event": "dispatch_parked",
+                "alert_id": entry.alert_id,
+                "condition": entry.condition,
+                "attempts": entry.attempts,
+                "reason": reason_text,
+            },
+        )
+        try:
+            await self.inbox.park(entry.row_id, max(entry.attempts, 1), reason_text)
+        except Exception as error:  # noqa: BLE001 - still pending on disk: retried after a restart
+            log.warning("could not park a row", extra={"event": "park_failed", "error": str(error)})
+
+    def _count_call(self, backend_name: str, outcome: str, error: BaseException | None) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.backend_calls.labels(backend=backend_name, outcome=outcome).inc()
+        if error is not None:
+            self.metrics.backend_errors.labels(backend=backend_name, kind=type(error).__name__).inc()

@@ -1,0 +1,491 @@
+"""The durable inbox: every accepted alert is a row in SQLite before the caller hears ``202``.
+
+Design (why it is fast and safe):
+
+* **One writer thread owns one connection** (WAL, ``synchronous=FULL``: a commit is on disk when
+  it returns). Request handlers never touch SQLite; they enqueue their row and await a future.
+* **Group commit.** The writer takes *everything* queued, runs it in one transaction and commits
+  once, so concurrent requests share one fsync; then it resolves all their futures in a single
+  hop back to the event loop. Under load a batch grows by itself while the previous fsync runs.
+* **Idempotency** is the ``UNIQUE(alert_id, monitor_condition)`` constraint with
+  ``INSERT ... ON CONFLICT DO NOTHING``: a repeated delivery is answered ``202`` with
+  ``duplicate: true`` and changes nothing, even after the first one was dispatched (done rows stay).
+* The dispatcher's bookkeeping (mark done, record a failure, park) goes through the same writer,
+  so there is exactly one SQLite writer in this process and no lock ping-pong with requests.
+  (The embedded ITSM backend writes its own tables in the same file through its own connection;
+  ``busy_timeout`` covers those short transactions.)
+
+Row states: ``pending`` (waiting for the backend), ``done`` (the backend confirmed it), ``parked``
+(failed permanently or too often; listed by :func:`list_parked` and ``secure-export work-items``).
+A row leaves ``pending`` only when the backend confirmed it or it was parked — never silently.
+One receiver process per database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    monitor_condition TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'parked')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at REAL,
+    done_at TEXT,
+    parked_at TEXT,
+    UNIQUE (alert_id, monitor_condition)
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS inbox_parked ON inbox (id) WHERE state = 'parked';
+CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_INSERT = (
+    "INSERT INTO inbox (alert_id, monitor_condition, body, received_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (alert_id, monitor_condition) DO NOTHING"
+)
+
+_MAX_BATCH = 2048
+"""Upper bound of items in one transaction, so one huge burst cannot starve the futures' loop hop."""
+
+
+class InboxUnavailable(Exception):
+    """The inbox could not store the row (disk full, read-only, locked): answer 503, Azure retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """Outcome of :meth:`Inbox.put`."""
+
+    row_id: int | None
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """A pending row as the dispatcher sees it."""
+
+    id: int
+    alert_id: str
+    monitor_condition: str
+    body: bytes
+    received_at: str
+    attempts: int
+    next_attempt_at: float | None
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def connect(db_path: str, *, busy_timeout: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
+    """Open ``db_path`` the way every inbox user must: WAL, FULL sync, busy timeout, autocommit."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"{Path(db_path).resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    else:
+        conn = sqlite3.connect(
+            db_path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    return conn
+
+
+# --- work items for the writer thread ------------------------------------------------------
+
+
+class _Item:
+    """One unit of work for the writer: runs inside the batch's transaction."""
+
+    __slots__ = ("future", "loop", "result", "error")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, future: Any) -> None:
+        self.loop = loop
+        self.future = future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, conn: sqlite3.Connection, inbox: Inbox) -> None:
+        raise NotImplementedError
+
+
+class _Put(_Item):
+    __slots__ = ("alert_id", "condition", "body", "received_at")
+
+    def __init__(self, loop: Any, future: Any, alert_id: str, condition: str, body: bytes) -> None:
+        super().__init__(loop, future)
+        self.alert_id = alert_id
+        self.condition = condition
+        self.body = body
+        self.received_at = _now_iso()
+
+    def run(self, conn: sqlite3.Connection, inbox: Inbox) -> None:
+        cur = conn.execute(_INSERT, (self.alert_id, self.condition, self.body, self.received_at))
+        if cur.rowcount == 1:
+            self.result = PutResult(cur.lastrowid, False)
+        else:
+            self.result = PutResult(None, True)
+
+
+class _Op(_Item):
+    """Any other statement(s): dispatcher bookkeeping, reads, the readiness probe."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, loop: Any, future: Any, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        super().__init__(loop, future)
+        self.fn = fn
+
+    def run(self, conn: sqlite3.Connection, inbox: Inbox) -> None:
+        self.result = self.fn(conn)
+
+
+_STOP = object()
+
+
+class Inbox:
+    """Durable, idempotent store of accepted alerts with a group-committing writer thread.
+
+    ``open()`` creates the tables and starts the writer; ``close()`` drains what is queued and
+    stops it. All public coroutines must be awaited on the loop that called ``open()``.
+    """
+
+    def __init__(
+        self,
+        db_path: str,
+        *,
+        busy_timeout: float = 1.0,
+        on_committed: Callable[[], None] | None = None,
+    ) -> None:
+        self.db_path = str(db_path)
+        self.busy_timeout = busy_timeout
+        self._on_committed = on_committed
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._depth = 0
+        self._parked = 0
+        self._closed = True
+        self.commits = 0
+        """Transactions committed (each one fsync); with ``rows_written`` shows the group-commit factor."""
+        self.rows_written = 0
+        self.write_failures = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def set_on_committed(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` on the event loop after a commit that inserted new rows."""
+        self._on_committed = callback
+
+    async def open(self) -> None:
+        """Create the database and tables if needed and start the writer thread."""
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="inbox-writer", daemon=True
+        )
+        self._thread.start()
+        await ready
+
+    async def close(self) -> None:
+        """Finish everything queued, then stop the writer and close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+        self._thread = None
+
+    # --- request path ------------------------------------------------------------------------
+
+    async def put(self, alert_id: str, monitor_condition: str, body: bytes) -> PutResult:
+        """Store one delivery durably; returns once committed. Raises :class:`InboxUnavailable`."""
+        if self._closed:
+            raise InboxUnavailable("the inbox is shutting down")
+        loop = self._loop
+        assert loop is not None
+        future = loop.create_future()
+        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body))
+        return await future
+
+    # --- dispatcher API ----------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._thread is None:
+            raise InboxUnavailable("the inbox is closed")
+        loop = self._loop
+        assert loop is not None
+        future = loop.create_future()
+        self._queue.put(_Op(loop, future, fn))
+        return await future
+
+    async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
+        """Pending rows with ``id > after_id`` in arrival order (at most ``limit``)."""
+
+        def read(conn: sqlite3.Connection) -> list[InboxRow]:
+            rows = conn.execute(
+                "SELECT id, alert_id, monitor_condition, body, received_at, attempts, next_attempt_at "
+                "FROM inbox WHERE state = 'pending' AND id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+            return [InboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+
+        return await self._call(read)
+
+    async def mark_done(self, row_id: int) -> None:
+        """The backend confirmed the row: it leaves the pending set."""
+
+        def done(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE inbox SET state = 'done', done_at = ?, last_error = NULL "
+                "WHERE id = ? AND state = 'pending'",
+                (_now_iso(), row_id),
+            )
+            self._depth -= cur.rowcount
+
+        await self._call(done)
+
+    async def record_failure(
+        self, row_id: int, attempts: int, error: str, next_attempt_at: float | None
+    ) -> None:
+        """Remember a failed attempt (survives restarts, so the attempt limit does too)."""
+
+        def failed(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE inbox SET attempts = ?, last_error = ?, next_attempt_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (attempts, error[:2000], next_attempt_at, row_id),
+            )
+
+        await self._call(failed)
+
+    async def park(self, row_id: int, attempts: int, error: str) -> None:
+        """Give up on a row: it stays in the database as ``parked``, visible to operators."""
+
+        def park(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE inbox SET state = 'parked', attempts = ?, last_error = ?, parked_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (attempts, error[:2000], _now_iso(), row_id),
+            )
+            self._depth -= cur.rowcount
+            self._parked += cur.rowcount
+
+        await self._call(park)
+
+    async def probe(self) -> None:
+        """Prove the inbox is writable now (a committed write); raises :class:`InboxUnavailable`."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO inbox_meta (key, value) VALUES ('probe', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_now_iso(),),
+            )
+
+        try:
+            await self._call(write)
+        except sqlite3.Error as error:
+            raise InboxUnavailable(f"inbox database not writable: {error}") from error
+
+    def depth(self) -> int:
+        """Rows waiting for the backend."""
+        return self._depth
+
+    def parked(self) -> int:
+        """Rows parked as failed."""
+        return self._parked
+
+    # --- writer thread -----------------------------------------------------------------------
+
+    def _run(self, ready: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(self.db_path, busy_timeout=self.busy_timeout)
+            conn.executescript(_SCHEMA)
+            self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
+            self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
+        except Exception as error:  # noqa: BLE001 - reported to open()'s caller
+            self._closed = True
+            self._thread = None
+            message = f"cannot open the inbox database {self.db_path!r}: {error}"
+            loop.call_soon_threadsafe(_fail_future, ready, InboxUnavailable(message))
+            return
+        loop.call_soon_threadsafe(_resolve_future, ready, None)
+        try:
+            self._loop_batches(conn)
+        finally:
+            conn.close()
+
+    def _loop_batches(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch: list[_Item] = []
+            if first is _STOP:
+                stopping = True
+            else:
+                batch.append(first)
+            # Take everything that queued up meanwhile: that is the group commit.
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if batch:
+                self._commit(conn, batch)
+
+    def _commit(self, conn: sqlite3.Connection, batch: Sequence[_Item]) -> None:
+        depth_before, parked_before = self._depth, self._parked
+        inserted = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            self._fail_batch(batch, error)
+            return
+        try:
+            for item in batch:
+                # A savepoint per item: one bad statement fails only its own caller.
+                conn.execute("SAVEPOINT item")
+                try:
+                    item.run(conn, self)
+                except sqlite3.Error as error:
+                    conn.execute("ROLLBACK TO item")
+                    item.error = error
+                conn.execute("RELEASE item")
+                if isinstance(item, _Put) and item.error is None and not item.result.duplicate:
+                    inserted += 1
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._depth, self._parked = depth_before, parked_before
+            self._fail_batch(batch, error)
+            return
+        self._depth += inserted
+        self.commits += 1
+        self.rows_written += inserted
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._settle, batch, inserted > 0)
+
+    def _fail_batch(self, batch: Sequence[_Item], error: sqlite3.Error) -> None:
+        self.write_failures += 1
+        log.error("inbox write failed", extra={"event": "inbox_write_failed", "error": str(error)})
+        for item in batch:
+            item.error = error
+            item.result = None
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._settle, batch, False)
+
+    def _settle(self, batch: Sequence[_Item], notify: bool) -> None:
+        """On the event loop: resolve every caller of the batch at once."""
+        for item in batch:
+            future = item.future
+            if future.done():  # the caller gave up (timeout, disconnect)
+                continue
+            if item.error is None:
+                future.set_result(item.result)
+            elif isinstance(item, _Put):
+                future.set_exception(
+                    InboxUnavailable(f"the inbox could not store the alert: {item.error}")
+                )
+            else:
+                future.set_exception(item.error)
+        if notify and self._on_committed is not None:
+            self._on_committed()
+
+
+def _resolve_future(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+# --- read-only helpers for operators and tests ---------------------------------------------
+
+
+def _open_existing(db_path: str) -> sqlite3.Connection | None:
+    if not Path(db_path).exists():
+        return None
+    conn = connect(db_path, busy_timeout=5.0, readonly=True)
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'"
+    ).fetchone()
+    if not has_table:
+        conn.close()
+        return None
+    return conn
+
+
+def list_parked(db_path: str) -> list[dict[str, Any]]:
+    """Rows parked as failed, oldest first: ``alert_id``, ``monitor_condition``, ``attempts``,
+    ``last_error``, ``received_at``, ``parked_at``. An absent database or inbox gives ``[]``;
+    the file is never created by reading.
+    """
+    conn = _open_existing(db_path)
+    if conn is None:
+        return []
+    try:
+        rows = conn.execute(
+            "SELECT alert_id, monitor_condition, attempts, last_error, received_at, parked_at "
+            "FROM inbox WHERE state = 'parked' ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+    keys = ("alert_id", "monitor_condition", "attempts", "last_error", "received_at", "parked_at")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def count_by_state(db_path: str) -> dict[str, int]:
+    """``{"pending": n, "done": n, "parked": n}`` for a database (zeros when absent)."""
+    counts = {"pending": 0, "done": 0, "parked": 0}
+    conn = _open_existing(db_path)
+    if conn is None:
+        return counts
+    try:
+        for state, number in conn.execute("SELECT state, count(*) FROM inbox GROUP BY state"):
+            counts[state] = number
+    finally:
+        conn.close()
+    return counts
+

@@ -1,0 +1,140 @@
+"""Prometheus metrics of one receiver app, on a registry of its own.
+
+Each :func:`receiver.app.create_app` gets a fresh :class:`ReceiverMetrics` (no global default
+registry), so tests and benchmarks can run many apps in one process. Counters owned by other
+objects (inbox commits, token verifications, JWKS fetches) are read at scrape time by a small
+collector instead of being copied on every request.
+
+Names (all prefixed ``secure_export_``):
+
+* ``http_requests_total{route,status}`` — every answer, by route template (unknown paths: ``other``).
+* ``http_request_duration_seconds{route}`` — time to answer.
+* ``alerts_accepted_total{condition,duplicate}`` — 202s for ``POST /api/alerts``.
+* ``inbox_depth`` — rows waiting for the backend; ``inbox_parked`` — rows parked as failed.
+* ``inbox_commits_total``, ``inbox_rows_written_total``, ``inbox_write_failures_total``.
+* ``backend_calls_total{backend,outcome}`` — outcome ``ok``, ``transient``, ``permanent``.
+* ``backend_errors_total{backend,kind}`` — failures by exception class.
+* ``dispatch_parked_total{reason}`` — ``permanent`` or ``max_attempts``.
+* ``token_verifications_total{result}`` — ``rsa`` (signature checked) and ``cache_hit``.
+* ``jwks_fetches_total`` — HTTP fetches of the signing keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_KNOWN_ROUTES = frozenset({"/api/alerts", "/healthz", "/readyz", "/metrics"})
+
+
+def route_label(path: str) -> str:
+    """Bounded label for a request path: fuzzers must not create unbounded series."""
+    return path if path in _KNOWN_ROUTES else "other"
+
+
+class _AttributeCounters(Collector):
+    """Reports integer attributes of live objects as counters at scrape time."""
+
+    def __init__(self) -> None:
+        self._sources: list[tuple[str, str, Callable[[], Iterable[tuple[dict[str, str], float]]]]] = []
+
+    def add(
+        self, name: str, documentation: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]]
+    ) -> None:
+        self._sources.append((name, documentation, read))
+
+    def collect(self) -> Iterable[Metric]:
+        for name, documentation, read in self._sources:
+            samples = list(read())
+            labels = sorted(samples[0][0]) if samples else []
+            family = CounterMetricFamily(name, documentation, labels=labels)
+            for label_values, value in samples:
+                family.add_metric([label_values[key] for key in labels], value)
+            yield family
+
+
+def _attr(obj: Any, *names: str) -> float:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    return 0.0
+
+
+class ReceiverMetrics:
+    """All metrics of one app; ``render()`` gives the Prometheus text exposition."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "secure_export_http_requests", "HTTP answers by route and status", ["route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "secure_export_http_request_duration_seconds",
+            "Time to answer, by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.alerts_accepted = Counter(
+            "secure_export_alerts_accepted",
+            "Alerts answered 202, by monitor condition and whether it was a repeated delivery",
+            ["condition", "duplicate"],
+            registry=r,
+        )
+        self.backend_calls = Counter(
+            "secure_export_backend_calls", "Backend apply calls by outcome", ["backend", "outcome"], registry=r
+        )
+        self.backend_errors = Counter(
+            "secure_export_backend_errors", "Backend failures by exception class", ["backend", "kind"], registry=r
+        )
+        self.parked = Counter(
+            "secure_export_dispatch_parked", "Inbox rows parked as failed, by reason", ["reason"], registry=r
+        )
+        self.inbox_depth = Gauge("secure_export_inbox_depth", "Inbox rows waiting for the backend", registry=r)
+        self.inbox_parked = Gauge("secure_export_inbox_parked", "Inbox rows parked as failed", registry=r)
+        self._objects = _AttributeCounters()
+        r.register(self._objects)
+
+    def bind_inbox(self, inbox: Any) -> None:
+        """Read depth, parked rows and commit counters from the inbox at scrape time."""
+        self.inbox_depth.set_function(lambda: float(inbox.depth()))
+        self.inbox_parked.set_function(lambda: float(inbox.parked()))
+        self._objects.add(
+            "secure_export_inbox_commits", "Inbox transactions committed (one fsync each)",
+            lambda: [({}, _attr(inbox, "commits"))],
+        )
+        self._objects.add(
+            "secure_export_inbox_rows_written", "New inbox rows committed",
+            lambda: [({}, _attr(inbox, "rows_written"))],
+        )
+        self._objects.add(
+            "secure_export_inbox_write_failures", "Inbox transactions that failed (answered 503)",
+            lambda: [({}, _attr(inbox, "write_failures"))],
+        )
+
+    def bind_auth(self, verifier: Any, jwks: Any) -> None:
+        """Read token verification and JWKS fetch counters at scrape time."""
+        self._objects.add(
+            "secure_export_token_verifications",
+            "Tokens accepted, by how: RSA signature checked or verified-token cache hit",
+            lambda: [
+                ({"result": "rsa"}, _attr(verifier, "rsa_verifications")),
+                ({"result": "cache_hit"}, _attr(verifier, "cache_hits")),
+            ],
+        )
+        self._objects.add(
+            "secure_export_jwks_fetches", "HTTP fetches of the signing keys",
+            lambda: [({}, _attr(jwks, "fetches"))],
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

@@ -1,0 +1,286 @@
+"""Running the receiver: ``serve()`` for ``secure-export serve``, :class:`BackgroundServer` in-process.
+
+``serve`` reads and validates the ``SECURE_EXPORT_*`` environment once (a bad variable is one
+clear line on stderr and exit code 2), sets up JSON-lines logging, and runs uvicorn with httptools
+(and uvloop where installed). On SIGTERM/SIGINT uvicorn stops accepting connections, lets the
+requests in flight finish (up to ``SECURE_EXPORT_GRACEFUL_SHUTDOWN_SECONDS``), then the app's
+lifespan drains the inbox writer and stops the dispatcher.
+
+:class:`BackgroundServer` runs the same app with uvicorn on a thread of its own, bound to
+``127.0.0.1`` on a port the OS picks, and exposes ``.url``: the demo, tests and benchmarks use it.
+
+``python -m receiver.server [--host H] [--port P]`` is the same as ``secure-export serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from receiver.settings import ReceiverSettings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+
+
+def _loop_option() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def uvicorn_config(app: Any, *, host: str, port: int, settings: ReceiverSettings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration every receiver runs with (also mirrored by ``bench/``)."""
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "http": "httptools",
+        "loop": _loop_option(),
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": None,
+        "server_header": False,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
+        "timeout_keep_alive": 75,  # longer than Azure's connection reuse; avoids reconnect churn
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def _build_app(settings: ReceiverSettings, backend: Any = None) -> Any:
+    from receiver.app import create_app
+
+    return create_app(settings, backend=backend)
+
+
+def run(
+    settings: ReceiverSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    backend: Any = None,
+    sock: socket.socket | None = None,
+    on_listening: Callable[[str], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT in this (main) thread; returns the process exit code."""
+    app = _build_app(settings, backend)
+    config = uvicorn_config(app, host=host, port=port, settings=settings)
+    server = uvicorn.Server(config)
+    if sock is None:
+        sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url = f"http://{_url_host(bound_host)}:{bound_port}"
+
+    async def main() -> None:
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            log.info("receiver listening", extra={"event": "listening", "url": url})
+            if on_listening is not None:
+                on_listening(url)
+        await serving
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return EXIT_OK if server.started else EXIT_FAILED
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
+    """``secure-export serve``: configuration from the environment; returns the exit code.
+
+    Exit codes: 0 after a clean shutdown, 2 for invalid configuration (each bad variable named on
+    stderr, no traceback), 1 when the receiver could not start (e.g. the port is taken).
+    """
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        sys.stderr.write(f"secure-export serve: {error}\n")
+        return EXIT_BAD_CONFIG
+    from receiver.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        backend = _create_backend(settings)
+    except Exception as error:  # noqa: BLE001 - a backend's configuration error, said plainly
+        sys.stderr.write(f"secure-export serve: {error}\n")
+        return EXIT_BAD_CONFIG
+    try:
+        sock = _bind(host, port)
+    except OSError as error:
+        sys.stderr.write(f"secure-export serve: cannot listen on {host}:{port}: {error.strerror or error}\n")
+        return EXIT_FAILED
+    return run(settings, host=host, port=port, backend=backend, sock=sock)
+
+
+def _create_backend(settings: ReceiverSettings) -> Any:
+    from receiver.itsm import create_backend
+
+    return create_backend(settings)
+
+
+class BackgroundServer:
+    """A receiver (or any ASGI app) served by uvicorn on a background thread, on 127.0.0.1.
+
+    ``BackgroundServer(app)`` or ``BackgroundServer.from_settings(settings, backend=...)``; then
+    ``start()`` (or ``with``) returns once the app's lifespan has started, ``.url`` is its base
+    URL, ``stop()`` shuts it down gracefully (in-flight requests finish) and waits.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        graceful_shutdown: float = 5.0,
+        start_timeout: float = 20.0,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.graceful_shutdown = graceful_shutdown
+        self.start_timeout = start_timeout
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._started = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: ReceiverSettings, *, backend: Any = None, **kwargs: Any) -> BackgroundServer:
+        """A server for ``create_app(settings, backend=backend)``."""
+        kwargs.setdefault("graceful_shutdown", settings.graceful_shutdown_seconds)
+        return cls(_build_app(settings, backend), **kwargs)
+
+    @property
+    def runtime(self) -> Any:
+        """The receiver's :class:`receiver.app.Runtime` (inbox, dispatcher, metrics...), if any."""
+        return getattr(getattr(self.app, "state", None), "receiver", None)
+
+    def start(self) -> BackgroundServer:
+        """Start serving; raises ``RuntimeError`` with the reason if the app did not start."""
+        sock = _bind(self.host, self.port)
+        host, port = sock.getsockname()[:2]
+        self.port = port
+        self.url = f"http://{_url_host(host)}:{port}"
+        config = uvicorn.Config(
+            self.app,
+            http="httptools",
+            loop="none",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=self.graceful_shutdown,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+
+        def run() -> None:
+            factory = _loop_factory() or asyncio.new_event_loop
+            loop = factory()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve(server, sock))
+            except BaseException as error:  # noqa: BLE001 - handed to start()/stop()
+                self._error = error
+            finally:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+                sock.close()
+                self._started.set()
+
+        self._thread = threading.Thread(target=run, name=f"receiver-{port}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(self.start_timeout):
+            self.stop()
+            raise RuntimeError(f"the receiver did not start within {self.start_timeout:g}s")
+        if not server.started:
+            self._thread.join(5)
+            reason = f": {self._error}" if self._error else " (see the logs)"
+            raise RuntimeError(f"the receiver failed to start{reason}")
+        return self
+
+    async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.005)
+        self._started.set()
+        await serving
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown without waiting (requests in flight still finish)."""
+        if self._server is not None:
+            self._server.should_exit = True
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Shut down gracefully and wait for the thread to end."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout if timeout is not None else self.graceful_shutdown + 15)
+            self._thread = None
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m receiver.server [--host H] [--port P]``."""
+    parser = argparse.ArgumentParser(prog="python -m receiver.server", description="Run the receiver.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    return serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
