@@ -1,7 +1,7 @@
 """The baseline: the receiver's server stack with nothing behind it.
 
-Same framework (Starlette), same server (uvicorn with the receiver's loop, HTTP parser and worker
-count), same route; the handler reads the body and answers 202 with a small JSON body — no
+Same framework (Starlette), same server (uvicorn configured by the receiver's own
+``receiver.server.uvicorn_config``: loop, HTTP parser, keep-alive, one worker), same route; the handler reads the body and answers 202 with a small JSON body — no
 authentication, no parsing, no storage. The receiver's figures are reported as ratios to this
 one's, measured in the same run on the same machine.
 
@@ -45,10 +45,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from bench.servers import UVICORN_OPTIONS
+    from receiver.server import uvicorn_config
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, **UVICORN_OPTIONS)
+    # The receiver's own uvicorn configuration function, so both servers differ only in the app.
+    config = uvicorn_config(create_app(), host=args.host, port=args.port, settings=_BaselineSettings())
+    uvicorn.Server(config).run()
     return 0
+
+
+class _BaselineSettings:
+    """The one receiver setting ``uvicorn_config`` reads; the baseline has no other configuration."""
+
+    graceful_shutdown_seconds = 10.0
 
 
 if __name__ == "__main__":

@@ -17,18 +17,6 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-UVICORN_OPTIONS: dict[str, Any] = {
-    "loop": "uvloop",
-    "http": "httptools",
-    "workers": 1,
-    "log_level": "warning",
-    "access_log": False,
-}
-"""The uvicorn options the baseline runs with; they mirror what ``receiver.server.serve`` passes, so
-the only difference between the two servers is the application."""
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""

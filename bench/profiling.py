@@ -1,0 +1,96 @@
+"""Sampling profile of a running server process with py-spy, summarized as the top frames.
+
+py-spy attaches to the server from outside (no code change, about 1% overhead at 100 Hz), so the
+profile shows the receiver as it runs under load. The raw collapsed stacks are kept next to the
+results for a flame graph (``flamegraph.pl`` or speedscope read them).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+_FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
+
+
+def py_spy_path() -> str | None:
+    """The py-spy executable next to this interpreter, or on PATH; ``None`` when not installed."""
+    beside = Path(sys.executable).with_name("py-spy")
+    if beside.exists():
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+def start(pid: int, seconds: float, raw_path: Path, rate: int = 100) -> subprocess.Popen[bytes] | None:
+    """Start sampling ``pid`` for ``seconds`` into ``raw_path``; ``None`` when py-spy is unavailable."""
+    executable = py_spy_path()
+    if executable is None:
+        return None
+    argv = [
+        executable, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+        "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(raw_path),
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _short(frame: str) -> str:
+    match = _FRAME.match(frame)
+    if not match:
+        return frame
+    path = match["file"]
+    for marker in ("site-packages/", "/lib/python3."):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    else:
+        path = path.rsplit("/work/main/", 1)[-1]
+    return f"{match['function']} ({path})"
+
+
+def _module_of(frame: str) -> str:
+    match = _FRAME.match(frame)
+    path = match["file"] if match else frame
+    for package in ("receiver/", "starlette/", "uvicorn/", "pydantic", "jwt/", "sqlite3", "json/", "asyncio/", "logging/", "prometheus_client/", "httptools", "uvloop"):
+        if package in path:
+            return package.rstrip("/")
+    return "other"
+
+
+def summarize(raw_path: Path, top: int = 15) -> dict[str, object]:
+    """Top frames by self time, by inclusive time in the receiver's own code, and time by package."""
+    self_time: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    total = 0
+    for line in raw_path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame for frame in stack.split(";") if frame and not frame.startswith("process ") and not frame.startswith("thread ")]
+        if not frames:
+            continue
+        total += count
+        leaf = frames[-1]
+        self_time[_short(leaf)] += count
+        by_package[_module_of(leaf)] += count
+        for frame in set(frames):
+            if "/receiver/" in frame:
+                inclusive[_short(frame)] += count
+
+    def share(counter: Counter[str]) -> list[dict[str, object]]:
+        return [
+            {"frame": name, "samples": count, "percent": round(100.0 * count / total, 1)}
+            for name, count in counter.most_common(top)
+        ]
+
+    return {
+        "samples": total,
+        "top_self": share(self_time),
+        "top_inclusive_receiver": share(inclusive),
+        "self_by_package": share(by_package),
+    }

@@ -1,0 +1,113 @@
+"""Program cost: the offline plan of a stack with N alert rules against a plain program with N
+``MetricAlert`` resources, each in a fresh process (wall time including imports, peak memory).
+
+Usage of the child: ``python -m bench.program_cost KIND RULES`` prints one JSON object, where KIND
+is ``components`` (the real program on a generated stack config) or ``plain``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.config import BenchConfig
+
+KINDS = ("components", "plain")
+
+
+def _measure(kind: str, rules: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    if kind == "plain":
+        from bench.mock_engine import run_program
+        from bench.plain_program import plain_program
+
+        imported = time.perf_counter()
+        resources = run_program(plain_program(rules))
+    elif kind == "components":
+        from bench.stack_program import run_generated_stack
+
+        imported = time.perf_counter()
+        resources = run_generated_stack(rules)
+    else:
+        raise ValueError(f"unknown program kind {kind!r}; expected one of {KINDS}")
+    done = time.perf_counter()
+    return {
+        "kind": kind,
+        "rules": rules,
+        "resources": resources,
+        "wall_s": round(done - start, 4),
+        "program_s": round(done - imported, 4),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+    }
+
+
+def measure_in_child(kind: str, rules: int, timeout: float = 900.0) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter (clean imports, its own peak memory)."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.program_cost", kind, str(rules)], capture_output=True, text=True, timeout=timeout
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{kind} program with {rules} rules failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = round(time.perf_counter() - started, 4)
+    return result
+
+
+def _fit(points: list[tuple[int, float]]) -> dict[str, float]:
+    """Least-squares line through (rules, seconds): fixed cost, cost per rule, R^2."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    sxx = sum((x - mean_x) ** 2 for x, _ in points)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    slope = sxy / sxx if sxx else 0.0
+    intercept = mean_y - slope * mean_x
+    ss_tot = sum((y - mean_y) ** 2 for _, y in points)
+    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in points)
+    return {
+        "fixed_s": round(intercept, 4),
+        "ms_per_rule": round(slope * 1000.0, 4),
+        "r_squared": round(1.0 - ss_res / ss_tot, 5) if ss_tot else 1.0,
+    }
+
+
+def run(config: BenchConfig, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Measure both programs at every configured N; ratios and a linear fit of each."""
+    rows = []
+    for rules in config.program_rule_counts:
+        row: dict[str, Any] = {"rules": rules}
+        for kind in KINDS:
+            progress(f"program cost: {kind} program with {rules:,} rules")
+            runs = [measure_in_child(kind, rules) for _ in range(config.program_repeats)]
+            best = min(runs, key=lambda r: r["wall_s"])
+            best["peak_rss_mib"] = min(r["peak_rss_mib"] for r in runs)
+            row[kind] = best
+        row["wall_ratio"] = round(row["components"]["wall_s"] / row["plain"]["wall_s"], 3)
+        row["program_ratio"] = round(row["components"]["program_s"] / row["plain"]["program_s"], 3)
+        row["memory_ratio"] = round(row["components"]["peak_rss_mib"] / row["plain"]["peak_rss_mib"], 3)
+        rows.append(row)
+    growth = {}
+    if len(rows) >= 2:
+        for kind in KINDS:
+            growth[kind] = _fit([(row["rules"], row[kind]["wall_s"]) for row in rows])
+    return {"rows": rows, "growth": growth, "repeats": config.program_repeats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child entry: measure one (kind, rules) and print it as JSON."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in KINDS or not args[1].isdigit():
+        sys.stderr.write(f"usage: python -m bench.program_cost {{{'|'.join(KINDS)}}} RULES\n")
+        return 2
+    print(json.dumps(_measure(args[0], int(args[1]))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

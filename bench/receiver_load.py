@@ -1,0 +1,251 @@
+"""Receiver load scenarios, each run the same way against the receiver and the baseline.
+
+The receiver runs as ``secure-export serve`` in its own process (embedded backend, a temp SQLite
+file, a :class:`~receiver.local_issuer.LocalIssuer` standing in for Azure AD); the baseline as
+``python -m bench.baseline`` with the same uvicorn options; each load in a third process
+(``python -m bench.loadgen``), so server and generator each get a core.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import profiling, workitems
+from bench.config import BenchConfig
+from bench.loadgen import LoadSpec
+from bench.servers import ServerProcess, baseline_process, receiver_process
+from bench.stats import summarize_ms
+
+Progress = Callable[[str], None]
+
+
+def run_load_process(spec: LoadSpec, workdir: Path, name: str) -> dict[str, Any]:
+    """Run one load in its own process and return its samples."""
+    spec_path, result_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
+    spec_path.write_text(spec.model_dump_json())
+    budget = (spec.duration if spec.mode != "storm" else 600.0) + spec.timeout + 120.0
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", str(spec_path), str(result_path)],
+        capture_output=True,
+        text=True,
+        timeout=budget,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"load generator for {name} failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    return result
+
+
+def wait_for_fired(db_path: Path, target: int, timeout: float) -> tuple[int, float]:
+    """Poll (twice a second) until ``target`` Fired events are applied; return (count, seconds waited)."""
+    start = time.monotonic()
+    count = workitems.fired_count(db_path)
+    while count < target and time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        count = workitems.fired_count(db_path)
+    return count, time.monotonic() - start
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition → ``{"name{labels}": value}`` (comments dropped)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            continue
+    return values
+
+
+def token_counters(metrics: dict[str, float]) -> dict[str, float]:
+    """The receiver's token-verification counters (RSA verifications, cache hits), whatever their labels."""
+    found: dict[str, float] = {}
+    for name, value in metrics.items():
+        if re.search(r"(rsa|signature|verif|token_cache|cache_hit)", name) and not name.endswith("_created"):
+            found[name] = value
+    return found
+
+
+class ReceiverBench:
+    """Runs every receiver scenario and collects the figures."""
+
+    def __init__(self, config: BenchConfig, progress: Progress) -> None:
+        self.config = config
+        self.progress = progress
+        self._seed = 1000
+        self.receiver_requests = 0
+        """Requests sent to the receiver in all (retries included), to set beside its RSA counter."""
+
+    def _next_seed(self) -> int:
+        self._seed += 1
+        return self._seed
+
+    def run(self) -> dict[str, Any]:
+        """Start the issuer and both servers, run every scenario, stop everything."""
+        from receiver.local_issuer import LocalIssuer
+
+        config = self.config
+        with tempfile.TemporaryDirectory(prefix="secure-export-bench-") as temp, LocalIssuer() as issuer:
+            workdir = Path(temp)
+            db_path = workdir / "receiver.db"
+            tokens = [issuer.mint(version=1 if i % 2 == 0 else 2, lifetime=3600) for i in range(config.tokens)]
+            settings_env = {
+                "SECURE_EXPORT_TENANT_ID": issuer.tenant_id,
+                "SECURE_EXPORT_AUDIENCES": ",".join(issuer.audiences),
+                "SECURE_EXPORT_JWKS_URI": issuer.jwks_uri,
+                "SECURE_EXPORT_DB": str(db_path),
+                "SECURE_EXPORT_ITSM": "embedded",
+                "SECURE_EXPORT_CORRELATION": "alert",
+            }
+            log_dir = config.results_dir / "logs"
+            receiver = receiver_process(log_dir, settings_env)
+            baseline = baseline_process(log_dir)
+            self.progress("starting receiver and baseline servers")
+            with receiver, baseline:
+                ready_status, _ = receiver.get("/readyz")
+                figures: dict[str, Any] = {"receiver_ready": ready_status == 200, "tokens": len(tokens)}
+                figures["flat"] = self._flat(receiver, baseline, tokens, workdir, db_path)
+                figures["rates"] = [
+                    self._rate(rate, receiver, baseline, tokens, workdir, db_path) for rate in config.rates
+                ]
+                figures["storm"] = self._storm(receiver, tokens, workdir, db_path)
+                if config.profile_seconds > 0:
+                    figures["profile"] = self._profile(receiver, tokens, workdir, db_path)
+                status, metrics_text = receiver.get("/metrics")
+                metrics = parse_metrics(metrics_text) if status == 200 else {}
+                figures["token_verification"] = {
+                    "distinct_tokens_sent": len(tokens),
+                    "requests_sent": self.receiver_requests,
+                    "counters": token_counters(metrics),
+                }
+                figures["metrics_status"] = status
+                figures["peak_rss_bytes"] = {"receiver": receiver.peak_rss_bytes(), "baseline": baseline.peak_rss_bytes()}
+            return figures
+
+    def _spec(self, port: int, tokens: list[str], **values: Any) -> LoadSpec:
+        return LoadSpec(port=port, tokens=tokens, seed=self._next_seed(), **values)
+
+    def _flat(self, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
+        config = self.config
+        result: dict[str, Any] = {"connections": config.flat_connections, "seconds": config.flat_seconds}
+        for server in (baseline, receiver):
+            self.progress(f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s")
+            spec = self._spec(server.port, tokens, mode="flat", duration=config.flat_seconds, concurrency=config.flat_connections)
+            before = workitems.fired_count(db_path)
+            samples = run_load_process(spec, workdir, f"flat-{server.name}")
+            if server is receiver:
+                self.receiver_requests += sum(samples["statuses"].values())
+            accepted = samples["statuses"].get("202", 0)
+            entry: dict[str, Any] = {
+                "accepted_per_s": round(accepted / samples["elapsed_s"], 1),
+                "accepted": accepted,
+                "statuses": samples["statuses"],
+                "latency": summarize_ms(samples["latencies_s"]),
+            }
+            if server is receiver:
+                count, waited = wait_for_fired(db_path, before + accepted, config.drain_timeout_seconds)
+                entry["work_items_created"] = count - before
+                entry["drain_after_load_s"] = round(waited, 2)
+            result[server.name] = entry
+        base = result["baseline"]["accepted_per_s"]
+        result["ratio_receiver_to_baseline"] = round(result["receiver"]["accepted_per_s"] / base, 3) if base else None
+        return result
+
+    def _rate(self, rate: float, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
+        config = self.config
+        result: dict[str, Any] = {"offered_per_s": rate, "seconds": config.rate_seconds}
+        for server in (baseline, receiver):
+            self.progress(f"{rate:.0f}/s offered to the {server.name} for {config.rate_seconds:.0f} s")
+            spec = self._spec(
+                server.port, tokens, mode="rate", rate=rate, duration=config.rate_seconds, concurrency=config.rate_max_connections
+            )
+            before = workitems.fired_count(db_path)
+            samples = run_load_process(spec, workdir, f"rate{rate:.0f}-{server.name}")
+            if server is receiver:
+                self.receiver_requests += len(samples["statuses"])
+            statuses = Counter(samples["statuses"])
+            latencies = samples["latencies_s"]
+            entry: dict[str, Any] = {
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "latency": summarize_ms(latencies),
+                "over_10s": sum(1 for value in latencies if value >= 10.0) + statuses.get(0, 0),
+                "achieved_per_s": round(statuses.get(202, 0) / samples["elapsed_s"], 1),
+                "peak_connections": samples["peak_connections"],
+            }
+            if server is receiver:
+                accepted_ids = [i for i, s in zip(samples["ids"], samples["statuses"]) if s == 202]
+                count, waited = wait_for_fired(db_path, before + len(accepted_ids), config.drain_timeout_seconds)
+                applied = workitems.applied_times(db_path, accepted_ids)
+                scheduled = dict(zip(samples["ids"], samples["scheduled_wall"]))
+                lags = [applied[i] - scheduled[i] for i in accepted_ids if i in applied]
+                entry["work_item_lag"] = summarize_ms(lags)
+                entry["work_items_missing"] = len(accepted_ids) - len(applied)
+                entry["drain_after_load_s"] = round(waited, 2)
+            result[server.name] = entry
+        base_p99 = result["baseline"]["latency"]["p99_ms"]
+        recv_p99 = result["receiver"]["latency"]["p99_ms"]
+        result["p99_ratio_receiver_to_baseline"] = round(recv_p99 / base_p99, 2) if base_p99 else None
+        return result
+
+    def _storm(self, receiver: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
+        config = self.config
+        self.progress(
+            f"storm: {config.storm_alerts} alerts at once ({config.storm_repeat_fraction:.0%} repeated deliveries) "
+            f"over {config.storm_connections} connections"
+        )
+        before = workitems.fired_count(db_path)
+        spec = self._spec(
+            receiver.port, tokens, mode="storm", count=config.storm_alerts,
+            repeat_fraction=config.storm_repeat_fraction, concurrency=config.storm_connections,
+        )  # fmt: skip
+        samples = run_load_process(spec, workdir, "storm")
+        self.receiver_requests += samples["deliveries"] + samples["retries"]
+        distinct = samples["distinct_ids"]
+        count, waited = wait_for_fired(db_path, before + len(distinct), config.drain_timeout_seconds)
+        applied = workitems.applied_times(db_path, distinct)
+        all_exist_s = (max(applied.values()) - samples["start_wall"]) if len(applied) == len(distinct) else None
+        census = workitems.work_item_census(db_path, distinct)
+        return {
+            "deliveries": samples["deliveries"],
+            "distinct_alerts": len(distinct),
+            "final_statuses": samples["final_statuses"],
+            "retries": samples["retries"],
+            "all_answered_s": round(samples["answered_s"], 3),
+            "all_work_items_exist_s": round(all_exist_s, 3) if all_exist_s is not None else None,
+            "latency": summarize_ms(samples["latencies_s"]),
+            "work_items": census,
+            "exactly_one_each": census["with_one_work_item"] == len(distinct),
+        }
+
+    def _profile(self, receiver: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
+        config = self.config
+        raw_path = config.results_dir / "profile-receiver.txt"
+        self.progress(f"profiling the receiver with py-spy under flat-out load for {config.profile_seconds:.0f} s")
+        sampler = profiling.start(receiver.pid, config.profile_seconds, raw_path)
+        if sampler is None:
+            return {"error": "py-spy is not installed (pip install py-spy): no profile taken"}
+        time.sleep(0.5)
+        spec = self._spec(receiver.port, tokens, mode="flat", duration=config.profile_seconds, concurrency=config.flat_connections)
+        before = workitems.fired_count(db_path)
+        samples = run_load_process(spec, workdir, "profile")
+        self.receiver_requests += sum(samples["statuses"].values())
+        _, stderr = sampler.communicate(timeout=config.profile_seconds + 60)
+        wait_for_fired(db_path, before + samples["statuses"].get("202", 0), config.drain_timeout_seconds)
+        if sampler.returncode != 0 or not raw_path.exists():
+            return {"error": f"py-spy failed ({sampler.returncode}): {stderr.decode(errors='replace')[-500:]}"}
+        summary = profiling.summarize(raw_path)
+        summary["raw_stacks"] = str(raw_path)
+        summary["accepted_per_s_while_profiled"] = round(samples["statuses"].get("202", 0) / samples["elapsed_s"], 1)
+        return summary

@@ -1,0 +1,260 @@
+"""The benchmark's outputs: ``latest.json`` (every figure, with the machine), a PNG plot, and the
+table printed at the end of ``make bench`` with each target marked met or missed."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TARGET_THROUGHPUT_RATIO = 0.50
+TARGET_P99_MS_AT_500 = 25.0
+TARGET_PROGRAM_RATIO = 1.3
+AZURE_TIMEOUT_MS = 10_000.0
+
+_PACKAGES = ("starlette", "uvicorn", "httptools", "uvloop", "pyjwt", "cryptography", "pydantic", "pulumi", "pulumi-azure-native")
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured: cores, CPU, Python and the versions that matter."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+        "load_average_at_start": [round(value, 2) for value in load],
+    }
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "MISSED")
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured figure and whether it is met."""
+    rows: list[dict[str, Any]] = []
+    receiver = results.get("receiver")
+    if receiver and "error" not in receiver:
+        ratio = receiver["flat"].get("ratio_receiver_to_baseline")
+        rows.append({
+            "target": f"durable accepted throughput >= {TARGET_THROUGHPUT_RATIO:.0%} of baseline",
+            "figure": f"{ratio:.1%}" if ratio is not None else "n/a",
+            "met": None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO,
+        })
+        at_500 = next((r for r in receiver["rates"] if r["offered_per_s"] == 500), None)
+        if at_500 is not None:
+            p99 = at_500["receiver"]["latency"]["p99_ms"]
+            rows.append({"target": f"p99 of the 202 <= {TARGET_P99_MS_AT_500:.0f} ms at 500/s", "figure": f"{p99} ms", "met": p99 is not None and p99 <= TARGET_P99_MS_AT_500})
+        over = sum(r["receiver"]["over_10s"] for r in receiver["rates"])
+        worst = max((r["receiver"]["latency"]["max_ms"] or 0.0) for r in receiver["rates"])
+        rows.append({"target": "no request over Azure's 10 s at any tested rate", "figure": f"{over} over; worst {worst} ms", "met": over == 0 and worst < AZURE_TIMEOUT_MS})
+        storm = receiver["storm"]
+        census = storm["work_items"]
+        rows.append({
+            "target": "storm: exactly one work item per distinct alert, none lost",
+            "figure": f"{census['with_one_work_item']}/{census['distinct_alerts']} (missing {census['missing']}, duplicated {census['duplicated']})",
+            "met": storm["exactly_one_each"],
+        })
+        tokens = receiver["token_verification"]
+        rsa = {k: v for k, v in tokens["counters"].items() if "rsa" in k.lower() or "signature" in k.lower()}
+        rsa_total = sum(rsa.values()) if rsa else None
+        rows.append({
+            "target": "a repeated token costs no RSA verification",
+            "figure": (
+                f"{rsa_total:.0f} RSA verifications for {tokens['requests_sent']} requests with {tokens['distinct_tokens_sent']} tokens"
+                if rsa_total is not None else "receiver exposes no RSA-verification counter in /metrics"
+            ),
+            "met": None if rsa_total is None else rsa_total <= tokens["distinct_tokens_sent"],
+        })
+    program = results.get("program")
+    if program and "error" not in program and program.get("rows"):
+        ratios = [row["wall_ratio"] for row in program["rows"] if row.get("wall_ratio") is not None]
+        if ratios:
+            rows.append({"target": f"program cost <= {TARGET_PROGRAM_RATIO}x the plain program at every N", "figure": f"worst {max(ratios):.2f}x", "met": max(ratios) <= TARGET_PROGRAM_RATIO})
+        growth = program.get("growth", {}).get("components")
+        if growth:
+            rows.append({"target": "program cost linear in N", "figure": f"R^2 {growth['r_squared']:.4f}, {growth['ms_per_rule']:.2f} ms/rule", "met": growth["r_squared"] >= 0.98})
+    return rows
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Write every figure (and the machine) as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _lat(summary: dict[str, Any] | None) -> str:
+    if not summary or not summary.get("count"):
+        return "-"
+    return "/".join(_fmt(summary[key], 1) for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+
+
+def table(results: dict[str, Any]) -> str:
+    """The human-readable summary printed at the end of the run."""
+    m = results["machine"]
+    lines = [
+        "",
+        f"secure-export benchmarks  —  {m['cores']} cores ({m['cpu']}), Python {m['python']}, {results['finished_at']}",
+        f"load average at start {m['load_average_at_start']}; every figure below was measured on these {m['cores']} cores",
+    ]
+    receiver = results.get("receiver")
+    if receiver and "error" not in receiver:
+        flat = receiver["flat"]
+        lines += [
+            "",
+            f"Receiver vs baseline (same Starlette + uvicorn stack, 1 worker; load generator in its own process)",
+            f"  flat out, {flat['connections']} connections, {flat['seconds']:.0f} s:",
+            f"    {'':24}{'baseline':>14}{'receiver':>14}{'ratio':>8}",
+            f"    {'accepted alerts/s':24}{_fmt(flat['baseline']['accepted_per_s']):>14}{_fmt(flat['receiver']['accepted_per_s']):>14}{_fmt(flat['ratio_receiver_to_baseline'], 2):>8}",
+            f"    {'latency p50/p95/p99/max':24}{_lat(flat['baseline']['latency']):>14}  {_lat(flat['receiver']['latency'])}",
+            "",
+            "  open-loop fixed rates (latency of the 202 from the scheduled send time, ms p50/p95/p99/max):",
+            f"    {'offered/s':>9}  {'baseline':<28}  {'receiver':<28}  {'p99 ratio':>9}  {'>10 s':>5}  {'work item lag p50/p99/max ms':<28}",
+        ]
+        for row in receiver["rates"]:
+            lag = row["receiver"].get("work_item_lag")
+            lag_text = "/".join(_fmt(lag[k], 1) for k in ("p50_ms", "p99_ms", "max_ms")) if lag and lag.get("count") else "-"
+            lines.append(
+                f"    {row['offered_per_s']:>9,.0f}  {_lat(row['baseline']['latency']):<28}  {_lat(row['receiver']['latency']):<28}  "
+                f"{_fmt(row['p99_ratio_receiver_to_baseline'], 2):>9}  {row['receiver']['over_10s']:>5}  {lag_text:<28}"
+            )
+        storm = receiver["storm"]
+        census = storm["work_items"]
+        lines += [
+            "",
+            f"  storm: {storm['deliveries']:,} deliveries at once ({storm['distinct_alerts']:,} distinct alerts, the rest repeated deliveries)",
+            f"    all answered in {_fmt(storm['all_answered_s'], 2)} s (statuses {storm['final_statuses']}, {storm['retries']} retries); "
+            f"all work items exist after {_fmt(storm['all_work_items_exist_s'], 2)} s",
+            f"    work items: {census['with_one_work_item']:,} of {census['distinct_alerts']:,} alerts have exactly one "
+            f"(missing {census['missing']}, duplicated {census['duplicated']})",
+            "",
+            f"  peak RSS: receiver {receiver['peak_rss_bytes']['receiver'] / 2**20:,.1f} MiB, baseline {receiver['peak_rss_bytes']['baseline'] / 2**20:,.1f} MiB",
+            f"  token verification: {receiver['token_verification']['counters'] or 'no counters exposed'} "
+            f"for {receiver['token_verification']['requests_sent']:,} requests with {receiver['token_verification']['distinct_tokens_sent']} distinct tokens",
+        ]
+        profile = receiver.get("profile")
+        if profile and "error" not in profile:
+            lines += ["", f"  profile of the receiver under flat-out load (py-spy, {profile['samples']:,} samples; self time by package):"]
+            lines += [f"    {entry['percent']:>5.1f}%  {entry['frame']}" for entry in profile["self_by_package"][:8]]
+            lines += ["  hottest frames (self time):"]
+            lines += [f"    {entry['percent']:>5.1f}%  {entry['frame']}" for entry in profile["top_self"][:10]]
+        elif profile:
+            lines += ["", f"  profile: {profile['error']}"]
+    elif receiver:
+        lines += ["", f"Receiver: not measured — {receiver['error']}"]
+    program = results.get("program")
+    if program and "error" not in program:
+        lines += [
+            "",
+            "Program cost: offline plan under Pulumi mocks (fresh process each; wall time includes imports)",
+            f"    {'rules':>6}  {'components s':>12}  {'plain s':>8}  {'ratio':>6}  {'components MiB':>14}  {'plain MiB':>9}  {'mem ratio':>9}  {'resources c/p':>13}",
+        ]
+        for row in program["rows"]:
+            lines.append(
+                f"    {row['rules']:>6,}  {_fmt(row['components']['wall_s'], 2):>12}  {_fmt(row['plain']['wall_s'], 2):>8}  {_fmt(row['wall_ratio'], 2):>6}  "
+                f"{_fmt(row['components']['peak_rss_mib'], 1):>14}  {_fmt(row['plain']['peak_rss_mib'], 1):>9}  {_fmt(row['memory_ratio'], 2):>9}  "
+                f"{row['components']['resources']:>6}/{row['plain']['resources']:<6}"
+            )
+        for kind, growth in program.get("growth", {}).items():
+            lines.append(
+                f"    {kind}: {growth['ms_per_rule']:.2f} ms per rule + {growth['fixed_s']:.2f} s fixed (least squares, R^2 {growth['r_squared']:.4f})"
+            )
+    elif program:
+        lines += ["", f"Program cost: not measured — {program['error']}"]
+    lines += ["", "Targets:"]
+    for row in results.get("targets", []):
+        lines.append(f"  [{_verdict(row['met']):>6}] {row['target']}: {row['figure']}")
+    lines.append("")
+    lines.append(f"Written: {results['outputs']['json']} and {results['outputs']['png']}")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Latency percentiles against offered rate (receiver vs baseline), and program cost against N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cores = results["machine"]["cores"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    receiver = results.get("receiver")
+    if receiver and "error" not in receiver and receiver.get("rates"):
+        rates = [row["offered_per_s"] for row in receiver["rates"]]
+        styles = {"p50_ms": ":", "p95_ms": "--", "p99_ms": "-", "max_ms": "-."}
+        for server, color in (("receiver", "tab:red"), ("baseline", "tab:blue")):
+            for key, style in styles.items():
+                values = [row[server]["latency"][key] for row in receiver["rates"]]
+                left.plot(rates, values, style, color=color, marker="o", markersize=3, label=f"{server} {key[:-3]}")
+        left.axhline(TARGET_P99_MS_AT_500, color="grey", linewidth=0.8)
+        left.annotate(f"p99 target {TARGET_P99_MS_AT_500:.0f} ms at 500/s", (rates[0], TARGET_P99_MS_AT_500), fontsize=8, color="grey")
+        left.set_yscale("log")
+        left.set_xlabel("offered alerts per second (open loop)")
+        left.set_ylabel("latency of the 202, ms (log)")
+        left.legend(fontsize=7, ncol=2)
+    else:
+        left.text(0.5, 0.5, "receiver not measured", ha="center", transform=left.transAxes)
+    left.set_title(f"Receiver vs baseline latency ({cores} cores)")
+    program = results.get("program")
+    if program and "error" not in program and program.get("rows"):
+        counts = [row["rules"] for row in program["rows"]]
+        for kind, color in (("components", "tab:red"), ("plain", "tab:blue")):
+            right.plot(counts, [row[kind]["wall_s"] for row in program["rows"]], "-o", color=color, label=f"{kind}: wall s")
+        twin = right.twinx()
+        for kind, color in (("components", "tab:red"), ("plain", "tab:blue")):
+            twin.plot(counts, [row[kind]["peak_rss_mib"] for row in program["rows"]], ":s", color=color, alpha=0.6, label=f"{kind}: peak MiB")
+        right.set_xscale("log")
+        right.set_yscale("log")
+        twin.set_yscale("log")
+        right.set_xlabel("alert rules (N)")
+        right.set_ylabel("wall time, s (log)")
+        twin.set_ylabel("peak memory, MiB (log)")
+        handles = right.get_legend_handles_labels()
+        twin_handles = twin.get_legend_handles_labels()
+        right.legend(handles[0] + twin_handles[0], handles[1] + twin_handles[1], fontsize=7, loc="upper left")
+    else:
+        right.text(0.5, 0.5, "program cost not measured", ha="center", transform=right.transAxes)
+    right.set_title(f"Program cost (offline plan) vs rule count ({cores} cores)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def finished_at() -> str:
+    """Now, ISO-8601 UTC to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
