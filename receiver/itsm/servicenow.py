@@ -246,6 +246,8 @@ class ServiceNowBackend(Backend):
         inbox, ``/readyz`` explains); a ``close_code`` the instance does not offer does.
         """
         settings = self.settings
+        if self._client is not None:
+            return
         self._client = httpx.AsyncClient(
             transport=self._transport,
             timeout=httpx.Timeout(settings.timeout_seconds, connect=settings.connect_timeout_seconds),
@@ -471,9 +473,16 @@ class ServiceNowBackend(Backend):
     async def _check_close_code(self) -> None:
         if self._close_code_checked or self.settings.target is not Target.INCIDENT:
             return
-        rows = await self._query(
-            "sys_choice", "name=incident^element=close_code^inactive=false", "value,label,name,element", limit=200
-        )
+        try:
+            rows = await self._query(
+                "sys_choice", "name=incident^element=close_code^inactive=false", "value,label,name,element", limit=200
+            )
+        except PermanentBackendError as error:
+            # An ACL may hide sys_choice from the integration user; that is no reason to stop.
+            log.warning("servicenow cannot read sys_choice (%s); using close_code %r unchecked", error,
+                        self.settings.close_code)
+            self._close_code_checked = True
+            return
         choices = [
             str(row.get("value")) for row in rows if row.get("name") == "incident" and row.get("element") == "close_code"
         ]

@@ -1,0 +1,20 @@
+"""Fixtures: one fresh local ServiceNow per test (own port, own data: safe under xdist)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servicenow.helpers import start_fake
+from tests.servicenow_fake import FakeServiceNow
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServiceNow]:
+    """A started fake ServiceNow with a user, an OAuth client and one CI."""
+    instance = start_fake()
+    try:
+        yield instance
+    finally:
+        instance.stop()

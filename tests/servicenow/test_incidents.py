@@ -1,0 +1,185 @@
+"""Incident mode against the local ServiceNow: create, note, resolve, replay, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from receiver.itsm.base import Condition, PermanentBackendError
+from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, occurrence_marker
+from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
+from tests.servicenow_fake import FakeServiceNow
+
+
+def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:
+    return fake.rows("incident", correlation_id=correlation_id(alert_id(n)))
+
+
+def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fake: FakeServiceNow) -> None:
+    group = "0123456789abcdef0123456789abcdef"
+    with_backend(fake, lambda b: b.apply(event(1)), assignment_group=group, category="software",
+                 contact_type="monitoring")
+    [incident] = fake.rows("incident")
+    assert incident["correlation_id"] == correlation_id(alert_id(1))
+    assert incident["correlation_id"].startswith("azmon:") and alert_id(1) not in incident["correlation_id"]
+    assert incident["cmdb_ci"] == fake.rows("cmdb_ci", object_id=VM_ID)[0]["sys_id"]
+    assert (incident["impact"], incident["urgency"], incident["priority"]) == ("1", "2", "2")  # Sev1
+    assert incident["state"] == "1" and incident["active"] == "true"
+    assert (incident["assignment_group"], incident["category"], incident["contact_type"]) == (
+        group, "software", "monitoring")
+    assert alert_id(1) in incident["description"]
+    assert "Percentage CPU Average GreaterThan 90" in incident["description"]
+    assert "https://portal.azure.com/" in incident["description"]
+    assert "vm-web-01" in incident["short_description"] and "cpu-high" in incident["short_description"]
+    assert incident["correlation_display"].endswith(alert_id(1)[-60:])
+    assert fake.journal(incident["sys_id"])[0].endswith(occurrence_marker(alert_id(1), Condition.FIRED))
+
+
+def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
+    with_backend(fake, lambda b: b.apply(event(1)))
+    queries = [r for r in fake.requests if r.method == "GET" and "sysparm_query" in r.params]
+    assert queries
+    for request in queries:
+        assert request.params["sysparm_fields"]
+        assert int(request.params["sysparm_limit"]) <= 200
+        assert alert_id(1) not in request.params["sysparm_query"]
+    incident_queries = fake.table_requests("incident", "GET")
+    assert all(r.params["sysparm_limit"] == "2" for r in incident_queries)
+
+
+def test_three_deliveries_of_one_fired_leave_one_incident_and_one_note(fake: FakeServiceNow) -> None:
+    async def body(backend: ServiceNowBackend) -> None:
+        for _ in range(3):
+            await backend.apply(event(1))
+
+    with_backend(fake, body)
+    [incident] = _incidents(fake)
+    assert len(fake.journal(incident["sys_id"])) == 1
+
+
+def test_concurrent_fired_deliveries_for_one_key_create_one_incident(fake: FakeServiceNow) -> None:
+    fake.slow_next(4, 0.05)  # widen the search-then-create window
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await asyncio.gather(*(backend.apply(event(1)) for _ in range(5)))
+
+    with_backend(fake, body)
+    assert len(_incidents(fake)) == 1
+
+
+def test_another_alert_on_the_same_key_adds_an_occurrence_note(fake: FakeServiceNow) -> None:
+    key = "rule:cpu-high|" + VM_ID.lower()
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, correlation_key=key))
+        await backend.apply(event(2, correlation_key=key))
+        await backend.apply(event(2, correlation_key=key))
+
+    with_backend(fake, body)
+    [incident] = fake.rows("incident")
+    notes = fake.journal(incident["sys_id"])
+    assert len(notes) == 2 and alert_id(2) in notes[1]
+
+
+def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServiceNow) -> None:
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1))
+        await backend.apply(event(1, Condition.RESOLVED))
+        await backend.apply(event(1, Condition.RESOLVED))
+
+    with_backend(fake, body)
+    [incident] = _incidents(fake)
+    valid = {c["value"] for c in fake.rows("sys_choice", element="close_code", inactive="false")}
+    assert incident["state"] == "6" and incident["close_code"] in valid
+    assert "monitorCondition=Resolved" in incident["close_notes"]
+    assert len(fake.journal(incident["sys_id"])) == 2
+    assert not any(r.body.get("state") == "7" for r in fake.table_requests("incident", "PATCH"))
+
+
+def test_resolved_before_fired_leaves_no_open_incident(fake: FakeServiceNow) -> None:
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, Condition.RESOLVED))
+        await backend.apply(event(1))
+        await backend.apply(event(1))
+
+    with_backend(fake, body)
+    [incident] = _incidents(fake)
+    assert incident["state"] == "6" and incident["close_code"] and incident["close_notes"]
+    assert not fake.rows("incident", state="1") and not fake.rows("incident", state="2")
+    assert len(fake.journal(incident["sys_id"])) == 2
+
+
+def test_resolved_for_an_incident_already_closed_by_people_changes_nothing(fake: FakeServiceNow) -> None:
+    fake.insert("incident", {"correlation_id": correlation_id(alert_id(1)), "state": "7", "active": "false"})
+    with_backend(fake, lambda b: b.apply(event(1, Condition.RESOLVED)))
+    assert len(_incidents(fake)) == 1
+    assert not fake.table_requests("incident", "POST") and not fake.table_requests("incident", "PATCH")
+
+
+def test_a_new_alert_reopens_a_resolved_incident_on_the_same_key(fake: FakeServiceNow) -> None:
+    key = "rule:cpu-high|" + VM_ID.lower()
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, correlation_key=key))
+        await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
+        await backend.apply(event(2, correlation_key=key))
+
+    with_backend(fake, body)
+    [incident] = fake.rows("incident")
+    assert incident["state"] == "2"
+
+
+def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) -> None:
+    """ServiceNow applied the POST/PATCH but the connection dropped: the retry must not duplicate."""
+
+    async def body(backend: ServiceNowBackend) -> None:
+        fake.drop_next(1, after_processing=True, method="POST", path_prefix="/api/now/table/incident")
+        with pytest.raises(Exception):
+            await backend.apply(event(1))
+        await backend.apply(event(1))
+        fake.drop_next(1, after_processing=True, method="PATCH")
+        with pytest.raises(Exception):
+            await backend.apply(event(1, Condition.RESOLVED))
+        await backend.apply(event(1, Condition.RESOLVED))
+
+    with_backend(fake, body)
+    [incident] = _incidents(fake)
+    assert incident["state"] == "6"
+    assert len(fake.journal(incident["sys_id"])) == 2
+    assert len(fake.table_requests("incident", "POST")) == 1
+
+
+def test_two_open_incidents_for_one_key_park_with_a_clear_reason(fake: FakeServiceNow) -> None:
+    for _ in range(2):
+        fake.insert("incident", {"correlation_id": correlation_id(alert_id(1)), "state": "1", "active": "true",
+                                 "number": "INC0000099"})
+    with pytest.raises(PermanentBackendError, match="more than one open incident"):
+        with_backend(fake, lambda b: b.apply(event(1)))
+
+
+def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServiceNow) -> None:
+    """If the instance dropped the correlation_id condition, the row check still refuses strangers."""
+    fake.insert("incident", {"correlation_id": "azmon:someone-else", "state": "1", "active": "true"})
+    original = fake._parse_condition
+
+    def drop_correlation(schema, part):  # type: ignore[no-untyped-def]
+        return None if part.startswith("correlation_id") else original(schema, part)
+
+    fake._parse_condition = drop_correlation  # type: ignore[method-assign]
+    with_backend(fake, lambda b: b.apply(event(1)))
+    assert len(_incidents(fake)) == 1
+    assert fake.rows("incident", correlation_id="azmon:someone-else")[0]["state"] == "1"
+
+
+def test_severity_map_is_configurable_and_missing_severity_uses_the_fallback(fake: FakeServiceNow) -> None:
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, severity="Sev1"))
+        await backend.apply(dataclasses.replace(event(2), severity=None))
+
+    with_backend(fake, body, severity_map={"Sev1": {"impact": 3, "urgency": 1}}, unknown_severity="Sev4")
+    [first] = _incidents(fake, 1)
+    [second] = _incidents(fake, 2)
+    assert (first["impact"], first["urgency"]) == ("3", "1")
+    assert (second["impact"], second["urgency"]) == ("3", "3")
