@@ -11,6 +11,7 @@ Fired only and their work items stay open until a person closes them.
 from __future__ import annotations
 
 import copy
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,7 +91,11 @@ def _resolved(fired: dict[str, Any], resolved_at: datetime) -> dict[str, Any]:
 
 
 def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTION_ID) -> list[DemoAlert]:
-    """The demo's alert instances, timed as if they fired during the last half hour."""
+    """The demo's alert instances, timed as if they fired during the last half hour.
+
+    Every call gets fresh alert instance ids (as Azure gives each firing a new ``alertId``), so
+    running the demo twice against one kept database adds new work items instead of replays.
+    """
     now = now or datetime.now(UTC)
     vm = _resource(subscription, "rg-shop-prod", "Microsoft.Compute/virtualMachines", "vm-web-01")
     vm2 = _resource(subscription, "rg-shop-prod", "Microsoft.Compute/virtualMachines", "vm-web-02")
@@ -101,7 +106,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
     metric_at = now - timedelta(minutes=28)
     metric = _payload(
         subscription,
-        "0b7c9c1e-52a4-4d0b-9a35-3c2f6f1a7d01",
+        str(uuid.uuid4()),
         rule="vm-cpu-high",
         severity="Sev2",
         signal_type="Metric",
@@ -135,7 +140,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
     log_at = now - timedelta(minutes=24)
     log_search = _payload(
         subscription,
-        "4e1d2a7b-9c3f-4b8e-a2d1-6f0e5c4b3a02",
+        str(uuid.uuid4()),
         rule="checkout-http-5xx",
         severity="Sev1",
         signal_type="Log",
@@ -171,7 +176,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
     dynamic_at = now - timedelta(minutes=20)
     dynamic = _payload(
         subscription,
-        "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c03",
+        str(uuid.uuid4()),
         rule="storage-transactions-anomaly",
         severity="Sev3",
         signal_type="Metric",
@@ -207,7 +212,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
 
     admin = _payload(
         subscription,
-        "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e04",
+        str(uuid.uuid4()),
         rule="vm-deleted",
         severity="Sev4",
         signal_type="Activity Log",
@@ -236,7 +241,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
     health_at = now - timedelta(minutes=12)
     resource_health = _payload(
         subscription,
-        "3d4e5f6a-7b8c-4d9e-8f0a-2b3c4d5e6f05",
+        str(uuid.uuid4()),
         rule="vm-unavailable",
         severity="Sev1",
         signal_type="Activity Log",
@@ -270,7 +275,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
     service_at = now - timedelta(minutes=8)
     service_health = _payload(
         subscription,
-        "4e5f6a7b-8c9d-4e0f-9a1b-3c4d5e6f7a06",
+        str(uuid.uuid4()),
         rule="service-health-west-europe",
         severity="Sev3",
         signal_type="Activity Log",

@@ -451,7 +451,11 @@ class EmbeddedBackend(Backend):
 
 def _title(event: AlertEvent) -> str:
     rule = event.rule or "Unnamed alert rule"
-    targets = _unique_names(event.configuration_items) or [_resource_name(t) for t in event.target_ids[:1]]
+    # Name what is affected: the CIs, else the first target if it is a resource (a bare
+    # subscription id, as service health sends, says nothing to a person).
+    targets = _unique_names(event.configuration_items) or [
+        _resource_name(t) for t in event.target_ids[:1] if "/providers/" in t.lower()
+    ]
     on = f" on {', '.join(targets[:3])}" if targets else ""
     return f"[{event.severity or 'No severity'}] {rule}{on}"
 

@@ -1,0 +1,227 @@
+"""``secure-export demo``: the whole alert path on this machine, no cloud, authentication on.
+
+1. A :class:`~receiver.local_issuer.LocalIssuer` stands in for Azure AD: an RSA key pair, its
+   JWKS served on 127.0.0.1, tokens minted with the claims Azure sends for an action group.
+2. A real receiver (the same app as ``secure-export serve``) runs in-process on 127.0.0.1 with
+   the embedded backend, configured to trust that issuer and only the demo subscription.
+3. Sample alerts of several kinds are POSTed over HTTP with bearer tokens: stateful ones fired
+   and then resolved, activity-log ones fired only (Azure sends no Resolved for them), plus an
+   Azure-style retry (a duplicate), a Resolved that overtakes its Fired, and two refused
+   attempts (a forged token → 401, a token without the app role → 403).
+4. The demo waits until the dispatcher has applied every accepted delivery, checks the outcome,
+   and prints the work items and configuration items.
+
+Exit status 0 when every step behaved as expected, 1 otherwise (with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from receiver.demo_alerts import DEMO_SUBSCRIPTION_ID, DemoAlert, demo_alerts
+
+APPLY_TIMEOUT_SECONDS = 10.0
+"""How long to wait for the dispatcher to apply everything before declaring failure."""
+
+
+class DemoFailed(Exception):
+    """A step of the demo did not behave as the receiver's contract says."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    label: str
+    payload: dict[str, Any]
+    token_version: int
+    note: str = ""
+
+
+def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
+    """Run the demo; ``db_path`` keeps the SQLite file (default: a temporary one). Returns the exit status."""
+    out = out or sys.stdout
+    try:
+        with ExitStack() as stack:
+            db = db_path or str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-demo-"))) / "demo.db")
+            _run(db, out, stack, kept=db_path is not None)
+    except DemoFailed as error:
+        out.flush()
+        sys.stderr.write(f"secure-export demo: FAILED: {error}\n")
+        return 1
+    except RuntimeError as error:  # the receiver or the issuer could not start
+        out.flush()
+        sys.stderr.write(f"secure-export demo: could not start: {error}\n")
+        return 1
+    return 0
+
+
+def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
+    from receiver.itsm.embedded import EmbeddedBackend, list_configuration_items, list_work_items
+    from receiver.local_issuer import LocalIssuer
+    from receiver.server import BackgroundServer
+    from receiver.settings import load_settings
+
+    started = time.monotonic()
+
+    def step(text: str) -> None:
+        out.write(f"[{time.monotonic() - started:5.2f}s] {text}\n")
+        out.flush()
+
+    issuer = stack.enter_context(LocalIssuer())
+    step(f"Azure AD stand-in: tenant {issuer.tenant_id}, signing key {issuer.kid[:12]}…, JWKS at {issuer.jwks_uri}")
+
+    settings = load_settings(
+        {
+            "SECURE_EXPORT_TENANT_ID": issuer.tenant_id,
+            "SECURE_EXPORT_AUDIENCES": ",".join(issuer.audiences),
+            "SECURE_EXPORT_JWKS_URI": issuer.jwks_uri,
+            "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS": DEMO_SUBSCRIPTION_ID,
+            "SECURE_EXPORT_DB": db,
+        }
+    )
+    server = stack.enter_context(_quiet_server(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db))))
+    step(f"receiver: {server.url} (embedded backend, database {db}{'' if kept else ', temporary'})")
+    step(
+        f"it accepts RS256 tokens from {issuer.issuer(1)} or {issuer.issuer(2)}, aud in {list(issuer.audiences)}, "
+        f"role ActionGroupsSecureWebhook, caller {issuer.caller_app_id}"
+    )
+
+    alerts = demo_alerts()
+    client = stack.enter_context(httpx.Client(base_url=server.url, timeout=10.0))
+    step("sending alerts (POST /api/alerts, Authorization: Bearer <token>):")
+    accepted: set[tuple[str, str]] = set()
+    for delivery in _deliveries(alerts):
+        response = _post(client, delivery.payload, issuer.mint(version=delivery.token_version))
+        essentials = delivery.payload["data"]["essentials"]
+        condition = essentials["monitorCondition"]
+        answer = _answer(response)
+        out.write(f"    {response.status_code}  {condition:<8}  {delivery.label:<38} {essentials['alertRule']:<28} {answer}{delivery.note}\n")
+        if response.status_code != 202:
+            raise DemoFailed(f"{delivery.label} {condition} was answered {response.status_code}: {response.text}")
+        accepted.add((essentials["alertId"], condition))
+    without_resolved = [alert for alert in alerts if alert.resolved is None]
+    out.write(
+        f"    (no Resolved for the {len(without_resolved)} activity-log alerts: Azure sends none for "
+        "them; their work items stay open for a person)\n"
+    )
+
+    step("attempts that must be refused:")
+    forged = LocalIssuer(tenant_id=issuer.tenant_id, audience=issuer.audience, client_id=issuer.client_id)
+    checks = [
+        ("token signed by a key not in the tenant's JWKS", forged.mint(), 401),
+        ("token without the ActionGroupsSecureWebhook role", issuer.mint(roles=["Reader"]), 403),
+    ]
+    for label, token, expected in checks:
+        response = _post(client, alerts[0].fired, token)
+        out.write(f"    {response.status_code}  {label}  {_answer(response)}\n")
+        if response.status_code != expected:
+            raise DemoFailed(f"{label} was answered {response.status_code}, expected {expected}")
+
+    step(f"waiting for the dispatcher to apply {len(accepted)} accepted deliveries…")
+    items = _wait_until_applied(db, alerts, list_work_items)
+    step("done: every delivery applied")
+
+    out.write("\n")
+    from receiver.cli import print_configuration_items, print_work_items
+
+    print_work_items(items, out)
+    out.write("\n")
+    print_configuration_items(list_configuration_items(db), out)
+    reordered = next(item for item in items if alerts[2].alert_id in item["alert_ids"])
+    out.write(f"\n{reordered['number']} in full (the one whose Resolved overtook its Fired):\n")
+    for line in reordered["description"].splitlines():
+        out.write(f"    {line}\n")
+    out.write("  notes:\n")
+    for note in reordered["notes"]:
+        out.write(f"    {note}\n")
+    run_ids = {alert.alert_id for alert in alerts}
+    mine = [item for item in items if run_ids & set(item["alert_ids"])]
+    resolved = sum(1 for item in mine if item["state"] == "Resolved")
+    out.write(
+        f"\nThis run: {len(mine)} work items, {resolved} resolved by Azure's Resolved, {len(mine) - resolved} "
+        f"still open (activity-log alerts). Finished in {time.monotonic() - started:.1f}s.\n"
+    )
+    if kept:
+        out.write(f"Inspect them again with: secure-export work-items --db {db}   /   secure-export cmdb --db {db}\n")
+
+
+def _deliveries(alerts: list[DemoAlert]) -> Iterator[_Delivery]:
+    """The order Azure might deliver them in, including a retry and a reordering."""
+    metric, log_search, dynamic, admin, resource_health, service_health = alerts
+    assert metric.resolved and log_search.resolved and dynamic.resolved
+    yield _Delivery(metric.kind, metric.fired, 1, "  (v1 token)")
+    yield _Delivery(log_search.kind, log_search.fired, 2, "  (v2 token)")
+    yield _Delivery(admin.kind, admin.fired, 1)
+    yield _Delivery(resource_health.kind, resource_health.fired, 1)
+    yield _Delivery(service_health.kind, service_health.fired, 2)
+    yield _Delivery(metric.kind, metric.fired, 1, "  (Azure retry of the same Fired: changes nothing)")
+    yield _Delivery(dynamic.kind, dynamic.resolved, 1, "  (arrives before its Fired)")
+    yield _Delivery(dynamic.kind, dynamic.fired, 1, "  (the late Fired: no open item is left)")
+    yield _Delivery(metric.kind, metric.resolved, 1)
+    yield _Delivery(log_search.kind, log_search.resolved, 2)
+
+
+def _post(client: httpx.Client, payload: dict[str, Any], token: str) -> httpx.Response:
+    return client.post(
+        "/api/alerts",
+        content=json.dumps(payload).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+
+def _answer(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if response.status_code == 202:
+        return "duplicate" if body.get("duplicate") else "accepted"
+    return f"{body.get('error', '')}: {body.get('detail', '')}"
+
+
+def _wait_until_applied(db: str, alerts: list[DemoAlert], list_work_items: Any) -> list[dict[str, Any]]:
+    """Poll until each alert's work item is in its expected state (bounded by APPLY_TIMEOUT_SECONDS)."""
+    from receiver.inbox import count_by_state, list_parked
+
+    expected = {alert.alert_id: ("Resolved" if alert.resolved else "New") for alert in alerts}
+    deadline = time.monotonic() + APPLY_TIMEOUT_SECONDS
+    while True:
+        items = list_work_items(db)
+        state_of = {alert_id: item["state"] for item in items for alert_id in item["alert_ids"]}
+        pending = count_by_state(db)["pending"]
+        if pending == 0 and all(state_of.get(alert_id) == state for alert_id, state in expected.items()):
+            return items
+        parked = list_parked(db)
+        if parked:
+            raise DemoFailed(f"the backend refused deliveries: {parked}")
+        if time.monotonic() > deadline:
+            wrong = {alert_id: (state_of.get(alert_id), state) for alert_id, state in expected.items() if state_of.get(alert_id) != state}
+            raise DemoFailed(
+                f"after {APPLY_TIMEOUT_SECONDS:g}s, {pending} deliveries still pending; "
+                f"work items not in the expected state (found, expected): {wrong}"
+            )
+        time.sleep(0.05)
+
+
+@contextmanager
+def _quiet_server(server: Any) -> Iterator[Any]:
+    """Start the in-process receiver and always stop it."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_demo(os.environ.get("SECURE_EXPORT_DEMO_DB")))
