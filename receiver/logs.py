@@ -21,7 +21,12 @@ _SECRET_KEYS = re.compile(r"(?i)(authorization|password|secret|token|cookie|api[
 REDACTED = "[redacted]"
 
 # Attributes every LogRecord has; everything else on a record came from ``extra=``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of the message
+}
 
 
 def redact(text: str) -> str:

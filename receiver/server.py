@@ -18,10 +18,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +35,27 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a handled SIGTERM/SIGINT ends in a normal return (exit code 0).
+
+    uvicorn re-raises the captured signal after shutting down, which makes the process die "by
+    signal"; ``serve()`` promises an exit code instead, so the handlers only request the
+    (graceful) exit — a second signal forces it, as in uvicorn.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _loop_option() -> str:
@@ -80,7 +102,7 @@ def run(
     """Serve until SIGTERM/SIGINT in this (main) thread; returns the process exit code."""
     app = _build_app(settings, backend)
     config = uvicorn_config(app, host=host, port=port, settings=settings)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     if sock is None:
         sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
