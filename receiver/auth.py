@@ -65,6 +65,9 @@ AZNS_APP_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
 MAX_TOKEN_LENGTH = 16 * 1024
 """Entra access tokens are 1–3 KB; anything this large is refused before it is parsed."""
 
+MAX_CLOCK_SKEW_SECONDS = 600.0
+"""Upper bound of the configurable leeway (Microsoft's libraries default to 300 s)."""
+
 MAX_KID_LENGTH = 256
 MAX_JWKS_BYTES = 512 * 1024
 MAX_JWKS_KEYS = 100
@@ -86,7 +89,7 @@ class AuthPolicy:
     """``appid`` (v1) / ``azp`` (v2) values accepted."""
     required_role: str = "ActionGroupsSecureWebhook"
     clock_skew_seconds: float = 60.0
-    """Leeway applied to ``exp``, ``nbf`` and ``iat`` (Microsoft allows up to 300 s)."""
+    """Leeway applied to ``exp``, ``nbf`` and ``iat`` (0..600 s; Microsoft.IdentityModel defaults to 300)."""
 
     def __post_init__(self) -> None:
         if not self.tenant_id or not self.tenant_id.strip():
@@ -97,9 +100,9 @@ class AuthPolicy:
             raise ValueError("AuthPolicy.allowed_callers is empty; set SECURE_EXPORT_ALLOWED_CALLERS")
         if not self.required_role:
             raise ValueError("AuthPolicy.required_role is empty; set SECURE_EXPORT_REQUIRED_ROLE")
-        if not 0 <= self.clock_skew_seconds <= 300:
+        if not 0 <= self.clock_skew_seconds <= MAX_CLOCK_SKEW_SECONDS:
             raise ValueError(
-                f"clock skew {self.clock_skew_seconds} s is outside 0..300 s; use a small leeway such as 60"
+                f"clock skew {self.clock_skew_seconds} s is outside 0..{MAX_CLOCK_SKEW_SECONDS:g} s; use a small leeway such as 60"
             )
 
     @property
@@ -535,7 +538,7 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float:
 
 # -- subscription allow-list ------------------------------------------------------------------
 
-_SUBSCRIPTION = re.compile(r"/subscriptions/([^/?#\s]+)", re.IGNORECASE)
+_SUBSCRIPTION = re.compile(r"/subscriptions/([^/?#]+)", re.IGNORECASE)
 
 
 def alert_subscriptions(alert_id: str | None, target_ids: Iterable[str] | None) -> set[str]:
@@ -548,7 +551,7 @@ def alert_subscriptions(alert_id: str | None, target_ids: Iterable[str] | None) 
     for resource_id in (alert_id, *(target_ids or ())):
         if isinstance(resource_id, str):
             match = _SUBSCRIPTION.search(resource_id)
-            if match:
+            if match and match.group(1).strip():
                 found.add(match.group(1).strip().lower())
     return found
 
@@ -567,9 +570,9 @@ def check_subscriptions(subscriptions: set[str], allowed: frozenset[str] | None)
             "the alert names no subscription (alertId/alertTargetIDs), so SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS "
             "cannot admit it"
         )
-    refused = sorted(sub for sub in subscriptions if sub.lower() not in allowed_lower)
+    refused = sorted(sub[:64] for sub in subscriptions if sub.lower() not in allowed_lower)
     if refused:
         raise AuthError.forbidden(
-            f"alerts from subscription {', '.join(refused)} are not accepted here "
+            f"alerts from subscription {', '.join(refused[:5])} are not accepted here "
             "(not in SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS)"
         )

@@ -217,6 +217,7 @@ def test_skew_is_configurable(issuer: LocalIssuer) -> None:
         {"tenant_id": " "},
         {"required_role": ""},
         {"clock_skew_seconds": 3600},
+        {"clock_skew_seconds": 601},
         {"clock_skew_seconds": -1},
     ],
 )
