@@ -592,6 +592,7 @@ class FakeServiceNow:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeServiceNow
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass

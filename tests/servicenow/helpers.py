@@ -45,11 +45,13 @@ def event(n: int = 1, condition: Condition = Condition.FIRED, **overrides: Any) 
         "resolved_at": datetime(2026, 11, 26, 6, 30, tzinfo=UTC) if condition is Condition.RESOLVED else None,
         "investigation_link": "https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/Investigation",
         "condition_summary": "Percentage CPU Average GreaterThan 90 (value 97.5)",
-        "essentials": {"alertId": aid, "alertRule": "cpu-high", "severity": "Sev1",
-                       "monitorCondition": str(condition), "alertTargetIDs": [VM_ID],
-                       "configurationItems": ["vm-web-01"], "originAlertId": "abc"},
     }
     fields.update(overrides)
+    fields.setdefault("essentials", {
+        "alertId": aid, "alertRule": fields["rule"], "severity": fields["severity"],
+        "monitorCondition": str(condition), "alertTargetIDs": list(fields["target_ids"]),
+        "configurationItems": list(fields["configuration_items"]), "originAlertId": "abc",
+    })
     return AlertEvent(**fields)
 
 

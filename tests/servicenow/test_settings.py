@@ -1,0 +1,71 @@
+"""SECURE_EXPORT_SERVICENOW_* validation: clear errors naming the variable, secrets never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow_settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
+
+BASE = {"SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com/",
+        "SECURE_EXPORT_SERVICENOW_USERNAME": "svc", "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret"}
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_from_env_reads_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, BASE | {"SECURE_EXPORT_SERVICENOW_TARGET": "event",
+                              "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev2": {"impact": 1, "urgency": 3}}',
+                              "SECURE_EXPORT_SERVICENOW_CREATE_CIS": "true"})
+    backend = ServiceNowBackend.from_env(object())
+    s = backend.settings
+    assert s.url == "https://acme.service-now.com" and s.target is Target.EVENT and s.create_cis
+    assert s.effective_auth is AuthMode.BASIC
+    assert (s.impact_urgency("Sev2").impact, s.impact_urgency("Sev2").urgency) == (1, 3)
+    assert s.impact_urgency("Sev0").impact == 1  # untouched severities keep the default
+
+
+def test_secrets_never_appear_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, BASE | {"SECURE_EXPORT_SERVICENOW_CLIENT_ID": "cid",
+                              "SECURE_EXPORT_SERVICENOW_CLIENT_SECRET": "client-s3cret"})
+    s = ServiceNowSettings.load()
+    assert "pa55-secret" not in repr(s) and "client-s3cret" not in repr(s)
+    assert s.effective_auth is AuthMode.OAUTH_PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"SECURE_EXPORT_SERVICENOW_URL": None}, "SECURE_EXPORT_SERVICENOW_URL: is required"),
+        ({"SECURE_EXPORT_SERVICENOW_URL": "http://acme.service-now.com"}, "SECURE_EXPORT_SERVICENOW_URL: must use https"),
+        ({"SECURE_EXPORT_SERVICENOW_TARGET": "alert"}, "SECURE_EXPORT_SERVICENOW_TARGET"),
+        ({"SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD": "object_id^ORname!=x"}, "SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD"),
+        ({"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev9": {"impact": 1, "urgency": 1}}'}, "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP"),
+        ({"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev1": {"impact": 4, "urgency": 1}}'}, "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP"),
+        ({"SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP": "Service Desk"}, "SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP: must be a 32-character hex sys_id"),
+        ({"SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS": "0"}, "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS"),
+        ({"SECURE_EXPORT_SERVICENOW_PASSWORD": None}, "no credentials"),
+        ({"SECURE_EXPORT_SERVICENOW_AUTH": "oauth-client-credentials"}, "SECURE_EXPORT_SERVICENOW_CLIENT_ID"),
+    ],
+)
+def test_invalid_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None],
+                                                  named: str) -> None:
+    values = dict(BASE)
+    for name, value in changes.items():
+        if value is None:
+            values.pop(name, None)
+        else:
+            values[name] = value
+    _env(monkeypatch, values)
+    with pytest.raises(ServiceNowSettingsError) as caught:
+        ServiceNowBackend.from_env(None)
+    assert named in str(caught.value)
+    assert "pa55-secret" not in str(caught.value)
+
+
+def test_plain_http_is_allowed_only_on_loopback() -> None:
+    s = ServiceNowSettings.load(url="http://127.0.0.1:8443", username="u", password="p")
+    assert s.url == "http://127.0.0.1:8443"
