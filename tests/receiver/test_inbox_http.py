@@ -1,0 +1,34 @@
+"""``503`` over HTTP when the inbox cannot be written, and recovery once it can."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from receiver.local_issuer import LocalIssuer
+from tests.receiver.harness import RecordingBackend, alert_body, start_receiver
+
+
+def test_locked_inbox_answers_503_with_retry_after_then_recovers(tmp_path: Path, issuer: LocalIssuer) -> None:
+    with start_receiver(tmp_path, issuer, backend=RecordingBackend(), inbox_busy_timeout_seconds=0.2) as rx:
+        assert rx.post_alert(alert_body("before"), issuer.mint()).status_code == 202
+        blocker = sqlite3.connect(rx.db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock beyond the busy timeout
+        try:
+            response = rx.post_alert(alert_body("during"), issuer.mint())
+            assert response.status_code == 503
+            assert response.json()["error"] == "inbox_unavailable"
+            assert response.headers["retry-after"].isdigit()
+            ready = rx.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["error"] == "not_ready" and "inbox" in ready.json()["detail"]
+            assert rx.get("/healthz").status_code == 200
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # Azure retries the 503: the same delivery is now stored, once.
+        retried = rx.post_alert(alert_body("during"), issuer.mint())
+        assert retried.status_code == 202 and retried.json()["duplicate"] is False
+        assert rx.get("/readyz").status_code == 200
+        assert rx.metric("secure_export_http_requests_total", route="/api/alerts", status="503") == 1
+        assert rx.metric("secure_export_inbox_write_failures_total") >= 1
