@@ -1,0 +1,20 @@
+"""secure-export: the Pulumi program. Reads and validates the stack config, declares one SecureExport.
+
+Run it with `pulumi up --stack <name>` (config in stacks/Pulumi.<name>.yaml), or offline with
+`secure-export plan --stack <name>`, which runs this same file under Pulumi's mocks.
+"""
+
+import pulumi
+
+from components.config import ConfigError, load_pulumi_config
+from components.program import declare
+
+try:
+    config = load_pulumi_config()
+except ConfigError as exc:
+    for problem in exc.problems:
+        pulumi.log.error(problem)
+    # RunError ends the program with its message and without a traceback.
+    raise pulumi.RunError(f"invalid stack configuration ({len(exc.problems)} problem(s) above)") from None
+
+declare(config)

@@ -1,0 +1,33 @@
+"""secure-export Pulumi components: reuse them from any Pulumi program.
+
+    from components import SecureWebhookIdentity, SecureWebhookActionGroup, AlertRules, ReceiverService, SecureExport
+
+They are also a Pulumi component package (``PulumiPlugin.yaml`` in this directory), so programs in
+other languages can use them after ``pulumi package add``.
+"""
+
+from components.action_group import SecureWebhookActionGroup, SecureWebhookActionGroupArgs
+from components.alert_rules import AlertRules, AlertRulesArgs
+from components.identity import SecureWebhookIdentity, SecureWebhookIdentityArgs
+from components.receiver_service import ReceiverService, ReceiverServiceArgs
+from components.secure_export import SecureExport, SecureExportArgs
+
+COMPONENTS = [SecureWebhookIdentity, SecureWebhookActionGroup, AlertRules, ReceiverService, SecureExport]
+"""Every public component, in the order the package host registers them."""
+PACKAGE_NAME = "secure-export"
+"""Name of the component package (the first part of each type token)."""
+
+__all__ = [
+    "AlertRules",
+    "AlertRulesArgs",
+    "COMPONENTS",
+    "PACKAGE_NAME",
+    "ReceiverService",
+    "ReceiverServiceArgs",
+    "SecureExport",
+    "SecureExportArgs",
+    "SecureWebhookActionGroup",
+    "SecureWebhookActionGroupArgs",
+    "SecureWebhookIdentity",
+    "SecureWebhookIdentityArgs",
+]

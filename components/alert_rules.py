@@ -1,0 +1,435 @@
+"""``AlertRules``: metric, log search and activity log alert rules, each wired to one action group."""
+
+from typing import Any, NotRequired, Optional, TypedDict
+
+import pulumi
+from pulumi_azure_native import monitor
+
+from components.validation import (
+    check_frequency_within_window,
+    check_scopes,
+    check_severity,
+    duration_seconds,
+    subscription_of,
+)
+
+SINGLE_RESOURCE_CRITERIA = "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria"
+MULTI_RESOURCE_CRITERIA = "Microsoft.Azure.Monitor.MultipleResourceMultipleMetricCriteria"
+ACTIVITY_LOG_CATEGORIES = ("Administrative", "ServiceHealth", "ResourceHealth")
+
+
+class DimensionArgs(TypedDict):
+    """A dimension filter of a metric criterion or a log search condition."""
+
+    name: str
+    """Dimension (metric) or column (log) name."""
+    operator: str
+    """Include or Exclude."""
+    values: list[str]
+    """Values to include or exclude; * for all."""
+
+
+class DynamicThresholdArgs(TypedDict):
+    """Dynamic threshold settings of a metric criterion."""
+
+    sensitivity: str
+    """Low, Medium or High."""
+    evaluation_periods: NotRequired[Optional[int]]
+    """Number of aggregated lookback points (default 4)."""
+    min_failing_periods: NotRequired[Optional[int]]
+    """Violations among them that fire the alert (default 4)."""
+
+
+class MetricCriterionArgs(TypedDict):
+    """One criterion of a metric alert: static when threshold is set, dynamic when dynamic is set."""
+
+    metric_name: str
+    """Metric to watch, e.g. Percentage CPU."""
+    time_aggregation: str
+    """Average, Minimum, Maximum, Total or Count."""
+    operator: str
+    """Static: Equals, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual. Dynamic: GreaterThan, LessThan, GreaterOrLessThan."""
+    name: NotRequired[Optional[str]]
+    """Criterion name (defaults to the metric name)."""
+    metric_namespace: NotRequired[Optional[str]]
+    """Metric namespace, e.g. Microsoft.Compute/virtualMachines."""
+    threshold: NotRequired[Optional[float]]
+    """Static threshold."""
+    dynamic: NotRequired[Optional[DynamicThresholdArgs]]
+    """Dynamic threshold settings."""
+    dimensions: NotRequired[Optional[list[DimensionArgs]]]
+    """Dimension filters."""
+
+
+class MetricAlertRuleArgs(TypedDict):
+    """A metric alert rule (single resource, or many resources of one type in one region)."""
+
+    name: str
+    """Azure name of the rule, unique in the resource group."""
+    severity: int
+    """0 (critical) .. 4 (verbose)."""
+    scopes: list[str]
+    """Resource ids the rule watches; several, a resource group or a subscription make it a multi-resource rule."""
+    evaluation_frequency: str
+    """ISO-8601 duration, e.g. PT1M; not longer than window_size."""
+    window_size: str
+    """ISO-8601 duration, e.g. PT5M."""
+    criteria: list[MetricCriterionArgs]
+    """Conditions, all of which must hold."""
+    description: NotRequired[Optional[str]]
+    """Text that becomes the work item's description."""
+    target_resource_type: NotRequired[Optional[str]]
+    """Resource type of a multi-resource rule, e.g. Microsoft.Compute/virtualMachines."""
+    target_resource_region: NotRequired[Optional[str]]
+    """Region of a multi-resource rule's resources."""
+    enabled: NotRequired[Optional[bool]]
+    """Whether the rule is evaluated (default true)."""
+
+
+class FailingPeriodsArgs(TypedDict):
+    """How many evaluation periods must fail before a log alert fires."""
+
+    evaluation_periods: int
+    """Number of aggregated lookback points."""
+    min_failing_periods: int
+    """Violations among them that fire the alert."""
+
+
+class LogAlertRuleArgs(TypedDict):
+    """A log search (scheduled query) alert rule."""
+
+    name: str
+    """Azure name of the rule, unique in the resource group."""
+    severity: int
+    """0 (critical) .. 4 (verbose)."""
+    scopes: list[str]
+    """Log Analytics workspace or Application Insights resource ids the query runs against."""
+    evaluation_frequency: str
+    """ISO-8601 duration, e.g. PT5M; not longer than window_size."""
+    window_size: str
+    """ISO-8601 duration, e.g. PT15M."""
+    query: str
+    """KQL query."""
+    time_aggregation: str
+    """Count, Average, Minimum, Maximum or Total."""
+    operator: str
+    """Equals, GreaterThan, GreaterThanOrEqual, LessThan or LessThanOrEqual."""
+    threshold: float
+    """Threshold the aggregated value is compared with."""
+    description: NotRequired[Optional[str]]
+    """Text that becomes the work item's description."""
+    metric_measure_column: NotRequired[Optional[str]]
+    """Column aggregated when time_aggregation is not Count."""
+    resource_id_column: NotRequired[Optional[str]]
+    """Column holding the resource id the alert is split by (becomes configuration items)."""
+    dimensions: NotRequired[Optional[list[DimensionArgs]]]
+    """Columns the alert is split by."""
+    failing_periods: NotRequired[Optional[FailingPeriodsArgs]]
+    """Failing periods before the alert fires (default 1 of 1)."""
+    mute_actions_duration: NotRequired[Optional[str]]
+    """ISO-8601 duration during which actions are muted after the alert fired."""
+    enabled: NotRequired[Optional[bool]]
+    """Whether the rule is evaluated (default true)."""
+
+
+class ActivityLogAlertRuleArgs(TypedDict):
+    """An activity log alert rule: administrative operations, service health or resource health."""
+
+    name: str
+    """Azure name of the rule, unique in the resource group."""
+    category: str
+    """Administrative, ServiceHealth or ResourceHealth."""
+    scopes: list[str]
+    """Subscriptions, resource groups or resources the rule watches."""
+    description: NotRequired[Optional[str]]
+    """Text that becomes the work item's description."""
+    operation_name: NotRequired[Optional[str]]
+    """Administrative: the operation, e.g. Microsoft.Compute/virtualMachines/delete."""
+    level: NotRequired[Optional[str]]
+    """Event level filter: Critical, Error, Warning, Informational, Verbose."""
+    status: NotRequired[Optional[str]]
+    """Event status filter, e.g. Succeeded or Failed."""
+    incident_types: NotRequired[Optional[list[str]]]
+    """ServiceHealth: Incident, Maintenance, Informational, ActionRequired, Security."""
+    services: NotRequired[Optional[list[str]]]
+    """ServiceHealth: impacted service names, e.g. Virtual Machines."""
+    regions: NotRequired[Optional[list[str]]]
+    """ServiceHealth: impacted regions, e.g. West Europe."""
+    health_statuses: NotRequired[Optional[list[str]]]
+    """ResourceHealth: current health statuses, e.g. Unavailable, Degraded."""
+    enabled: NotRequired[Optional[bool]]
+    """Whether the rule is evaluated (default true)."""
+
+
+class AlertRulesArgs(TypedDict):
+    """Inputs of AlertRules."""
+
+    resource_group_name: pulumi.Input[str]
+    """Resource group that holds the rules."""
+    action_group_id: pulumi.Input[str]
+    """Action group every rule notifies."""
+    location: NotRequired[Optional[str]]
+    """Region of the log search rules (that of their workspaces); required when there are any."""
+    metric_alerts: NotRequired[Optional[list[MetricAlertRuleArgs]]]
+    """Metric alert rules."""
+    log_alerts: NotRequired[Optional[list[LogAlertRuleArgs]]]
+    """Log search alert rules."""
+    activity_log_alerts: NotRequired[Optional[list[ActivityLogAlertRuleArgs]]]
+    """Activity log alert rules."""
+    tags: NotRequired[Optional[dict[str, str]]]
+    """Tags on every rule."""
+
+
+def _is_multi_resource(scopes: list[str]) -> bool:
+    # A subscription or resource-group scope watches every matching resource in it.
+    return len(scopes) > 1 or any(len(s.strip("/").split("/")) <= 4 for s in scopes)
+
+
+def _check_rule(component: str, kind: str, rule: dict[str, Any], seen: set[str]) -> str:
+    rule_name = rule.get("name")
+    where = f"AlertRules {component}: {kind} rule {rule_name!r}"
+    if not rule_name or not isinstance(rule_name, str):
+        raise ValueError(f"AlertRules {component}: every {kind} rule needs a name")
+    if rule_name in seen:
+        raise ValueError(f"{where}: name is used twice")
+    seen.add(rule_name)
+    try:
+        check_scopes(rule.get("scopes"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: scopes {exc}") from None
+    if kind == "activity log":
+        return rule_name
+    try:
+        check_severity(rule.get("severity"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: severity {exc}") from None
+    for field in ("evaluation_frequency", "window_size"):
+        try:
+            duration_seconds(rule.get(field))  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"{where}: {field} {exc}") from None
+    try:
+        check_frequency_within_window(rule["evaluation_frequency"], rule["window_size"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return rule_name
+
+
+def _dimensions(dims: Optional[list[DimensionArgs]]) -> Optional[list[dict[str, Any]]]:
+    if not dims:
+        return None
+    return [{"name": d["name"], "operator": d.get("operator") or "Include", "values": list(d["values"])} for d in dims]
+
+
+def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) -> dict[str, Any]:
+    base = {
+        "name": c.get("name") or c["metric_name"],
+        "metric_name": c["metric_name"],
+        "metric_namespace": c.get("metric_namespace"),
+        "operator": c["operator"],
+        "time_aggregation": c["time_aggregation"],
+        "dimensions": _dimensions(c.get("dimensions")),
+    }
+    dynamic, threshold = c.get("dynamic"), c.get("threshold")
+    if (dynamic is None) == (threshold is None):
+        raise ValueError(
+            f"AlertRules {component}: metric rule {rule_name!r}: criterion {base['name']!r} needs exactly one of threshold (static) or dynamic"
+        )
+    if dynamic is not None:
+        return {
+            **base,
+            "criterion_type": "DynamicThresholdCriterion",
+            "alert_sensitivity": dynamic["sensitivity"],
+            "failing_periods": {
+                "number_of_evaluation_periods": dynamic.get("evaluation_periods") or 4,
+                "min_failing_periods_to_alert": dynamic.get("min_failing_periods") or 4,
+            },
+        }
+    return {**base, "criterion_type": "StaticThresholdCriterion", "threshold": threshold}
+
+
+def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> dict[str, Any]:
+    category = rule.get("category")
+    if category not in ACTIVITY_LOG_CATEGORIES:
+        raise ValueError(
+            f"AlertRules {component}: activity log rule {rule.get('name')!r}: category must be one of "
+            f"{', '.join(ACTIVITY_LOG_CATEGORIES)}, got {category!r}"
+        )
+    all_of: list[dict[str, Any]] = [{"field": "category", "equals": category}]
+    for field, key in (("operationName", "operation_name"), ("level", "level"), ("status", "status")):
+        if rule.get(key):
+            all_of.append({"field": field, "equals": rule.get(key)})
+    any_of_fields = (
+        ("properties.incidentType", "incident_types"),
+        ("properties.impactedServices[*].ServiceName", "services"),
+        ("properties.impactedServices[*].ImpactedRegions[*].RegionName", "regions"),
+        ("properties.currentHealthStatus", "health_statuses"),
+    )
+    for field, key in any_of_fields:
+        values = rule.get(key)
+        if values:
+            all_of.append({"any_of": [{"field": field, "equals": v} for v in values]})
+    return {"all_of": all_of}
+
+
+def watched_subscriptions(
+    metric_alerts: Optional[list[MetricAlertRuleArgs]] = None,
+    log_alerts: Optional[list[LogAlertRuleArgs]] = None,
+    activity_log_alerts: Optional[list[ActivityLogAlertRuleArgs]] = None,
+) -> list[str]:
+    """Return the sorted subscription ids named by the rules' scopes.
+
+    These are the subscriptions whose alerts the receiver should accept.
+    """
+    subs: set[str] = set()
+    for rules in (metric_alerts, log_alerts, activity_log_alerts):
+        for rule in rules or []:
+            for scope in rule.get("scopes") or []:
+                sub = subscription_of(scope)
+                if sub:
+                    subs.add(sub)
+    return sorted(subs)
+
+
+class AlertRules(pulumi.ComponentResource):
+    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are stateful (autoMitigate) so that Resolved reaches the ITSM tool."""
+
+    metric_alert_ids: pulumi.Output[list[str]]
+    """Resource ids of the metric alert rules."""
+    log_alert_ids: pulumi.Output[list[str]]
+    """Resource ids of the log search alert rules."""
+    activity_log_alert_ids: pulumi.Output[list[str]]
+    """Resource ids of the activity log alert rules."""
+
+    def __init__(self, name: str, args: AlertRulesArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("secure-export:index:AlertRules", name, {}, opts)
+        rg = args.get("resource_group_name")
+        action_group_id = args.get("action_group_id")
+        if rg is None or action_group_id is None:
+            raise ValueError(f"AlertRules {name}: resource_group_name and action_group_id are required")
+        tags = args.get("tags")
+        child = pulumi.ResourceOptions(parent=self)
+        metric_rules = args.get("metric_alerts") or []
+        log_rules = args.get("log_alerts") or []
+        activity_rules = args.get("activity_log_alerts") or []
+
+        metric_ids = []
+        seen: set[str] = set()
+        for rule in metric_rules:
+            rule_name = _check_rule(name, "metric", dict(rule), seen)
+            scopes = list(rule["scopes"])
+            criteria = [_metric_criterion(name, rule_name, c) for c in rule.get("criteria") or []]
+            if not criteria:
+                raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
+            dynamic = any(c["criterion_type"] == "DynamicThresholdCriterion" for c in criteria)
+            multi = _is_multi_resource(scopes)
+            if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
+                raise ValueError(
+                    f"AlertRules {name}: metric rule {rule_name!r}: a multi-resource rule needs target_resource_type and target_resource_region"
+                )
+            alert = monitor.MetricAlert(
+                f"{name}-metric-{rule_name}",
+                rule_name=rule_name,
+                resource_group_name=rg,
+                location="global",
+                description=rule.get("description") or rule_name,
+                severity=check_severity(rule["severity"]),
+                enabled=rule.get("enabled", True) is not False,
+                scopes=scopes,
+                evaluation_frequency=rule["evaluation_frequency"],
+                window_size=rule["window_size"],
+                target_resource_type=rule.get("target_resource_type"),
+                target_resource_region=rule.get("target_resource_region"),
+                criteria={
+                    "odata_type": MULTI_RESOURCE_CRITERIA if (multi or dynamic) else SINGLE_RESOURCE_CRITERIA,
+                    "all_of": criteria,
+                },
+                auto_mitigate=True,
+                actions=[{"action_group_id": action_group_id}],
+                tags=tags,
+                opts=child,
+            )
+            metric_ids.append(alert.id)
+
+        log_ids = []
+        seen = set()
+        if log_rules and not args.get("location"):
+            raise ValueError(f"AlertRules {name}: location is required for log search rules (the region of their workspaces)")
+        for rule in log_rules:
+            rule_name = _check_rule(name, "log", dict(rule), seen)
+            failing = rule.get("failing_periods") or {"evaluation_periods": 1, "min_failing_periods": 1}
+            if failing["min_failing_periods"] > failing["evaluation_periods"]:
+                raise ValueError(
+                    f"AlertRules {name}: log rule {rule_name!r}: failing_periods.min_failing_periods exceeds evaluation_periods"
+                )
+            if rule.get("mute_actions_duration"):
+                duration_seconds(rule["mute_actions_duration"])
+            log_alert = monitor.ScheduledQueryRule(
+                f"{name}-log-{rule_name}",
+                rule_name=rule_name,
+                resource_group_name=rg,
+                location=args.get("location"),
+                kind="LogAlert",
+                description=rule.get("description") or rule_name,
+                display_name=rule_name,
+                severity=check_severity(rule["severity"]),
+                enabled=rule.get("enabled", True) is not False,
+                scopes=list(rule["scopes"]),
+                evaluation_frequency=rule["evaluation_frequency"],
+                window_size=rule["window_size"],
+                mute_actions_duration=rule.get("mute_actions_duration"),
+                criteria={
+                    "all_of": [
+                        {
+                            "query": rule["query"],
+                            "time_aggregation": rule["time_aggregation"],
+                            "metric_measure_column": rule.get("metric_measure_column"),
+                            "resource_id_column": rule.get("resource_id_column"),
+                            "operator": rule["operator"],
+                            "threshold": rule["threshold"],
+                            "dimensions": _dimensions(rule.get("dimensions")),
+                            "failing_periods": {
+                                "number_of_evaluation_periods": failing["evaluation_periods"],
+                                "min_failing_periods_to_alert": failing["min_failing_periods"],
+                            },
+                        }
+                    ]
+                },
+                auto_mitigate=True,
+                actions={"action_groups": [action_group_id]},
+                tags=tags,
+                opts=child,
+            )
+            log_ids.append(log_alert.id)
+
+        activity_ids = []
+        seen = set()
+        for rule in activity_rules:
+            rule_name = _check_rule(name, "activity log", dict(rule), seen)
+            activity = monitor.ActivityLogAlert(
+                f"{name}-activity-{rule_name}",
+                activity_log_alert_name=rule_name,
+                resource_group_name=rg,
+                location="Global",
+                description=rule.get("description") or rule_name,
+                enabled=rule.get("enabled", True) is not False,
+                scopes=list(rule["scopes"]),
+                condition=_activity_condition(name, rule),
+                actions={"action_groups": [{"action_group_id": action_group_id}]},
+                tags=tags,
+                opts=child,
+            )
+            activity_ids.append(activity.id)
+
+        self.metric_alert_ids = pulumi.Output.all(*metric_ids) if metric_ids else pulumi.Output.from_input([])
+        self.log_alert_ids = pulumi.Output.all(*log_ids) if log_ids else pulumi.Output.from_input([])
+        self.activity_log_alert_ids = (
+            pulumi.Output.all(*activity_ids) if activity_ids else pulumi.Output.from_input([])
+        )
+        self.register_outputs(
+            {
+                "metric_alert_ids": self.metric_alert_ids,
+                "log_alert_ids": self.log_alert_ids,
+                "activity_log_alert_ids": self.activity_log_alert_ids,
+            }
+        )

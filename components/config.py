@@ -1,0 +1,599 @@
+"""Stack configuration: pydantic models, validated once before any resource is declared.
+
+Two sources feed the same validation: a stack file on disk (``stacks/Pulumi.<stack>.yaml``, read
+by ``secure-export plan``) and the config the Pulumi engine hands the program at ``pulumi up``.
+Every problem becomes one line naming the key path, e.g.
+``stacks/Pulumi.prod.yaml: secure-export:alertRules.metric[2].severity: must be 0..4, got 9``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from components.validation import (
+    check_scopes,
+    check_severity,
+    check_short_name,
+    duration_seconds,
+)
+
+NAMESPACE = "secure-export"
+"""The project name, and the namespace of this program's config keys."""
+PROVIDER_NAMESPACES = ("azure-native", "azuread", "pulumi")
+"""Config namespaces passed through to providers unvalidated."""
+SECRET_KEYS = ("servicenowPassword", "servicenowClientSecret")
+"""Keys whose values must be Pulumi secrets (``pulumi config set --secret``)."""
+_STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+
+
+class ConfigError(Exception):
+    """The stack configuration is invalid; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+def _severity(value: Any) -> int:
+    return check_severity(value)
+
+
+def _duration(value: Any) -> str:
+    duration_seconds(value)
+    return str(value)
+
+
+class DimensionConfig(_Model):
+    """A dimension filter."""
+
+    name: str
+    operator: Literal["Include", "Exclude"] = "Include"
+    values: list[str] = Field(min_length=1)
+
+
+class DynamicThresholdConfig(_Model):
+    """Dynamic threshold settings."""
+
+    sensitivity: Literal["Low", "Medium", "High"]
+    evaluation_periods: int = Field(default=4, ge=1, le=6)
+    min_failing_periods: int = Field(default=4, ge=1, le=6)
+
+    @model_validator(mode="after")
+    def _failing_within_periods(self) -> DynamicThresholdConfig:
+        if self.min_failing_periods > self.evaluation_periods:
+            raise ValueError("minFailingPeriods must not exceed evaluationPeriods")
+        return self
+
+
+class MetricCriterionConfig(_Model):
+    """One metric criterion: static (threshold) or dynamic."""
+
+    metric_name: str
+    time_aggregation: Literal["Average", "Minimum", "Maximum", "Total", "Count"]
+    operator: Literal[
+        "Equals", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual", "GreaterOrLessThan"
+    ]
+    name: str | None = None
+    metric_namespace: str | None = None
+    threshold: float | None = None
+    dynamic: DynamicThresholdConfig | None = None
+    dimensions: list[DimensionConfig] | None = None
+
+    @model_validator(mode="after")
+    def _static_or_dynamic(self) -> MetricCriterionConfig:
+        if (self.threshold is None) == (self.dynamic is None):
+            raise ValueError("give exactly one of threshold (static) or dynamic")
+        if self.dynamic is not None and self.operator not in ("GreaterThan", "LessThan", "GreaterOrLessThan"):
+            raise ValueError(f"operator {self.operator} is not allowed with a dynamic threshold")
+        if self.dynamic is None and self.operator == "GreaterOrLessThan":
+            raise ValueError("operator GreaterOrLessThan needs a dynamic threshold")
+        return self
+
+
+class _RuleConfig(_Model):
+    name: str = Field(min_length=1, max_length=260, pattern=r"^[^<>*%&:\\?+/#|]+$")
+    description: str | None = None
+    scopes: list[str]
+    enabled: bool = True
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: Any) -> Any:
+        return check_scopes(value)
+
+
+class _EvaluatedRuleConfig(_RuleConfig):
+    severity: int
+    evaluation_frequency: str
+    window_size: str
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _check_severity(cls, value: Any) -> int:
+        return _severity(value)
+
+    @field_validator("evaluation_frequency", mode="before")
+    @classmethod
+    def _check_frequency(cls, value: Any) -> str:
+        return _duration(value)
+
+    @field_validator("window_size", mode="before")
+    @classmethod
+    def _check_window(cls, value: Any, info: Any) -> str:
+        window = _duration(value)
+        frequency = info.data.get("evaluation_frequency")
+        if frequency and duration_seconds(window) < duration_seconds(frequency):
+            raise ValueError(f"window {window} is shorter than the evaluation frequency {frequency}")
+        return window
+
+
+class MetricRuleConfig(_EvaluatedRuleConfig):
+    """A metric alert rule."""
+
+    criteria: list[MetricCriterionConfig] = Field(min_length=1)
+    target_resource_type: str | None = None
+    target_resource_region: str | None = None
+
+    @model_validator(mode="after")
+    def _multi_resource_target(self) -> MetricRuleConfig:
+        from components.alert_rules import _is_multi_resource
+
+        if _is_multi_resource(self.scopes) and not (self.target_resource_type and self.target_resource_region):
+            raise ValueError(
+                "a rule over several resources, a resource group or a subscription needs "
+                "targetResourceType and targetResourceRegion"
+            )
+        return self
+
+
+class FailingPeriodsConfig(_Model):
+    """Failing periods of a log alert."""
+
+    evaluation_periods: int = Field(ge=1, le=6)
+    min_failing_periods: int = Field(ge=1, le=6)
+
+    @model_validator(mode="after")
+    def _failing_within_periods(self) -> FailingPeriodsConfig:
+        if self.min_failing_periods > self.evaluation_periods:
+            raise ValueError("minFailingPeriods must not exceed evaluationPeriods")
+        return self
+
+
+class LogRuleConfig(_EvaluatedRuleConfig):
+    """A log search (scheduled query) alert rule."""
+
+    query: str = Field(min_length=1)
+    time_aggregation: Literal["Count", "Average", "Minimum", "Maximum", "Total"]
+    operator: Literal["Equals", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"]
+    threshold: float
+    metric_measure_column: str | None = None
+    resource_id_column: str | None = None
+    dimensions: list[DimensionConfig] | None = None
+    failing_periods: FailingPeriodsConfig | None = None
+    mute_actions_duration: str | None = None
+
+    @field_validator("mute_actions_duration", mode="before")
+    @classmethod
+    def _check_mute(cls, value: Any) -> Any:
+        return None if value is None else _duration(value)
+
+    @model_validator(mode="after")
+    def _measure_column(self) -> LogRuleConfig:
+        if self.time_aggregation != "Count" and not self.metric_measure_column:
+            raise ValueError(f"timeAggregation {self.time_aggregation} needs metricMeasureColumn")
+        return self
+
+
+class ActivityLogRuleConfig(_RuleConfig):
+    """An activity log alert rule."""
+
+    category: Literal["Administrative", "ServiceHealth", "ResourceHealth"]
+    operation_name: str | None = None
+    level: Literal["Critical", "Error", "Warning", "Informational", "Verbose"] | None = None
+    status: str | None = None
+    incident_types: list[Literal["Incident", "Maintenance", "Informational", "ActionRequired", "Security"]] | None = None
+    services: list[str] | None = None
+    regions: list[str] | None = None
+    health_statuses: list[Literal["Available", "Degraded", "Unavailable", "Unknown"]] | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_category(self) -> ActivityLogRuleConfig:
+        if self.operation_name and self.category != "Administrative":
+            raise ValueError("operationName applies to category Administrative only")
+        if (self.incident_types or self.services or self.regions) and self.category != "ServiceHealth":
+            raise ValueError("incidentTypes, services and regions apply to category ServiceHealth only")
+        if self.health_statuses and self.category != "ResourceHealth":
+            raise ValueError("healthStatuses applies to category ResourceHealth only")
+        return self
+
+
+def _unique_names(rules: list[Any]) -> list[Any]:
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise ValueError(f"rule name {rule.name!r} is used twice")
+        seen.add(rule.name)
+    return rules
+
+
+class AlertRulesConfig(_Model):
+    """The stack's alert rules, by kind."""
+
+    metric: list[MetricRuleConfig] = Field(default_factory=list)
+    log: list[LogRuleConfig] = Field(default_factory=list)
+    activity_log: list[ActivityLogRuleConfig] = Field(default_factory=list)
+
+    @field_validator("metric", "log", "activity_log")
+    @classmethod
+    def _unique(cls, rules: list[Any]) -> list[Any]:
+        return _unique_names(rules)
+
+
+class IdentityConfig(_Model):
+    """The receiver's Azure AD application."""
+
+    display_name: str | None = None
+    identifier_uri: str | None = Field(default=None, pattern=r"^(api|https)://\S+$")
+    access_token_version: Literal[1, 2] = 1
+    extra_owners: list[str] = Field(default_factory=list)
+
+
+class EmailReceiverConfig(_Model):
+    """An e-mail receiver of the action group."""
+
+    name: str = Field(min_length=1)
+    email_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ActionGroupConfig(_Model):
+    """The action group."""
+
+    short_name: str
+    name: str | None = None
+    email_receivers: list[EmailReceiverConfig] = Field(default_factory=list)
+
+    @field_validator("short_name", mode="before")
+    @classmethod
+    def _check_short_name(cls, value: Any) -> str:
+        return check_short_name(value)
+
+
+class ImageConfig(_Model):
+    """Where the receiver image comes from."""
+
+    registry: str = Field(min_length=1)
+    repository: str = Field(min_length=1)
+    tag: str | None = None
+    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    registry_resource_id: str | None = Field(default=None, pattern=r"(?i)^/subscriptions/.+/registries/[^/]+$")
+
+    @model_validator(mode="after")
+    def _tag_or_digest(self) -> ImageConfig:
+        if bool(self.tag) == bool(self.digest):
+            raise ValueError("give exactly one of tag or digest")
+        return self
+
+
+class ReceiverConfig(_Model):
+    """How the receiver runs."""
+
+    image: ImageConfig
+    container_app_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+    itsm: Literal["embedded", "servicenow"] = "embedded"
+    correlation: Literal["alert", "rule-target"] = "alert"
+    allowed_callers: list[str] | None = None
+    allowed_subscriptions: list[str] | None = None
+    cpu: float = Field(default=0.5, gt=0, le=4)
+    memory: str = Field(default="1Gi", pattern=r"^\d+(\.\d+)?Gi$")
+    min_replicas: int = Field(default=1, ge=1, le=10)
+    max_replicas: int = Field(default=1, ge=1, le=10)
+    concurrent_requests: int = Field(default=50, ge=1, le=1000)
+    log_retention_days: int = Field(default=30, ge=30, le=730)
+
+    @model_validator(mode="after")
+    def _replicas(self) -> ReceiverConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"maxReplicas {self.max_replicas} is below minReplicas {self.min_replicas}")
+        if self.max_replicas > 1:
+            raise ValueError(
+                "maxReplicas must be 1: the inbox is one SQLite file on an Azure Files share, which has a single writer"
+            )
+        return self
+
+
+class ServiceNowConfig(_Model):
+    """The ServiceNow instance (credentials are separate, secret keys)."""
+
+    url: str = Field(pattern=r"^https://[^/\s]+(/\S*)?$")
+    target: Literal["incident", "event"] = "incident"
+    username: str | None = None
+    client_id: str | None = None
+
+
+class StackConfig(_Model):
+    """Everything under the ``secure-export:`` namespace of a stack file."""
+
+    location: str = Field(min_length=1)
+    resource_group_name: str = Field(min_length=1, max_length=90, pattern=r"^[-\w._()]+$")
+    create_resource_group: bool = True
+    tags: dict[str, str] = Field(default_factory=dict)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    action_group: ActionGroupConfig
+    receiver: ReceiverConfig
+    servicenow: ServiceNowConfig | None = None
+    servicenow_password: SecretStr | None = None
+    servicenow_client_secret: SecretStr | None = None
+    alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
+
+    @model_validator(mode="after")
+    def _servicenow_complete(self) -> StackConfig:
+        if self.receiver.itsm != "servicenow":
+            return self
+        if self.servicenow is None:
+            raise ValueError("receiver.itsm is servicenow but the servicenow key is missing")
+        basic = self.servicenow.username and self.servicenow_password is not None
+        oauth = self.servicenow.client_id and self.servicenow_client_secret is not None
+        if not (basic or oauth):
+            raise ValueError(
+                "the servicenow backend needs servicenow.username with the secret servicenowPassword, "
+                "or servicenow.clientId with the secret servicenowClientSecret"
+            )
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Return the plaintexts of the secret keys (for masking; never log them)."""
+        return [s.get_secret_value() for s in (self.servicenow_password, self.servicenow_client_secret) if s]
+
+    def to_args(self) -> dict[str, Any]:
+        """Return the ``SecureExportArgs`` for this configuration, secrets wrapped as Pulumi secrets."""
+        import pulumi
+
+        receiver = self.receiver
+        servicenow = self.servicenow
+        rules = self.alert_rules
+
+        def secret(value: SecretStr | None) -> Any:
+            return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
+
+        return {
+            "location": self.location,
+            "resource_group_name": self.resource_group_name,
+            "create_resource_group": self.create_resource_group,
+            "tags": self.tags or None,
+            "display_name": self.identity.display_name,
+            "identifier_uri": self.identity.identifier_uri,
+            "access_token_version": self.identity.access_token_version,
+            "owner_object_ids": self.identity.extra_owners or None,
+            "action_group_short_name": self.action_group.short_name,
+            "action_group_name": self.action_group.name,
+            "email_receivers": [e.model_dump() for e in self.action_group.email_receivers] or None,
+            "receiver": {
+                "image_registry": receiver.image.registry,
+                "image_repository": receiver.image.repository,
+                "image_tag": receiver.image.tag,
+                "image_digest": receiver.image.digest,
+                "registry_resource_id": receiver.image.registry_resource_id,
+                "container_app_name": receiver.container_app_name,
+                "allowed_callers": receiver.allowed_callers,
+                "allowed_subscriptions": receiver.allowed_subscriptions,
+                "itsm": receiver.itsm,
+                "correlation": receiver.correlation,
+                "servicenow_url": servicenow.url if servicenow else None,
+                "servicenow_target": servicenow.target if servicenow else None,
+                "cpu": receiver.cpu,
+                "memory": receiver.memory,
+                "min_replicas": receiver.min_replicas,
+                "max_replicas": receiver.max_replicas,
+                "concurrent_requests": receiver.concurrent_requests,
+                "log_retention_days": receiver.log_retention_days,
+            },
+            "servicenow_username": servicenow.username if servicenow else None,
+            "servicenow_password": secret(self.servicenow_password),
+            "servicenow_client_id": servicenow.client_id if servicenow else None,
+            "servicenow_client_secret": secret(self.servicenow_client_secret),
+            "metric_alerts": [r.model_dump(exclude_none=True) for r in rules.metric] or None,
+            "log_alerts": [r.model_dump(exclude_none=True) for r in rules.log] or None,
+            "activity_log_alerts": [r.model_dump(exclude_none=True) for r in rules.activity_log] or None,
+        }
+
+
+@dataclass(frozen=True)
+class _Secure:
+    """A ``secure:`` value of a stack file: ciphertext plan cannot (and need not) decrypt."""
+
+    ciphertext: str
+
+
+@dataclass
+class LoadedStack:
+    """A validated stack file and the flat Pulumi config it stands for."""
+
+    config: StackConfig
+    pulumi_config: dict[str, str]
+    secret_keys: list[str]
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "missing":
+        return "required value is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    msg = str(error.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    given = error.get("input")
+    if isinstance(given, (str, int, float, bool)) or given is None:
+        return f"{msg[0].lower()}{msg[1:]}, got {given!r}"
+    return f"{msg[0].lower()}{msg[1:]}, got {type(given).__name__}"
+
+
+def validate(values: dict[str, Any], secret_keys: set[str], source: str) -> StackConfig:
+    """Validate the ``secure-export:`` keys (without namespace) and return the config.
+
+    ``secret_keys`` names the keys whose values arrived as Pulumi secrets. Raises ConfigError
+    with one line per problem, each naming ``source`` and the key path.
+    """
+    problems: list[str] = []
+    data = dict(values)
+    for key in SECRET_KEYS:
+        if key in data and key not in secret_keys:
+            problems.append(
+                f"{source}: {NAMESPACE}:{key}: must be a Pulumi secret; set it with "
+                f"`pulumi config set --secret {NAMESPACE}:{key} <value>`"
+            )
+            data.pop(key)
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = _path(tuple(error.get("loc", ())))
+            where = f"{NAMESPACE}:{loc}" if loc else NAMESPACE
+            problems.append(f"{source}: {where}: {_message(error)}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    """Return the stack file of ``stack``; raise ConfigError naming the stacks that exist."""
+    stacks_dir = project_dir / "stacks"
+    path = stacks_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+        listed = ", ".join(known) if known else "none"
+        raise ConfigError([f"unknown stack {stack!r}: no {path}; stacks that exist: {listed}"])
+    return path
+
+
+def load_stack_file(path: Path, display: str | None = None) -> LoadedStack:
+    """Read and validate a stack file; raise ConfigError with one line per problem."""
+    source = display or str(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError([f"{source}: YAML syntax error{where}: {exc.problem}"]) from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"{source}: cannot read the stack file: {exc}"]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError([f"{source}: the stack file must be a mapping with a config: key"])
+    problems = [f"{source}: {key}: unknown key" for key in document if key not in _STACK_FILE_KEYS]
+    entries = document.get("config") or {}
+    if not isinstance(entries, dict):
+        raise ConfigError([*problems, f"{source}: config: must be a mapping of namespace:key to values"])
+
+    values: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    pulumi_config: dict[str, str] = {}
+    pulumi_secret_keys: list[str] = []
+    for full_key, raw in entries.items():
+        namespace, sep, key = str(full_key).partition(":")
+        if not sep or not key:
+            problems.append(f"{source}: {full_key}: keys must be namespaced, e.g. {NAMESPACE}:location")
+            continue
+        if namespace not in (NAMESPACE, *PROVIDER_NAMESPACES):
+            problems.append(
+                f"{source}: {full_key}: unknown namespace {namespace!r} (use {NAMESPACE}: or a provider's)"
+            )
+            continue
+        value, is_secret, nested_problem = _decode(raw)
+        if nested_problem:
+            problems.append(f"{source}: {full_key}: {nested_problem}")
+            continue
+        if isinstance(value, _Secure):
+            pulumi_config[full_key] = value.ciphertext
+            pulumi_secret_keys.append(full_key)
+            value = value.ciphertext
+        else:
+            pulumi_config[full_key] = value if isinstance(value, str) else json.dumps(value)
+        if namespace == NAMESPACE:
+            values[key] = value
+            if is_secret:
+                secret_keys.add(key)
+    try:
+        config = validate(values, secret_keys, source)
+    except ConfigError as exc:
+        raise ConfigError([*problems, *exc.problems]) from None
+    if problems:
+        raise ConfigError(problems)
+    return LoadedStack(config=config, pulumi_config=pulumi_config, secret_keys=pulumi_secret_keys)
+
+
+def _decode(raw: Any) -> tuple[Any, bool, str | None]:
+    """Turn a stack-file value into (value, is_secret, problem)."""
+    if isinstance(raw, dict) and set(raw) == {"secure"}:
+        return _Secure(str(raw["secure"])), True, None
+    if _contains_secure(raw):
+        return None, False, "secure values are supported only as whole top-level values"
+    return raw, False, None
+
+
+def _contains_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "secure" in value and len(value) == 1 or any(_contains_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_secure(v) for v in value)
+    return False
+
+
+def load_pulumi_config() -> StackConfig:
+    """Read and validate this program's config from the running Pulumi engine.
+
+    Raises ConfigError with one line per problem.
+    """
+    import pulumi
+    from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env
+
+    entries: dict[str, Any] = {**get_config_env(), **CONFIG.get()}
+    secret_full = set(get_config_secret_keys_env())
+    values: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    problems: list[str] = []
+    source = f"stack {pulumi.get_stack()}"
+    for full_key, raw in entries.items():
+        namespace, _, key = str(full_key).partition(":")
+        if namespace != NAMESPACE:
+            continue
+        value: Any = raw
+        if isinstance(raw, str) and raw[:1] in ("{", "["):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                problems.append(f"{source}: {full_key}: not valid JSON")
+                continue
+        values[key] = value
+        if full_key in secret_full or pulumi.runtime.is_config_secret(full_key):
+            secret_keys.add(key)
+    try:
+        config = validate(values, secret_keys, source)
+    except ConfigError as exc:
+        raise ConfigError([*problems, *exc.problems]) from None
+    if problems:
+        raise ConfigError(problems)
+    return config

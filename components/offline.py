@@ -1,0 +1,406 @@
+"""The offline engine behind ``secure-export plan``: runs a Pulumi program under Pulumi's mocks.
+
+``run_program`` takes any program callable (ours, or a plain Pulumi program a benchmark compares
+it with), answers every resource registration and invoke with deterministic fake values, and
+returns what the program declared: type, name, parent, inputs and made-up outputs per resource,
+plus the stack outputs. Nothing here talks to a cloud or needs the Pulumi CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+SECRET_MASK = "[secret]"
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+# Azure resource type and the input that holds the Azure name, per azure-native token.
+_ARM_TYPES: dict[str, tuple[str, str | None]] = {
+    "azure-native:resources:ResourceGroup": ("", "resourceGroupName"),
+    "azure-native:monitor:ActionGroup": ("Microsoft.Insights/actionGroups", "actionGroupName"),
+    "azure-native:monitor:MetricAlert": ("Microsoft.Insights/metricAlerts", "ruleName"),
+    "azure-native:monitor:ScheduledQueryRule": ("Microsoft.Insights/scheduledQueryRules", "ruleName"),
+    "azure-native:monitor:ActivityLogAlert": ("Microsoft.Insights/activityLogAlerts", "activityLogAlertName"),
+    "azure-native:operationalinsights:Workspace": ("Microsoft.OperationalInsights/workspaces", "workspaceName"),
+    "azure-native:app:ManagedEnvironment": ("Microsoft.App/managedEnvironments", "environmentName"),
+    "azure-native:app:ContainerApp": ("Microsoft.App/containerApps", "containerAppName"),
+    "azure-native:app:ManagedEnvironmentsStorage": ("Microsoft.App/managedEnvironments/storages", "storageName"),
+    "azure-native:storage:StorageAccount": ("Microsoft.Storage/storageAccounts", "accountName"),
+    "azure-native:storage:FileShare": ("Microsoft.Storage/storageAccounts/fileServices/shares", "shareName"),
+    "azure-native:managedidentity:UserAssignedIdentity": (
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "resourceName",
+    ),
+    "azure-native:authorization:RoleAssignment": ("Microsoft.Authorization/roleAssignments", "roleAssignmentName"),
+}
+
+
+@dataclass
+class PlannedResource:
+    """One resource the program declared, as the offline engine saw it."""
+
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    custom: bool
+    secret_inputs: frozenset[str] = frozenset()
+    parent_type: str | None = None
+
+
+@dataclass
+class PlanResult:
+    """Everything a program declared: resources in tree order, and the stack outputs."""
+
+    stack: str
+    project: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+    secret_outputs: frozenset[str] = frozenset()
+    secret_values: frozenset[str] = field(default_factory=frozenset)
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """Strip Pulumi's secret envelopes from a deserialized value; say whether there was one."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            inner, _ = _unwrap(value.get("value"))
+            return inner, True
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], inner_secret = _unwrap(v)
+            found = found or inner_secret
+        return out, found
+    if isinstance(value, list):
+        found = False
+        items = []
+        for v in value:
+            item, inner_secret = _unwrap(v)
+            items.append(item)
+            found = found or inner_secret
+        return items, found
+    return value, False
+
+
+class FakeCloud(pulumi.runtime.Mocks):
+    """Pulumi mocks that make up deterministic ids: the same on every run, distinct across resources."""
+
+    def __init__(self, stack: str, secret_values: Iterable[str] = ()) -> None:
+        self.stack = stack
+        self.subscription_id = self._uuid("subscription")
+        self.tenant_id = self._uuid("tenant")
+        self.deployer_object_id = self._uuid("deployer")
+        self.records: dict[tuple[str, str], PlannedResource] = {}
+        self.parents: dict[tuple[str, str], str] = {}
+        self.secret_values: set[str] = {v for v in secret_values if v}
+        self._lock = threading.Lock()
+
+    def _uuid(self, *parts: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "secure-export-plan/" + self.stack + "/" + "/".join(parts)))
+
+    def _key(self, *parts: str) -> str:
+        digest = hashlib.sha256(("secure-export-plan-key/" + self.stack + "/" + "/".join(parts)).encode()).digest()
+        value = base64.b64encode(digest * 2).decode()
+        with self._lock:
+            self.secret_values.add(value)
+        return value
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        """Answer a resource registration with its inputs plus made-up provider outputs."""
+        secret_inputs = set()
+        inputs: dict[str, Any] = {}
+        for key, raw in (args.inputs or {}).items():
+            inputs[key], is_secret = _unwrap(raw)
+            if is_secret:
+                secret_inputs.add(key)
+        fake = self._fake_outputs(args.typ, args.name, inputs) if args.custom else {}
+        record = PlannedResource(
+            type=args.typ,
+            name=args.name,
+            parent=None,
+            inputs=inputs,
+            outputs=fake,
+            custom=bool(args.custom),
+            secret_inputs=frozenset(secret_inputs),
+        )
+        with self._lock:
+            self.records[(args.typ, args.name)] = record
+        resource_id = fake.get("id") if args.custom else None
+        state = {**inputs, **fake}
+        identity = state.get("identity")
+        if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+            # Azure answers user-assigned identities as a map keyed by id where the input is a list.
+            state["identity"] = {
+                **identity,
+                "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"] if isinstance(i, str)},
+            }
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        """Answer an invoke (data source) deterministically."""
+        token = args.token
+        if token in ("azuread:index/getClientConfig:getClientConfig", "azure-native:authorization:getClientConfig"):
+            return {
+                "clientId": self._uuid("deployer-client"),
+                "objectId": self.deployer_object_id,
+                "tenantId": self.tenant_id,
+                "subscriptionId": self.subscription_id,
+            }
+        if token == "azuread:index/getServicePrincipal:getServicePrincipal":
+            client_id = (args.args or {}).get("clientId") or self._uuid("sp-client", str(args.args))
+            return {"clientId": client_id, "objectId": self._uuid("sp", client_id), "appRoleIds": {}}
+        if token == "azure-native:operationalinsights:getSharedKeys":
+            seed = str(sorted((args.args or {}).items()))
+            return {"primarySharedKey": self._key("la1", seed), "secondarySharedKey": self._key("la2", seed)}
+        if token == "azure-native:storage:listStorageAccountKeys":
+            seed = str(sorted((args.args or {}).items()))
+            return {
+                "keys": [
+                    {"keyName": "key1", "permissions": "FULL", "value": self._key("sa1", seed)},
+                    {"keyName": "key2", "permissions": "FULL", "value": self._key("sa2", seed)},
+                ]
+            }
+        return {}
+
+    def _fake_outputs(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        if typ.startswith("azuread:"):
+            return self._fake_azuread(typ, name, inputs)
+        if typ.startswith("azure-native:"):
+            return self._fake_azure(typ, name, inputs)
+        return {"id": self._uuid("id", typ, name)}
+
+    def _fake_azuread(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        object_id = self._uuid("object", typ, name)
+        if typ == "azuread:index/application:Application":
+            roles = {r.get("value"): r.get("id") for r in inputs.get("appRoles") or [] if r.get("value")}
+            return {
+                "id": f"/applications/{object_id}",
+                "objectId": object_id,
+                "clientId": self._uuid("client", typ, name),
+                "appRoleIds": roles,
+            }
+        if typ == "azuread:index/servicePrincipal:ServicePrincipal":
+            return {"id": object_id, "objectId": object_id}
+        return {"id": object_id}
+
+    def _fake_azure(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        arm_type, name_key = _ARM_TYPES.get(typ, ("", None))
+        azure_name = inputs.get(name_key) if name_key else None
+        if not isinstance(azure_name, str) or not azure_name:
+            azure_name = f"{name}{hashlib.sha256((self.stack + typ + name).encode()).hexdigest()[:8]}"
+        sub = f"/subscriptions/{self.subscription_id}"
+        rg = inputs.get("resourceGroupName") or "unknown"
+        if typ == "azure-native:resources:ResourceGroup":
+            resource_id = f"{sub}/resourceGroups/{azure_name}"
+        elif typ == "azure-native:authorization:RoleAssignment":
+            resource_id = f"{inputs.get('scope') or sub}/providers/{arm_type}/{azure_name}"
+        elif typ == "azure-native:app:ManagedEnvironmentsStorage":
+            resource_id = f"{sub}/resourceGroups/{rg}/providers/Microsoft.App/managedEnvironments/{inputs.get('environmentName')}/storages/{azure_name}"
+        elif typ == "azure-native:storage:FileShare":
+            resource_id = f"{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{inputs.get('accountName')}/fileServices/default/shares/{azure_name}"
+        else:
+            if not arm_type:
+                module, resource = typ.split(":")[1:3]
+                arm_type = f"Microsoft.{module.capitalize()}/{resource[0].lower()}{resource[1:]}s"
+            resource_id = f"{sub}/resourceGroups/{rg}/providers/{arm_type}/{azure_name}"
+        out: dict[str, Any] = {"id": resource_id, "name": azure_name}
+        if typ == "azure-native:operationalinsights:Workspace":
+            out["customerId"] = self._uuid("workspace-customer", name)
+        elif typ == "azure-native:app:ManagedEnvironment":
+            region = str(inputs.get("location") or "region").replace(" ", "").lower()
+            out["defaultDomain"] = f"{hashlib.sha256((self.stack + name).encode()).hexdigest()[:12]}.{region}.azurecontainerapps.io"
+        elif typ == "azure-native:managedidentity:UserAssignedIdentity":
+            out["principalId"] = self._uuid("principal", name)
+            out["clientId"] = self._uuid("msi-client", name)
+        return out
+
+
+class _PlanMonitor(pulumi_mocks.MockMonitor):
+    """Pulumi's mock monitor, also noting each resource's parent (MockResourceArgs has none)."""
+
+    def __init__(self, mocks: FakeCloud) -> None:
+        super().__init__(mocks)
+        self._fake = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if request.type != "pulumi:pulumi:Stack" and request.parent:
+            self._fake.parents[(request.type, request.name)] = request.parent
+        return super().RegisterResource(request)
+
+
+def _parent_name(urn: str) -> tuple[str, str] | None:
+    # urn:pulumi:<stack>::<project>::<parent types$...$type>::<name>
+    parts = urn.split("::")
+    if len(parts) < 4:
+        return None
+    typ = parts[2].split("$")[-1]
+    if typ == "pulumi:pulumi:Stack":
+        return None
+    return typ, parts[-1]
+
+
+def _tree_order(records: dict[tuple[str, str], PlannedResource]) -> list[PlannedResource]:
+    children: dict[tuple[str, str] | None, list[PlannedResource]] = {}
+    for record in records.values():
+        parent_key = (record.parent_type, record.parent) if record.parent is not None else None
+        if parent_key not in records:
+            parent_key = None
+        children.setdefault(parent_key, []).append(record)  # type: ignore[arg-type]
+    ordered: list[PlannedResource] = []
+    stack: list[PlannedResource] = sorted(children.get(None, []), key=lambda r: (r.name, r.type), reverse=True)
+    while stack:
+        record = stack.pop()
+        ordered.append(record)
+        kids = children.get((record.type, record.name), [])
+        stack.extend(sorted(kids, key=lambda r: (r.name, r.type), reverse=True))
+    return ordered
+
+
+def run_program(
+    program: Callable[[], Any],
+    *,
+    stack: str,
+    project: str = "secure-export",
+    config: dict[str, str] | None = None,
+    secret_keys: Iterable[str] = (),
+    secret_values: Iterable[str] = (),
+) -> PlanResult:
+    """Run ``program`` under Pulumi mocks, offline, and return what it declared.
+
+    ``config`` is the flat Pulumi config (``"project:key" -> string``, structured values as JSON)
+    the program reads through ``pulumi.Config``; ``secret_keys`` names the secret ones and
+    ``secret_values`` are plaintexts a renderer must mask. Each call starts a fresh engine.
+    """
+    fake = FakeCloud(stack, secret_values)
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=_PlanMonitor(fake))
+    set_all_config(dict(config or {}), list(secret_keys))
+    try:
+        _sync_await(run_pulumi_func(program))
+        root = pulumi_settings.get_root_resource()
+        exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
+        values, secret_outputs = _sync_await(_resolve_outputs(exported))
+    finally:
+        set_all_config({}, [])
+
+    for key, record in fake.records.items():
+        parent_urn = fake.parents.get(key)
+        parent = _parent_name(parent_urn) if parent_urn else None
+        record.parent_type, record.parent = parent if parent else (None, None)
+    return PlanResult(
+        stack=stack,
+        project=project,
+        resources=_tree_order(fake.records),
+        outputs=values,
+        secret_outputs=frozenset(secret_outputs),
+        secret_values=frozenset(fake.secret_values),
+    )
+
+
+async def _resolve_outputs(exported: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    values: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name, value in exported.items():
+        output = pulumi.Output.from_input(value)
+        values[name] = await output.future()
+        if await output.is_secret():
+            secret.add(name)
+    return values, secret
+
+
+def masked(value: Any, secrets: frozenset[str] | set[str]) -> tuple[Any, bool]:
+    """Replace every string in ``secrets`` found in ``value`` by the mask; say whether any was."""
+    if isinstance(value, str):
+        return (SECRET_MASK, True) if value in secrets else (value, False)
+    if isinstance(value, dict):
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], hit = masked(v, secrets)
+            found = found or hit
+        return out, found
+    if isinstance(value, list):
+        found = False
+        items = []
+        for v in value:
+            item, hit = masked(v, secrets)
+            items.append(item)
+            found = found or hit
+        return items, found
+    return value, False
+
+
+def _mask_secret_lists(value: Any) -> tuple[Any, bool]:
+    # Entries of a list named "secrets" (container-app secrets) are secret by definition.
+    if isinstance(value, dict):
+        found = False
+        out = {}
+        for k, v in value.items():
+            if k == "secrets" and isinstance(v, list):
+                out[k] = [{**e, "value": SECRET_MASK} if isinstance(e, dict) and "value" in e else e for e in v]
+                found = found or bool(v)
+            else:
+                out[k], hit = _mask_secret_lists(v)
+                found = found or hit
+        return out, found
+    if isinstance(value, list):
+        found = False
+        items = []
+        for v in value:
+            item, hit = _mask_secret_lists(v)
+            items.append(item)
+            found = found or hit
+        return items, found
+    return value, False
+
+
+def plain_numbers(value: Any) -> Any:
+    """Return ``value`` with integral floats as ints (the engine hands every number over as a double)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_numbers(v) for v in value]
+    return value
+
+
+def public_inputs(record: PlannedResource, secrets: frozenset[str] | set[str]) -> dict[str, Any]:
+    """Return a resource's inputs with secrets masked.
+
+    A property Pulumi marked secret keeps its shape when the secret leaves inside it are known
+    (config secrets, key material the engine handed out, container-app secret values);
+    otherwise it is masked whole.
+    """
+    out: dict[str, Any] = {}
+    for key, value in record.inputs.items():
+        shown, hit = masked(value, secrets)
+        shown, listed = _mask_secret_lists(shown)
+        if key in record.secret_inputs and not (hit or listed):
+            shown = SECRET_MASK
+        out[key] = plain_numbers(shown)
+    return out
+
+
+def ensure_event_loop() -> None:
+    """Give this thread an event loop (Pulumi's sync helpers expect one)."""
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())

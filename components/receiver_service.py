@@ -1,0 +1,389 @@
+"""``ReceiverService``: the secure-export receiver on Azure Container Apps."""
+
+import hashlib
+import re
+import uuid
+from typing import Any, NotRequired, Optional, TypedDict
+
+import pulumi
+from pulumi_azure_native import app, authorization, managedidentity, operationalinsights, resources, storage
+
+RECEIVER_PORT = 8080
+"""Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
+DB_MOUNT_PATH = "/data"
+DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
+ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+"""Built-in role AcrPull."""
+ITSM_BACKENDS = ("embedded", "servicenow")
+CORRELATIONS = ("alert", "rule-target")
+SERVICENOW_TARGETS = ("incident", "event")
+
+
+class ReceiverServiceArgs(TypedDict):
+    """Inputs of ReceiverService."""
+
+    location: str
+    """Azure region of the resource group, workspace, environment and app."""
+    resource_group_name: pulumi.Input[str]
+    """Resource group name; created unless create_resource_group is false."""
+    image_registry: str
+    """Registry login server, e.g. ghcr.io or myregistry.azurecr.io."""
+    image_repository: str
+    """Repository in the registry, e.g. example/secure-export."""
+    tenant_id: pulumi.Input[str]
+    """Azure AD tenant whose tokens the receiver accepts."""
+    audiences: list[pulumi.Input[str]]
+    """Accepted token audiences: the application's identifier URI and client id."""
+    create_resource_group: NotRequired[Optional[bool]]
+    """Create the resource group (default true) or use an existing one."""
+    image_tag: NotRequired[Optional[str]]
+    """Image tag; give this or image_digest."""
+    image_digest: NotRequired[Optional[str]]
+    """Image digest (sha256:...), preferred for production; give this or image_tag."""
+    registry_resource_id: NotRequired[Optional[str]]
+    """Resource id of an Azure Container Registry to pull from with a user-assigned managed identity (granted AcrPull). Unset: the image is public."""
+    container_app_name: NotRequired[Optional[str]]
+    """Azure name of the container app (2..32 lowercase letters, digits, hyphens). Defaults to the component name."""
+    allowed_callers: NotRequired[Optional[list[str]]]
+    """Accepted appid/azp claims. Unset: the receiver's default (the AzNS AAD Webhook client id)."""
+    allowed_subscriptions: NotRequired[Optional[list[str]]]
+    """Subscriptions whose alerts the receiver accepts. Unset or empty: all."""
+    itsm: NotRequired[Optional[str]]
+    """ITSM backend: embedded (default) or servicenow."""
+    correlation: NotRequired[Optional[str]]
+    """Work item correlation: alert (default) or rule-target."""
+    servicenow_url: NotRequired[Optional[str]]
+    """ServiceNow instance URL, e.g. https://example.service-now.com."""
+    servicenow_target: NotRequired[Optional[str]]
+    """ServiceNow table the receiver writes: incident (default) or event."""
+    servicenow_username: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow user for basic auth (held as a container-app secret)."""
+    servicenow_password: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow password (a Pulumi secret; held as a container-app secret)."""
+    servicenow_client_id: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow OAuth client id (held as a container-app secret)."""
+    servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow OAuth client secret (a Pulumi secret; held as a container-app secret)."""
+    cpu: NotRequired[Optional[float]]
+    """vCPU per replica (default 0.5)."""
+    memory: NotRequired[Optional[str]]
+    """Memory per replica (default 1Gi)."""
+    min_replicas: NotRequired[Optional[int]]
+    """Minimum replicas, at least 1 so alerts are never answered by a cold start (default 1)."""
+    max_replicas: NotRequired[Optional[int]]
+    """Maximum replicas (default 1: the SQLite inbox on the file share has a single writer)."""
+    concurrent_requests: NotRequired[Optional[int]]
+    """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
+    log_retention_days: NotRequired[Optional[int]]
+    """Log Analytics retention in days (default 30)."""
+    tags: NotRequired[Optional[dict[str, str]]]
+    """Tags on every resource."""
+
+
+def _app_name(value: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = "r" + name
+    return name[:32].rstrip("-")
+
+
+def _storage_account_name(seed: str) -> str:
+    # Storage account names are global, 3..24 lowercase letters and digits.
+    return "sx" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+
+
+def _image(args: ReceiverServiceArgs, name: str) -> str:
+    registry, repository = args.get("image_registry"), args.get("image_repository")
+    tag, digest = args.get("image_tag"), args.get("image_digest")
+    if not registry or not repository:
+        raise ValueError(f"ReceiverService {name}: image_registry and image_repository are required")
+    if bool(tag) == bool(digest):
+        raise ValueError(f"ReceiverService {name}: give exactly one of image_tag or image_digest")
+    if digest:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ValueError(f"ReceiverService {name}: image_digest must be sha256:<64 hex digits>, got {digest!r}")
+        return f"{registry}/{repository}@{digest}"
+    return f"{registry}/{repository}:{tag}"
+
+
+def _choice(name: str, field: str, value: Optional[str], allowed: tuple[str, ...]) -> str:
+    chosen = value or allowed[0]
+    if chosen not in allowed:
+        raise ValueError(f"ReceiverService {name}: {field} must be one of {', '.join(allowed)}, got {value!r}")
+    return chosen
+
+
+class ReceiverService(pulumi.ComponentResource):
+    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an HTTP scale rule and ServiceNow credentials held as container-app secrets."""
+
+    url: pulumi.Output[str]
+    """HTTPS base URL of the receiver (no path)."""
+    fqdn: pulumi.Output[str]
+    """Host name of the receiver."""
+    resource_group_name: pulumi.Output[str]
+    """Resource group that holds the receiver."""
+    container_app_id: pulumi.Output[str]
+    """Resource id of the container app."""
+    workspace_id: pulumi.Output[str]
+    """Resource id of the Log Analytics workspace."""
+    environment_id: pulumi.Output[str]
+    """Resource id of the Container Apps managed environment."""
+
+    def __init__(self, name: str, args: ReceiverServiceArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("secure-export:index:ReceiverService", name, {}, opts)
+        location = args.get("location")
+        if not location:
+            raise ValueError(f"ReceiverService {name}: location is required")
+        if args.get("resource_group_name") is None or args.get("tenant_id") is None:
+            raise ValueError(f"ReceiverService {name}: resource_group_name and tenant_id are required")
+        audiences = list(args.get("audiences") or [])
+        if not audiences:
+            raise ValueError(f"ReceiverService {name}: audiences must list the identifier URI and/or client id")
+        image = _image(args, name)
+        itsm = _choice(name, "itsm", args.get("itsm"), ITSM_BACKENDS)
+        correlation = _choice(name, "correlation", args.get("correlation"), CORRELATIONS)
+        min_replicas = args.get("min_replicas") or 1
+        max_replicas = args.get("max_replicas") or 1
+        if min_replicas < 1:
+            raise ValueError(f"ReceiverService {name}: min_replicas must be at least 1, got {min_replicas}")
+        if max_replicas < min_replicas:
+            raise ValueError(f"ReceiverService {name}: max_replicas {max_replicas} is below min_replicas {min_replicas}")
+        tags = args.get("tags")
+        child = pulumi.ResourceOptions(parent=self)
+
+        rg_name: pulumi.Input[str] = args.get("resource_group_name")  # type: ignore[assignment]
+        if args.get("create_resource_group", True) is not False:
+            rg = resources.ResourceGroup(
+                f"{name}-rg", resource_group_name=rg_name, location=location, tags=tags, opts=child
+            )
+            rg_name = rg.name
+
+        workspace = operationalinsights.Workspace(
+            f"{name}-logs",
+            resource_group_name=rg_name,
+            location=location,
+            sku={"name": "PerGB2018"},
+            retention_in_days=args.get("log_retention_days") or 30,
+            tags=tags,
+            opts=child,
+        )
+        workspace_keys = operationalinsights.get_shared_keys_output(
+            resource_group_name=rg_name, workspace_name=workspace.name, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        environment = app.ManagedEnvironment(
+            f"{name}-env",
+            resource_group_name=rg_name,
+            location=location,
+            app_logs_configuration={
+                "destination": "log-analytics",
+                "log_analytics_configuration": {
+                    "customer_id": workspace.customer_id,
+                    "shared_key": pulumi.Output.secret(workspace_keys.primary_shared_key),
+                },
+            },
+            tags=tags,
+            opts=child,
+        )
+
+        # The inbox (SQLite) must outlive revisions and restarts: an Azure Files share, one writer.
+        account = storage.StorageAccount(
+            f"{name}-inbox-storage",
+            account_name=_storage_account_name(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"),
+            resource_group_name=rg_name,
+            location=location,
+            kind="StorageV2",
+            sku={"name": "Standard_LRS"},
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            allow_blob_public_access=False,
+            tags=tags,
+            opts=child,
+        )
+        share = storage.FileShare(
+            f"{name}-inbox-share",
+            account_name=account.name,
+            resource_group_name=rg_name,
+            share_name="inbox",
+            share_quota=5,
+            opts=child,
+        )
+        account_keys = storage.list_storage_account_keys_output(
+            account_name=account.name, resource_group_name=rg_name, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        env_storage = app.ManagedEnvironmentsStorage(
+            f"{name}-inbox-mount",
+            environment_name=environment.name,
+            resource_group_name=rg_name,
+            storage_name="inbox",
+            properties={
+                "azure_file": {
+                    "account_name": account.name,
+                    "account_key": pulumi.Output.secret(account_keys.keys[0].value),
+                    "share_name": share.name,
+                    "access_mode": "ReadWrite",
+                }
+            },
+            opts=child,
+        )
+
+        secrets, env = self._environment(name, args, audiences, itsm, correlation)
+
+        registries = None
+        identity = None
+        if args.get("registry_resource_id"):
+            pull_identity = managedidentity.UserAssignedIdentity(
+                f"{name}-pull-identity", resource_group_name=rg_name, location=location, tags=tags, opts=child
+            )
+            subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+            authorization.RoleAssignment(
+                f"{name}-acr-pull",
+                role_assignment_name=str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"{args.get('registry_resource_id')}/{pulumi.get_stack()}/{name}/AcrPull")
+                ),
+                scope=args.get("registry_resource_id"),
+                principal_id=pull_identity.principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=subscription.subscription_id.apply(
+                    lambda sub: f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE_ID}"
+                ),
+                opts=child,
+            )
+            registries = [{"server": args.get("image_registry"), "identity": pull_identity.id}]
+            identity = {"type": "UserAssigned", "user_assigned_identities": [pull_identity.id]}
+
+        app_name = _app_name(args.get("container_app_name") or name)
+        container_app = app.ContainerApp(
+            f"{name}-app",
+            container_app_name=app_name,
+            resource_group_name=rg_name,
+            location=location,
+            managed_environment_id=environment.id,
+            identity=identity,
+            configuration={
+                "active_revisions_mode": "Single",
+                "ingress": {
+                    "external": True,
+                    "allow_insecure": False,
+                    "target_port": RECEIVER_PORT,
+                    "transport": "auto",
+                },
+                "secrets": secrets or None,
+                "registries": registries,
+            },
+            template={
+                "containers": [
+                    {
+                        "name": "receiver",
+                        "image": image,
+                        "command": ["secure-export"],
+                        "args": ["serve", "--host", "0.0.0.0", "--port", str(RECEIVER_PORT)],
+                        "env": env,
+                        "resources": {"cpu": args.get("cpu") or 0.5, "memory": args.get("memory") or "1Gi"},
+                        "probes": [
+                            {
+                                "type": "Liveness",
+                                "http_get": {"path": "/healthz", "port": RECEIVER_PORT},
+                                "period_seconds": 10,
+                                "failure_threshold": 3,
+                            },
+                            {
+                                "type": "Readiness",
+                                "http_get": {"path": "/readyz", "port": RECEIVER_PORT},
+                                "period_seconds": 5,
+                                "failure_threshold": 3,
+                            },
+                        ],
+                        "volume_mounts": [{"volume_name": "inbox", "mount_path": DB_MOUNT_PATH}],
+                    }
+                ],
+                "scale": {
+                    "min_replicas": min_replicas,
+                    "max_replicas": max_replicas,
+                    "rules": [
+                        {
+                            "name": "http",
+                            "http": {"metadata": {"concurrentRequests": str(args.get("concurrent_requests") or 50)}},
+                        }
+                    ],
+                },
+                "volumes": [
+                    {
+                        "name": "inbox",
+                        "storage_type": "AzureFile",
+                        "storage_name": env_storage.name,
+                        # SQLite needs byte-range locks that SMB maps poorly; nobrl keeps them local
+                        # to the one writer (see docs/infrastructure.md).
+                        "mount_options": "nobrl,mfsymlinks,cache=none",
+                    }
+                ],
+            },
+            tags=tags,
+            opts=child,
+        )
+
+        # The FQDN of an app with external ingress is <app name>.<environment default domain>;
+        # building it from there keeps it out of the (secret-bearing) configuration output.
+        self.fqdn = environment.default_domain.apply(lambda domain: f"{app_name}.{domain}")
+        self.url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}")
+        self.resource_group_name = pulumi.Output.from_input(rg_name)
+        self.container_app_id = container_app.id
+        self.workspace_id = workspace.id
+        self.environment_id = environment.id
+        self.register_outputs(
+            {
+                "url": self.url,
+                "fqdn": self.fqdn,
+                "resource_group_name": self.resource_group_name,
+                "container_app_id": self.container_app_id,
+                "workspace_id": self.workspace_id,
+                "environment_id": self.environment_id,
+            }
+        )
+
+    @staticmethod
+    def _environment(
+        name: str, args: ReceiverServiceArgs, audiences: list[Any], itsm: str, correlation: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
+        env: list[dict[str, Any]] = [
+            {"name": "SECURE_EXPORT_TENANT_ID", "value": args.get("tenant_id")},
+            {"name": "SECURE_EXPORT_AUDIENCES", "value": pulumi.Output.all(*audiences).apply(",".join)},
+            {"name": "SECURE_EXPORT_DB", "value": DB_PATH},
+            {"name": "SECURE_EXPORT_ITSM", "value": itsm},
+            {"name": "SECURE_EXPORT_CORRELATION", "value": correlation},
+        ]
+        if args.get("allowed_callers"):
+            env.append({"name": "SECURE_EXPORT_ALLOWED_CALLERS", "value": ",".join(args["allowed_callers"] or [])})
+        if args.get("allowed_subscriptions"):
+            env.append(
+                {"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": ",".join(args["allowed_subscriptions"] or [])}
+            )
+        secrets: list[dict[str, Any]] = []
+        if itsm != "servicenow":
+            return secrets, env
+        url = args.get("servicenow_url")
+        if not url or not url.startswith("https://"):
+            raise ValueError(f"ReceiverService {name}: servicenow_url must be an https:// URL for the servicenow backend")
+        basic = args.get("servicenow_username") is not None and args.get("servicenow_password") is not None
+        oauth = args.get("servicenow_client_id") is not None and args.get("servicenow_client_secret") is not None
+        if not (basic or oauth):
+            raise ValueError(
+                f"ReceiverService {name}: the servicenow backend needs servicenow_username and servicenow_password, "
+                "or servicenow_client_id and servicenow_client_secret"
+            )
+        target = _choice(name, "servicenow_target", args.get("servicenow_target"), SERVICENOW_TARGETS)
+        env.append({"name": "SECURE_EXPORT_SERVICENOW_URL", "value": url})
+        env.append({"name": "SECURE_EXPORT_SERVICENOW_TARGET", "value": target})
+        for field, secret_name, variable in (
+            ("servicenow_username", "servicenow-username", "SECURE_EXPORT_SERVICENOW_USERNAME"),
+            ("servicenow_password", "servicenow-password", "SECURE_EXPORT_SERVICENOW_PASSWORD"),
+            ("servicenow_client_id", "servicenow-client-id", "SECURE_EXPORT_SERVICENOW_CLIENT_ID"),
+            ("servicenow_client_secret", "servicenow-client-secret", "SECURE_EXPORT_SERVICENOW_CLIENT_SECRET"),
+        ):
+            value = args.get(field)
+            if value is None:
+                continue
+            # Credentials only ever travel as Pulumi secrets and container-app secrets.
+            secrets.append({"name": secret_name, "value": pulumi.Output.secret(value)})
+            env.append({"name": variable, "secret_ref": secret_name})
+        return secrets, env

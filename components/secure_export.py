@@ -1,0 +1,227 @@
+"""``SecureExport``: the whole secure export path, wired: identity, receiver, action group and alert rules."""
+
+from typing import NotRequired, Optional, TypedDict
+
+import pulumi
+
+from components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
+from components.alert_rules import (
+    ActivityLogAlertRuleArgs,
+    AlertRules,
+    LogAlertRuleArgs,
+    MetricAlertRuleArgs,
+    watched_subscriptions,
+)
+from components.identity import SecureWebhookIdentity
+from components.receiver_service import ReceiverService
+
+
+class ReceiverSettingsArgs(TypedDict):
+    """How the receiver runs: image, ITSM backend, sizing."""
+
+    image_registry: str
+    """Registry login server, e.g. ghcr.io or myregistry.azurecr.io."""
+    image_repository: str
+    """Repository in the registry."""
+    image_tag: NotRequired[Optional[str]]
+    """Image tag; give this or image_digest."""
+    image_digest: NotRequired[Optional[str]]
+    """Image digest (sha256:...); give this or image_tag."""
+    registry_resource_id: NotRequired[Optional[str]]
+    """Azure Container Registry to pull from with a managed identity. Unset: a public image."""
+    container_app_name: NotRequired[Optional[str]]
+    """Azure name of the container app."""
+    allowed_callers: NotRequired[Optional[list[str]]]
+    """Accepted appid/azp claims (default: the AzNS AAD Webhook client id)."""
+    allowed_subscriptions: NotRequired[Optional[list[str]]]
+    """Subscriptions whose alerts are accepted. Unset: those the alert rules watch."""
+    itsm: NotRequired[Optional[str]]
+    """ITSM backend: embedded (default) or servicenow."""
+    correlation: NotRequired[Optional[str]]
+    """Work item correlation: alert (default) or rule-target."""
+    servicenow_url: NotRequired[Optional[str]]
+    """ServiceNow instance URL."""
+    servicenow_target: NotRequired[Optional[str]]
+    """ServiceNow table: incident (default) or event."""
+    cpu: NotRequired[Optional[float]]
+    """vCPU per replica (default 0.5)."""
+    memory: NotRequired[Optional[str]]
+    """Memory per replica (default 1Gi)."""
+    min_replicas: NotRequired[Optional[int]]
+    """Minimum replicas (default 1)."""
+    max_replicas: NotRequired[Optional[int]]
+    """Maximum replicas (default 1)."""
+    concurrent_requests: NotRequired[Optional[int]]
+    """Concurrent requests per replica before scaling out (default 50)."""
+    log_retention_days: NotRequired[Optional[int]]
+    """Log Analytics retention in days (default 30)."""
+
+
+class SecureExportArgs(TypedDict):
+    """Inputs of SecureExport."""
+
+    location: str
+    """Azure region of the receiver and of log search rules."""
+    resource_group_name: str
+    """Resource group for the receiver, the action group and the rules."""
+    action_group_short_name: str
+    """Action group short name (1..12 characters)."""
+    receiver: ReceiverSettingsArgs
+    """How the receiver runs."""
+    create_resource_group: NotRequired[Optional[bool]]
+    """Create the resource group (default true)."""
+    display_name: NotRequired[Optional[str]]
+    """Display name of the Azure AD application (default: secure-export <project>-<stack>)."""
+    identifier_uri: NotRequired[Optional[str]]
+    """Application ID URI (default api://<project>-<stack>)."""
+    access_token_version: NotRequired[Optional[int]]
+    """Token version the application accepts: 1 (default) or 2."""
+    owner_object_ids: NotRequired[Optional[list[str]]]
+    """Extra owners of the application besides the deployer."""
+    action_group_name: NotRequired[Optional[str]]
+    """Azure name of the action group."""
+    email_receivers: NotRequired[Optional[list[EmailReceiverArgs]]]
+    """E-mail receivers notified alongside the ITSM tool."""
+    servicenow_username: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow user (basic auth)."""
+    servicenow_password: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow password (a Pulumi secret)."""
+    servicenow_client_id: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow OAuth client id."""
+    servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
+    """ServiceNow OAuth client secret (a Pulumi secret)."""
+    metric_alerts: NotRequired[Optional[list[MetricAlertRuleArgs]]]
+    """Metric alert rules."""
+    log_alerts: NotRequired[Optional[list[LogAlertRuleArgs]]]
+    """Log search alert rules."""
+    activity_log_alerts: NotRequired[Optional[list[ActivityLogAlertRuleArgs]]]
+    """Activity log alert rules."""
+    tags: NotRequired[Optional[dict[str, str]]]
+    """Tags on every Azure resource."""
+
+
+class SecureExport(pulumi.ComponentResource):
+    """Secure export from Azure Monitor to an ITSM tool: the Azure AD application and role, the receiver on Container Apps (trusting that application), a secure-webhook action group pointing at the receiver, and alert rules notifying the action group."""
+
+    receiver_url: pulumi.Output[str]
+    """HTTPS base URL of the receiver."""
+    webhook_url: pulumi.Output[str]
+    """URL the action group posts alerts to."""
+    application_object_id: pulumi.Output[str]
+    """Object id of the receiver's Azure AD application."""
+    client_id: pulumi.Output[str]
+    """Client id of the receiver's Azure AD application."""
+    identifier_uri: pulumi.Output[str]
+    """Application ID URI of the receiver's Azure AD application."""
+    tenant_id: pulumi.Output[str]
+    """Azure AD tenant."""
+    role_id: pulumi.Output[str]
+    """Id of the ActionGroupsSecureWebhook app role."""
+    deployer_object_id: pulumi.Output[str]
+    """Object id of the deploying identity (an owner of the application)."""
+    action_group_id: pulumi.Output[str]
+    """Resource id of the action group."""
+    resource_group_name: pulumi.Output[str]
+    """Resource group of the receiver, action group and rules."""
+    allowed_subscriptions: pulumi.Output[list[str]]
+    """Subscriptions whose alerts the receiver accepts (empty: all)."""
+
+    def __init__(self, name: str, args: SecureExportArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("secure-export:index:SecureExport", name, {}, opts)
+        receiver_settings = dict(args.get("receiver") or {})
+        if not receiver_settings:
+            raise ValueError(f"SecureExport {name}: receiver settings are required")
+        child = pulumi.ResourceOptions(parent=self)
+        project, stack = pulumi.get_project(), pulumi.get_stack()
+
+        identity = SecureWebhookIdentity(
+            f"{name}-identity",
+            {
+                "display_name": args.get("display_name") or f"secure-export {project}-{stack}",
+                "identifier_uri": args.get("identifier_uri"),
+                "access_token_version": args.get("access_token_version"),
+                "owner_object_ids": args.get("owner_object_ids"),
+            },
+            opts=child,
+        )
+
+        allowed_subscriptions = receiver_settings.pop("allowed_subscriptions", None)
+        if allowed_subscriptions is None:
+            allowed_subscriptions = watched_subscriptions(
+                args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")
+            )
+        receiver = ReceiverService(
+            f"{name}-receiver",
+            {
+                **receiver_settings,  # type: ignore[typeddict-item]
+                "location": args["location"],
+                "resource_group_name": args["resource_group_name"],
+                "create_resource_group": args.get("create_resource_group"),
+                "tenant_id": identity.tenant_id,
+                "audiences": [identity.identifier_uri, identity.client_id],
+                "allowed_subscriptions": allowed_subscriptions,
+                "servicenow_username": args.get("servicenow_username"),
+                "servicenow_password": args.get("servicenow_password"),
+                "servicenow_client_id": args.get("servicenow_client_id"),
+                "servicenow_client_secret": args.get("servicenow_client_secret"),
+                "tags": args.get("tags"),
+            },
+            opts=child,
+        )
+
+        action_group = SecureWebhookActionGroup(
+            f"{name}-action-group",
+            {
+                "resource_group_name": receiver.resource_group_name,
+                "short_name": args.get("action_group_short_name"),  # type: ignore[typeddict-item]
+                "action_group_name": args.get("action_group_name"),
+                "receiver_base_url": receiver.url,
+                "application_object_id": identity.application_object_id,
+                "identifier_uri": identity.identifier_uri,
+                "tenant_id": identity.tenant_id,
+                "email_receivers": args.get("email_receivers"),
+                "tags": args.get("tags"),
+            },
+            opts=child,
+        )
+
+        AlertRules(
+            f"{name}-rules",
+            {
+                "resource_group_name": receiver.resource_group_name,
+                "action_group_id": action_group.action_group_id,
+                "location": args["location"],
+                "metric_alerts": args.get("metric_alerts"),
+                "log_alerts": args.get("log_alerts"),
+                "activity_log_alerts": args.get("activity_log_alerts"),
+                "tags": args.get("tags"),
+            },
+            opts=child,
+        )
+
+        self.receiver_url = receiver.url
+        self.webhook_url = action_group.service_uri
+        self.application_object_id = identity.application_object_id
+        self.client_id = identity.client_id
+        self.identifier_uri = identity.identifier_uri
+        self.tenant_id = identity.tenant_id
+        self.role_id = identity.role_id
+        self.deployer_object_id = identity.deployer_object_id
+        self.action_group_id = action_group.action_group_id
+        self.resource_group_name = receiver.resource_group_name
+        self.allowed_subscriptions = pulumi.Output.from_input(list(allowed_subscriptions))
+        self.register_outputs(
+            {
+                "receiver_url": self.receiver_url,
+                "webhook_url": self.webhook_url,
+                "application_object_id": self.application_object_id,
+                "client_id": self.client_id,
+                "identifier_uri": self.identifier_uri,
+                "tenant_id": self.tenant_id,
+                "role_id": self.role_id,
+                "deployer_object_id": self.deployer_object_id,
+                "action_group_id": self.action_group_id,
+                "resource_group_name": self.resource_group_name,
+                "allowed_subscriptions": self.allowed_subscriptions,
+            }
+        )

@@ -1,0 +1,92 @@
+"""Checks shared by the stack-config models and the components.
+
+The components validate their own arguments (another team's program may call them without our
+config models), and the config models reuse the same rules so that a bad stack file and a bad
+component call fail with the same wording.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+AZNS_AAD_WEBHOOK_CLIENT_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
+"""Client id of Microsoft's first-party *AzNS AAD Webhook* application (Azure Monitor docs: "Do not change")."""
+
+SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
+"""The app role Azure Monitor action groups must hold on the receiver's application."""
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+)
+
+
+def duration_seconds(value: str) -> int:
+    """Return the length of an ISO-8601 duration such as ``PT5M`` or ``P1D`` in seconds.
+
+    Raises ValueError for anything else (Azure Monitor takes only day/time durations).
+    """
+    match = _ISO_DURATION.match(value) if isinstance(value, str) else None
+    if match is None or value in ("P", "PT") or value.endswith("T"):
+        raise ValueError(f"must be an ISO-8601 duration such as PT5M or P1D, got {value!r}")
+    parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
+    seconds = (
+        parts.get("days", 0) * 86400
+        + parts.get("hours", 0) * 3600
+        + parts.get("minutes", 0) * 60
+        + parts.get("seconds", 0)
+    )
+    if seconds <= 0:
+        raise ValueError(f"must be a positive ISO-8601 duration, got {value!r}")
+    return seconds
+
+
+def check_severity(value: object) -> int:
+    """Return the severity if it is an integer 0..4 (Sev0 is the most severe)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"must be an integer 0..4, got {value!r}")
+    if not 0 <= int(value) <= 4:
+        raise ValueError(f"must be 0..4, got {int(value)}")
+    return int(value)
+
+
+def check_frequency_within_window(frequency: str, window: str) -> None:
+    """Raise ValueError if the evaluation frequency is longer than the window it evaluates."""
+    if duration_seconds(frequency) > duration_seconds(window):
+        raise ValueError(
+            f"evaluation frequency {frequency} is longer than the window {window}; "
+            "use a window at least as long as the frequency"
+        )
+
+
+def check_short_name(value: object) -> str:
+    """Return an action group short name if it has 1..12 characters (Azure's limit)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 12:
+        raise ValueError(f"must be 1..12 characters, got {value!r}")
+    return value
+
+
+def check_scopes(value: object) -> list[str]:
+    """Return a non-empty list of Azure resource ids."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("must list at least one Azure resource id")
+    for scope in value:
+        if not isinstance(scope, str) or not scope.lower().startswith("/subscriptions/"):
+            raise ValueError(f"must be Azure resource ids starting with /subscriptions/, got {scope!r}")
+    return list(value)
+
+
+def subscription_of(resource_id: str) -> str | None:
+    """Return the subscription id of an Azure resource id, or None if it names none."""
+    parts = resource_id.split("/")
+    if len(parts) > 2 and parts[1].lower() == "subscriptions" and parts[2]:
+        return parts[2].lower()
+    return None
+
+
+def stable_role_id(project: str, stack: str, role: str = SECURE_WEBHOOK_ROLE) -> str:
+    """Return the app role id for a stack: a UUID derived from project, stack and role name.
+
+    Azure AD needs a UUID; a random one per run would show up as a diff in every preview.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"secure-export/{project}/{stack}/{role}"))
