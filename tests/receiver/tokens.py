@@ -208,7 +208,7 @@ NEGATIVE_CASES: tuple[TokenCase, ...] = (
     TokenCase("no authorization header", 401, lambda i, a: None),
     TokenCase("basic scheme", 401, lambda i, a: "Basic " + base64.b64encode(b"user:pass").decode()),
     TokenCase("token without scheme", 401, lambda i, a: i.mint()),
-    TokenCase("bearer without token", 401, lambda i, a: "Bearer "),
+    TokenCase("bearer without token", 401, lambda i, a: "Bearer"),
     TokenCase("oversized token", 401, lambda i, a: bearer("e" * 16_500 + "." + "e" * 10 + "." + "e")),
     _tok(401, "two segments", lambda i: ".".join(split(i.mint())[:2])),
     _tok(401, "five segments (JWE shape)", lambda i: i.mint() + ".AAAA.BBBB"),

@@ -1,0 +1,175 @@
+"""The negative token matrix over real HTTP: a real receiver (uvicorn, SQLite in tmp) trusting a LocalIssuer.
+
+Every case of :data:`tests.receiver.tokens.NEGATIVE_CASES` must get the status DESIGN.md gives
+(401 with ``WWW-Authenticate: Bearer error="invalid_token"``, or 403), a JSON error body, and
+must store nothing; valid v1 and v2 tokens get 202. Key rotation, the unknown-kid refetch limit
+and the verified-token cache are checked against the running receiver too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from receiver.local_issuer import LocalIssuer
+from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
+from tests.receiver.tokens import NEGATIVE_CASES, VALID_CASES, TokenCase, bearer, unknown_kids
+
+OTHER_SUBSCRIPTION = "11111111-1111-1111-1111-111111111111"
+
+
+@pytest.fixture(scope="module")
+def attacker() -> Iterator[LocalIssuer]:
+    """The attacker's own issuer; the receiver must never fetch its JWKS."""
+    with LocalIssuer(audience="api://attacker") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> Iterator[RunningReceiver]:
+    """One receiver for the matrix, allowing alerts of the harness's subscription only."""
+    with start_receiver(
+        tmp_path_factory.mktemp("auth-http"),
+        issuer,
+        allowed_subscriptions=SUBSCRIPTION,
+        jwks_refresh_seconds=3600,
+        jwks_min_refetch_seconds=3600,
+    ) as running:
+        yield running
+
+
+def post(rx: RunningReceiver, authorization: str | None, body: dict) -> httpx.Response:
+    headers = {} if authorization is None else {"authorization": authorization}
+    return rx.post_alert(body, None, headers=headers)
+
+
+def stored_rows(rx: RunningReceiver) -> int:
+    return sum(rx.inbox_counts().values())
+
+
+def assert_error_answer(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    payload = response.json()
+    assert set(payload) == {"error", "detail"}
+    assert payload["detail"]
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        assert payload["error"] == "invalid_token"
+    else:
+        assert "www-authenticate" not in response.headers
+
+
+@pytest.mark.parametrize("case", NEGATIVE_CASES, ids=lambda case: case.name)
+def test_negative_token_gets_its_status_and_stores_nothing(
+    receiver: RunningReceiver, issuer: LocalIssuer, attacker: LocalIssuer, case: TokenCase
+) -> None:
+    before = stored_rows(receiver)
+    authorization = case.build(issuer, attacker)
+    response = post(receiver, authorization, alert_body(f"neg-{case.name}"))
+    assert_error_answer(response, case.status)
+    token = (authorization or "").partition(" ")[2]
+    assert not token or token not in response.text
+    assert stored_rows(receiver) == before
+    assert attacker.fetch_count == 0
+
+
+@pytest.mark.parametrize("case", VALID_CASES, ids=lambda case: case.name)
+def test_valid_token_gets_202(
+    receiver: RunningReceiver, issuer: LocalIssuer, attacker: LocalIssuer, case: TokenCase
+) -> None:
+    before = stored_rows(receiver)
+    response = post(receiver, case.build(issuer, attacker), alert_body(f"valid-{case.name}"))
+    assert response.status_code == 202, response.text
+    assert stored_rows(receiver) == before + 1
+    assert attacker.fetch_count == 0
+
+
+def test_subscription_not_allowed_is_403(receiver: RunningReceiver, issuer: LocalIssuer) -> None:
+    before = stored_rows(receiver)
+    for version in (1, 2):
+        response = post(
+            receiver, bearer(issuer.mint(version=version)), alert_body(f"foreign-{version}", subscription=OTHER_SUBSCRIPTION)
+        )
+        assert_error_answer(response, 403)
+        assert OTHER_SUBSCRIPTION in response.json()["detail"]
+    # One foreign target is enough, even when the alert id is in an allowed subscription.
+    body = alert_body("mixed-targets")
+    body["data"]["essentials"]["alertTargetIDs"].append(f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/rg")
+    assert_error_answer(post(receiver, bearer(issuer.mint()), body), 403)
+    # No subscription to be found: fail closed.
+    body = alert_body("no-subscription")
+    body["data"]["essentials"]["alertId"] = "/providers/Microsoft.AlertsManagement/alerts/tenant-scoped"
+    body["data"]["essentials"]["alertTargetIDs"] = None
+    assert_error_answer(post(receiver, bearer(issuer.mint()), body), 403)
+    assert stored_rows(receiver) == before
+
+
+def test_repeated_token_costs_no_second_rsa_verification(receiver: RunningReceiver, issuer: LocalIssuer) -> None:
+    verifier = receiver.runtime.verifier
+    token = bearer(issuer.mint(version=2))
+    rsa_before, hits_before = verifier.rsa_verifications, verifier.cache_hits
+    for n in range(4):
+        assert post(receiver, token, alert_body(f"repeat-{n}")).status_code == 202
+    assert verifier.rsa_verifications - rsa_before == 1
+    assert verifier.cache_hits - hits_before == 3
+    assert receiver.metric("secure_export_token_verifications_total", result="cache_hit") == verifier.cache_hits
+
+
+# -- key rotation over HTTP (each with its own issuer, since they rotate it) -------------------
+
+REFETCH_INTERVAL = 0.4
+
+
+def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
+    with LocalIssuer() as issuer, start_receiver(
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL
+    ) as rx:
+        old_key = issuer.signing_key
+        assert post(rx, bearer(issuer.mint()), alert_body("before-rotation")).status_code == 202
+        fetches_before = issuer.fetch_count
+        issuer.rotate()  # the old key leaves the JWKS
+        time.sleep(REFETCH_INTERVAL + 0.05)  # the refetch allowance since start-up has renewed
+        assert post(rx, bearer(issuer.mint(version=2)), alert_body("after-rotation")).status_code == 202
+        assert issuer.fetch_count == fetches_before + 1
+        stale = post(rx, bearer(issuer.sign(issuer.claims(), key=old_key)), alert_body("old-key"))
+        assert_error_answer(stale, 401)
+        assert post(rx, bearer(issuer.mint()), alert_body("after-rotation-2")).status_code == 202
+        assert issuer.fetch_count == fetches_before + 1  # known kid: no further fetch
+
+
+def test_flood_of_unknown_kids_is_bounded_to_one_fetch_per_interval(tmp_path: Path) -> None:
+    with LocalIssuer() as issuer, start_receiver(
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL
+    ) as rx:
+        flood = unknown_kids(issuer, 60)
+        time.sleep(REFETCH_INTERVAL + 0.05)
+        fetches_before = issuer.fetch_count
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(lambda token: post(rx, bearer(token), alert_body("flood")), flood))
+        elapsed = time.monotonic() - started
+        for response in responses:
+            assert_error_answer(response, 401)
+        fetched = issuer.fetch_count - fetches_before
+        # At least the one allowed refetch happened, and never more than one per interval elapsed.
+        assert 1 <= fetched <= 1 + int(elapsed / REFETCH_INTERVAL)
+        assert fetched < len(flood)
+        assert rx.runtime.jwks.fetches == issuer.fetch_count
+        assert stored_rows(rx) == 0
+
+
+def test_jwks_outage_keeps_known_keys_working(tmp_path: Path) -> None:
+    with LocalIssuer() as issuer, start_receiver(
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=0
+    ) as rx:
+        issuer.failing = True
+        unknown = post(rx, bearer(unknown_kids(issuer, 1)[0]), alert_body("outage-unknown"))
+        assert_error_answer(unknown, 401)  # not 5xx: Azure must not retry a bad token
+        assert post(rx, bearer(issuer.mint()), alert_body("outage-known")).status_code == 202
+        assert rx.get("/readyz").status_code == 200  # last known good keys are still loaded
