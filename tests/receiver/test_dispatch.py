@@ -1,0 +1,197 @@
+"""The dispatcher with a real inbox: events, correlation keys, order per key, bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from receiver.dispatch import Dispatcher, build_event, correlation_key
+from receiver.inbox import Inbox, count_by_state
+from receiver.itsm.base import Condition
+from tests.receiver.harness import RecordingBackend, alert_body
+
+
+def test_build_event_maps_the_essentials() -> None:
+    body = alert_body("map", "Resolved")
+    event = build_event(json.dumps(body).encode(), "alert")
+    essentials = body["data"]["essentials"]
+    assert event.alert_id == essentials["alertId"]
+    assert event.correlation_key == essentials["alertId"]
+    assert event.condition is Condition.RESOLVED
+    assert event.rule == "cpu-high"
+    assert event.severity == "Sev2"
+    assert event.signal_type == "Metric" and event.monitoring_service == "Platform"
+    assert event.target_ids == tuple(essentials["alertTargetIDs"])
+    assert event.configuration_items == ("vm-app-01",)
+    # Azure sends seven fractional digits; they still parse (to microseconds, UTC).
+    assert event.fired_at == datetime(2026, 11, 26, 6, 0, 0, 123456, tzinfo=UTC)
+    assert event.resolved_at == datetime(2026, 11, 26, 6, 10, tzinfo=UTC)
+    assert event.condition_summary and "Percentage CPU" in event.condition_summary
+    assert event.essentials["alertRule"] == "cpu-high"
+
+
+def test_build_event_tolerates_nulls() -> None:
+    body = alert_body("nulls")
+    essentials = body["data"]["essentials"]
+    essentials.update(severity=None, alertTargetIDs=None, configurationItems=None, firedDateTime=None, alertRule=None)
+    event = build_event(json.dumps(body).encode(), "rule-target")
+    assert event.severity is None and event.target_ids == () and event.fired_at is None and event.rule == ""
+    assert event.correlation_key == essentials["alertId"]  # nothing to group by: the alert itself
+
+
+def test_rule_target_key_is_normalised() -> None:
+    first = {
+        "alertId": "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/1",
+        "alertRule": "CPU-High",
+        "alertTargetIDs": ["/subscriptions/S/resourceGroups/RG/vm/B", "/subscriptions/s/resourcegroups/rg/vm/a"],
+    }
+    second = {
+        "alertId": "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/2",
+        "alertRule": "cpu-high",
+        "alertTargetIDs": ["/subscriptions/s/resourcegroups/rg/vm/a", "/subscriptions/s/resourcegroups/rg/vm/b"],
+    }
+    assert correlation_key(first, "rule-target") == correlation_key(second, "rule-target")
+    assert correlation_key(first, "rule-target") == "cpu-high|/subscriptions/s/resourcegroups/rg/vm/a,/subscriptions/s/resourcegroups/rg/vm/b"
+    assert correlation_key(first, "alert") != correlation_key(second, "alert")
+    with_rule_id = dict(first, alertRuleID="/subscriptions/s/resourceGroups/rg/providers/microsoft.insights/metricAlerts/CPU-High")
+    assert correlation_key(with_rule_id, "rule-target").startswith(
+        "/subscriptions/s/resourcegroups/rg/providers/microsoft.insights/metricalerts/cpu-high|"
+    )
+
+
+def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
+    high = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 1.0)  # type: ignore[arg-type]
+    assert [high._backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    low = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 0.0)  # type: ignore[arg-type]
+    assert low._backoff(5) == 0.0
+    assert high._backoff(1, retry_after=30.0) == 30.0
+    assert high._backoff(1, retry_after=3600.0) == 60.0  # a Retry-After is capped too
+    assert high._backoff(10_000) == 60.0  # no overflow on huge attempt numbers
+
+
+async def _fill(inbox: Inbox, deliveries: list[tuple[str, str]]) -> None:
+    for name, condition in deliveries:
+        await inbox.put(
+            alert_body(name, condition)["data"]["essentials"]["alertId"], condition,
+            json.dumps(alert_body(name, condition)).encode(),
+        )
+
+
+def test_order_per_key_and_bounded_concurrency(tmp_path: Path) -> None:
+    db = str(tmp_path / "dispatch.db")
+    backend = RecordingBackend()
+    backend.delay = 0.005
+    deliveries = []
+    for n in range(40):
+        deliveries += [(f"k{n}", "Fired"), (f"k{n}", "Resolved")]
+
+    async def scenario() -> None:
+        inbox = Inbox(db)
+        dispatcher = Dispatcher(inbox, backend, concurrency=4, backoff_base=0.01, backoff_cap=0.05)
+        inbox.set_on_committed(dispatcher.notify)
+        await inbox.open()
+        await dispatcher.start()
+        backend.fail_transient(10)  # some failures on the way: order must still hold
+        await _fill(inbox, deliveries)
+        for _ in range(1000):
+            if inbox.depth() == 0:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.stop()
+        await inbox.close()
+
+    asyncio.run(scenario())
+    assert count_by_state(db) == {"pending": 0, "done": 80, "parked": 0}
+    assert len(backend.applied) == 80
+    for n in range(40):
+        alert_id = alert_body(f"k{n}")["data"]["essentials"]["alertId"]
+        mine = [condition for a, condition in backend.applied if a == alert_id]
+        assert mine == ["Fired", "Resolved"]
+    assert not backend.overlapping_key
+    assert 1 < backend.max_concurrent <= 4
+
+
+def test_rule_target_mode_serialises_one_group(tmp_path: Path) -> None:
+    db = str(tmp_path / "dispatch.db")
+    backend = RecordingBackend()
+    backend.delay = 0.005
+    # Ten alert instances of one rule on one target: one correlation key, applied one by one in order.
+    deliveries = [(f"g{n}", "Fired") for n in range(10)]
+
+    async def scenario() -> None:
+        inbox = Inbox(db)
+        dispatcher = Dispatcher(inbox, backend, correlation="rule-target", concurrency=8)
+        inbox.set_on_committed(dispatcher.notify)
+        await inbox.open()
+        await dispatcher.start()
+        await _fill(inbox, deliveries)
+        for _ in range(1000):
+            if inbox.depth() == 0:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.stop()
+        await inbox.close()
+
+    asyncio.run(scenario())
+    assert [a.rsplit("/", 1)[1] for a, _ in backend.applied] == [f"test-g{n}" for n in range(10)]
+    assert backend.max_concurrent == 1
+    assert len({event.correlation_key for event in backend.events}) == 1
+
+
+def test_stop_leaves_unconfirmed_rows_pending(tmp_path: Path) -> None:
+    db = str(tmp_path / "dispatch.db")
+    backend = RecordingBackend()
+    backend.outage()
+
+    async def scenario() -> None:
+        inbox = Inbox(db)
+        dispatcher = Dispatcher(inbox, backend, backoff_base=0.01, backoff_cap=0.02, max_attempts=10_000)
+        inbox.set_on_committed(dispatcher.notify)
+        await inbox.open()
+        await dispatcher.start()
+        await _fill(inbox, [("s1", "Fired"), ("s2", "Fired")])
+        while len(backend.calls) < 4:
+            await asyncio.sleep(0.01)
+        await dispatcher.stop(grace=1.0)
+        await inbox.close()
+
+    asyncio.run(scenario())
+    counts = count_by_state(db)
+    assert counts == {"pending": 2, "done": 0, "parked": 0}
+
+
+def test_backend_that_cannot_start_is_retried_while_rows_wait(tmp_path: Path) -> None:
+    db = str(tmp_path / "dispatch.db")
+
+    class SlowStarter(RecordingBackend):
+        start_failures = 3
+
+        async def start(self) -> None:
+            if self.start_failures:
+                self.start_failures -= 1
+                raise ConnectionError("ITSM tool unreachable")
+            await super().start()
+
+    backend = SlowStarter()
+
+    async def scenario() -> list[str | None]:
+        inbox = Inbox(db)
+        dispatcher = Dispatcher(inbox, backend, backoff_base=0.01, backoff_cap=0.02)
+        inbox.set_on_committed(dispatcher.notify)
+        await inbox.open()
+        await dispatcher.start()
+        errors = [dispatcher.backend_error]
+        await _fill(inbox, [("late", "Fired")])
+        while inbox.depth():
+            await asyncio.sleep(0.01)
+        errors.append(dispatcher.backend_error)
+        await dispatcher.stop()
+        await inbox.close()
+        return errors
+
+    errors = asyncio.run(scenario())
+    assert errors[0] and "ITSM tool unreachable" in errors[0]
+    assert errors[1] is None
+    assert backend.started and len(backend.applied) == 1
