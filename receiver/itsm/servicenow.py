@@ -291,15 +291,20 @@ class ServiceNowBackend(Backend):
             return self._readiness[1]
         table = "incident" if self.settings.target is Target.INCIDENT else "em_event"
         try:
-            await self._api().call(
-                "GET",
-                f"/api/now/table/{table}",
-                table=table,
-                params={"sysparm_limit": "1", "sysparm_fields": "sys_id"},
-            )
+            # Bounded below the receiver's own /readyz budget: a slow instance is an outage, not a
+            # reason to take the receiver out of the load balancer.
+            async with asyncio.timeout(self.settings.readiness_timeout_seconds):
+                await self._api().call(
+                    "GET",
+                    f"/api/now/table/{table}",
+                    table=table,
+                    params={"sysparm_limit": "1", "sysparm_fields": "sys_id"},
+                )
             result = Readiness(True)
         except CredentialsRejected as error:
             result = Readiness(False, str(error))
+        except TimeoutError:
+            result = Readiness(True, "ServiceNow is slow to answer; alerts wait in the inbox")
         except TransientBackendError as error:
             result = Readiness(True, f"ServiceNow unreachable, alerts wait in the inbox: {error}")
         except PermanentBackendError:

@@ -104,6 +104,8 @@ class ServiceNowSettings(BaseSettings):
     retry_after_cap_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
     ci_cache_ttl_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
     readiness_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    readiness_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """Budget of the ``/readyz`` probe; the receiver gives a backend 3 s in all."""
     token_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
     max_connections: Annotated[int, Field(ge=1, le=100)] = 10
 
