@@ -34,6 +34,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
 import re
 import time
 from collections import OrderedDict
@@ -308,12 +309,12 @@ class JwksCache:
         self.fetches += 1
         try:
             keys = await self._fetch()
-        except JwksFetchError as error:
+        except Exception as error:  # any failure (not only JwksFetchError) keeps the last good keys
             self.fetch_errors += 1
-            self.last_error = str(error)
+            self.last_error = str(error) if isinstance(error, JwksFetchError) else f"{type(error).__name__}: {error}"
             log.warning(
                 "jwks fetch failed; keeping the previous keys",
-                extra={"jwks_uri": self.jwks_uri, "error": str(error), "keys_kept": len(self._keys)},
+                extra={"jwks_uri": self.jwks_uri, "error": self.last_error, "keys_kept": len(self._keys)},
             )
             return False
         added = keys.keys() - self._keys.keys()
@@ -417,7 +418,15 @@ class TokenVerifier:
                 return caller
             # Expired or its key was withdrawn: verify from scratch, which decides (and never re-caches).
             self._cache.pop(digest, None)
-        caller, kid = await self._verify_uncached(token, now)
+        try:
+            caller, kid = await self._verify_uncached(token, now)
+        except AuthError:
+            raise
+        except Exception as error:
+            # No token may turn into a 5xx (Azure would retry it): an unforeseen failure while
+            # judging a token is a token we cannot accept. Logged in full so the bug is seen.
+            log.exception("token verification failed unexpectedly", extra={"error_type": type(error).__name__})
+            raise AuthError.invalid_token("token could not be verified") from None
         if self._cache_size and now < caller.expires_at:
             self._cache[digest] = (caller, kid)
             while len(self._cache) > self._cache_size:
@@ -531,9 +540,16 @@ def _bearer_token(authorization: str | None) -> str:
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthError.invalid_token(f"token claim {name!r} is not a numeric date")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    # NaN and infinities (PyJWT's JSON parser accepts them) would make a token never expire.
+    if not math.isfinite(seconds):
+        raise AuthError.invalid_token(f"token claim {name!r} is not a finite numeric date")
+    return seconds
 
 
 # -- subscription allow-list ------------------------------------------------------------------

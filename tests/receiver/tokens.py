@@ -247,6 +247,11 @@ NEGATIVE_CASES: tuple[TokenCase, ...] = (
     _mint(401, "no iat", iat=None),
     _mint(401, "exp not numeric", exp="tomorrow"),
     _mint(401, "exp a list", exp=[1]),
+    _mint(401, "exp true", exp=True),
+    _mint(401, "exp infinite", exp=float("inf")),
+    _mint(401, "exp NaN", exp=float("nan")),
+    _mint(401, "exp beyond the float range", exp=10**400),
+    _mint(401, "nbf minus infinity", nbf=float("-inf")),
     # issuer, tenant, audience, version
     _mint(401, "wrong iss: other tenant", iss=f"https://sts.windows.net/{OTHER_TENANT}/"),
     _mint(401, "wrong iss: common", iss="https://sts.windows.net/common/"),
