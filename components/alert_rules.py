@@ -221,31 +221,41 @@ def _dimensions(dims: Optional[list[DimensionArgs]]) -> Optional[list[dict[str, 
     return [{"name": d["name"], "operator": d.get("operator") or "Include", "values": list(d["values"])} for d in dims]
 
 
-def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) -> dict[str, Any]:
-    base = {
-        "name": c.get("name") or c["metric_name"],
-        "metric_name": c["metric_name"],
-        "metric_namespace": c.get("metric_namespace"),
-        "operator": c["operator"],
-        "time_aggregation": c["time_aggregation"],
-        "dimensions": _dimensions(c.get("dimensions")),
-    }
+def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) -> Any:
+    # Args classes, not dicts: the criteria are a union of types, and only a typed value tells
+    # the SDK which camelCase names to send.
+    name = c.get("name") or c["metric_name"]
     dynamic, threshold = c.get("dynamic"), c.get("threshold")
     if (dynamic is None) == (threshold is None):
         raise ValueError(
-            f"AlertRules {component}: metric rule {rule_name!r}: criterion {base['name']!r} needs exactly one of threshold (static) or dynamic"
+            f"AlertRules {component}: metric rule {rule_name!r}: criterion {name!r} needs exactly one of threshold (static) or dynamic"
         )
+    dimensions = [monitor.MetricDimensionArgs(**d) for d in _dimensions(c.get("dimensions")) or []] or None
     if dynamic is not None:
-        return {
-            **base,
-            "criterion_type": "DynamicThresholdCriterion",
-            "alert_sensitivity": dynamic["sensitivity"],
-            "failing_periods": {
-                "number_of_evaluation_periods": dynamic.get("evaluation_periods") or 4,
-                "min_failing_periods_to_alert": dynamic.get("min_failing_periods") or 4,
-            },
-        }
-    return {**base, "criterion_type": "StaticThresholdCriterion", "threshold": threshold}
+        return monitor.DynamicMetricCriteriaArgs(
+            criterion_type="DynamicThresholdCriterion",
+            name=name,
+            metric_name=c["metric_name"],
+            metric_namespace=c.get("metric_namespace"),
+            operator=c["operator"],
+            time_aggregation=c["time_aggregation"],
+            dimensions=dimensions,
+            alert_sensitivity=dynamic["sensitivity"],
+            failing_periods=monitor.DynamicThresholdFailingPeriodsArgs(
+                number_of_evaluation_periods=dynamic.get("evaluation_periods") or 4,
+                min_failing_periods_to_alert=dynamic.get("min_failing_periods") or 4,
+            ),
+        )
+    return monitor.MetricCriteriaArgs(
+        criterion_type="StaticThresholdCriterion",
+        name=name,
+        metric_name=c["metric_name"],
+        metric_namespace=c.get("metric_namespace"),
+        operator=c["operator"],
+        time_aggregation=c["time_aggregation"],
+        dimensions=dimensions,
+        threshold=threshold,
+    )
 
 
 def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> dict[str, Any]:
@@ -321,7 +331,7 @@ class AlertRules(pulumi.ComponentResource):
             criteria = [_metric_criterion(name, rule_name, c) for c in rule.get("criteria") or []]
             if not criteria:
                 raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
-            dynamic = any(c["criterion_type"] == "DynamicThresholdCriterion" for c in criteria)
+            dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
             multi = _is_multi_resource(scopes)
             if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
                 raise ValueError(
@@ -340,10 +350,15 @@ class AlertRules(pulumi.ComponentResource):
                 window_size=rule["window_size"],
                 target_resource_type=rule.get("target_resource_type"),
                 target_resource_region=rule.get("target_resource_region"),
-                criteria={
-                    "odata_type": MULTI_RESOURCE_CRITERIA if (multi or dynamic) else SINGLE_RESOURCE_CRITERIA,
-                    "all_of": criteria,
-                },
+                criteria=(
+                    monitor.MetricAlertMultipleResourceMultipleMetricCriteriaArgs(
+                        odata_type=MULTI_RESOURCE_CRITERIA, all_of=criteria
+                    )
+                    if (multi or dynamic)
+                    else monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
+                        odata_type=SINGLE_RESOURCE_CRITERIA, all_of=criteria
+                    )
+                ),
                 auto_mitigate=True,
                 actions=[{"action_group_id": action_group_id}],
                 tags=tags,

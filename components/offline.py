@@ -290,6 +290,9 @@ def run_program(
     fake = FakeCloud(stack, secret_values)
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=_PlanMonitor(fake))
+    # Mock settings keep the previous run's pending outputs; a failed run must not leak into this one.
+    pulumi_settings.SETTINGS.outputs.clear()
+    pulumi_settings.SETTINGS.rpc_manager.clear()
     set_all_config(dict(config or {}), list(secret_keys))
     try:
         _sync_await(run_pulumi_func(program))

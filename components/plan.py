@@ -145,6 +145,11 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"secure-export plan: no Pulumi program (__main__.py) in {project_dir}; use --project-dir\n")
         return 2
     try:
+        stack_file(project_dir, args.stack)
+    except ConfigError as exc:
+        sys.stderr.write(f"secure-export plan: {exc.problems[0]}\n")
+        return 1
+    try:
         result = plan_stack(project_dir, args.stack)
     except ConfigError as exc:
         for problem in exc.problems:
