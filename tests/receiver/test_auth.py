@@ -45,13 +45,18 @@ class FakeClock:
         self.now += seconds
 
 
+# ``issuer`` (conftest.py) is shared by the module; tests that rotate keys, break the JWKS or count
+# its fetches take ``fresh_issuer`` instead.
+
+
 @pytest.fixture
-def issuer() -> Iterator[LocalIssuer]:
+def fresh_issuer() -> Iterator[LocalIssuer]:
+    """An issuer of this test alone."""
     with LocalIssuer() as running:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def attacker() -> Iterator[LocalIssuer]:
     """An attacker's own issuer: its JWKS must never be fetched by the receiver."""
     with LocalIssuer(audience="api://attacker") as running:
@@ -283,7 +288,8 @@ def test_cache_is_bounded_and_keyed_by_the_whole_token(issuer: LocalIssuer) -> N
     assert tampered_status == 401
 
 
-def test_cached_token_is_dropped_when_its_key_is_withdrawn(issuer: LocalIssuer) -> None:
+def test_cached_token_is_dropped_when_its_key_is_withdrawn(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     keys_clock = FakeClock()
 
     async def run() -> list[int]:
@@ -301,7 +307,8 @@ def test_cached_token_is_dropped_when_its_key_is_withdrawn(issuer: LocalIssuer) 
 # -- key rotation and refetch rate limit --------------------------------------------------------
 
 
-def test_key_rotation_accepted_after_one_rate_limited_refetch(issuer: LocalIssuer) -> None:
+def test_key_rotation_accepted_after_one_rate_limited_refetch(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     keys_clock = FakeClock()
 
     async def run() -> dict[str, Any]:
@@ -338,7 +345,8 @@ def test_key_rotation_accepted_after_one_rate_limited_refetch(issuer: LocalIssue
     assert issuer.fetch_count == 3
 
 
-def test_token_signed_with_removed_key_is_rejected_after_rotation(issuer: LocalIssuer) -> None:
+def test_token_signed_with_removed_key_is_rejected_after_rotation(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     keys_clock = FakeClock()
     old_key = issuer.signing_key
 
@@ -353,7 +361,8 @@ def test_token_signed_with_removed_key_is_rejected_after_rotation(issuer: LocalI
     assert asyncio.run(run()) == (202, 401)
 
 
-def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(issuer: LocalIssuer) -> None:
+def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     keys_clock = FakeClock()
 
     async def run() -> tuple[list[int], int, int]:
@@ -374,7 +383,8 @@ def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(issuer: Loc
     assert issuer.fetch_count == 3
 
 
-def test_jwks_outage_keeps_last_known_good_keys(issuer: LocalIssuer) -> None:
+def test_jwks_outage_keeps_last_known_good_keys(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     keys_clock = FakeClock()
 
     async def run() -> dict[str, Any]:
@@ -400,7 +410,8 @@ def test_jwks_outage_keeps_last_known_good_keys(issuer: LocalIssuer) -> None:
     assert "500" in seen["last error"]
 
 
-def test_start_with_jwks_down_is_not_ready_then_recovers(issuer: LocalIssuer) -> None:
+def test_start_with_jwks_down_is_not_ready_then_recovers(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     keys_clock = FakeClock()
     issuer.failing = True
 
@@ -415,7 +426,8 @@ def test_start_with_jwks_down_is_not_ready_then_recovers(issuer: LocalIssuer) ->
     assert asyncio.run(run()) == [False, 401, 202, True]
 
 
-def test_scheduled_refresh_picks_up_new_keys(issuer: LocalIssuer) -> None:
+def test_scheduled_refresh_picks_up_new_keys(fresh_issuer: LocalIssuer) -> None:
+    issuer = fresh_issuer
     async def run() -> tuple[int, int]:
         keys = JwksCache(issuer.jwks_uri, refresh_interval=0.05, min_unknown_kid_interval=3600)
         await keys.start()
