@@ -45,7 +45,6 @@ __all__ = [
     "DatabaseNotFoundError",
     "list_configuration_items",
     "list_work_items",
-    "parse_priority_map",
 ]
 
 _log = logging.getLogger(__name__)
@@ -122,26 +121,6 @@ CREATE TABLE IF NOT EXISTS applied_events (
 
 class DatabaseNotFoundError(FileNotFoundError):
     """The SQLite file named for reading does not exist (reading never creates one)."""
-
-
-def parse_priority_map(text: str) -> dict[str, int]:
-    """Parse ``Sev0=1,Sev1=2,…,default=3`` into a priority map merged over the defaults.
-
-    Raises ``ValueError`` naming the bad entry, so configuration fails at startup, not per alert.
-    """
-    result = dict(DEFAULT_PRIORITY_MAP)
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        key, sep, value = entry.partition("=")
-        if not sep:
-            raise ValueError(f"priority map entry {entry!r} is not KEY=PRIORITY (e.g. Sev0=1)")
-        try:
-            result[key.strip()] = int(value)
-        except ValueError:
-            raise ValueError(f"priority map entry {entry!r}: priority must be an integer 1..5") from None
-    return _validated_priority_map(result)
 
 
 def _validated_priority_map(priority_map: Mapping[str, int]) -> dict[str, int]:
@@ -276,7 +255,12 @@ class EmbeddedBackend(Backend):
         return self._conn
 
     def _apply_sync(self, event: AlertEvent) -> None:
-        conn = self._connection()
+        try:
+            conn = self._connection()
+        except PermanentBackendError as error:
+            # start() already succeeded once or will be retried by the dispatcher; a file that
+            # cannot be opened now (disk full, volume remounting) is worth retrying, not parking.
+            raise TransientBackendError(str(error)) from error
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
@@ -285,7 +269,8 @@ class EmbeddedBackend(Backend):
             outcome = self._apply_in_transaction(conn, event)
             conn.execute("COMMIT")
         except BaseException as error:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             if isinstance(error, sqlite3.OperationalError):
                 raise TransientBackendError(f"embedded backend write failed: {error}") from error
             raise

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from receiver.itsm.base import AlertEvent, Condition
+from receiver.itsm.base import AlertEvent, Condition, PermanentBackendError, TransientBackendError
 from receiver.itsm.embedded import (
     DatabaseNotFoundError,
     EmbeddedBackend,
     list_configuration_items,
     list_work_items,
-    parse_priority_map,
 )
 
 SUB = "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
@@ -120,16 +119,11 @@ def test_priority_map_is_configurable(tmp_path: Path) -> None:
     assert [item["priority"] for item in list_work_items(str(db))] == [3, 5]
 
 
-def test_parse_priority_map_merges_over_defaults_and_names_bad_entries() -> None:
-    assert parse_priority_map("Sev0=2, default=4") == {
-        "Sev0": 2, "Sev1": 2, "Sev2": 3, "Sev3": 4, "Sev4": 5, "default": 4,
-    }
+def test_invalid_priority_maps_are_refused_with_the_bad_entry_named() -> None:
     with pytest.raises(ValueError, match="Sev9"):
-        parse_priority_map("Sev9=1")
+        EmbeddedBackend("unused.db", priority_map={"Sev9": 1})
     with pytest.raises(ValueError, match="1..5"):
-        parse_priority_map("Sev0=0")
-    with pytest.raises(ValueError, match="KEY=PRIORITY"):
-        parse_priority_map("Sev0")
+        EmbeddedBackend("unused.db", priority_map={"Sev0": 0})
     with pytest.raises(ValueError, match="integer"):
         EmbeddedBackend("unused.db", priority_map={"Sev1": "high"})  # type: ignore[dict-item]
 
@@ -309,3 +303,40 @@ def test_readiness_reports_an_unwritable_database(tmp_path: Path) -> None:
         return ready, not_ready.ready
 
     assert asyncio.run(run()) == (True, False)
+
+
+def test_bad_database_path_is_permanent_at_start_and_transient_per_event(tmp_path: Path) -> None:
+    async def run() -> None:
+        backend = EmbeddedBackend(str(tmp_path / "missing-dir" / "s.db"))
+        try:
+            with pytest.raises(PermanentBackendError, match="SECURE_EXPORT_DB"):
+                await backend.start()
+            with pytest.raises(TransientBackendError):
+                await backend.apply(fired())
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+
+
+def test_a_failure_mid_event_leaves_nothing_half_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "s.db"
+
+    def broken(*args: object) -> list[int]:
+        raise RuntimeError("disk went away while binding CIs")
+
+    async def run() -> None:
+        backend = EmbeddedBackend(str(db))
+        try:
+            with monkeypatch.context() as patch:
+                patch.setattr(backend, "_bind_cis", broken)
+                with pytest.raises(RuntimeError):
+                    await backend.apply(fired())
+            assert list_work_items(str(db)) == []
+            await backend.apply(fired())  # the dispatcher's retry then applies it exactly once
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+    [item] = list_work_items(str(db))
+    assert item["number"] == "INC0000001"
