@@ -110,7 +110,7 @@ def _demo(argv: list[str]) -> int:
         metavar="PATH",
         default=None,
         help="keep the demo's SQLite file here (default: a temporary file, removed afterwards); "
-        "must not exist yet",
+        "an existing file gets a new set of alerts added",
     )
     args = _parse(parser, argv)
     if isinstance(args, int):

@@ -17,7 +17,6 @@ Exit status 0 when every step behaved as expected, 1 otherwise (with the reason)
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -66,7 +65,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 
 
 def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
-    from receiver.itsm.embedded import EmbeddedBackend, list_configuration_items, list_work_items
+    from receiver.itsm.embedded import EmbeddedBackend, list_work_items
     from receiver.local_issuer import LocalIssuer
     from receiver.server import BackgroundServer
     from receiver.settings import load_settings
@@ -89,7 +88,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             "SECURE_EXPORT_DB": db,
         }
     )
-    server = stack.enter_context(_quiet_server(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db))))
+    server = stack.enter_context(_running(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db))))
     step(f"receiver: {server.url} (embedded backend, database {db}{'' if kept else ', temporary'})")
     step(
         f"it accepts RS256 tokens from {issuer.issuer(1)} or {issuer.issuer(2)}, aud in {list(issuer.audiences)}, "
@@ -131,9 +130,17 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
     items = _wait_until_applied(db, alerts, list_work_items)
     step("done: every delivery applied")
 
-    out.write("\n")
-    from receiver.cli import print_configuration_items, print_work_items
+    _report(out, db, items, alerts, kept=kept, elapsed=time.monotonic() - started)
 
+
+def _report(
+    out: TextIO, db: str, items: list[dict[str, Any]], alerts: list[DemoAlert], *, kept: bool, elapsed: float
+) -> None:
+    """Print the work items and CIs, one item in full, and a one-line summary of this run."""
+    from receiver.cli import print_configuration_items, print_work_items
+    from receiver.itsm.embedded import list_configuration_items
+
+    out.write("\n")
     print_work_items(items, out)
     out.write("\n")
     print_configuration_items(list_configuration_items(db), out)
@@ -149,7 +156,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
     resolved = sum(1 for item in mine if item["state"] == "Resolved")
     out.write(
         f"\nThis run: {len(mine)} work items, {resolved} resolved by Azure's Resolved, {len(mine) - resolved} "
-        f"still open (activity-log alerts). Finished in {time.monotonic() - started:.1f}s.\n"
+        f"still open (activity-log alerts). Finished in {elapsed:.1f}s.\n"
     )
     if kept:
         out.write(f"Inspect them again with: secure-export work-items --db {db}   /   secure-export cmdb --db {db}\n")
@@ -203,7 +210,11 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert], list_work_items: Any) 
             return items
         parked = list_parked(db)
         if parked:
-            raise DemoFailed(f"the backend refused deliveries: {parked}")
+            first = parked[0]
+            raise DemoFailed(
+                f"{len(parked)} deliveries were parked instead of applied; the first, "
+                f"{first['monitor_condition']} {first['alert_id']}: {first['last_error']}"
+            )
         if time.monotonic() > deadline:
             wrong = {alert_id: (state_of.get(alert_id), state) for alert_id, state in expected.items() if state_of.get(alert_id) != state}
             raise DemoFailed(
@@ -214,8 +225,8 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert], list_work_items: Any) 
 
 
 @contextmanager
-def _quiet_server(server: Any) -> Iterator[Any]:
-    """Start the in-process receiver and always stop it."""
+def _running(server: Any) -> Iterator[Any]:
+    """Start the in-process receiver and always stop it (gracefully: the inbox drains)."""
     server.start()
     try:
         yield server
@@ -224,4 +235,4 @@ def _quiet_server(server: Any) -> Iterator[Any]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_demo(os.environ.get("SECURE_EXPORT_DEMO_DB")))
+    raise SystemExit(run_demo())

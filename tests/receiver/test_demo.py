@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from receiver.demo import run_demo
 from receiver.demo_alerts import demo_alerts
-from receiver.itsm.embedded import list_configuration_items, list_work_items
+from receiver.itsm.base import AlertEvent, PermanentBackendError
+from receiver.itsm.embedded import EmbeddedBackend, list_configuration_items, list_work_items
 from receiver.schema import parse_alert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,3 +83,16 @@ def test_demo_alerts_are_valid_common_schema_with_resolved_only_where_azure_send
             assert resolved["alertId"] == alert.alert_id and resolved["monitorCondition"] == "Resolved"
             assert resolved["resolvedDateTime"] > resolved["firedDateTime"]
     assert len({alert.alert_id for alert in alerts + demo_alerts()}) == 2 * len(alerts)
+
+
+def test_demo_fails_loudly_when_the_backend_refuses_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def refuse(self: EmbeddedBackend, event: AlertEvent) -> None:
+        raise PermanentBackendError("the ITSM tool refused the work item")
+
+    monkeypatch.setattr(EmbeddedBackend, "apply", refuse)
+    out = io.StringIO()
+    assert run_demo(str(tmp_path / "demo.db"), out) == 1
+    assert "FAILED" in capsys.readouterr().err
+    assert "Work items (" not in out.getvalue()
