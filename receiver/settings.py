@@ -173,8 +173,12 @@ class ReceiverSettings(BaseSettings):
     @model_validator(mode="after")
     def _fill_jwks_uri(self) -> ReceiverSettings:
         uri = self.jwks_uri.strip() or DEFAULT_JWKS_URI.format(tenant=self.tenant_id)
-        if not uri.startswith(("https://", "http://")):
-            raise ValueError("SECURE_EXPORT_JWKS_URI must be an https:// URL")
+        from receiver.auth import validate_jwks_uri  # the one rule for where keys may come from
+
+        try:
+            validate_jwks_uri(uri)
+        except ValueError as error:
+            raise ValueError(f"SECURE_EXPORT_JWKS_URI: {error}") from None
         object.__setattr__(self, "jwks_uri", uri)
         if self.dispatch_backoff_cap_seconds < self.dispatch_backoff_base_seconds:
             raise ValueError(
