@@ -82,9 +82,18 @@ def correlation_id(correlation_key: str) -> str:
 
 
 def occurrence_marker(alert_id: str, condition: Condition | str) -> str:
-    """The marker written into a work note for one ``(alert_id, condition)``: hex, LIKE-safe."""
-    digest = hashlib.sha256(f"{alert_id}\n{condition}".encode()).hexdigest()[:32]
-    return f"semark-{digest}"
+    """The marker written into a work note for one ``(alert_id, condition)``: hex, LIKE-safe.
+
+    ``semark-<24 hex of the alert id>-fired|resolved``: the hash part pairs an alert's Fired with its
+    Resolved, so the alerts still firing on a grouped incident can be counted from the notes.
+    """
+    digest = hashlib.sha256(alert_id.encode()).hexdigest()[:24]
+    return f"semark-{digest}-{str(condition).lower()}"
+
+
+_MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
+_MARKER_PAGE = 500
+_MARKER_PAGES = 20
 
 
 def query_safe(value: str) -> bool:
@@ -346,15 +355,16 @@ class ServiceNowBackend(Backend):
             )
             return
         sys_id = str(incident["sys_id"])
-        resolved_marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
-        found = await self._markers(sys_id, (marker, resolved_marker))
+        found = await self._markers(sys_id)
         if marker in found:
             log.info("servicenow fired already noted number=%s alert_id=%s", incident.get("number"), event.alert_id)
             return
         patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
         # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
         # arrived before its Fired) — then the Fired is history and must not reopen anything.
-        if str(incident.get("state")) == STATE_RESOLVED and resolved_marker not in found:
+        if str(incident.get("state")) == STATE_RESOLVED and (
+            occurrence_marker(event.alert_id, Condition.RESOLVED) not in found
+        ):
             patch["state"] = STATE_IN_PROGRESS
         await self._patch_incident(sys_id, patch)
         log.info(
@@ -377,19 +387,28 @@ class ServiceNowBackend(Backend):
                 record.get("number"), event.alert_id,
             )
             return
-        if str(incident.get("state")) in INACTIVE_OR_RESOLVED:
-            log.info("servicenow already resolved number=%s alert_id=%s", incident.get("number"), event.alert_id)
+        sys_id = str(incident["sys_id"])
+        found = await self._markers(sys_id)
+        if marker in found:
+            log.info("servicenow resolved already noted number=%s alert_id=%s", incident.get("number"), event.alert_id)
             return
-        await self._patch_incident(
-            str(incident["sys_id"]),
-            {
+        still_firing = _still_firing(found | {marker})
+        note = f"Azure Monitor sent Resolved for alert {event.alert_id}."
+        if still_firing:
+            note += f" {len(still_firing)} grouped alert(s) still firing; the incident stays open."
+        fields: dict[str, Any] = {"work_notes": f"{note}\n{marker}"}
+        # Already Resolved/Closed (by people, or earlier): only keep the group's bookkeeping.
+        if not still_firing and str(incident.get("state")) not in INACTIVE_OR_RESOLVED:
+            fields |= {
                 "state": STATE_RESOLVED,
                 "close_code": self.settings.close_code,
                 "close_notes": self._close_notes(event),
-                "work_notes": f"Azure Monitor sent Resolved for alert {event.alert_id}.\n{marker}",
-            },
+            }
+        await self._patch_incident(sys_id, fields)
+        log.info(
+            "servicenow resolved noted number=%s alert_id=%s resolved=%s still_firing=%d",
+            incident.get("number"), event.alert_id, "state" in fields, len(still_firing),
         )
-        log.info("servicenow incident resolved number=%s alert_id=%s", incident.get("number"), event.alert_id)
 
     # -- incidents ---------------------------------------------------------------------------
 
@@ -410,21 +429,22 @@ class ServiceNowBackend(Backend):
         rows = await self._query("incident", f"correlation_id={corr}", "sys_id,correlation_id")
         return any(row.get("correlation_id") == corr for row in rows)
 
-    async def _markers(self, sys_id: str, markers: Sequence[str]) -> set[str]:
-        """Which of ``markers`` already appear in the incident's work notes (``sys_journal_field``)."""
-        likes = "^OR".join(f"valueLIKE{marker}" for marker in markers)
-        rows = await self._query(
-            "sys_journal_field",
-            f"element_id={sys_id}^element=work_notes^{likes}",
-            "element_id,value",
-            limit=len(markers) + 1,
-        )
+    async def _markers(self, sys_id: str) -> set[str]:
+        """Every occurrence marker in the incident's work notes (read from ``sys_journal_field``)."""
         found: set[str] = set()
-        for row in rows:
-            if row.get("element_id") != sys_id:
-                continue
-            value = str(row.get("value", ""))
-            found.update(marker for marker in markers if marker in value)
+        for page in range(_MARKER_PAGES):
+            rows = await self._query(
+                "sys_journal_field",
+                f"element_id={sys_id}^element=work_notes^valueLIKEsemark-^ORDERBYsys_created_on",
+                "element_id,value",
+                limit=_MARKER_PAGE,
+                offset=page * _MARKER_PAGE,
+            )
+            for row in rows:
+                if row.get("element_id") == sys_id:
+                    found.update(match.group(0) for match in _MARKER.finditer(str(row.get("value", ""))))
+            if len(rows) < _MARKER_PAGE:
+                break
         return found
 
     async def _create_incident(
@@ -648,7 +668,9 @@ class ServiceNowBackend(Backend):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    async def _query(self, table: str, query: str, fields: str, *, limit: int = 2) -> list[dict[str, Any]]:
+    async def _query(
+        self, table: str, query: str, fields: str, *, limit: int = 2, offset: int = 0
+    ) -> list[dict[str, Any]]:
         result = await self._api().call(
             "GET",
             f"/api/now/table/{table}",
@@ -657,6 +679,7 @@ class ServiceNowBackend(Backend):
                 "sysparm_query": query,
                 "sysparm_fields": fields,
                 "sysparm_limit": str(limit),
+                **({"sysparm_offset": str(offset)} if offset else {}),
                 "sysparm_display_value": "false",
                 "sysparm_exclude_reference_link": "true",
                 "sysparm_no_count": "true",
@@ -684,6 +707,16 @@ class ServiceNowBackend(Backend):
             if self._lock_users[key] <= 0:
                 del self._lock_users[key]
                 self._locks.pop(key, None)
+
+
+def _still_firing(markers: set[str]) -> set[str]:
+    """Alert hashes with a Fired marker and no Resolved marker."""
+    fired, resolved = set(), set()
+    for marker in markers:
+        match = _MARKER.fullmatch(marker)
+        if match:
+            (fired if match.group(2) == "fired" else resolved).add(match.group(1))
+    return fired - resolved
 
 
 def _truthy(value: Any) -> bool:

@@ -183,3 +183,39 @@ def test_severity_map_is_configurable_and_missing_severity_uses_the_fallback(fak
     [second] = _incidents(fake, 2)
     assert (first["impact"], first["urgency"]) == ("3", "1")
     assert (second["impact"], second["urgency"]) == ("3", "3")
+
+
+def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: FakeServiceNow) -> None:
+    key = "rule:cpu-high|" + VM_ID.lower()
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, correlation_key=key))
+        await backend.apply(event(2, correlation_key=key))
+        await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
+        await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
+        [open_incident] = fake.rows("incident")
+        assert open_incident["state"] == "1"
+        assert "1 grouped alert(s) still firing" in fake.journal(open_incident["sys_id"])[-1]
+        await backend.apply(event(2, Condition.RESOLVED, correlation_key=key))
+
+    with_backend(fake, body)
+    [incident] = fake.rows("incident")
+    assert incident["state"] == "6" and incident["close_code"]
+    assert len(fake.journal(incident["sys_id"])) == 4
+
+
+def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(fake: FakeServiceNow) -> None:
+    key = "rule:cpu-high|" + VM_ID.lower()
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, correlation_key=key))
+        fake.tables["incident"][0].update(state="6", close_code="Solution provided", close_notes="by hand")
+        await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
+        await backend.apply(event(2, correlation_key=key))  # a new instance reopens
+        assert fake.rows("incident")[0]["state"] == "2"
+        await backend.apply(event(2, Condition.RESOLVED, correlation_key=key))
+
+    with_backend(fake, body)
+    [incident] = fake.rows("incident")
+    assert incident["state"] == "6"
+    assert len(fake.journal(incident["sys_id"])) == 4
