@@ -9,13 +9,17 @@ Incident mode, per correlation key (serialised by an asyncio lock per key inside
 * Fired with no open incident creates one; Fired with one adds an occurrence ``work_notes`` entry
   (and reopens a Resolved incident to In Progress);
 * Resolved sets ``state=6`` with the configured ``close_code`` (checked against ``sys_choice``) and
-  ``close_notes``; Closed (7) is never set. Resolved with no incident records an incident that is
-  already resolved, so that a late Fired for the same alert finds it and opens nothing.
+  ``close_notes`` once every alert instance noted on the incident has resolved (under
+  ``SECURE_EXPORT_CORRELATION=rule-target`` one incident groups several); Closed (7) is never set.
+  Resolved with no incident records an incident that is already resolved, so that a late Fired
+  for the same alert finds it and opens nothing.
 
-Replays (a crash after ServiceNow applied a change but before the inbox row was marked done) are
-recognised by a marker ``semark-<hex of alert id and condition>`` written into every work note: the
-backend looks it up in ``sys_journal_field`` (journal fields read back empty through the Table API)
-before adding a note, so an occurrence is noted once.
+Every work note carries a marker ``semark-<hex of the alert id>-fired|resolved``. Journal fields
+read back empty through the Table API, so the backend reads the markers from
+``sys_journal_field`` (filtered by the incident's sys_id): a marker already there means the
+delivery was applied before (a crash after ServiceNow took the change but before the inbox row was
+marked done) and the replay changes nothing; Fired markers without their Resolved marker are the
+alerts still firing on a grouped incident.
 
 Event mode posts one ``em_event`` per delivery to ``/api/global/em/jsonv2``; Event Management
 deduplicates by ``message_key`` (the hashed correlation key) and its own rules open incidents.
