@@ -1,0 +1,68 @@
+import json
+from pathlib import Path
+
+import yaml
+from pulumi.provider.experimental.analyzer import Analyzer
+from pulumi.provider.experimental.schema import generate_schema
+
+import components
+from components import COMPONENTS, PACKAGE_NAME
+
+PACKAGE_DIR = Path(components.__file__).resolve().parent
+
+
+def _schema() -> dict:
+    result = Analyzer(PACKAGE_NAME).analyze(COMPONENTS)
+    spec = generate_schema(
+        PACKAGE_NAME,
+        "0.1.0",
+        None,
+        result["component_definitions"],
+        result["type_definitions"],
+        list(result["dependencies"]),
+    )
+    return json.loads(json.dumps(spec.to_json()))
+
+
+def test_every_component_is_in_the_schema_under_the_index_module():
+    resources = _schema()["resources"]
+    assert set(resources) == {f"secure-export:index:{c.__name__}" for c in COMPONENTS}
+    assert all(r["isComponent"] is True and r.get("description") for r in resources.values())
+
+
+def test_inputs_are_camel_case_described_and_required_where_needed():
+    resources = _schema()["resources"]
+    group = resources["secure-export:index:SecureWebhookActionGroup"]
+    inputs = group["inputProperties"]
+    assert {"resourceGroupName", "shortName", "receiverBaseUrl", "applicationObjectId", "identifierUri", "tenantId"} <= set(inputs)
+    assert all(prop.get("description") for resource in resources.values() for prop in resource["inputProperties"].values())
+    assert set(group["requiredInputs"]) == {"applicationObjectId", "identifierUri", "receiverBaseUrl", "resourceGroupName", "shortName", "tenantId"}
+    assert "emailReceivers" not in group["requiredInputs"]
+    identity = resources["secure-export:index:SecureWebhookIdentity"]
+    assert identity["requiredInputs"] == ["displayName"]
+
+
+def test_outputs_are_declared():
+    resources = _schema()["resources"]
+    identity = resources["secure-export:index:SecureWebhookIdentity"]
+    assert {"applicationObjectId", "clientId", "identifierUri", "tenantId", "roleId"} <= set(identity["properties"])
+    assert set(identity["required"]) >= {"applicationObjectId", "clientId", "identifierUri", "tenantId", "roleId"}
+    assert {"receiverUrl", "webhookUrl", "actionGroupId"} <= set(resources["secure-export:index:SecureExport"]["properties"])
+    assert resources["secure-export:index:AlertRules"]["properties"]["metricAlertIds"]["type"] == "array"
+
+
+def test_nested_rule_types_and_dependencies():
+    schema = _schema()
+    types = schema["types"]
+    rule = types["secure-export:index:MetricAlertRuleArgs"]
+    assert {"severity", "scopes", "evaluationFrequency", "windowSize", "criteria"} <= set(rule["required"])
+    assert rule["properties"]["criteria"]["items"]["$ref"] == "#/types/secure-export:index:MetricCriterionArgs"
+    assert {d["name"] for d in schema["dependencies"]} <= {"azure-native", "azuread"}
+
+
+def test_plugin_manifest_and_entry_point_host_every_component():
+    manifest = yaml.safe_load((PACKAGE_DIR / "PulumiPlugin.yaml").read_text())
+    assert manifest["runtime"]["name"] == "python"
+    entry = (PACKAGE_DIR / manifest.get("main", "__main__.py")).read_text()
+    assert "component_provider_host(COMPONENTS, PACKAGE_NAME" in entry
+    assert PACKAGE_NAME == "secure-export"

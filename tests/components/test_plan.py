@@ -1,0 +1,154 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.config import load_stack_file
+from components.plan import main, plan_stack, render_tree, to_json
+from tests.components.support import ACTION_GROUP, APP_ROLE_ASSIGNMENT, APPLICATION, AZNS, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, SERVICE_PRINCIPAL
+
+REPO = Path(__file__).resolve().parents[2]
+SECURE_EXPORT = Path(sys.executable).parent / "secure-export"
+
+
+@pytest.fixture(scope="module")
+def prod() -> dict:
+    return to_json(plan_stack(REPO, "prod"))
+
+
+def _of(plan, typ):
+    return [r for r in plan["resources"] if r["type"] == typ]
+
+
+def _one(plan, typ):
+    found = _of(plan, typ)
+    assert len(found) == 1, [r["name"] for r in found]
+    return found[0]
+
+
+def test_json_contract_shape(prod):
+    assert prod["stack"] == "prod"
+    assert set(prod) == {"stack", "resources", "outputs"}
+    for resource in prod["resources"]:
+        assert set(resource) == {"type", "name", "parent", "inputs", "outputs"}
+    names = {r["name"] for r in prod["resources"]}
+    assert all(r["parent"] is None or r["parent"] in names for r in prod["resources"])
+    assert "receiverUrl" in prod["outputs"]
+
+
+def test_application_has_the_deployer_as_owner_and_an_application_only_role(prod):
+    app = _one(prod, APPLICATION)
+    assert prod["outputs"]["deployerObjectId"] in app["inputs"]["owners"]
+    (role,) = app["inputs"]["appRoles"]
+    assert role["allowedMemberTypes"] == ["Application"]
+    assert role["value"] == "ActionGroupsSecureWebhook"
+
+
+def test_one_role_assignment_from_the_azns_principal_to_the_apps_principal(prod):
+    app = _one(prod, APPLICATION)
+    sps = {sp["inputs"]["clientId"]: sp for sp in _of(prod, SERVICE_PRINCIPAL)}
+    azns, own = sps[AZNS], sps[app["outputs"]["clientId"]]
+    assert azns["inputs"]["useExisting"] is True
+    (assignment,) = _of(prod, APP_ROLE_ASSIGNMENT)
+    assert assignment["inputs"]["principalObjectId"] == azns["outputs"]["objectId"]
+    assert assignment["inputs"]["resourceObjectId"] == own["outputs"]["objectId"]
+    assert assignment["inputs"]["appRoleId"] == app["inputs"]["appRoles"][0]["id"]
+
+
+def test_every_webhook_receiver_is_a_secure_webhook_to_the_application(prod):
+    app = _one(prod, APPLICATION)
+    groups = _of(prod, ACTION_GROUP)
+    assert groups
+    for group in groups:
+        assert group["inputs"]["webhookReceivers"]
+        for receiver in group["inputs"]["webhookReceivers"]:
+            assert receiver["useAadAuth"] is True
+            assert receiver["useCommonAlertSchema"] is True
+            assert receiver["objectId"] == app["outputs"]["objectId"]
+            assert receiver["identifierUri"] in app["inputs"]["identifierUris"]
+            assert receiver["serviceUri"].startswith("https://")
+
+
+def test_metric_and_log_rules_are_stateful_and_notify_an_action_group_of_the_stack(prod):
+    group_ids = {g["outputs"]["id"] for g in _of(prod, ACTION_GROUP)}
+    metric, log = _of(prod, METRIC_ALERT), _of(prod, LOG_ALERT)
+    assert len(metric) >= 2 and len(log) >= 1
+    for rule in metric:
+        assert rule["inputs"]["autoMitigate"] is True
+        assert {a["actionGroupId"] for a in rule["inputs"]["actions"]} <= group_ids
+    for rule in log:
+        assert rule["inputs"]["autoMitigate"] is True
+        assert set(rule["inputs"]["actions"]["actionGroups"]) <= group_ids
+
+
+def test_container_app_has_https_only_external_ingress_probes_and_no_plain_secret(prod):
+    app = _one(prod, CONTAINER_APP)
+    ingress = app["inputs"]["configuration"]["ingress"]
+    assert ingress["external"] is True and ingress["allowInsecure"] is False
+    (container,) = app["inputs"]["template"]["containers"]
+    assert {p["type"]: p["httpGet"]["path"] for p in container["probes"]} == {"Liveness": "/healthz", "Readiness": "/readyz"}
+    assert all(s["value"] == "[secret]" for s in app["inputs"]["configuration"]["secrets"])
+    by_name = {e["name"]: e for e in container["env"]}
+    assert by_name["SECURE_EXPORT_SERVICENOW_PASSWORD"] == {"name": "SECURE_EXPORT_SERVICENOW_PASSWORD", "secretRef": "servicenow-password"}
+    assert not any("PASSWORD" in e["name"] or "SECRET" in e["name"] for e in container["env"] if "value" in e)
+
+
+def test_output_contains_no_secret_value(prod):
+    loaded = load_stack_file(REPO / "stacks" / "Pulumi.prod.yaml")
+    text = json.dumps(prod)
+    ciphertext = loaded.pulumi_config["secure-export:servicenowPassword"]
+    assert ciphertext not in text
+    assert "[secret]" in text
+    env = _one(prod, "azure-native:app:ManagedEnvironment")
+    assert env["inputs"]["appLogsConfiguration"]["logAnalyticsConfiguration"]["sharedKey"] == "[secret]"
+    storage = _one(prod, "azure-native:app:ManagedEnvironmentsStorage")
+    assert storage["inputs"]["properties"]["azureFile"]["accountKey"] == "[secret]"
+
+
+def test_secrets_given_in_plaintext_to_the_engine_are_masked_too(tmp_path):
+    result = plan_stack(REPO, "prod")
+    secrets = result.secret_values
+    assert secrets
+    assert not any(s in json.dumps(to_json(result)) for s in secrets)
+
+
+def test_ids_are_deterministic_and_distinct(prod):
+    again = to_json(plan_stack(REPO, "prod"))
+    assert json.dumps(again, sort_keys=True) == json.dumps(prod, sort_keys=True)
+    ids = [r["outputs"]["id"] for r in prod["resources"] if "id" in r["outputs"]]
+    assert len(ids) == len(set(ids)) > 10
+    dev = to_json(plan_stack(REPO, "dev"))
+    assert _one(dev, APPLICATION)["outputs"]["objectId"] != _one(prod, APPLICATION)["outputs"]["objectId"]
+
+
+def test_tree_lists_every_resource_and_the_outputs(prod):
+    tree = render_tree(prod)
+    for resource in prod["resources"]:
+        assert resource["name"] in tree
+    assert "outputs:" in tree and prod["outputs"]["receiverUrl"] in tree
+
+
+def test_main_prints_json_and_the_tree(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["--stack", "dev", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["stack"] == "dev"
+    assert main(["--stack", "dev"]) == 0
+    assert "secure-export-identity-app" in capsys.readouterr().out
+    assert main([]) == 2
+
+
+def test_console_script_prints_the_prod_plan_as_json(tmp_path):
+    done = subprocess.run(
+        [str(SECURE_EXPORT), "plan", "--stack", "prod", "--json", "--project-dir", str(REPO)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert _one(plan, CONTAINER_APP)["inputs"]["configuration"]["ingress"]["allowInsecure"] is False
+    assert "v1:" not in done.stdout
