@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from receiver.auth import (
     AuthError,
@@ -528,3 +530,29 @@ def test_jwks_uri_https_or_loopback_http(uri: str) -> None:
 def test_jwks_uri_plain_http_elsewhere_is_refused(uri: str) -> None:
     with pytest.raises(ValueError):
         JwksCache(uri)
+
+
+# -- arbitrary input ------------------------------------------------------------------------------
+
+
+_authorization_values = st.one_of(
+    st.none(),
+    st.text(max_size=300),
+    st.builds(lambda text: "Bearer " + text, st.text(max_size=300)),
+    st.builds(lambda a, b, c: f"Bearer {a}.{b}.{c}", *(st.text(alphabet="ABCxyz019-_=+/", max_size=60),) * 3),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(_authorization_values, min_size=1, max_size=20))
+def test_arbitrary_authorization_values_are_401(issuer: LocalIssuer, values: list[str | None]) -> None:
+    async def run() -> list[int]:
+        statuses = []
+        async with verifier_for(issuer, min_unknown_kid_interval=3600) as verifier:
+            for authorization in values:
+                with pytest.raises(AuthError) as raised:
+                    await verifier.verify(authorization)
+                statuses.append(raised.value.status)
+        return statuses
+
+    assert set(asyncio.run(run())) == {401}
