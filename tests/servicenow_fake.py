@@ -179,6 +179,8 @@ class FakeServiceNow:
         self.token_lifetime = 1800
         self.client_credentials_enabled = True
         self.closing_allowed = False
+        self.mandatory_on_insert: set[str] = set()
+        """Incident fields a data policy makes mandatory on insert (403 when missing)."""
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.scripts_evaluated: list[str] = []
@@ -555,6 +557,10 @@ class FakeServiceNow:
                         before: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
         if table != "incident":
             return None
+        missing = sorted(f for f in self.mandatory_on_insert if not before and not row.get(f))
+        if missing:
+            return _error(403, "Operation Failed",
+                          f"Data Policy Exception: \n\tThe following fields are mandatory: {', '.join(missing)}\n")
         state = row.get("state", "1")
         if state == "7" and before.get("state") != "7" and not self.closing_allowed:
             return _error(403, "Operation Failed", "Closing an incident requires the itil_admin role")

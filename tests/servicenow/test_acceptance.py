@@ -243,3 +243,25 @@ def test_secure_export_itsm_servicenow_selects_this_backend_from_the_environment
             time.sleep(0.02)
         assert PASSWORD not in rx.stderr_text()
     assert _incident(instance, 1)["cmdb_ci"]
+
+
+def test_a_refused_incident_is_parked_with_servicenow_s_message_for_operators(
+    tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from receiver.cli import main as cli_main
+
+    instance.mandatory_on_insert = {"assignment_group"}
+    with _receiver(tmp_path, issuer, instance) as rx:
+        assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
+        rx.wait_dispatched()
+        assert rx.inbox_counts()["parked"] == 1
+        assert rx.metric("secure_export_dispatch_parked_total", reason="permanent") == 1
+        db = rx.db_path
+    assert cli_main("work-items", ["--failed", "--json", "--db", db]) == 0
+    [parked] = json.loads(capsys.readouterr().out)
+    assert parked["alert_id"] == _alert_id(1)
+    assert "HTTP 403 Operation Failed: Data Policy Exception" in parked["last_error"]
+    assert "mandatory: assignment_group" in parked["last_error"]
+    assert not instance.rows("incident")
