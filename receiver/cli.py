@@ -296,7 +296,10 @@ def _write_table(headers: list[str], rows: list[list[str]], out: TextIO | None =
     out = out or sys.stdout
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     for line in [headers, ["-" * width for width in widths], *rows]:
-        out.write("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        out.write(
+            "  "
+            + "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
         out.write("\n")
 
 

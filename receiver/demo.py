@@ -51,7 +51,10 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         with ExitStack() as stack:
-            db = db_path or str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-demo-"))) / "demo.db")
+            db = db_path or str(
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-demo-")))
+                / "demo.db"
+            )
             _run(db, out, stack, kept=db_path is not None)
     except DemoFailed as error:
         out.flush()
@@ -65,7 +68,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 
 
 def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
-    from receiver.itsm.embedded import EmbeddedBackend, list_work_items
+    from receiver.itsm.embedded import EmbeddedBackend
     from receiver.local_issuer import LocalIssuer
     from receiver.server import BackgroundServer
     from receiver.settings import load_settings
@@ -77,7 +80,9 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
         out.flush()
 
     issuer = stack.enter_context(LocalIssuer())
-    step(f"Azure AD stand-in: tenant {issuer.tenant_id}, signing key {issuer.kid[:12]}…, JWKS at {issuer.jwks_uri}")
+    step(
+        f"Azure AD stand-in: tenant {issuer.tenant_id}, signing key {issuer.kid[:12]}…, JWKS at {issuer.jwks_uri}"
+    )
 
     settings = load_settings(
         {
@@ -88,7 +93,9 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             "SECURE_EXPORT_DB": db,
         }
     )
-    server = stack.enter_context(_running(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db))))
+    server = stack.enter_context(
+        _running(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db)))
+    )
     step(f"receiver: {server.url} (embedded backend, database {db}{'' if kept else ', temporary'})")
     step(
         f"it accepts RS256 tokens from {issuer.issuer(1)} or {issuer.issuer(2)}, aud in {list(issuer.audiences)}, "
@@ -104,9 +111,13 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
         essentials = delivery.payload["data"]["essentials"]
         condition = essentials["monitorCondition"]
         answer = _answer(response)
-        out.write(f"    {response.status_code}  {condition:<8}  {delivery.label:<38} {essentials['alertRule']:<28} {answer}{delivery.note}\n")
+        rule = essentials["alertRule"]
+        out.write(f"    {response.status_code}  {condition:<8}  {delivery.label:<38} {rule:<28} {answer}")
+        out.write(f"{delivery.note}\n")
         if response.status_code != 202:
-            raise DemoFailed(f"{delivery.label} {condition} was answered {response.status_code}: {response.text}")
+            raise DemoFailed(
+                f"{delivery.label} {condition} was answered {response.status_code}: {response.text}"
+            )
         accepted.add((essentials["alertId"], condition))
     without_resolved = [alert for alert in alerts if alert.resolved is None]
     out.write(
@@ -127,7 +138,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             raise DemoFailed(f"{label} was answered {response.status_code}, expected {expected}")
 
     step(f"waiting for the dispatcher to apply {len(accepted)} accepted deliveries…")
-    items = _wait_until_applied(db, alerts, list_work_items)
+    items = _wait_until_applied(db, alerts)
     step("done: every delivery applied")
 
     _report(out, db, items, alerts, kept=kept, elapsed=time.monotonic() - started)
@@ -159,7 +170,9 @@ def _report(
         f"still open (activity-log alerts). Finished in {elapsed:.1f}s.\n"
     )
     if kept:
-        out.write(f"Inspect them again with: secure-export work-items --db {db}   /   secure-export cmdb --db {db}\n")
+        out.write(
+            f"Inspect them again with: secure-export work-items --db {db}   /   secure-export cmdb --db {db}\n"
+        )
 
 
 def _deliveries(alerts: list[DemoAlert]) -> Iterator[_Delivery]:
@@ -196,9 +209,10 @@ def _answer(response: httpx.Response) -> str:
     return f"{body.get('error', '')}: {body.get('detail', '')}"
 
 
-def _wait_until_applied(db: str, alerts: list[DemoAlert], list_work_items: Any) -> list[dict[str, Any]]:
+def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]]:
     """Poll until each alert's work item is in its expected state (bounded by APPLY_TIMEOUT_SECONDS)."""
     from receiver.inbox import count_by_state, list_parked
+    from receiver.itsm.embedded import list_work_items
 
     expected = {alert.alert_id: ("Resolved" if alert.resolved else "New") for alert in alerts}
     deadline = time.monotonic() + APPLY_TIMEOUT_SECONDS
@@ -216,7 +230,11 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert], list_work_items: Any) 
                 f"{first['monitor_condition']} {first['alert_id']}: {first['last_error']}"
             )
         if time.monotonic() > deadline:
-            wrong = {alert_id: (state_of.get(alert_id), state) for alert_id, state in expected.items() if state_of.get(alert_id) != state}
+            wrong = {
+                alert_id: (state_of.get(alert_id), state)
+                for alert_id, state in expected.items()
+                if state_of.get(alert_id) != state
+            }
             raise DemoFailed(
                 f"after {APPLY_TIMEOUT_SECONDS:g}s, {pending} deliveries still pending; "
                 f"work items not in the expected state (found, expected): {wrong}"

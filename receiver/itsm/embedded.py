@@ -41,8 +41,8 @@ from receiver.itsm.base import (
 __all__ = [
     "DEFAULT_PRIORITY_MAP",
     "MISSING_SEVERITY_KEY",
-    "EmbeddedBackend",
     "DatabaseNotFoundError",
+    "EmbeddedBackend",
     "list_configuration_items",
     "list_work_items",
 ]
@@ -287,6 +287,7 @@ class EmbeddedBackend(Backend):
         ).fetchone()
         if already:
             return "replay ignored"
+        work_item_id: int | None
         if condition is Condition.FIRED:
             event_at = _iso(event.fired_at) if event.fired_at else _now()
             work_item_id, outcome = self._fired(conn, event, event_at)
@@ -326,7 +327,9 @@ class EmbeddedBackend(Backend):
             conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = ?", (item_id,))
             text = f"New occurrence: alert {event.alert_id} fired at {fired_at}."
             if early_resolved_at:
-                text += f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
+                text += (
+                    f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
+                )
             self._note(conn, item_id, text)
             return item_id, "occurrence added"
 
@@ -395,7 +398,9 @@ class EmbeddedBackend(Backend):
         conn.execute(
             "UPDATE work_items SET state = 'Resolved', resolved_at = ? WHERE id = ?", (resolved_at, item_id)
         )
-        self._note(conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}.")
+        self._note(
+            conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}."
+        )
         return item_id, "resolved"
 
     def _bind_cis(self, conn: sqlite3.Connection, event: AlertEvent, seen_at: str) -> list[int]:
@@ -506,10 +511,10 @@ def list_work_items(db_path: str) -> list[dict[str, Any]]:
             return []
         conn.execute("BEGIN")  # one consistent snapshot across the four tables
         items = conn.execute("SELECT * FROM work_items ORDER BY id").fetchall()
-        alerts = _grouped(conn, "SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, rowid")
-        notes = _grouped(
-            conn, "SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id"
+        alerts = _grouped(
+            conn, "SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, rowid"
         )
+        notes = _grouped(conn, "SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id")
         cis = _grouped(
             conn,
             "SELECT l.work_item_id, c.name FROM work_item_cis l"
@@ -561,4 +566,3 @@ def _grouped(conn: sqlite3.Connection, query: str) -> dict[int, list[str]]:
     for key, value in conn.execute(query):
         grouped.setdefault(int(key), []).append(value)
     return grouped
-

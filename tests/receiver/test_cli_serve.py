@@ -34,7 +34,11 @@ def _free_port() -> int:
 def test_serve_without_configuration_names_the_missing_variables(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
-        capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "SECURE_EXPORT_TENANT_ID" in result.stderr and "SECURE_EXPORT_AUDIENCES" in result.stderr
@@ -53,7 +57,10 @@ def test_serve_accepts_an_alert_and_work_items_lists_it(tmp_path: Path, issuer: 
     port = _free_port()  # serve() binds the port it is given; the OS picked a free one just now
     process = subprocess.Popen(
         [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -84,7 +91,11 @@ def test_serve_accepts_an_alert_and_work_items_lists_it(tmp_path: Path, issuer: 
             time.sleep(0.05)
             listing = subprocess.run(
                 [sys.executable, "-m", "secure_export.cli", "work-items", "--json"],
-                capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                cwd=tmp_path,
             )
             assert listing.returncode == 0, listing.stderr
             items = json.loads(listing.stdout)

@@ -132,7 +132,11 @@ def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, 
     assert item["configuration_items"] == names
     assert [ci["name"] for ci in cis] == names
     for ci in cis:
-        targets = [t for t in essentials.get("alertTargetIDs") or [] if t.rsplit("/", 1)[-1].lower() == ci["name"].lower()]
+        targets = [
+            t
+            for t in essentials.get("alertTargetIDs") or []
+            if t.rsplit("/", 1)[-1].lower() == ci["name"].lower()
+        ]
         assert ci["azure_resource_id"] == (targets[0] if targets else None)
     if essentials.get("alertRule"):
         assert essentials["alertRule"] in item["title"]
@@ -141,7 +145,9 @@ def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, 
 
 
 @pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
-@pytest.mark.parametrize("path", [p for p in _FILES if p.name.endswith(".not-common-schema.json")], ids=_sample_id)
+@pytest.mark.parametrize(
+    "path", [p for p in _FILES if p.name.endswith(".not-common-schema.json")], ids=_sample_id
+)
 def test_not_the_common_schema_is_refused_with_422(path: Path, tmp_path: Path, issuer: LocalIssuer) -> None:
     with start_receiver(tmp_path, issuer) as receiver:
         response = receiver.post_alert(path.read_bytes(), issuer.mint())
@@ -166,7 +172,9 @@ def test_resolved_sample_alone_leaves_no_open_work_item(tmp_path: Path, issuer: 
 
 
 @pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
-def test_rule_target_groups_the_same_sample_fired_on_two_instances(tmp_path: Path, issuer: LocalIssuer) -> None:
+def test_rule_target_groups_the_same_sample_fired_on_two_instances(
+    tmp_path: Path, issuer: LocalIssuer
+) -> None:
     fired = json.loads((SAMPLES / "platform-metric-static-fired.test-action.json").read_text())
     second = copy.deepcopy(fired)
     second["data"]["essentials"]["alertId"] += "-second-instance"
@@ -185,4 +193,7 @@ def test_rule_target_groups_the_same_sample_fired_on_two_instances(tmp_path: Pat
         receiver.wait_dispatched()
         [item] = list_work_items(receiver.db_path)
     assert item["state"] == "Resolved"
-    assert item["alert_ids"] == [fired["data"]["essentials"]["alertId"], second["data"]["essentials"]["alertId"]]
+    assert item["alert_ids"] == [
+        fired["data"]["essentials"]["alertId"],
+        second["data"]["essentials"]["alertId"],
+    ]

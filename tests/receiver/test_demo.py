@@ -13,7 +13,11 @@ import pytest
 from receiver.demo import run_demo
 from receiver.demo_alerts import demo_alerts
 from receiver.itsm.base import AlertEvent, PermanentBackendError
-from receiver.itsm.embedded import EmbeddedBackend, list_configuration_items, list_work_items
+from receiver.itsm.embedded import (
+    EmbeddedBackend,
+    list_configuration_items,
+    list_work_items,
+)
 from receiver.schema import parse_alert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +64,9 @@ def test_demo_kept_database_holds_the_expected_items(tmp_path: Path) -> None:
 
     cis = {ci["name"]: ci for ci in list_configuration_items(str(db))}
     assert set(cis) == {"vm-web-01", "vm-web-02", "vm-batch-07", "stshopdata"}
-    assert all(ci["azure_resource_id"] and ci["azure_resource_id"].endswith("/" + name) for name, ci in cis.items())
+    assert all(
+        ci["azure_resource_id"] and ci["azure_resource_id"].endswith("/" + name) for name, ci in cis.items()
+    )
     assert by_rule["checkout-http-5xx"]["configuration_items"] == ["vm-web-01", "vm-web-02"]
 
     # Running again against the kept file adds a new set (new alert instances), not replays.
@@ -71,8 +77,13 @@ def test_demo_kept_database_holds_the_expected_items(tmp_path: Path) -> None:
 def test_demo_alerts_are_valid_common_schema_with_resolved_only_where_azure_sends_one() -> None:
     alerts = demo_alerts()
     kinds = {alert.kind for alert in alerts}
-    assert {"metric alert (static threshold)", "log search alert (Log Alerts V2)", "activity log alert (administrative)",
-            "resource health alert", "service health alert"} <= kinds
+    assert {
+        "metric alert (static threshold)",
+        "log search alert (Log Alerts V2)",
+        "activity log alert (administrative)",
+        "resource health alert",
+        "service health alert",
+    } <= kinds
     for alert in alerts:
         fired = parse_alert(json.dumps(alert.fired).encode())
         assert fired.data.essentials.monitor_condition == "Fired"

@@ -89,7 +89,9 @@ def test_multi_stage_on_a_slim_python_311_base(parsed: list[tuple[str, str]]) ->
     defaults = build_args(parsed)
     runtime_from = all_stages[-1][0][1]
     assert base_image(runtime_from, defaults) == "python:3.11-slim"
-    copies_from_builder = [args for keyword, args in all_stages[-1] if keyword == "COPY" and "--from=" in args]
+    copies_from_builder = [
+        args for keyword, args in all_stages[-1] if keyword == "COPY" and "--from=" in args
+    ]
     assert copies_from_builder, "the runtime stage must take the built venv from the builder"
 
 
@@ -125,7 +127,9 @@ def test_healthcheck_probes_healthz_with_the_standard_library(parsed: list[tuple
     assert not {"curl", "wget"} & set(" ".join(argv).split())
 
 
-def test_installs_only_the_receiver_extra_and_copies_only_what_it_needs(parsed: list[tuple[str, str]]) -> None:
+def test_installs_only_the_receiver_extra_and_copies_only_what_it_needs(
+    parsed: list[tuple[str, str]],
+) -> None:
     runs = " ".join(args for keyword, args in parsed if keyword == "RUN")
     installs = [
         token for token in shlex.split(runs) if token.startswith(".[") or token.startswith("secure-export[")
@@ -154,7 +158,9 @@ def test_database_lives_on_a_volume_the_user_can_write(parsed: list[tuple[str, s
     assert db_dir in volumes
     uid = next(args for keyword, args in runtime if keyword == "USER").split(":")[0]
     runs = " ".join(args for keyword, args in runtime if keyword == "RUN")
-    assert re.search(rf"chown {uid}(:\d+)? {re.escape(db_dir)}\b", runs), "the data directory must belong to the user"
+    assert re.search(rf"chown {uid}(:\d+)? {re.escape(db_dir)}\b", runs), (
+        "the data directory must belong to the user"
+    )
 
 
 def test_build_context_excludes_local_state() -> None:
@@ -198,7 +204,7 @@ def test_healthcheck_command_passes_on_200_and_fails_otherwise(
     handler: Any = health_server.RequestHandlerClass
     assert run_probe(parsed, port) == 0
 
-    class Unhealthy(handler):  # type: ignore[misc, valid-type]
+    class Unhealthy(handler):  # type: ignore[misc]
         status = 503
 
     health_server.RequestHandlerClass = Unhealthy
@@ -209,14 +215,19 @@ def test_healthcheck_command_passes_on_200_and_fails_otherwise(
     assert run_probe(parsed, port) != 0
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no Docker engine on this machine; checked statically above")
+@pytest.mark.skipif(
+    shutil.which("docker") is None, reason="no Docker engine on this machine; checked statically above"
+)
 def test_image_builds(tmp_path: Path) -> None:
     probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
     if probe.returncode != 0:
         pytest.skip("docker CLI present but no engine answers")
     tag = f"secure-export-receiver-test:{tmp_path.name.lower()}"
     build = subprocess.run(
-        ["docker", "build", "-f", str(DOCKERFILE), "-t", tag, str(REPO)], capture_output=True, text=True, timeout=900
+        ["docker", "build", "-f", str(DOCKERFILE), "-t", tag, str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert build.returncode == 0, build.stderr[-4000:]
     inspect = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, text=True, timeout=60)
