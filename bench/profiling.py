@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -25,8 +26,12 @@ def py_spy_path() -> str | None:
     return shutil.which("py-spy")
 
 
-def start(pid: int, seconds: float, raw_path: Path, rate: int = 100) -> subprocess.Popen[bytes] | None:
-    """Start sampling ``pid`` for ``seconds`` into ``raw_path``; ``None`` when py-spy is unavailable."""
+def start(pid: int, seconds: float, raw_path: Path, rate: int = 100, gil: bool = True) -> subprocess.Popen[bytes] | None:
+    """Start sampling ``pid`` for ``seconds`` into ``raw_path``; ``None`` when py-spy is unavailable.
+
+    With ``gil`` only the thread holding the GIL is sampled: in a process whose Python code runs on
+    one core at a time, that is where the core goes.
+    """
     executable = py_spy_path()
     if executable is None:
         return None
@@ -34,7 +39,38 @@ def start(pid: int, seconds: float, raw_path: Path, rate: int = 100) -> subproce
         executable, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
         "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(raw_path),
     ]  # fmt: skip
+    if gil:
+        argv.append("--gil")
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each thread of ``pid``, by thread id."""
+    result: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields after the command name: state is [0], utime [11], stime [12] (proc(5), 14 and 15).
+        result[int(task.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return result
+
+
+def cpu_share(pid: int, before: dict[int, float], after: dict[int, float], seconds: float) -> dict[str, float]:
+    """Cores used over ``seconds``: the event loop's thread (the main one) and all other threads."""
+    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    main = used.get(pid, 0.0)
+    others = sorted((value for tid, value in used.items() if tid != pid), reverse=True)
+    return {
+        "process_cores": round(sum(used.values()) / seconds, 3),
+        "event_loop_thread_cores": round(main / seconds, 3),
+        "other_threads_cores": round(sum(others) / seconds, 3),
+        "busiest_other_thread_cores": round(others[0] / seconds, 3) if others else 0.0,
+    }
 
 
 def _short(frame: str) -> str:
@@ -79,7 +115,8 @@ def summarize(raw_path: Path, top: int = 15) -> dict[str, object]:
         self_time[_short(leaf)] += count
         by_package[_module_of(leaf)] += count
         for frame in set(frames):
-            if "/receiver/" in frame:
+            match = _FRAME.match(frame)
+            if match and match["file"].split("site-packages/")[-1].startswith(("receiver/", "/work/main/receiver/")):
                 inclusive[_short(frame)] += count
 
     def share(counter: Counter[str]) -> list[dict[str, object]]:

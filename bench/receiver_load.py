@@ -239,7 +239,9 @@ class ReceiverBench:
         time.sleep(0.5)
         spec = self._spec(receiver.port, tokens, mode="flat", duration=config.profile_seconds, concurrency=config.flat_connections)
         before = workitems.fired_count(db_path)
+        cpu_before, started = profiling.thread_cpu_seconds(receiver.pid), time.monotonic()
         samples = run_load_process(spec, workdir, "profile")
+        cpu = profiling.cpu_share(receiver.pid, cpu_before, profiling.thread_cpu_seconds(receiver.pid), time.monotonic() - started)
         self.receiver_requests += sum(samples["statuses"].values())
         _, stderr = sampler.communicate(timeout=config.profile_seconds + 60)
         wait_for_fired(db_path, before + samples["statuses"].get("202", 0), config.drain_timeout_seconds)
@@ -247,5 +249,7 @@ class ReceiverBench:
             return {"error": f"py-spy failed ({sampler.returncode}): {stderr.decode(errors='replace')[-500:]}"}
         summary = profiling.summarize(raw_path)
         summary["raw_stacks"] = str(raw_path)
+        summary["mode"] = "py-spy --gil (samples only the thread holding the GIL)"
+        summary["cpu"] = cpu
         summary["accepted_per_s_while_profiled"] = round(samples["statuses"].get("202", 0) / samples["elapsed_s"], 1)
         return summary
