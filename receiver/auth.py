@@ -38,7 +38,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +55,7 @@ __all__ = [
     "TokenVerifier",
     "alert_subscriptions",
     "check_subscriptions",
+    "single_authorization",
     "validate_jwks_uri",
 ]
 
@@ -520,6 +521,17 @@ class TokenVerifier:
             roles=tuple(roles),
             expires_at=float(exp),
         )
+
+
+def single_authorization(values: Sequence[str]) -> str | None:
+    """The one ``Authorization`` header of a request (for :meth:`TokenVerifier.verify`).
+
+    Several ``Authorization`` headers are refused (401): a proxy and this service could each
+    read a different one. Use as ``verify(single_authorization(request.headers.getlist("authorization")))``.
+    """
+    if len(values) > 1:
+        raise AuthError.invalid_token("several Authorization headers; send exactly one")
+    return values[0] if values else None
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -20,6 +20,7 @@ from receiver.auth import (
     Caller,
     JwksCache,
     TokenVerifier,
+    single_authorization,
     validate_jwks_uri,
 )
 from receiver.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
@@ -556,3 +557,13 @@ def test_arbitrary_authorization_values_are_401(issuer: LocalIssuer, values: lis
         return statuses
 
     assert set(asyncio.run(run())) == {401}
+
+
+def test_several_authorization_headers_are_refused(issuer: LocalIssuer) -> None:
+    token = bearer(issuer.mint())
+    assert single_authorization([]) is None
+    assert single_authorization([token]) == token
+    with pytest.raises(AuthError) as raised:
+        single_authorization([token, "Bearer other"])
+    assert raised.value.status == 401
+    assert token.partition(" ")[2] not in raised.value.detail
