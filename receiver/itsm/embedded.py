@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from receiver.itsm.base import (
@@ -276,7 +277,12 @@ class EmbeddedBackend(Backend):
             raise
         _log.info(
             "work item event applied",
-            extra={"alert_id": event.alert_id, "condition": str(event.condition), "outcome": outcome},
+            extra={
+                "event": "work_item_applied",
+                "alert_id": event.alert_id,
+                "condition": str(event.condition),
+                "outcome": outcome,
+            },
         )
 
     def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> str:
@@ -481,8 +487,14 @@ def _description(event: AlertEvent) -> str:
 def _open_for_reading(db_path: str) -> sqlite3.Connection:
     if not os.path.isfile(db_path):
         raise DatabaseNotFoundError(f"no database at {db_path!r}")
-    # mode=rw never creates a file; reading a WAL database needs write access to its -shm.
-    conn = sqlite3.connect(f"file:{os.path.abspath(db_path)}?mode=rw", uri=True, timeout=5)
+    uri = Path(db_path).absolute().as_uri()
+    try:
+        # mode=rw never creates a file, and lets SQLite create the -shm a WAL reader needs.
+        conn = sqlite3.connect(f"{uri}?mode=rw", uri=True, timeout=5)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+    except sqlite3.OperationalError:
+        # A copy the operator may only read (another user's file, a read-only mount).
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=5)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     return conn

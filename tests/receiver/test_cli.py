@@ -181,3 +181,13 @@ def test_failed_on_a_missing_database_is_a_clear_error(
     assert main("work-items", ["--failed", "--db", str(tmp_path / "absent.db")]) == 1
     assert "no database at" in capsys.readouterr().err
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_paths_with_uri_characters_are_read_as_plain_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = tmp_path / "ops #1 ?50% done" / "secure-export.db"
+    odd.parent.mkdir()
+    apply_all(odd, [fired("a1")])
+    assert main("cmdb", ["--json", "--db", str(odd)]) == 0
+    assert [ci["name"] for ci in json.loads(capsys.readouterr().out)] == ["vm-web-01"]
