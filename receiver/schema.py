@@ -446,30 +446,9 @@ def condition_summary(alert: CommonAlert) -> str | None:
 
 def _summary(view: ContextView | None, service: str | None) -> str | None:
     if isinstance(view, MetricContext):
-        parts = []
-        for criterion in view.condition.all_of:
-            name = criterion.metric_name or "metric"
-            if criterion.web_test_name:
-                name = f"{criterion.web_test_name} {name}"
-            measured = _join(name, f"({criterion.time_aggregation})" if criterion.time_aggregation else None)
-            if criterion.metric_value is not None:
-                measured += f" = {_fmt(criterion.metric_value)}"
-            rule = _join(criterion.operator, criterion.threshold)
-            if criterion.alert_sensitivity:
-                rule = _join(rule, f"(dynamic, {criterion.alert_sensitivity} sensitivity)")
-            parts.append(f"{measured}, {rule}" if rule else measured)
-        return "; ".join(parts) or None
+        return "; ".join(_metric_criterion(criterion) for criterion in view.condition.all_of) or None
     if isinstance(view, LogQueryContext):
-        parts = []
-        for criterion in view.condition.all_of:
-            measure = criterion.metric_measure_column or "result count"
-            measured = _join(measure, f"({criterion.time_aggregation})" if criterion.time_aggregation else None)
-            if criterion.metric_value is not None:
-                measured += f" = {_fmt(criterion.metric_value)}"
-            rule = _join(criterion.operator, criterion.threshold)
-            query = f" [query: {criterion.search_query}]" if criterion.search_query else ""
-            parts.append((f"{measured}, {rule}" if rule else measured) + query)
-        return "; ".join(parts) or None
+        return "; ".join(_log_criterion(criterion) for criterion in view.condition.all_of) or None
     if isinstance(view, LogAnalyticsV1Context):
         head = f"{view.alert_type}: " if view.alert_type else ""
         body = f"result count = {view.result_count}" if view.result_count is not None else "log search"
@@ -481,22 +460,51 @@ def _summary(view: ContextView | None, service: str | None) -> str | None:
         return f"{view.expression}{value}"
     if isinstance(view, CostBudgetContext):
         data = view.alert_data
-        spent = data.forecasted_total if data.threshold_type == "Forecasted" and data.forecasted_total else data.spent_amount
-        verb = "forecast" if data.threshold_type == "Forecasted" else "spent"
-        return _join(f"budget {data.budget_name}:" if data.budget_name else "budget:", verb, spent, "of", data.budget_threshold, data.unit)
+        forecast = data.threshold_type == "Forecasted" and data.forecasted_total is not None
+        amount = data.forecasted_total if forecast else data.spent_amount
+        budget = f"budget {data.budget_name}:" if data.budget_name else "budget:"
+        return _join(budget, "forecast" if forecast else "spent", amount, "of", data.budget_threshold, data.unit)
     if isinstance(view, SmartDetectorContext):
         detected = f" (detected {view.detected_value}, normal {view.normal_value})" if view.detected_value else ""
         return view.detection_summary + detected
     if isinstance(view, ActivityLogContext):
-        props = view.properties or {}
-        title = props.get("title") if isinstance(props.get("title"), str) else None
-        normalized = (service or "").replace(" ", "").lower()
-        if normalized == "resourcehealth" and title:
-            previous, current = props.get("previousHealthStatus"), props.get("currentHealthStatus")
-            change = f" ({previous} -> {current})" if previous or current else ""
-            return f"{title}{change}"
-        if normalized == "servicehealth" and title:
-            return _join(f"{props.get('incidentType')}:" if props.get("incidentType") else None, title,
-                         f"[{props.get('stage')}]" if props.get("stage") else None)
-        return _join(view.operation_name, view.status) or title
+        return _activity_summary(view, service)
     return None
+
+
+def _metric_criterion(criterion: MetricCriterion) -> str:
+    name = criterion.metric_name or "metric"
+    if criterion.web_test_name:
+        name = f"{criterion.web_test_name} {name}"
+    measured = _join(name, f"({criterion.time_aggregation})" if criterion.time_aggregation else None)
+    if criterion.metric_value is not None:
+        measured += f" = {_fmt(criterion.metric_value)}"
+    rule = _join(criterion.operator, criterion.threshold)
+    if criterion.alert_sensitivity:
+        rule = _join(rule, f"(dynamic, {criterion.alert_sensitivity} sensitivity)")
+    return f"{measured}, {rule}" if rule else measured
+
+
+def _log_criterion(criterion: LogQueryCriterion) -> str:
+    measure = criterion.metric_measure_column or "result count"
+    measured = _join(measure, f"({criterion.time_aggregation})" if criterion.time_aggregation else None)
+    if criterion.metric_value is not None:
+        measured += f" = {_fmt(criterion.metric_value)}"
+    rule = _join(criterion.operator, criterion.threshold)
+    query = f" [query: {criterion.search_query}]" if criterion.search_query else ""
+    return (f"{measured}, {rule}" if rule else measured) + query
+
+
+def _activity_summary(view: ActivityLogContext, service: str | None) -> str | None:
+    props = view.properties or {}
+    title = props.get("title") if isinstance(props.get("title"), str) else None
+    normalized = (service or "").replace(" ", "").lower()
+    if normalized == "resourcehealth" and title:
+        previous, current = props.get("previousHealthStatus"), props.get("currentHealthStatus")
+        change = f" ({previous} -> {current})" if previous or current else ""
+        return f"{title}{change}"
+    if normalized == "servicehealth" and title:
+        incident = f"{props.get('incidentType')}:" if props.get("incidentType") else None
+        stage = f"[{props.get('stage')}]" if props.get("stage") else None
+        return _join(incident, title, stage)
+    return _join(view.operation_name, view.status) or title

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,7 +44,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> I
         yield running
 
 
-def post(rx: RunningReceiver, authorization: str | None, body: dict) -> httpx.Response:
+def post(rx: RunningReceiver, authorization: str | None, body: dict[str, Any]) -> httpx.Response:
     headers = {} if authorization is None else {"authorization": authorization}
     return rx.post_alert(body, None, headers=headers)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import jwt
@@ -21,7 +22,7 @@ def fresh_issuer() -> Iterator[LocalIssuer]:
         yield running
 
 
-def unverified(token: str) -> tuple[dict, dict]:
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def test_every_published_full_payload_parses(name: str) -> None:
     assert alert.data.custom_properties == obj["data"].get("customProperties")
     assert alert.raw == obj
     fired = alert.essentials.fired_date_time
-    assert fired is not None and fired.tzinfo is not None and fired.utcoffset().total_seconds() == 0
+    assert fired is not None and fired.utcoffset() == timedelta(0)
     expected_view = EXPECTED_VIEW.get(published["monitoringService"], ActivityLogContext)
     assert isinstance(context_view(alert), expected_view)
     summary = condition_summary(alert)

@@ -48,7 +48,8 @@ def split(token: str) -> tuple[str, str, str]:
 
 def decode_segment(segment: str) -> dict[str, Any]:
     """A JWS segment back to its JSON object."""
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return decoded
 
 
 def policy_for(issuer: LocalIssuer, **overrides: Any) -> AuthPolicy:
