@@ -35,6 +35,7 @@ import ipaddress
 import json
 import logging
 import math
+import random
 import re
 import time
 from collections import OrderedDict
@@ -296,7 +297,8 @@ class JwksCache:
             delay = self._refresh_interval
             if not self._keys or self.last_error is not None:
                 delay = min(self._refresh_interval, max(self._min_unknown_kid_interval, 1.0))
-            await asyncio.sleep(delay)
+            # ±10 % jitter so that replicas started together do not fetch in lockstep.
+            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
             try:
                 async with self._lock:
                     await self._refresh_locked()
