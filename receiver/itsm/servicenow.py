@@ -189,7 +189,10 @@ class _ServiceNowHttp:
                 f"cannot reach ServiceNow for {method} {table}: {type(error).__name__}"
             ) from None
         self.calls[(table, str(response.status_code))] += 1
-        log.debug("servicenow call method=%s table=%s status=%s", method, table, response.status_code)
+        log.debug(
+            "servicenow call",
+            extra={"event": "servicenow_call", "method": method, "table": table, "status": response.status_code},
+        )
         return response
 
     def _result(self, method: str, table: str, response: httpx.Response) -> Any:
@@ -271,10 +274,13 @@ class ServiceNowBackend(Backend):
         self._http = _ServiceNowHttp(settings, self._client, self._auth)
         self._http.on_credentials_rejected.append(self._remember_rejection)
         log.info(
-            "servicenow backend starting url=%s target=%s auth=%s",
-            settings.url,
-            settings.target.value,
-            self._auth.mode.value,
+            "servicenow backend starting",
+            extra={
+                "event": "servicenow_start",
+                "url": settings.url,
+                "target": settings.target.value,
+                "auth": self._auth.mode.value,
+            },
         )
         if settings.target is Target.INCIDENT:
             try:
@@ -283,7 +289,10 @@ class ServiceNowBackend(Backend):
                 self._config_problem = str(error)
                 raise
             except TransientBackendError as error:
-                log.warning("servicenow close_code check deferred until the instance answers: %s", error)
+                log.warning(
+                    "servicenow close_code check deferred until the instance answers",
+                    extra={"event": "servicenow_close_code_deferred", "error": str(error)},
+                )
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -354,14 +363,19 @@ class ServiceNowBackend(Backend):
         if incident is None:
             record = await self._create_incident(event, corr, marker)
             log.info(
-                "servicenow incident created number=%s correlation_id=%s alert_id=%s",
-                record.get("number"), corr, event.alert_id,
+                "servicenow incident created",
+                extra={"event": "servicenow_incident_created", "number": record.get("number"),
+                       "correlation_id": corr, "alert_id": event.alert_id},
             )
             return
         sys_id = str(incident["sys_id"])
         found = await self._markers(sys_id)
         if marker in found:
-            log.info("servicenow fired already noted number=%s alert_id=%s", incident.get("number"), event.alert_id)
+            log.info(
+                "servicenow fired already noted (replay)",
+                extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
+                       "condition": "Fired"},
+            )
             return
         patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
         # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
@@ -372,8 +386,9 @@ class ServiceNowBackend(Backend):
             patch["state"] = STATE_IN_PROGRESS
         await self._patch_incident(sys_id, patch)
         log.info(
-            "servicenow occurrence noted number=%s alert_id=%s reopened=%s",
-            incident.get("number"), event.alert_id, "state" in patch,
+            "servicenow occurrence noted",
+            extra={"event": "servicenow_occurrence", "number": incident.get("number"), "alert_id": event.alert_id,
+                   "reopened": "state" in patch},
         )
 
     async def _resolved(self, event: AlertEvent) -> None:
@@ -383,18 +398,26 @@ class ServiceNowBackend(Backend):
         incident = await self._open_incident(corr)
         if incident is None:
             if await self._any_incident(corr):
-                log.info("servicenow resolved: incident already closed correlation_id=%s", corr)
+                log.info(
+                    "servicenow resolved: incident already closed",
+                    extra={"event": "servicenow_already_closed", "correlation_id": corr, "alert_id": event.alert_id},
+                )
                 return
             record = await self._create_incident(event, corr, marker, resolved=True)
             log.info(
-                "servicenow resolved before fired: recorded resolved incident number=%s alert_id=%s",
-                record.get("number"), event.alert_id,
+                "servicenow resolved before fired: recorded a resolved incident",
+                extra={"event": "servicenow_resolved_before_fired", "number": record.get("number"),
+                       "alert_id": event.alert_id},
             )
             return
         sys_id = str(incident["sys_id"])
         found = await self._markers(sys_id)
         if marker in found:
-            log.info("servicenow resolved already noted number=%s alert_id=%s", incident.get("number"), event.alert_id)
+            log.info(
+                "servicenow resolved already noted (replay)",
+                extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
+                       "condition": "Resolved"},
+            )
             return
         still_firing = _still_firing(found | {marker})
         note = f"Azure Monitor sent Resolved for alert {event.alert_id}."
@@ -410,8 +433,9 @@ class ServiceNowBackend(Backend):
             }
         await self._patch_incident(sys_id, fields)
         log.info(
-            "servicenow resolved noted number=%s alert_id=%s resolved=%s still_firing=%d",
-            incident.get("number"), event.alert_id, "state" in fields, len(still_firing),
+            "servicenow resolved noted",
+            extra={"event": "servicenow_resolved", "number": incident.get("number"), "alert_id": event.alert_id,
+                   "incident_resolved": "state" in fields, "still_firing": len(still_firing)},
         )
 
     # -- incidents ---------------------------------------------------------------------------
@@ -508,8 +532,11 @@ class ServiceNowBackend(Backend):
             )
         except PermanentBackendError as error:
             # An ACL may hide sys_choice from the integration user; that is no reason to stop.
-            log.warning("servicenow cannot read sys_choice (%s); using close_code %r unchecked", error,
-                        self.settings.close_code)
+            log.warning(
+                "servicenow cannot read sys_choice; using close_code unchecked",
+                extra={"event": "servicenow_close_code_unchecked", "close_code": self.settings.close_code,
+                       "error": str(error)},
+            )
             self._close_code_checked = True
             return
         choices = [
@@ -524,7 +551,8 @@ class ServiceNowBackend(Backend):
             raise PermanentBackendError(self._config_problem)
         if not choices:
             log.warning(
-                "servicenow sys_choice lists no close_code for incident (ACL?); using %r unchecked", code
+                "servicenow sys_choice lists no close_code for incident (ACL?); using close_code unchecked",
+                extra={"event": "servicenow_close_code_unchecked", "close_code": code},
             )
         self._close_code_checked = True
 
@@ -591,7 +619,7 @@ class ServiceNowBackend(Backend):
         match = _CiMatch(sys_id, name)
         self._ci_cache.pop((self.settings.ci_lookup_field, (resource_id or "").casefold()), None)
         self._ci_cache.pop(("name", name.casefold()), None)
-        log.info("servicenow ci created name=%s sys_id=%s", name, sys_id)
+        log.info("servicenow ci created", extra={"event": "servicenow_ci_created", "ci_name": name, "sys_id": sys_id})
         return _CiOutcome(f"new CI {name}", match, f"created in {table} (sys_id {sys_id})")
 
     # -- events ------------------------------------------------------------------------------
@@ -617,8 +645,9 @@ class ServiceNowBackend(Backend):
         }
         await self._api().call("POST", "/api/global/em/jsonv2", table="em_event", body={"records": [record]})
         log.info(
-            "servicenow event posted message_key=%s severity=%s alert_id=%s",
-            record["message_key"], record["severity"], event.alert_id,
+            "servicenow event posted",
+            extra={"event": "servicenow_event_posted", "message_key": record["message_key"],
+                   "severity": record["severity"], "alert_id": event.alert_id},
         )
 
     # -- text --------------------------------------------------------------------------------

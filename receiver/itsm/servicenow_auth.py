@@ -118,7 +118,10 @@ class Authenticator:
         margin = min(settings.token_refresh_margin_seconds, lifetime / 2)
         self._token = token
         self._expires_at = time.monotonic() + lifetime - margin
-        log.info("servicenow oauth token obtained grant=%s expires_in=%s", self._mode.value, int(lifetime))
+        log.info(
+            "servicenow oauth access obtained",
+            extra={"event": "servicenow_oauth", "grant": self._mode.value, "lifetime_seconds": int(lifetime)},
+        )
 
 
 def _json_object(response: httpx.Response) -> dict[str, object]:

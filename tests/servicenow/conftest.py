@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -18,3 +19,9 @@ def fake() -> Iterator[FakeServiceNow]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(autouse=True)
+def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
+    """Run every log call of the backend (a bad ``extra`` key only fails when the level is enabled)."""
+    caplog.set_level(logging.DEBUG, logger="secure_export.servicenow")

@@ -265,3 +265,15 @@ def test_a_refused_incident_is_parked_with_servicenow_s_message_for_operators(
     assert "HTTP 403 Operation Failed: Data Policy Exception" in parked["last_error"]
     assert "mandatory: assignment_group" in parked["last_error"]
     assert not instance.rows("incident")
+
+
+def test_a_close_code_the_instance_does_not_offer_stops_the_receiver(
+    tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow
+) -> None:
+    env = {"itsm": "servicenow", "servicenow_url": instance.url, "servicenow_username": USER,
+           "servicenow_password": PASSWORD, "servicenow_close_code": "Fixed it"}
+    with pytest.raises(RuntimeError):
+        start_receiver(tmp_path, issuer, subprocess=True, **env)
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("receiver-*.log"))
+    assert "SECURE_EXPORT_SERVICENOW_CLOSE_CODE='Fixed it' is not an active close_code choice" in logs
+    assert "Solution provided" in logs and PASSWORD not in logs
