@@ -15,6 +15,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+_LIBRARY_PREFIX = re.compile(r"^.*?(?:site-packages/|/lib/python3\.\d+/)")
+_REPOSITORY = str(Path(__file__).resolve().parent.parent) + "/"
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -77,14 +79,13 @@ def _short(frame: str) -> str:
     match = _FRAME.match(frame)
     if not match:
         return frame
-    path = match["file"]
-    for marker in ("site-packages/", "/lib/python3."):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    else:
-        path = path.rsplit("/work/main/", 1)[-1]
-    return f"{match['function']} ({path})"
+    return f"{match['function']} ({_relative(match['file'])})"
+
+
+def _relative(path: str) -> str:
+    """A frame's file relative to site-packages, the standard library or this repository."""
+    path = _LIBRARY_PREFIX.sub("", path)
+    return path[len(_REPOSITORY) :] if path.startswith(_REPOSITORY) else path
 
 
 def _module_of(frame: str) -> str:
@@ -116,7 +117,7 @@ def summarize(raw_path: Path, top: int = 15) -> dict[str, object]:
         by_package[_module_of(leaf)] += count
         for frame in set(frames):
             match = _FRAME.match(frame)
-            if match and match["file"].split("site-packages/")[-1].startswith(("receiver/", "/work/main/receiver/")):
+            if match and _relative(match["file"]).startswith("receiver/"):
                 inclusive[_short(frame)] += count
 
     def share(counter: Counter[str]) -> list[dict[str, object]]:

@@ -1,0 +1,94 @@
+"""The report writer: targets judged from the figures, the table, the JSON and the PNG."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.profiling import summarize
+
+
+def _latency(p99: float) -> dict[str, Any]:
+    return {"count": 100, "p50_ms": p99 / 4, "p95_ms": p99 / 2, "p99_ms": p99, "max_ms": p99 * 2}
+
+
+def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missing: int) -> dict[str, Any]:
+    rate_rows = []
+    for rate, p99 in ((100.0, 2.0), (500.0, p99_at_500)):
+        rate_rows.append({
+            "offered_per_s": rate,
+            "baseline": {"latency": _latency(1.0), "over_10s": 0},
+            "receiver": {"latency": _latency(p99), "over_10s": 0, "work_item_lag": _latency(p99 * 3)},
+            "p99_ratio_receiver_to_baseline": p99,
+        })
+    program_row = {
+        "rules": 10,
+        "components": {"wall_s": 1.2, "cpu_s": 1.0, "peak_rss_mib": 90.0, "resources": 27},
+        "plain": {"wall_s": 1.0, "cpu_s": 0.9, "peak_rss_mib": 80.0, "resources": 10},
+        "wall_ratio": 1.2, "cpu_ratio": 1.11, "memory_ratio": 1.125, "per_rule_wall_ratio": 1.0, "per_rule_cpu_ratio": 1.0,
+    }  # fmt: skip
+    return {
+        "machine": report.machine(),
+        "finished_at": report.finished_at(),
+        "outputs": {"json": str(tmp_path / "latest.json"), "png": str(tmp_path / "latest.png")},
+        "receiver": {
+            "flat": {
+                "connections": 8, "seconds": 1.0,
+                "baseline": {"accepted_per_s": 1000.0, "latency": _latency(1.0)},
+                "receiver": {"accepted_per_s": receiver_per_s, "latency": _latency(5.0)},
+                "ratio_receiver_to_baseline": receiver_per_s / 1000.0,
+            },  # fmt: skip
+            "rates": rate_rows,
+            "storm": {
+                "deliveries": 110, "distinct_alerts": 100, "final_statuses": {"202": 110}, "retries": 0,
+                "all_answered_s": 0.5, "all_work_items_exist_s": 0.9, "latency": _latency(3.0),
+                "work_items": {"distinct_alerts": 100, "with_one_work_item": 100 - missing, "missing": missing, "duplicated": 0},
+                "exactly_one_each": missing == 0,
+            },  # fmt: skip
+            "token_verification": {
+                "distinct_tokens_sent": 4, "requests_sent": 500,
+                "counters": {'secure_export_token_verifications_total{result="rsa"}': 4.0},
+            },  # fmt: skip
+            "peak_rss_bytes": {"receiver": 80 * 2**20, "baseline": 40 * 2**20},
+        },
+        "program": {
+            "fixed": {kind: dict(program_row[kind], rules=0) for kind in ("components", "plain")},
+            "rows": [program_row],
+            "growth": {},
+        },
+    }
+
+
+def test_targets_follow_the_figures(tmp_path: Path) -> None:
+    good = {row["target"]: row["met"] for row in report.targets(_results(tmp_path, receiver_per_s=600.0, p99_at_500=20.0, missing=0))}
+    assert all(good.values()), good
+    bad = report.targets(_results(tmp_path, receiver_per_s=400.0, p99_at_500=30.0, missing=1))
+    missed = {row["target"] for row in bad if row["met"] is False}
+    assert any("throughput" in target for target in missed)
+    assert any("p99" in target for target in missed)
+    assert any("storm" in target for target in missed)
+
+
+def test_table_json_and_png_are_written(tmp_path: Path) -> None:
+    results = _results(tmp_path, receiver_per_s=600.0, p99_at_500=20.0, missing=0)
+    results["targets"] = report.targets(results)
+    report.write_json(results, tmp_path / "latest.json")
+    report.plot(results, tmp_path / "latest.png")
+    text = report.table(results)
+    assert json.loads((tmp_path / "latest.json").read_text())["receiver"]["storm"]["distinct_alerts"] == 100
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{results['machine']['cores']} cores" in text
+    assert "accepted alerts/s" in text and "Targets:" in text and "[   MET]" in text
+
+
+def test_profile_summary_ranks_frames(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        "main (receiver/cli.py:10);post_alert (receiver/app.py:20);raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
+        "main (receiver/cli.py:10);post_alert (receiver/app.py:20) 10\n"
+    )
+    summary = summarize(raw)
+    assert summary["samples"] == 40
+    assert summary["top_self"][0] == {"frame": "raw_decode (json/decoder.py)", "samples": 30, "percent": 75.0}
+    inclusive = {entry["frame"]: entry["samples"] for entry in summary["top_inclusive_receiver"]}
+    assert inclusive["post_alert (receiver/app.py)"] == 40
