@@ -227,14 +227,19 @@ class EmbeddedBackend(Backend):
     def _open(self) -> None:
         if self._conn is not None:
             return
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self._db_path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: the dispatcher marks the inbox row done once apply() returns, so the work
+            # item must be on disk by then, power loss included.
+            conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(_SCHEMA)
         except sqlite3.OperationalError as error:
+            if conn is not None:
+                conn.close()
             if "locked" in str(error) or "busy" in str(error):
                 raise TransientBackendError(f"embedded backend database is busy: {error}") from error
             raise PermanentBackendError(
