@@ -8,13 +8,11 @@ message that says what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 DEFAULT_DB = "./secure-export.db"
@@ -128,7 +126,7 @@ def _work_items(argv: list[str]) -> int:
         prog="secure-export work-items",
         description=(
             "List the embedded backend's work items (and, in the table, deliveries parked as "
-            "failed in the inbox). --json prints a JSON array with the fields of docs/design.md."
+            "failed in the inbox). --json prints a JSON array (fields: docs/work-items.md)."
         ),
     )
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
@@ -163,7 +161,7 @@ def _work_items(argv: list[str]) -> int:
 def _parked(db: str) -> list[dict[str, Any]]:
     from receiver.inbox import list_parked
 
-    return [_as_dict(row) for row in list_parked(db)]
+    return list_parked(db)
 
 
 def _print_parked(rows: list[dict[str, Any]], *, as_json: bool) -> None:
@@ -187,7 +185,7 @@ def _cmdb(argv: list[str]) -> int:
         prog="secure-export cmdb",
         description=(
             "List the embedded backend's configuration items (CIs) bound from alerts' "
-            "configurationItems. --json prints a JSON array with the fields of docs/design.md."
+            "configurationItems. --json prints a JSON array (fields: docs/work-items.md)."
         ),
     )
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
@@ -232,18 +230,8 @@ def _read(prog: str, db: str, show: Callable[[], None]) -> int:
 
 
 def _print_json(records: list[dict[str, Any]]) -> None:
-    json.dump(records, sys.stdout, indent=2, ensure_ascii=False, default=_json_default)
+    json.dump(records, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 def print_work_items(items: Sequence[dict[str, Any]], out: TextIO | None = None) -> None:
@@ -321,15 +309,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         return _clip(", ".join(str(v) for v in value), _CI_WIDTH)
     return _clip(str(value), _TITLE_WIDTH)
-
-
-def _as_dict(row: Any) -> dict[str, Any]:
-    if isinstance(row, dict):
-        return row
-    if dataclasses.is_dataclass(row) and not isinstance(row, type):
-        return dataclasses.asdict(row)
-    if hasattr(row, "model_dump"):
-        return dict(row.model_dump(mode="json"))
-    if hasattr(row, "_asdict"):
-        return dict(row._asdict())
-    return dict(row)
