@@ -232,9 +232,11 @@ class EmbeddedBackend(Backend):
             conn = sqlite3.connect(self._db_path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: the dispatcher marks the inbox row done once apply() returns, so the work
-            # item must be on disk by then, power loss included.
-            conn.execute("PRAGMA synchronous = FULL")
+            # NORMAL is enough (and ~10x faster than FULL here): the work item's WAL frames
+            # precede the inbox's "done" commit in the same WAL file, and the inbox commits with
+            # synchronous=FULL, whose fsync makes them durable together. Power loss before that
+            # loses both, and the row is replayed (idempotently).
+            conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(_SCHEMA)
         except sqlite3.OperationalError as error:
