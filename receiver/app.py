@@ -230,7 +230,7 @@ def _make_post_alert(runtime: Runtime) -> Callable[[Request], Awaitable[Response
                 return error_response(error.status, error.code, error.detail, error.headers)
         try:
             async with asyncio.timeout(put_timeout):
-                result = await inbox.put(alert_id, condition, body)
+                result = await inbox.put(alert_id, condition, body, payload=alert)
         except (InboxUnavailable, TimeoutError) as error:
             log.warning(
                 "inbox unavailable; answered 503",

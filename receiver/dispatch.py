@@ -93,10 +93,20 @@ def correlation_key(essentials: Mapping[str, Any], mode: str) -> str:
     return f"{rule.strip().lower()}|{','.join(targets)}"
 
 
-def build_event(body: bytes, mode: str) -> AlertEvent:
-    """Turn a stored request body into the :class:`AlertEvent` a backend receives."""
+def build_event(body: bytes, mode: str, alert: Any = None) -> AlertEvent:
+    """Turn a stored request body into the :class:`AlertEvent` a backend receives.
+
+    ``alert``, when given, is the ``CommonAlert`` the request already parsed from ``body``: it
+    spares a second parse.
+    """
+    if alert is not None:
+        document = alert.raw
+    else:
+        try:
+            document = json.loads(body)
+        except ValueError as error:
+            raise UnusableRow(f"stored alert cannot be read: {error}") from None
     try:
-        document = json.loads(body)
         essentials = document["data"]["essentials"]
         alert_id = essentials["alertId"]
         condition = Condition(essentials["monitorCondition"])
@@ -109,7 +119,7 @@ def build_event(body: bytes, mode: str) -> AlertEvent:
         # Deferred import: schema's models are only needed here and in the request path.
         from receiver.schema import CommonAlert, condition_summary
 
-        summary = condition_summary(CommonAlert.from_object(document))
+        summary = condition_summary(alert if alert is not None else CommonAlert.from_object(document))
     except Exception as error:  # noqa: BLE001 - a summary is a nicety, never a reason to fail
         log.debug("no condition summary", extra={"event": "summary_failed", "error": str(error)})
     severity = essentials.get("severity")
@@ -180,6 +190,8 @@ class Dispatcher:
         self._last_id = 0
         self._ready: asyncio.Queue[str | None] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._caught_up = False
+        """True while every pending row on disk is in memory: new rows may then come straight in."""
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -213,8 +225,22 @@ class Dispatcher:
         for number in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._run_worker(), name=f"dispatch-worker-{number}"))
 
-    def notify(self) -> None:
-        """New rows were committed: load them now (called on the event loop)."""
+    def notify(self, rows: list[InboxRow] | None = None) -> None:
+        """New rows were committed (called on the event loop by the inbox).
+
+        When the dispatcher has caught up with the disk and has room, the rows are queued straight
+        from memory; otherwise the loader is woken to read them (in order) from the inbox.
+        """
+        if rows and self._caught_up and not self._stopping:
+            for row in rows:
+                if row.id > self._last_id:
+                    if self._in_memory >= self.max_in_memory:
+                        self._caught_up = False  # the rest waits on disk; the loader takes over
+                        break
+                    self._enqueue(row)
+                    self._last_id = row.id
+            else:
+                return
         self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -291,16 +317,21 @@ class Dispatcher:
             limit = min(_LOAD_BATCH, self.max_in_memory - self._in_memory)
             rows = await self.inbox.pending(after_id=self._last_id, limit=limit)
             for row in rows:
-                self._enqueue(row)
-                self._last_id = row.id
+                if row.id > self._last_id:
+                    self._enqueue(row)
+                    self._last_id = row.id
             if len(rows) < limit:
+                # Everything committed before this read is in memory now, and rows committed
+                # after it reach notify() after this point (the writer resolves in order).
+                self._caught_up = True
                 return
+        self._caught_up = False
 
     def _enqueue(self, row: InboxRow) -> None:
         event: AlertEvent | None
         problem: str | None = None
         try:
-            event = build_event(row.body, self.correlation)
+            event = build_event(row.body, self.correlation, row.payload)
             key = event.correlation_key
         except UnusableRow as error:
             event, problem, key = None, str(error), row.alert_id
@@ -342,7 +373,7 @@ class Dispatcher:
             if finished:
                 queue.popleft()
                 self._in_memory -= 1
-                if self._in_memory < self.max_in_memory // 2:
+                if not self._caught_up and self._in_memory < self.max_in_memory // 2:
                     self._wake.set()
                 if queue:
                     self._ready.put_nowait(key)

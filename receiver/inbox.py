@@ -7,9 +7,16 @@ Design (why it is fast and safe):
 * **Group commit.** The writer takes *everything* queued, runs it in one transaction and commits
   once, so concurrent requests share one fsync; then it resolves all their futures in a single
   hop back to the event loop. Under load a batch grows by itself while the previous fsync runs.
-* **Idempotency** is the ``UNIQUE(alert_id, monitor_condition)`` constraint with
-  ``INSERT ... ON CONFLICT DO NOTHING``: a repeated delivery is answered ``202`` with
+* **Idempotency** on ``(alert_id, monitor_condition)``: inside the batch's write transaction the
+  writer looks up which of the batch's keys exist, then inserts only the new ones, all in one
+  multi-row ``INSERT`` (the ``UNIQUE`` constraint stays as the backstop: were it ever violated the
+  batch would fail with 503, never store a duplicate). A repeated delivery is answered ``202`` with
   ``duplicate: true`` and changes nothing, even after the first one was dispatched (done rows stay).
+* **Few SQLite calls per batch**: each call releases and retakes the GIL, and a busy event loop
+  can make every retake wait a thread-switch interval; so a batch is BEGIN, one lookup, one
+  insert, one update of confirmed rows, COMMIT — not a handful of statements per request.
+* New rows are handed to the dispatcher in memory after the commit (``on_committed``), so the
+  steady state reads nothing back; the dispatcher reads from disk only at start and after a backlog.
 * The dispatcher's bookkeeping (mark done, record a failure, park) goes through the same writer,
   so there is exactly one SQLite writer in this process and no lock ping-pong with requests.
   (The embedded ITSM backend writes its own tables in the same file through its own connection;
@@ -28,7 +35,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,10 +63,8 @@ CREATE INDEX IF NOT EXISTS inbox_parked ON inbox (id) WHERE state = 'parked';
 CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_INSERT = (
-    "INSERT INTO inbox (alert_id, monitor_condition, body, received_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (alert_id, monitor_condition) DO NOTHING"
-)
+CHECKPOINT_INTERVAL_SECONDS = 0.5
+"""How often the checkpointer thread folds the WAL back into the database file."""
 
 _MAX_BATCH = 2048
 """Upper bound of items in one transaction, so one huge burst cannot starve the futures' loop hop."""
@@ -88,6 +93,8 @@ class InboxRow:
     received_at: str
     attempts: int
     next_attempt_at: float | None
+    payload: Any = None
+    """For rows handed over in memory: what the request already parsed (a ``CommonAlert``)."""
 
 
 def _now_iso() -> str:
@@ -133,21 +140,27 @@ class _Item:
 
 
 class _Put(_Item):
-    __slots__ = ("alert_id", "condition", "body", "received_at")
+    """A new delivery; the writer inserts all puts of a batch with one statement."""
 
-    def __init__(self, loop: Any, future: Any, alert_id: str, condition: str, body: bytes) -> None:
+    __slots__ = ("alert_id", "condition", "body", "received_at", "payload")
+
+    def __init__(self, loop: Any, future: Any, alert_id: str, condition: str, body: bytes, payload: Any) -> None:
         super().__init__(loop, future)
         self.alert_id = alert_id
         self.condition = condition
         self.body = body
+        self.payload = payload
         self.received_at = _now_iso()
 
-    def run(self, conn: sqlite3.Connection, inbox: Inbox) -> None:
-        cur = conn.execute(_INSERT, (self.alert_id, self.condition, self.body, self.received_at))
-        if cur.rowcount == 1:
-            self.result = PutResult(cur.lastrowid, False)
-        else:
-            self.result = PutResult(None, True)
+
+class _Done(_Item):
+    """A row the backend confirmed; all of a batch are marked with one statement."""
+
+    __slots__ = ("row_id",)
+
+    def __init__(self, loop: Any, future: Any, row_id: int) -> None:
+        super().__init__(loop, future)
+        self.row_id = row_id
 
 
 class _Op(_Item):
@@ -178,7 +191,7 @@ class Inbox:
         db_path: str,
         *,
         busy_timeout: float = 1.0,
-        on_committed: Callable[[], None] | None = None,
+        on_committed: Callable[[list[InboxRow]], None] | None = None,
     ) -> None:
         self.db_path = str(db_path)
         self.busy_timeout = busy_timeout
@@ -196,8 +209,11 @@ class Inbox:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def set_on_committed(self, callback: Callable[[], None] | None) -> None:
-        """Call ``callback`` on the event loop after a commit that inserted new rows."""
+    def set_on_committed(self, callback: Callable[[list[InboxRow]], None] | None) -> None:
+        """Call ``callback(new_rows)`` on the event loop after a commit that inserted rows.
+
+        Handing the rows over in memory spares the dispatcher a read of what was just written.
+        """
         self._on_committed = callback
 
     async def open(self) -> None:
@@ -224,14 +240,18 @@ class Inbox:
 
     # --- request path ------------------------------------------------------------------------
 
-    async def put(self, alert_id: str, monitor_condition: str, body: bytes) -> PutResult:
-        """Store one delivery durably; returns once committed. Raises :class:`InboxUnavailable`."""
+    async def put(self, alert_id: str, monitor_condition: str, body: bytes, *, payload: Any = None) -> PutResult:
+        """Store one delivery durably; returns once committed. Raises :class:`InboxUnavailable`.
+
+        ``payload`` (the parsed alert) is not stored; it rides along to the dispatcher so the body
+        is not parsed a second time.
+        """
         if self._closed:
             raise InboxUnavailable("the inbox is shutting down")
         loop = self._loop
         assert loop is not None
         future = loop.create_future()
-        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body))
+        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, payload))
         return await future
 
     # --- dispatcher API ----------------------------------------------------------------------
@@ -260,16 +280,13 @@ class Inbox:
 
     async def mark_done(self, row_id: int) -> None:
         """The backend confirmed the row: it leaves the pending set."""
-
-        def done(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "UPDATE inbox SET state = 'done', done_at = ?, last_error = NULL "
-                "WHERE id = ? AND state = 'pending'",
-                (_now_iso(), row_id),
-            )
-            self._depth -= cur.rowcount
-
-        await self._call(done)
+        if self._thread is None:
+            raise InboxUnavailable("the inbox is closed")
+        loop = self._loop
+        assert loop is not None
+        future = loop.create_future()
+        self._queue.put(_Done(loop, future, row_id))
+        await future
 
     async def record_failure(
         self, row_id: int, attempts: int, error: str, next_attempt_at: float | None
@@ -331,6 +348,8 @@ class Inbox:
             Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
             conn = connect(self.db_path, busy_timeout=self.busy_timeout)
             conn.executescript(_SCHEMA)
+            # Checkpoints run on their own thread (below), not inside a request's COMMIT.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
             self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
         except Exception as error:  # noqa: BLE001 - reported to open()'s caller
@@ -340,8 +359,38 @@ class Inbox:
             loop.call_soon_threadsafe(_fail_future, ready, InboxUnavailable(message))
             return
         loop.call_soon_threadsafe(_resolve_future, ready, None)
+        checkpoints = threading.Event()
+        checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(checkpoints,), name="inbox-checkpointer", daemon=True
+        )
+        checkpointer.start()
         try:
             self._loop_batches(conn)
+        finally:
+            checkpoints.set()
+            checkpointer.join()
+            conn.close()
+
+    def _checkpoint_loop(self, stop: threading.Event) -> None:
+        """Copy the WAL back into the database now and then, off the commit path.
+
+        PASSIVE checkpoints never block the writer; one on close leaves a small WAL behind.
+        """
+        try:
+            conn = connect(self.db_path, busy_timeout=self.busy_timeout)
+        except sqlite3.Error as error:
+            log.warning("inbox checkpointer could not connect", extra={"event": "checkpoint_failed", "error": str(error)})
+            return
+        try:
+            while not stop.wait(CHECKPOINT_INTERVAL_SECONDS):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:
+                    log.warning("inbox checkpoint failed", extra={"event": "checkpoint_failed", "error": str(error)})
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                pass
         finally:
             conn.close()
 
@@ -368,25 +417,38 @@ class Inbox:
                 self._commit(conn, batch)
 
     def _commit(self, conn: sqlite3.Connection, batch: Sequence[_Item]) -> None:
+        # Few statements per batch, whatever its size: every SQLite call releases and retakes the
+        # GIL, and a busy event loop can make each retake wait for a thread switch.
         depth_before, parked_before = self._depth, self._parked
-        inserted = 0
+        puts = [item for item in batch if isinstance(item, _Put)]
+        dones = [item for item in batch if isinstance(item, _Done)]
+        ops = [item for item in batch if isinstance(item, _Op)]
+        new_rows: list[InboxRow] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             self._fail_batch(batch, error)
             return
         try:
-            for item in batch:
-                # A savepoint per item: one bad statement fails only its own caller.
-                conn.execute("SAVEPOINT item")
+            if puts:
+                new_rows = self._insert(conn, puts)
+            if dones:
+                ids = [item.row_id for item in dones]
+                cur = conn.execute(
+                    f"UPDATE inbox SET state = 'done', done_at = ?, last_error = NULL "
+                    f"WHERE state = 'pending' AND id IN ({','.join('?' * len(ids))})",
+                    (_now_iso(), *ids),
+                )
+                self._depth -= cur.rowcount
+            for item in ops:
+                # A savepoint per operation: one failing statement fails only its own caller.
+                conn.execute("SAVEPOINT op")
                 try:
                     item.run(conn, self)
                 except sqlite3.Error as error:
-                    conn.execute("ROLLBACK TO item")
+                    conn.execute("ROLLBACK TO op")
                     item.error = error
-                conn.execute("RELEASE item")
-                if isinstance(item, _Put) and item.error is None and not item.result.duplicate:
-                    inserted += 1
+                conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             try:
@@ -396,12 +458,59 @@ class Inbox:
             self._depth, self._parked = depth_before, parked_before
             self._fail_batch(batch, error)
             return
-        self._depth += inserted
+        self._depth += len(new_rows)
         self.commits += 1
-        self.rows_written += inserted
+        self.rows_written += len(new_rows)
         loop = self._loop
         assert loop is not None
-        loop.call_soon_threadsafe(self._settle, batch, inserted > 0)
+        loop.call_soon_threadsafe(self._settle, batch, new_rows)
+
+    def _insert(self, conn: sqlite3.Connection, puts: Sequence[_Put]) -> list[InboxRow]:
+        """Insert the batch's new deliveries with one statement; mark the rest duplicates."""
+        firsts: dict[tuple[str, str], _Put] = {}
+        for item in puts:
+            key = (item.alert_id, item.condition)
+            if key in firsts:
+                item.result = PutResult(None, True)  # repeated within this batch
+            else:
+                firsts[key] = item
+        candidates = list(firsts.values())
+        existing: set[tuple[str, str]] = set()
+        for chunk in _chunks(candidates, 400):
+            pairs = ",".join("(?,?)" for _ in chunk)
+            args = [value for item in chunk for value in (item.alert_id, item.condition)]
+            existing.update(
+                conn.execute(
+                    f"SELECT alert_id, monitor_condition FROM inbox "
+                    f"WHERE (alert_id, monitor_condition) IN (VALUES {pairs})",
+                    args,
+                ).fetchall()
+            )
+        fresh = []
+        for item in candidates:
+            if (item.alert_id, item.condition) in existing:
+                item.result = PutResult(None, True)
+            else:
+                fresh.append(item)
+        rows: list[InboxRow] = []
+        for chunk in _chunks(fresh, 400):
+            values = ",".join("(?,?,?,?)" for _ in chunk)
+            args = [v for item in chunk for v in (item.alert_id, item.condition, item.body, item.received_at)]
+            cur = conn.execute(
+                f"INSERT INTO inbox (alert_id, monitor_condition, body, received_at) VALUES {values}", args
+            )
+            # One statement, one writer: the new rowids are consecutive, ending at lastrowid.
+            last = cur.lastrowid
+            if last is None or cur.rowcount != len(chunk):
+                raise sqlite3.DatabaseError("inbox insert stored fewer rows than sent")
+            first = last - len(chunk) + 1
+            for offset, item in enumerate(chunk):
+                row_id = first + offset
+                item.result = PutResult(row_id, False)
+                rows.append(
+                    InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.payload)
+                )
+        return rows
 
     def _fail_batch(self, batch: Sequence[_Item], error: sqlite3.Error) -> None:
         self.write_failures += 1
@@ -411,10 +520,10 @@ class Inbox:
             item.result = None
         loop = self._loop
         assert loop is not None
-        loop.call_soon_threadsafe(self._settle, batch, False)
+        loop.call_soon_threadsafe(self._settle, batch, [])
 
-    def _settle(self, batch: Sequence[_Item], notify: bool) -> None:
-        """On the event loop: resolve every caller of the batch at once."""
+    def _settle(self, batch: Sequence[_Item], new_rows: list[InboxRow]) -> None:
+        """On the event loop: resolve every caller of the batch at once, then hand over new rows."""
         for item in batch:
             future = item.future
             if future.done():  # the caller gave up (timeout, disconnect)
@@ -427,8 +536,13 @@ class Inbox:
                 )
             else:
                 future.set_exception(item.error)
-        if notify and self._on_committed is not None:
-            self._on_committed()
+        if new_rows and self._on_committed is not None:
+            self._on_committed(new_rows)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _resolve_future(future: asyncio.Future[Any], value: Any) -> None:

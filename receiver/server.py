@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class _Server(uvicorn.Server):
@@ -100,6 +101,9 @@ def run(
     on_listening: Callable[[str], None] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT in this (main) thread; returns the process exit code."""
+    # The inbox writer thread must get the GIL back quickly after each SQLite call while the event
+    # loop is busy; the default 5 ms switch interval would add up to 5 ms per call to every commit.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     app = _build_app(settings, backend)
     config = uvicorn_config(app, host=host, port=port, settings=settings)
     server = _Server(config)
