@@ -269,16 +269,19 @@ def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> dict[
     for field, key in (("operationName", "operation_name"), ("level", "level"), ("status", "status")):
         if rule.get(key):
             all_of.append({"field": field, "equals": rule.get(key)})
-    any_of_fields = (
-        ("properties.incidentType", "incident_types"),
-        ("properties.impactedServices[*].ServiceName", "services"),
-        ("properties.impactedServices[*].ImpactedRegions[*].RegionName", "regions"),
-        ("properties.currentHealthStatus", "health_statuses"),
-    )
-    for field, key in any_of_fields:
+    # Scalar fields match any of several values; array fields (impacted services and regions)
+    # take containsAny, as in Azure's service health alert templates.
+    for field, key in (("properties.incidentType", "incident_types"), ("properties.currentHealthStatus", "health_statuses")):
         values = rule.get(key)
         if values:
             all_of.append({"any_of": [{"field": field, "equals": v} for v in values]})
+    for field, key in (
+        ("properties.impactedServices[*].ServiceName", "services"),
+        ("properties.impactedServices[*].ImpactedRegions[*].RegionName", "regions"),
+    ):
+        values = rule.get(key)
+        if values:
+            all_of.append({"field": field, "contains_any": list(values)})
     return {"all_of": all_of}
 
 

@@ -107,6 +107,7 @@ def test_activity_log_rules_cover_administrative_service_health_and_resource_hea
     health = alerts["health"].inputs["condition"]["allOf"]
     assert {"field": "category", "equals": "ServiceHealth"} in health
     assert {"anyOf": [{"field": "properties.incidentType", "equals": "Incident"}]} in health
+    assert {"field": "properties.impactedServices[*].ImpactedRegions[*].RegionName", "containsAny": ["West Europe"]} in health
     resource = alerts["res-health"].inputs["condition"]["allOf"]
     assert {"anyOf": [{"field": "properties.currentHealthStatus", "equals": "Unavailable"}]} in resource
 
