@@ -77,7 +77,7 @@ INACTIVE_OR_RESOLVED = frozenset({"6", "7", "8"})
 """Resolved, Closed, Canceled: a Resolved delivery has nothing left to do."""
 
 _QUERY_SAFE = re.compile(r"^[A-Za-z0-9._:/-]{1,255}$")
-_INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id"
+_INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,close_notes"
 
 
 def correlation_id(correlation_key: str) -> str:
@@ -98,6 +98,7 @@ def occurrence_marker(alert_id: str, condition: Condition | str) -> str:
 _MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
 _MARKER_PAGE = 500
 _MARKER_PAGES = 20
+_CI_CACHE_MAX = 10_000
 
 
 def query_safe(value: str) -> bool:
@@ -369,7 +370,7 @@ class ServiceNowBackend(Backend):
             )
             return
         sys_id = str(incident["sys_id"])
-        found = await self._markers(sys_id)
+        found = await self._markers(sys_id) | _markers_in(incident.get("close_notes"))
         if marker in found:
             log.info(
                 "servicenow fired already noted (replay)",
@@ -411,7 +412,7 @@ class ServiceNowBackend(Backend):
             )
             return
         sys_id = str(incident["sys_id"])
-        found = await self._markers(sys_id)
+        found = await self._markers(sys_id) | _markers_in(incident.get("close_notes"))
         if marker in found:
             log.info(
                 "servicenow resolved already noted (replay)",
@@ -429,7 +430,7 @@ class ServiceNowBackend(Backend):
             fields |= {
                 "state": STATE_RESOLVED,
                 "close_code": self.settings.close_code,
-                "close_notes": self._close_notes(event),
+                "close_notes": self._close_notes(event, marker),
             }
         await self._patch_incident(sys_id, fields)
         log.info(
@@ -458,19 +459,30 @@ class ServiceNowBackend(Backend):
         return any(row.get("correlation_id") == corr for row in rows)
 
     async def _markers(self, sys_id: str) -> set[str]:
-        """Every occurrence marker in the incident's work notes (read from ``sys_journal_field``)."""
+        """Every occurrence marker in the incident's work notes (read from ``sys_journal_field``).
+
+        Where an ACL refuses ``sys_journal_field`` the answer is empty (logged): a replayed Fired may
+        then add its note twice, and a grouped incident resolves on its first Resolved.
+        """
         found: set[str] = set()
         for page in range(_MARKER_PAGES):
-            rows = await self._query(
-                "sys_journal_field",
-                f"element_id={sys_id}^element=work_notes^valueLIKEsemark-^ORDERBYsys_created_on",
-                "element_id,value",
-                limit=_MARKER_PAGE,
-                offset=page * _MARKER_PAGE,
-            )
+            try:
+                rows = await self._query(
+                    "sys_journal_field",
+                    f"element_id={sys_id}^element=work_notes^valueLIKEsemark-^ORDERBYsys_created_on",
+                    "element_id,value",
+                    limit=_MARKER_PAGE,
+                    offset=page * _MARKER_PAGE,
+                )
+            except PermanentBackendError as error:
+                log.warning(
+                    "servicenow cannot read work notes from sys_journal_field; replays are recognised less well",
+                    extra={"event": "servicenow_journal_unreadable", "error": str(error)},
+                )
+                return found
             for row in rows:
                 if row.get("element_id") == sys_id:
-                    found.update(match.group(0) for match in _MARKER.finditer(str(row.get("value", ""))))
+                    found |= _markers_in(row.get("value"))
             if len(rows) < _MARKER_PAGE:
                 break
         return found
@@ -503,7 +515,7 @@ class ServiceNowBackend(Backend):
             record |= {
                 "state": STATE_RESOLVED,
                 "close_code": settings.close_code,
-                "close_notes": self._close_notes(event, before_fired=True),
+                "close_notes": self._close_notes(event, marker, before_fired=True),
             }
         result = await self._api().call(
             "POST",
@@ -596,8 +608,17 @@ class ServiceNowBackend(Backend):
             note = "ambiguous: several CIs match, none bound"
         else:
             note = "not found in the CMDB"
-        self._ci_cache[key] = (time.monotonic() + self.settings.ci_cache_ttl_seconds, match, note)
+        self._remember_ci(key, match, note)
         return _CiOutcome(label, match, note)
+
+    def _remember_ci(self, key: tuple[str, str], match: _CiMatch | None, note: str) -> None:
+        now = time.monotonic()
+        if len(self._ci_cache) >= _CI_CACHE_MAX:
+            # Bounded: drop what expired, and if every entry is still fresh, start over.
+            self._ci_cache = {k: v for k, v in self._ci_cache.items() if v[0] > now}
+            if len(self._ci_cache) >= _CI_CACHE_MAX:
+                self._ci_cache.clear()
+        self._ci_cache[key] = (now + self.settings.ci_cache_ttl_seconds, match, note)
 
     async def _create_ci(self, event: AlertEvent) -> _CiOutcome:
         resource_id = next((r for r in event.target_ids if query_safe(r)), None)
@@ -692,12 +713,14 @@ class ServiceNowBackend(Backend):
         summary = f"\n{event.condition_summary}" if event.condition_summary else ""
         return f"{what} Azure Monitor alert {event.alert_id} (Fired{when}).{summary}\n{marker}"
 
-    def _close_notes(self, event: AlertEvent, *, before_fired: bool = False) -> str:
+    def _close_notes(self, event: AlertEvent, marker: str, *, before_fired: bool = False) -> str:
         when = f" at {event.resolved_at.isoformat()}" if event.resolved_at else ""
         text = f"Resolved by Azure Monitor: monitorCondition=Resolved{when} for alert {event.alert_id}."
         if before_fired:
             text += " Resolved arrived before Fired was applied; recorded as resolved so that the late Fired opens nothing."
-        return text
+        # The marker here too: close_notes reads back through the Table API even where an ACL
+        # hides sys_journal_field, so a late Fired still knows its alert already resolved.
+        return f"{text}\nReference: {marker}"
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -740,6 +763,11 @@ class ServiceNowBackend(Backend):
             if self._lock_users[key] <= 0:
                 del self._lock_users[key]
                 self._locks.pop(key, None)
+
+
+def _markers_in(text: Any) -> set[str]:
+    """The occurrence markers in a text field."""
+    return {match.group(0) for match in _MARKER.finditer(str(text or ""))}
 
 
 def _still_firing(markers: set[str]) -> set[str]:

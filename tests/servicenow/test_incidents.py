@@ -10,7 +10,7 @@ import pytest
 from receiver.itsm.base import Condition, PermanentBackendError
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, occurrence_marker
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
-from tests.servicenow_fake import FakeServiceNow
+from tests.servicenow_fake import FakeServiceNow, Fault
 
 
 def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:
@@ -219,3 +219,19 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
     [incident] = fake.rows("incident")
     assert incident["state"] == "6"
     assert len(fake.journal(incident["sys_id"])) == 4
+
+
+def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow) -> None:
+    """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired."""
+    fake.inject(Fault("status", 403, remaining=None, path_prefix="/api/now/table/sys_journal_field"))
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, Condition.RESOLVED))
+        await backend.apply(event(1))
+        await backend.apply(event(2))
+        await backend.apply(event(2, Condition.RESOLVED))
+        await backend.apply(event(2, Condition.RESOLVED))
+
+    with_backend(fake, body)
+    assert [r["state"] for r in fake.rows("incident")] == ["6", "6"]
+    assert len(fake.journal(_incidents(fake, 2)[0]["sys_id"])) == 2
