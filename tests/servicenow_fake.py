@@ -223,8 +223,8 @@ class FakeServiceNow:
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321``."""
         assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -429,7 +429,7 @@ class FakeServiceNow:
         query = self._parse_query(table, params.get("sysparm_query", ""))
         rows = [r for r in self.tables[table] if self._matches(r, query)]
         for name, descending in reversed(query.order):
-            rows.sort(key=lambda r, n=name: r.get(n, ""), reverse=descending)
+            rows.sort(key=_sort_key(name), reverse=descending)
         offset = _int(params.get("sysparm_offset"), 0)
         limit = _int(params.get("sysparm_limit"), 10000)
         total = len(rows)
@@ -702,6 +702,10 @@ def _test(row: Mapping[str, str], condition: _Condition) -> bool:
     ordered: dict[str, Callable[[str, str], bool]] = {
         "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
     return ordered[op](actual, value)
+
+
+def _sort_key(name: str) -> Callable[[Mapping[str, str]], str]:
+    return lambda row: row.get(name, "")
 
 
 def _stringify(value: Any) -> str:

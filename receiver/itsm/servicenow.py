@@ -772,7 +772,8 @@ def _markers_in(text: Any) -> set[str]:
 
 def _still_firing(markers: set[str]) -> set[str]:
     """Alert hashes with a Fired marker and no Resolved marker."""
-    fired, resolved = set(), set()
+    fired: set[str] = set()
+    resolved: set[str] = set()
     for marker in markers:
         match = _MARKER.fullmatch(marker)
         if match:

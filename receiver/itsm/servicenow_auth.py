@@ -110,9 +110,10 @@ class Authenticator:
                 f"{settings.client_id!r}: HTTP {response.status_code} {reason}; check "
                 "SECURE_EXPORT_SERVICENOW_CLIENT_ID/_CLIENT_SECRET (and _USERNAME/_PASSWORD for the password grant)"
             )
+        expires_in = body.get("expires_in", 1800)
         try:
-            lifetime = float(body.get("expires_in", 1800))
-        except (TypeError, ValueError):
+            lifetime = float(expires_in) if isinstance(expires_in, int | float | str) else 1800.0
+        except ValueError:
             lifetime = 1800.0
         # Refresh early, but never so early that a short-lived token is refreshed on every call.
         margin = min(settings.token_refresh_margin_seconds, lifetime / 2)

@@ -47,7 +47,7 @@ def _receiver(tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow, *, env:
 
 
 def _alert_id(n: int | str) -> str:
-    return alert_body(n)["data"]["essentials"]["alertId"]
+    return str(alert_body(n)["data"]["essentials"]["alertId"])
 
 
 def _incident(fake: FakeServiceNow, n: int | str) -> dict[str, str]:
