@@ -70,7 +70,13 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
             short_name = check_short_name(args.get("short_name"))
         except ValueError as exc:
             raise ValueError(f"SecureWebhookActionGroup {name}: short_name {exc}") from None
-        for field in ("resource_group_name", "receiver_base_url", "application_object_id", "identifier_uri", "tenant_id"):
+        for field in (
+            "resource_group_name",
+            "receiver_base_url",
+            "application_object_id",
+            "identifier_uri",
+            "tenant_id",
+        ):
             if args.get(field) is None:
                 raise ValueError(f"SecureWebhookActionGroup {name}: {field} is required")
         service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)

@@ -271,7 +271,10 @@ def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> dict[
             all_of.append({"field": field, "equals": rule.get(key)})
     # Scalar fields match any of several values; array fields (impacted services and regions)
     # take containsAny, as in Azure's service health alert templates.
-    for field, key in (("properties.incidentType", "incident_types"), ("properties.currentHealthStatus", "health_statuses")):
+    for field, key in (
+        ("properties.incidentType", "incident_types"),
+        ("properties.currentHealthStatus", "health_statuses"),
+    ):
         values = rule.get(key)
         if values:
             all_of.append({"any_of": [{"field": field, "equals": v} for v in values]})
@@ -333,7 +336,9 @@ class AlertRules(pulumi.ComponentResource):
             scopes = list(rule["scopes"])
             criteria = [_metric_criterion(name, rule_name, c) for c in rule.get("criteria") or []]
             if not criteria:
-                raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
+                raise ValueError(
+                    f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion"
+                )
             dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
             multi = _is_multi_resource(scopes)
             if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
@@ -372,7 +377,9 @@ class AlertRules(pulumi.ComponentResource):
         log_ids = []
         seen = set()
         if log_rules and not args.get("location"):
-            raise ValueError(f"AlertRules {name}: location is required for log search rules (the region of their workspaces)")
+            raise ValueError(
+                f"AlertRules {name}: location is required for log search rules (the region of their workspaces)"
+            )
         for rule in log_rules:
             rule_name = _check_rule(name, "log", dict(rule), seen)
             failing = rule.get("failing_periods") or {"evaluation_periods": 1, "min_failing_periods": 1}
@@ -441,9 +448,7 @@ class AlertRules(pulumi.ComponentResource):
 
         self.metric_alert_ids = pulumi.Output.all(*metric_ids) if metric_ids else pulumi.Output.from_input([])
         self.log_alert_ids = pulumi.Output.all(*log_ids) if log_ids else pulumi.Output.from_input([])
-        self.activity_log_alert_ids = (
-            pulumi.Output.all(*activity_ids) if activity_ids else pulumi.Output.from_input([])
-        )
+        self.activity_log_alert_ids = pulumi.Output.all(*activity_ids) if activity_ids else pulumi.Output.from_input([])
         self.register_outputs(
             {
                 "metric_alert_ids": self.metric_alert_ids,

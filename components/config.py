@@ -81,9 +81,7 @@ class MetricCriterionConfig(_Model):
 
     metric_name: str
     time_aggregation: Literal["Average", "Minimum", "Maximum", "Total", "Count"]
-    operator: Literal[
-        "Equals", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual", "GreaterOrLessThan"
-    ]
+    operator: Literal["Equals", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual", "GreaterOrLessThan"]
     name: str | None = None
     metric_namespace: str | None = None
     threshold: float | None = None
@@ -202,7 +200,9 @@ class ActivityLogRuleConfig(_RuleConfig):
     operation_name: str | None = None
     level: Literal["Critical", "Error", "Warning", "Informational", "Verbose"] | None = None
     status: str | None = None
-    incident_types: list[Literal["Incident", "Maintenance", "Informational", "ActionRequired", "Security"]] | None = None
+    incident_types: list[Literal["Incident", "Maintenance", "Informational", "ActionRequired", "Security"]] | None = (
+        None
+    )
     services: list[str] | None = None
     regions: list[str] | None = None
     health_statuses: list[Literal["Available", "Degraded", "Unavailable", "Unknown"]] | None = None
@@ -518,9 +518,7 @@ def load_stack_file(path: Path, display: str | None = None) -> LoadedStack:
             problems.append(f"{source}: {full_key}: keys must be namespaced, e.g. {NAMESPACE}:location")
             continue
         if namespace not in (NAMESPACE, *PROVIDER_NAMESPACES):
-            problems.append(
-                f"{source}: {full_key}: unknown namespace {namespace!r} (use {NAMESPACE}: or a provider's)"
-            )
+            problems.append(f"{source}: {full_key}: unknown namespace {namespace!r} (use {NAMESPACE}: or a provider's)")
             continue
         value, is_secret, nested_problem = _decode(raw)
         if nested_problem:

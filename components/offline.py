@@ -8,7 +8,6 @@ plus the stack outputs. Nothing here talks to a cloud or needs the Pulumi CLI.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import threading
@@ -224,7 +223,9 @@ class FakeCloud(pulumi.runtime.Mocks):
             out["customerId"] = self._uuid("workspace-customer", name)
         elif typ == "azure-native:app:ManagedEnvironment":
             region = str(inputs.get("location") or "region").replace(" ", "").lower()
-            out["defaultDomain"] = f"{hashlib.sha256((self.stack + name).encode()).hexdigest()[:12]}.{region}.azurecontainerapps.io"
+            out["defaultDomain"] = (
+                f"{hashlib.sha256((self.stack + name).encode()).hexdigest()[:12]}.{region}.azurecontainerapps.io"
+            )
         elif typ == "azure-native:managedidentity:UserAssignedIdentity":
             out["principalId"] = self._uuid("principal", name)
             out["clientId"] = self._uuid("msi-client", name)
@@ -399,11 +400,3 @@ def public_inputs(record: PlannedResource, secrets: frozenset[str] | set[str]) -
             shown = SECRET_MASK
         out[key] = plain_numbers(shown)
     return out
-
-
-def ensure_event_loop() -> None:
-    """Give this thread an event loop (Pulumi's sync helpers expect one)."""
-    try:
-        asyncio.get_event_loop()
-    except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())

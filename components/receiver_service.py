@@ -147,7 +147,9 @@ class ReceiverService(pulumi.ComponentResource):
         if min_replicas < 1:
             raise ValueError(f"ReceiverService {name}: min_replicas must be at least 1, got {min_replicas}")
         if max_replicas < min_replicas:
-            raise ValueError(f"ReceiverService {name}: max_replicas {max_replicas} is below min_replicas {min_replicas}")
+            raise ValueError(
+                f"ReceiverService {name}: max_replicas {max_replicas} is below min_replicas {min_replicas}"
+            )
         tags = args.get("tags")
         child = pulumi.ResourceOptions(parent=self)
 
@@ -238,13 +240,17 @@ class ReceiverService(pulumi.ComponentResource):
             authorization.RoleAssignment(
                 f"{name}-acr-pull",
                 role_assignment_name=str(
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"{args.get('registry_resource_id')}/{pulumi.get_stack()}/{name}/AcrPull")
+                    uuid.uuid5(
+                        uuid.NAMESPACE_URL, f"{args.get('registry_resource_id')}/{pulumi.get_stack()}/{name}/AcrPull"
+                    )
                 ),
                 scope=args.get("registry_resource_id"),
                 principal_id=pull_identity.principal_id,
                 principal_type="ServicePrincipal",
                 role_definition_id=subscription.subscription_id.apply(
-                    lambda sub: f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE_ID}"
+                    lambda sub: (
+                        f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE_ID}"
+                    )
                 ),
                 opts=child,
             )
@@ -363,7 +369,9 @@ class ReceiverService(pulumi.ComponentResource):
             return secrets, env
         url = args.get("servicenow_url")
         if not url or not url.startswith("https://"):
-            raise ValueError(f"ReceiverService {name}: servicenow_url must be an https:// URL for the servicenow backend")
+            raise ValueError(
+                f"ReceiverService {name}: servicenow_url must be an https:// URL for the servicenow backend"
+            )
         basic = args.get("servicenow_username") is not None and args.get("servicenow_password") is not None
         oauth = args.get("servicenow_client_id") is not None and args.get("servicenow_client_secret") is not None
         if not (basic or oauth):

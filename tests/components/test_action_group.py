@@ -56,7 +56,9 @@ def test_receiver_url_must_be_https():
 
 
 def test_email_receivers_are_added_next_to_the_webhook():
-    group = one(declare(_group(email_receivers=[{"name": "oncall", "email_address": "oncall@example.com"}])), ACTION_GROUP)
+    group = one(
+        declare(_group(email_receivers=[{"name": "oncall", "email_address": "oncall@example.com"}])), ACTION_GROUP
+    )
     assert group.inputs["emailReceivers"] == [
         {"name": "oncall", "emailAddress": "oncall@example.com", "useCommonAlertSchema": True}
     ]

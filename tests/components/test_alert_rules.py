@@ -22,7 +22,9 @@ AG = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Insights/actionGrou
 
 def _rules(**args):
     def program():
-        rules = AlertRules("rules", {"resource_group_name": "rg", "action_group_id": AG, "location": "westeurope", **args})
+        rules = AlertRules(
+            "rules", {"resource_group_name": "rg", "action_group_id": AG, "location": "westeurope", **args}
+        )
         pulumi.export("metricIds", rules.metric_alert_ids)
         pulumi.export("logIds", rules.log_alert_ids)
         pulumi.export("activityIds", rules.activity_log_alert_ids)
@@ -91,8 +93,19 @@ def test_log_rule_is_stateful_with_dimensions_and_failing_periods():
 
 def test_activity_log_rules_cover_administrative_service_health_and_resource_health():
     rules = [
-        {"name": "vm-deleted", "category": "Administrative", "operation_name": "Microsoft.Compute/virtualMachines/delete", "scopes": [f"/subscriptions/{SUB_A}"]},
-        {"name": "health", "category": "ServiceHealth", "incident_types": ["Incident"], "regions": ["West Europe"], "scopes": [f"/subscriptions/{SUB_A}"]},
+        {
+            "name": "vm-deleted",
+            "category": "Administrative",
+            "operation_name": "Microsoft.Compute/virtualMachines/delete",
+            "scopes": [f"/subscriptions/{SUB_A}"],
+        },
+        {
+            "name": "health",
+            "category": "ServiceHealth",
+            "incident_types": ["Incident"],
+            "regions": ["West Europe"],
+            "scopes": [f"/subscriptions/{SUB_A}"],
+        },
         {"name": "res-health", "category": "ResourceHealth", "health_statuses": ["Unavailable"], "scopes": [VM]},
     ]
     result = declare(_rules(activity_log_alerts=rules))
@@ -107,7 +120,10 @@ def test_activity_log_rules_cover_administrative_service_health_and_resource_hea
     health = alerts["health"].inputs["condition"]["allOf"]
     assert {"field": "category", "equals": "ServiceHealth"} in health
     assert {"anyOf": [{"field": "properties.incidentType", "equals": "Incident"}]} in health
-    assert {"field": "properties.impactedServices[*].ImpactedRegions[*].RegionName", "containsAny": ["West Europe"]} in health
+    assert {
+        "field": "properties.impactedServices[*].ImpactedRegions[*].RegionName",
+        "containsAny": ["West Europe"],
+    } in health
     resource = alerts["res-health"].inputs["condition"]["allOf"]
     assert {"anyOf": [{"field": "properties.currentHealthStatus", "equals": "Unavailable"}]} in resource
 

@@ -74,7 +74,10 @@ BAD = {
         lambda c: c["secure-export:receiver"].update(minReplicas="lots"),
         "secure-export:receiver.minReplicas: input should be a valid integer",
     ),
-    "missing": (lambda c: c.pop("secure-export:resourceGroupName"), "secure-export:resourceGroupName: required value is missing"),
+    "missing": (
+        lambda c: c.pop("secure-export:resourceGroupName"),
+        "secure-export:resourceGroupName: required value is missing",
+    ),
     "window": (
         lambda c: c["secure-export:alertRules"]["metric"][0].update(windowSize="PT1M"),
         "secure-export:alertRules.metric[0].windowSize: window PT1M is shorter than the evaluation frequency PT5M",

@@ -71,7 +71,9 @@ def test_identifier_uri_defaults_to_project_and_stack_and_can_be_configured():
 
 def test_access_token_version_defaults_to_1_allows_2_and_rejects_others():
     assert one(declare(_identity()), APPLICATION).inputs["api"]["requestedAccessTokenVersion"] == 1
-    assert one(declare(_identity(access_token_version=2)), APPLICATION).inputs["api"]["requestedAccessTokenVersion"] == 2
+    assert (
+        one(declare(_identity(access_token_version=2)), APPLICATION).inputs["api"]["requestedAccessTokenVersion"] == 2
+    )
     with pytest.raises(ValueError, match="access_token_version must be 1 or 2"):
         declare(_identity(access_token_version=3))
 

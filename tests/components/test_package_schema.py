@@ -34,9 +34,25 @@ def test_inputs_are_camel_case_described_and_required_where_needed():
     resources = _schema()["resources"]
     group = resources["secure-export:index:SecureWebhookActionGroup"]
     inputs = group["inputProperties"]
-    assert {"resourceGroupName", "shortName", "receiverBaseUrl", "applicationObjectId", "identifierUri", "tenantId"} <= set(inputs)
-    assert all(prop.get("description") for resource in resources.values() for prop in resource["inputProperties"].values())
-    assert set(group["requiredInputs"]) == {"applicationObjectId", "identifierUri", "receiverBaseUrl", "resourceGroupName", "shortName", "tenantId"}
+    assert {
+        "resourceGroupName",
+        "shortName",
+        "receiverBaseUrl",
+        "applicationObjectId",
+        "identifierUri",
+        "tenantId",
+    } <= set(inputs)
+    assert all(
+        prop.get("description") for resource in resources.values() for prop in resource["inputProperties"].values()
+    )
+    assert set(group["requiredInputs"]) == {
+        "applicationObjectId",
+        "identifierUri",
+        "receiverBaseUrl",
+        "resourceGroupName",
+        "shortName",
+        "tenantId",
+    }
     assert "emailReceivers" not in group["requiredInputs"]
     identity = resources["secure-export:index:SecureWebhookIdentity"]
     assert identity["requiredInputs"] == ["displayName"]
@@ -47,7 +63,9 @@ def test_outputs_are_declared():
     identity = resources["secure-export:index:SecureWebhookIdentity"]
     assert {"applicationObjectId", "clientId", "identifierUri", "tenantId", "roleId"} <= set(identity["properties"])
     assert set(identity["required"]) >= {"applicationObjectId", "clientId", "identifierUri", "tenantId", "roleId"}
-    assert {"receiverUrl", "webhookUrl", "actionGroupId"} <= set(resources["secure-export:index:SecureExport"]["properties"])
+    assert {"receiverUrl", "webhookUrl", "actionGroupId"} <= set(
+        resources["secure-export:index:SecureExport"]["properties"]
+    )
     assert resources["secure-export:index:AlertRules"]["properties"]["metricAlertIds"]["type"] == "array"
 
 
@@ -66,3 +84,31 @@ def test_plugin_manifest_and_entry_point_host_every_component():
     entry = (PACKAGE_DIR / manifest.get("main", "__main__.py")).read_text()
     assert "component_provider_host(COMPONENTS, PACKAGE_NAME" in entry
     assert PACKAGE_NAME == "secure-export"
+
+
+def test_entry_point_serves_the_schema_over_the_provider_protocol(tmp_path):
+    import subprocess
+    import sys
+
+    import grpc
+    from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+
+    # What `pulumi package add` does: start the plugin's entry point, read its port, ask for the schema.
+    process = subprocess.Popen(
+        [sys.executable, str(PACKAGE_DIR / "__main__.py"), "127.0.0.1:1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(process.stdout.readline().strip())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            schema = json.loads(stub.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=60).schema)
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert schema["name"] == "secure-export"
+    assert set(schema["resources"]) == {f"secure-export:index:{c.__name__}" for c in COMPONENTS}
+    assert schema["resources"] == _schema()["resources"]

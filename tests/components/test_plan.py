@@ -7,7 +7,16 @@ import pytest
 
 from components.config import load_stack_file
 from components.plan import main, plan_stack, render_tree, to_json
-from tests.components.support import ACTION_GROUP, APP_ROLE_ASSIGNMENT, APPLICATION, AZNS, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, SERVICE_PRINCIPAL
+from tests.components.support import (
+    ACTION_GROUP,
+    APP_ROLE_ASSIGNMENT,
+    APPLICATION,
+    AZNS,
+    CONTAINER_APP,
+    LOG_ALERT,
+    METRIC_ALERT,
+    SERVICE_PRINCIPAL,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SECURE_EXPORT = Path(sys.executable).parent / "secure-export"
@@ -88,10 +97,16 @@ def test_container_app_has_https_only_external_ingress_probes_and_no_plain_secre
     ingress = app["inputs"]["configuration"]["ingress"]
     assert ingress["external"] is True and ingress["allowInsecure"] is False
     (container,) = app["inputs"]["template"]["containers"]
-    assert {p["type"]: p["httpGet"]["path"] for p in container["probes"]} == {"Liveness": "/healthz", "Readiness": "/readyz"}
+    assert {p["type"]: p["httpGet"]["path"] for p in container["probes"]} == {
+        "Liveness": "/healthz",
+        "Readiness": "/readyz",
+    }
     assert all(s["value"] == "[secret]" for s in app["inputs"]["configuration"]["secrets"])
     by_name = {e["name"]: e for e in container["env"]}
-    assert by_name["SECURE_EXPORT_SERVICENOW_PASSWORD"] == {"name": "SECURE_EXPORT_SERVICENOW_PASSWORD", "secretRef": "servicenow-password"}
+    assert by_name["SECURE_EXPORT_SERVICENOW_PASSWORD"] == {
+        "name": "SECURE_EXPORT_SERVICENOW_PASSWORD",
+        "secretRef": "servicenow-password",
+    }
     assert not any("PASSWORD" in e["name"] or "SECRET" in e["name"] for e in container["env"] if "value" in e)
 
 

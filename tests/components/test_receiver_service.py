@@ -73,7 +73,9 @@ def test_scale_keeps_one_replica_warm_with_an_http_rule():
 
 
 def test_environment_follows_the_design_contract():
-    env = _env(one(declare(_receiver(allowed_subscriptions=["sub-a", "sub-b"], correlation="rule-target")), CONTAINER_APP))
+    env = _env(
+        one(declare(_receiver(allowed_subscriptions=["sub-a", "sub-b"], correlation="rule-target")), CONTAINER_APP)
+    )
     assert env["SECURE_EXPORT_TENANT_ID"]["value"] == "tenant-id"
     assert env["SECURE_EXPORT_AUDIENCES"]["value"] == "api://rx,client-id"
     assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"]["value"] == "sub-a,sub-b"
@@ -117,7 +119,9 @@ def test_servicenow_credentials_reach_the_container_app_only_as_secrets():
 
 def test_servicenow_backend_needs_an_https_url_and_credentials():
     with pytest.raises(ValueError, match="servicenow_url must be an https:// URL"):
-        declare(_receiver(itsm="servicenow", servicenow_url="http://x", servicenow_password="p", servicenow_username="u"))
+        declare(
+            _receiver(itsm="servicenow", servicenow_url="http://x", servicenow_password="p", servicenow_username="u")
+        )
     with pytest.raises(ValueError, match="needs servicenow_username and servicenow_password"):
         declare(_receiver(itsm="servicenow", servicenow_url="https://x.service-now.com", servicenow_username="u"))
 
@@ -135,7 +139,9 @@ def test_private_registry_is_pulled_with_a_managed_identity_granted_acr_pull():
     result = declare(_receiver(image_registry="cr1.azurecr.io", registry_resource_id=registry))
     app = one(result, CONTAINER_APP)
     identity = one(result, "azure-native:managedidentity:UserAssignedIdentity")
-    assert app.inputs["configuration"]["registries"] == [{"server": "cr1.azurecr.io", "identity": identity.outputs["id"]}]
+    assert app.inputs["configuration"]["registries"] == [
+        {"server": "cr1.azurecr.io", "identity": identity.outputs["id"]}
+    ]
     assert app.inputs["identity"]["userAssignedIdentities"] == [identity.outputs["id"]]
     grant = one(result, "azure-native:authorization:RoleAssignment")
     assert grant.inputs["scope"] == registry

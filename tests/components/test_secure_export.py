@@ -5,8 +5,8 @@ from tests.components.support import (
     ACTION_GROUP,
     APPLICATION,
     CONTAINER_APP,
-    METRIC_ALERT,
     LOG_ALERT,
+    METRIC_ALERT,
     SUB_A,
     SUB_B,
     declare,
@@ -28,7 +28,13 @@ ARGS = {
 def _export(**overrides):
     def program():
         export = SecureExport("sx", {**ARGS, **overrides})
-        for name in ("receiver_url", "webhook_url", "application_object_id", "action_group_id", "allowed_subscriptions"):
+        for name in (
+            "receiver_url",
+            "webhook_url",
+            "application_object_id",
+            "action_group_id",
+            "allowed_subscriptions",
+        ):
             pulumi.export(name, getattr(export, name))
 
     return program
