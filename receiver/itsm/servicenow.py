@@ -231,9 +231,17 @@ class ServiceNowBackend(Backend):
 
     name = "servicenow"
 
-    def __init__(self, settings: ServiceNowSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServiceNowSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``transport`` and ``clock`` exist for tests; production uses the defaults."""
         self.settings = settings
         self._transport = transport
+        self._clock = clock
         self._client: httpx.AsyncClient | None = None
         self._http: _ServiceNowHttp | None = None
         self._auth: Authenticator | None = None
@@ -271,7 +279,7 @@ class ServiceNowBackend(Backend):
             limits=httpx.Limits(max_connections=settings.max_connections),
             follow_redirects=False,
         )
-        self._auth = Authenticator(settings, self._client)
+        self._auth = Authenticator(settings, self._client, clock=self._clock)
         self._http = _ServiceNowHttp(settings, self._client, self._auth)
         self._http.on_credentials_rejected.append(self._remember_rejection)
         log.info(
@@ -309,7 +317,7 @@ class ServiceNowBackend(Backend):
         """
         if self._config_problem:
             return Readiness(False, self._config_problem)
-        now = time.monotonic()
+        now = self._clock()
         if self._readiness is not None and now < self._readiness[0]:
             return self._readiness[1]
         table = "incident" if self.settings.target is Target.INCIDENT else "em_event"
@@ -332,7 +340,7 @@ class ServiceNowBackend(Backend):
             result = Readiness(True, f"ServiceNow unreachable, alerts wait in the inbox: {error}")
         except PermanentBackendError:
             result = Readiness(True)  # authenticated; the probe table may simply be hidden by an ACL
-        self._readiness = (time.monotonic() + self.settings.readiness_cache_seconds, result)
+        self._readiness = (self._clock() + self.settings.readiness_cache_seconds, result)
         return result
 
     @property
@@ -593,7 +601,7 @@ class ServiceNowBackend(Backend):
             return _CiOutcome(label, None, "not looked up (characters outside [A-Za-z0-9._:/-])")
         key = (field, value.casefold())
         cached = self._ci_cache.get(key)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > self._clock():
             return _CiOutcome(label, cached[1], cached[2])
         table = self.settings.ci_table
         fields = ",".join(dict.fromkeys(("sys_id", "name", "sys_class_name", field)))
@@ -612,7 +620,7 @@ class ServiceNowBackend(Backend):
         return _CiOutcome(label, match, note)
 
     def _remember_ci(self, key: tuple[str, str], match: _CiMatch | None, note: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if len(self._ci_cache) >= _CI_CACHE_MAX:
             # Bounded: drop what expired, and if every entry is still fresh, start over.
             self._ci_cache = {k: v for k, v in self._ci_cache.items() if v[0] > now}
@@ -749,7 +757,7 @@ class ServiceNowBackend(Backend):
         return self._http
 
     def _remember_rejection(self, error: CredentialsRejected) -> None:
-        self._readiness = (time.monotonic() + self.settings.readiness_cache_seconds, Readiness(False, str(error)))
+        self._readiness = (self._clock() + self.settings.readiness_cache_seconds, Readiness(False, str(error)))
 
     @contextlib.asynccontextmanager
     async def _key_lock(self, key: str) -> AsyncIterator[None]:

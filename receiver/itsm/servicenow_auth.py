@@ -11,6 +11,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -40,8 +41,11 @@ class Credential:
 class Authenticator:
     """Hands out ``Authorization`` headers for the configured authentication mode."""
 
-    def __init__(self, settings: ServiceNowSettings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: ServiceNowSettings, http: httpx.AsyncClient, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._settings = settings
+        self._clock = clock
         self._http = http
         self._mode = settings.effective_auth
         self._token: str | None = None
@@ -62,7 +66,7 @@ class Authenticator:
             raw = f"{self._settings.username}:{self._settings.password.get_secret_value()}"
             return Credential("Basic " + base64.b64encode(raw.encode()).decode("ascii"), refreshable=False)
         async with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at:
+            if self._token is None or self._clock() >= self._expires_at:
                 await self._fetch_token()
             assert self._token is not None
             return Credential(f"Bearer {self._token}", refreshable=True)
@@ -118,7 +122,7 @@ class Authenticator:
         # Refresh early, but never so early that a short-lived token is refreshed on every call.
         margin = min(settings.token_refresh_margin_seconds, lifetime / 2)
         self._token = token
-        self._expires_at = time.monotonic() + lifetime - margin
+        self._expires_at = self._clock() + lifetime - margin
         log.info(
             "servicenow oauth access obtained",
             extra={"event": "servicenow_oauth", "grant": self._mode.value, "lifetime_seconds": int(lifetime)},

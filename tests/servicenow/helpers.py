@@ -77,11 +77,33 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def with_backend(fake: FakeServiceNow, body: Callable[[ServiceNowBackend], Awaitable[T]], **overrides: Any) -> T:
+class ManualClock:
+    """A monotonic clock the test moves by hand (TTLs and token lifetimes without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+def with_backend(
+    fake: FakeServiceNow,
+    body: Callable[[ServiceNowBackend], Awaitable[T]],
+    *,
+    clock: Callable[[], float] | None = None,
+    **overrides: Any,
+) -> T:
     """Start a backend against ``fake``, run ``body`` with it, close it."""
 
     async def main() -> T:
-        backend = ServiceNowBackend(settings(fake, **overrides))
+        backend_settings = settings(fake, **overrides)
+        backend = (ServiceNowBackend(backend_settings, clock=clock) if clock
+                   else ServiceNowBackend(backend_settings))
         await backend.start()
         try:
             return await body(backend)

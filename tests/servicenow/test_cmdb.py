@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from receiver.itsm.servicenow import ServiceNowBackend, query_safe
-from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, event, with_backend
+from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, event, with_backend
 from tests.servicenow_fake import FakeServiceNow
 
 DB_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Sql/servers/sql-01"
@@ -48,15 +46,17 @@ def test_ambiguous_names_bind_nothing(fake: FakeServiceNow) -> None:
 
 
 def test_hits_and_misses_are_cached_until_the_ttl_expires(fake: FakeServiceNow) -> None:
+    clock = ManualClock()
+
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, configuration_items=("vm-web-01", "ghost")))
         await backend.apply(event(2, configuration_items=("vm-web-01", "ghost")))
         assert len(fake.table_requests("cmdb_ci")) == 2  # resource id hit + name miss, then cached
-        time.sleep(0.3)
+        clock.advance(301)
         await backend.apply(event(3, configuration_items=("vm-web-01", "ghost")))
         assert len(fake.table_requests("cmdb_ci")) == 4
 
-    with_backend(fake, body, ci_cache_ttl_seconds=0.2)
+    with_backend(fake, body, clock=clock, ci_cache_ttl_seconds=300)
 
 
 @pytest.mark.parametrize("name", ["vm^ORname!=x", "a^NQsys_id!=0", "javascript:gs.getUserID()",

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from receiver.itsm.base import Condition, PermanentBackendError, TransientBackendError
 from receiver.itsm.servicenow import CredentialsRejected, ServiceNowBackend
-from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, run, settings, with_backend
+from tests.servicenow.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PASSWORD,
+    USER,
+    ManualClock,
+    event,
+    run,
+    settings,
+    with_backend,
+)
 from tests.servicenow_fake import Fault, FakeServiceNow
 
 
@@ -122,19 +130,22 @@ def test_close_code_check_waits_for_an_unreachable_instance(fake: FakeServiceNow
 
 @pytest.mark.parametrize("grant", ["oauth-client-credentials", "oauth-password"])
 def test_oauth_token_is_reused_and_refreshed_before_expiry(fake: FakeServiceNow, grant: str) -> None:
-    fake.token_lifetime = 2
+    clock = ManualClock()
 
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1))
         await backend.apply(event(2))
         assert backend.token_requests == 1
-        time.sleep(1.1)  # past half the lifetime: the margin makes it refresh before expiry
+        clock.advance(1800 - 60 - 1)
         await backend.apply(event(3))
+        assert backend.token_requests == 1
+        clock.advance(2)  # inside the 60 s margin before expires_in (1800 s) runs out
+        await backend.apply(event(4))
         assert backend.token_requests == 2
 
-    with_backend(fake, body, auth=grant, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+    with_backend(fake, body, clock=clock, auth=grant, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                  token_refresh_margin_seconds=60)
-    assert len(fake.rows("incident")) == 3
+    assert len(fake.rows("incident")) == 4
     assert not [r for r in fake.requests if r.status == 401]
     assert {r.auth for r in fake.requests if r.path.startswith("/api/")} == {"Bearer"}
 
