@@ -316,6 +316,7 @@ class LoadGenerator:
             "answered_s": answered - start,
             "deliveries": len(deliveries),
             "distinct_ids": distinct,
+            "accepted_distinct_ids": sorted({deliveries[i] for i, status in enumerate(final) if status == 202}),
             "final_statuses": dict(collections.Counter(str(s) for s in final)),
             "retries": sum(attempts_used) - len(deliveries),
             "latencies_s": latencies,

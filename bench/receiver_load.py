@@ -85,6 +85,8 @@ class ReceiverBench:
         self.config = config
         self.progress = progress
         self._seed = 1000
+        self.expected_fired = 0
+        """Distinct alerts the receiver accepted so far: the Fired events its backend must apply."""
         self.receiver_requests = 0
         """Requests sent to the receiver in all (retries included), to set beside its RSA counter."""
 
@@ -143,7 +145,6 @@ class ReceiverBench:
         for server in (baseline, receiver):
             self.progress(f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s")
             spec = self._spec(server.port, tokens, mode="flat", duration=config.flat_seconds, concurrency=config.flat_connections)
-            before = workitems.fired_count(db_path)
             samples = run_load_process(spec, workdir, f"flat-{server.name}")
             if server is receiver:
                 self.receiver_requests += sum(samples["statuses"].values())
@@ -155,8 +156,10 @@ class ReceiverBench:
                 "latency": summarize_ms(samples["latencies_s"]),
             }
             if server is receiver:
-                count, waited = wait_for_fired(db_path, before + accepted, config.drain_timeout_seconds)
-                entry["work_items_created"] = count - before
+                self.expected_fired += len(set(samples["accepted_ids"]))
+                _, waited = wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
+                applied = workitems.applied_times(db_path, samples["accepted_ids"])
+                entry["work_items_missing"] = len(set(samples["accepted_ids"])) - len(applied)
                 entry["drain_after_load_s"] = round(waited, 2)
             result[server.name] = entry
         base = result["baseline"]["accepted_per_s"]
@@ -171,7 +174,6 @@ class ReceiverBench:
             spec = self._spec(
                 server.port, tokens, mode="rate", rate=rate, duration=config.rate_seconds, concurrency=config.rate_max_connections
             )
-            before = workitems.fired_count(db_path)
             samples = run_load_process(spec, workdir, f"rate{rate:.0f}-{server.name}")
             if server is receiver:
                 self.receiver_requests += len(samples["statuses"])
@@ -186,7 +188,8 @@ class ReceiverBench:
             }
             if server is receiver:
                 accepted_ids = [i for i, s in zip(samples["ids"], samples["statuses"]) if s == 202]
-                count, waited = wait_for_fired(db_path, before + len(accepted_ids), config.drain_timeout_seconds)
+                self.expected_fired += len(set(accepted_ids))
+                _, waited = wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
                 applied = workitems.applied_times(db_path, accepted_ids)
                 scheduled = dict(zip(samples["ids"], samples["scheduled_wall"]))
                 lags = [applied[i] - scheduled[i] for i in accepted_ids if i in applied]
@@ -205,7 +208,6 @@ class ReceiverBench:
             f"storm: {config.storm_alerts} alerts at once ({config.storm_repeat_fraction:.0%} repeated deliveries) "
             f"over {config.storm_connections} connections"
         )
-        before = workitems.fired_count(db_path)
         spec = self._spec(
             receiver.port, tokens, mode="storm", count=config.storm_alerts,
             repeat_fraction=config.storm_repeat_fraction, concurrency=config.storm_connections,
@@ -213,18 +215,22 @@ class ReceiverBench:
         samples = run_load_process(spec, workdir, "storm")
         self.receiver_requests += samples["deliveries"] + samples["retries"]
         distinct = samples["distinct_ids"]
-        count, waited = wait_for_fired(db_path, before + len(distinct), config.drain_timeout_seconds)
+        accepted = samples["accepted_distinct_ids"]
+        self.expected_fired += len(accepted)
+        _, waited = wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
         applied = workitems.applied_times(db_path, distinct)
         all_exist_s = (max(applied.values()) - samples["start_wall"]) if len(applied) == len(distinct) else None
         census = workitems.work_item_census(db_path, distinct)
         return {
             "deliveries": samples["deliveries"],
             "distinct_alerts": len(distinct),
+            "distinct_alerts_accepted": len(accepted),
             "final_statuses": samples["final_statuses"],
             "retries": samples["retries"],
             "all_answered_s": round(samples["answered_s"], 3),
             "all_work_items_exist_s": round(all_exist_s, 3) if all_exist_s is not None else None,
             "latency": summarize_ms(samples["latencies_s"]),
+            "waited_for_work_items_after_answers_s": round(waited, 2),
             "work_items": census,
             "exactly_one_each": census["with_one_work_item"] == len(distinct),
         }
@@ -238,13 +244,13 @@ class ReceiverBench:
             return {"error": "py-spy is not installed (pip install py-spy): no profile taken"}
         time.sleep(0.5)
         spec = self._spec(receiver.port, tokens, mode="flat", duration=config.profile_seconds, concurrency=config.flat_connections)
-        before = workitems.fired_count(db_path)
         cpu_before, started = profiling.thread_cpu_seconds(receiver.pid), time.monotonic()
         samples = run_load_process(spec, workdir, "profile")
         cpu = profiling.cpu_share(receiver.pid, cpu_before, profiling.thread_cpu_seconds(receiver.pid), time.monotonic() - started)
         self.receiver_requests += sum(samples["statuses"].values())
         _, stderr = sampler.communicate(timeout=config.profile_seconds + 60)
-        wait_for_fired(db_path, before + samples["statuses"].get("202", 0), config.drain_timeout_seconds)
+        self.expected_fired += len(set(samples["accepted_ids"]))
+        wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
         if sampler.returncode != 0 or not raw_path.exists():
             return {"error": f"py-spy failed ({sampler.returncode}): {stderr.decode(errors='replace')[-500:]}"}
         summary = profiling.summarize(raw_path)
