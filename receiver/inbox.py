@@ -476,14 +476,14 @@ class Inbox:
                 firsts[key] = item
         candidates = list(firsts.values())
         existing: set[tuple[str, str]] = set()
-        for chunk in _chunks(candidates, 400):
-            pairs = ",".join("(?,?)" for _ in chunk)
-            args = [value for item in chunk for value in (item.alert_id, item.condition)]
+        alert_ids = list({item.alert_id for item in candidates})
+        for chunk in _chunks(alert_ids, 500):
+            # By alert id only: a row-value IN (VALUES ...) would make SQLite scan the whole
+            # table; an alert has at most two rows (Fired, Resolved), filtered below.
             existing.update(
                 conn.execute(
-                    f"SELECT alert_id, monitor_condition FROM inbox "
-                    f"WHERE (alert_id, monitor_condition) IN (VALUES {pairs})",
-                    args,
+                    f"SELECT alert_id, monitor_condition FROM inbox WHERE alert_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
                 ).fetchall()
             )
         fresh = []
