@@ -9,7 +9,6 @@ the same engine, so both pay the same mock cost.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +57,25 @@ def stack_document(rules: int) -> dict[str, Any]:
     }
 
 
-def run_generated_stack(rules: int) -> int:
-    """Plan the component stack with ``rules`` generated rules offline; return how many resources it declared."""
+def write_project(directory: Path, rules: int) -> Path:
+    """Lay out a project in ``directory`` whose ``bench`` stack has ``rules`` generated rules.
+
+    Written before the clock starts: generating the file is the benchmark's work, not the program's.
+    """
+    (directory / "Pulumi.yaml").symlink_to(REPOSITORY / "Pulumi.yaml")
+    (directory / "__main__.py").symlink_to(REPOSITORY / "__main__.py")
+    (directory / "stacks").mkdir()
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text = yaml.dump(stack_document(rules), Dumper=dumper, sort_keys=False)
+    (directory / "stacks" / f"Pulumi.{STACK}.yaml").write_text(text)
+    return directory
+
+
+def run_generated_stack(project: Path) -> int:
+    """Plan the project's ``bench`` stack offline, as ``secure-export plan`` does; return how many resources it declared."""
     from components.plan import plan_stack
 
-    with tempfile.TemporaryDirectory(prefix="secure-export-bench-stack-") as temp:
-        project = Path(temp)
-        (project / "Pulumi.yaml").symlink_to(REPOSITORY / "Pulumi.yaml")
-        (project / "__main__.py").symlink_to(REPOSITORY / "__main__.py")
-        (project / "stacks").mkdir()
-        (project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack_document(rules), sort_keys=False))
-        result = plan_stack(project, STACK)
-    return len(result.resources)
+    return len(plan_stack(project, STACK).resources)
 
 
 def run_plain(rules: int) -> int:
