@@ -48,7 +48,8 @@ def test_in_flight_request_completes_during_shutdown(tmp_path: Path, issuer: Loc
     assert answer.startswith(b"HTTP/1.1 202"), answer[:200]
     assert b'"status":"accepted"' in answer
     rx.stop()
-    assert count_by_state(rx.db_path)["pending"] + count_by_state(rx.db_path)["done"] == 1
+    counts = count_by_state(rx.db_path)
+    assert counts["pending"] + counts["done"] == 1
 
 
 def test_sigterm_lets_the_subprocess_finish_and_exit_0(tmp_path: Path, issuer: LocalIssuer) -> None:

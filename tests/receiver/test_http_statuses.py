@@ -192,7 +192,8 @@ def test_subscription_not_allowed_gets_403(tmp_path, issuer: LocalIssuer) -> Non
     with start_receiver(tmp_path, issuer, backend=RecordingBackend(), allowed_subscriptions=allowed) as rx:
         _assert_json_error(rx.post_alert(alert_body("other-sub"), issuer.mint()), 403, "forbidden")
         assert rx.post_alert(alert_body("our-sub", subscription=allowed), issuer.mint()).status_code == 202
-        assert rx.inbox_counts()["pending"] + rx.inbox_counts()["done"] == 1
+        counts = rx.inbox_counts()
+        assert counts["pending"] + counts["done"] == 1
 
 
 def test_unknown_route_and_wrong_method_get_json(rx: RunningReceiver) -> None:
