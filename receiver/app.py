@@ -462,5 +462,6 @@ def create_app(
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
+    metrics.bind_requests(lambda: runtime.in_flight)
     app.state.receiver = runtime
     return app

@@ -9,6 +9,7 @@ Names (all prefixed ``secure_export_``):
 
 * ``http_requests_total{route,status}`` — every answer, by route template (unknown paths: ``other``).
 * ``http_request_duration_seconds{route}`` — time to answer.
+* ``http_requests_in_flight`` — requests being answered now (the scrape included).
 * ``alerts_accepted_total{condition,duplicate}`` — 202s for ``POST /api/alerts``.
 * ``inbox_depth`` — rows waiting for the backend; ``inbox_parked`` — rows parked as failed.
 * ``inbox_commits_total``, ``inbox_rows_written_total``, ``inbox_write_failures_total``.
@@ -98,10 +99,17 @@ class ReceiverMetrics:
         self.parked = Counter(
             "secure_export_dispatch_parked", "Inbox rows parked as failed, by reason", ["reason"], registry=r
         )
+        self.in_flight = Gauge(
+            "secure_export_http_requests_in_flight", "Requests being answered now (the scrape included)", registry=r
+        )
         self.inbox_depth = Gauge("secure_export_inbox_depth", "Inbox rows waiting for the backend", registry=r)
         self.inbox_parked = Gauge("secure_export_inbox_parked", "Inbox rows parked as failed", registry=r)
         self._objects = _AttributeCounters()
         r.register(self._objects)
+
+    def bind_requests(self, in_flight: Callable[[], int]) -> None:
+        """Report the number of requests being answered right now (including the scrape itself)."""
+        self.in_flight.set_function(lambda: float(in_flight()))
 
     def bind_inbox(self, inbox: Any) -> None:
         """Read depth, parked rows and commit counters from the inbox at scrape time."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from pathlib import Path
 
 from receiver.inbox import count_by_state
@@ -63,7 +62,10 @@ def test_sigterm_lets_the_subprocess_finish_and_exit_0(tmp_path: Path, issuer: L
     ).encode()
     with socket.create_connection((host, int(port)), timeout=15) as sock:
         sock.sendall(head + body[:40])
-        time.sleep(0.3)  # let the server read the headers (no in-process hook across processes)
+        # In flight: the partial request, plus the /metrics scrape that counts itself.
+        rx.wait_until(
+            lambda: rx.metric("secure_export_http_requests_in_flight") >= 2, 10, "the request to be in flight"
+        )
         assert rx.process is not None
         rx.process.terminate()
         rx.wait_until(lambda: _refuses_connections(host, int(port)), 10, "the listener to close")
