@@ -396,7 +396,11 @@ def create_app(
     else:
         jwks = verifier.keys
     metrics = ReceiverMetrics()
-    inbox = Inbox(settings.db, busy_timeout=settings.inbox_busy_timeout_seconds)
+    inbox = Inbox(
+        settings.db,
+        busy_timeout=settings.inbox_busy_timeout_seconds,
+        retention_seconds=settings.inbox_retention_days * 86400 if settings.inbox_retention_days else None,
+    )
     dispatcher = Dispatcher(
         inbox,
         backend,

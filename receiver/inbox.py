@@ -31,10 +31,12 @@ One receiver process per database file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +64,9 @@ CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS inbox_parked ON inbox (id) WHERE state = 'parked';
 CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+PRUNE_INTERVAL_SECONDS = 3600.0
+"""How often done rows past the retention period are deleted."""
 
 CHECKPOINT_INTERVAL_SECONDS = 0.5
 """How often the checkpointer thread folds the WAL back into the database file."""
@@ -192,9 +197,14 @@ class Inbox:
         *,
         busy_timeout: float = 1.0,
         on_committed: Callable[[list[InboxRow]], None] | None = None,
+        retention_seconds: float | None = None,
     ) -> None:
         self.db_path = str(db_path)
         self.busy_timeout = busy_timeout
+        self.retention_seconds = retention_seconds
+        """Done rows older than this are deleted (parked and pending rows never); None keeps all."""
+        self._pruner: asyncio.Task[None] | None = None
+        self.pruned = 0
         self._on_committed = on_committed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -226,12 +236,19 @@ class Inbox:
         )
         self._thread.start()
         await ready
+        if self.retention_seconds is not None:
+            self._pruner = asyncio.create_task(self._prune_loop(), name="inbox-pruner")
 
     async def close(self) -> None:
         """Finish everything queued, then stop the writer and close the connection."""
         if self._closed:
             return
         self._closed = True
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
         self._queue.put(_STOP)
         thread = self._thread
         if thread is not None:
@@ -315,6 +332,44 @@ class Inbox:
             self._parked += cur.rowcount
 
         await self._call(park)
+
+    async def prune(self, older_than_seconds: float, *, limit: int = 5000) -> int:
+        """Delete up to ``limit`` done rows whose backend confirmation is older than the given age.
+
+        Keeping done rows is what makes a late repeated delivery a no-op; Azure stops retrying
+        within minutes, so after the retention period their keys and bodies only take space.
+        Parked and pending rows are never deleted. Returns the number of rows deleted.
+        """
+        cutoff = (
+            datetime.fromtimestamp(time.time() - older_than_seconds, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+
+        def delete(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM inbox WHERE id IN "
+                "(SELECT id FROM inbox WHERE state = 'done' AND done_at < ? ORDER BY id LIMIT ?)",
+                (cutoff, limit),
+            )
+            return cur.rowcount
+
+        deleted: int = await self._call(delete)
+        self.pruned += deleted
+        return deleted
+
+    async def _prune_loop(self) -> None:
+        assert self.retention_seconds is not None
+        interval = min(PRUNE_INTERVAL_SECONDS, max(self.retention_seconds / 10, 1.0))
+        while True:
+            try:
+                while await self.prune(self.retention_seconds) > 0:
+                    await asyncio.sleep(0)  # a big backlog goes in slices, between requests
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - pruning is housekeeping; try again later
+                log.warning("inbox pruning failed", extra={"event": "prune_failed", "error": str(error)})
+            await asyncio.sleep(interval)
 
     async def probe(self) -> None:
         """Prove the inbox is writable now (a committed write); raises :class:`InboxUnavailable`."""
@@ -414,7 +469,17 @@ class Inbox:
                     continue
                 batch.append(item)
             if batch:
-                self._commit(conn, batch)
+                try:
+                    self._commit(conn, batch)
+                except Exception as error:  # noqa: BLE001 - a bug must not kill the only writer
+                    log.exception("inbox writer error", extra={"event": "inbox_writer_error"})
+                    if conn.in_transaction:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    self._fail_batch(batch, sqlite3.DatabaseError(f"inbox writer error: {error}"))
+                    self._recount(conn)
 
     def _commit(self, conn: sqlite3.Connection, batch: Sequence[_Item]) -> None:
         # Few statements per batch, whatever its size: every SQLite call releases and retakes the
@@ -445,7 +510,7 @@ class Inbox:
                 conn.execute("SAVEPOINT op")
                 try:
                     item.run(conn, self)
-                except sqlite3.Error as error:
+                except Exception as error:  # noqa: BLE001 - handed to that operation's caller
                     conn.execute("ROLLBACK TO op")
                     item.error = error
                 conn.execute("RELEASE op")
@@ -511,6 +576,13 @@ class Inbox:
                     InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.payload)
                 )
         return rows
+
+    def _recount(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
+            self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
+        except sqlite3.Error:
+            pass
 
     def _fail_batch(self, batch: Sequence[_Item], error: sqlite3.Error) -> None:
         self.write_failures += 1

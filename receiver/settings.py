@@ -89,6 +89,8 @@ class ReceiverSettings(BaseSettings):
     """Work item priority by severity, ``Sev0=1,Sev1=2,...`` (unlisted severities keep the default)."""
     inbox_busy_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     """How long an inbox write waits for a lock before the request gets 503 (Azure retries 503)."""
+    inbox_retention_days: float = Field(default=30.0, ge=0)
+    """Done inbox rows are kept this long (repeats within it are recognised), then deleted; 0 keeps all."""
     graceful_shutdown_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: time given to in-flight requests and backend calls before they are cut."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

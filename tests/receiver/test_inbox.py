@@ -185,3 +185,59 @@ def test_close_drains_queued_writes(tmp_path: Path) -> None:
 
     _run(scenario())
     assert count_by_state(db)["pending"] == 50
+
+
+def test_a_failing_operation_fails_only_its_caller_and_the_writer_lives_on(tmp_path: Path) -> None:
+    db = str(tmp_path / "inbox.db")
+
+    async def scenario() -> None:
+        inbox = Inbox(db)
+        await inbox.open()
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO inbox_meta (key, value) VALUES ('x', 'y')")
+            raise RuntimeError("a bug in an operation")
+
+        results = await asyncio.gather(
+            inbox._call(broken), inbox.put("ok", "Fired", b"{}"), return_exceptions=True
+        )
+        assert isinstance(results[0], RuntimeError)
+        assert results[1].duplicate is False
+        # The broken operation's own write was rolled back; the writer still works.
+        assert await inbox._call(lambda conn: conn.execute("SELECT count(*) FROM inbox_meta WHERE key = 'x'").fetchone()[0]) == 0
+        assert (await inbox.put("after", "Fired", b"{}")).duplicate is False
+        await inbox.close()
+
+    _run(scenario())
+    assert count_by_state(db)["pending"] == 2
+
+
+def test_prune_deletes_only_old_done_rows(tmp_path: Path) -> None:
+    db = str(tmp_path / "inbox.db")
+
+    async def scenario() -> None:
+        inbox = Inbox(db)
+        await inbox.open()
+        for name in ("old-done", "new-done", "old-parked", "pending"):
+            await inbox.put(name, "Fired", b"{}")
+        rows = {row.alert_id: row.id for row in await inbox.pending()}
+        await inbox.mark_done(rows["old-done"])
+        await inbox.mark_done(rows["new-done"])
+        await inbox.park(rows["old-parked"], 1, "refused")
+        # Age two rows by a year, as if confirmed/parked long ago.
+        await inbox._call(
+            lambda conn: conn.execute(
+                "UPDATE inbox SET done_at = '2025-01-01T00:00:00.000Z', parked_at = '2025-01-01T00:00:00.000Z' "
+                "WHERE alert_id IN ('old-done', 'old-parked')"
+            )
+        )
+        assert await inbox.prune(7 * 86400) == 1
+        assert await inbox.prune(7 * 86400) == 0
+        await inbox.close()
+
+    _run(scenario())
+    conn = sqlite3.connect(db)
+    left = sorted(row[0] for row in conn.execute("SELECT alert_id FROM inbox"))
+    conn.close()
+    assert left == ["new-done", "old-parked", "pending"]
+    assert count_by_state(db) == {"pending": 1, "done": 1, "parked": 1}
