@@ -76,7 +76,7 @@ STATE_RESOLVED = "6"
 INACTIVE_OR_RESOLVED = frozenset({"6", "7", "8"})
 """Resolved, Closed, Canceled: a Resolved delivery has nothing left to do."""
 
-_QUERY_SAFE = re.compile(r"^[A-Za-z0-9._:/-]{1,255}$")
+_QUERY_SAFE = re.compile(r"[A-Za-z0-9._:/-]{1,255}")
 _INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,close_notes"
 
 
@@ -107,7 +107,7 @@ def query_safe(value: str) -> bool:
     Encoded queries have no escape for ``^`` (condition separator, ``^OR``, ``^NQ``) and evaluate
     values starting with ``javascript:`` on the server, so only a conservative character set passes.
     """
-    return bool(_QUERY_SAFE.match(value)) and "javascript:" not in value.casefold()
+    return bool(_QUERY_SAFE.fullmatch(value)) and "javascript:" not in value.casefold()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ ENV_PREFIX = "SECURE_EXPORT_SERVICENOW_"
 
 SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,79}$")
-_SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,79}")
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Target(enum.StrEnum):
@@ -125,14 +125,14 @@ class ServiceNowSettings(BaseSettings):
     @classmethod
     def _identifier(cls, value: str) -> str:
         # These go into sysparm_query and the URL path, so they must be plain column/table names.
-        if not _IDENTIFIER.match(value):
+        if not _IDENTIFIER.fullmatch(value):
             raise ValueError("must be a ServiceNow column or table name ([a-z_][a-z0-9_]*)")
         return value
 
     @field_validator("assignment_group", "caller")
     @classmethod
     def _sys_id(cls, value: str | None) -> str | None:
-        if value is not None and not _SYS_ID.match(value):
+        if value is not None and not _SYS_ID.fullmatch(value):
             raise ValueError("must be a 32-character hex sys_id")
         return value
 

@@ -60,7 +60,7 @@ def test_hits_and_misses_are_cached_until_the_ttl_expires(fake: FakeServiceNow) 
 
 
 @pytest.mark.parametrize("name", ["vm^ORname!=x", "a^NQsys_id!=0", "javascript:gs.getUserID()",
-                                  "JavaScript:gs.sleep(1000)", "vm web", "vm\nname=x", "x" * 300])
+                                  "JavaScript:gs.sleep(1000)", "vm web", "vm\nname=x", "vm-web-01\n", "x" * 300])
 def test_hostile_ci_names_never_reach_a_query(fake: FakeServiceNow, name: str) -> None:
     with_backend(fake, lambda b: b.apply(event(1, target_ids=(), configuration_items=(name,))))
     assert not fake.table_requests("cmdb_ci")

@@ -43,6 +43,7 @@ def test_secrets_never_appear_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"SECURE_EXPORT_SERVICENOW_URL": "http://acme.service-now.com"}, "SECURE_EXPORT_SERVICENOW_URL: must use https"),
         ({"SECURE_EXPORT_SERVICENOW_TARGET": "alert"}, "SECURE_EXPORT_SERVICENOW_TARGET"),
         ({"SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD": "object_id^ORname!=x"}, "SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD"),
+        ({"SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD": "object_id\n"}, "SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD"),
         ({"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev9": {"impact": 1, "urgency": 1}}'}, "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP"),
         ({"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev1": {"impact": 4, "urgency": 1}}'}, "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP"),
         ({"SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP": "Service Desk"}, "SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP: must be a 32-character hex sys_id"),
