@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from receiver.itsm.servicenow import ServiceNowBackend
@@ -70,3 +72,21 @@ def test_invalid_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatc
 def test_plain_http_is_allowed_only_on_loopback() -> None:
     s = ServiceNowSettings.load(url="http://127.0.0.1:8443", username="u", password="p")
     assert s.url == "http://127.0.0.1:8443"
+
+
+def test_serve_refuses_a_bad_servicenow_configuration_naming_the_variable(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_EXPORT_")}
+    env |= {"SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "SECURE_EXPORT_AUDIENCES": "api://x",
+            "SECURE_EXPORT_DB": str(tmp_path / "x.db"), "SECURE_EXPORT_ITSM": "servicenow",
+            "SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com",
+            "SECURE_EXPORT_SERVICENOW_USERNAME": "svc", "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret",
+            "SECURE_EXPORT_SERVICENOW_TARGET": "alerts"}
+    done = subprocess.run([sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "SECURE_EXPORT_SERVICENOW_TARGET" in done.stderr and "pa55-secret" not in done.stderr
+    assert "Traceback" not in done.stderr
