@@ -48,7 +48,9 @@ def test_request_tokens_never_reach_the_logs(tmp_path: Path, issuer: LocalIssuer
 
 def test_subprocess_logs_are_json_lines_without_tokens(tmp_path: Path, issuer: LocalIssuer) -> None:
     token = issuer.mint()
-    rx = start_receiver(tmp_path, issuer, subprocess=True, backend="tests.receiver.harness:durable_fake")
+    rx = start_receiver(
+        tmp_path, issuer, subprocess=True, backend="tests.receiver.harness:durable_fake", log_level="DEBUG"
+    )
     try:
         assert rx.post_alert(alert_body("sub-log"), token).status_code == 202
         assert rx.post_alert(alert_body("sub-log-2"), token + "x").status_code == 401
