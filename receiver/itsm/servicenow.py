@@ -78,6 +78,7 @@ INACTIVE_OR_RESOLVED = frozenset({"6", "7", "8"})
 
 _QUERY_SAFE = re.compile(r"[A-Za-z0-9._:/-]{1,255}")
 _INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,close_notes"
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def correlation_id(correlation_key: str) -> str:
@@ -453,7 +454,13 @@ class ServiceNowBackend(Backend):
         rows = await self._query(
             "incident", f"correlation_id={corr}^active=true^ORDERBYDESCsys_created_on", _INCIDENT_FIELDS
         )
-        matching = [row for row in rows if row.get("correlation_id") == corr and _truthy(row.get("active"))]
+        matching = [
+            row
+            for row in rows
+            if row.get("correlation_id") == corr
+            and _truthy(row.get("active"))
+            and _SYS_ID.fullmatch(str(row.get("sys_id", "")))  # it goes into a path and a query next
+        ]
         if len(matching) > 1:
             numbers = ", ".join(str(row.get("number")) for row in matching)
             raise PermanentBackendError(
