@@ -119,12 +119,13 @@ def test_rate_limits_and_an_outage_lose_nothing_and_duplicate_nothing(
 ) -> None:
     """A burst of 429s, then "two minutes" of 503s, while Azure keeps delivering.
 
-    Time scale: the outage is a window the test opens and closes (it lasts until the fake has
-    refused 40 backend calls — about as many as a real two-minute outage costs with the production
-    backoff of 1 s doubling to 300 s) instead of 120 real seconds, and the dispatcher runs with the
-    harness's 10 ms base / 200 ms cap backoff. Production's 15-attempt limit spans ~20 minutes of
-    outage; here the limit is raised so that compressed time cannot park a row. One POST answer
-    is also lost after ServiceNow applied it, as a flaky gateway would.
+    Time scale: in production a row retried with the dispatcher's backoff (1 s doubling, full
+    jitter) makes about 8 attempts in two minutes; the 15-attempt limit spans about 20 minutes. Here
+    the outage is a window the test opens and closes: it lasts until the fake has refused 40 backend
+    calls (several refused attempts for each of the rows pending by then), with the harness's 10 ms
+    base / 200 ms cap backoff, so it takes well under a second. The attempt limit is raised so that
+    compressed time cannot park a row. One POST answer is also lost after ServiceNow applied it, as a
+    flaky gateway would do.
     """
     with _receiver(tmp_path, issuer, instance, env={"dispatch_max_attempts": 10_000}) as rx:
         token = issuer.mint()
