@@ -231,6 +231,7 @@ def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) ->
             f"AlertRules {component}: metric rule {rule_name!r}: criterion {name!r} needs exactly one of threshold (static) or dynamic"
         )
     dimensions = [monitor.MetricDimensionArgs(**d) for d in _dimensions(c.get("dimensions")) or []] or None
+    static_threshold: float = threshold  # type: ignore[assignment]
     if dynamic is not None:
         return monitor.DynamicMetricCriteriaArgs(
             criterion_type="DynamicThresholdCriterion",
@@ -254,11 +255,11 @@ def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) ->
         operator=c["operator"],
         time_aggregation=c["time_aggregation"],
         dimensions=dimensions,
-        threshold=threshold,
+        threshold=static_threshold,
     )
 
 
-def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> dict[str, Any]:
+def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> Any:
     category = rule.get("category")
     if category not in ACTIVITY_LOG_CATEGORIES:
         raise ValueError(
@@ -275,7 +276,7 @@ def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> dict[
         ("properties.incidentType", "incident_types"),
         ("properties.currentHealthStatus", "health_statuses"),
     ):
-        values = rule.get(key)
+        values: Any = rule.get(key)
         if values:
             all_of.append({"any_of": [{"field": field, "equals": v} for v in values]})
     for field, key in (
@@ -298,12 +299,12 @@ def watched_subscriptions(
     These are the subscriptions whose alerts the receiver should accept.
     """
     subs: set[str] = set()
-    for rules in (metric_alerts, log_alerts, activity_log_alerts):
-        for rule in rules or []:
-            for scope in rule.get("scopes") or []:
-                sub = subscription_of(scope)
-                if sub:
-                    subs.add(sub)
+    every_rule: list[Any] = [*(metric_alerts or []), *(log_alerts or []), *(activity_log_alerts or [])]
+    for rule in every_rule:
+        for scope in rule.get("scopes") or []:
+            sub = subscription_of(scope)
+            if sub:
+                subs.add(sub)
     return sorted(subs)
 
 
@@ -323,132 +324,28 @@ class AlertRules(pulumi.ComponentResource):
         action_group_id = args.get("action_group_id")
         if rg is None or action_group_id is None:
             raise ValueError(f"AlertRules {name}: resource_group_name and action_group_id are required")
-        tags = args.get("tags")
-        child = pulumi.ResourceOptions(parent=self)
-        metric_rules = args.get("metric_alerts") or []
+        self._name = name
+        self._rg: pulumi.Input[str] = rg
+        self._action_group_id: pulumi.Input[str] = action_group_id
+        self._tags = args.get("tags")
+        self._child = pulumi.ResourceOptions(parent=self)
         log_rules = args.get("log_alerts") or []
-        activity_rules = args.get("activity_log_alerts") or []
-
-        metric_ids = []
-        seen: set[str] = set()
-        for rule in metric_rules:
-            rule_name = _check_rule(name, "metric", dict(rule), seen)
-            scopes = list(rule["scopes"])
-            criteria = [_metric_criterion(name, rule_name, c) for c in rule.get("criteria") or []]
-            if not criteria:
-                raise ValueError(
-                    f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion"
-                )
-            dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
-            multi = _is_multi_resource(scopes)
-            if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
-                raise ValueError(
-                    f"AlertRules {name}: metric rule {rule_name!r}: a multi-resource rule needs target_resource_type and target_resource_region"
-                )
-            alert = monitor.MetricAlert(
-                f"{name}-metric-{rule_name}",
-                rule_name=rule_name,
-                resource_group_name=rg,
-                location="global",
-                description=rule.get("description") or rule_name,
-                severity=check_severity(rule["severity"]),
-                enabled=rule.get("enabled", True) is not False,
-                scopes=scopes,
-                evaluation_frequency=rule["evaluation_frequency"],
-                window_size=rule["window_size"],
-                target_resource_type=rule.get("target_resource_type"),
-                target_resource_region=rule.get("target_resource_region"),
-                criteria=(
-                    monitor.MetricAlertMultipleResourceMultipleMetricCriteriaArgs(
-                        odata_type=MULTI_RESOURCE_CRITERIA, all_of=criteria
-                    )
-                    if (multi or dynamic)
-                    else monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
-                        odata_type=SINGLE_RESOURCE_CRITERIA, all_of=criteria
-                    )
-                ),
-                auto_mitigate=True,
-                actions=[{"action_group_id": action_group_id}],
-                tags=tags,
-                opts=child,
-            )
-            metric_ids.append(alert.id)
-
-        log_ids = []
-        seen = set()
-        if log_rules and not args.get("location"):
+        location = args.get("location")
+        if log_rules and not location:
             raise ValueError(
                 f"AlertRules {name}: location is required for log search rules (the region of their workspaces)"
             )
-        for rule in log_rules:
-            rule_name = _check_rule(name, "log", dict(rule), seen)
-            failing = rule.get("failing_periods") or {"evaluation_periods": 1, "min_failing_periods": 1}
-            if failing["min_failing_periods"] > failing["evaluation_periods"]:
-                raise ValueError(
-                    f"AlertRules {name}: log rule {rule_name!r}: failing_periods.min_failing_periods exceeds evaluation_periods"
-                )
-            if rule.get("mute_actions_duration"):
-                duration_seconds(rule["mute_actions_duration"])
-            log_alert = monitor.ScheduledQueryRule(
-                f"{name}-log-{rule_name}",
-                rule_name=rule_name,
-                resource_group_name=rg,
-                location=args.get("location"),
-                kind="LogAlert",
-                description=rule.get("description") or rule_name,
-                display_name=rule_name,
-                severity=check_severity(rule["severity"]),
-                enabled=rule.get("enabled", True) is not False,
-                scopes=list(rule["scopes"]),
-                evaluation_frequency=rule["evaluation_frequency"],
-                window_size=rule["window_size"],
-                mute_actions_duration=rule.get("mute_actions_duration"),
-                criteria={
-                    "all_of": [
-                        {
-                            "query": rule["query"],
-                            "time_aggregation": rule["time_aggregation"],
-                            "metric_measure_column": rule.get("metric_measure_column"),
-                            "resource_id_column": rule.get("resource_id_column"),
-                            "operator": rule["operator"],
-                            "threshold": rule["threshold"],
-                            "dimensions": _dimensions(rule.get("dimensions")),
-                            "failing_periods": {
-                                "number_of_evaluation_periods": failing["evaluation_periods"],
-                                "min_failing_periods_to_alert": failing["min_failing_periods"],
-                            },
-                        }
-                    ]
-                },
-                auto_mitigate=True,
-                actions={"action_groups": [action_group_id]},
-                tags=tags,
-                opts=child,
-            )
-            log_ids.append(log_alert.id)
 
-        activity_ids = []
+        seen: set[str] = set()
+        metric_ids = [self._metric(rule, seen) for rule in args.get("metric_alerts") or []]
         seen = set()
-        for rule in activity_rules:
-            rule_name = _check_rule(name, "activity log", dict(rule), seen)
-            activity = monitor.ActivityLogAlert(
-                f"{name}-activity-{rule_name}",
-                activity_log_alert_name=rule_name,
-                resource_group_name=rg,
-                location="Global",
-                description=rule.get("description") or rule_name,
-                enabled=rule.get("enabled", True) is not False,
-                scopes=list(rule["scopes"]),
-                condition=_activity_condition(name, rule),
-                actions={"action_groups": [{"action_group_id": action_group_id}]},
-                tags=tags,
-                opts=child,
-            )
-            activity_ids.append(activity.id)
+        log_ids = [self._log(rule, seen, str(location)) for rule in log_rules]
+        seen = set()
+        activity_ids = [self._activity(rule, seen) for rule in args.get("activity_log_alerts") or []]
 
-        self.metric_alert_ids = pulumi.Output.all(*metric_ids) if metric_ids else pulumi.Output.from_input([])
-        self.log_alert_ids = pulumi.Output.all(*log_ids) if log_ids else pulumi.Output.from_input([])
-        self.activity_log_alert_ids = pulumi.Output.all(*activity_ids) if activity_ids else pulumi.Output.from_input([])
+        self.metric_alert_ids = _all(metric_ids)
+        self.log_alert_ids = _all(log_ids)
+        self.activity_log_alert_ids = _all(activity_ids)
         self.register_outputs(
             {
                 "metric_alert_ids": self.metric_alert_ids,
@@ -456,3 +353,120 @@ class AlertRules(pulumi.ComponentResource):
                 "activity_log_alert_ids": self.activity_log_alert_ids,
             }
         )
+
+    def _metric(self, rule: MetricAlertRuleArgs, seen: set[str]) -> pulumi.Output[str]:
+        name = self._name
+        rule_name = _check_rule(name, "metric", dict(rule), seen)
+        scopes = list(rule["scopes"])
+        criteria = [_metric_criterion(name, rule_name, c) for c in rule.get("criteria") or []]
+        if not criteria:
+            raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
+        dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
+        multi = _is_multi_resource(scopes)
+        if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
+            raise ValueError(
+                f"AlertRules {name}: metric rule {rule_name!r}: a multi-resource rule needs "
+                "target_resource_type and target_resource_region"
+            )
+        criteria_args: Any = (
+            monitor.MetricAlertMultipleResourceMultipleMetricCriteriaArgs(
+                odata_type=MULTI_RESOURCE_CRITERIA, all_of=criteria
+            )
+            if (multi or dynamic)
+            else monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
+                odata_type=SINGLE_RESOURCE_CRITERIA, all_of=criteria
+            )
+        )
+        alert = monitor.MetricAlert(
+            f"{name}-metric-{rule_name}",
+            rule_name=rule_name,
+            resource_group_name=self._rg,
+            location="global",
+            description=rule.get("description") or rule_name,
+            severity=check_severity(rule["severity"]),
+            enabled=rule.get("enabled", True) is not False,
+            scopes=scopes,
+            evaluation_frequency=rule["evaluation_frequency"],
+            window_size=rule["window_size"],
+            target_resource_type=rule.get("target_resource_type"),
+            target_resource_region=rule.get("target_resource_region"),
+            criteria=criteria_args,
+            auto_mitigate=True,
+            actions=[monitor.MetricAlertActionArgs(action_group_id=self._action_group_id)],
+            tags=self._tags,
+            opts=self._child,
+        )
+        return alert.id
+
+    def _log(self, rule: LogAlertRuleArgs, seen: set[str], location: str) -> pulumi.Output[str]:
+        name = self._name
+        rule_name = _check_rule(name, "log", dict(rule), seen)
+        failing = rule.get("failing_periods") or FailingPeriodsArgs(evaluation_periods=1, min_failing_periods=1)
+        if failing["min_failing_periods"] > failing["evaluation_periods"]:
+            raise ValueError(
+                f"AlertRules {name}: log rule {rule_name!r}: failing_periods.min_failing_periods exceeds evaluation_periods"
+            )
+        mute = rule.get("mute_actions_duration")
+        if mute:
+            try:
+                duration_seconds(mute)
+            except ValueError as exc:
+                raise ValueError(f"AlertRules {name}: log rule {rule_name!r}: mute_actions_duration {exc}") from None
+        condition = monitor.ConditionArgs(
+            query=rule["query"],
+            time_aggregation=rule["time_aggregation"],
+            metric_measure_column=rule.get("metric_measure_column"),
+            resource_id_column=rule.get("resource_id_column"),
+            operator=rule["operator"],
+            threshold=rule["threshold"],
+            dimensions=[monitor.DimensionArgs(**d) for d in _dimensions(rule.get("dimensions")) or []] or None,
+            failing_periods=monitor.ConditionFailingPeriodsArgs(
+                number_of_evaluation_periods=failing["evaluation_periods"],
+                min_failing_periods_to_alert=failing["min_failing_periods"],
+            ),
+        )
+        alert = monitor.ScheduledQueryRule(
+            f"{name}-log-{rule_name}",
+            rule_name=rule_name,
+            resource_group_name=self._rg,
+            location=location,
+            kind="LogAlert",
+            description=rule.get("description") or rule_name,
+            display_name=rule_name,
+            severity=check_severity(rule["severity"]),
+            enabled=rule.get("enabled", True) is not False,
+            scopes=list(rule["scopes"]),
+            evaluation_frequency=rule["evaluation_frequency"],
+            window_size=rule["window_size"],
+            mute_actions_duration=mute,
+            criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[condition]),
+            auto_mitigate=True,
+            actions=monitor.ActionsArgs(action_groups=[self._action_group_id]),
+            tags=self._tags,
+            opts=self._child,
+        )
+        return alert.id
+
+    def _activity(self, rule: ActivityLogAlertRuleArgs, seen: set[str]) -> pulumi.Output[str]:
+        name = self._name
+        rule_name = _check_rule(name, "activity log", dict(rule), seen)
+        alert = monitor.ActivityLogAlert(
+            f"{name}-activity-{rule_name}",
+            activity_log_alert_name=rule_name,
+            resource_group_name=self._rg,
+            location="Global",
+            description=rule.get("description") or rule_name,
+            enabled=rule.get("enabled", True) is not False,
+            scopes=list(rule["scopes"]),
+            condition=_activity_condition(name, rule),
+            actions=monitor.ActionListArgs(
+                action_groups=[monitor.ActionGroupArgs(action_group_id=self._action_group_id)]
+            ),
+            tags=self._tags,
+            opts=self._child,
+        )
+        return alert.id
+
+
+def _all(ids: list[pulumi.Output[str]]) -> pulumi.Output[list[str]]:
+    return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])  # type: ignore[return-value]

@@ -434,7 +434,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Any) -> str:
     kind = error.get("type", "")
     if kind == "missing":
         return "required value is missing"

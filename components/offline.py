@@ -151,8 +151,11 @@ class FakeCloud(pulumi.runtime.Mocks):
             }
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        """Answer an invoke (data source) deterministically."""
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """Answer an invoke (data source) deterministically (no check failures)."""
+        return self._answer(args), []
+
+    def _answer(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         token = args.token
         if token in ("azuread:index/getClientConfig:getClientConfig", "azure-native:authorization:getClientConfig"):
             return {
@@ -375,11 +378,15 @@ def _mask_secret_lists(value: Any) -> tuple[Any, bool]:
 
 
 def plain_numbers(value: Any) -> Any:
-    """Return ``value`` with integral floats as ints (the engine hands every number over as a double)."""
+    """Return ``value`` with integral floats as ints and map keys sorted.
+
+    The engine hands every number over as a double and maps in no fixed order; this makes the
+    plan byte-for-byte the same on every run.
+    """
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: plain_numbers(v) for k, v in value.items()}
+        return {k: plain_numbers(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [plain_numbers(v) for v in value]
     return value
@@ -399,4 +406,4 @@ def public_inputs(record: PlannedResource, secrets: frozenset[str] | set[str]) -
         if key in record.secret_inputs and not (hit or listed):
             shown = SECRET_MASK
         out[key] = plain_numbers(shown)
-    return out
+    return {k: out[k] for k in sorted(out)}

@@ -68,14 +68,14 @@ def to_json(result: PlanResult) -> dict[str, Any]:
     secrets = result.secret_values
     resources = []
     for record in result.resources:
-        outputs, _ = masked(record.outputs, secrets)
+        made_up, _ = masked(record.outputs, secrets)
         resources.append(
             {
                 "type": record.type,
                 "name": record.name,
                 "parent": record.parent,
                 "inputs": public_inputs(record, secrets),
-                "outputs": plain_numbers(outputs),
+                "outputs": plain_numbers(made_up),
             }
         )
     outputs: dict[str, Any] = {}

@@ -230,8 +230,8 @@ class ReceiverService(pulumi.ComponentResource):
 
         secrets, env = self._environment(name, args, audiences, itsm, correlation)
 
-        registries = None
-        identity = None
+        registries: Any = None
+        identity: Any = None
         if args.get("registry_resource_id"):
             pull_identity = managedidentity.UserAssignedIdentity(
                 f"{name}-pull-identity", resource_group_name=rg_name, location=location, tags=tags, opts=child
@@ -258,7 +258,7 @@ class ReceiverService(pulumi.ComponentResource):
             identity = {"type": "UserAssigned", "user_assigned_identities": [pull_identity.id]}
 
         app_name = _app_name(args.get("container_app_name") or name)
-        container_app = app.ContainerApp(
+        container_app = app.ContainerApp(  # type: ignore[call-overload]
             f"{name}-app",
             container_app_name=app_name,
             resource_group_name=rg_name,

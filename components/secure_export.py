@@ -145,7 +145,7 @@ class SecureExport(pulumi.ComponentResource):
             opts=child,
         )
 
-        allowed_subscriptions = receiver_settings.pop("allowed_subscriptions", None)
+        allowed_subscriptions: list[str] = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]
         if allowed_subscriptions is None:
             allowed_subscriptions = watched_subscriptions(
                 args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")

@@ -131,7 +131,7 @@ def test_secrets_given_in_plaintext_to_the_engine_are_masked_too(tmp_path):
 
 def test_ids_are_deterministic_and_distinct(prod):
     again = to_json(plan_stack(REPO, "prod"))
-    assert json.dumps(again, sort_keys=True) == json.dumps(prod, sort_keys=True)
+    assert json.dumps(again) == json.dumps(prod)
     ids = [r["outputs"]["id"] for r in prod["resources"] if "id" in r["outputs"]]
     assert len(ids) == len(set(ids)) > 10
     dev = to_json(plan_stack(REPO, "dev"))
@@ -155,15 +155,22 @@ def test_main_prints_json_and_the_tree(capsys, monkeypatch):
     assert main([]) == 2
 
 
-def test_console_script_prints_the_prod_plan_as_json(tmp_path):
-    done = subprocess.run(
-        [str(SECURE_EXPORT), "plan", "--stack", "prod", "--json", "--project-dir", str(REPO)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    plan = json.loads(done.stdout)
-    assert _one(plan, CONTAINER_APP)["inputs"]["configuration"]["ingress"]["allowInsecure"] is False
-    assert "v1:" not in done.stdout
+def test_console_script_prints_the_prod_plan_as_json_byte_for_byte_the_same(tmp_path):
+    import os
+
+    def plan(seed: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(SECURE_EXPORT), "plan", "--stack", "prod", "--json", "--project-dir", str(REPO)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+
+    first, second = plan("1"), plan("2")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    document = json.loads(first.stdout)
+    assert _one(document, CONTAINER_APP)["inputs"]["configuration"]["ingress"]["allowInsecure"] is False
+    assert "v1:" not in first.stdout
