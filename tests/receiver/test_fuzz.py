@@ -168,6 +168,29 @@ def test_malformed_http_does_not_break_the_server(rx: RunningReceiver, issuer: L
     assert rx.get("/healthz").status_code == 200
 
 
+def _raw_post(url: str, head: bytes, body: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+raw_header_value = st.binary(max_size=80).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b""))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(authorization=raw_header_value, content_type=st.one_of(st.just(b"application/json"), raw_header_value))
+def test_raw_header_bytes_never_get_5xx(rx: RunningReceiver, token: str, authorization: bytes, content_type: bytes) -> None:
+    # Bytes httpx would refuse to send (non-ASCII, controls): what a hostile client can still send.
+    head = b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type + b"\r\nAuthorization: " + authorization + b"\r\n"
+    answer = _raw_post(rx.url, head, json.dumps(alert_body("raw")).encode())
+    status = int(answer.split(b" ", 2)[1])
+    assert status < 500, answer[:300]
+
+
 def test_server_still_serves_after_fuzzing(rx: RunningReceiver, issuer: LocalIssuer) -> None:
     assert rx.get("/healthz").status_code == 200
     assert rx.get("/readyz").status_code == 200
