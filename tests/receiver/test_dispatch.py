@@ -195,3 +195,41 @@ def test_backend_that_cannot_start_is_retried_while_rows_wait(tmp_path: Path) ->
     assert errors[0] and "ITSM tool unreachable" in errors[0]
     assert errors[1] is None
     assert backend.started and len(backend.applied) == 1
+
+
+def test_backlog_beyond_memory_limit_is_read_back_in_order(tmp_path: Path) -> None:
+    db = str(tmp_path / "dispatch.db")
+    backend = RecordingBackend()
+    backend.outage()
+    deliveries = []
+    for n in range(15):
+        deliveries += [(f"b{n}", "Fired"), (f"b{n}", "Resolved")]
+
+    async def scenario() -> int:
+        inbox = Inbox(db)
+        dispatcher = Dispatcher(
+            inbox, backend, max_in_memory=4, concurrency=2, backoff_base=0.005, backoff_cap=0.01, max_attempts=10_000
+        )
+        inbox.set_on_committed(dispatcher.notify)
+        await inbox.open()
+        await dispatcher.start()
+        await _fill(inbox, deliveries)
+        while len(backend.calls) < 20:
+            await asyncio.sleep(0.01)
+        peak = dispatcher.in_memory()
+        backend.recover()
+        for _ in range(1000):
+            if inbox.depth() == 0:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.stop()
+        await inbox.close()
+        return peak
+
+    peak = asyncio.run(scenario())
+    assert peak <= 4  # the rest waited on disk
+    assert count_by_state(db) == {"pending": 0, "done": 30, "parked": 0}
+    assert len(backend.applied) == 30 and len(set(backend.applied)) == 30
+    for n in range(15):
+        alert_id = alert_body(f"b{n}")["data"]["essentials"]["alertId"]
+        assert [c for a, c in backend.applied if a == alert_id] == ["Fired", "Resolved"]
