@@ -127,6 +127,10 @@ def run(
             runner.run(main())
     except KeyboardInterrupt:
         pass
+    except SystemExit as exit_:
+        # uvicorn exits with 3 when the app's startup (lifespan) failed; the reason is logged.
+        log.error("receiver did not start", extra={"event": "startup_failed", "exit": str(exit_.code)})
+        return EXIT_FAILED
     finally:
         sock.close()
     return EXIT_OK if server.started else EXIT_FAILED

@@ -280,6 +280,20 @@ def durable_fake(settings: Any) -> DurableFakeBackend:
     return DurableFakeBackend.from_settings(settings)
 
 
+class RefusingBackend(RecordingBackend):
+    """A backend whose configuration is wrong: ``start()`` raises :class:`PermanentBackendError`."""
+
+    name = "refusing"
+
+    async def start(self) -> None:
+        raise PermanentBackendError("close code 'Nope' is not a valid choice on this instance")
+
+
+def refusing_backend(settings: Any) -> RefusingBackend:
+    """``"tests.receiver.harness:refusing_backend"``: a backend that refuses to start."""
+    return RefusingBackend()
+
+
 def read_durable_fake(db_path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``(calls, effects)`` recorded by :class:`DurableFakeBackend` in ``db_path``."""
     conn = sqlite3.connect(str(db_path), timeout=10)

@@ -121,3 +121,20 @@ def test_serve_on_a_taken_port_exits_1(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backend_refusing_its_configuration_stops_the_start(tmp_path: Path) -> None:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
+    clean.update(_env(tenant_id=TENANT, audiences="a", db=str(tmp_path / "r.db"), jwks_uri="http://127.0.0.1:9/keys"))
+    clean["PYTHONPATH"] = str(REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.receiver.harness", "--backend", "tests.receiver.harness:refusing_backend"],
+        env=clean,
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "LISTENING" not in result.stdout
+    assert "not a valid choice" in result.stderr
