@@ -6,7 +6,10 @@ They are also a Pulumi component package (``PulumiPlugin.yaml`` in this director
 other languages can use them after ``pulumi package add``.
 """
 
-from components.action_group import SecureWebhookActionGroup, SecureWebhookActionGroupArgs
+from components.action_group import (
+    SecureWebhookActionGroup,
+    SecureWebhookActionGroupArgs,
+)
 from components.alert_rules import AlertRules, AlertRulesArgs
 from components.identity import SecureWebhookIdentity, SecureWebhookIdentityArgs
 from components.receiver_service import ReceiverService, ReceiverServiceArgs

@@ -6,7 +6,11 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 import pulumi_azuread as azuread
 
-from components.validation import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE, stable_role_id
+from components.validation import (
+    AZNS_AAD_WEBHOOK_CLIENT_ID,
+    SECURE_WEBHOOK_ROLE,
+    stable_role_id,
+)
 
 
 class SecureWebhookIdentityArgs(TypedDict):

@@ -20,12 +20,12 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.rpc import _special_secret_sig as _SECRET_SIG
+from pulumi.runtime.rpc import _special_sig_key as _SIG_KEY
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 SECRET_MASK = "[secret]"
-_SIG_KEY = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 # Azure resource type and the input that holds the Azure name, per azure-native token.
 _ARM_TYPES: dict[str, tuple[str, str | None]] = {

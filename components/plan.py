@@ -19,7 +19,14 @@ from typing import Any
 import yaml
 
 from components.config import ConfigError, load_stack_file, stack_file
-from components.offline import SECRET_MASK, PlanResult, masked, plain_numbers, public_inputs, run_program
+from components.offline import (
+    SECRET_MASK,
+    PlanResult,
+    masked,
+    plain_numbers,
+    public_inputs,
+    run_program,
+)
 
 
 def find_project_dir(start: Path | None = None) -> Path:

@@ -6,7 +6,14 @@ import uuid
 from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
-from pulumi_azure_native import app, authorization, managedidentity, operationalinsights, resources, storage
+from pulumi_azure_native import (
+    app,
+    authorization,
+    managedidentity,
+    operationalinsights,
+    resources,
+    storage,
+)
 
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
@@ -308,7 +315,9 @@ class ReceiverService(pulumi.ComponentResource):
                     "rules": [
                         {
                             "name": "http",
-                            "http": {"metadata": {"concurrentRequests": str(args.get("concurrent_requests") or 50)}},
+                            "http": {
+                                "metadata": {"concurrentRequests": str(int(args.get("concurrent_requests") or 50))}
+                            },
                         }
                     ],
                 },
