@@ -469,5 +469,10 @@ def create_app(
         lifespan=lifespan,
     )
     metrics.bind_requests(lambda: runtime.in_flight)
+    # Hook for backends with metrics of their own (e.g. ITSM HTTP calls by table and status):
+    # they register collectors on this app's registry, never on the global default one.
+    bind_metrics = getattr(backend, "bind_metrics", None)
+    if callable(bind_metrics):
+        bind_metrics(metrics.registry)
     app.state.receiver = runtime
     return app

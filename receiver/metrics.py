@@ -18,6 +18,9 @@ Names (all prefixed ``secure_export_``):
 * ``dispatch_parked_total{reason}`` — ``permanent`` or ``max_attempts``.
 * ``token_verifications_total{result}`` — ``rsa`` (signature checked) and ``cache_hit``.
 * ``jwks_fetches_total`` — HTTP fetches of the signing keys.
+
+A backend that has metrics of its own defines ``bind_metrics(registry)``; ``create_app`` calls
+it with this app's :class:`CollectorRegistry` so the backend's collectors appear on ``/metrics``.
 """
 
 from __future__ import annotations

@@ -250,3 +250,20 @@ def test_readyz_503_until_signing_keys_load(tmp_path) -> None:  # type: ignore[n
             issuer.failing = False
             rx.wait_until(lambda: rx.get("/readyz").status_code == 200, 10, "keys to load")
             assert rx.post_alert(alert_body("keys"), issuer.mint()).status_code == 202
+
+
+def test_backend_metrics_hook_reaches_metrics(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import Counter
+
+    class Measured(RecordingBackend):
+        def bind_metrics(self, registry) -> None:  # type: ignore[no-untyped-def]
+            self.calls_counter = Counter("fake_itsm_calls", "calls to the fake ITSM tool", registry=registry)
+
+        async def apply(self, event):  # type: ignore[no-untyped-def]
+            self.calls_counter.inc()
+            await super().apply(event)
+
+    with start_receiver(tmp_path, issuer, backend=Measured()) as rx:
+        assert rx.post_alert(alert_body("hook"), issuer.mint()).status_code == 202
+        rx.wait_dispatched()
+        assert rx.metric("fake_itsm_calls_total") == 1
