@@ -1,7 +1,13 @@
 import re
 from pathlib import Path
 
-from tests.components.support import ACTION_GROUP, APPLICATION, METRIC_ALERT, declare, one
+from tests.components.support import (
+    ACTION_GROUP,
+    APPLICATION,
+    METRIC_ALERT,
+    declare,
+    one,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "infrastructure.md"
 
