@@ -19,6 +19,11 @@ RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 DB_MOUNT_PATH = "/data"
 DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
+RECEIVER_UID = 10001
+"""User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""
+INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file_mode=0600,nobrl,mfsymlinks"
+"""SMB mount options of the inbox share: owned by the receiver's user only; nobrl keeps SQLite's
+byte-range locks local to the one writer instead of sending them to the file server."""
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 """Built-in role AcrPull."""
 ITSM_BACKENDS = ("embedded", "servicenow")
@@ -326,9 +331,7 @@ class ReceiverService(pulumi.ComponentResource):
                         "name": "inbox",
                         "storage_type": "AzureFile",
                         "storage_name": env_storage.name,
-                        # SQLite needs byte-range locks that SMB maps poorly; nobrl keeps them local
-                        # to the one writer (see docs/infrastructure.md).
-                        "mount_options": "nobrl,mfsymlinks,cache=none",
+                        "mount_options": INBOX_MOUNT_OPTIONS,
                     }
                 ],
             },

@@ -90,6 +90,8 @@ def test_inbox_lives_on_a_mounted_file_share():
     app = one(result, CONTAINER_APP)
     (volume,) = app.inputs["template"]["volumes"]
     assert volume["storageType"] == "AzureFile"
+    options = volume["mountOptions"].split(",")
+    assert {"uid=10001", "gid=10001", "nobrl"} <= set(options)
     assert _container(app)["volumeMounts"] == [{"volumeName": volume["name"], "mountPath": "/data"}]
     storage = one(result, "azure-native:app:ManagedEnvironmentsStorage")
     assert "configuration" not in storage.inputs
