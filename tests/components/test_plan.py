@@ -174,3 +174,23 @@ def test_console_script_prints_the_prod_plan_as_json_byte_for_byte_the_same(tmp_
     document = json.loads(first.stdout)
     assert _one(document, CONTAINER_APP)["inputs"]["configuration"]["ingress"]["allowInsecure"] is False
     assert "v1:" not in first.stdout
+
+
+@pytest.mark.parametrize(
+    "stack", sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
+)
+def test_every_stack_plans_and_wires_the_secure_webhook(stack):
+    plan = to_json(plan_stack(REPO, stack))
+    app = _one(plan, APPLICATION)
+    (webhook,) = _one(plan, ACTION_GROUP)["inputs"]["webhookReceivers"]
+    assert webhook["objectId"] == app["outputs"]["objectId"]
+    assert plan["outputs"]["webhookUrl"] == webhook["serviceUri"]
+
+
+def test_dev_stack_uses_the_embedded_backend_without_credentials():
+    plan = to_json(plan_stack(REPO, "dev"))
+    (container,) = _one(plan, CONTAINER_APP)["inputs"]["template"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SECURE_EXPORT_ITSM"]["value"] == "embedded"
+    assert not any(name.startswith("SECURE_EXPORT_SERVICENOW_") for name in env)
+    assert "secrets" not in _one(plan, CONTAINER_APP)["inputs"]["configuration"]
