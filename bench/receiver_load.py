@@ -45,14 +45,21 @@ def run_load_process(spec: LoadSpec, workdir: Path, name: str) -> dict[str, Any]
     return result
 
 
-def wait_for_fired(db_path: Path, target: int, timeout: float) -> tuple[int, float]:
-    """Poll (twice a second) until ``target`` Fired events are applied; return (count, seconds waited)."""
+def wait_for_work_items(db_path: Path, expected_total: int, instances: list[str], timeout: float) -> tuple[dict[str, float], float]:
+    """Wait until every alert instance in ``instances`` has its work item; return their apply times and the wait.
+
+    A cheap count (every Fired event applied so far against ``expected_total``) is polled twice a
+    second first; then the instances themselves are checked, because a request the load generator
+    gave up on may still have been stored and counted.
+    """
     start = time.monotonic()
-    count = workitems.fired_count(db_path)
-    while count < target and time.monotonic() - start < timeout:
+    while workitems.fired_count(db_path) < expected_total and time.monotonic() - start < timeout:
         time.sleep(0.5)
-        count = workitems.fired_count(db_path)
-    return count, time.monotonic() - start
+    applied = workitems.applied_times(db_path, instances)
+    while len(applied) < len(set(instances)) and time.monotonic() - start < timeout:
+        time.sleep(1.0)
+        applied = workitems.applied_times(db_path, instances)
+    return applied, time.monotonic() - start
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -157,8 +164,9 @@ class ReceiverBench:
             }
             if server is receiver:
                 self.expected_fired += len(set(samples["accepted_ids"]))
-                _, waited = wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
-                applied = workitems.applied_times(db_path, samples["accepted_ids"])
+                applied, waited = wait_for_work_items(
+                    db_path, self.expected_fired, samples["accepted_ids"], config.drain_timeout_seconds
+                )
                 entry["work_items_missing"] = len(set(samples["accepted_ids"])) - len(applied)
                 entry["drain_after_load_s"] = round(waited, 2)
             result[server.name] = entry
@@ -189,8 +197,7 @@ class ReceiverBench:
             if server is receiver:
                 accepted_ids = [i for i, s in zip(samples["ids"], samples["statuses"]) if s == 202]
                 self.expected_fired += len(set(accepted_ids))
-                _, waited = wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
-                applied = workitems.applied_times(db_path, accepted_ids)
+                applied, waited = wait_for_work_items(db_path, self.expected_fired, accepted_ids, config.drain_timeout_seconds)
                 scheduled = dict(zip(samples["ids"], samples["scheduled_wall"]))
                 lags = [applied[i] - scheduled[i] for i in accepted_ids if i in applied]
                 entry["work_item_lag"] = summarize_ms(lags)
@@ -217,7 +224,7 @@ class ReceiverBench:
         distinct = samples["distinct_ids"]
         accepted = samples["accepted_distinct_ids"]
         self.expected_fired += len(accepted)
-        _, waited = wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
+        _, waited = wait_for_work_items(db_path, self.expected_fired, accepted, config.drain_timeout_seconds)
         applied = workitems.applied_times(db_path, distinct)
         all_exist_s = (max(applied.values()) - samples["start_wall"]) if len(applied) == len(distinct) else None
         census = workitems.work_item_census(db_path, distinct)
@@ -250,7 +257,7 @@ class ReceiverBench:
         self.receiver_requests += sum(samples["statuses"].values())
         _, stderr = sampler.communicate(timeout=config.profile_seconds + 60)
         self.expected_fired += len(set(samples["accepted_ids"]))
-        wait_for_fired(db_path, self.expected_fired, config.drain_timeout_seconds)
+        wait_for_work_items(db_path, self.expected_fired, samples["accepted_ids"], config.drain_timeout_seconds)
         if sampler.returncode != 0 or not raw_path.exists():
             return {"error": f"py-spy failed ({sampler.returncode}): {stderr.decode(errors='replace')[-500:]}"}
         summary = profiling.summarize(raw_path)
