@@ -71,6 +71,8 @@ PRUNE_INTERVAL_SECONDS = 3600.0
 CHECKPOINT_INTERVAL_SECONDS = 0.5
 """How often the checkpointer thread folds the WAL back into the database file."""
 
+_LOCK_POLL_SECONDS = 0.0005
+
 _MAX_BATCH = 2048
 """Upper bound of items in one transaction, so one huge burst cannot starve the futures' loop hop."""
 
@@ -216,6 +218,9 @@ class Inbox:
         """Transactions committed (each one fsync); with ``rows_written`` shows the group-commit factor."""
         self.rows_written = 0
         self.write_failures = 0
+        self.lock_waits = 0
+        """Transactions that had to wait for another connection's write lock."""
+        self.lock_wait_seconds = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -405,6 +410,8 @@ class Inbox:
             conn.executescript(_SCHEMA)
             # Checkpoints run on their own thread (below), not inside a request's COMMIT.
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            # Lock waits are polled by _begin(); SQLite's escalating sleeps would add latency.
+            conn.execute("PRAGMA busy_timeout=0")
             self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
             self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
         except Exception as error:  # noqa: BLE001 - reported to open()'s caller
@@ -490,7 +497,7 @@ class Inbox:
         ops = [item for item in batch if isinstance(item, _Op)]
         new_rows: list[InboxRow] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
         except sqlite3.Error as error:
             self._fail_batch(batch, error)
             return
@@ -529,6 +536,35 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         loop.call_soon_threadsafe(self._settle, batch, new_rows)
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock, polling every half millisecond up to the busy timeout.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a writer
+        that keeps losing the race to another connection of the same file (the embedded backend,
+        whose next transaction starts right after the previous one) can wait far longer than the
+        lock is actually held. Short, even polls take the lock soon after it is released.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+        started = time.monotonic()
+        deadline = started + self.busy_timeout
+        try:
+            while True:
+                time.sleep(_LOCK_POLL_SECONDS)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as error:
+                    if not _is_busy(error) or time.monotonic() >= deadline:
+                        raise
+        finally:
+            self.lock_waits += 1
+            self.lock_wait_seconds += time.monotonic() - started
 
     def _insert(self, conn: sqlite3.Connection, puts: Sequence[_Put]) -> list[InboxRow]:
         """Insert the batch's new deliveries with one statement; mark the rest duplicates."""
@@ -610,6 +646,13 @@ class Inbox:
                 future.set_exception(item.error)
         if new_rows and self._on_committed is not None:
             self._on_committed(new_rows)
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -12,7 +12,8 @@ Names (all prefixed ``secure_export_``):
 * ``http_requests_in_flight`` — requests being answered now (the scrape included).
 * ``alerts_accepted_total{condition,duplicate}`` — 202s for ``POST /api/alerts``.
 * ``inbox_depth`` — rows waiting for the backend; ``inbox_parked`` — rows parked as failed.
-* ``inbox_commits_total``, ``inbox_rows_written_total``, ``inbox_write_failures_total``.
+* ``inbox_commits_total``, ``inbox_rows_written_total``, ``inbox_write_failures_total``,
+  ``inbox_lock_waits_total``, ``inbox_lock_wait_seconds_total`` (waits for another connection's lock).
 * ``backend_calls_total{backend,outcome}`` — outcome ``ok``, ``transient``, ``permanent``.
 * ``backend_errors_total{backend,kind}`` — failures by exception class.
 * ``dispatch_parked_total{reason}`` — ``permanent`` or ``max_attempts``.
@@ -129,6 +130,14 @@ class ReceiverMetrics:
         self._objects.add(
             "secure_export_inbox_write_failures", "Inbox transactions that failed (answered 503)",
             lambda: [({}, _attr(inbox, "write_failures"))],
+        )
+        self._objects.add(
+            "secure_export_inbox_lock_waits", "Inbox transactions that waited for another connection's lock",
+            lambda: [({}, _attr(inbox, "lock_waits"))],
+        )
+        self._objects.add(
+            "secure_export_inbox_lock_wait_seconds", "Time inbox transactions spent waiting for the lock",
+            lambda: [({}, _attr(inbox, "lock_wait_seconds"))],
         )
 
     def bind_auth(self, verifier: Any, jwks: Any) -> None:
