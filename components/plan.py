@@ -48,12 +48,22 @@ def project_name(project_dir: Path) -> str:
 
 
 def plan_stack(project_dir: Path, stack: str) -> PlanResult:
-    """Validate the stack's file and run the program offline; raise ConfigError on bad config."""
-    path = stack_file(project_dir, stack)
+    """Validate ``stacks/Pulumi.<stack>.yaml`` and run the program offline; raise ConfigError on bad config."""
+    return plan_file(stack_file(project_dir, stack), stack=stack, project_dir=project_dir)
+
+
+def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None = None) -> PlanResult:
+    """Validate any stack file and run the program (``project_dir``/__main__.py) offline with it.
+
+    ``stack`` defaults to the NAME of ``Pulumi.NAME.yaml``; ``project_dir`` to this checkout.
+    Raises ConfigError on bad config.
+    """
+    project_dir = project_dir or Path(__file__).resolve().parent.parent
+    stack = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
     try:
-        display = str(path.relative_to(Path.cwd().resolve()))
+        display = str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        display = str(path.relative_to(project_dir)) if path.is_relative_to(project_dir) else str(path)
+        display = str(path)
     loaded = load_stack_file(path, display=display)
     main_py = project_dir / "__main__.py"
 
@@ -66,7 +76,7 @@ def plan_stack(project_dir: Path, stack: str) -> PlanResult:
         project=project_name(project_dir),
         config=loaded.pulumi_config,
         secret_keys=loaded.secret_keys,
-        secret_values=loaded.config.secret_values() + list(loaded.pulumi_config[k] for k in loaded.secret_keys),
+        secret_values=loaded.config.secret_values() + [loaded.pulumi_config[k] for k in loaded.secret_keys],
     )
 
 

@@ -194,3 +194,13 @@ def test_dev_stack_uses_the_embedded_backend_without_credentials():
     assert env["SECURE_EXPORT_ITSM"]["value"] == "embedded"
     assert not any(name.startswith("SECURE_EXPORT_SERVICENOW_") for name in env)
     assert "secrets" not in _one(plan, CONTAINER_APP)["inputs"]["configuration"]
+
+
+def test_any_stack_file_can_be_planned_with_this_checkouts_program(tmp_path):
+    from components.plan import plan_file
+
+    path = tmp_path / "Pulumi.bench.yaml"
+    path.write_text((REPO / "stacks" / "Pulumi.dev.yaml").read_text())
+    result = plan_file(path)
+    assert result.stack == "bench"
+    assert len([r for r in result.resources if r.type == METRIC_ALERT]) == 1
