@@ -193,6 +193,7 @@ class Dispatcher:
         self._caught_up = False
         """True while every pending row on disk is in memory: new rows may then come straight in."""
         self._timers: set[asyncio.TimerHandle] = set()
+        self._confirmations: set[asyncio.Future[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._backend_started = False
@@ -264,6 +265,9 @@ class Dispatcher:
         for task in still_running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._confirmations:
+            # Let the inbox commit the confirmations already queued (the writer drains them).
+            await asyncio.wait(list(self._confirmations), timeout=max(grace, 1.0))
 
     @property
     def backend_started(self) -> bool:
@@ -437,12 +441,13 @@ class Dispatcher:
             self._count_call(backend_name, "ok", None)
             self.applied += 1
             try:
-                await self.inbox.mark_done(entry.row_id)
+                confirmation = self.inbox.mark_done_soon(entry.row_id)
             except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
-                log.warning(
-                    "could not mark an applied row done; it will be replayed (idempotently) after a restart",
-                    extra={"event": "mark_done_failed", "row_id": entry.row_id, "error": str(error)},
-                )
+                self._mark_done_failed(entry.row_id, error)
+            else:
+                # Not awaited: the next row goes ahead while this confirmation shares a commit.
+                self._confirmations.add(confirmation)
+                confirmation.add_done_callback(lambda future, row_id=entry.row_id: self._confirmed(future, row_id))
             return True
         # A transient failure of some kind.
         self.failures += 1
@@ -470,6 +475,18 @@ class Dispatcher:
         except Exception as error:  # noqa: BLE001 - the retry goes on; only the stored count lags
             log.warning("could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)})
         return False
+
+    def _confirmed(self, future: asyncio.Future[None], row_id: int) -> None:
+        self._confirmations.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            self._mark_done_failed(row_id, future.exception())
+
+    @staticmethod
+    def _mark_done_failed(row_id: int, error: BaseException | None) -> None:
+        log.warning(
+            "could not mark an applied row done; it will be replayed (idempotently) after a restart",
+            extra={"event": "mark_done_failed", "row_id": row_id, "error": str(error)},
+        )
 
     async def _park(self, entry: _Entry, reason_text: str, *, reason: str) -> None:
         self.parked += 1

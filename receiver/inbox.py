@@ -302,13 +302,21 @@ class Inbox:
 
     async def mark_done(self, row_id: int) -> None:
         """The backend confirmed the row: it leaves the pending set."""
+        await self.mark_done_soon(row_id)
+
+    def mark_done_soon(self, row_id: int) -> asyncio.Future[None]:
+        """Queue :meth:`mark_done` without waiting; the future settles when it is committed.
+
+        The dispatcher moves on to its next row meanwhile, so confirmations of many rows share
+        one commit. Losing one in a crash only replays an event the backend already applied.
+        """
         if self._thread is None:
             raise InboxUnavailable("the inbox is closed")
         loop = self._loop
         assert loop is not None
-        future = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Done(loop, future, row_id))
-        await future
+        return future
 
     async def record_failure(
         self, row_id: int, attempts: int, error: str, next_attempt_at: float | None
