@@ -43,7 +43,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.auth import AuthError, AuthPolicy, JwksCache, TokenVerifier, alert_subscriptions, check_subscriptions
+from receiver.auth import (
+    AuthError,
+    AuthPolicy,
+    JwksCache,
+    TokenVerifier,
+    alert_subscriptions,
+    check_subscriptions,
+    single_authorization,
+)
 from receiver.dispatch import Dispatcher
 from receiver.inbox import Inbox, InboxUnavailable
 from receiver.itsm.base import Backend
@@ -231,14 +239,15 @@ class AlertEndpoint:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        length = content_type = authorization = None
+        length = content_type = None
+        authorizations: list[str] = []
         for name, value in scope["headers"]:
             if name == b"content-length":
                 length = value
             elif name == b"content-type":
                 content_type = value
             elif name == b"authorization":
-                authorization = value
+                authorizations.append(value.decode("latin-1"))
         if length is not None:
             try:
                 if int(length) > self.limit:
@@ -248,7 +257,8 @@ class AlertEndpoint:
         if content_type is None or not _content_type_ok(content_type.decode("latin-1")):
             return 415, self._unsupported, []
         try:
-            await self.verifier.verify(authorization.decode("latin-1") if authorization is not None else None)
+            # Several Authorization headers are refused: a proxy and this service could each read another.
+            await self.verifier.verify(single_authorization(authorizations))
         except AuthError as error:
             log.info(
                 "request refused",

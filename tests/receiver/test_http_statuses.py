@@ -176,6 +176,21 @@ def test_missing_or_bad_token_gets_401_with_challenge(rx: RunningReceiver, issue
         assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
+def test_several_authorization_headers_get_401(rx: RunningReceiver, issuer: LocalIssuer) -> None:
+    token = issuer.mint()
+    response = rx.client.post(
+        "/api/alerts",
+        content=json.dumps(alert_body("two-tokens")).encode(),
+        headers=[
+            ("content-type", "application/json"),
+            ("authorization", f"Bearer {token}"),
+            ("authorization", f"Bearer {token}"),
+        ],
+    )
+    _assert_json_error(response, 401, "invalid_token")
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
 def test_token_without_role_gets_403(rx: RunningReceiver, issuer: LocalIssuer) -> None:
     response = rx.post_alert(alert_body("role"), issuer.mint(roles=["SomethingElse"]))
     _assert_json_error(response, 403)
