@@ -257,6 +257,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         counts = [row["rules"] for row in program["rows"]]
         for kind, color in (("components", "tab:red"), ("plain", "tab:blue")):
             right.plot(counts, [row[kind]["wall_s"] for row in program["rows"]], "-o", color=color, label=f"{kind}: wall s")
+            right.plot(counts, [row[kind]["cpu_s"] for row in program["rows"]], "--^", color=color, alpha=0.8, label=f"{kind}: cpu s")
         twin = right.twinx()
         for kind, color in (("components", "tab:red"), ("plain", "tab:blue")):
             twin.plot(counts, [row[kind]["peak_rss_mib"] for row in program["rows"]], ":s", color=color, alpha=0.6, label=f"{kind}: peak MiB")
@@ -264,7 +265,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         right.set_yscale("log")
         twin.set_yscale("log")
         right.set_xlabel("alert rules (N)")
-        right.set_ylabel("wall time, s (log)")
+        right.set_ylabel("seconds (log)")
         twin.set_ylabel("peak memory, MiB (log)")
         handles = right.get_legend_handles_labels()
         twin_handles = twin.get_legend_handles_labels()
