@@ -33,7 +33,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -115,7 +115,6 @@ class Runtime:
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Guard:
