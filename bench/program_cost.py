@@ -38,15 +38,15 @@ def _measure(kind: str, rules: int) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"unknown program kind {kind!r}; expected one of {KINDS}")
     with tempfile.TemporaryDirectory(prefix="secure-export-bench-stack-") as temp:
-        project = Path(temp)
+        stack_file = None
         if kind == "components":
-            from bench.stack_program import write_project
+            from bench.stack_program import write_stack_file
 
-            write_project(project, rules)
-        return _timed(kind, rules, project)
+            stack_file = write_stack_file(Path(temp), rules)
+        return _timed(kind, rules, stack_file)
 
 
-def _timed(kind: str, rules: int, project: Path) -> dict[str, Any]:
+def _timed(kind: str, rules: int, stack_file: Path | None) -> dict[str, Any]:
     start, cpu_start = time.perf_counter(), time.process_time()
     # Both kinds import the same SDKs and engine before the clock for the program part starts.
     import pulumi_azure_native.monitor  # noqa: F401
@@ -54,7 +54,7 @@ def _timed(kind: str, rules: int, project: Path) -> dict[str, Any]:
     from bench.stack_program import run_generated_stack, run_plain
 
     imported = time.perf_counter()
-    resources = run_plain(rules) if kind == "plain" else run_generated_stack(project)
+    resources = run_plain(rules) if stack_file is None else run_generated_stack(stack_file)
     done, cpu_done = time.perf_counter(), time.process_time()
     return {
         "kind": kind,

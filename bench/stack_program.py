@@ -1,9 +1,9 @@
 """The component stack with N generated alert rules, planned offline the way ``secure-export plan`` does.
 
-A temporary project directory holds the repository's ``Pulumi.yaml`` and ``__main__.py`` (links)
-and a generated ``stacks/Pulumi.bench.yaml`` with N metric rules shaped like the plain program's,
-so the measured path is the real one: the stack file is validated, then the program runs under the
-components' offline engine (:func:`components.offline.run_program`). The plain program runs under
+A generated ``Pulumi.bench.yaml`` with N metric rules shaped like the plain program's is planned by
+:func:`components.plan.plan_file`, so the measured path is the real one: the stack file is
+validated, then the repository's ``__main__.py`` runs under the components' offline engine
+(:func:`components.offline.run_program`). The plain program runs under
 the same engine, so both pay the same mock cost.
 """
 
@@ -57,25 +57,22 @@ def stack_document(rules: int) -> dict[str, Any]:
     }
 
 
-def write_project(directory: Path, rules: int) -> Path:
-    """Lay out a project in ``directory`` whose ``bench`` stack has ``rules`` generated rules.
+def write_stack_file(directory: Path, rules: int) -> Path:
+    """Write ``Pulumi.bench.yaml`` with ``rules`` generated rules into ``directory``; return its path.
 
     Written before the clock starts: generating the file is the benchmark's work, not the program's.
     """
-    (directory / "Pulumi.yaml").symlink_to(REPOSITORY / "Pulumi.yaml")
-    (directory / "__main__.py").symlink_to(REPOSITORY / "__main__.py")
-    (directory / "stacks").mkdir()
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text = yaml.dump(stack_document(rules), Dumper=dumper, sort_keys=False)
-    (directory / "stacks" / f"Pulumi.{STACK}.yaml").write_text(text)
-    return directory
+    path = directory / f"Pulumi.{STACK}.yaml"
+    path.write_text(yaml.dump(stack_document(rules), Dumper=dumper, sort_keys=False))
+    return path
 
 
-def run_generated_stack(project: Path) -> int:
-    """Plan the project's ``bench`` stack offline, as ``secure-export plan`` does; return how many resources it declared."""
-    from components.plan import plan_stack
+def run_generated_stack(stack_file: Path) -> int:
+    """Plan the stack file with this checkout's program, as ``secure-export plan`` does; return how many resources it declared."""
+    from components.plan import plan_file
 
-    return len(plan_stack(project, STACK).resources)
+    return len(plan_file(stack_file, stack=STACK, project_dir=REPOSITORY).resources)
 
 
 def run_plain(rules: int) -> int:
