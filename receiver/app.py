@@ -370,6 +370,27 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
 
 
+class ReceiverApp(Starlette):
+    """Starlette, with ``POST /api/alerts`` handed straight to its guarded endpoint.
+
+    The hot path skips the generic error, exception and routing layers (and their wrappers
+    around every ``send``); it keeps what they would give it: :class:`_Guard` counts the answer and
+    turns any exception into a 503. Every other request goes through Starlette as usual (the
+    route is registered there too, so ``GET /api/alerts`` gets its 405).
+    """
+
+    def __init__(self, *, alerts: Callable[[Scope, Receive, Send], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._alerts = alerts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "http" and scope["path"] == "/api/alerts" and scope["method"] == "POST":
+            scope["app"] = self
+            await self._alerts(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: ReceiverSettings,
     *,
@@ -466,9 +487,11 @@ def create_app(
                 runtime.shutting_down = True
                 log.info("receiver stopping", extra={"event": "receiver_stopping", "pending": inbox.depth()})
 
-    app = Starlette(
+    endpoint = AlertEndpoint(runtime)
+    app = ReceiverApp(
+        alerts=_Guard(endpoint, runtime),
         routes=[
-            Route("/api/alerts", AlertEndpoint(runtime), methods=["POST"]),
+            Route("/api/alerts", endpoint, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET", "HEAD"]),
             Route("/readyz", _make_readyz(runtime), methods=["GET", "HEAD"]),
             Route("/metrics", _make_metrics(runtime), methods=["GET"]),
