@@ -26,7 +26,8 @@ DEFAULT_JWKS_URI = "https://login.microsoftonline.com/{tenant}/discovery/v2.0/ke
 SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 DEFAULT_PRIORITY_MAP: dict[str, int] = {"Sev0": 1, "Sev1": 2, "Sev2": 3, "Sev3": 4, "Sev4": 5}
 
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
+_TENANT_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+"""The tenant id as Azure AD writes it into ``tid`` and ``iss``: a hyphenated GUID."""
 
 
 class SettingsError(ValueError):
@@ -98,10 +99,16 @@ class ReceiverSettings(BaseSettings):
     @field_validator("tenant_id")
     @classmethod
     def _check_tenant(cls, value: str) -> str:
+        # Tokens carry the tenant only as a GUID (``tid`` and inside ``iss``) and the verifier
+        # compares them exactly: a domain name here would reject every token, so refuse it now.
         value = value.strip()
-        if not _TENANT_RE.match(value):
-            raise ValueError("must be the tenant id (a GUID) or its domain name")
-        return value
+        if not _TENANT_GUID.fullmatch(value):
+            raise ValueError(
+                "must be the tenant's Directory (tenant) ID, a GUID such as "
+                "72f988bf-86f1-41af-91ab-2d7cd011db47 (Azure portal > Microsoft Entra ID > Overview, or "
+                "`az account show --query tenantId`), not a domain name: tokens name the tenant only by its GUID"
+            )
+        return value.lower()
 
     @field_validator("audiences", "allowed_callers", mode="before")
     @classmethod
