@@ -18,6 +18,13 @@ How it works:
   once on :class:`PermanentBackendError`, the row is **parked**: it stays in the database with
   its reason, is counted in metrics and listed by ``secure-export work-items``; later rows of the
   same key then proceed.
+* **Backend not ready**: after a failed attempt the dispatcher asks ``backend.readiness()``. When
+  the backend says it is not ready (ServiceNow refusing the credentials, a wrong configuration),
+  that attempt is not counted and dispatching **pauses**: no backend calls, the reason logged once,
+  readiness re-checked every ``min(backoff_cap, pause_recheck)`` seconds, and everything resumes
+  when it is ready again. So an operator fixing credentials after an hour finds every alert still
+  pending rather than parked. An outage is *not* a reason to pause (backends stay ready through
+  one, see ``Backend.readiness``): outages consume attempts as above.
 * A row leaves the pending set only after ``backend.apply`` returned. A crash in between replays
   the event at the next start; backends are idempotent per ``(alert_id, condition)``.
 """
@@ -169,6 +176,7 @@ class Dispatcher:
         concurrency: int = 8,
         apply_timeout: float = 30.0,
         max_in_memory: int = 10_000,
+        pause_recheck: float = 10.0,
         metrics: Any = None,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
@@ -182,6 +190,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.apply_timeout = apply_timeout
         self.max_in_memory = max_in_memory
+        self.pause_recheck = pause_recheck
         self.metrics = metrics
         self._rng = rng
         self._clock = clock
@@ -199,6 +208,13 @@ class Dispatcher:
         self._backend_started = False
         self.backend_error: str | None = None
         """Why the backend could not be started yet (shown by ``/readyz``), or None."""
+        self.paused_reason: str | None = None
+        """Why dispatching is paused (the backend reported not ready), or None while it runs."""
+        self._held: list[str] = []
+        """Keys taken off the ready queue while paused; queued again on resume."""
+        self._pause_task: asyncio.Task[None] | None = None
+        self.pauses = 0
+        """How many times dispatching paused for a backend that was not ready."""
         self.applied = 0
         self.failures = 0
         self.parked = 0
@@ -253,6 +269,12 @@ class Dispatcher:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._pause_task is not None:
+            self._pause_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pause_task
+            self._pause_task = None
+        self._held.clear()  # their rows stay pending in the inbox
         for _ in range(self.concurrency):
             self._ready.put_nowait(_STOP)
         self._wake.set()
@@ -368,6 +390,9 @@ class Dispatcher:
             if not queue:
                 self._keys.pop(key, None)
                 continue
+            if self.paused_reason is not None:
+                self._held.append(key)  # no backend call while the backend says it is not ready
+                continue
             entry = queue[0]
             wait = entry.not_before - self._clock()
             if wait > 0:
@@ -451,6 +476,12 @@ class Dispatcher:
             return True
         # A transient failure of some kind.
         self.failures += 1
+        not_ready = await self._not_ready_reason()
+        if not_ready is not None:
+            # The backend cannot take work at all (e.g. refused credentials): this attempt says
+            # nothing about the row, so it is not counted; the key waits until the backend is ready.
+            self._pause(not_ready)
+            return False
         entry.attempts += 1
         if entry.attempts >= self.max_attempts:
             await self._park(
@@ -475,6 +506,52 @@ class Dispatcher:
         except Exception as error:  # noqa: BLE001 - the retry goes on; only the stored count lags
             log.warning("could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)})
         return False
+
+    async def _not_ready_reason(self) -> str | None:
+        """Why the backend is not ready, or None when it is (or cannot say: then attempts count)."""
+        try:
+            async with asyncio.timeout(min(self.apply_timeout, 10.0)):
+                readiness = await self.backend.readiness()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - an unanswerable probe must not stall dispatching
+            log.warning("backend readiness check failed", extra={"event": "dispatch_readiness_failed", "error": str(error)})
+            return None
+        if readiness.ready:
+            return None
+        return readiness.reason or "backend reports not ready"
+
+    def _pause(self, reason: str) -> None:
+        """Stop calling the backend until its readiness recovers (idempotent while paused)."""
+        if self.paused_reason is not None or self._stopping:
+            return
+        self.paused_reason = reason
+        self.pauses += 1
+        log.warning(
+            "backend not ready; dispatching paused (attempts are not counted meanwhile)",
+            extra={"event": "dispatch_paused", "backend": getattr(self.backend, "name", "backend"), "reason": reason},
+        )
+        self._pause_task = asyncio.create_task(self._wait_until_ready(), name="dispatch-paused")
+
+    async def _wait_until_ready(self) -> None:
+        interval = max(0.01, min(self.backoff_cap, self.pause_recheck))
+        started = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            if await self._not_ready_reason() is None:
+                break
+        if self._stopping:
+            return
+        log.info(
+            "backend ready again; dispatching resumed",
+            extra={"event": "dispatch_resumed", "backend": getattr(self.backend, "name", "backend"),
+                   "paused_seconds": round(time.monotonic() - started, 3)},
+        )
+        self.paused_reason = None
+        self._pause_task = None
+        held, self._held = self._held, []
+        for key in held:
+            self._ready.put_nowait(key)
 
     def _confirmed(self, future: asyncio.Future[None], row_id: int) -> None:
         self._confirmations.discard(future)

@@ -26,7 +26,8 @@ class CredentialsRejected(TransientBackendError):
     """ServiceNow refused the configured credentials (401, or an OAuth error).
 
     Transient on purpose: the alerts wait in the inbox until an operator fixes the credentials;
-    ``/readyz`` reports this reason meanwhile.
+    ``/readyz`` reports this reason meanwhile, and since the backend then reports not ready the
+    dispatcher pauses rather than counting the refused attempts toward its limit.
     """
 
 

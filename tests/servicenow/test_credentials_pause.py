@@ -1,0 +1,69 @@
+"""Wrong ServiceNow credentials pause dispatching instead of burning the alerts' retry attempts.
+
+A real receiver (HTTP, inbox, dispatcher) with the ServiceNow backend, against the local ServiceNow:
+the integration user's password is wrong for many times what ``max_attempts`` x the backoff cap
+takes to park a row; once the operator fixes the account, every alert is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.local_issuer import LocalIssuer
+from tests.receiver.harness import TEST_DEFAULTS, alert_body, start_receiver
+from tests.servicenow.helpers import USER, settings
+from tests.servicenow_fake import FakeServiceNow
+
+MAX_ATTEMPTS = 3
+BACKOFF_CAP = float(TEST_DEFAULTS["DISPATCH_BACKOFF_CAP_SECONDS"])
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    """One local Azure AD stand-in per module."""
+    with LocalIssuer() as local_issuer:
+        yield local_issuer
+
+
+def _alert_id(n: int) -> str:
+    return str(alert_body(n)["data"]["essentials"]["alertId"])
+
+
+def test_wrong_credentials_for_longer_than_the_retry_budget_park_nothing_once_fixed(
+    tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
+) -> None:
+    backend = ServiceNowBackend(settings(fake, password="not-the-password"))
+    with start_receiver(tmp_path, issuer, backend=backend, dispatch_max_attempts=MAX_ATTEMPTS) as rx:
+        token = issuer.mint()
+        for n in (1, 2, 3, 4):
+            assert rx.post_alert(alert_body(n), token).status_code == 202
+        for n in (1, 2):
+            assert rx.post_alert(alert_body(n, "Resolved"), token).status_code == 202
+        rx.wait_until(lambda: any(r.status == 401 and r.path.startswith("/api/now/table/") and r.method == "GET"
+                                  and "correlation_id" in r.params.get("sysparm_query", "")
+                                  for r in fake.requests),
+                      what="an apply refused with 401")
+        time.sleep(MAX_ATTEMPTS * BACKOFF_CAP * 5)  # far beyond the attempts' backoff budget
+        assert rx.inbox_counts() == {"pending": 6, "done": 0, "parked": 0}
+        assert rx.runtime.dispatcher.paused_reason and "refused the credentials" in rx.runtime.dispatcher.paused_reason
+        ready = rx.get("/readyz")
+        assert ready.status_code == 503 and "refused the credentials" in ready.json()["detail"]
+        assert not fake.rows("incident")
+
+        fake.add_user(USER, "not-the-password")  # the operator fixes the account
+        counts = rx.wait_dispatched()
+        assert counts == {"pending": 0, "done": 6, "parked": 0}
+        assert rx.get("/readyz").status_code == 200
+        assert rx.runtime.dispatcher.paused_reason is None
+        assert rx.metric("secure_export_dispatch_parked_total") == 0
+    creates = [r for r in fake.requests if r.method == "POST" and r.path == "/api/now/table/incident"]
+    assert len(creates) == 4 and len(fake.rows("incident")) == 4
+    for n in (1, 2, 3, 4):
+        [incident] = fake.rows("incident", correlation_id=correlation_id(_alert_id(n)))
+        assert incident["state"] == ("6" if n <= 2 else "1")
+        assert len(fake.journal(incident["sys_id"])) == (2 if n <= 2 else 1)  # each event applied once
