@@ -17,8 +17,11 @@ Names (all prefixed ``secure_export_``):
 * ``backend_calls_total{backend,outcome}`` — outcome ``ok``, ``transient``, ``permanent``.
 * ``backend_errors_total{backend,kind}`` — failures by exception class.
 * ``dispatch_parked_total{reason}`` — ``permanent`` or ``max_attempts``.
-* ``token_verifications_total{result}`` — ``rsa`` (signature checked) and ``cache_hit``.
-* ``jwks_fetches_total`` — HTTP fetches of the signing keys.
+* ``token_verifications_total{result}`` — verification work, not accepted tokens: ``rsa`` counts
+  every RS256 signature check (including checks that failed and tokens later refused for a claim),
+  ``cache_hit`` counts tokens accepted from the verified-token cache. Tokens refused before any
+  signature check (malformed, wrong algorithm, unknown key id) appear in neither.
+* ``jwks_fetches_total`` — HTTP fetches of the signing keys, failed ones included.
 
 A backend that has metrics of its own defines ``bind_metrics(registry)``; ``create_app`` calls
 it with this app's :class:`CollectorRegistry` so the backend's collectors appear on ``/metrics``.
@@ -144,14 +147,16 @@ class ReceiverMetrics:
         """Read token verification and JWKS fetch counters at scrape time."""
         self._objects.add(
             "secure_export_token_verifications",
-            "Tokens accepted, by how: RSA signature checked or verified-token cache hit",
+            "Token verification work, not accepted tokens: result=rsa counts every RS256 signature check "
+            "(failed checks and tokens then refused for a claim included); result=cache_hit counts tokens "
+            "accepted from the verified-token cache without a check. Accepted alerts: alerts_accepted_total",
             lambda: [
                 ({"result": "rsa"}, _attr(verifier, "rsa_verifications")),
                 ({"result": "cache_hit"}, _attr(verifier, "cache_hits")),
             ],
         )
         self._objects.add(
-            "secure_export_jwks_fetches", "HTTP fetches of the signing keys",
+            "secure_export_jwks_fetches", "HTTP fetches of the signing keys, failed ones included",
             lambda: [({}, _attr(jwks, "fetches"))],
         )
 

@@ -41,7 +41,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -133,7 +133,8 @@ class _ServiceNowHttp:
         self._settings = settings
         self._http = http
         self._auth = auth
-        self.calls: Counter[tuple[str, str]] = Counter()
+        self.calls: Counter[tuple[str, str, str]] = Counter()
+        """Requests by ``(table, method, status)``; status is the HTTP code, ``timeout`` or ``error``."""
         self.on_credentials_rejected: list[Callable[[CredentialsRejected], None]] = []
 
     async def call(
@@ -181,16 +182,16 @@ class _ServiceNowHttp:
                 headers=headers,
             )
         except httpx.TimeoutException:
-            self.calls[(table, "timeout")] += 1
+            self.calls[(table, method, "timeout")] += 1
             raise TransientBackendError(
                 f"ServiceNow did not answer {method} {table} within {self._settings.timeout_seconds:g}s"
             ) from None
         except httpx.TransportError as error:
-            self.calls[(table, "error")] += 1
+            self.calls[(table, method, "error")] += 1
             raise TransientBackendError(
                 f"cannot reach ServiceNow for {method} {table}: {type(error).__name__}"
             ) from None
-        self.calls[(table, str(response.status_code))] += 1
+        self.calls[(table, method, str(response.status_code))] += 1
         log.debug(
             "servicenow call",
             extra={"event": "servicenow_call", "method": method, "table": table, "status": response.status_code},
@@ -347,12 +348,35 @@ class ServiceNowBackend(Backend):
     @property
     def http_calls(self) -> Mapping[tuple[str, str], int]:
         """ServiceNow HTTP calls so far by ``(table, status)``; status is a code, ``timeout`` or ``error``."""
+        totals: Counter[tuple[str, str]] = Counter()
+        for (table, _method, status), count in self.http_calls_by_method.items():
+            totals[(table, status)] += count
+        return dict(totals)
+
+    @property
+    def http_calls_by_method(self) -> Mapping[tuple[str, str, str], int]:
+        """ServiceNow HTTP calls so far by ``(table, method, status)``."""
         return dict(self._http.calls) if self._http else {}
+
+    def bind_metrics(self, registry: Any) -> None:
+        """Publish this backend's counters on the receiver's Prometheus ``registry`` (read at scrape time).
+
+        ``secure_export_servicenow_http_requests_total{table,method,status}`` and
+        ``secure_export_servicenow_token_requests_total{outcome}``. Labels are bounded: table names
+        (``em_event`` for Event Management), HTTP methods and status codes; never a URL, query or
+        credential.
+        """
+        registry.register(_ServiceNowCollector(self))
 
     @property
     def token_requests(self) -> int:
         """OAuth token requests so far (0 with basic auth)."""
         return self._auth.token_requests if self._auth else 0
+
+    @property
+    def token_outcomes(self) -> Mapping[str, int]:
+        """OAuth token requests so far by outcome: ``ok``, ``refused`` or ``unavailable``."""
+        return dict(self._auth.token_outcomes) if self._auth else {}
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -778,6 +802,36 @@ class ServiceNowBackend(Backend):
             if self._lock_users[key] <= 0:
                 del self._lock_users[key]
                 self._locks.pop(key, None)
+
+
+class _ServiceNowCollector:
+    """Prometheus collector over a backend's live counters (a ``prometheus_client`` custom collector)."""
+
+    def __init__(self, backend: ServiceNowBackend) -> None:
+        self._backend = backend
+
+    def collect(self) -> Iterator[Any]:
+        """The counter families, built from the backend's counters at scrape time."""
+        from prometheus_client.core import CounterMetricFamily  # only a receiver with metrics needs it
+
+        calls = CounterMetricFamily(
+            "secure_export_servicenow_http_requests",
+            "ServiceNow REST API requests by table (em_event for Event Management), HTTP method and status "
+            "(HTTP code, timeout or error); OAuth token requests are counted separately",
+            labels=["table", "method", "status"],
+        )
+        for (table, method, status), count in sorted(self._backend.http_calls_by_method.items()):
+            calls.add_metric([table, method, status], float(count))
+        yield calls
+        tokens = CounterMetricFamily(
+            "secure_export_servicenow_token_requests",
+            "OAuth token requests to ServiceNow's /oauth_token.do by outcome: ok, refused (credentials "
+            "rejected) or unavailable (timeout, connection error, 429 or 5xx); none with basic auth",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self._backend.token_outcomes.items()):
+            tokens.add_metric([outcome], float(count))
+        yield tokens
 
 
 def _markers_in(text: Any) -> set[str]:

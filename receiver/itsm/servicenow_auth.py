@@ -11,6 +11,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +55,8 @@ class Authenticator:
         self._lock = asyncio.Lock()
         self.token_requests = 0
         """How many times a token was requested (for metrics and tests)."""
+        self.token_outcomes: Counter[str] = Counter()
+        """Token requests by outcome: ``ok``, ``refused`` (credentials rejected), ``unavailable``."""
 
     @property
     def mode(self) -> AuthMode:
@@ -99,16 +102,20 @@ class Authenticator:
                 f"{settings.url}/oauth_token.do", data=form, headers={"Accept": "application/json"}
             )
         except httpx.TimeoutException:
+            self.token_outcomes["unavailable"] += 1
             raise TransientBackendError("ServiceNow's OAuth token endpoint did not answer in time") from None
         except httpx.TransportError as error:
+            self.token_outcomes["unavailable"] += 1
             raise TransientBackendError(
                 f"cannot reach ServiceNow's OAuth token endpoint: {type(error).__name__}"
             ) from None
         if response.status_code == 429 or response.status_code >= 500:
+            self.token_outcomes["unavailable"] += 1
             raise TransientBackendError(f"ServiceNow's OAuth token endpoint answered HTTP {response.status_code}")
         body = _json_object(response)
         token = body.get("access_token")
         if response.status_code != 200 or not isinstance(token, str) or not token:
+            self.token_outcomes["refused"] += 1
             reason = body.get("error_description") or body.get("error") or "no access_token in the answer"
             raise CredentialsRejected(
                 f"ServiceNow refused the OAuth {self._mode.value} grant for client "
@@ -124,6 +131,7 @@ class Authenticator:
         margin = min(settings.token_refresh_margin_seconds, lifetime / 2)
         self._token = token
         self._expires_at = self._clock() + lifetime - margin
+        self.token_outcomes["ok"] += 1
         log.info(
             "servicenow oauth access obtained",
             extra={"event": "servicenow_oauth", "grant": self._mode.value, "lifetime_seconds": int(lifetime)},
