@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-seconds", type=float, default=None, help="seconds per offered rate")
     parser.add_argument("--flat-seconds", type=float, default=None, help="seconds of flat-out load per server")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the receiver")
+    parser.add_argument("--no-wrk", action="store_true", help="flat-out load with the asyncio generator instead of wrk")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     overrides: dict[str, object] = {}
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["rate_seconds"] = args.rate_seconds
     if args.flat_seconds is not None:
         overrides["flat_seconds"] = args.flat_seconds
+    if args.no_wrk:
+        overrides["use_wrk"] = False
     if args.no_profile:
         overrides["profile_seconds"] = 0.0
     if args.only:

@@ -24,6 +24,7 @@ from bench.config import BenchConfig
 from bench.loadgen import LoadSpec
 from bench.servers import ServerProcess, baseline_process, receiver_process
 from bench.stats import summarize_ms
+from bench.wrk import ensure_wrk, run_wrk
 
 Progress = Callable[[str], None]
 
@@ -148,30 +149,59 @@ class ReceiverBench:
 
     def _flat(self, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
         config = self.config
-        result: dict[str, Any] = {"connections": config.flat_connections, "seconds": config.flat_seconds}
+        wrk_path = ensure_wrk(self.progress) if config.use_wrk else None
+        client = "wrk (C, 1 thread)" if wrk_path else "asyncio generator (python -m bench.loadgen)"
+        result: dict[str, Any] = {"connections": config.flat_connections, "seconds": config.flat_seconds, "client": client}
         for server in (baseline, receiver):
-            self.progress(f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s")
-            spec = self._spec(server.port, tokens, mode="flat", duration=config.flat_seconds, concurrency=config.flat_connections)
-            samples = run_load_process(spec, workdir, f"flat-{server.name}")
-            if server is receiver:
-                self.receiver_requests += sum(samples["statuses"].values())
-            accepted = samples["statuses"].get("202", 0)
+            self.progress(
+                f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s ({client})"
+            )
+            seed = self._next_seed()
+            cpu_before = sum(profiling.thread_cpu_seconds(server.pid).values())
+            if wrk_path:
+                figures = run_wrk(wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir)
+                accepted, elapsed = figures["accepted"], figures["elapsed_s"]
+                statuses = {"202": accepted, "other": figures["other"], "socket_errors": figures["errors"]}
+                latency = {
+                    "count": figures["requests"],
+                    **{f"{key}_ms": round(figures["latency_us"][key] / 1000.0, 3) for key in ("p50", "p95", "p99", "max")},
+                }
+                accepted_ids: list[str] | None = None
+                sent = figures["requests"]
+            else:
+                spec = LoadSpec(
+                    port=server.port, tokens=tokens, seed=seed, mode="flat",
+                    duration=config.flat_seconds, concurrency=config.flat_connections,
+                )  # fmt: skip
+                samples = run_load_process(spec, workdir, f"flat-{server.name}")
+                accepted, elapsed = samples["statuses"].get("202", 0), samples["elapsed_s"]
+                statuses, latency = samples["statuses"], summarize_ms(samples["latencies_s"])
+                accepted_ids = samples["accepted_ids"]
+                sent = sum(samples["statuses"].values())
+            cpu_used = sum(profiling.thread_cpu_seconds(server.pid).values()) - cpu_before
             entry: dict[str, Any] = {
-                "accepted_per_s": round(accepted / samples["elapsed_s"], 1),
+                "accepted_per_s": round(accepted / elapsed, 1),
                 "accepted": accepted,
-                "statuses": samples["statuses"],
-                "latency": summarize_ms(samples["latencies_s"]),
+                # CPU the server process spent per accepted alert during the load (all threads; for
+                # the receiver, dispatching to the backend meanwhile included): steadier than
+                # throughput when other work shares the cores.
+                "server_cpu_us_per_accepted": round(cpu_used / accepted * 1e6, 1) if accepted else None,
+                "server_cores_used": round(cpu_used / elapsed, 2),
+                "statuses": statuses,
+                "latency": latency,
             }
             if server is receiver:
-                self.expected_fired += len(set(samples["accepted_ids"]))
-                applied, waited = wait_for_work_items(
-                    db_path, self.expected_fired, samples["accepted_ids"], config.drain_timeout_seconds
-                )
-                entry["work_items_missing"] = len(set(samples["accepted_ids"])) - len(applied)
+                self.receiver_requests += sent
+                self.expected_fired += accepted
+                applied, waited = wait_for_work_items(db_path, self.expected_fired, accepted_ids or [], config.drain_timeout_seconds)
+                if accepted_ids is not None:
+                    entry["work_items_missing"] = len(set(accepted_ids)) - len(applied)
                 entry["drain_after_load_s"] = round(waited, 2)
             result[server.name] = entry
         base = result["baseline"]["accepted_per_s"]
         result["ratio_receiver_to_baseline"] = round(result["receiver"]["accepted_per_s"] / base, 3) if base else None
+        base_cpu, receiver_cpu = result["baseline"]["server_cpu_us_per_accepted"], result["receiver"]["server_cpu_us_per_accepted"]
+        result["cpu_per_alert_ratio_receiver_to_baseline"] = round(receiver_cpu / base_cpu, 2) if base_cpu and receiver_cpu else None
         return result
 
     def _rate(self, rate: float, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:

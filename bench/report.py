@@ -145,10 +145,13 @@ def table(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Receiver vs baseline (same Starlette + uvicorn stack, 1 worker; load generator in its own process)",
-            f"  flat out, {flat['connections']} connections, {flat['seconds']:.0f} s:",
+            f"  flat out, {flat['connections']} connections, {flat['seconds']:.0f} s, client: {flat.get('client', '-')}:",
             f"    {'':24}{'baseline':>14}{'receiver':>14}{'ratio':>8}",
             f"    {'accepted alerts/s':24}{_fmt(flat['baseline']['accepted_per_s']):>14}{_fmt(flat['receiver']['accepted_per_s']):>14}{_fmt(flat['ratio_receiver_to_baseline'], 2):>8}",
             f"    {'latency p50/p95/p99/max':24}{_lat(flat['baseline']['latency']):>14}  {_lat(flat['receiver']['latency'])}",
+            f"    {'server CPU µs per alert':24}{_fmt(flat['baseline'].get('server_cpu_us_per_accepted')):>14}{_fmt(flat['receiver'].get('server_cpu_us_per_accepted')):>14}"
+            f"{_fmt(flat.get('cpu_per_alert_ratio_receiver_to_baseline'), 2):>8}",
+            f"    {'server cores used':24}{_fmt(flat['baseline'].get('server_cores_used'), 2):>14}{_fmt(flat['receiver'].get('server_cores_used'), 2):>14}",
             "",
             "  open-loop fixed rates (latency of the 202 from the scheduled send time, ms p50/p95/p99/max):",
             f"    {'offered/s':>9}  {'baseline':<28}  {'receiver':<28}  {'p99 ratio':>9}  {'>10 s':>5}  {'work item lag p50/p99/max ms':<28}",

@@ -75,3 +75,28 @@ def test_storm_retries_what_azure_retries(tmp_path: Path) -> None:
         server.server_close()
     assert result["final_statuses"] == {"503": 10}
     assert result["retries"] == 20
+
+
+def test_wrk_script_sends_the_generator_bodies_and_tokens() -> None:
+    from bench.payloads import templates
+    from bench.wrk import script
+
+    text = script(["tok-a", "tok-b"], seed=9)
+    first = templates()[0]
+    assert first.head.decode() in text and first.tail.decode() in text
+    assert "[==[tok-a]==]" in text and "[==[tok-b]==]" in text
+    assert "local seed = 9" in text
+
+
+def test_wrk_flat_out_against_the_baseline(baseline: ServerProcess, tmp_path: Path) -> None:
+    import shutil
+
+    from bench.wrk import run_wrk
+
+    executable = shutil.which("wrk")
+    if executable is None:
+        pytest.skip("wrk is not installed (python -m bench installs it from Debian's packages)")
+    figures = run_wrk(executable, baseline.port, ["t"], seed=3, seconds=1, connections=4, workdir=tmp_path)
+    assert figures["accepted"] > 0
+    assert figures["other"] == 0
+    assert figures["requests"] == figures["accepted"]
