@@ -515,7 +515,10 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - an unanswerable probe must not stall dispatching
-            log.warning("backend readiness check failed", extra={"event": "dispatch_readiness_failed", "error": str(error)})
+            log.warning(
+                "backend readiness check failed; the attempt counts",
+                extra={"event": "dispatch_readiness_failed", "error": str(error) or type(error).__name__},
+            )
             return None
         if readiness.ready:
             return None

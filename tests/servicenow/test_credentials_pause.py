@@ -67,3 +67,20 @@ def test_wrong_credentials_for_longer_than_the_retry_budget_park_nothing_once_fi
         [incident] = fake.rows("incident", correlation_id=correlation_id(_alert_id(n)))
         assert incident["state"] == ("6" if n <= 2 else "1")
         assert len(fake.journal(incident["sys_id"])) == (2 if n <= 2 else 1)  # each event applied once
+
+
+def test_an_outage_does_not_pause_dispatching_and_still_uses_up_attempts(
+    tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
+) -> None:
+    """ServiceNow stays ready through a 503 outage (so Azure keeps reaching the inbox): no pause."""
+    backend = ServiceNowBackend(settings(fake))
+    with start_receiver(tmp_path, issuer, backend=backend, dispatch_max_attempts=MAX_ATTEMPTS) as rx:
+        outage = fake.start_outage(503, path_prefix="/api/now/table/incident")
+        assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
+        counts = rx.wait_dispatched()
+        assert counts == {"pending": 0, "done": 0, "parked": 1}
+        assert rx.get("/readyz").status_code == 200
+        assert rx.runtime.dispatcher.pauses == 0
+        assert rx.metric("secure_export_dispatch_parked_total", reason="max_attempts") == 1
+        fake.end_outage()
+    assert outage.hits >= MAX_ATTEMPTS
