@@ -119,7 +119,9 @@ class ReceiverBench:
                 "SECURE_EXPORT_ITSM": "embedded",
                 "SECURE_EXPORT_CORRELATION": "alert",
             }
-            log_dir = config.results_dir / "logs"
+            # Server logs (the receiver logs every accepted alert at INFO, tens of MB a run) stay in
+            # the temporary folder; a server that fails to start reports its log tail in the error.
+            log_dir = workdir / "logs"
             receiver = receiver_process(log_dir, settings_env)
             baseline = baseline_process(log_dir)
             self.progress("starting receiver and baseline servers")
