@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from receiver.settings import ReceiverSettings
 
 ACCEPTED_BODY = {"status": "accepted"}
 
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from receiver.server import uvicorn_config
 
     # The receiver's own uvicorn configuration function, so both servers differ only in the app.
-    config = uvicorn_config(create_app(), host=args.host, port=args.port, settings=_BaselineSettings())
+    settings = cast("ReceiverSettings", _BaselineSettings())
+    config = uvicorn_config(create_app(), host=args.host, port=args.port, settings=settings)
     uvicorn.Server(config).run()
     return 0
 

@@ -44,8 +44,7 @@ def _document(rng: random.Random, conditions: int, extra_properties: int) -> dic
     env = rng.choice(["prod", "staging", "shared"])
     computer = f"vm-{env}-{rng.randrange(1000):03d}"
     target = (
-        f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-{env}/providers/"
-        f"microsoft.compute/virtualmachines/{computer}"
+        f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-{env}/providers/microsoft.compute/virtualmachines/{computer}"
     )
     all_of = []
     for index in range(conditions):

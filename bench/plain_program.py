@@ -12,8 +12,7 @@ from collections.abc import Callable
 SUBSCRIPTION = "00000000-0000-4000-8000-00000000b0b0"
 RESOURCE_GROUP = "rg-bench"
 ACTION_GROUP_ID = (
-    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
-    "microsoft.insights/actionGroups/ag-bench"
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/microsoft.insights/actionGroups/ag-bench"
 )
 
 

@@ -7,9 +7,9 @@ results for a flame graph (``flamegraph.pl`` or speedscope read them).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -28,7 +28,9 @@ def py_spy_path() -> str | None:
     return shutil.which("py-spy")
 
 
-def start(pid: int, seconds: float, raw_path: Path, rate: int = 100, gil: bool = True) -> subprocess.Popen[bytes] | None:
+def start(
+    pid: int, seconds: float, raw_path: Path, rate: int = 100, gil: bool = True
+) -> subprocess.Popen[bytes] | None:
     """Start sampling ``pid`` for ``seconds`` into ``raw_path``; ``None`` when py-spy is unavailable.
 
     With ``gil`` only the thread holding the GIL is sampled: in a process whose Python code runs on
@@ -91,7 +93,20 @@ def _relative(path: str) -> str:
 def _module_of(frame: str) -> str:
     match = _FRAME.match(frame)
     path = match["file"] if match else frame
-    for package in ("receiver/", "starlette/", "uvicorn/", "pydantic", "jwt/", "sqlite3", "json/", "asyncio/", "logging/", "prometheus_client/", "httptools", "uvloop"):
+    for package in (
+        "receiver/",
+        "starlette/",
+        "uvicorn/",
+        "pydantic",
+        "jwt/",
+        "sqlite3",
+        "json/",
+        "asyncio/",
+        "logging/",
+        "prometheus_client/",
+        "httptools",
+        "uvloop",
+    ):
         if package in path:
             return package.rstrip("/")
     return "other"
@@ -108,7 +123,11 @@ def summarize(raw_path: Path, top: int = 15) -> dict[str, object]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [frame for frame in stack.split(";") if frame and not frame.startswith("process ") and not frame.startswith("thread ")]
+        frames = [
+            frame
+            for frame in stack.split(";")
+            if frame and not frame.startswith("process ") and not frame.startswith("thread ")
+        ]
         if not frames:
             continue
         total += count

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import resource
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.config import BenchConfig
@@ -76,7 +76,9 @@ def measure_in_child(kind: str, rules: int, timeout: float = 900.0) -> dict[str,
         [sys.executable, "-m", "bench.program_cost", kind, str(rules)], capture_output=True, text=True, timeout=timeout
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"{kind} program with {rules} rules failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{kind} program with {rules} rules failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     result["process_wall_s"] = round(time.perf_counter() - started, 4)
     return result

@@ -46,7 +46,9 @@ def run_load_process(spec: LoadSpec, workdir: Path, name: str) -> dict[str, Any]
     return result
 
 
-def wait_for_work_items(db_path: Path, expected_total: int, instances: list[str], timeout: float) -> tuple[dict[str, float], float]:
+def wait_for_work_items(
+    db_path: Path, expected_total: int, instances: list[str], timeout: float
+) -> tuple[dict[str, float], float]:
     """Wait until every alert instance in ``instances`` has its work item; return their apply times and the wait.
 
     A cheap count (every Fired event applied so far against ``expected_total``) is polled twice a
@@ -143,17 +145,26 @@ class ReceiverBench:
                     "counters": token_counters(metrics),
                 }
                 figures["metrics_status"] = status
-                figures["peak_rss_bytes"] = {"receiver": receiver.peak_rss_bytes(), "baseline": baseline.peak_rss_bytes()}
+                figures["peak_rss_bytes"] = {
+                    "receiver": receiver.peak_rss_bytes(),
+                    "baseline": baseline.peak_rss_bytes(),
+                }
             return figures
 
     def _spec(self, port: int, tokens: list[str], **values: Any) -> LoadSpec:
         return LoadSpec(port=port, tokens=tokens, seed=self._next_seed(), **values)
 
-    def _flat(self, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
+    def _flat(
+        self, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path
+    ) -> dict[str, Any]:
         config = self.config
         wrk_path = ensure_wrk(self.progress) if config.use_wrk else None
         client = "wrk (C, 1 thread)" if wrk_path else "asyncio generator (python -m bench.loadgen)"
-        result: dict[str, Any] = {"connections": config.flat_connections, "seconds": config.flat_seconds, "client": client}
+        result: dict[str, Any] = {
+            "connections": config.flat_connections,
+            "seconds": config.flat_seconds,
+            "client": client,
+        }
         for server in (baseline, receiver):
             self.progress(
                 f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s ({client})"
@@ -161,12 +172,17 @@ class ReceiverBench:
             seed = self._next_seed()
             cpu_before = sum(profiling.thread_cpu_seconds(server.pid).values())
             if wrk_path:
-                figures = run_wrk(wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir)
+                figures = run_wrk(
+                    wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir
+                )
                 accepted, elapsed = figures["accepted"], figures["elapsed_s"]
                 statuses = {"202": accepted, "other": figures["other"], "socket_errors": figures["errors"]}
                 latency = {
                     "count": figures["requests"],
-                    **{f"{key}_ms": round(figures["latency_us"][key] / 1000.0, 3) for key in ("p50", "p95", "p99", "max")},
+                    **{
+                        f"{key}_ms": round(figures["latency_us"][key] / 1000.0, 3)
+                        for key in ("p50", "p95", "p99", "max")
+                    },
                 }
                 accepted_ids: list[str] | None = None
                 sent = figures["requests"]
@@ -195,24 +211,44 @@ class ReceiverBench:
             if server is receiver:
                 self.receiver_requests += sent
                 self.expected_fired += accepted
-                applied, waited = wait_for_work_items(db_path, self.expected_fired, accepted_ids or [], config.drain_timeout_seconds)
+                applied, waited = wait_for_work_items(
+                    db_path, self.expected_fired, accepted_ids or [], config.drain_timeout_seconds
+                )
                 if accepted_ids is not None:
                     entry["work_items_missing"] = len(set(accepted_ids)) - len(applied)
                 entry["drain_after_load_s"] = round(waited, 2)
             result[server.name] = entry
         base = result["baseline"]["accepted_per_s"]
         result["ratio_receiver_to_baseline"] = round(result["receiver"]["accepted_per_s"] / base, 3) if base else None
-        base_cpu, receiver_cpu = result["baseline"]["server_cpu_us_per_accepted"], result["receiver"]["server_cpu_us_per_accepted"]
-        result["cpu_per_alert_ratio_receiver_to_baseline"] = round(receiver_cpu / base_cpu, 2) if base_cpu and receiver_cpu else None
+        base_cpu, receiver_cpu = (
+            result["baseline"]["server_cpu_us_per_accepted"],
+            result["receiver"]["server_cpu_us_per_accepted"],
+        )
+        result["cpu_per_alert_ratio_receiver_to_baseline"] = (
+            round(receiver_cpu / base_cpu, 2) if base_cpu and receiver_cpu else None
+        )
         return result
 
-    def _rate(self, rate: float, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path) -> dict[str, Any]:
+    def _rate(
+        self,
+        rate: float,
+        receiver: ServerProcess,
+        baseline: ServerProcess,
+        tokens: list[str],
+        workdir: Path,
+        db_path: Path,
+    ) -> dict[str, Any]:
         config = self.config
         result: dict[str, Any] = {"offered_per_s": rate, "seconds": config.rate_seconds}
         for server in (baseline, receiver):
             self.progress(f"{rate:.0f}/s offered to the {server.name} for {config.rate_seconds:.0f} s")
             spec = self._spec(
-                server.port, tokens, mode="rate", rate=rate, duration=config.rate_seconds, concurrency=config.rate_max_connections
+                server.port,
+                tokens,
+                mode="rate",
+                rate=rate,
+                duration=config.rate_seconds,
+                concurrency=config.rate_max_connections,
             )
             samples = run_load_process(spec, workdir, f"rate{rate:.0f}-{server.name}")
             if server is receiver:
@@ -227,10 +263,12 @@ class ReceiverBench:
                 "peak_connections": samples["peak_connections"],
             }
             if server is receiver:
-                accepted_ids = [i for i, s in zip(samples["ids"], samples["statuses"]) if s == 202]
+                accepted_ids = [i for i, s in zip(samples["ids"], samples["statuses"], strict=True) if s == 202]
                 self.expected_fired += len(set(accepted_ids))
-                applied, waited = wait_for_work_items(db_path, self.expected_fired, accepted_ids, config.drain_timeout_seconds)
-                scheduled = dict(zip(samples["ids"], samples["scheduled_wall"]))
+                applied, waited = wait_for_work_items(
+                    db_path, self.expected_fired, accepted_ids, config.drain_timeout_seconds
+                )
+                scheduled = dict(zip(samples["ids"], samples["scheduled_wall"], strict=True))
                 lags = [applied[i] - scheduled[i] for i in accepted_ids if i in applied]
                 entry["work_item_lag"] = summarize_ms(lags)
                 entry["work_items_missing"] = len(accepted_ids) - len(applied)
@@ -282,10 +320,14 @@ class ReceiverBench:
         if sampler is None:
             return {"error": "py-spy is not installed (pip install py-spy): no profile taken"}
         time.sleep(0.5)
-        spec = self._spec(receiver.port, tokens, mode="flat", duration=config.profile_seconds, concurrency=config.flat_connections)
+        spec = self._spec(
+            receiver.port, tokens, mode="flat", duration=config.profile_seconds, concurrency=config.flat_connections
+        )
         cpu_before, started = profiling.thread_cpu_seconds(receiver.pid), time.monotonic()
         samples = run_load_process(spec, workdir, "profile")
-        cpu = profiling.cpu_share(receiver.pid, cpu_before, profiling.thread_cpu_seconds(receiver.pid), time.monotonic() - started)
+        cpu = profiling.cpu_share(
+            receiver.pid, cpu_before, profiling.thread_cpu_seconds(receiver.pid), time.monotonic() - started
+        )
         self.receiver_requests += sum(samples["statuses"].values())
         _, stderr = sampler.communicate(timeout=config.profile_seconds + 60)
         self.expected_fired += len(set(samples["accepted_ids"]))

@@ -17,12 +17,22 @@ TARGET_P99_MS_AT_500 = 25.0
 TARGET_PROGRAM_RATIO = 1.3
 AZURE_TIMEOUT_MS = 10_000.0
 
-_PACKAGES = ("starlette", "uvicorn", "httptools", "uvloop", "pyjwt", "cryptography", "pydantic", "pulumi", "pulumi-azure-native")
+_PACKAGES = (
+    "starlette",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "pyjwt",
+    "cryptography",
+    "pydantic",
+    "pulumi",
+    "pulumi-azure-native",
+)
 
 
 def machine() -> dict[str, Any]:
     """Where the figures were measured: cores, CPU, Python and the versions that matter."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -60,36 +70,55 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     receiver = results.get("receiver")
     if receiver and "error" not in receiver:
         ratio = receiver["flat"].get("ratio_receiver_to_baseline")
-        rows.append({
-            "target": f"durable accepted throughput >= {TARGET_THROUGHPUT_RATIO:.0%} of baseline",
-            "figure": f"{ratio:.1%}" if ratio is not None else "n/a",
-            "met": None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO,
-        })
+        rows.append(
+            {
+                "target": f"durable accepted throughput >= {TARGET_THROUGHPUT_RATIO:.0%} of baseline",
+                "figure": f"{ratio:.1%}" if ratio is not None else "n/a",
+                "met": None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO,
+            }
+        )
         at_500 = next((r for r in receiver["rates"] if r["offered_per_s"] == 500), None)
         if at_500 is not None:
             p99 = at_500["receiver"]["latency"]["p99_ms"]
-            rows.append({"target": f"p99 of the 202 <= {TARGET_P99_MS_AT_500:.0f} ms at 500/s", "figure": f"{p99} ms", "met": p99 is not None and p99 <= TARGET_P99_MS_AT_500})
+            rows.append(
+                {
+                    "target": f"p99 of the 202 <= {TARGET_P99_MS_AT_500:.0f} ms at 500/s",
+                    "figure": f"{p99} ms",
+                    "met": p99 is not None and p99 <= TARGET_P99_MS_AT_500,
+                }
+            )
         over = sum(r["receiver"]["over_10s"] for r in receiver["rates"])
         worst = max((r["receiver"]["latency"]["max_ms"] or 0.0) for r in receiver["rates"])
-        rows.append({"target": "no request over Azure's 10 s at any tested rate", "figure": f"{over} over; worst {worst} ms", "met": over == 0 and worst < AZURE_TIMEOUT_MS})
+        rows.append(
+            {
+                "target": "no request over Azure's 10 s at any tested rate",
+                "figure": f"{over} over; worst {worst} ms",
+                "met": over == 0 and worst < AZURE_TIMEOUT_MS,
+            }
+        )
         storm = receiver["storm"]
         census = storm["work_items"]
-        rows.append({
-            "target": "storm: exactly one work item per distinct alert, none lost",
-            "figure": f"{census['with_one_work_item']}/{census['distinct_alerts']} (missing {census['missing']}, duplicated {census['duplicated']})",
-            "met": storm["exactly_one_each"],
-        })
+        rows.append(
+            {
+                "target": "storm: exactly one work item per distinct alert, none lost",
+                "figure": f"{census['with_one_work_item']}/{census['distinct_alerts']} (missing {census['missing']}, duplicated {census['duplicated']})",
+                "met": storm["exactly_one_each"],
+            }
+        )
         tokens = receiver["token_verification"]
         rsa = {k: v for k, v in tokens["counters"].items() if "rsa" in k.lower() or "signature" in k.lower()}
         rsa_total = sum(rsa.values()) if rsa else None
-        rows.append({
-            "target": "a repeated token costs no RSA verification",
-            "figure": (
-                f"{rsa_total:.0f} RSA verifications for {tokens['requests_sent']} requests with {tokens['distinct_tokens_sent']} tokens"
-                if rsa_total is not None else "receiver exposes no RSA-verification counter in /metrics"
-            ),
-            "met": None if rsa_total is None else rsa_total <= tokens["distinct_tokens_sent"],
-        })
+        rows.append(
+            {
+                "target": "a repeated token costs no RSA verification",
+                "figure": (
+                    f"{rsa_total:.0f} RSA verifications for {tokens['requests_sent']} requests with {tokens['distinct_tokens_sent']} tokens"
+                    if rsa_total is not None
+                    else "receiver exposes no RSA-verification counter in /metrics"
+                ),
+                "met": None if rsa_total is None else rsa_total <= tokens["distinct_tokens_sent"],
+            }
+        )
     program = results.get("program")
     if program and "error" not in program and program.get("rows"):
         ratios = [row["wall_ratio"] for row in program["rows"] if row.get("wall_ratio") is not None]
@@ -97,15 +126,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         per_rule = [row["per_rule_cpu_ratio"] for row in program["rows"] if row.get("per_rule_cpu_ratio") is not None]
         if ratios:
             worst_n = max(program["rows"], key=lambda row: row.get("wall_ratio") or 0.0)["rules"]
-            rows.append({
-                "target": f"program cost <= {TARGET_PROGRAM_RATIO}x the plain program at every N (wall)",
-                "figure": f"worst {max(ratios):.2f}x (at N={worst_n:,}); cpu worst {max(cpu_ratios):.2f}x; "
-                f"per-rule cpu worst {max(per_rule):.2f}x" if cpu_ratios and per_rule else f"worst {max(ratios):.2f}x",
-                "met": max(ratios) <= TARGET_PROGRAM_RATIO,
-            })
+            rows.append(
+                {
+                    "target": f"program cost <= {TARGET_PROGRAM_RATIO}x the plain program at every N (wall)",
+                    "figure": f"worst {max(ratios):.2f}x (at N={worst_n:,}); cpu worst {max(cpu_ratios):.2f}x; "
+                    f"per-rule cpu worst {max(per_rule):.2f}x"
+                    if cpu_ratios and per_rule
+                    else f"worst {max(ratios):.2f}x",
+                    "met": max(ratios) <= TARGET_PROGRAM_RATIO,
+                }
+            )
         growth = program.get("growth", {}).get("components")
         if growth:
-            rows.append({"target": "program cost linear in N", "figure": f"R^2 {growth['r_squared']:.4f}, {growth['ms_per_rule']:.2f} ms/rule", "met": growth["r_squared"] >= 0.98})
+            rows.append(
+                {
+                    "target": "program cost linear in N",
+                    "figure": f"R^2 {growth['r_squared']:.4f}, {growth['ms_per_rule']:.2f} ms/rule",
+                    "met": growth["r_squared"] >= 0.98,
+                }
+            )
     return rows
 
 
@@ -144,7 +183,7 @@ def table(results: dict[str, Any]) -> str:
         flat = receiver["flat"]
         lines += [
             "",
-            f"Receiver vs baseline (same Starlette + uvicorn stack, 1 worker; load generator in its own process)",
+            "Receiver vs baseline (same Starlette + uvicorn stack, 1 worker; load generator in its own process)",
             f"  flat out, {flat['connections']} connections, {flat['seconds']:.0f} s, client: {flat.get('client', '-')}:",
             f"    {'':24}{'baseline':>14}{'receiver':>14}{'ratio':>8}",
             f"    {'accepted alerts/s':24}{_fmt(flat['baseline']['accepted_per_s']):>14}{_fmt(flat['receiver']['accepted_per_s']):>14}{_fmt(flat['ratio_receiver_to_baseline'], 2):>8}",
@@ -158,7 +197,9 @@ def table(results: dict[str, Any]) -> str:
         ]
         for row in receiver["rates"]:
             lag = row["receiver"].get("work_item_lag")
-            lag_text = "/".join(_fmt(lag[k], 1) for k in ("p50_ms", "p99_ms", "max_ms")) if lag and lag.get("count") else "-"
+            lag_text = (
+                "/".join(_fmt(lag[k], 1) for k in ("p50_ms", "p99_ms", "max_ms")) if lag and lag.get("count") else "-"
+            )
             lines.append(
                 f"    {row['offered_per_s']:>9,.0f}  {_lat(row['baseline']['latency']):<28}  {_lat(row['receiver']['latency']):<28}  "
                 f"{_fmt(row['p99_ratio_receiver_to_baseline'], 2):>9}  {row['receiver']['over_10s']:>5}  {lag_text:<28}"
@@ -247,7 +288,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 values = [row[server]["latency"][key] for row in receiver["rates"]]
                 left.plot(rates, values, style, color=color, marker="o", markersize=3, label=f"{server} {key[:-3]}")
         left.axhline(TARGET_P99_MS_AT_500, color="grey", linewidth=0.8)
-        left.annotate(f"p99 target {TARGET_P99_MS_AT_500:.0f} ms at 500/s", (rates[0], TARGET_P99_MS_AT_500), fontsize=8, color="grey")
+        left.annotate(
+            f"p99 target {TARGET_P99_MS_AT_500:.0f} ms at 500/s",
+            (rates[0], TARGET_P99_MS_AT_500),
+            fontsize=8,
+            color="grey",
+        )
         left.set_yscale("log")
         left.set_xlabel("offered alerts per second (open loop)")
         left.set_ylabel("latency of the 202, ms (log)")
@@ -259,11 +305,27 @@ def plot(results: dict[str, Any], path: Path) -> None:
     if program and "error" not in program and program.get("rows"):
         counts = [row["rules"] for row in program["rows"]]
         for kind, color in (("components", "tab:red"), ("plain", "tab:blue")):
-            right.plot(counts, [row[kind]["wall_s"] for row in program["rows"]], "-o", color=color, label=f"{kind}: wall s")
-            right.plot(counts, [row[kind]["cpu_s"] for row in program["rows"]], "--^", color=color, alpha=0.8, label=f"{kind}: cpu s")
+            right.plot(
+                counts, [row[kind]["wall_s"] for row in program["rows"]], "-o", color=color, label=f"{kind}: wall s"
+            )
+            right.plot(
+                counts,
+                [row[kind]["cpu_s"] for row in program["rows"]],
+                "--^",
+                color=color,
+                alpha=0.8,
+                label=f"{kind}: cpu s",
+            )
         twin = right.twinx()
         for kind, color in (("components", "tab:red"), ("plain", "tab:blue")):
-            twin.plot(counts, [row[kind]["peak_rss_mib"] for row in program["rows"]], ":s", color=color, alpha=0.6, label=f"{kind}: peak MiB")
+            twin.plot(
+                counts,
+                [row[kind]["peak_rss_mib"] for row in program["rows"]],
+                ":s",
+                color=color,
+                alpha=0.6,
+                label=f"{kind}: peak MiB",
+            )
         right.set_xscale("log")
         right.set_yscale("log")
         twin.set_yscale("log")

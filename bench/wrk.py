@@ -101,7 +101,11 @@ def ensure_wrk(progress: Callable[[str], None]) -> str | None:
         return found
     progress("installing wrk from Debian's packages (apt-get install -y wrk)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (["apt-get", "install", "-y", "-q", "wrk"], ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "wrk"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "wrk"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "wrk"],
+    ):
         try:
             completed = subprocess.run(command, env=env, capture_output=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired):
@@ -127,4 +131,6 @@ def run_wrk(
             result: dict[str, Any] = json.loads(line[len(_MARK) :])
             result["elapsed_s"] = result["duration_us"] / 1e6
             return result
-    raise RuntimeError(f"wrk gave no result ({completed.returncode}): {completed.stdout[-1500:]} {completed.stderr[-1500:]}")
+    raise RuntimeError(
+        f"wrk gave no result ({completed.returncode}): {completed.stdout[-1500:]} {completed.stderr[-1500:]}"
+    )

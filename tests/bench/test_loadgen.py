@@ -37,7 +37,9 @@ def test_open_loop_sends_on_schedule(baseline: ServerProcess) -> None:
 
 
 def test_storm_repeats_a_fraction_of_deliveries(baseline: ServerProcess) -> None:
-    result = run_load(LoadSpec(port=baseline.port, tokens=["t"], mode="storm", count=200, repeat_fraction=0.1, concurrency=16))
+    result = run_load(
+        LoadSpec(port=baseline.port, tokens=["t"], mode="storm", count=200, repeat_fraction=0.1, concurrency=16)
+    )
     assert result["deliveries"] == 200
     assert len(result["distinct_ids"]) == len(set(result["distinct_ids"])) == 180
     assert result["final_statuses"] == {"202": 200}

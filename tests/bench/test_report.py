@@ -15,12 +15,14 @@ def _latency(p99: float) -> dict[str, Any]:
 def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missing: int) -> dict[str, Any]:
     rate_rows = []
     for rate, p99 in ((100.0, 2.0), (500.0, p99_at_500)):
-        rate_rows.append({
-            "offered_per_s": rate,
-            "baseline": {"latency": _latency(1.0), "over_10s": 0},
-            "receiver": {"latency": _latency(p99), "over_10s": 0, "work_item_lag": _latency(p99 * 3)},
-            "p99_ratio_receiver_to_baseline": p99,
-        })
+        rate_rows.append(
+            {
+                "offered_per_s": rate,
+                "baseline": {"latency": _latency(1.0), "over_10s": 0},
+                "receiver": {"latency": _latency(p99), "over_10s": 0, "work_item_lag": _latency(p99 * 3)},
+                "p99_ratio_receiver_to_baseline": p99,
+            }
+        )
     program_row = {
         "rules": 10,
         "components": {"wall_s": 1.2, "cpu_s": 1.0, "peak_rss_mib": 90.0, "resources": 27},
@@ -33,20 +35,32 @@ def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missin
         "outputs": {"json": str(tmp_path / "latest.json"), "png": str(tmp_path / "latest.png")},
         "receiver": {
             "flat": {
-                "connections": 8, "seconds": 1.0,
+                "connections": 8,
+                "seconds": 1.0,
                 "baseline": {"accepted_per_s": 1000.0, "latency": _latency(1.0)},
                 "receiver": {"accepted_per_s": receiver_per_s, "latency": _latency(5.0)},
                 "ratio_receiver_to_baseline": receiver_per_s / 1000.0,
             },  # fmt: skip
             "rates": rate_rows,
             "storm": {
-                "deliveries": 110, "distinct_alerts": 100, "final_statuses": {"202": 110}, "retries": 0,
-                "all_answered_s": 0.5, "all_work_items_exist_s": 0.9, "latency": _latency(3.0),
-                "work_items": {"distinct_alerts": 100, "with_one_work_item": 100 - missing, "missing": missing, "duplicated": 0},
+                "deliveries": 110,
+                "distinct_alerts": 100,
+                "final_statuses": {"202": 110},
+                "retries": 0,
+                "all_answered_s": 0.5,
+                "all_work_items_exist_s": 0.9,
+                "latency": _latency(3.0),
+                "work_items": {
+                    "distinct_alerts": 100,
+                    "with_one_work_item": 100 - missing,
+                    "missing": missing,
+                    "duplicated": 0,
+                },
                 "exactly_one_each": missing == 0,
             },  # fmt: skip
             "token_verification": {
-                "distinct_tokens_sent": 4, "requests_sent": 500,
+                "distinct_tokens_sent": 4,
+                "requests_sent": 500,
                 "counters": {'secure_export_token_verifications_total{result="rsa"}': 4.0},
             },  # fmt: skip
             "peak_rss_bytes": {"receiver": 80 * 2**20, "baseline": 40 * 2**20},
@@ -60,7 +74,10 @@ def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missin
 
 
 def test_targets_follow_the_figures(tmp_path: Path) -> None:
-    good = {row["target"]: row["met"] for row in report.targets(_results(tmp_path, receiver_per_s=600.0, p99_at_500=20.0, missing=0))}
+    good = {
+        row["target"]: row["met"]
+        for row in report.targets(_results(tmp_path, receiver_per_s=600.0, p99_at_500=20.0, missing=0))
+    }
     assert all(good.values()), good
     bad = report.targets(_results(tmp_path, receiver_per_s=400.0, p99_at_500=30.0, missing=1))
     missed = {row["target"] for row in bad if row["met"] is False}
