@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -176,7 +177,9 @@ _JSON_HEADER = (b"content-type", b"application/json")
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    # orjson writes the same compact UTF-8 JSON as json.dumps(ensure_ascii=False, separators=(",", ":")),
+    # in a fraction of the time (this runs once per request).
+    return orjson.dumps(payload)
 
 
 class AlertEndpoint:

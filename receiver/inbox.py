@@ -108,6 +108,19 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _received_at(cache: list[Any]) -> str:
+    """:func:`_now_iso` for the request path: requests in the same millisecond share one string.
+
+    ``cache`` is ``[millisecond, text]``, owned by one :class:`Inbox`.
+    """
+    now = time.time()
+    millisecond = int(now * 1000)
+    if millisecond != cache[0]:
+        text = datetime.fromtimestamp(millisecond / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        cache[0], cache[1] = millisecond, text
+    return cache[1]
+
+
 def connect(db_path: str, *, busy_timeout: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
     """Open ``db_path`` the way every inbox user must: WAL, FULL sync, busy timeout, autocommit."""
     if readonly:
@@ -151,13 +164,15 @@ class _Put(_Item):
 
     __slots__ = ("alert_id", "condition", "body", "received_at", "payload")
 
-    def __init__(self, loop: Any, future: Any, alert_id: str, condition: str, body: bytes, payload: Any) -> None:
+    def __init__(
+        self, loop: Any, future: Any, alert_id: str, condition: str, body: bytes, payload: Any, received_at: str
+    ) -> None:
         super().__init__(loop, future)
         self.alert_id = alert_id
         self.condition = condition
         self.body = body
         self.payload = payload
-        self.received_at = _now_iso()
+        self.received_at = received_at
 
 
 class _Done(_Item):
@@ -209,6 +224,7 @@ class Inbox:
         self.pruned = 0
         self._on_committed = on_committed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._clock_cache: list[Any] = [-1, ""]
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._depth = 0
@@ -273,7 +289,9 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         future = loop.create_future()
-        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, payload))
+        self._queue.put(
+            _Put(loop, future, alert_id, monitor_condition, body, payload, _received_at(self._clock_cache))
+        )
         return await future
 
     # --- dispatcher API ----------------------------------------------------------------------

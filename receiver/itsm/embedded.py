@@ -397,16 +397,19 @@ class EmbeddedBackend(Backend):
 
     def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> str:
         condition = Condition(event.condition)
-        already = conn.execute(
-            "SELECT 1 FROM applied_events WHERE alert_id = ? AND condition = ?",
-            (event.alert_id, condition.value),
-        ).fetchone()
-        if already:
+        # Both conditions in one read (each statement is a GIL round trip for this thread): this
+        # one's row means a replay; a Fired also needs to know whether its Resolved came first.
+        applied = dict(
+            conn.execute(
+                "SELECT condition, event_at FROM applied_events WHERE alert_id = ?", (event.alert_id,)
+            ).fetchall()
+        )
+        if condition.value in applied:
             return "replay ignored"
         work_item_id: int | None
         if condition is Condition.FIRED:
             event_at = _iso(event.fired_at) if event.fired_at else _now()
-            work_item_id, outcome = self._fired(conn, event, event_at)
+            work_item_id, outcome = self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
         else:
             event_at = _iso(event.resolved_at) if event.resolved_at else _now()
             work_item_id, outcome = self._resolved(conn, event, event_at)
@@ -423,12 +426,10 @@ class EmbeddedBackend(Backend):
         )
         return outcome
 
-    def _fired(self, conn: sqlite3.Connection, event: AlertEvent, fired_at: str) -> tuple[int, str]:
-        early = conn.execute(
-            "SELECT event_at FROM applied_events WHERE alert_id = ? AND condition = ?",
-            (event.alert_id, Condition.RESOLVED.value),
-        ).fetchone()
-        early_resolved_at: str | None = early["event_at"] if early else None
+    def _fired(
+        self, conn: sqlite3.Connection, event: AlertEvent, fired_at: str, early_resolved_at: str | None
+    ) -> tuple[int, str]:
+        """Open a work item or add an occurrence; ``early_resolved_at`` is a Resolved applied before."""
         open_item = conn.execute(
             "SELECT id FROM work_items WHERE correlation_key = ? AND state = 'New'",
             (event.correlation_key,),
