@@ -100,6 +100,7 @@ def _module_of(frame: str) -> str:
         "pydantic",
         "jwt/",
         "sqlite3",
+        "orjson",
         "json/",
         "asyncio/",
         "logging/",

@@ -22,6 +22,7 @@ _PACKAGES = (
     "uvicorn",
     "httptools",
     "uvloop",
+    "orjson",
     "pyjwt",
     "cryptography",
     "pydantic",
