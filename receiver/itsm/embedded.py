@@ -72,7 +72,10 @@ _LOCK_POLL_SECONDS = 0.0005
 """How often a transaction retries for the write lock held by another connection (the inbox writer)."""
 
 _MAX_BATCH = 256
-"""Most events applied in one transaction."""
+"""Most jobs the worker takes off its queue at once."""
+
+_MAX_LOCK_HOLD_SECONDS = 0.002
+"""A transaction of several events commits once it has held the write lock this long."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS work_items (
@@ -329,32 +332,48 @@ class EmbeddedBackend(Backend):
         return self._conn
 
     def _apply_batch(self, jobs: list[_Job]) -> None:
-        """Apply the jobs' events in one transaction; on any failure, one transaction each."""
-        if len(jobs) > 1:
+        """Apply the jobs' events in as few transactions as the lock-hold limit allows.
+
+        A transaction is committed once it has held the write lock for
+        :data:`_MAX_LOCK_HOLD_SECONDS`, so the inbox writer (whose commits the HTTP answers wait
+        for) is never shut out for long; a busy event loop can make each statement of this
+        thread wait for the GIL. Should an event fail, its transaction is rolled back and the
+        events it held are applied again one transaction each, so the failure stays with its event.
+        """
+        pending = jobs
+        while pending:
             try:
                 conn = self._writable_connection()
                 self._begin(conn)
-            except BaseException as error:  # noqa: BLE001 - every event of the batch gets it
-                for job in jobs:
+            except BaseException as error:  # noqa: BLE001 - every event still waiting gets it
+                for job in pending:
                     job.error = error
                 return
+            began = time.monotonic()
+            outcomes: list[str] = []
             try:
-                outcomes = [self._apply_in_transaction(conn, job.event) for job in jobs if job.event is not None]
+                for job in pending:
+                    assert job.event is not None
+                    outcomes.append(self._apply_in_transaction(conn, job.event))
+                    if time.monotonic() - began >= _MAX_LOCK_HOLD_SECONDS:
+                        break
                 conn.execute("COMMIT")
-            except BaseException:  # noqa: BLE001 - retried below, one event at a time
+            except BaseException:  # noqa: BLE001 - redone below, one event at a time
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-            else:
-                self.transactions += 1
-                for job, outcome in zip(jobs, outcomes, strict=True):
-                    _log_applied(job.event, outcome)
-                return
-        for job in jobs:
-            try:
+                tried, pending = pending[: len(outcomes) + 1], pending[len(outcomes) + 1 :]
+                for job in tried:
+                    try:
+                        assert job.event is not None
+                        _log_applied(job.event, self._apply_sync(job.event))
+                    except BaseException as error:  # noqa: BLE001 - handed to that event's caller
+                        job.error = error
+                continue
+            self.transactions += 1
+            for job, outcome in zip(pending, outcomes, strict=False):
                 assert job.event is not None
-                _log_applied(job.event, self._apply_sync(job.event))
-            except BaseException as error:  # noqa: BLE001 - handed to that event's caller
-                job.error = error
+                _log_applied(job.event, outcome)
+            pending = pending[len(outcomes) :]
 
     def _writable_connection(self) -> sqlite3.Connection:
         try:
