@@ -225,6 +225,7 @@ class Inbox:
         self._on_committed = on_committed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._clock_cache: list[Any] = [-1, ""]
+        self._puts_waiting = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._depth = 0
@@ -292,6 +293,7 @@ class Inbox:
         self._queue.put(
             _Put(loop, future, alert_id, monitor_condition, body, payload, _received_at(self._clock_cache))
         )
+        self._puts_waiting += 1
         return await future
 
     # --- dispatcher API ----------------------------------------------------------------------
@@ -416,6 +418,10 @@ class Inbox:
             await self._call(write)
         except sqlite3.Error as error:
             raise InboxUnavailable(f"inbox database not writable: {error}") from error
+
+    def puts_waiting(self) -> int:
+        """Deliveries handed to the writer and not yet answered: how hard callers are pushing now."""
+        return self._puts_waiting
 
     def depth(self) -> int:
         """Rows waiting for the backend."""
@@ -659,6 +665,8 @@ class Inbox:
     def _settle(self, batch: Sequence[_Item], new_rows: list[InboxRow]) -> None:
         """On the event loop: resolve every caller of the batch at once, then hand over new rows."""
         for item in batch:
+            if isinstance(item, _Put):
+                self._puts_waiting -= 1
             future = item.future
             if future.done():  # the caller gave up (timeout, disconnect)
                 continue
