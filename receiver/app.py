@@ -337,8 +337,7 @@ class AlertEndpoint:
                 )
                 return error.status, _encode(error.to_json()), _header_list(error.headers)
         try:
-            async with asyncio.timeout(self.put_timeout):
-                result = await self.inbox.put(alert_id, condition, body, payload=alert)
+            result = await self.inbox.put(alert_id, condition, body, payload=alert, timeout=self.put_timeout)
         except (InboxUnavailable, TimeoutError) as error:
             log.warning(
                 "inbox unavailable; answered 503",

@@ -279,11 +279,21 @@ class Inbox:
 
     # --- request path ------------------------------------------------------------------------
 
-    async def put(self, alert_id: str, monitor_condition: str, body: bytes, *, payload: Any = None) -> PutResult:
+    async def put(
+        self,
+        alert_id: str,
+        monitor_condition: str,
+        body: bytes,
+        *,
+        payload: Any = None,
+        timeout: float | None = None,
+    ) -> PutResult:
         """Store one delivery durably; returns once committed. Raises :class:`InboxUnavailable`.
 
         ``payload`` (the parsed alert) is not stored; it rides along to the dispatcher so the body
-        is not parsed a second time.
+        is not parsed a second time. With ``timeout``, :class:`TimeoutError` is raised when the
+        commit has not happened within that many seconds (the row may still be committed later;
+        a repeated delivery then finds it).
         """
         if self._closed:
             raise InboxUnavailable("the inbox is shutting down")
@@ -294,7 +304,14 @@ class Inbox:
             _Put(loop, future, alert_id, monitor_condition, body, payload, _received_at(self._clock_cache))
         )
         self._puts_waiting += 1
-        return await future
+        if timeout is None:
+            return await future
+        # One timer handle on the future itself: cheaper per request than an asyncio.timeout block.
+        expiry = loop.call_later(timeout, _expire_future, future, timeout)
+        try:
+            return await future
+        finally:
+            expiry.cancel()
 
     # --- dispatcher API ----------------------------------------------------------------------
 
@@ -697,6 +714,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def _resolve_future(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
+
+
+def _expire_future(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"the inbox did not commit within {timeout:g} s"))
 
 
 def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
