@@ -118,6 +118,22 @@ class Runtime:
     in_flight: int = 0
 
 
+async def _answer_unhandled(scope: Scope, receive: Receive, send: Send, *, answered: bool) -> bool:
+    """Log an escaped exception and, unless an answer already started, answer 503 so Azure retries.
+
+    Returns whether the 503 was sent. The traceback goes to the log only, never to the caller.
+    """
+    log.exception("unhandled error while answering a request", extra={"event": "unhandled_error", "path": scope.get("path")})
+    if answered:
+        return False
+    response = error_response(
+        503, "unavailable", "the receiver hit an internal problem; retry later", {"Retry-After": RETRY_AFTER_SECONDS}
+    )
+    with contextlib.suppress(Exception):
+        await response(scope, receive, send)
+    return True
+
+
 class _Guard:
     """Outermost middleware: counts and times every answer; turns any escaped exception into 503."""
 
@@ -145,15 +161,8 @@ class _Guard:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:  # noqa: BLE001 - the one place that guarantees "no 500"
-            log.exception("unhandled error while answering a request", extra={"event": "unhandled_error", "path": scope.get("path")})
-            if status == 0:
+            if await _answer_unhandled(scope, receive, send, answered=status != 0):
                 status = 503
-                response = error_response(
-                    503, "unavailable", "the receiver hit an internal problem; retry later",
-                    {"Retry-After": RETRY_AFTER_SECONDS},
-                )
-                with contextlib.suppress(Exception):
-                    await response(scope, receive, send)
         finally:
             runtime.in_flight -= 1
             route = route_label(scope.get("path", ""))
@@ -253,15 +262,8 @@ class AlertEndpoint:
             sent_start, status = True, answer_status
             await send({"type": "http.response.body", "body": body})
         except Exception:  # noqa: BLE001 - the one place that guarantees "no 500" on this path
-            log.exception("unhandled error while answering a request", extra={"event": "unhandled_error", "path": scope.get("path")})
-            if not sent_start:
+            if await _answer_unhandled(scope, receive, send, answered=sent_start):
                 status = 503
-                response = error_response(
-                    503, "unavailable", "the receiver hit an internal problem; retry later",
-                    {"Retry-After": RETRY_AFTER_SECONDS},
-                )
-                with contextlib.suppress(Exception):
-                    await response(scope, receive, send)
         finally:
             runtime.in_flight -= 1
             counter = self._request_counters.get(status)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import json
 import logging
 import math
@@ -46,6 +45,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import jwt
+
+from receiver.urls import is_loopback_host
 
 __all__ = [
     "AZNS_APP_ID",
@@ -180,20 +181,12 @@ def validate_jwks_uri(uri: str) -> str:
         raise ValueError("JWKS URI must not carry credentials")
     if parts.scheme == "https":
         return uri
-    if parts.scheme == "http" and _is_loopback(host):
+    if parts.scheme == "http" and is_loopback_host(host):
         return uri
     raise ValueError(
         f"JWKS URI {uri!r} must use https (plain http is allowed only for 127.0.0.1, ::1 or localhost)"
     )
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class JwksFetchError(Exception):

@@ -7,13 +7,14 @@ and a validation error names the variable without echoing its value.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from receiver.urls import is_loopback_host
 
 ENV_PREFIX = "SECURE_EXPORT_SERVICENOW_"
 
@@ -115,7 +116,7 @@ class ServiceNowSettings(BaseSettings):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("must be an absolute https URL such as https://acme.service-now.com")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ValueError("must use https: credentials would travel in clear text")
         if parts.query or parts.fragment or parts.username:
             raise ValueError("must be the instance base URL, without query, fragment or credentials")
@@ -222,11 +223,3 @@ def describe_validation_error(error: ValidationError) -> str:
         lines.append(f"{name}: {message}")
     return "invalid ServiceNow configuration: " + "; ".join(lines)
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
