@@ -74,27 +74,41 @@ class PlanResult:
     secret_values: frozenset[str] = field(default_factory=frozenset)
 
 
-def _unwrap(value: Any) -> tuple[Any, bool]:
-    """Strip Pulumi's secret envelopes from a deserialized value; say whether there was one."""
+def _rewrite(value: Any, visit: Callable[[Any, Any], tuple[Any, bool] | None], key: Any = None) -> tuple[Any, bool]:
+    """Rebuild ``value`` through dicts and lists; say whether ``visit`` replaced anything.
+
+    ``visit(key, node)`` sees every node with the dict key it sits under (``None`` for list items
+    and the root); it returns ``(replacement, hit)`` to replace the node, or ``None`` to descend.
+    """
+    replaced = visit(key, value)
+    if replaced is not None:
+        return replaced
+    found = False
     if isinstance(value, dict):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
-            inner, _ = _unwrap(value.get("value"))
-            return inner, True
-        found = False
         out = {}
         for k, v in value.items():
-            out[k], inner_secret = _unwrap(v)
-            found = found or inner_secret
+            out[k], hit = _rewrite(v, visit, k)
+            found = found or hit
         return out, found
     if isinstance(value, list):
-        found = False
         items = []
         for v in value:
-            item, inner_secret = _unwrap(v)
+            item, hit = _rewrite(v, visit)
             items.append(item)
-            found = found or inner_secret
+            found = found or hit
         return items, found
     return value, False
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """Strip Pulumi's secret envelopes from a deserialized value; say whether there was one."""
+    return _rewrite(value, _open_envelope)
+
+
+def _open_envelope(_key: Any, node: Any) -> tuple[Any, bool] | None:
+    if isinstance(node, dict) and node.get(_SIG_KEY) == _SECRET_SIG:
+        return _unwrap(node.get("value"))[0], True
+    return None
 
 
 class FakeCloud(pulumi.runtime.Mocks):
@@ -333,48 +347,24 @@ async def _resolve_outputs(exported: dict[str, Any]) -> tuple[dict[str, Any], se
 
 def masked(value: Any, secrets: frozenset[str] | set[str]) -> tuple[Any, bool]:
     """Replace every string in ``secrets`` found in ``value`` by the mask; say whether any was."""
-    if isinstance(value, str):
-        return (SECRET_MASK, True) if value in secrets else (value, False)
-    if isinstance(value, dict):
-        found = False
-        out = {}
-        for k, v in value.items():
-            out[k], hit = masked(v, secrets)
-            found = found or hit
-        return out, found
-    if isinstance(value, list):
-        found = False
-        items = []
-        for v in value:
-            item, hit = masked(v, secrets)
-            items.append(item)
-            found = found or hit
-        return items, found
-    return value, False
+
+    def visit(_key: Any, node: Any) -> tuple[Any, bool] | None:
+        if isinstance(node, str):
+            return (SECRET_MASK, True) if node in secrets else (node, False)
+        return None
+
+    return _rewrite(value, visit)
 
 
 def _mask_secret_lists(value: Any) -> tuple[Any, bool]:
+    return _rewrite(value, _mask_secret_list)
+
+
+def _mask_secret_list(key: Any, node: Any) -> tuple[Any, bool] | None:
     # Entries of a list named "secrets" (container-app secrets) are secret by definition.
-    if isinstance(value, dict):
-        found = False
-        out = {}
-        for k, v in value.items():
-            if k == "secrets" and isinstance(v, list):
-                out[k] = [{**e, "value": SECRET_MASK} if isinstance(e, dict) and "value" in e else e for e in v]
-                found = found or bool(v)
-            else:
-                out[k], hit = _mask_secret_lists(v)
-                found = found or hit
-        return out, found
-    if isinstance(value, list):
-        found = False
-        items = []
-        for v in value:
-            item, hit = _mask_secret_lists(v)
-            items.append(item)
-            found = found or hit
-        return items, found
-    return value, False
+    if key == "secrets" and isinstance(node, list):
+        return [{**e, "value": SECRET_MASK} if isinstance(e, dict) and "value" in e else e for e in node], bool(node)
+    return None
 
 
 def plain_numbers(value: Any) -> Any:
