@@ -52,13 +52,17 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         return int(exit_.code or 0)
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
+def _listing_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every listing command shares: ``--json`` and ``--db``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     parser.add_argument(
         "--db",
         metavar="PATH",
         default=None,
         help=f"SQLite file to read (default: ${DB_ENV}, else {DEFAULT_DB})",
     )
+    return parser
 
 
 def _resolve_db(value: str | None) -> str:
@@ -122,25 +126,21 @@ def _demo(argv: list[str]) -> int:
 
 
 def _work_items(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="secure-export work-items",
-        description=(
-            "List the embedded backend's work items (and, in the table, deliveries parked as "
-            "failed in the inbox). --json prints a JSON array (fields: docs/work-items.md)."
-        ),
+    prog = "secure-export work-items"
+    parser = _listing_parser(
+        prog,
+        "List the embedded backend's work items (and, in the table, deliveries parked as "
+        "failed in the inbox). --json prints a JSON array (fields: docs/work-items.md).",
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     parser.add_argument(
         "--failed",
         action="store_true",
         help="list only the parked (failed) inbox deliveries that never became work items",
     )
-    _db_option(parser)
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
     db = _resolve_db(args.db)
-    prog = "secure-export work-items"
     from receiver.itsm.embedded import list_work_items
 
     if args.failed:
@@ -181,15 +181,11 @@ def _print_parked(rows: list[dict[str, Any]], *, as_json: bool) -> None:
 
 
 def _cmdb(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="secure-export cmdb",
-        description=(
-            "List the embedded backend's configuration items (CIs) bound from alerts' "
-            "configurationItems. --json prints a JSON array (fields: docs/work-items.md)."
-        ),
+    parser = _listing_parser(
+        "secure-export cmdb",
+        "List the embedded backend's configuration items (CIs) bound from alerts' "
+        "configurationItems. --json prints a JSON array (fields: docs/work-items.md).",
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
-    _db_option(parser)
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
