@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -70,18 +70,25 @@ class DimensionConfig(_Model):
     values: list[str] = Field(min_length=1)
 
 
-class DynamicThresholdConfig(_Model):
+class _FailingPeriods(_Model):
+    """Shared check of models with ``evaluation_periods`` and ``min_failing_periods``."""
+
+    evaluation_periods: int
+    min_failing_periods: int
+
+    @model_validator(mode="after")
+    def _failing_within_periods(self) -> Self:
+        if self.min_failing_periods > self.evaluation_periods:
+            raise ValueError("minFailingPeriods must not exceed evaluationPeriods")
+        return self
+
+
+class DynamicThresholdConfig(_FailingPeriods):
     """Dynamic threshold settings."""
 
     sensitivity: Literal["Low", "Medium", "High"]
     evaluation_periods: int = Field(default=4, ge=1, le=6)
     min_failing_periods: int = Field(default=4, ge=1, le=6)
-
-    @model_validator(mode="after")
-    def _failing_within_periods(self) -> DynamicThresholdConfig:
-        if self.min_failing_periods > self.evaluation_periods:
-            raise ValueError("minFailingPeriods must not exceed evaluationPeriods")
-        return self
 
 
 class MetricCriterionConfig(_Model):
@@ -163,17 +170,11 @@ class MetricRuleConfig(_EvaluatedRuleConfig):
         return self
 
 
-class FailingPeriodsConfig(_Model):
+class FailingPeriodsConfig(_FailingPeriods):
     """Failing periods of a log alert."""
 
     evaluation_periods: int = Field(ge=1, le=6)
     min_failing_periods: int = Field(ge=1, le=6)
-
-    @model_validator(mode="after")
-    def _failing_within_periods(self) -> FailingPeriodsConfig:
-        if self.min_failing_periods > self.evaluation_periods:
-            raise ValueError("minFailingPeriods must not exceed evaluationPeriods")
-        return self
 
 
 class LogRuleConfig(_EvaluatedRuleConfig):

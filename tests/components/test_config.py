@@ -61,6 +61,21 @@ def _mutate(change):
     return document
 
 
+def _log_rule(**overrides):
+    rule = {
+        "name": "dev-heartbeat",
+        "severity": 2,
+        "scopes": ["/subscriptions/6f1c2d3e-0a4b-4c5d-8e9f-0a1b2c3d4e5f/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w"],
+        "evaluationFrequency": "PT5M",
+        "windowSize": "PT15M",
+        "query": "Heartbeat",
+        "timeAggregation": "Count",
+        "operator": "GreaterThan",
+        "threshold": 0,
+    }
+    return {**rule, **overrides}
+
+
 BAD = {
     "severity": (
         lambda c: c["secure-export:alertRules"]["metric"][0].update(severity=9),
@@ -93,6 +108,16 @@ BAD = {
     "empty-scopes": (
         lambda c: c["secure-export:alertRules"]["activityLog"][0].update(scopes=[]),
         "secure-export:alertRules.activityLog[0].scopes: must list at least one Azure resource id",
+    ),
+    "dynamic-periods": (
+        lambda c: c["secure-export:alertRules"]["metric"][0]["criteria"][0].update(
+            threshold=None, dynamic={"sensitivity": "High", "evaluationPeriods": 2, "minFailingPeriods": 3}
+        ),
+        "secure-export:alertRules.metric[0].criteria[0].dynamic: minFailingPeriods must not exceed evaluationPeriods",
+    ),
+    "log-failing-periods": (
+        lambda c: c["secure-export:alertRules"].update(log=[_log_rule(failingPeriods={"evaluationPeriods": 2, "minFailingPeriods": 3})]),
+        "secure-export:alertRules.log[0].failingPeriods: minFailingPeriods must not exceed evaluationPeriods",
     ),
     "unknown-top-key": (lambda c: c.update({"secure-export:colour": "blue"}), "secure-export:colour: unknown key"),
     "plain-secret": (
