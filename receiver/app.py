@@ -183,6 +183,7 @@ class _Disconnected(Exception):
 
 
 _JSON_HEADER = (b"content-type", b"application/json")
+_CONTENT_TYPE_MEMO = 32
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
@@ -221,6 +222,7 @@ class AlertEndpoint:
             {"error": "inbox_unavailable", "detail": "the alert could not be stored durably right now; retry later"}
         )
         self._accepted_counters: dict[tuple[str, bool], Any] = {}
+        self._content_types: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -306,7 +308,15 @@ class AlertEndpoint:
                     return 413, self._too_large, []
             except ValueError:
                 return 400, _encode({"error": "bad_request", "detail": "Content-Length is not a number"}), []
-        if content_type is None or not _content_type_ok(content_type.decode("latin-1")):
+        if content_type is None:
+            return 415, self._unsupported, []
+        type_ok = self._content_types.get(content_type)
+        if type_ok is None:
+            type_ok = _content_type_ok(content_type.decode("latin-1"))
+            # Senders use one or two spellings; the bound keeps odd callers from growing it.
+            if len(self._content_types) < _CONTENT_TYPE_MEMO:
+                self._content_types[content_type] = type_ok
+        if not type_ok:
             return 415, self._unsupported, []
         try:
             # Several Authorization headers are refused: a proxy and this service could each read another.

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -394,7 +393,10 @@ class TokenVerifier:
         self.keys = keys
         self._clock = clock
         self._cache_size = max(0, cache_size)
-        self._cache: OrderedDict[bytes, tuple[Caller, str]] = OrderedDict()
+        # Keyed by the exact Authorization header: Azure resends the same header with every alert
+        # until the token is renewed, so a hit skips parsing and hashing the ~2 KB token. Only
+        # headers whose token verified are stored, so attackers cannot fill it.
+        self._cache: OrderedDict[str, tuple[Caller, str]] = OrderedDict()
         self.rsa_verifications = 0
         """RS256 signature checks performed."""
         self.cache_hits = 0
@@ -402,18 +404,17 @@ class TokenVerifier:
 
     async def verify(self, authorization: str | None) -> Caller:
         """The caller a valid ``Authorization`` header proves; raises :class:`AuthError` otherwise."""
-        token = _bearer_token(authorization)
-        digest = hashlib.sha256(token.encode("ascii")).digest()
         now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None:
+        cached = self._cache.get(authorization) if authorization is not None else None
+        if authorization is not None and cached is not None:
             caller, kid = cached
             if now < caller.expires_at and self.keys.has_key(kid):
-                self._cache.move_to_end(digest)
+                self._cache.move_to_end(authorization)
                 self.cache_hits += 1
                 return caller
             # Expired or its key was withdrawn: verify from scratch, which decides (and never re-caches).
-            self._cache.pop(digest, None)
+            self._cache.pop(authorization, None)
+        token = _bearer_token(authorization)
         try:
             caller, kid = await self._verify_uncached(token, now)
         except AuthError:
@@ -424,7 +425,8 @@ class TokenVerifier:
             log.exception("token verification failed unexpectedly", extra={"error_type": type(error).__name__})
             raise AuthError.invalid_token("token could not be verified") from None
         if self._cache_size and now < caller.expires_at:
-            self._cache[digest] = (caller, kid)
+            assert authorization is not None  # _bearer_token refused a missing header
+            self._cache[authorization] = (caller, kid)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return caller

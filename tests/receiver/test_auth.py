@@ -291,6 +291,27 @@ def test_cache_is_bounded_and_keyed_by_the_whole_token(issuer: LocalIssuer) -> N
     assert tampered_status == 401
 
 
+def test_cache_is_keyed_by_the_exact_header_and_never_skips_its_checks(issuer: LocalIssuer) -> None:
+    # The cache is keyed by the whole Authorization header: another spelling of the same token is
+    # judged on its own (and accepted), a header that merely contains a cached token is not.
+    async def run() -> tuple[TokenVerifier, list[int]]:
+        async with verifier_for(issuer) as verifier:
+            token = issuer.mint()
+            await verifier.verify(f"Bearer {token}")
+            statuses = [
+                await outcome(verifier, f"Bearer {token}"),
+                await outcome(verifier, f"bearer {token}"),
+                await outcome(verifier, f"Bearer {token} extra"),
+                await outcome(verifier, f"Basic {token}"),
+            ]
+            return verifier, statuses
+
+    verifier, statuses = asyncio.run(run())
+    assert statuses == [202, 202, 401, 401]
+    assert verifier.cache_hits == 1
+    assert verifier.rsa_verifications == 2
+
+
 def test_cached_token_is_dropped_when_its_key_is_withdrawn(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
     keys_clock = FakeClock()

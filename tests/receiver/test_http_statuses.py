@@ -169,6 +169,23 @@ def test_wrong_content_type_gets_415(rx: RunningReceiver, issuer: LocalIssuer, c
     _assert_json_error(response, 415, "unsupported_media_type")
 
 
+def test_content_type_verdicts_hold_on_repeats_and_past_the_memo_bound(
+    rx: RunningReceiver, issuer: LocalIssuer
+) -> None:
+    # The endpoint remembers the verdict per Content-Type spelling: a remembered refusal must stay
+    # a refusal, and spellings beyond the memo's bound must still be judged, not waved through.
+    token = issuer.mint()
+    for attempt in range(2):
+        response = rx.post_alert(alert_body(f"memo-bad-{attempt}"), token, content_type="text/plain")
+        _assert_json_error(response, 415, "unsupported_media_type")
+    for index in range(40):
+        good_type, bad_type = f"application/json; charset=utf-8; v={index}", f"application/json; charset=latin-1; v={index}"
+        good = rx.post_alert(alert_body(f"memo-good-{index}"), token, content_type=good_type)
+        assert good.status_code == 202, good.text
+        bad = rx.post_alert(alert_body(f"memo-bad-x{index}"), token, content_type=bad_type)
+        _assert_json_error(bad, 415, "unsupported_media_type")
+
+
 def test_missing_or_bad_token_gets_401_with_challenge(rx: RunningReceiver, issuer: LocalIssuer) -> None:
     for token in (None, "not-a-jwt", issuer.mint()[:-8]):
         response = rx.post_alert(alert_body("auth"), token)
