@@ -16,7 +16,7 @@ accepts it only when all of these hold (DESIGN.md, "Data flow"):
 
 The ``jku``, ``x5u``, ``jwk`` and ``x5c`` header parameters are never read: keys come only from the
 configured JWKS URI, so a token cannot bring its own key. A verified token is remembered (by the
-SHA-256 of the token string) until its ``exp`` so a repeated delivery costs no second RSA
+exact ``Authorization`` header that carried it) until its ``exp`` so a repeated delivery costs no second RSA
 verification; the cache never changes an answer (an entry is dropped at ``exp``, and when its
 signing key has left the key set).
 
