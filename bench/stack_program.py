@@ -3,8 +3,8 @@
 A generated ``Pulumi.bench.yaml`` with N metric rules shaped like the plain program's is planned by
 :func:`components.plan.plan_file`, so the measured path is the real one: the stack file is
 validated, then the repository's ``__main__.py`` runs under the components' offline engine
-(:func:`components.offline.run_program`). The plain program runs under
-the same engine, so both pay the same mock cost.
+(:func:`components.offline.run_program`). The plain programs (bench/plain_program.py) run under
+the same engine, so all pay the same mock cost.
 """
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ from typing import Any
 
 import yaml
 
-from bench.plain_program import SUBSCRIPTION, plain_program, vm_id
+from bench.plain_program import (
+    ACTION_GROUP_SHORT_NAME,
+    IMAGE_REGISTRY,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
+    LOCATION,
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    plain_full_program,
+    plain_program,
+    vm_id,
+)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 STACK = "bench"
@@ -44,12 +55,12 @@ def stack_document(rules: int) -> dict[str, Any]:
     ]
     return {
         "config": {
-            "azure-native:location": "westeurope",
-            "secure-export:location": "westeurope",
-            "secure-export:resourceGroupName": "rg-bench",
-            "secure-export:actionGroup": {"shortName": "sx-bench"},
+            "azure-native:location": LOCATION,
+            "secure-export:location": LOCATION,
+            "secure-export:resourceGroupName": RESOURCE_GROUP,
+            "secure-export:actionGroup": {"shortName": ACTION_GROUP_SHORT_NAME},
             "secure-export:receiver": {
-                "image": {"registry": "ghcr.io", "repository": "example-org/secure-export", "tag": "0.1.0"},
+                "image": {"registry": IMAGE_REGISTRY, "repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG},
                 "allowedSubscriptions": [SUBSCRIPTION],
             },
             "secure-export:alertRules": {"metric": metric},
@@ -76,8 +87,16 @@ def run_generated_stack(stack_file: Path) -> int:
 
 
 def run_plain(rules: int) -> int:
-    """Run the plain program with ``rules`` metric alerts under the same offline engine."""
+    """Run the literal plain program (``rules`` metric alerts only) under the same offline engine."""
     from components.offline import run_program
 
     result = run_program(plain_program(rules), stack=STACK, project="secure-export")
+    return len(result.resources)
+
+
+def run_plain_full(rules: int) -> int:
+    """Run the like-for-like plain program (the stack's resources, no components) under the same offline engine."""
+    from components.offline import run_program
+
+    result = run_program(plain_full_program(rules), stack=STACK, project="secure-export")
     return len(result.resources)
