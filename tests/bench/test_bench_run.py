@@ -26,10 +26,13 @@ def test_quick_receiver_run_writes_json_png_and_table(tmp_path: Path) -> None:
     assert "[bench" in completed.stderr  # progress lines
 
 
-def test_program_cost_children_plan_both_programs() -> None:
+def test_program_cost_children_plan_every_program() -> None:
     components = measure_in_child("components", 3)
     plain = measure_in_child("plain", 3)
+    full = measure_in_child("plain-full", 3)
     assert plain["resources"] == 3
-    # The stack declares its fixed resources (identity, receiver, action group) plus the 3 rules.
+    # The stack declares its fixed resources (identity, receiver, action group) plus the 3 rules;
+    # plain-full the same resources without the five component resources.
     assert components["resources"] > 3
-    assert components["peak_rss_mib"] > 0 and plain["wall_s"] > 0
+    assert full["resources"] == components["resources"] - 5
+    assert components["peak_rss_mib"] > 0 and plain["wall_s"] > 0 and full["cpu_s"] > 0

@@ -23,11 +23,13 @@ def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missin
                 "p99_ratio_receiver_to_baseline": p99,
             }
         )
+    comparison = {"wall_ratio": 1.2, "cpu_ratio": 1.11, "memory_ratio": 1.125, "per_rule_wall_ratio": 1.0, "per_rule_cpu_ratio": 1.0}
     program_row = {
         "rules": 10,
         "components": {"wall_s": 1.2, "cpu_s": 1.0, "peak_rss_mib": 90.0, "resources": 27},
         "plain": {"wall_s": 1.0, "cpu_s": 0.9, "peak_rss_mib": 80.0, "resources": 10},
-        "wall_ratio": 1.2, "cpu_ratio": 1.11, "memory_ratio": 1.125, "per_rule_wall_ratio": 1.0, "per_rule_cpu_ratio": 1.0,
+        "plain-full": {"wall_s": 1.0, "cpu_s": 0.9, "peak_rss_mib": 85.0, "resources": 22},
+        "comparisons": {"plain": dict(comparison), "plain-full": dict(comparison)},
     }  # fmt: skip
     return {
         "machine": report.machine(),
@@ -66,7 +68,7 @@ def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missin
             "peak_rss_bytes": {"receiver": 80 * 2**20, "baseline": 40 * 2**20},
         },
         "program": {
-            "fixed": {kind: dict(program_row[kind], rules=0) for kind in ("components", "plain")},
+            "fixed": {kind: dict(program_row[kind], rules=0) for kind in ("components", "plain", "plain-full")},
             "rows": [program_row],
             "growth": {},
         },
@@ -84,6 +86,20 @@ def test_targets_follow_the_figures(tmp_path: Path) -> None:
     assert any("throughput" in target for target in missed)
     assert any("p99" in target for target in missed)
     assert any("storm" in target for target in missed)
+
+
+def test_program_targets_judge_each_baseline_on_its_own(tmp_path: Path) -> None:
+    results = _results(tmp_path, receiver_per_s=600.0, p99_at_500=20.0, missing=0)
+    row = results["program"]["rows"][0]
+    # The literal baseline missed, the like-for-like one met: each verdict stays with its own label.
+    row["comparisons"]["plain"]["wall_ratio"] = 2.26
+    verdicts = {t["target"]: t["met"] for t in report.targets(results) if t["target"].startswith("program cost <=")}
+    assert len(verdicts) == 2
+    literal = next(target for target in verdicts if "literal" in target)
+    like_for_like = next(target for target in verdicts if "like-for-like" in target)
+    assert verdicts[literal] is False and verdicts[like_for_like] is True
+    text = report.table(dict(results, targets=report.targets(results)))
+    assert "plain-full" in text and "[MISSED] program cost" in text and "2.26" in text
 
 
 def test_table_json_and_png_are_written(tmp_path: Path) -> None:
