@@ -468,5 +468,14 @@ class AlertRules(pulumi.ComponentResource):
         return alert.id
 
 
+# Rule ids combined per chunk before the whole list: Output.all unions its inputs' dependency sets
+# one after another (a new set each time), so one Output.all over N rules copies O(N^2) elements —
+# ~0.3 s at 2,000 rules. Chunks keep it near linear; the value and the dependencies are the same.
+_IDS_PER_CHUNK = 64
+
+
 def _all(ids: list[pulumi.Output[str]]) -> pulumi.Output[list[str]]:
-    return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])  # type: ignore[return-value]
+    if len(ids) <= _IDS_PER_CHUNK:
+        return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])  # type: ignore[return-value]
+    chunks = [pulumi.Output.all(*ids[i : i + _IDS_PER_CHUNK]) for i in range(0, len(ids), _IDS_PER_CHUNK)]
+    return pulumi.Output.all(*chunks).apply(lambda parts: [i for part in parts for i in part])

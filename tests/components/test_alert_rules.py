@@ -1,5 +1,6 @@
 import pulumi
 import pytest
+from pulumi.runtime.sync_await import _sync_await
 
 from components import AlertRules
 from components.alert_rules import watched_subscriptions
@@ -44,6 +45,30 @@ def test_static_single_resource_metric_rule_is_stateful_and_notifies_the_group()
     assert criterion["threshold"] == 90
     assert alert.inputs["ruleName"] == "cpu-high"
     assert result.outputs["metricIds"] == [alert.outputs["id"]]
+
+
+def test_ids_of_many_metric_rules_keep_their_order_and_dependencies():
+    # More rules than one chunk of the combined id list, and a partial last chunk.
+    count = 150
+    captured = {}
+
+    def program():
+        rules = AlertRules(
+            "rules",
+            {
+                "resource_group_name": "rg",
+                "action_group_id": AG,
+                "metric_alerts": [metric_rule(name=f"cpu-{i:03d}") for i in range(count)],
+            },
+        )
+        captured["ids"] = rules.metric_alert_ids
+        pulumi.export("metricIds", rules.metric_alert_ids)
+
+    result = declare(program)
+    ids = {alert.name: alert.outputs["id"] for alert in of_type(result, METRIC_ALERT)}
+    assert result.outputs["metricIds"] == [ids[f"rules-metric-cpu-{i:03d}"] for i in range(count)]
+    dependencies = _sync_await(captured["ids"].resources())
+    assert {resource._name for resource in dependencies} == set(ids)
 
 
 def test_dynamic_multi_resource_metric_rule():
