@@ -303,28 +303,41 @@ def _no_stack_trace() -> Any:
 
 
 @contextmanager
-def _offline_runtime() -> Iterator[None]:
-    """Leave out two costs of the SDK that buy nothing under mocks, for the length of one run.
+def no_full_collections() -> Iterator[None]:
+    """Run the block with young-generation garbage collection only; the old generation waits.
 
-    - Every resource registration walks the Python stack into a protobuf stack trace (a file URI
-      per frame) for the engine's error messages; the mock monitor never reads it, and deeper call
-      stacks (components, runpy) paid more per resource.
-    - Full garbage collections while the program runs: the SDK keeps every declared resource's
-      outputs, futures and tasks alive until the loop resolves them, so each full pass rescanned a
-      heap that grows with N — over half of planning 1,000 or 5,000 rules (docs/benchmarks.md).
-      Young-generation passes go on (they free the SDK's short-lived cycles, ~700 objects per
-      resource, so peak memory does not grow); what reaches the old generation meanwhile waits
-      for the first full pass after the run, or the interpreter's exit.
+    Planning builds a large heap that stays alive to the end — the parsed stack file, then every
+    declared resource's outputs, futures and tasks, which the SDK holds until the loop resolves
+    them — and each full collection rescanned all of it, again and again as it grew: over half of
+    planning 1,000 or 5,000 rules, and half of reading a 5,000-rule stack file (docs/benchmarks.md).
+    Young passes go on and free the SDK's short-lived cycles (~700 objects per resource), so peak
+    memory does not grow; what reaches the old generation meanwhile waits for the first full
+    pass after the block, or the interpreter's exit.
     """
-    saved = pulumi_resource._get_stack_trace
     thresholds = gc.get_threshold()
-    pulumi_resource._get_stack_trace = _no_stack_trace
     gc.set_threshold(thresholds[0], thresholds[1], _NO_FULL_COLLECTIONS)
     try:
         yield
     finally:
-        pulumi_resource._get_stack_trace = saved
         gc.set_threshold(*thresholds)
+
+
+@contextmanager
+def _offline_runtime() -> Iterator[None]:
+    """Leave out two costs of the SDK that buy nothing under mocks, for the length of one run.
+
+    Every resource registration walks the Python stack into a protobuf stack trace (a file URI per
+    frame) for the engine's error messages; the mock monitor never reads it, and deeper call stacks
+    (components, runpy) paid more per resource. And full garbage collections wait (see
+    :func:`no_full_collections`).
+    """
+    saved = pulumi_resource._get_stack_trace
+    pulumi_resource._get_stack_trace = _no_stack_trace
+    try:
+        with no_full_collections():
+            yield
+    finally:
+        pulumi_resource._get_stack_trace = saved
 
 
 def run_program(

@@ -23,6 +23,7 @@ from components.offline import (
     SECRET_MASK,
     PlanResult,
     masked,
+    no_full_collections,
     plain_numbers,
     public_inputs,
     run_program,
@@ -64,7 +65,8 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
         display = str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         display = str(path)
-    loaded = load_stack_file(path, display=display)
+    with no_full_collections():
+        loaded = load_stack_file(path, display=display)
     main_py = project_dir / "__main__.py"
 
     def program() -> None:
