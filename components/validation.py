@@ -7,6 +7,7 @@ component call fail with the same wording.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 
@@ -26,7 +27,16 @@ def duration_seconds(value: str) -> int:
 
     Raises ValueError for anything else (Azure Monitor takes only day/time durations).
     """
-    match = _ISO_DURATION.match(value) if isinstance(value, str) else None
+    # A stack uses a handful of durations, each checked ~12 times per rule (config models twice,
+    # the component once): parse each string once. Errors are not cached; other types are not hashed.
+    if isinstance(value, str):
+        return _string_duration_seconds(value)
+    raise ValueError(f"must be an ISO-8601 duration such as PT5M or P1D, got {value!r}")
+
+
+@functools.lru_cache(maxsize=256)
+def _string_duration_seconds(value: str) -> int:
+    match = _ISO_DURATION.match(value)
     if match is None or value in ("P", "PT") or value.endswith("T"):
         raise ValueError(f"must be an ISO-8601 duration such as PT5M or P1D, got {value!r}")
     parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
