@@ -11,6 +11,11 @@ How it works:
   or out of arrival order.
 * ``concurrency`` **workers** take keys from a ready queue, so at most that many backend calls
   run at once while different keys proceed in parallel. A key waiting for a retry holds no worker.
+  A backend whose ``batch_size`` is above 1 (the embedded one) gets the next event of up to that
+  many ready keys in one ``apply_batch`` call: one hand-off and one "done" commit for all of them
+  instead of one each, which is what keeps work items close behind a storm. Each event of a
+  batch still succeeds, retries or parks on its own; a call that fails as a whole (or times out)
+  counts as a failed attempt for each of its events.
 * **Failures**: :class:`TransientBackendError` (and any unexpected exception or a timeout) is
   retried after an exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``);
   a backend's ``retry_after`` is honoured, capped at ``backoff_cap``. The attempt count and the
@@ -38,7 +43,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -206,6 +211,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._caught_up = False
         """True while every pending row on disk is in memory: new rows may then come straight in."""
+        self._announced_id = 0
+        """The highest row id :meth:`notify` was told of (committed), whether or not it was queued."""
         self._timers: set[asyncio.TimerHandle] = set()
         self._confirmations: set[asyncio.Future[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -254,6 +261,8 @@ class Dispatcher:
         When the dispatcher has caught up with the disk and has room, the rows are queued straight
         from memory; otherwise the loader is woken to read them (in order) from the inbox.
         """
+        if rows:
+            self._announced_id = max(self._announced_id, max(row.id for row in rows))
         if rows and self._caught_up and not self._stopping:
             for row in rows:
                 if row.id > self._last_id:
@@ -352,11 +361,14 @@ class Dispatcher:
                 if row.id > self._last_id:
                     self._enqueue(row)
                     self._last_id = row.id
-            if len(rows) < limit:
+            if len(rows) < limit and self._last_id >= self._announced_id:
                 # Everything committed before this read is in memory now, and rows committed
                 # after it reach notify() after this point (the writer resolves in order).
                 self._caught_up = True
                 return
+            # Either the read was full, or a commit after the read was announced before this
+            # resumed: its rows are on disk only. Declaring "caught up" now would let the next
+            # announcement move _last_id past them, and they would wait for a restart.
         self._caught_up = False
 
     def _enqueue(self, row: InboxRow) -> None:
@@ -388,35 +400,56 @@ class Dispatcher:
     # --- applying ----------------------------------------------------------------------------
 
     async def _run_worker(self) -> None:
+        batch_size = max(1, int(getattr(self.backend, "batch_size", 1) or 1))
         while True:
             key = await self._ready.get()
             if key is _STOP or self._stopping:
                 return
-            queue = self._keys.get(key)
-            if not queue:
-                self._keys.pop(key, None)
-                continue
-            if self.paused_reason is not None:
-                self._held.append(key)  # no backend call while the backend says it is not ready
-                continue
-            entry = queue[0]
-            wait = entry.not_before - self._clock()
-            if wait > 0:
-                self._schedule(key, wait)
-                continue
-            await self._let_deliveries_first()
-            finished = await self._attempt(entry)
-            if finished:
-                queue.popleft()
-                self._in_memory -= 1
-                if not self._caught_up and self._in_memory < self.max_in_memory // 2:
-                    self._wake.set()
-                if queue:
-                    self._ready.put_nowait(key)
-                else:
-                    del self._keys[key]
-            else:
-                self._schedule(key, max(0.0, entry.not_before - self._clock()))
+            keys = [key]
+            stop_after = False
+            # Keys that are ready too share the backend call (a batching backend applies them with
+            # one hand-off); each key gives only its head entry, so every key keeps its order.
+            while len(keys) < batch_size and not self._ready.empty():
+                more = self._ready.get_nowait()
+                if more is _STOP:
+                    stop_after = True
+                    break
+                keys.append(more)
+            due: list[tuple[str, deque[_Entry], _Entry]] = []
+            for key in keys:
+                queue = self._keys.get(key)
+                if not queue:
+                    self._keys.pop(key, None)
+                    continue
+                if self.paused_reason is not None:
+                    self._held.append(key)  # no backend call while the backend says it is not ready
+                    continue
+                entry = queue[0]
+                wait = entry.not_before - self._clock()
+                if wait > 0:
+                    self._schedule(key, wait)
+                    continue
+                due.append((key, queue, entry))
+            if due:
+                await self._let_deliveries_first()
+                finished = await self._attempt([entry for _, _, entry in due])
+                for (key, queue, entry), done in zip(due, finished, strict=True):
+                    self._after_attempt(key, queue, entry, done)
+            if stop_after:
+                return
+
+    def _after_attempt(self, key: str, queue: deque[_Entry], entry: _Entry, finished: bool) -> None:
+        if not finished:
+            self._schedule(key, max(0.0, entry.not_before - self._clock()))
+            return
+        queue.popleft()
+        self._in_memory -= 1
+        if not self._caught_up and self._in_memory < self.max_in_memory // 2:
+            self._wake.set()
+        if queue:
+            self._ready.put_nowait(key)
+        else:
+            del self._keys[key]
 
     async def _let_deliveries_first(self) -> None:
         """While a burst of deliveries waits for the inbox, hold back (boundedly) before a backend call.
@@ -456,57 +489,86 @@ class Dispatcher:
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** min(attempt - 1, 60)))
         return self._rng() * ceiling
 
-    async def _attempt(self, entry: _Entry) -> bool:
-        """Apply one row once; True when it is finished (done or parked), False to retry later."""
+    async def _attempt(self, entries: list[_Entry]) -> list[bool]:
+        """Apply each entry's event once, in one backend call; per entry, True when it is finished
+        (done or parked), False to retry later."""
+        finished = [False] * len(entries)
+        callable_at: list[int] = []
+        events: list[AlertEvent] = []
+        for index, entry in enumerate(entries):
+            if entry.event is None:
+                await self._park(entry, entry.problem or "unusable row", reason="permanent")
+                finished[index] = True
+            else:
+                callable_at.append(index)
+                events.append(entry.event)
+        if not events:
+            return finished
+        outcomes = await self._call_backend(events)
         backend_name = getattr(self.backend, "name", "backend")
-        if entry.event is None:
-            await self._park(entry, entry.problem or "unusable row", reason="permanent")
-            return True
-        retry_after: float | None = None
+        applied: list[int] = []
+        not_ready: list[str | None] = []  # the backend's readiness, asked at most once per call
+        for index, error in zip(callable_at, outcomes, strict=True):
+            entry = entries[index]
+            if error is None:
+                self._count_call(backend_name, "ok", None)
+                self.applied += 1
+                applied.append(entry.row_id)
+                finished[index] = True
+            else:
+                finished[index] = await self._failed(entry, error, backend_name, not_ready)
+        if applied:
+            self._confirm(applied)
+        return finished
+
+    async def _call_backend(self, events: list[AlertEvent]) -> list[BaseException | None]:
+        """One backend call for ``events``; the outcome of each (None: applied)."""
         try:
             # asyncio.timeout, not wait_for: no extra task per call (wait_for wraps the coroutine in one).
             async with asyncio.timeout(self.apply_timeout):
-                await self.backend.apply(entry.event)
+                if len(events) == 1:
+                    await self.backend.apply(events[0])
+                    return [None]
+                outcomes = list(await self.backend.apply_batch(events))
         except asyncio.CancelledError:
             raise
-        except PermanentBackendError as error:
+        except Exception as error:  # noqa: BLE001 - the whole call failed: each event is told why
+            return [error] * len(events)
+        if len(outcomes) != len(events):  # a broken backend must not pin outcomes on the wrong rows
+            broken = RuntimeError(f"backend returned {len(outcomes)} outcomes for {len(events)} events")
+            return [broken] * len(events)
+        return outcomes
+
+    async def _failed(
+        self, entry: _Entry, error: BaseException, backend_name: str, not_ready: list[str | None]
+    ) -> bool:
+        """Handle one failed attempt; True when the entry is finished (parked), False to retry it."""
+        retry_after: float | None = None
+        if isinstance(error, PermanentBackendError):
             self._count_call(backend_name, "permanent", error)
             entry.attempts += 1
             await self._park(entry, f"permanent backend error: {error}", reason="permanent")
             return True
-        except TransientBackendError as error:
-            self._count_call(backend_name, "transient", error)
+        self._count_call(backend_name, "transient", error)
+        if isinstance(error, TransientBackendError):
             message = f"transient backend error: {error}"
             retry_after = error.retry_after
-        except TimeoutError as error:
-            self._count_call(backend_name, "transient", error)
+        elif isinstance(error, TimeoutError):
             message = f"backend call timed out after {self.apply_timeout:g}s"
-        except Exception as error:  # noqa: BLE001 - a bug must not drop an alert: retried
-            self._count_call(backend_name, "transient", error)
+        else:  # a bug must not drop an alert: retried
             message = f"unexpected backend error: {type(error).__name__}: {error}"
-            log.exception(
+            log.error(
                 "backend raised an unexpected exception",
+                exc_info=error,
                 extra={"event": "backend_unexpected_error", "alert_id": entry.alert_id, "condition": entry.condition},
             )
-        else:
-            self._count_call(backend_name, "ok", None)
-            self.applied += 1
-            try:
-                confirmation = self.inbox.mark_done_soon(entry.row_id)
-            except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
-                self._mark_done_failed(entry.row_id, error)
-            else:
-                # Not awaited: the next row goes ahead while this confirmation shares a commit.
-                self._confirmations.add(confirmation)
-                confirmation.add_done_callback(lambda future, row_id=entry.row_id: self._confirmed(future, row_id))
-            return True
-        # A transient failure of some kind.
         self.failures += 1
-        not_ready = await self._not_ready_reason()
-        if not_ready is not None:
+        if not not_ready:
+            not_ready.append(await self._not_ready_reason())
+        if not_ready[0] is not None:
             # The backend cannot take work at all (e.g. refused credentials): this attempt says
             # nothing about the row, so it is not counted; the key waits until the backend is ready.
-            self._pause(not_ready)
+            self._pause(not_ready[0])
             return False
         entry.attempts += 1
         if entry.attempts >= self.max_attempts:
@@ -529,9 +591,21 @@ class Dispatcher:
         )
         try:
             await self.inbox.record_failure(entry.row_id, entry.attempts, message, entry.not_before)
-        except Exception as error:  # noqa: BLE001 - the retry goes on; only the stored count lags
-            log.warning("could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)})
+        except Exception as failure:  # noqa: BLE001 - the retry goes on; only the stored count lags
+            log.warning(
+                "could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(failure)}
+            )
         return False
+
+    def _confirm(self, row_ids: list[int]) -> None:
+        """Mark applied rows done without waiting: the next rows go ahead while this shares a commit."""
+        try:
+            confirmation = self.inbox.mark_done_soon(*row_ids)
+        except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
+            self._mark_done_failed(row_ids, error)
+            return
+        self._confirmations.add(confirmation)
+        confirmation.add_done_callback(lambda future, ids=tuple(row_ids): self._confirmed(future, ids))
 
     async def _not_ready_reason(self) -> str | None:
         """Why the backend is not ready, or None when it is (or cannot say: then attempts count)."""
@@ -582,16 +656,16 @@ class Dispatcher:
         for key in held:
             self._ready.put_nowait(key)
 
-    def _confirmed(self, future: asyncio.Future[None], row_id: int) -> None:
+    def _confirmed(self, future: asyncio.Future[None], row_ids: Sequence[int]) -> None:
         self._confirmations.discard(future)
         if not future.cancelled() and future.exception() is not None:
-            self._mark_done_failed(row_id, future.exception())
+            self._mark_done_failed(row_ids, future.exception())
 
     @staticmethod
-    def _mark_done_failed(row_id: int, error: BaseException | None) -> None:
+    def _mark_done_failed(row_ids: Sequence[int], error: BaseException | None) -> None:
         log.warning(
-            "could not mark an applied row done; it will be replayed (idempotently) after a restart",
-            extra={"event": "mark_done_failed", "row_id": row_id, "error": str(error)},
+            "could not mark applied rows done; they will be replayed (idempotently) after a restart",
+            extra={"event": "mark_done_failed", "row_ids": list(row_ids), "error": str(error)},
         )
 
     async def _park(self, entry: _Entry, reason_text: str, *, reason: str) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from receiver.dispatch import Dispatcher, build_event, correlation_key
-from receiver.inbox import Inbox, count_by_state
+from receiver.inbox import Inbox, InboxRow, count_by_state
 from receiver.itsm.base import Condition
 from tests.receiver.harness import RecordingBackend, alert_body
 
@@ -233,3 +233,73 @@ def test_backlog_beyond_memory_limit_is_read_back_in_order(tmp_path: Path) -> No
     for n in range(15):
         alert_id = alert_body(f"b{n}")["data"]["essentials"]["alertId"]
         assert [c for a, c in backend.applied if a == alert_id] == ["Fired", "Resolved"]
+
+
+class _ScriptedInbox:
+    """An inbox whose reads the test releases by hand, to replay one interleaving exactly.
+
+    ``rows`` is the disk (pending rows by id); each ``pending()`` call waits until the test
+    answers it from ``reads``; ``commit()`` stores a row and tells the dispatcher, as the real
+    inbox does after a commit.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[int, InboxRow] = {}
+        self.reads: asyncio.Queue[tuple[int, asyncio.Future[list[InboxRow]]]] = asyncio.Queue()
+        self.dispatcher: Dispatcher | None = None
+
+    def commit(self, row_id: int) -> InboxRow:
+        body = alert_body(f"r{row_id}")
+        row = InboxRow(row_id, body["data"]["essentials"]["alertId"], "Fired", json.dumps(body).encode(), "t", 0, None)
+        self.rows[row_id] = row
+        return row
+
+    def snapshot(self, after_id: int) -> list[InboxRow]:
+        return [self.rows[row_id] for row_id in sorted(self.rows) if row_id > after_id]
+
+    async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
+        answer: asyncio.Future[list[InboxRow]] = asyncio.get_running_loop().create_future()
+        await self.reads.put((after_id, answer))
+        return (await answer)[:limit]
+
+    def mark_done_soon(self, *row_ids: int) -> asyncio.Future[None]:
+        for row_id in row_ids:
+            self.rows.pop(row_id, None)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def test_rows_committed_while_the_loader_catches_up_are_never_skipped() -> None:
+    # The interleaving a storm produced: a commit is announced after the loader's read ran but
+    # before the loader resumed (so the read missed it and the announcement only woke the loader);
+    # during the loader's next read another commit is announced. Taking that second commit
+    # straight from memory must not make the loader skip the first one.
+    backend = RecordingBackend()
+
+    async def scenario() -> list[int]:
+        inbox = _ScriptedInbox()
+        dispatcher = Dispatcher(inbox, backend)  # type: ignore[arg-type]
+        for row_id in (1, 2, 3):
+            inbox.commit(row_id)
+        await dispatcher.start()
+        after_id, answer = await inbox.reads.get()
+        answer.set_result(inbox.snapshot(after_id))  # the read saw rows 1-3 ...
+        dispatcher.notify([inbox.commit(4)])  # ... row 4 is announced before the loader resumes
+        after_id, answer = await inbox.reads.get()
+        dispatcher.notify([inbox.commit(5)])  # announced while the next read is in flight
+        answer.set_result(inbox.snapshot(after_id))
+        for _ in range(500):
+            while not inbox.reads.empty():
+                after_id, answer = inbox.reads.get_nowait()
+                answer.set_result(inbox.snapshot(after_id))
+            if not inbox.rows:
+                break
+            await asyncio.sleep(0.01)
+        left = sorted(inbox.rows)
+        await dispatcher.stop(grace=1.0)
+        return left
+
+    left = asyncio.run(scenario())
+    assert left == [], f"rows {left} were never dispatched"
+    assert len(backend.applied) == 5
