@@ -229,7 +229,7 @@ def _program_table(program: dict[str, Any]) -> list[str]:
     for kind, growth in program.get("growth", {}).items():
         cpu = growth.get("cpu", {})
         lines.append(
-            f"    {kind}: wall {growth['ms_per_rule']:.2f} ms/rule + {growth['fixed_s']:.2f} s (R^2 {growth['r_squared']:.4f}); "
+            f"    {kind}: wall {growth['ms_per_rule']:.2f} ms/rule, intercept {growth['fixed_s']:.2f} s (R^2 {growth['r_squared']:.4f}); "
             f"cpu {cpu.get('ms_per_rule', 0):.2f} ms/rule (R^2 {cpu.get('r_squared', 0):.4f})"
         )
     return lines
