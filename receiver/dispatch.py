@@ -11,11 +11,6 @@ How it works:
   or out of arrival order.
 * ``concurrency`` **workers** take keys from a ready queue, so at most that many backend calls
   run at once while different keys proceed in parallel. A key waiting for a retry holds no worker.
-  A backend whose ``batch_size`` is above 1 (the embedded one) gets the next event of up to that
-  many ready keys in one ``apply_batch`` call: one hand-off and one "done" commit for all of them
-  instead of one each, which is what keeps work items close behind a storm. Each event of a
-  batch still succeeds, retries or parks on its own; a call that fails as a whole (or times out)
-  counts as a failed attempt for each of its events.
 * **Failures**: :class:`TransientBackendError` (and any unexpected exception or a timeout) is
   retried after an exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``);
   a backend's ``retry_after`` is honoured, capped at ``backoff_cap``. The attempt count and the
@@ -43,7 +38,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -400,56 +395,35 @@ class Dispatcher:
     # --- applying ----------------------------------------------------------------------------
 
     async def _run_worker(self) -> None:
-        batch_size = max(1, int(getattr(self.backend, "batch_size", 1) or 1))
         while True:
             key = await self._ready.get()
             if key is _STOP or self._stopping:
                 return
-            keys = [key]
-            stop_after = False
-            # Keys that are ready too share the backend call (a batching backend applies them with
-            # one hand-off); each key gives only its head entry, so every key keeps its order.
-            while len(keys) < batch_size and not self._ready.empty():
-                more = self._ready.get_nowait()
-                if more is _STOP:
-                    stop_after = True
-                    break
-                keys.append(more)
-            due: list[tuple[str, deque[_Entry], _Entry]] = []
-            for key in keys:
-                queue = self._keys.get(key)
-                if not queue:
-                    self._keys.pop(key, None)
-                    continue
-                if self.paused_reason is not None:
-                    self._held.append(key)  # no backend call while the backend says it is not ready
-                    continue
-                entry = queue[0]
-                wait = entry.not_before - self._clock()
-                if wait > 0:
-                    self._schedule(key, wait)
-                    continue
-                due.append((key, queue, entry))
-            if due:
-                await self._let_deliveries_first()
-                finished = await self._attempt([entry for _, _, entry in due])
-                for (key, queue, entry), done in zip(due, finished, strict=True):
-                    self._after_attempt(key, queue, entry, done)
-            if stop_after:
-                return
-
-    def _after_attempt(self, key: str, queue: deque[_Entry], entry: _Entry, finished: bool) -> None:
-        if not finished:
-            self._schedule(key, max(0.0, entry.not_before - self._clock()))
-            return
-        queue.popleft()
-        self._in_memory -= 1
-        if not self._caught_up and self._in_memory < self.max_in_memory // 2:
-            self._wake.set()
-        if queue:
-            self._ready.put_nowait(key)
-        else:
-            del self._keys[key]
+            queue = self._keys.get(key)
+            if not queue:
+                self._keys.pop(key, None)
+                continue
+            if self.paused_reason is not None:
+                self._held.append(key)  # no backend call while the backend says it is not ready
+                continue
+            entry = queue[0]
+            wait = entry.not_before - self._clock()
+            if wait > 0:
+                self._schedule(key, wait)
+                continue
+            await self._let_deliveries_first()
+            finished = await self._attempt(entry)
+            if finished:
+                queue.popleft()
+                self._in_memory -= 1
+                if not self._caught_up and self._in_memory < self.max_in_memory // 2:
+                    self._wake.set()
+                if queue:
+                    self._ready.put_nowait(key)
+                else:
+                    del self._keys[key]
+            else:
+                self._schedule(key, max(0.0, entry.not_before - self._clock()))
 
     async def _let_deliveries_first(self) -> None:
         """While a burst of deliveries waits for the inbox, hold back (boundedly) before a backend call.
@@ -489,86 +463,57 @@ class Dispatcher:
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** min(attempt - 1, 60)))
         return self._rng() * ceiling
 
-    async def _attempt(self, entries: list[_Entry]) -> list[bool]:
-        """Apply each entry's event once, in one backend call; per entry, True when it is finished
-        (done or parked), False to retry later."""
-        finished = [False] * len(entries)
-        callable_at: list[int] = []
-        events: list[AlertEvent] = []
-        for index, entry in enumerate(entries):
-            if entry.event is None:
-                await self._park(entry, entry.problem or "unusable row", reason="permanent")
-                finished[index] = True
-            else:
-                callable_at.append(index)
-                events.append(entry.event)
-        if not events:
-            return finished
-        outcomes = await self._call_backend(events)
+    async def _attempt(self, entry: _Entry) -> bool:
+        """Apply one row once; True when it is finished (done or parked), False to retry later."""
         backend_name = getattr(self.backend, "name", "backend")
-        applied: list[int] = []
-        not_ready: list[str | None] = []  # the backend's readiness, asked at most once per call
-        for index, error in zip(callable_at, outcomes, strict=True):
-            entry = entries[index]
-            if error is None:
-                self._count_call(backend_name, "ok", None)
-                self.applied += 1
-                applied.append(entry.row_id)
-                finished[index] = True
-            else:
-                finished[index] = await self._failed(entry, error, backend_name, not_ready)
-        if applied:
-            self._confirm(applied)
-        return finished
-
-    async def _call_backend(self, events: list[AlertEvent]) -> list[BaseException | None]:
-        """One backend call for ``events``; the outcome of each (None: applied)."""
+        if entry.event is None:
+            await self._park(entry, entry.problem or "unusable row", reason="permanent")
+            return True
+        retry_after: float | None = None
         try:
             # asyncio.timeout, not wait_for: no extra task per call (wait_for wraps the coroutine in one).
             async with asyncio.timeout(self.apply_timeout):
-                if len(events) == 1:
-                    await self.backend.apply(events[0])
-                    return [None]
-                outcomes = list(await self.backend.apply_batch(events))
+                await self.backend.apply(entry.event)
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # noqa: BLE001 - the whole call failed: each event is told why
-            return [error] * len(events)
-        if len(outcomes) != len(events):  # a broken backend must not pin outcomes on the wrong rows
-            broken = RuntimeError(f"backend returned {len(outcomes)} outcomes for {len(events)} events")
-            return [broken] * len(events)
-        return outcomes
-
-    async def _failed(
-        self, entry: _Entry, error: BaseException, backend_name: str, not_ready: list[str | None]
-    ) -> bool:
-        """Handle one failed attempt; True when the entry is finished (parked), False to retry it."""
-        retry_after: float | None = None
-        if isinstance(error, PermanentBackendError):
+        except PermanentBackendError as error:
             self._count_call(backend_name, "permanent", error)
             entry.attempts += 1
             await self._park(entry, f"permanent backend error: {error}", reason="permanent")
             return True
-        self._count_call(backend_name, "transient", error)
-        if isinstance(error, TransientBackendError):
+        except TransientBackendError as error:
+            self._count_call(backend_name, "transient", error)
             message = f"transient backend error: {error}"
             retry_after = error.retry_after
-        elif isinstance(error, TimeoutError):
+        except TimeoutError as error:
+            self._count_call(backend_name, "transient", error)
             message = f"backend call timed out after {self.apply_timeout:g}s"
-        else:  # a bug must not drop an alert: retried
+        except Exception as error:  # noqa: BLE001 - a bug must not drop an alert: retried
+            self._count_call(backend_name, "transient", error)
             message = f"unexpected backend error: {type(error).__name__}: {error}"
-            log.error(
+            log.exception(
                 "backend raised an unexpected exception",
-                exc_info=error,
                 extra={"event": "backend_unexpected_error", "alert_id": entry.alert_id, "condition": entry.condition},
             )
+        else:
+            self._count_call(backend_name, "ok", None)
+            self.applied += 1
+            try:
+                confirmation = self.inbox.mark_done_soon(entry.row_id)
+            except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
+                self._mark_done_failed(entry.row_id, error)
+            else:
+                # Not awaited: the next row goes ahead while this confirmation shares a commit.
+                self._confirmations.add(confirmation)
+                confirmation.add_done_callback(lambda future, row_id=entry.row_id: self._confirmed(future, row_id))
+            return True
+        # A transient failure of some kind.
         self.failures += 1
-        if not not_ready:
-            not_ready.append(await self._not_ready_reason())
-        if not_ready[0] is not None:
+        not_ready = await self._not_ready_reason()
+        if not_ready is not None:
             # The backend cannot take work at all (e.g. refused credentials): this attempt says
             # nothing about the row, so it is not counted; the key waits until the backend is ready.
-            self._pause(not_ready[0])
+            self._pause(not_ready)
             return False
         entry.attempts += 1
         if entry.attempts >= self.max_attempts:
@@ -591,21 +536,9 @@ class Dispatcher:
         )
         try:
             await self.inbox.record_failure(entry.row_id, entry.attempts, message, entry.not_before)
-        except Exception as failure:  # noqa: BLE001 - the retry goes on; only the stored count lags
-            log.warning(
-                "could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(failure)}
-            )
+        except Exception as error:  # noqa: BLE001 - the retry goes on; only the stored count lags
+            log.warning("could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)})
         return False
-
-    def _confirm(self, row_ids: list[int]) -> None:
-        """Mark applied rows done without waiting: the next rows go ahead while this shares a commit."""
-        try:
-            confirmation = self.inbox.mark_done_soon(*row_ids)
-        except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
-            self._mark_done_failed(row_ids, error)
-            return
-        self._confirmations.add(confirmation)
-        confirmation.add_done_callback(lambda future, ids=tuple(row_ids): self._confirmed(future, ids))
 
     async def _not_ready_reason(self) -> str | None:
         """Why the backend is not ready, or None when it is (or cannot say: then attempts count)."""
@@ -656,16 +589,16 @@ class Dispatcher:
         for key in held:
             self._ready.put_nowait(key)
 
-    def _confirmed(self, future: asyncio.Future[None], row_ids: Sequence[int]) -> None:
+    def _confirmed(self, future: asyncio.Future[None], row_id: int) -> None:
         self._confirmations.discard(future)
         if not future.cancelled() and future.exception() is not None:
-            self._mark_done_failed(row_ids, future.exception())
+            self._mark_done_failed(row_id, future.exception())
 
     @staticmethod
-    def _mark_done_failed(row_ids: Sequence[int], error: BaseException | None) -> None:
+    def _mark_done_failed(row_id: int, error: BaseException | None) -> None:
         log.warning(
-            "could not mark applied rows done; they will be replayed (idempotently) after a restart",
-            extra={"event": "mark_done_failed", "row_ids": list(row_ids), "error": str(error)},
+            "could not mark an applied row done; it will be replayed (idempotently) after a restart",
+            extra={"event": "mark_done_failed", "row_id": row_id, "error": str(error)},
         )
 
     async def _park(self, entry: _Entry, reason_text: str, *, reason: str) -> None:

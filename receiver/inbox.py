@@ -176,13 +176,13 @@ class _Put(_Item):
 
 
 class _Done(_Item):
-    """Rows the backend confirmed; all of a batch are marked with one statement."""
+    """A row the backend confirmed; all of a batch are marked with one statement."""
 
-    __slots__ = ("row_ids",)
+    __slots__ = ("row_id",)
 
-    def __init__(self, loop: Any, future: Any, row_ids: tuple[int, ...]) -> None:
+    def __init__(self, loop: Any, future: Any, row_id: int) -> None:
         super().__init__(loop, future)
-        self.row_ids = row_ids
+        self.row_id = row_id
 
 
 class _Op(_Item):
@@ -341,10 +341,10 @@ class Inbox:
         """The backend confirmed the row: it leaves the pending set."""
         await self.mark_done_soon(row_id)
 
-    def mark_done_soon(self, *row_ids: int) -> asyncio.Future[None]:
-        """Queue :meth:`mark_done` of ``row_ids`` without waiting; the future settles when committed.
+    def mark_done_soon(self, row_id: int) -> asyncio.Future[None]:
+        """Queue :meth:`mark_done` without waiting; the future settles when it is committed.
 
-        The dispatcher moves on to its next rows meanwhile, so confirmations of many rows share
+        The dispatcher moves on to its next row meanwhile, so confirmations of many rows share
         one commit. Losing one in a crash only replays an event the backend already applied.
         """
         if self._thread is None:
@@ -352,7 +352,7 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Done(loop, future, row_ids))
+        self._queue.put(_Done(loop, future, row_id))
         return future
 
     async def record_failure(
@@ -554,15 +554,13 @@ class Inbox:
             if puts:
                 new_rows = self._insert(conn, puts)
             if dones:
-                ids = [row_id for item in dones for row_id in item.row_ids]
-                done_at = _now_iso()
-                for chunk in _chunks(ids, 500):  # below SQLite's older 999-variable limit
-                    cur = conn.execute(
-                        f"UPDATE inbox SET state = 'done', done_at = ?, last_error = NULL "
-                        f"WHERE state = 'pending' AND id IN ({','.join('?' * len(chunk))})",
-                        (done_at, *chunk),
-                    )
-                    self._depth -= cur.rowcount
+                ids = [item.row_id for item in dones]
+                cur = conn.execute(
+                    f"UPDATE inbox SET state = 'done', done_at = ?, last_error = NULL "
+                    f"WHERE state = 'pending' AND id IN ({','.join('?' * len(ids))})",
+                    (_now_iso(), *ids),
+                )
+                self._depth -= cur.rowcount
             for item in ops:
                 # A savepoint per operation: one failing statement fails only its own caller.
                 conn.execute("SAVEPOINT op")

@@ -1,8 +1,7 @@
 """The contract between the dispatcher and an ITSM backend.
 
 The dispatcher turns each inbox row into one :class:`AlertEvent` and calls
-:meth:`Backend.apply` (or, for a backend whose ``batch_size`` is above 1, :meth:`Backend.apply_batch`
-with events of different correlation keys). A row leaves the inbox only after ``apply`` returned, so a crash between
+:meth:`Backend.apply`. A row leaves the inbox only after ``apply`` returned, so a crash between
 the two replays the event: every backend must make ``apply`` idempotent for the same
 ``(alert_id, condition)`` — a replay changes nothing.
 
@@ -19,9 +18,8 @@ Any other exception is treated as transient: a bug must not drop an alert.
 from __future__ import annotations
 
 import abc
-import asyncio
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,12 +92,6 @@ class Backend(abc.ABC):
     """An ITSM tool that turns alert events into work items."""
 
     name: str = "backend"
-    batch_size: int = 1
-    """Events the dispatcher may hand to :meth:`apply_batch` at once (different correlation keys).
-
-    1 (the default) means one :meth:`apply` call per event, at most ``dispatch_concurrency`` at a
-    time: right for a remote API that should not see more parallel calls than configured.
-    """
 
     async def start(self) -> None:
         """Open connections and check configuration; raise ``PermanentBackendError`` when it is wrong."""
@@ -118,13 +110,3 @@ class Backend(abc.ABC):
         Must be idempotent for the same ``(event.alert_id, event.condition)``; must never leave an
         open work item behind when a Resolved arrived before its Fired.
         """
-
-    async def apply_batch(self, events: Sequence[AlertEvent]) -> list[BaseException | None]:
-        """Apply events of different correlation keys; one outcome per event (None: applied).
-
-        Each event succeeds or fails on its own, exactly as :meth:`apply` would. This default
-        applies them concurrently; a backend with :attr:`batch_size` above 1 overrides it to
-        share the work of a batch (one hand-off, few transactions).
-        """
-        outcomes = await asyncio.gather(*(self.apply(event) for event in events), return_exceptions=True)
-        return [outcome if isinstance(outcome, BaseException) else None for outcome in outcomes]

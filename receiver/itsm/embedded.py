@@ -27,7 +27,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -199,9 +199,6 @@ class EmbeddedBackend(Backend):
     """
 
     name = "embedded"
-    # Local SQLite, no remote rate limits: the dispatcher may hand over many events at once, which
-    # then share one hand-off to the worker thread and its transactions.
-    batch_size = 64
 
     def __init__(self, db_path: str, *, priority_map: Mapping[str, int] | None = None) -> None:
         self._db_path = str(db_path)
@@ -242,13 +239,6 @@ class EmbeddedBackend(Backend):
     async def apply(self, event: AlertEvent) -> None:
         """Apply one Fired or Resolved event in a single transaction; replays change nothing."""
         await self._submit(_Job(event, None))
-
-    async def apply_batch(self, events: Sequence[AlertEvent]) -> list[BaseException | None]:
-        """Apply events of different keys; each succeeds or fails on its own, as with :meth:`apply`."""
-        # Futures, not coroutines: gathering them costs no task per event.
-        futures = [self._submit(_Job(event, None)) for event in events]
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        return [outcome if isinstance(outcome, BaseException) else None for outcome in outcomes]
 
     # -- thread-side implementation ------------------------------------------------------------
 
