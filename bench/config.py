@@ -25,6 +25,8 @@ class BenchConfig(BaseModel):
     """How long to wait for the dispatcher to turn accepted alerts into work items."""
     tokens: int = Field(default=4, ge=1, le=64)
     """Distinct bearer tokens, reused round-robin (half v1, half v2) as Azure reuses its tokens."""
+    layers: bool = True
+    """Also run flat out against the receiver with parts of its work off (bench.receiver_variants)."""
     profile_seconds: float = Field(default=10.0, ge=0, le=120)
     """py-spy sampling of the receiver under flat-out load; 0 skips profiling."""
     program_rule_counts: list[int] = Field(default_factory=lambda: [10, 100, 1000, 5000])

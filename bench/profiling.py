@@ -64,6 +64,23 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     return result
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from ``/proc/stat`` (idle and iowait are not busy)."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])  # guest time is already counted in user time
+    return total - idle, total
+
+
+def machine_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """Share of the machine's CPU time that was busy between two :func:`machine_cpu_ticks` readings."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round(busy / total, 3) if total > 0 else None
+
+
 def cpu_share(pid: int, before: dict[int, float], after: dict[int, float], seconds: float) -> dict[str, float]:
     """Cores used over ``seconds``: the event loop's thread (the main one) and all other threads."""
     used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}

@@ -22,6 +22,7 @@ from typing import Any
 from bench import profiling, workitems
 from bench.config import BenchConfig
 from bench.loadgen import LoadSpec
+from bench.receiver_variants import VARIANTS
 from bench.servers import ServerProcess, baseline_process, receiver_process
 from bench.stats import summarize_ms
 from bench.wrk import ensure_wrk, run_wrk
@@ -99,6 +100,8 @@ class ReceiverBench:
         """Distinct alerts the receiver accepted so far: the Fired events its backend must apply."""
         self.receiver_requests = 0
         """Requests sent to the receiver in all (retries included), to set beside its RSA counter."""
+        self._wrk_path: str | None = None
+        self._client = "asyncio generator (python -m bench.loadgen)"
 
     def _next_seed(self) -> int:
         self._seed += 1
@@ -131,6 +134,8 @@ class ReceiverBench:
                 ready_status, _ = receiver.get("/readyz")
                 figures: dict[str, Any] = {"receiver_ready": ready_status == 200, "tokens": len(tokens)}
                 figures["flat"] = self._flat(receiver, baseline, tokens, workdir, db_path)
+                if config.layers:
+                    figures["layers"] = self._layers(tokens, workdir, settings_env)
                 figures["rates"] = [
                     self._rate(rate, receiver, baseline, tokens, workdir, db_path) for rate in config.rates
                 ]
@@ -166,51 +171,10 @@ class ReceiverBench:
             "client": client,
         }
         for server in (baseline, receiver):
-            self.progress(
-                f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s ({client})"
-            )
-            seed = self._next_seed()
-            cpu_before = sum(profiling.thread_cpu_seconds(server.pid).values())
-            if wrk_path:
-                figures = run_wrk(
-                    wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir
-                )
-                accepted, elapsed = figures["accepted"], figures["elapsed_s"]
-                statuses = {"202": accepted, "other": figures["other"], "socket_errors": figures["errors"]}
-                latency = {
-                    "count": figures["requests"],
-                    **{
-                        f"{key}_ms": round(figures["latency_us"][key] / 1000.0, 3)
-                        for key in ("p50", "p95", "p99", "max")
-                    },
-                }
-                accepted_ids: list[str] | None = None
-                sent = figures["requests"]
-            else:
-                spec = LoadSpec(
-                    port=server.port, tokens=tokens, seed=seed, mode="flat",
-                    duration=config.flat_seconds, concurrency=config.flat_connections,
-                )  # fmt: skip
-                samples = run_load_process(spec, workdir, f"flat-{server.name}")
-                accepted, elapsed = samples["statuses"].get("202", 0), samples["elapsed_s"]
-                statuses, latency = samples["statuses"], summarize_ms(samples["latencies_s"])
-                accepted_ids = samples["accepted_ids"]
-                sent = sum(samples["statuses"].values())
-            cpu_used = sum(profiling.thread_cpu_seconds(server.pid).values()) - cpu_before
-            entry: dict[str, Any] = {
-                "accepted_per_s": round(accepted / elapsed, 1),
-                "accepted": accepted,
-                # CPU the server process spent per accepted alert during the load (all threads; for
-                # the receiver, dispatching to the backend meanwhile included): steadier than
-                # throughput when other work shares the cores.
-                "server_cpu_us_per_accepted": round(cpu_used / accepted * 1e6, 1) if accepted else None,
-                "server_cores_used": round(cpu_used / elapsed, 2),
-                "statuses": statuses,
-                "latency": latency,
-            }
+            entry, accepted_ids, sent = self._flat_one(server, tokens, workdir, wrk_path, client)
             if server is receiver:
                 self.receiver_requests += sent
-                self.expected_fired += accepted
+                self.expected_fired += entry["accepted"]
                 applied, waited = wait_for_work_items(
                     db_path, self.expected_fired, accepted_ids or [], config.drain_timeout_seconds
                 )
@@ -227,7 +191,74 @@ class ReceiverBench:
         result["cpu_per_alert_ratio_receiver_to_baseline"] = (
             round(receiver_cpu / base_cpu, 2) if base_cpu and receiver_cpu else None
         )
+        self._wrk_path, self._client = wrk_path, client
         return result
+
+    def _flat_one(
+        self, server: ServerProcess, tokens: list[str], workdir: Path, wrk_path: str | None, client: str
+    ) -> tuple[dict[str, Any], list[str] | None, int]:
+        """Flat-out load on one server: its figures, the accepted alert ids (asyncio client only), requests sent."""
+        config = self.config
+        self.progress(
+            f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s ({client})"
+        )
+        seed = self._next_seed()
+        threads_before = profiling.thread_cpu_seconds(server.pid)
+        machine_before = profiling.machine_cpu_ticks()
+        if wrk_path:
+            figures = run_wrk(wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir)
+            accepted, elapsed = figures["accepted"], figures["elapsed_s"]
+            statuses = {"202": accepted, "other": figures["other"], "socket_errors": figures["errors"]}
+            latency = {
+                "count": figures["requests"],
+                **{f"{key}_ms": round(figures["latency_us"][key] / 1000.0, 3) for key in ("p50", "p95", "p99", "max")},
+            }
+            accepted_ids: list[str] | None = None
+            sent = figures["requests"]
+        else:
+            spec = LoadSpec(
+                port=server.port, tokens=tokens, seed=seed, mode="flat",
+                duration=config.flat_seconds, concurrency=config.flat_connections,
+            )  # fmt: skip
+            samples = run_load_process(spec, workdir, f"flat-{server.name}")
+            accepted, elapsed = samples["statuses"].get("202", 0), samples["elapsed_s"]
+            statuses, latency = samples["statuses"], summarize_ms(samples["latencies_s"])
+            accepted_ids = samples["accepted_ids"]
+            sent = sum(samples["statuses"].values())
+        threads_after = profiling.thread_cpu_seconds(server.pid)
+        machine_busy = profiling.machine_busy_share(machine_before, profiling.machine_cpu_ticks())
+        used = {tid: threads_after[tid] - threads_before.get(tid, 0.0) for tid in threads_after}
+        cpu_used = sum(used.values())
+        event_loop = used.get(server.pid, 0.0)
+        entry: dict[str, Any] = {
+            "accepted_per_s": round(accepted / elapsed, 1),
+            "accepted": accepted,
+            # CPU the server process spent per accepted alert during the load (all threads; for
+            # the receiver, dispatching to the backend meanwhile included): steadier than
+            # throughput when other work shares the cores.
+            "server_cpu_us_per_accepted": round(cpu_used / accepted * 1e6, 1) if accepted else None,
+            # The event loop's thread holds the GIL for the request path: its share is the ceiling.
+            "event_loop_cpu_us_per_accepted": round(event_loop / accepted * 1e6, 1) if accepted else None,
+            "other_threads_cpu_us_per_accepted": round((cpu_used - event_loop) / accepted * 1e6, 1) if accepted else None,
+            "server_cores_used": round(cpu_used / elapsed, 2),
+            # The whole machine (server, load generator, kernel): near 100% means the cores, not
+            # the server alone, set the figure.
+            "machine_cpu_busy_share": machine_busy,
+            "statuses": statuses,
+            "latency": latency,
+        }
+        return entry, accepted_ids, sent
+
+    def _layers(self, tokens: list[str], workdir: Path, settings_env: dict[str, str]) -> dict[str, Any]:
+        """Flat out against the receiver with parts of its work switched off (bench.receiver_variants):
+        where the gap to the baseline goes. Each variant is a fresh process with its own database."""
+        rows: dict[str, Any] = {}
+        for variant in VARIANTS:
+            env = dict(settings_env, SECURE_EXPORT_DB=str(workdir / f"layers-{variant}.db"))
+            with receiver_process(workdir / "logs", env, variant=variant) as server:
+                entry, _, _ = self._flat_one(server, tokens, workdir, self._wrk_path, self._client)
+            rows[variant] = entry
+        return {"client": self._client, "seconds": self.config.flat_seconds, "variants": rows}
 
     def _rate(
         self,

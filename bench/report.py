@@ -235,6 +235,41 @@ def _program_table(program: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+_LAYER_LABELS = {
+    "baseline": "baseline (reads the body, answers 202)",
+    "answer-only": "receiver server, handler only answers",
+    "no-storage": "+ token check and schema model",
+    "no-dispatch": "+ durable inbox (SQLite, fsync)",
+    "receiver": "+ dispatch to the backend (the product)",
+}
+
+
+def _layers_table(layers: dict[str, Any] | None, flat: dict[str, Any]) -> list[str]:
+    """Flat out against the receiver with parts of its work off: what each layer costs."""
+    if not layers or not layers.get("variants"):
+        return []
+    rows = {"baseline": flat["baseline"], **layers["variants"], "receiver": flat["receiver"]}
+    base = flat["baseline"]["accepted_per_s"]
+    lines = [
+        "",
+        "  where the gap goes: flat out against the receiver with parts of its work switched off",
+        "  (bench/receiver_variants.py; server CPU µs per alert: event-loop thread + other threads)",
+        f"    {'':42}{'alerts/s':>10}{'vs base':>9}{'CPU µs':>9}{'loop':>7}{'other':>7}{'machine':>9}",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"    {_LAYER_LABELS.get(name, name):42}{_fmt(row['accepted_per_s'], 0):>10}"
+            f"{_fmt(row['accepted_per_s'] / base if base else None, 2):>9}{_fmt(row.get('server_cpu_us_per_accepted'), 0):>9}"
+            f"{_fmt(row.get('event_loop_cpu_us_per_accepted'), 0):>7}{_fmt(row.get('other_threads_cpu_us_per_accepted'), 0):>7}"
+            f"{_share(row.get('machine_cpu_busy_share')):>9}"
+        )
+    return lines
+
+
 def table(results: dict[str, Any]) -> str:
     """The human-readable summary printed at the end of the run."""
     m = results["machine"]
@@ -256,6 +291,10 @@ def table(results: dict[str, Any]) -> str:
             f"    {'server CPU µs per alert':24}{_fmt(flat['baseline'].get('server_cpu_us_per_accepted')):>14}{_fmt(flat['receiver'].get('server_cpu_us_per_accepted')):>14}"
             f"{_fmt(flat.get('cpu_per_alert_ratio_receiver_to_baseline'), 2):>8}",
             f"    {'server cores used':24}{_fmt(flat['baseline'].get('server_cores_used'), 2):>14}{_fmt(flat['receiver'].get('server_cores_used'), 2):>14}",
+            f"    {'machine CPU busy':24}{_share(flat['baseline'].get('machine_cpu_busy_share')):>14}{_share(flat['receiver'].get('machine_cpu_busy_share')):>14}",
+        ]
+        lines += _layers_table(receiver.get("layers"), flat)
+        lines += [
             "",
             "  open-loop fixed rates (latency of the 202 from the scheduled send time, ms p50/p95/p99/max):",
             f"    {'offered/s':>9}  {'baseline':<28}  {'receiver':<28}  {'p99 ratio':>9}  {'>10 s':>5}  {'work item lag p50/p99/max ms':<28}",

@@ -135,10 +135,15 @@ def baseline_process(log_dir: Path) -> ServerProcess:
     return ServerProcess("baseline", argv, port, os.environ, log_dir / "baseline.log")
 
 
-def receiver_process(log_dir: Path, settings_env: Mapping[str, str]) -> ServerProcess:
-    """``secure-export serve`` on a free port with ``SECURE_EXPORT_*`` settings from ``settings_env``."""
+def receiver_process(log_dir: Path, settings_env: Mapping[str, str], variant: str | None = None) -> ServerProcess:
+    """``secure-export serve`` on a free port with ``SECURE_EXPORT_*`` settings from ``settings_env``.
+
+    ``variant`` runs it through :mod:`bench.receiver_variants` with part of its work switched off.
+    """
     port = free_port()
-    argv = [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    launcher = ["secure_export.cli"] if variant is None else ["bench.receiver_variants", variant]
+    argv = [sys.executable, "-m", *launcher, "serve", "--host", "127.0.0.1", "--port", str(port)]
     env = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     env.update(settings_env)
-    return ServerProcess("receiver", argv, port, env, log_dir / "receiver.log")
+    name = "receiver" if variant is None else f"receiver-{variant}"
+    return ServerProcess(name, argv, port, env, log_dir / f"{name}.log")

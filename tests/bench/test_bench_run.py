@@ -24,6 +24,31 @@ def test_quick_receiver_run_writes_json_png_and_table(tmp_path: Path) -> None:
     assert receiver["token_verification"]["counters"], "the receiver exposes its token-verification counters"
     assert "accepted alerts/s" in completed.stdout
     assert "[bench" in completed.stderr  # progress lines
+    # The layers: each variant served real requests (its handler really ran) with 202s only.
+    variants = receiver["layers"]["variants"]
+    assert set(variants) == {"answer-only", "no-storage", "no-dispatch"}
+    for name, row in variants.items():
+        assert row["accepted"] > 0 and set(row["statuses"]) <= {"202"}, (name, row["statuses"])
+    assert "where the gap goes" in completed.stdout
+
+
+def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
+    # no-dispatch stores every alert and hands none to the backend; no-storage stores nothing.
+    from bench.receiver_variants import main
+
+    assert main(["bogus"]) == 2
+    probe = (
+        "import sys, bench.receiver_variants as v; v._PATCHES[sys.argv[1]]();"
+        "from receiver.inbox import Inbox; from receiver.dispatch import Dispatcher; from receiver.app import AlertEndpoint;"
+        "print(Inbox.put.__module__, Dispatcher.notify.__module__, AlertEndpoint._handle.__module__)"
+    )
+    seen = {}
+    for variant in ("answer-only", "no-storage", "no-dispatch"):
+        completed = subprocess.run([sys.executable, "-c", probe, variant], capture_output=True, text=True, check=True)
+        seen[variant] = completed.stdout.split()
+    assert seen["answer-only"] == ["receiver.inbox", "receiver.dispatch", "bench.receiver_variants"]
+    assert seen["no-storage"] == ["bench.receiver_variants", "receiver.dispatch", "receiver.app"]
+    assert seen["no-dispatch"] == ["receiver.inbox", "bench.receiver_variants", "receiver.app"]
 
 
 def test_program_cost_children_plan_every_program() -> None:
