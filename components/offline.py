@@ -331,13 +331,16 @@ def _offline_runtime() -> Iterator[None]:
     (components, runpy) paid more per resource. And full garbage collections wait (see
     :func:`no_full_collections`).
     """
-    saved = pulumi_resource._get_stack_trace
-    pulumi_resource._get_stack_trace = _no_stack_trace
+    # A private SDK function: a Pulumi release without it only loses the saving, never the plan.
+    saved = getattr(pulumi_resource, "_get_stack_trace", None)
+    if saved is not None:
+        pulumi_resource._get_stack_trace = _no_stack_trace
     try:
         with no_full_collections():
             yield
     finally:
-        pulumi_resource._get_stack_trace = saved
+        if saved is not None:
+            pulumi_resource._get_stack_trace = saved
 
 
 def run_program(

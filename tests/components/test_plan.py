@@ -204,3 +204,29 @@ def test_any_stack_file_can_be_planned_with_this_checkouts_program(tmp_path):
     result = plan_file(path)
     assert result.stack == "bench"
     assert len([r for r in result.resources if r.type == METRIC_ALERT]) == 1
+
+
+def _one_resource_group() -> None:
+    from pulumi_azure_native import resources
+
+    resources.ResourceGroup("rg", resource_group_name="rg-offline")
+
+
+def test_offline_engine_restores_the_sdk_and_survives_a_release_without_its_private_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The engine swaps the SDK's private per-resource stack-trace builder out for the length of a
+    # run (a saving only): it must put it back, and a Pulumi release without it must still plan.
+    import types
+
+    from pulumi.runtime import resource as pulumi_resource
+
+    from components import offline
+
+    original = pulumi_resource._get_stack_trace
+    assert len(offline.run_program(_one_resource_group, stack="dev").resources) == 1
+    assert pulumi_resource._get_stack_trace is original
+    # The engine's view of an SDK module without the hook: nothing to swap, the plan still runs.
+    monkeypatch.setattr(offline, "pulumi_resource", types.SimpleNamespace())
+    assert len(offline.run_program(_one_resource_group, stack="dev").resources) == 1
+    assert pulumi_resource._get_stack_trace is original
