@@ -100,8 +100,6 @@ class ReceiverBench:
         """Distinct alerts the receiver accepted so far: the Fired events its backend must apply."""
         self.receiver_requests = 0
         """Requests sent to the receiver in all (retries included), to set beside its RSA counter."""
-        self._wrk_path: str | None = None
-        self._client = "asyncio generator (python -m bench.loadgen)"
 
     def _next_seed(self) -> int:
         self._seed += 1
@@ -133,9 +131,11 @@ class ReceiverBench:
             with receiver, baseline:
                 ready_status, _ = receiver.get("/readyz")
                 figures: dict[str, Any] = {"receiver_ready": ready_status == 200, "tokens": len(tokens)}
-                figures["flat"] = self._flat(receiver, baseline, tokens, workdir, db_path)
+                wrk_path = ensure_wrk(self.progress) if config.use_wrk else None
+                client = "wrk (C, 1 thread)" if wrk_path else "asyncio generator (python -m bench.loadgen)"
+                figures["flat"] = self._flat(receiver, baseline, tokens, workdir, db_path, wrk_path, client)
                 if config.layers:
-                    figures["layers"] = self._layers(tokens, workdir, settings_env)
+                    figures["layers"] = self._layers(tokens, workdir, settings_env, wrk_path, client)
                 figures["rates"] = [
                     self._rate(rate, receiver, baseline, tokens, workdir, db_path) for rate in config.rates
                 ]
@@ -160,11 +160,16 @@ class ReceiverBench:
         return LoadSpec(port=port, tokens=tokens, seed=self._next_seed(), **values)
 
     def _flat(
-        self, receiver: ServerProcess, baseline: ServerProcess, tokens: list[str], workdir: Path, db_path: Path
+        self,
+        receiver: ServerProcess,
+        baseline: ServerProcess,
+        tokens: list[str],
+        workdir: Path,
+        db_path: Path,
+        wrk_path: str | None,
+        client: str,
     ) -> dict[str, Any]:
         config = self.config
-        wrk_path = ensure_wrk(self.progress) if config.use_wrk else None
-        client = "wrk (C, 1 thread)" if wrk_path else "asyncio generator (python -m bench.loadgen)"
         result: dict[str, Any] = {
             "connections": config.flat_connections,
             "seconds": config.flat_seconds,
@@ -191,7 +196,6 @@ class ReceiverBench:
         result["cpu_per_alert_ratio_receiver_to_baseline"] = (
             round(receiver_cpu / base_cpu, 2) if base_cpu and receiver_cpu else None
         )
-        self._wrk_path, self._client = wrk_path, client
         return result
 
     def _flat_one(
@@ -249,16 +253,18 @@ class ReceiverBench:
         }
         return entry, accepted_ids, sent
 
-    def _layers(self, tokens: list[str], workdir: Path, settings_env: dict[str, str]) -> dict[str, Any]:
+    def _layers(
+        self, tokens: list[str], workdir: Path, settings_env: dict[str, str], wrk_path: str | None, client: str
+    ) -> dict[str, Any]:
         """Flat out against the receiver with parts of its work switched off (bench.receiver_variants):
         where the gap to the baseline goes. Each variant is a fresh process with its own database."""
         rows: dict[str, Any] = {}
         for variant in VARIANTS:
             env = dict(settings_env, SECURE_EXPORT_DB=str(workdir / f"layers-{variant}.db"))
             with receiver_process(workdir / "logs", env, variant=variant) as server:
-                entry, _, _ = self._flat_one(server, tokens, workdir, self._wrk_path, self._client)
+                entry, _, _ = self._flat_one(server, tokens, workdir, wrk_path, client)
             rows[variant] = entry
-        return {"client": self._client, "seconds": self.config.flat_seconds, "variants": rows}
+        return {"client": client, "seconds": self.config.flat_seconds, "variants": rows}
 
     def _rate(
         self,
