@@ -186,6 +186,15 @@ _JSON_HEADER = (b"content-type", b"application/json")
 _CONTENT_TYPE_MEMO = 32
 
 
+def _response_start(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> Message:
+    """The ASGI start message of a JSON answer of ``body``, with any extra ``headers``."""
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [_JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
+    }
+
+
 def _encode(payload: dict[str, Any]) -> bytes:
     # orjson writes the same compact UTF-8 JSON as json.dumps(ensure_ascii=False, separators=(",", ":")),
     # in a fraction of the time (this runs once per request).
@@ -229,13 +238,7 @@ class AlertEndpoint:
             status, body, headers = await self._handle(scope, receive)
         except _Disconnected:
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [_JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
-            }
-        )
+        await send(_response_start(status, body, headers))
         await send({"type": "http.response.body", "body": body})
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -254,13 +257,7 @@ class AlertEndpoint:
                 answer_status, body, headers = await self._handle(scope, receive)
             except _Disconnected:
                 return
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": answer_status,
-                    "headers": [_JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
-                }
-            )
+            await send(_response_start(answer_status, body, headers))
             sent_start, status = True, answer_status
             await send({"type": "http.response.body", "body": body})
         except Exception:  # noqa: BLE001 - the one place that guarantees "no 500" on this path
