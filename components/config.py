@@ -548,13 +548,19 @@ def load_stack_file(path: Path, display: str | None = None) -> LoadedStack:
             values[key] = value
             if is_secret:
                 secret_keys.add(key)
+    config = _validated(values, secret_keys, source, problems)
+    return LoadedStack(config=config, pulumi_config=pulumi_config, secret_keys=pulumi_secret_keys)
+
+
+def _validated(values: dict[str, Any], secret_keys: set[str], source: str, problems: list[str]) -> StackConfig:
+    """Validate ``values``; raise one :class:`ConfigError` with ``problems`` found while reading and the model's."""
     try:
         config = validate(values, secret_keys, source)
     except ConfigError as exc:
         raise ConfigError([*problems, *exc.problems]) from None
     if problems:
         raise ConfigError(problems)
-    return LoadedStack(config=config, pulumi_config=pulumi_config, secret_keys=pulumi_secret_keys)
+    return config
 
 
 def _decode(raw: Any) -> tuple[Any, bool, str | None]:
@@ -602,10 +608,4 @@ def load_pulumi_config() -> StackConfig:
         values[key] = value
         if full_key in secret_full or pulumi.runtime.is_config_secret(full_key):
             secret_keys.add(key)
-    try:
-        config = validate(values, secret_keys, source)
-    except ConfigError as exc:
-        raise ConfigError([*problems, *exc.problems]) from None
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return _validated(values, secret_keys, source, problems)
