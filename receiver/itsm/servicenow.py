@@ -403,13 +403,9 @@ class ServiceNowBackend(Backend):
             )
             return
         sys_id = str(incident["sys_id"])
-        found = await self._markers(sys_id) | _markers_in(incident.get("close_notes"))
+        found = await self._noted_markers(incident)
         if marker in found:
-            log.info(
-                "servicenow fired already noted (replay)",
-                extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
-                       "condition": "Fired"},
-            )
+            _log_replay(incident, event)
             return
         patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
         # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
@@ -445,13 +441,9 @@ class ServiceNowBackend(Backend):
             )
             return
         sys_id = str(incident["sys_id"])
-        found = await self._markers(sys_id) | _markers_in(incident.get("close_notes"))
+        found = await self._noted_markers(incident)
         if marker in found:
-            log.info(
-                "servicenow resolved already noted (replay)",
-                extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
-                       "condition": "Resolved"},
-            )
+            _log_replay(incident, event)
             return
         still_firing = _still_firing(found | {marker})
         note = f"Azure Monitor sent Resolved for alert {event.alert_id}."
@@ -496,6 +488,10 @@ class ServiceNowBackend(Backend):
     async def _any_incident(self, corr: str) -> bool:
         rows = await self._query("incident", f"correlation_id={corr}", "sys_id,correlation_id")
         return any(row.get("correlation_id") == corr for row in rows)
+
+    async def _noted_markers(self, incident: dict[str, Any]) -> set[str]:
+        """Occurrence markers the incident already carries: in its work notes and its close notes."""
+        return await self._markers(str(incident["sys_id"])) | _markers_in(incident.get("close_notes"))
 
     async def _markers(self, sys_id: str) -> set[str]:
         """Every occurrence marker in the incident's work notes (read from ``sys_journal_field``).
@@ -832,6 +828,14 @@ class _ServiceNowCollector:
         for outcome, count in sorted(self._backend.token_outcomes.items()):
             tokens.add_metric([outcome], float(count))
         yield tokens
+
+
+def _log_replay(incident: dict[str, Any], event: AlertEvent) -> None:
+    log.info(
+        f"servicenow {str(event.condition).lower()} already noted (replay)",
+        extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
+               "condition": str(event.condition)},
+    )
 
 
 def _markers_in(text: Any) -> set[str]:
