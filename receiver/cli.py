@@ -168,9 +168,7 @@ def _print_parked(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
-    sys.stdout.write(f"Parked deliveries ({len(rows)})\n")
-    if not rows:
-        sys.stdout.write("  none\n")
+    if not _heading("Parked deliveries", len(rows), sys.stdout):
         return
     sys.stdout.write("  accepted (202) but never applied: the backend refused them or kept failing\n")
     columns = list(dict.fromkeys(key for row in rows for key in row if key not in ("body", "payload")))
@@ -233,9 +231,7 @@ def _print_json(records: list[dict[str, Any]]) -> None:
 def print_work_items(items: Sequence[dict[str, Any]], out: TextIO | None = None) -> None:
     """Write work items as a readable table (what ``work-items`` prints without ``--json``)."""
     out = out or sys.stdout
-    out.write(f"Work items ({len(items)})\n")
-    if not items:
-        out.write("  none\n")
+    if not _heading("Work items", len(items), out):
         return
     headers = ["NUMBER", "STATE", "SEV", "PRI", "OCC", "OPENED", "RESOLVED", "TITLE", "CIS"]
     rows = [
@@ -258,9 +254,7 @@ def print_work_items(items: Sequence[dict[str, Any]], out: TextIO | None = None)
 def print_configuration_items(cis: Sequence[dict[str, Any]], out: TextIO | None = None) -> None:
     """Write CIs as a readable table (what ``cmdb`` prints without ``--json``)."""
     out = out or sys.stdout
-    out.write(f"Configuration items ({len(cis)})\n")
-    if not cis:
-        out.write("  none\n")
+    if not _heading("Configuration items", len(cis), out):
         return
     headers = ["ID", "NAME", "FIRST SEEN", "LAST SEEN", "AZURE RESOURCE ID"]
     rows = [
@@ -274,6 +268,14 @@ def print_configuration_items(cis: Sequence[dict[str, Any]], out: TextIO | None 
         for ci in cis
     ]
     _write_table(headers, rows, out)
+
+
+def _heading(title: str, count: int, out: TextIO) -> bool:
+    """Write a listing's ``Title (count)`` line, and ``none`` under it when empty; whether rows follow."""
+    out.write(f"{title} ({count})\n")
+    if not count:
+        out.write("  none\n")
+    return count > 0
 
 
 def _write_table(headers: list[str], rows: list[list[str]], out: TextIO | None = None) -> None:
