@@ -506,6 +506,7 @@ def create_app(
     inbox.set_on_committed(dispatcher.notify)
     metrics.bind_inbox(inbox)
     metrics.bind_auth(verifier, jwks)
+    metrics.bind_dispatcher(dispatcher)
     runtime = Runtime(
         settings=settings,
         backend=backend,

@@ -21,7 +21,10 @@ Names (all prefixed ``secure_export_``):
   every RS256 signature check (including checks that failed and tokens later refused for a claim),
   ``cache_hit`` counts tokens accepted from the verified-token cache. Tokens refused before any
   signature check (malformed, wrong algorithm, unknown key id) appear in neither.
-* ``jwks_fetches_total`` — HTTP fetches of the signing keys, failed ones included.
+* ``jwks_fetches_total`` — HTTP fetches of the signing keys, failed ones included;
+  ``jwks_fetch_errors_total`` — those that failed (the previous keys stay in use).
+* ``dispatch_paused`` — 1 while dispatching is paused because the backend reported not ready,
+  else 0; ``dispatch_pauses_total`` — how often that happened.
 
 A backend that has metrics of its own defines ``bind_metrics(registry)``; ``create_app`` calls
 it with this app's :class:`CollectorRegistry` so the backend's collectors appear on ``/metrics``.
@@ -111,6 +114,11 @@ class ReceiverMetrics:
         )
         self.inbox_depth = Gauge("secure_export_inbox_depth", "Inbox rows waiting for the backend", registry=r)
         self.inbox_parked = Gauge("secure_export_inbox_parked", "Inbox rows parked as failed", registry=r)
+        self.dispatch_paused = Gauge(
+            "secure_export_dispatch_paused",
+            "1 while dispatching is paused because the backend reported not ready, else 0",
+            registry=r,
+        )
         self._objects = _AttributeCounters()
         r.register(self._objects)
 
@@ -158,6 +166,22 @@ class ReceiverMetrics:
         self._objects.add(
             "secure_export_jwks_fetches", "HTTP fetches of the signing keys, failed ones included",
             lambda: [({}, _attr(jwks, "fetches"))],
+        )
+        self._objects.add(
+            "secure_export_jwks_fetch_errors", "Fetches of the signing keys that failed (the keys held stay in use)",
+            lambda: [({}, _attr(jwks, "fetch_errors"))],
+        )
+
+    def bind_dispatcher(self, dispatcher: Any) -> None:
+        """Report whether dispatching is paused now, and how often it paused, at scrape time.
+
+        A pause (backend not ready) leaves rows pending with no backend call and no error counted,
+        so without these the only sign on ``/metrics`` would be a growing ``inbox_depth``.
+        """
+        self.dispatch_paused.set_function(lambda: 0.0 if dispatcher.paused_reason is None else 1.0)
+        self._objects.add(
+            "secure_export_dispatch_pauses", "Times dispatching paused because the backend reported not ready",
+            lambda: [({}, _attr(dispatcher, "pauses"))],
         )
 
     def render(self) -> bytes:

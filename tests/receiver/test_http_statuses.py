@@ -272,6 +272,22 @@ def test_readyz_503_when_backend_not_ready(tmp_path, issuer: LocalIssuer) -> Non
         assert rx.get("/readyz").status_code == 200
 
 
+def test_dispatch_pause_shows_on_metrics(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
+    backend = RecordingBackend()
+    with start_receiver(tmp_path, issuer, backend=backend) as rx:
+        assert rx.metric("secure_export_dispatch_paused") == 0
+        backend.ready = False
+        backend.outage()
+        assert rx.post_alert(alert_body("paused"), issuer.mint()).status_code == 202
+        rx.wait_until(lambda: rx.metric("secure_export_dispatch_paused") == 1, 10, "dispatch to pause")
+        assert rx.metric("secure_export_dispatch_pauses_total") == 1
+        backend.recover()
+        backend.ready = True
+        rx.wait_dispatched()
+        rx.wait_until(lambda: rx.metric("secure_export_dispatch_paused") == 0, 10, "dispatch to resume")
+        assert rx.metric("secure_export_dispatch_pauses_total") == 1
+
+
 def test_readyz_503_until_signing_keys_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with LocalIssuer() as issuer:
         issuer.failing = True
@@ -279,9 +295,13 @@ def test_readyz_503_until_signing_keys_load(tmp_path) -> None:  # type: ignore[n
             body = _assert_json_error(rx.get("/readyz"), 503, "not_ready")
             assert "signing keys" in body["detail"]
             assert rx.get("/healthz").status_code == 200
+            assert rx.metric("secure_export_jwks_fetch_errors_total") >= 1
             issuer.failing = False
             rx.wait_until(lambda: rx.get("/readyz").status_code == 200, 10, "keys to load")
             assert rx.post_alert(alert_body("keys"), issuer.mint()).status_code == 202
+            # The successful fetch is counted as a fetch, not as an error.
+            errors = rx.metric("secure_export_jwks_fetch_errors_total")
+            assert rx.metric("secure_export_jwks_fetches_total") == errors + 1
 
 
 def test_backend_metrics_hook_reaches_metrics(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
