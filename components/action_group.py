@@ -5,7 +5,7 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.validation import check_short_name
+from components.validation import check_short_name, check_tenant_id
 
 ALERTS_PATH = "/api/alerts"
 """Path of the receiver's alert endpoint, appended to its base URL."""
@@ -79,6 +79,10 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
         ):
             if args.get(field) is None:
                 raise ValueError(f"SecureWebhookActionGroup {name}: {field} is required")
+        try:
+            check_tenant_id(args.get("tenant_id"))
+        except ValueError as exc:
+            raise ValueError(f"SecureWebhookActionGroup {name}: tenant_id {exc}") from None
         service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)
         emails = args.get("email_receivers") or []
         action_group = monitor.ActionGroup(

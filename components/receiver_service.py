@@ -15,6 +15,8 @@ from pulumi_azure_native import (
     storage,
 )
 
+from components.validation import check_tenant_id
+
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 DB_MOUNT_PATH = "/data"
@@ -148,6 +150,10 @@ class ReceiverService(pulumi.ComponentResource):
             raise ValueError(f"ReceiverService {name}: location is required")
         if args.get("resource_group_name") is None or args.get("tenant_id") is None:
             raise ValueError(f"ReceiverService {name}: resource_group_name and tenant_id are required")
+        try:
+            check_tenant_id(args.get("tenant_id"))
+        except ValueError as exc:
+            raise ValueError(f"ReceiverService {name}: tenant_id {exc}") from None
         audiences = list(args.get("audiences") or [])
         if not audiences:
             raise ValueError(f"ReceiverService {name}: audiences must list the identifier URI and/or client id")

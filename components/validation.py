@@ -76,6 +76,23 @@ def check_short_name(value: object) -> str:
     return value
 
 
+_TENANT_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def check_tenant_id(value: object) -> object:
+    """Return a tenant id if it is a GUID; values only known at deployment (Outputs) pass through.
+
+    Tokens and action groups name the tenant only by its GUID: a domain name would deploy a
+    receiver that refuses to start (and a webhook Azure cannot authenticate), so say so now.
+    """
+    if isinstance(value, str) and not _TENANT_GUID.fullmatch(value):
+        raise ValueError(
+            f"must be the Directory (tenant) ID, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47 "
+            f"(`az account show --query tenantId`), not {value!r}"
+        )
+    return value
+
+
 def check_scopes(value: object) -> list[str]:
     """Return a non-empty list of Azure resource ids."""
     if not isinstance(value, (list, tuple)) or not value:

@@ -4,13 +4,15 @@ import pytest
 from components import SecureWebhookActionGroup
 from tests.components.support import ACTION_GROUP, declare, one
 
+TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
+
 BASE = {
     "resource_group_name": "rg",
     "short_name": "sx-test",
     "receiver_base_url": "https://rx.example.net",
     "application_object_id": "app-object-id",
     "identifier_uri": "api://rx",
-    "tenant_id": "tenant-id",
+    "tenant_id": TENANT,
 }
 
 
@@ -31,7 +33,7 @@ def test_webhook_receiver_is_a_secure_webhook_with_the_common_schema():
     assert receiver["useCommonAlertSchema"] is True
     assert receiver["objectId"] == "app-object-id"
     assert receiver["identifierUri"] == "api://rx"
-    assert receiver["tenantId"] == "tenant-id"
+    assert receiver["tenantId"] == TENANT
     assert receiver["serviceUri"] == "https://rx.example.net/api/alerts"
     assert result.outputs["serviceUri"] == receiver["serviceUri"]
     assert result.outputs["id"] == group.outputs["id"]
@@ -63,3 +65,9 @@ def test_email_receivers_are_added_next_to_the_webhook():
         {"name": "oncall", "emailAddress": "oncall@example.com", "useCommonAlertSchema": True}
     ]
     assert len(group.inputs["webhookReceivers"]) == 1
+
+
+@pytest.mark.parametrize("tenant", ["contoso.onmicrosoft.com", "tenant-id"])
+def test_tenant_must_be_a_guid(tenant):
+    with pytest.raises(ValueError, match="SecureWebhookActionGroup .*tenant_id must be the Directory \\(tenant\\) ID"):
+        declare(_group(tenant_id=tenant))

@@ -4,6 +4,8 @@ import pytest
 from components import ReceiverService
 from tests.components.support import CONTAINER_APP, declare, of_type, one
 
+TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
+
 PASSWORD = "s3cr3t-Passw0rd-for-test"
 CLIENT_SECRET = "oauth-client-secret-for-test"
 DIGEST = "sha256:" + "ab" * 32
@@ -13,7 +15,7 @@ BASE = {
     "image_registry": "ghcr.io",
     "image_repository": "example/secure-export",
     "image_tag": "1.2.3",
-    "tenant_id": "tenant-id",
+    "tenant_id": TENANT,
     "audiences": ["api://rx", "client-id"],
 }
 
@@ -76,7 +78,7 @@ def test_environment_follows_the_design_contract():
     env = _env(
         one(declare(_receiver(allowed_subscriptions=["sub-a", "sub-b"], correlation="rule-target")), CONTAINER_APP)
     )
-    assert env["SECURE_EXPORT_TENANT_ID"]["value"] == "tenant-id"
+    assert env["SECURE_EXPORT_TENANT_ID"]["value"] == TENANT
     assert env["SECURE_EXPORT_AUDIENCES"]["value"] == "api://rx,client-id"
     assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"]["value"] == "sub-a,sub-b"
     assert env["SECURE_EXPORT_ITSM"]["value"] == "embedded"
@@ -159,3 +161,16 @@ def test_resource_group_is_created_or_reused_and_url_is_https():
     reused = declare(_receiver(create_resource_group=False))
     assert of_type(reused, "azure-native:resources:ResourceGroup") == []
     assert reused.outputs["rg"] == "rg-rx"
+
+
+@pytest.mark.parametrize("tenant", ["contoso.onmicrosoft.com", "tenant-id", ""])
+def test_tenant_must_be_a_guid(tenant):
+    # The receiver refuses to start with anything else: fail at plan time, not as a crash loop.
+    with pytest.raises(ValueError, match="ReceiverService .*tenant_id must be the Directory \\(tenant\\) ID"):
+        declare(_receiver(tenant_id=tenant))
+
+
+def test_tenant_known_only_at_deployment_is_taken_as_given():
+    container = _container(one(declare(_receiver(tenant_id=pulumi.Output.from_input(TENANT))), CONTAINER_APP))
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SECURE_EXPORT_TENANT_ID"]["value"] == TENANT
