@@ -8,6 +8,7 @@ plus the stack outputs. Nothing here talks to a cloud or needs the Pulumi CLI.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import hashlib
@@ -254,16 +255,55 @@ class FakeCloud(pulumi.runtime.Mocks):
 
 
 class _PlanMonitor(pulumi_mocks.MockMonitor):
-    """Pulumi's mock monitor, also noting each resource's parent (MockResourceArgs has none)."""
+    """Pulumi's mock monitor, also noting each resource's parent (MockResourceArgs has none).
+
+    The SDK calls the monitor on executor threads and gives each thread an event loop that nobody
+    closes. Collected later, at any moment, such a loop's ``__del__`` can run inside an unrelated
+    ``ast.parse`` (a traceback being formatted) and break it with CPython 3.11's "AST constructor
+    recursion depth mismatch", or print "Exception ignored in BaseEventLoop.__del__" at exit. So
+    each thread gets its loop from here, and :meth:`close_loops` closes them when the run ends.
+    """
 
     def __init__(self, mocks: FakeCloud) -> None:
         super().__init__(mocks)
         self._fake = mocks
+        self._loops: set[asyncio.AbstractEventLoop] = set()
+        self._loops_lock = threading.Lock()
+
+    def _thread_loop(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return  # the main thread's loop runs the program; it outlives a run
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or loop.is_closed():  # closed: left by an earlier run on this thread
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+        with self._loops_lock:
+            self._loops.add(loop)
+
+    def close_loops(self) -> None:
+        """Close the executor threads' loops (idle once the run is over)."""
+        with self._loops_lock:
+            loops, self._loops = self._loops, set()
+        for loop in loops:
+            if not loop.is_running():
+                loop.close()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         if request.type != "pulumi:pulumi:Stack" and request.parent:
             self._fake.parents[(request.type, request.name)] = request.parent
+        self._thread_loop()
         return super().RegisterResource(request)
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        self._thread_loop()
+        return super().Invoke(request)
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        self._thread_loop()
+        return super().ReadResource(request)
 
 
 def _parent_name(urn: str) -> tuple[str, str] | None:
@@ -359,8 +399,9 @@ def run_program(
     ``secret_values`` are plaintexts a renderer must mask. Each call starts a fresh engine.
     """
     fake = FakeCloud(stack, secret_values)
+    monitor = _PlanMonitor(fake)
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=_PlanMonitor(fake))
+    pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=monitor)
     # Mock settings keep the previous run's pending outputs; a failed run must not leak into this one.
     pulumi_settings.SETTINGS.outputs.clear()
     pulumi_settings.SETTINGS.rpc_manager.clear()
@@ -371,8 +412,12 @@ def run_program(
             root = pulumi_settings.get_root_resource()
             exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})
             values, secret_outputs = _sync_await(_resolve_outputs(exported))
+    except BaseException:
+        _mark_failed_futures_seen()
+        raise
     finally:
         set_all_config({}, [])
+        monitor.close_loops()
 
     for key, record in fake.records.items():
         parent_urn = fake.parents.get(key)
@@ -386,6 +431,20 @@ def run_program(
         secret_outputs=frozenset(secret_outputs),
         secret_values=frozenset(fake.secret_values),
     )
+
+
+def _mark_failed_futures_seen() -> None:
+    """After a failed run: mark the SDK's futures that hold the error as retrieved.
+
+    The SDK sets the error on the outputs of every resource the failure touched, and nothing will
+    await them; the error itself reaches the caller through ``run_program``. Left alone, each such
+    future logs "Future exception was never retrieved" from its destructor whenever the garbage
+    collector gets to it, and on CPython 3.11.7 a destructor that formats a traceback in the
+    middle of another ``ast.parse`` breaks that parse ("AST constructor recursion depth mismatch").
+    """
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.Future) and obj.done() and not obj.cancelled():
+            obj.exception()
 
 
 async def _resolve_outputs(exported: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
