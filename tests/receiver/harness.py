@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -234,6 +235,16 @@ class DurableFakeBackend(Backend):
     def __init__(self, db_path: str) -> None:
         self.db_path = db_path
         self._conn: sqlite3.Connection | None = None
+        # One thread owns the connection (as in the embedded backend): the dispatcher's workers
+        # call apply() concurrently, and one sqlite3 connection must not run two transactions
+        # at once ("cannot start a transaction within a transaction"; worse, a thread holding
+        # the GIL can wait for the connection's mutex while another thread on it waits out the
+        # busy timeout, stalling the whole receiver for up to 10 s).
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        assert self._executor is not None, "start() the backend first"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     @classmethod
     def from_settings(cls, settings: Any) -> DurableFakeBackend:
@@ -252,12 +263,24 @@ class DurableFakeBackend(Backend):
             )
             self._conn = conn
 
-        await asyncio.to_thread(open_)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-fake")
+        await self._run(open_)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+
+        def close_() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, close_)  # after any write in flight
+        finally:
+            executor.shutdown(wait=False)
 
     async def apply(self, event: AlertEvent) -> None:
         conn = self._conn
@@ -272,7 +295,7 @@ class DurableFakeBackend(Backend):
             )
             conn.execute("COMMIT")
 
-        await asyncio.to_thread(write)
+        await self._run(write)
 
 
 def durable_fake(settings: Any) -> DurableFakeBackend:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from receiver.dispatch import build_event
 from receiver.itsm.embedded import list_work_items
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body, read_durable_fake, start_receiver
+from tests.receiver.harness import DurableFakeBackend, alert_body, read_durable_fake, start_receiver
 
 BURST = 200
 
@@ -96,3 +97,32 @@ def test_sigkill_after_burst_durable_fake_backend(tmp_path: Path, issuer: LocalI
     assert Counter(effects) == Counter(accepted)  # each accepted delivery applied, exactly once
     # Calls may exceed effects only by replays of rows applied just before the kill.
     assert set(calls) == accepted
+
+
+def test_durable_fake_backend_takes_concurrent_applies(tmp_path: Path) -> None:
+    """The dispatcher calls ``apply`` from several workers at once; each must succeed the first time.
+
+    The fake's one SQLite connection used to be shared by concurrent ``asyncio.to_thread`` calls:
+    a second ``BEGIN IMMEDIATE`` on it failed ("cannot start a transaction within a transaction"),
+    and a thread holding the GIL could wait for that connection's mutex while another waited out
+    the 10 s busy timeout, stalling the whole receiver (a 503 in the burst above, under load).
+    """
+    db = str(tmp_path / "fake.db")
+    events = [
+        build_event(json.dumps(body).encode(), "alert")
+        for n in range(40)
+        for body in (alert_body(f"concurrent-{n}", "Fired"), alert_body(f"concurrent-{n}", "Resolved"))
+    ]
+
+    async def run() -> list[BaseException | None]:
+        backend = DurableFakeBackend(db)
+        await backend.start()
+        try:
+            return await asyncio.gather(*(backend.apply(e) for e in events), return_exceptions=True)
+        finally:
+            await backend.close()
+
+    outcomes = asyncio.run(run())
+    assert [o for o in outcomes if o is not None] == []
+    calls, effects = read_durable_fake(db)
+    assert len(calls) == len(effects) == len(set(effects)) == 80
