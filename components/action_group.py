@@ -5,7 +5,7 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.validation import check_short_name, check_tenant_id
+from components.validation import check_short_name, checked_tenant_id
 
 ALERTS_PATH = "/api/alerts"
 """Path of the receiver's alert endpoint, appended to its base URL."""
@@ -79,10 +79,7 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
         ):
             if args.get(field) is None:
                 raise ValueError(f"SecureWebhookActionGroup {name}: {field} is required")
-        try:
-            check_tenant_id(args.get("tenant_id"))
-        except ValueError as exc:
-            raise ValueError(f"SecureWebhookActionGroup {name}: tenant_id {exc}") from None
+        tenant_id = checked_tenant_id(f"SecureWebhookActionGroup {name}", args.get("tenant_id"))
         service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)
         emails = args.get("email_receivers") or []
         action_group = monitor.ActionGroup(
@@ -99,7 +96,7 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
                     "use_aad_auth": True,
                     "object_id": args.get("application_object_id"),
                     "identifier_uri": args.get("identifier_uri"),
-                    "tenant_id": args.get("tenant_id"),
+                    "tenant_id": tenant_id,
                     "use_common_alert_schema": True,
                 }
             ],

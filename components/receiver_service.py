@@ -15,7 +15,7 @@ from pulumi_azure_native import (
     storage,
 )
 
-from components.validation import check_tenant_id
+from components.validation import checked_tenant_id
 
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
@@ -150,10 +150,7 @@ class ReceiverService(pulumi.ComponentResource):
             raise ValueError(f"ReceiverService {name}: location is required")
         if args.get("resource_group_name") is None or args.get("tenant_id") is None:
             raise ValueError(f"ReceiverService {name}: resource_group_name and tenant_id are required")
-        try:
-            check_tenant_id(args.get("tenant_id"))
-        except ValueError as exc:
-            raise ValueError(f"ReceiverService {name}: tenant_id {exc}") from None
+        tenant_id = checked_tenant_id(f"ReceiverService {name}", args.get("tenant_id"))
         audiences = list(args.get("audiences") or [])
         if not audiences:
             raise ValueError(f"ReceiverService {name}: audiences must list the identifier URI and/or client id")
@@ -246,7 +243,7 @@ class ReceiverService(pulumi.ComponentResource):
             opts=child,
         )
 
-        secrets, env = self._environment(name, args, audiences, itsm, correlation)
+        secrets, env = self._environment(name, args, tenant_id, audiences, itsm, correlation)
 
         registries: Any = None
         identity: Any = None
@@ -366,11 +363,11 @@ class ReceiverService(pulumi.ComponentResource):
 
     @staticmethod
     def _environment(
-        name: str, args: ReceiverServiceArgs, audiences: list[Any], itsm: str, correlation: str
+        name: str, args: ReceiverServiceArgs, tenant_id: Any, audiences: list[Any], itsm: str, correlation: str
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
         env: list[dict[str, Any]] = [
-            {"name": "SECURE_EXPORT_TENANT_ID", "value": args.get("tenant_id")},
+            {"name": "SECURE_EXPORT_TENANT_ID", "value": tenant_id},
             {"name": "SECURE_EXPORT_AUDIENCES", "value": pulumi.Output.all(*audiences).apply(",".join)},
             {"name": "SECURE_EXPORT_DB", "value": DB_PATH},
             {"name": "SECURE_EXPORT_ITSM", "value": itsm},

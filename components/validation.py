@@ -10,6 +10,9 @@ from __future__ import annotations
 import functools
 import re
 import uuid
+from typing import Any
+
+import pulumi
 
 AZNS_AAD_WEBHOOK_CLIENT_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
 """Client id of Microsoft's first-party *AzNS AAD Webhook* application (Azure Monitor docs: "Do not change")."""
@@ -80,7 +83,7 @@ _TENANT_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 
 
 def check_tenant_id(value: object) -> object:
-    """Return a tenant id if it is a GUID; values only known at deployment (Outputs) pass through.
+    """Return a tenant id if it is a GUID; other types (Outputs) pass through: see :func:`checked_tenant_id`.
 
     Tokens and action groups name the tenant only by its GUID: a domain name would deploy a
     receiver that refuses to start (and a webhook Azure cannot authenticate), so say so now.
@@ -91,6 +94,24 @@ def check_tenant_id(value: object) -> object:
             f"(`az account show --query tenantId`), not {value!r}"
         )
     return value
+
+
+def checked_tenant_id(owner: str, value: Any) -> Any:
+    """``value`` checked by :func:`check_tenant_id`: a string now, an Output once it is known.
+
+    A bad value only known at deployment (read from another stack, say) then fails ``pulumi up``
+    with the same message, before the receiver could crash-loop on it.
+    """
+
+    def check(tenant: Any) -> Any:
+        try:
+            return check_tenant_id(tenant)
+        except ValueError as exc:
+            raise ValueError(f"{owner}: tenant_id {exc}") from None
+
+    if isinstance(value, str):
+        return check(value)
+    return pulumi.Output.from_input(value).apply(check)
 
 
 def check_scopes(value: object) -> list[str]:

@@ -71,3 +71,8 @@ def test_email_receivers_are_added_next_to_the_webhook():
 def test_tenant_must_be_a_guid(tenant):
     with pytest.raises(ValueError, match="SecureWebhookActionGroup .*tenant_id must be the Directory \\(tenant\\) ID"):
         declare(_group(tenant_id=tenant))
+
+
+def test_tenant_known_only_at_deployment_is_checked_once_known():
+    with pytest.raises(Exception, match="SecureWebhookActionGroup .*tenant_id must be the Directory \\(tenant\\) ID"):
+        declare(_group(tenant_id=pulumi.Output.from_input("tenant-id")))

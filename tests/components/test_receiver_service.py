@@ -174,3 +174,8 @@ def test_tenant_known_only_at_deployment_is_taken_as_given():
     container = _container(one(declare(_receiver(tenant_id=pulumi.Output.from_input(TENANT))), CONTAINER_APP))
     env = {e["name"]: e for e in container["env"]}
     assert env["SECURE_EXPORT_TENANT_ID"]["value"] == TENANT
+
+
+def test_tenant_known_only_at_deployment_is_checked_once_known():
+    with pytest.raises(Exception, match="ReceiverService .*tenant_id must be the Directory \\(tenant\\) ID"):
+        declare(_receiver(tenant_id=pulumi.Output.from_input("contoso.onmicrosoft.com")))
