@@ -82,32 +82,22 @@ def check_short_name(value: object) -> str:
 _TENANT_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def check_tenant_id(value: object) -> object:
-    """Return a tenant id if it is a GUID; other types (Outputs) pass through: see :func:`checked_tenant_id`.
+def checked_tenant_id(owner: str, value: Any) -> Any:
+    """``value`` if it is a tenant GUID: a string is checked now, an Output once it is known.
 
     Tokens and action groups name the tenant only by its GUID: a domain name would deploy a
-    receiver that refuses to start (and a webhook Azure cannot authenticate), so say so now.
-    """
-    if isinstance(value, str) and not _TENANT_GUID.fullmatch(value):
-        raise ValueError(
-            f"must be the Directory (tenant) ID, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47 "
-            f"(`az account show --query tenantId`), not {value!r}"
-        )
-    return value
-
-
-def checked_tenant_id(owner: str, value: Any) -> Any:
-    """``value`` checked by :func:`check_tenant_id`: a string now, an Output once it is known.
-
-    A bad value only known at deployment (read from another stack, say) then fails ``pulumi up``
-    with the same message, before the receiver could crash-loop on it.
+    receiver that refuses to start (and a webhook Azure cannot authenticate), so say so now. A
+    bad value only known at deployment (read from another stack, say) fails ``pulumi up`` with
+    the same message.
     """
 
     def check(tenant: Any) -> Any:
-        try:
-            return check_tenant_id(tenant)
-        except ValueError as exc:
-            raise ValueError(f"{owner}: tenant_id {exc}") from None
+        if isinstance(tenant, str) and not _TENANT_GUID.fullmatch(tenant):
+            raise ValueError(
+                f"{owner}: tenant_id must be the Directory (tenant) ID, a GUID such as "
+                f"72f988bf-86f1-41af-91ab-2d7cd011db47 (`az account show --query tenantId`), not {tenant!r}"
+            )
+        return tenant
 
     if isinstance(value, str):
         return check(value)
