@@ -140,8 +140,6 @@ class _Guard:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
-        self._children: dict[tuple[str, int], Any] = {}
-        self._timers: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,17 +163,7 @@ class _Guard:
                 status = 503
         finally:
             runtime.in_flight -= 1
-            route = route_label(scope.get("path", ""))
-            child = self._children.get((route, status))
-            if child is None:
-                child = runtime.metrics.requests.labels(route=route, status=str(status))
-                self._children[(route, status)] = child
-            child.inc()
-            timer = self._timers.get(route)
-            if timer is None:
-                timer = runtime.metrics.request_seconds.labels(route=route)
-                self._timers[route] = timer
-            timer.observe(time.perf_counter() - started)
+            runtime.metrics.answered(route_label(scope.get("path", "")), status, time.perf_counter() - started)
 
 
 class _Disconnected(Exception):
@@ -211,9 +199,7 @@ class AlertEndpoint:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._request_counters: dict[int, Any] = {}
         self._route = route_label("/api/alerts")
-        self._request_timer = runtime.metrics.request_seconds.labels(route=self._route)
         settings = runtime.settings
         self.limit = settings.max_body_bytes
         self.allowed_subscriptions = settings.allowed_subscriptions
@@ -265,12 +251,7 @@ class AlertEndpoint:
                 status = 503
         finally:
             runtime.in_flight -= 1
-            counter = self._request_counters.get(status)
-            if counter is None:
-                counter = runtime.metrics.requests.labels(route=self._route, status=str(status))
-                self._request_counters[status] = counter
-            counter.inc()
-            self._request_timer.observe(time.perf_counter() - started)
+            runtime.metrics.answered(self._route, status, time.perf_counter() - started)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The body, or ``None`` as soon as it grows past the limit (the rest is not read)."""

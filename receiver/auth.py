@@ -405,8 +405,7 @@ class TokenVerifier:
     async def verify(self, authorization: str | None) -> Caller:
         """The caller a valid ``Authorization`` header proves; raises :class:`AuthError` otherwise."""
         now = self._clock()
-        cached = self._cache.get(authorization) if authorization is not None else None
-        if authorization is not None and cached is not None:
+        if authorization is not None and (cached := self._cache.get(authorization)) is not None:
             caller, kid = cached
             if now < caller.expires_at and self.keys.has_key(kid):
                 self._cache.move_to_end(authorization)

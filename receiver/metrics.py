@@ -121,6 +121,20 @@ class ReceiverMetrics:
         )
         self._objects = _AttributeCounters()
         r.register(self._objects)
+        # Label lookups are the costly part of counting an answer: each child is looked up once.
+        self._answers: dict[tuple[str, int], Any] = {}
+        self._answer_timers: dict[str, Any] = {}
+
+    def answered(self, route: str, status: int, seconds: float) -> None:
+        """Count one answer of ``route`` (a :func:`route_label`) with ``status``, and its duration."""
+        counter = self._answers.get((route, status))
+        if counter is None:
+            counter = self._answers[(route, status)] = self.requests.labels(route=route, status=str(status))
+        counter.inc()
+        timer = self._answer_timers.get(route)
+        if timer is None:
+            timer = self._answer_timers[route] = self.request_seconds.labels(route=route)
+        timer.observe(seconds)
 
     def bind_requests(self, in_flight: Callable[[], int]) -> None:
         """Report the number of requests being answered right now (including the scrape itself)."""
