@@ -216,7 +216,6 @@ class AlertEndpoint:
         self._unavailable = _encode(
             {"error": "inbox_unavailable", "detail": "the alert could not be stored durably right now; retry later"}
         )
-        self._accepted_counters: dict[tuple[str, bool], Any] = {}
         self._content_types: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -335,11 +334,7 @@ class AlertEndpoint:
             )
             return 503, self._unavailable, [(b"retry-after", RETRY_AFTER_SECONDS.encode())]
         duplicate = result.duplicate
-        counter = self._accepted_counters.get((condition, duplicate))
-        if counter is None:
-            counter = self.metrics.alerts_accepted.labels(condition=condition, duplicate="true" if duplicate else "false")
-            self._accepted_counters[(condition, duplicate)] = counter
-        counter.inc()
+        self.metrics.child(self.metrics.alerts_accepted, condition, "true" if duplicate else "false").inc()
         # DEBUG, not INFO: the inbox row (received_at, body) is already the durable record of
         # every accepted alert, and a log line per alert would cost the hot path ~10% of its CPU.
         log.debug(

@@ -225,7 +225,6 @@ class Dispatcher:
         self.applied = 0
         self.failures = 0
         self.parked = 0
-        self._call_counters: dict[tuple[str, str], Any] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -623,11 +622,6 @@ class Dispatcher:
     def _count_call(self, backend_name: str, outcome: str, error: BaseException | None) -> None:
         if self.metrics is None:
             return
-        # The labelled child is looked up once per (backend, outcome): .labels() costs microseconds.
-        counter = self._call_counters.get((backend_name, outcome))
-        if counter is None:
-            counter = self.metrics.backend_calls.labels(backend=backend_name, outcome=outcome)
-            self._call_counters[(backend_name, outcome)] = counter
-        counter.inc()
+        self.metrics.child(self.metrics.backend_calls, backend_name, outcome).inc()
         if error is not None:
             self.metrics.backend_errors.labels(backend=backend_name, kind=type(error).__name__).inc()

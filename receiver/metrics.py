@@ -121,20 +121,24 @@ class ReceiverMetrics:
         )
         self._objects = _AttributeCounters()
         r.register(self._objects)
-        # Label lookups are the costly part of counting an answer: each child is looked up once.
-        self._answers: dict[tuple[str, int], Any] = {}
-        self._answer_timers: dict[str, Any] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *label_values: str) -> Any:
+        """``metric.labels(*label_values)``, looked up once per combination.
+
+        ``labels()`` costs microseconds (it validates and joins the values under a lock); the hot
+        path counts every request, accepted alert and backend call through here.
+        """
+        key = (metric, label_values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*label_values)
+        return found
 
     def answered(self, route: str, status: int, seconds: float) -> None:
         """Count one answer of ``route`` (a :func:`route_label`) with ``status``, and its duration."""
-        counter = self._answers.get((route, status))
-        if counter is None:
-            counter = self._answers[(route, status)] = self.requests.labels(route=route, status=str(status))
-        counter.inc()
-        timer = self._answer_timers.get(route)
-        if timer is None:
-            timer = self._answer_timers[route] = self.request_seconds.labels(route=route)
-        timer.observe(seconds)
+        self.child(self.requests, route, str(status)).inc()
+        self.child(self.request_seconds, route).observe(seconds)
 
     def bind_requests(self, in_flight: Callable[[], int]) -> None:
         """Report the number of requests being answered right now (including the scrape itself)."""
