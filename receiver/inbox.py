@@ -104,8 +104,13 @@ class InboxRow:
     """For rows handed over in memory: what the request already parsed (a ``CommonAlert``)."""
 
 
+def _iso_at(timestamp: float) -> str:
+    """``timestamp`` (seconds since the epoch) as ISO-8601 UTC to the millisecond, with a ``Z``."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso_at(time.time())
 
 
 def _received_at(cache: list[Any]) -> str:
@@ -116,8 +121,7 @@ def _received_at(cache: list[Any]) -> str:
     now = time.time()
     millisecond = int(now * 1000)
     if millisecond != cache[0]:
-        text = datetime.fromtimestamp(millisecond / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        cache[0], cache[1] = millisecond, text
+        cache[0], cache[1] = millisecond, _iso_at(millisecond / 1000)
     return cache[1]
 
 
@@ -390,11 +394,7 @@ class Inbox:
         within minutes, so after the retention period their keys and bodies only take space.
         Parked and pending rows are never deleted. Returns the number of rows deleted.
         """
-        cutoff = (
-            datetime.fromtimestamp(time.time() - older_than_seconds, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
-        )
+        cutoff = _iso_at(time.time() - older_than_seconds)
 
         def delete(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
