@@ -43,6 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from receiver.write_lock import begin_immediate
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -70,8 +72,6 @@ PRUNE_INTERVAL_SECONDS = 3600.0
 
 CHECKPOINT_INTERVAL_SECONDS = 0.5
 """How often the checkpointer thread folds the WAL back into the database file."""
-
-_LOCK_POLL_SECONDS = 0.0005
 
 _MAX_BATCH = 2048
 """Upper bound of items in one transaction, so one huge burst cannot starve the futures' loop hop."""
@@ -587,33 +587,11 @@ class Inbox:
         loop.call_soon_threadsafe(self._settle, batch, new_rows)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
-        """Take the write lock, polling every half millisecond up to the busy timeout.
+        begin_immediate(conn, self.busy_timeout, self._count_lock_wait)
 
-        SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a writer
-        that keeps losing the race to another connection of the same file (the embedded backend,
-        whose next transaction starts right after the previous one) can wait far longer than the
-        lock is actually held. Short, even polls take the lock soon after it is released.
-        """
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as error:
-            if not _is_busy(error):
-                raise
-        started = time.monotonic()
-        deadline = started + self.busy_timeout
-        try:
-            while True:
-                time.sleep(_LOCK_POLL_SECONDS)
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as error:
-                    if not _is_busy(error) or time.monotonic() >= deadline:
-                        raise
-        finally:
-            self.lock_waits += 1
-            self.lock_wait_seconds += time.monotonic() - started
+    def _count_lock_wait(self, seconds: float) -> None:
+        self.lock_waits += 1
+        self.lock_wait_seconds += seconds
 
     def _insert(self, conn: sqlite3.Connection, puts: Sequence[_Put]) -> list[InboxRow]:
         """Insert the batch's new deliveries with one statement; mark the rest duplicates."""
@@ -697,13 +675,6 @@ class Inbox:
                 future.set_exception(item.error)
         if new_rows and self._on_committed is not None:
             self._on_committed(new_rows)
-
-
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(error) or "busy" in str(error)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -40,6 +40,7 @@ from receiver.itsm.base import (
     Readiness,
     TransientBackendError,
 )
+from receiver.write_lock import begin_immediate
 
 __all__ = [
     "DEFAULT_PRIORITY_MAP",
@@ -67,9 +68,6 @@ DEFAULT_PRIORITY_MAP: Mapping[str, int] = {
 """Azure severity → work item priority (1 Critical … 5 Planning). No severity → 3 (Moderate)."""
 
 _BUSY_TIMEOUT_MS = 5000
-
-_LOCK_POLL_SECONDS = 0.0005
-"""How often a transaction retries for the write lock held by another connection (the inbox writer)."""
 
 _MAX_BATCH = 256
 """Most jobs the worker takes off its queue at once."""
@@ -384,20 +382,11 @@ class EmbeddedBackend(Backend):
             raise TransientBackendError(str(error)) from error
 
     def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, retrying every half millisecond while another connection writes.
-
-        SQLite's own busy handler sleeps 1, 2, 5, 10 … 25 ms between tries, far longer than the
-        inbox writer holds the lock (one commit), so it would leave the lock idle most of a wait.
-        """
-        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() >= deadline:
-                    raise TransientBackendError(f"embedded backend database is busy: {error}") from error
-            time.sleep(_LOCK_POLL_SECONDS)
+        """``BEGIN IMMEDIATE``, polling while the inbox writer holds the lock (see :func:`begin_immediate`)."""
+        try:
+            begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.OperationalError as error:
+            raise TransientBackendError(f"embedded backend database is busy: {error}") from error
 
     def _apply_sync(self, event: AlertEvent) -> str:
         conn = self._writable_connection()
@@ -626,13 +615,6 @@ def _log_applied(event: AlertEvent, outcome: str) -> None:
                 "outcome": outcome,
             },
         )
-
-
-def _is_busy(error: sqlite3.OperationalError) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(error) or "busy" in str(error)
 
 
 def _title(event: AlertEvent) -> str:
