@@ -388,28 +388,17 @@ def plot(results: dict[str, Any], path: Path) -> None:
         counts = [row["rules"] for row in program["rows"]]
         colors = {"components": "tab:red", "plain": "tab:blue", "plain-full": "tab:green"}
         kinds = [kind for kind in colors if all(kind in row for row in program["rows"])]
-        for kind in kinds:
-            right.plot(
-                counts, [row[kind]["wall_s"] for row in program["rows"]], "-o", color=colors[kind], label=f"{kind}: wall s"
-            )
-            right.plot(
-                counts,
-                [row[kind]["cpu_s"] for row in program["rows"]],
-                "--^",
-                color=colors[kind],
-                alpha=0.8,
-                label=f"{kind}: cpu s",
-            )
         twin = right.twinx()
+        # (axis, field, line style, alpha, label): time on the left scale, memory on the twin.
+        series = (
+            (right, "wall_s", "-o", 1.0, "wall s"),
+            (right, "cpu_s", "--^", 0.8, "cpu s"),
+            (twin, "peak_rss_mib", ":s", 0.6, "peak MiB"),
+        )
         for kind in kinds:
-            twin.plot(
-                counts,
-                [row[kind]["peak_rss_mib"] for row in program["rows"]],
-                ":s",
-                color=colors[kind],
-                alpha=0.6,
-                label=f"{kind}: peak MiB",
-            )
+            for axis, field, style, alpha, label in series:
+                values = [row[kind][field] for row in program["rows"]]
+                axis.plot(counts, values, style, color=colors[kind], alpha=alpha, label=f"{kind}: {label}")
         # The wall-time ratios against each baseline, per N, in a box in the lower right corner.
         ratio_lines = [f"components / baseline, wall (target <= {TARGET_PROGRAM_RATIO}x)"]
         for row in program["rows"]:
