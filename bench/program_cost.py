@@ -61,15 +61,10 @@ def _timed(kind: str, rules: int, stack_file: Path | None) -> dict[str, Any]:
     # Every kind imports the same SDK module before the clock for the program part starts.
     import pulumi_azure_native.monitor  # noqa: F401
 
-    from bench.stack_program import run_generated_stack, run_plain, run_plain_full
+    from bench.stack_program import run_generated_stack, run_plain
 
     imported = time.perf_counter()
-    if stack_file is not None:
-        resources = run_generated_stack(stack_file)
-    elif kind == "plain-full":
-        resources = run_plain_full(rules)
-    else:
-        resources = run_plain(rules)
+    resources = run_generated_stack(stack_file) if stack_file is not None else run_plain(kind, rules)
     done, cpu_done = time.perf_counter(), time.process_time()
     return {
         "kind": kind,

@@ -86,17 +86,11 @@ def run_generated_stack(stack_file: Path) -> int:
     return len(plan_file(stack_file, stack=STACK, project_dir=REPOSITORY).resources)
 
 
-def run_plain(rules: int) -> int:
-    """Run the literal plain program (``rules`` metric alerts only) under the same offline engine."""
+def run_plain(kind: str, rules: int) -> int:
+    """Run a plain program under the same offline engine: ``plain`` (the literal one, ``rules``
+    metric alerts only) or ``plain-full`` (the stack's resources, no components)."""
     from components.offline import run_program
 
-    result = run_program(plain_program(rules), stack=STACK, project="secure-export")
-    return len(result.resources)
-
-
-def run_plain_full(rules: int) -> int:
-    """Run the like-for-like plain program (the stack's resources, no components) under the same offline engine."""
-    from components.offline import run_program
-
-    result = run_program(plain_full_program(rules), stack=STACK, project="secure-export")
+    program = plain_full_program(rules) if kind == "plain-full" else plain_program(rules)
+    result = run_program(program, stack=STACK, project="secure-export")
     return len(result.resources)
