@@ -81,9 +81,14 @@ def machine_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float
     return round(busy / total, 3) if total > 0 else None
 
 
+def thread_cpu_used(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:
+    """CPU seconds each thread used between two :func:`thread_cpu_seconds` readings (the main thread's id is the pid)."""
+    return {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+
+
 def cpu_share(pid: int, before: dict[int, float], after: dict[int, float], seconds: float) -> dict[str, float]:
     """Cores used over ``seconds``: the event loop's thread (the main one) and all other threads."""
-    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    used = thread_cpu_used(before, after)
     main = used.get(pid, 0.0)
     others = sorted((value for tid, value in used.items() if tid != pid), reverse=True)
     return {

@@ -229,9 +229,8 @@ class ReceiverBench:
             statuses, latency = samples["statuses"], summarize_ms(samples["latencies_s"])
             accepted_ids = samples["accepted_ids"]
             sent = sum(samples["statuses"].values())
-        threads_after = profiling.thread_cpu_seconds(server.pid)
+        used = profiling.thread_cpu_used(threads_before, profiling.thread_cpu_seconds(server.pid))
         machine_busy = profiling.machine_busy_share(machine_before, profiling.machine_cpu_ticks())
-        used = {tid: threads_after[tid] - threads_before.get(tid, 0.0) for tid in threads_after}
         cpu_used = sum(used.values())
         event_loop = used.get(server.pid, 0.0)
         entry: dict[str, Any] = {
