@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,24 +108,26 @@ def test_not_ready_backend_pauses_without_consuming_attempts_and_resumes(
     assert getattr(paused, "reason", None) == "credentials refused (HTTP 401)"
 
 
+async def _drain(db: str, backend: RecordingBackend, names: list[str], **options: Any) -> Dispatcher:
+    """Store Fired and Resolved for ``names``, dispatch until nothing is pending, stop; the dispatcher."""
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(inbox, backend, backoff_base=0.005, backoff_cap=BACKOFF_CAP, **options)
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    await _fill(inbox, names)
+    await _until(lambda: inbox.depth() == 0)
+    await dispatcher.stop()
+    await inbox.close()
+    return dispatcher
+
+
 def test_an_outage_with_the_backend_ready_still_parks_after_max_attempts(tmp_path: Path) -> None:
     db = str(tmp_path / "outage.db")
     backend = RecordingBackend()  # readiness: ready, as a backend stays through an outage
     backend.outage()
 
-    async def scenario() -> Dispatcher:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, max_attempts=MAX_ATTEMPTS, backoff_base=0.005, backoff_cap=BACKOFF_CAP)
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        await _fill(inbox, ["o1"])
-        await _until(lambda: inbox.depth() == 0)
-        await dispatcher.stop()
-        await inbox.close()
-        return dispatcher
-
-    dispatcher = asyncio.run(scenario())
+    dispatcher = asyncio.run(_drain(db, backend, ["o1"], max_attempts=MAX_ATTEMPTS))
     assert dispatcher.pauses == 0
     assert count_by_state(db) == {"pending": 0, "done": 0, "parked": 2}
     assert len(backend.calls) == 2 * MAX_ATTEMPTS
@@ -140,18 +143,6 @@ def test_a_readiness_check_that_fails_does_not_stall_dispatching(tmp_path: Path)
     backend = BrokenProbe()
     backend.fail_transient(1)
 
-    async def scenario() -> Dispatcher:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, backoff_base=0.005, backoff_cap=BACKOFF_CAP)
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        await _fill(inbox, ["b1"])
-        await _until(lambda: inbox.depth() == 0)
-        await dispatcher.stop()
-        await inbox.close()
-        return dispatcher
-
-    dispatcher = asyncio.run(scenario())
+    dispatcher = asyncio.run(_drain(db, backend, ["b1"]))
     assert dispatcher.pauses == 0 and dispatcher.failures == 1
     assert count_by_state(db) == {"pending": 0, "done": 2, "parked": 0}
