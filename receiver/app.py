@@ -14,7 +14,8 @@ The order of checks in ``POST /api/alerts`` (cheapest and least trusting first):
 3. token → 401 (with ``WWW-Authenticate: Bearer error="invalid_token"``) or 403 — *before* the
    body is read, so unauthenticated callers cost no parsing;
 4. the streamed body over the limit (no or lying ``Content-Length``) → 413;
-5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; not the common schema → 422;
+5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; JSON but not the common schema
+   (also an array, a string, a number) → 422;
 6. subscription allow-list → 403;
 7. the inbox cannot commit → 503 with ``Retry-After`` (Azure retries 503);
 8. committed → 202 ``{"status":"accepted","alertId":..,"monitorCondition":..,"duplicate":bool}``.
