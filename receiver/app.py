@@ -56,7 +56,7 @@ from receiver.auth import (
 )
 from receiver.dispatch import Dispatcher
 from receiver.inbox import Inbox, InboxUnavailable
-from receiver.itsm.base import Backend
+from receiver.itsm.base import Backend, PermanentBackendError
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import ReceiverMetrics, route_label
 from receiver.schema import AlertParseError, parse_alert
@@ -117,6 +117,8 @@ class Runtime:
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
+    startup_error: Exception | None = None
+    """Why the lifespan's start failed (logged once, as one line); the runner picks its exit code."""
 
 
 async def _answer_unhandled(scope: Scope, receive: Receive, send: Send, *, answered: bool) -> bool:
@@ -424,7 +426,25 @@ class ReceiverApp(Starlette):
             scope["app"] = self
             await self._alerts(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, _without_startup_traceback(send))
+            return
         await super().__call__(scope, receive, send)
+
+
+def _without_startup_traceback(send: Send) -> Send:
+    """``send`` for the lifespan, minus the traceback Starlette attaches to a failed start.
+
+    The lifespan already logged why it failed, as one line; the server would log the traceback
+    as a second, multi-line message.
+    """
+
+    async def quiet_send(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            message = {**message, "message": ""}
+        await send(message)
+
+    return quiet_send
 
 
 def create_app(
@@ -498,15 +518,25 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            await inbox.open()
-            stack.push_async_callback(inbox.close)
-            if owns_jwks or not jwks.loaded:
-                await jwks.start()
-                if owns_jwks:
-                    stack.push_async_callback(jwks.close)
-            stack.push_async_callback(backend.close)
-            await dispatcher.start()
-            stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+            try:
+                await inbox.open()
+                stack.push_async_callback(inbox.close)
+                if owns_jwks or not jwks.loaded:
+                    await jwks.start()
+                    if owns_jwks:
+                        stack.push_async_callback(jwks.close)
+                stack.push_async_callback(backend.close)
+                await dispatcher.start()
+                stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+            except Exception as error:
+                runtime.startup_error = error
+                # One line that says why; a traceback only for what nobody foresaw (a bug).
+                log.error(
+                    "receiver did not start",
+                    exc_info=None if isinstance(error, InboxUnavailable | PermanentBackendError) else error,
+                    extra={"event": "startup_failed", "error": str(error) or type(error).__name__},
+                )
+                raise
             runtime.started = True
             log.info(
                 "receiver started",

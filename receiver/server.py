@@ -116,7 +116,7 @@ def run(
     url = f"http://{_url_host(bound_host)}:{bound_port}"
 
     async def main() -> None:
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        serving = asyncio.ensure_future(_serve_until_exit(server, sock))
         while not server.started and not serving.done():
             await asyncio.sleep(0.01)
         if server.started:
@@ -126,17 +126,47 @@ def run(
         await serving
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with _quiet_startup_failure(), asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
     except KeyboardInterrupt:
         pass
-    except SystemExit as exit_:
-        # uvicorn exits with 3 when the app's startup (lifespan) failed; the reason is logged.
-        log.error("receiver did not start", extra={"event": "startup_failed", "exit": str(exit_.code)})
-        return EXIT_FAILED
     finally:
         sock.close()
-    return EXIT_OK if server.started else EXIT_FAILED
+    if server.started:
+        return EXIT_OK
+    # The lifespan logged why, as one line; a database that cannot be opened is configuration.
+    error = getattr(getattr(getattr(app, "state", None), "receiver", None), "startup_error", None)
+    from receiver.inbox import InboxOpenError
+
+    return EXIT_BAD_CONFIG if isinstance(error, InboxOpenError) else EXIT_FAILED
+
+
+async def _serve_until_exit(server: uvicorn.Server, sock: socket.socket) -> None:
+    """``server.serve``, with the ``SystemExit`` uvicorn raises when the app's start failed kept here.
+
+    Left to escape, it would end the task with an exception nobody retrieves, and asyncio would
+    log "Task exception was never retrieved" after the one line that says what went wrong.
+    """
+    with contextlib.suppress(SystemExit):
+        await server.serve(sockets=[sock])
+
+
+class _DropStartupFailedLine(logging.Filter):
+    """Drops uvicorn's "Application startup failed. Exiting.": the lifespan logged the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Application startup failed. Exiting."
+
+
+@contextlib.contextmanager
+def _quiet_startup_failure() -> Iterator[None]:
+    logger = logging.getLogger("uvicorn.error")
+    dropper = _DropStartupFailedLine()
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -274,12 +304,13 @@ class BackgroundServer:
             raise RuntimeError(f"the receiver did not start within {self.start_timeout:g}s")
         if not server.started:
             self._thread.join(5)
-            reason = f": {self._error}" if self._error else " (see the logs)"
+            error = self._error or getattr(self.runtime, "startup_error", None)
+            reason = f": {error}" if error else " (see the logs)"
             raise RuntimeError(f"the receiver failed to start{reason}")
         return self
 
     async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        serving = asyncio.ensure_future(_serve_until_exit(server, sock))
         while not server.started and not serving.done():
             await asyncio.sleep(0.005)
         self._started.set()

@@ -147,9 +147,11 @@ class ReceiverSettings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _check_db(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must be a file path for the SQLite database")
-        return value
+        from receiver.database import database_location  # the one reading of SECURE_EXPORT_DB
+
+        location = database_location(value)
+        location.require_directory()
+        return location.path
 
     @field_validator("priority_map", mode="before")
     @classmethod
@@ -236,4 +238,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ReceiverSettings:
         # model_validate skips the environment source: the mapping is the whole configuration.
         return ReceiverSettings.model_validate(values)
     except ValidationError as error:
-        raise SettingsError("invalid receiver configuration:\n" + _describe(error)) from None
+        problems = _describe(error)
+        # One problem is one line (what `serve` prints before exiting 2); several get a line each.
+        separator = "\n" if "\n" in problems else " "
+        raise SettingsError("invalid receiver configuration:" + separator + problems) from None
