@@ -221,9 +221,17 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
     assert len(fake.journal(incident["sys_id"])) == 4
 
 
-def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow) -> None:
-    """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired."""
-    fake.inject(Fault("status", 403, remaining=None, path_prefix="/api/now/table/sys_journal_field"))
+@pytest.mark.parametrize("refusal", ["read-acl", "403"])
+def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow, refusal: str) -> None:
+    """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired.
+
+    A read ACL answers 200 with no rows (the usual case); a query on a field the user may not read
+    answers 403.
+    """
+    if refusal == "read-acl":
+        fake.hide("sys_journal_field")
+    else:
+        fake.inject(Fault("status", 403, remaining=None, path_prefix="/api/now/table/sys_journal_field"))
 
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, Condition.RESOLVED))
