@@ -12,7 +12,8 @@ The order of checks in ``POST /api/alerts`` (cheapest and least trusting first):
 1. size: ``Content-Length`` above ``SECURE_EXPORT_MAX_BODY_BYTES`` → 413 (the body is not read);
 2. ``Content-Type`` not ``application/json`` (``; charset=utf-8`` accepted) → 415;
 3. token → 401 (with ``WWW-Authenticate: Bearer error="invalid_token"``) or 403 — *before* the
-   body is read, so unauthenticated callers cost no parsing;
+   body is read, so unauthenticated callers cost no parsing; 503 with ``Retry-After`` when its
+   ``kid`` is unknown and the key set cannot be refreshed yet (``receiver.auth``);
 4. the streamed body over the limit (no or lying ``Content-Length``) → 413;
 5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; JSON but not the common schema
    (also an array, a string, a number) → 422;
