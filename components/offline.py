@@ -12,6 +12,7 @@ import asyncio
 import base64
 import gc
 import hashlib
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -77,6 +78,10 @@ class PlanResult:
     outputs: dict[str, Any]
     secret_outputs: frozenset[str] = frozenset()
     secret_values: frozenset[str] = field(default_factory=frozenset)
+    engine_log: list[tuple[str, str]] = field(default_factory=list)
+    """What the program logged through ``pulumi.log`` (level name, message), in order."""
+    warnings: list[str] = field(default_factory=list)
+    """The stack config's warnings (filled by ``components.plan``), one line each naming its key."""
 
 
 def _rewrite(value: Any, visit: Callable[[Any, Any], tuple[Any, bool] | None], key: Any = None) -> tuple[Any, bool]:
@@ -400,8 +405,11 @@ def run_program(
     """
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
+    engine_log = _EngineLog()
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger
+    )
     # Mock settings keep the previous run's pending outputs; a failed run must not leak into this one.
     pulumi_settings.SETTINGS.outputs.clear()
     pulumi_settings.SETTINGS.rpc_manager.clear()
@@ -430,7 +438,22 @@ def run_program(
         outputs=values,
         secret_outputs=frozenset(secret_outputs),
         secret_values=frozenset(fake.secret_values),
+        engine_log=engine_log.records,
     )
+
+
+class _EngineLog(logging.Handler):
+    """Collects what the program logs through ``pulumi.log``; the mock engine would print it to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[str, str]] = []
+        self.logger = logging.Logger("secure-export.offline.engine")  # not registered: one per run
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelname, record.getMessage()))
 
 
 def _mark_failed_futures_seen() -> None:

@@ -72,7 +72,7 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
     def program() -> None:
         runpy.run_path(str(main_py), run_name="__main__")
 
-    return run_program(
+    result = run_program(
         program,
         stack=stack,
         project=project_name(project_dir),
@@ -80,6 +80,8 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
         secret_keys=loaded.secret_keys,
         secret_values=loaded.config.secret_values() + [loaded.pulumi_config[k] for k in loaded.secret_keys],
     )
+    result.warnings = list(loaded.warnings)
+    return result
 
 
 def to_json(result: PlanResult) -> dict[str, Any]:
@@ -181,6 +183,8 @@ def main(argv: list[str]) -> int:
         if os.environ.get("SECURE_EXPORT_DEBUG"):
             raise
         return 1
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     plan = to_json(result)
     if args.json:
         sys.stdout.write(json.dumps(plan, indent=2, sort_keys=False) + "\n")

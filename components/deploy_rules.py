@@ -1,0 +1,120 @@
+"""What Azure refuses at deploy time beyond the REST schema, found at plan time instead.
+
+Each check takes one rule (or action group) in the components' argument form: the snake_case
+dicts ``AlertRules`` receives and ``StackConfig.to_args`` produces. It returns findings, each a key
+path relative to that rule, a one-line reason, and whether Azure refuses it or it only deserves a
+warning. The config layer turns them into ``secure-export:alertRules.log[0].muteActionsDuration: ...``
+lines; the components raise on refusals. docs/deploy-rules.md lists every rule with its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One deploy-time rule a rule's arguments break: refused by Azure, or only worth a warning."""
+
+    path: Path
+    """Key path relative to the rule: snake_case field names and list indexes."""
+    message: str
+    """Why, in one line."""
+    refused: bool = True
+    """True: Azure refuses the deployment. False: Azure accepts it, but it misbehaves."""
+
+
+def camel_path(path: Path) -> str:
+    """Render a relative path as stack-file keys: ``failingPeriods.evaluationPeriods``, ``scopes[1]``."""
+    return _render(path, to_camel)
+
+
+def snake_path(path: Path) -> str:
+    """Render a relative path as component argument names: ``failing_periods.evaluation_periods``."""
+    return _render(path, str)
+
+
+def _render(path: Path, name: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + name(part)
+    return out
+
+
+def refusal_text(component: str, kind: str, rule_name: str, findings: Sequence[Finding]) -> str | None:
+    """Return the ``ValueError`` text for a component's refused findings, or None if there are none."""
+    refused = [f for f in findings if f.refused]
+    if not refused:
+        return None
+    return "; ".join(f"{component}: {kind} rule {rule_name!r}: {snake_path(f.path)}: {f.message}" for f in refused)
+
+
+# --- log search (scheduled query) rules -------------------------------------------------------
+
+
+def log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
+    """Deploy-time rules of one log search rule (component argument form)."""
+    findings: list[Finding] = []
+    findings += _mute_needs_stateless(rule)
+    return findings
+
+
+def _mute_needs_stateless(rule: Mapping[str, Any]) -> list[Finding]:
+    # Azure: "Auto mitigation must be disabled when action suppression is set".
+    stateful = rule.get("auto_mitigate", True) is not False
+    if rule.get("mute_actions_duration") and stateful:
+        return [
+            Finding(
+                ("mute_actions_duration",),
+                "Azure refuses muted actions on a stateful rule (\"Auto mitigation must be disabled when action "
+                "suppression is set\"); remove it, or set autoMitigate: false and accept that Resolved never "
+                "reaches the ITSM tool",
+            )
+        ]
+    if not stateful:
+        return [
+            Finding(
+                ("auto_mitigate",),
+                "autoMitigate is false: Azure never sends Resolved for this rule, so its work items stay open "
+                "in the ITSM tool until someone closes them",
+                refused=False,
+            )
+        ]
+    return []
+
+
+# --- the whole stack --------------------------------------------------------------------------
+
+_RULE_KINDS = (("metric", "metric"), ("log", "log"), ("activity_log", "activityLog"))
+
+
+def stack_findings(alert_rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, Finding]]:
+    """Every finding of a stack's rules, each with its key path under ``secure-export:``.
+
+    ``alert_rules`` maps metric, log and activity_log to lists of rules in component argument form.
+    """
+    checks = {"metric": metric_rule_findings, "log": log_rule_findings, "activity_log": activity_log_rule_findings}
+    found: list[tuple[str, Finding]] = []
+    for kind, key in _RULE_KINDS:
+        for index, rule in enumerate(alert_rules.get(kind) or []):
+            for finding in checks[kind](rule):
+                found.append((f"alertRules.{key}[{index}].{camel_path(finding.path)}", finding))
+    return found
+
+
+def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
+    """Deploy-time rules of one metric alert rule (component argument form)."""
+    findings: list[Finding] = []
+    return findings
+
+
+def activity_log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
+    """Deploy-time rules of one activity log alert rule (component argument form)."""
+    findings: list[Finding] = []
+    return findings
