@@ -117,4 +117,27 @@ def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
 def activity_log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     """Deploy-time rules of one activity log alert rule (component argument form)."""
     findings: list[Finding] = []
+    findings += _service_health_one_subscription(rule)
     return findings
+
+
+def _is_subscription(scope: str) -> bool:
+    parts = scope.strip("/").split("/")
+    return len(parts) == 2 and parts[0].lower() == "subscriptions" and bool(parts[1])
+
+
+def _service_health_one_subscription(rule: Mapping[str, Any]) -> list[Finding]:
+    # Azure: ScopeIsInvalid, "The rule scope must contain only one item".
+    if rule.get("category") != "ServiceHealth":
+        return []
+    scopes = list(rule.get("scopes") or [])
+    if len(scopes) == 1 and _is_subscription(scopes[0]):
+        return []
+    return [
+        Finding(
+            ("scopes",),
+            f"a ServiceHealth rule watches exactly one subscription, /subscriptions/<id> (Azure: ScopeIsInvalid, "
+            f"\"The rule scope must contain only one item\"), got {len(scopes)} scope(s); "
+            "declare one rule per subscription",
+        )
+    ]

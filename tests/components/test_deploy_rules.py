@@ -73,3 +73,29 @@ def test_mute_with_explicit_auto_mitigate_false_is_accepted_with_a_warning(tmp_p
     alert = one(result, LOG_ALERT)
     assert alert.inputs["autoMitigate"] is False
     assert alert.inputs["muteActionsDuration"] == "PT30M"
+
+
+def _service_health(scopes: list[str]) -> Any:
+    rule = {"name": "health", "category": "ServiceHealth", "incidentTypes": ["Incident"], "scopes": scopes}
+    return lambda c: c["secure-export:alertRules"].update(activityLog=[rule])
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        [f"/subscriptions/{SUB}", "/subscriptions/7d2e9a41-6c5b-4f38-a1e0-9b8c7d6e5f4a"],
+        [f"/subscriptions/{SUB}/resourceGroups/rg"],
+    ],
+    ids=["two-subscriptions", "resource-group"],
+)
+def test_service_health_rule_watches_exactly_one_subscription(tmp_path, scopes):
+    (problem,) = _problems(tmp_path, _service_health(scopes))
+    assert problem.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.activityLog[0].scopes: ")
+    assert "ScopeIsInvalid" in problem
+    rule = {"name": "health", "category": "ServiceHealth", "scopes": scopes}
+    with pytest.raises(ValueError, match="activity log rule 'health': scopes: .*exactly one subscription"):
+        declare(_rules(activity_log_alerts=[rule]))
+
+
+def test_service_health_rule_on_one_subscription_is_accepted(tmp_path):
+    assert _warnings(tmp_path, _service_health([f"/subscriptions/{SUB}"])) == []
