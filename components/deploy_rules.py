@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
+from components.validation import subscription_of
+
 Path = tuple[str | int, ...]
 
 
@@ -111,6 +113,50 @@ def stack_findings(alert_rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> li
 def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     """Deploy-time rules of one metric alert rule (component argument form)."""
     findings: list[Finding] = []
+    findings += _multi_resource_alike(rule)
+    return findings
+
+
+def resource_type(resource_id: str) -> str | None:
+    """The resource type an ARM id names (``Microsoft.Sql/servers/databases``), None for a subscription or group."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    if "providers" not in lowered:
+        return None
+    at = len(lowered) - 1 - lowered[::-1].index("providers")
+    namespace, rest = parts[at + 1 : at + 2], parts[at + 2 :]
+    if not namespace or not rest:
+        return None
+    return "/".join([namespace[0], *rest[::2]])
+
+
+def _multi_resource_alike(rule: Mapping[str, Any]) -> list[Finding]:
+    # Azure monitors several resources with one rule only when they share subscription, type and region.
+    scopes = list(rule.get("scopes") or [])
+    if len(scopes) < 2 and all(resource_type(s) is not None for s in scopes):
+        return []  # one resource: a single-resource rule
+    findings: list[Finding] = []
+    subscriptions = {subscription_of(s) for s in scopes}
+    if len(subscriptions) > 1:
+        findings.append(
+            Finding(
+                ("scopes",),
+                "a rule over several resources must keep them in one subscription, got "
+                f"{len(subscriptions)} ({', '.join(sorted(str(s) for s in subscriptions))}); declare one rule per subscription",
+            )
+        )
+    target = rule.get("target_resource_type")
+    if target:
+        for index, scope in enumerate(scopes):
+            found = resource_type(scope)
+            if found is not None and found.lower() != str(target).lower():
+                findings.append(
+                    Finding(
+                        ("scopes", index),
+                        f"is a {found}, but the rule's targetResourceType is {target}: a rule over several "
+                        "resources watches one resource type",
+                    )
+                )
     return findings
 
 

@@ -99,3 +99,70 @@ def test_service_health_rule_watches_exactly_one_subscription(tmp_path, scopes):
 
 def test_service_health_rule_on_one_subscription_is_accepted(tmp_path):
     assert _warnings(tmp_path, _service_health([f"/subscriptions/{SUB}"])) == []
+
+
+SUB_2 = "7d2e9a41-6c5b-4f38-a1e0-9b8c7d6e5f4a"
+GATEWAY = "/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Network/applicationGateways/{name}"
+
+
+def _multi_metric(scopes: list[str], target: str = "Microsoft.Network/applicationGateways") -> dict[str, Any]:
+    return {
+        "name": "gateways",
+        "severity": 1,
+        "scopes": scopes,
+        "targetResourceType": target,
+        "targetResourceRegion": "westeurope",
+        "evaluationFrequency": "PT1M",
+        "windowSize": "PT5M",
+        "criteria": [
+            {"metricName": "UnhealthyHostCount", "timeAggregation": "Maximum", "operator": "GreaterThan", "threshold": 0}
+        ],
+    }
+
+
+def _with_metric(rule: dict[str, Any]) -> Any:
+    return lambda c: c["secure-export:alertRules"].update(metric=[rule])
+
+
+def _snake(rule: dict[str, Any]) -> dict[str, Any]:
+    from components.config import MetricRuleConfig
+
+    return MetricRuleConfig.model_validate(rule).model_dump(exclude_none=True)
+
+
+def test_multi_resource_metric_rule_keeps_one_subscription(tmp_path):
+    rule = _multi_metric([GATEWAY.format(sub=SUB, name="a"), GATEWAY.format(sub=SUB_2, name="b")])
+    (problem,) = _problems(tmp_path, _with_metric(rule))
+    assert problem.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.metric[0].scopes: ")
+    assert "one subscription" in problem
+    with pytest.raises(ValueError, match="metric rule 'gateways': scopes: .*one subscription"):
+        declare(_rules(metric_alerts=[_snake(rule)]))
+
+
+def test_multi_resource_metric_rule_keeps_one_resource_type(tmp_path):
+    vm = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+    rule = _multi_metric([GATEWAY.format(sub=SUB, name="a"), vm])
+    (problem,) = _problems(tmp_path, _with_metric(rule))
+    assert problem.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.metric[0].scopes[1]: ")
+    assert "Microsoft.Compute/virtualMachines" in problem
+
+
+def test_multi_resource_metric_rule_needs_target_type_and_region(tmp_path):
+    rule = _multi_metric([GATEWAY.format(sub=SUB, name="a"), GATEWAY.format(sub=SUB, name="b")])
+    del rule["targetResourceRegion"]
+    (problem,) = _problems(tmp_path, _with_metric(rule))
+    assert "secure-export:alertRules.metric[0]: " in problem and "targetResourceRegion" in problem
+
+
+def test_multi_resource_metric_rule_of_one_kind_is_accepted(tmp_path):
+    rule = _multi_metric([GATEWAY.format(sub=SUB, name="a"), GATEWAY.format(sub=SUB, name="b")])
+    assert _warnings(tmp_path, _with_metric(rule)) == []
+
+
+def test_resource_type_of_nested_ids():
+    from components.deploy_rules import resource_type
+
+    db = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Sql/servers/s1/databases/d1"
+    assert resource_type(db) == "Microsoft.Sql/servers/databases"
+    assert resource_type(f"/subscriptions/{SUB}/resourceGroups/rg") is None
+    assert resource_type(f"/subscriptions/{SUB}") is None
