@@ -9,6 +9,7 @@ lines; the components raise on refusals. docs/deploy-rules.md lists every rule w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +65,69 @@ def log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     """Deploy-time rules of one log search rule (component argument form)."""
     findings: list[Finding] = []
     findings += _mute_needs_stateless(rule)
+    findings += _periods_need_time_column(rule)
     return findings
+
+
+_STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+_COMMENT = re.compile(r"//[^\n]*")
+_TIME = re.compile(r"\b(TimeGenerated|timestamp)\b", re.IGNORECASE)
+_SHAPING = re.compile(r"^\s*(summarize|project|project-keep|project-away|distinct|count)\b(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def query_time_column(query: str) -> bool | None:
+    """Whether the query's result has a time column: True, False (clearly none), None (cannot tell).
+
+    A rough reading, not a KQL parser: the last operator that decides the columns (``summarize``,
+    ``project``, ``distinct``, ``count``) keeps a time column when it names TimeGenerated (or
+    Application Insights' timestamp), e.g. ``summarize ... by bin(TimeGenerated, 5m), Computer``.
+    A query without one keeps its table's columns, which this reading cannot see.
+    """
+    text = _COMMENT.sub("", _STRING.sub("''", query))
+    stages = text.split("|")
+    for index in range(len(stages) - 1, -1, -1):
+        match = _SHAPING.match(stages[index])
+        if match is None:
+            continue
+        if any(_TIME.search(later) for later in stages[index + 1 :]):
+            return None  # a later stage (extend, say) may bring a time column back
+        operator, rest = match.group(1).lower(), match.group(2)
+        if operator == "count":
+            return False
+        if operator == "summarize":
+            by = re.split(r"\bby\b", rest, maxsplit=1, flags=re.IGNORECASE)
+            return len(by) == 2 and bool(_TIME.search(by[1]))
+        if operator == "project-away":
+            return None if _TIME.search(rest) is None else False
+        return bool(_TIME.search(rest))
+    return None
+
+
+def _periods_need_time_column(rule: Mapping[str, Any]) -> list[Finding]:
+    # Azure takes more than one evaluation period only from a query whose result has a time column.
+    periods = (rule.get("failing_periods") or {}).get("evaluation_periods") or 1
+    if periods <= 1:
+        return []
+    has_time = query_time_column(str(rule.get("query") or ""))
+    if has_time:
+        return []
+    path: Path = ("failing_periods", "evaluation_periods")
+    if has_time is False:
+        return [
+            Finding(
+                path,
+                f"is {periods}, but the query's result has no time column (Azure then requires 1): "
+                "summarize by bin(TimeGenerated, <windowSize>) as well, or use 1",
+            )
+        ]
+    return [
+        Finding(
+            path,
+            f"is {periods}: Azure requires 1 unless the query's result has a time column, and plan cannot tell "
+            "whether this query's has; end it with summarize ... by bin(TimeGenerated, <windowSize>), ...",
+            refused=False,
+        )
+    ]
 
 
 def _mute_needs_stateless(rule: Mapping[str, Any]) -> list[Finding]:

@@ -166,3 +166,49 @@ def test_resource_type_of_nested_ids():
     assert resource_type(db) == "Microsoft.Sql/servers/databases"
     assert resource_type(f"/subscriptions/{SUB}/resourceGroups/rg") is None
     assert resource_type(f"/subscriptions/{SUB}") is None
+
+
+NO_TIME = "AppRequests | summarize Errors = count() by _ResourceId, AppRoleName"
+BINNED = "AppRequests | summarize Errors = count() by bin(TimeGenerated, 15m), _ResourceId"
+PERIODS = {"evaluationPeriods": 2, "minFailingPeriods": 2}
+
+
+def test_several_evaluation_periods_without_a_time_column_are_refused(tmp_path):
+    change = _with_log(query=NO_TIME, timeAggregation="Total", metricMeasureColumn="Errors", failingPeriods=PERIODS)
+    (problem,) = _problems(tmp_path, change)
+    assert problem.startswith(
+        "stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: is 2, "
+    )
+    assert "no time column" in problem
+    with pytest.raises(ValueError, match="log rule 'errors': failing_periods.evaluation_periods: is 2"):
+        declare(_rules(log_alerts=[log_rule(query=NO_TIME)]))
+
+
+def test_several_evaluation_periods_with_a_binned_time_column_are_accepted(tmp_path):
+    change = _with_log(query=BINNED, timeAggregation="Total", metricMeasureColumn="Errors", failingPeriods=PERIODS)
+    assert _warnings(tmp_path, change) == []
+
+
+def test_several_evaluation_periods_on_a_query_plan_cannot_read_are_warned_about(tmp_path):
+    (warning,) = _warnings(tmp_path, _with_log(query="AppRequests | where Success == false", failingPeriods=PERIODS))
+    assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: ")
+    assert "cannot tell" in warning
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("T | summarize max(TimeGenerated) by Computer | where x < ago(5m)", False),
+        ("T | summarize count() by bin(TimeGenerated, 5m), Computer", True),
+        ("T | project TimeGenerated, CounterValue", True),
+        ("T | project Computer", False),
+        ("T | count", False),
+        ("T | where Message == 'a | summarize x by TimeGenerated'", None),
+        ("T | summarize count() by Computer | extend TimeGenerated = now()", None),
+        ("T", None),
+    ],
+)
+def test_query_time_column_reading(query, expected):
+    from components.deploy_rules import query_time_column
+
+    assert query_time_column(query) is expected
