@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from components.validation import subscription_of
+from components.validation import duration_seconds, subscription_of
 
 Path = tuple[str | int, ...]
 
@@ -66,7 +66,34 @@ def log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     findings: list[Finding] = []
     findings += _mute_needs_stateless(rule)
     findings += _periods_need_time_column(rule)
+    findings += _silence_outlives_window(rule)
     return findings
+
+
+_ABSENCE = re.compile(r"<=?\s*ago\s*\(", re.IGNORECASE)
+SILENCE_WINDOW_SECONDS = 86400
+"""Shortest window a heartbeat-style (absence) rule should look back over: one day."""
+
+
+def _silence_outlives_window(rule: Mapping[str, Any]) -> list[Finding]:
+    # "last seen < ago(X)" only sees rows inside the window: once a machine has been silent for
+    # longer than the window it has no rows, drops out of the result, and a stateful rule resolves.
+    if rule.get("auto_mitigate", True) is False or not _ABSENCE.search(str(rule.get("query") or "")):
+        return []
+    try:
+        window = duration_seconds(str(rule.get("window_size")))
+    except ValueError:
+        return []
+    if window >= SILENCE_WINDOW_SECONDS:
+        return []
+    return [
+        Finding(
+            ("window_size",),
+            f"is {rule.get('window_size')} and the query looks for silence (< ago(...)): a machine silent for longer "
+            "than the window drops out of the result and its alert resolves while it is still silent; use at least P1D",
+            refused=False,
+        )
+    ]
 
 
 _STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")

@@ -212,3 +212,26 @@ def test_query_time_column_reading(query, expected):
     from components.deploy_rules import query_time_column
 
     assert query_time_column(query) is expected
+
+
+SILENCE = "Heartbeat | summarize LastBeat = max(TimeGenerated) by Computer | where LastBeat < ago(5m)"
+
+
+def test_heartbeat_rule_with_a_short_window_is_warned_about(tmp_path):
+    (warning,) = _warnings(tmp_path, _with_log(query=SILENCE, windowSize="PT10M"))
+    assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].windowSize: is PT10M ")
+    assert "resolves while it is still silent" in warning
+    assert _warnings(tmp_path, _with_log(query=SILENCE, windowSize="P1D")) == []
+
+
+def test_example_stacks_heartbeat_rules_outlive_the_silence():
+    from components.deploy_rules import SILENCE_WINDOW_SECONDS
+    from components.validation import duration_seconds
+
+    heartbeats = []
+    for path in sorted((REPO / "stacks").glob("Pulumi.*.yaml")):
+        for rule in load_stack_file(path).config.alert_rules.log:
+            if "ago(" in rule.query:
+                heartbeats.append(rule.name)
+                assert duration_seconds(rule.window_size) >= SILENCE_WINDOW_SECONDS, rule.name
+    assert heartbeats
