@@ -64,10 +64,31 @@ def refusal_text(component: str, kind: str, rule_name: str, findings: Sequence[F
 def log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     """Deploy-time rules of one log search rule (component argument form)."""
     findings: list[Finding] = []
+    findings += _one_of(rule, "evaluation_frequency", LOG_FREQUENCIES, "a log search rule")
+    findings += _one_of(rule, "window_size", LOG_WINDOWS, "a log search rule")
+    findings += _one_of(rule, "mute_actions_duration", LOG_MUTE_DURATIONS, "a log search rule")
+    findings += _lookback_within_two_days(rule)
     findings += _mute_needs_stateless(rule)
     findings += _periods_need_time_column(rule)
     findings += _silence_outlives_window(rule)
     return findings
+
+
+def _lookback_within_two_days(rule: Mapping[str, Any]) -> list[Finding]:
+    periods = (rule.get("failing_periods") or {}).get("evaluation_periods") or 1
+    try:
+        lookback = duration_seconds(str(rule.get("window_size"))) * periods
+    except ValueError:
+        return []
+    if lookback <= LOG_LOOKBACK_SECONDS:
+        return []
+    return [
+        Finding(
+            ("failing_periods", "evaluation_periods"),
+            f"{periods} periods of {rule.get('window_size')} look back further than Azure allows (windowSize x "
+            "evaluation periods at most 48 hours); use fewer periods or a shorter window",
+        )
+    ]
 
 
 _ABSENCE = re.compile(r"<=?\s*ago\s*\(", re.IGNORECASE)
@@ -203,8 +224,32 @@ def stack_findings(alert_rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> li
 def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     """Deploy-time rules of one metric alert rule (component argument form)."""
     findings: list[Finding] = []
+    findings += _one_of(rule, "evaluation_frequency", METRIC_FREQUENCIES, "a metric rule")
+    findings += _one_of(rule, "window_size", METRIC_WINDOWS, "a metric rule")
     findings += _multi_resource_alike(rule)
     return findings
+
+
+METRIC_FREQUENCIES = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H")
+METRIC_WINDOWS = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
+LOG_FREQUENCIES = ("PT1M", "PT5M", "PT10M", "PT15M", "PT30M", "PT45M", "PT1H", "PT2H", "PT3H", "PT4H", "PT5H", "PT6H", "P1D")
+LOG_WINDOWS = (*LOG_FREQUENCIES, "P2D")
+LOG_MUTE_DURATIONS = (*LOG_FREQUENCIES[1:], "P2D")
+LOG_LOOKBACK_SECONDS = 2 * 86400
+"""A log rule's query looks back windowSize x evaluation periods, at most 48 hours."""
+
+
+def _one_of(rule: Mapping[str, Any], field: str, allowed: tuple[str, ...], kind: str) -> list[Finding]:
+    value = rule.get(field)
+    if value is None:
+        return []
+    try:
+        seconds = duration_seconds(str(value))
+    except ValueError:
+        return []  # the config model reports a malformed duration
+    if seconds in {duration_seconds(a) for a in allowed}:
+        return []
+    return [Finding((field,), f"{kind} takes only {', '.join(allowed)}; got {value}")]
 
 
 def resource_type(resource_id: str) -> str | None:

@@ -235,3 +235,42 @@ def test_example_stacks_heartbeat_rules_outlive_the_silence():
                 heartbeats.append(rule.name)
                 assert duration_seconds(rule.window_size) >= SILENCE_WINDOW_SECONDS, rule.name
     assert heartbeats
+
+
+METRIC = {
+    "name": "cpu",
+    "severity": 2,
+    "scopes": [f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"],
+    "evaluationFrequency": "PT5M",
+    "windowSize": "PT15M",
+    "criteria": [{"metricName": "Percentage CPU", "timeAggregation": "Average", "operator": "GreaterThan", "threshold": 90}],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "text"),
+    [
+        (_with_metric({**METRIC, "evaluationFrequency": "PT10M"}), "metric[0].evaluationFrequency", "got PT10M"),
+        (_with_metric({**METRIC, "windowSize": "PT2H"}), "metric[0].windowSize", "got PT2H"),
+        (_with_log(evaluationFrequency="PT20M", windowSize="PT1H"), "log[0].evaluationFrequency", "got PT20M"),
+        (_with_log(windowSize="P3D"), "log[0].windowSize", "got P3D"),
+        (_with_log(muteActionsDuration="PT12H", autoMitigate=False), "log[0].muteActionsDuration", "got PT12H"),
+    ],
+    ids=["metric-frequency", "metric-window", "log-frequency", "log-window", "log-mute"],
+)
+def test_frequencies_windows_and_mute_durations_azure_does_not_take_are_refused(tmp_path, change, key, text):
+    problems = _problems(tmp_path, change)
+    assert any(p.startswith(f"stacks/Pulumi.case.yaml: secure-export:alertRules.{key}: ") and text in p for p in problems)
+
+
+def test_equal_durations_in_another_spelling_are_accepted(tmp_path):
+    assert _warnings(tmp_path, _with_metric({**METRIC, "evaluationFrequency": "PT60M", "windowSize": "PT60M"})) == []
+
+
+def test_log_lookback_beyond_two_days_is_refused(tmp_path):
+    change = _with_log(windowSize="P1D", query=BINNED.replace("15m", "1d"), timeAggregation="Total",
+                       metricMeasureColumn="Errors", failingPeriods={"evaluationPeriods": 3, "minFailingPeriods": 1})
+    (problem,) = _problems(tmp_path, change)
+    assert "secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: 3 periods of P1D" in problem
+    with pytest.raises(ValueError, match="48 hours"):
+        declare(_rules(log_alerts=[log_rule(window_size="P1D", failing_periods={"evaluation_periods": 3, "min_failing_periods": 1})]))
