@@ -71,7 +71,48 @@ def log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     findings += _mute_needs_stateless(rule)
     findings += _periods_need_time_column(rule)
     findings += _silence_outlives_window(rule)
+    findings += _at_most_six_dimensions(rule)
+    findings += _one_minute_query_operations(rule)
     return findings
+
+
+LOG_MAX_DIMENSIONS = 6
+
+
+def _at_most_six_dimensions(rule: Mapping[str, Any]) -> list[Finding]:
+    dimensions = list(rule.get("dimensions") or [])
+    if len(dimensions) <= LOG_MAX_DIMENSIONS:
+        return []
+    return [
+        Finding(
+            ("dimensions",),
+            f"lists {len(dimensions)} dimensions; Azure applies at most {LOG_MAX_DIMENSIONS} per log search rule",
+        )
+    ]
+
+
+_ONE_MINUTE_UNSUPPORTED = re.compile(r"\b(search|union|take|limit|ingestion_time\s*\(|adx\s*\()", re.IGNORECASE)
+
+
+def _one_minute_query_operations(rule: Mapping[str, Any]) -> list[Finding]:
+    # At a one-minute frequency Azure rewrites the query, and these operations make the rewrite fail.
+    try:
+        if duration_seconds(str(rule.get("evaluation_frequency"))) != 60:
+            return []
+    except ValueError:
+        return []
+    text = _COMMENT.sub("", _STRING.sub("''", str(rule.get("query") or "")))
+    found = sorted({m.group(1).rstrip("( ").lower() for m in _ONE_MINUTE_UNSUPPORTED.finditer(text)})
+    if not found:
+        return []
+    return [
+        Finding(
+            ("evaluation_frequency",),
+            f"is PT1M and the query uses {', '.join(found)}: at a one-minute frequency Azure rewrites the query, "
+            "which fails with these; use PT5M or drop them",
+            refused=False,
+        )
+    ]
 
 
 def _lookback_within_two_days(rule: Mapping[str, Any]) -> list[Finding]:

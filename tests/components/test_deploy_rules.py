@@ -274,3 +274,18 @@ def test_log_lookback_beyond_two_days_is_refused(tmp_path):
     assert "secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: 3 periods of P1D" in problem
     with pytest.raises(ValueError, match="48 hours"):
         declare(_rules(log_alerts=[log_rule(window_size="P1D", failing_periods={"evaluation_periods": 3, "min_failing_periods": 1})]))
+
+
+def test_more_than_six_log_dimensions_are_refused(tmp_path):
+    dims = [{"name": f"Col{i}", "operator": "Include", "values": ["*"]} for i in range(7)]
+    (problem,) = _problems(tmp_path, _with_log(dimensions=dims))
+    assert problem.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].dimensions: lists 7 dimensions")
+    assert _warnings(tmp_path, _with_log(dimensions=dims[:6])) == []
+
+
+def test_one_minute_log_rule_with_operations_azure_cannot_rewrite_is_warned_about(tmp_path):
+    query = "union AppRequests, AppExceptions | take 100"
+    (warning,) = _warnings(tmp_path, _with_log(evaluationFrequency="PT1M", windowSize="PT5M", query=query))
+    assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].evaluationFrequency: is PT1M ")
+    assert "take, union" in warning
+    assert _warnings(tmp_path, _with_log(evaluationFrequency="PT5M", query=query)) == []
