@@ -492,7 +492,8 @@ def validate(values: dict[str, Any], secret_keys: set[str], source: str) -> Stac
             where = f"{NAMESPACE}:{loc}" if loc else NAMESPACE
             problems.append(f"{source}: {where}: {_message(error)}")
         raise ConfigError(problems) from None
-    for path, finding in stack_findings(_rules_as_args(config)):
+    emails = [e.model_dump() for e in config.action_group.email_receivers]
+    for path, finding in stack_findings(_rules_as_args(config), emails):
         line = f"{source}: {NAMESPACE}:{path}: {finding.message}"
         (problems if finding.refused else config._warnings).append(line)
     if problems:

@@ -248,18 +248,44 @@ def _mute_needs_stateless(rule: Mapping[str, Any]) -> list[Finding]:
 _RULE_KINDS = (("metric", "metric"), ("log", "log"), ("activity_log", "activityLog"))
 
 
-def stack_findings(alert_rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, Finding]]:
-    """Every finding of a stack's rules, each with its key path under ``secure-export:``.
+def stack_findings(
+    alert_rules: Mapping[str, Sequence[Mapping[str, Any]]], email_receivers: Sequence[Mapping[str, Any]] = ()
+) -> list[tuple[str, Finding]]:
+    """Every finding of a stack's rules and action group, each with its key path under ``secure-export:``.
 
     ``alert_rules`` maps metric, log and activity_log to lists of rules in component argument form.
     """
     checks = {"metric": metric_rule_findings, "log": log_rule_findings, "activity_log": activity_log_rule_findings}
-    found: list[tuple[str, Finding]] = []
+    found: list[tuple[str, Finding]] = [
+        (f"actionGroup.{camel_path(f.path)}", f) for f in action_group_findings(email_receivers)
+    ]
     for kind, key in _RULE_KINDS:
         for index, rule in enumerate(alert_rules.get(kind) or []):
             for finding in checks[kind](rule):
                 found.append((f"alertRules.{key}[{index}].{camel_path(finding.path)}", finding))
     return found
+
+
+WEBHOOK_RECEIVER_NAME = "secure-export"
+"""Name of the action group's secure webhook receiver."""
+
+
+def action_group_findings(email_receivers: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """Deploy-time rules of the action group: every receiver name is unique within the group."""
+    findings: list[Finding] = []
+    seen = {WEBHOOK_RECEIVER_NAME.lower(): "the secure webhook receiver"}
+    for index, receiver in enumerate(email_receivers):
+        name = str(receiver.get("name") or "")
+        if name.lower() in seen:
+            findings.append(
+                Finding(
+                    ("email_receivers", index, "name"),
+                    f"{name!r} is already the name of {seen[name.lower()]}; Azure needs every receiver name "
+                    "unique within the action group",
+                )
+            )
+        seen.setdefault(name.lower(), f"emailReceivers[{index}]")
+    return findings
 
 
 def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:

@@ -289,3 +289,36 @@ def test_one_minute_log_rule_with_operations_azure_cannot_rewrite_is_warned_abou
     assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].evaluationFrequency: is PT1M ")
     assert "take, union" in warning
     assert _warnings(tmp_path, _with_log(evaluationFrequency="PT5M", query=query)) == []
+
+
+@pytest.mark.parametrize(
+    ("names", "index"),
+    [(["oncall", "oncall"], 1), (["secure-export"], 0), (["oncall", "Oncall"], 1)],
+    ids=["two-emails", "webhook-name", "case-insensitive"],
+)
+def test_action_group_receiver_names_are_unique(tmp_path, names, index):
+    receivers = [{"name": n, "emailAddress": f"{n}@example.org"} for n in names]
+    problems = _problems(tmp_path, lambda c: c["secure-export:actionGroup"].update(emailReceivers=receivers))
+    assert any(
+        p.startswith(f"stacks/Pulumi.case.yaml: secure-export:actionGroup.emailReceivers[{index}].name: ")
+        and "unique within the action group" in p
+        for p in problems
+    ), problems
+    from components import SecureWebhookActionGroup
+
+    def program() -> None:
+        SecureWebhookActionGroup(
+            "ag",
+            {
+                "resource_group_name": "rg",
+                "short_name": "sx",
+                "receiver_base_url": "https://rx.example.net",
+                "application_object_id": "app",
+                "identifier_uri": "api://rx",
+                "tenant_id": "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d",
+                "email_receivers": [{"name": n, "email_address": "a@b.org"} for n in names],
+            },
+        )
+
+    with pytest.raises(ValueError, match=rf"email_receivers\[{index}\].name: .*unique"):
+        declare(program)
