@@ -85,7 +85,7 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
 
 
 def to_json(result: PlanResult) -> dict[str, Any]:
-    """Return the plan as the JSON contract: stack, resources (type, name, parent, inputs, outputs), outputs."""
+    """Return the plan as the JSON contract: stack, offline, resources (type, name, parent, inputs, outputs, dependsOn), outputs."""
     secrets = result.secret_values
     resources = []
     for record in result.resources:
@@ -97,12 +97,13 @@ def to_json(result: PlanResult) -> dict[str, Any]:
                 "parent": record.parent,
                 "inputs": public_inputs(record, secrets),
                 "outputs": plain_numbers(made_up),
+                "dependsOn": list(record.depends_on),
             }
         )
     outputs: dict[str, Any] = {}
     for key, value in result.outputs.items():
         outputs[key] = SECRET_MASK if key in result.secret_outputs else plain_numbers(masked(value, secrets)[0])
-    return {"stack": result.stack, "resources": resources, "outputs": outputs}
+    return {"stack": result.stack, "offline": True, "resources": resources, "outputs": outputs}
 
 
 def render_tree(plan: dict[str, Any]) -> str:
@@ -128,7 +129,11 @@ def render_tree(plan: dict[str, Any]) -> str:
             ident = r["outputs"].get("id")
             suffix = f"  id={ident}" if ident else ""
             lines.append(f"{prefix}{branch}{r['name']}  ({r['type']}){suffix}")
-            walk(r["name"], prefix + ("" if parent is None else ("   " if last else "│  ")))
+            inner = prefix + ("" if parent is None else ("   " if last else "│  "))
+            if r.get("dependsOn"):
+                below = "│  " if children.get(r["name"]) else "   "
+                lines.append(f"{inner}{below}waits for: {', '.join(r['dependsOn'])}")
+            walk(r["name"], inner)
 
     walk(None, "")
     lines.append("")

@@ -85,6 +85,13 @@ def test_service_principals_require_assignment_and_reuse_the_azns_principal():
     assert azns.inputs["useExisting"] is True
 
 
+def test_the_tenant_wide_azns_principal_survives_destroying_a_stack():
+    # Every secure webhook in the tenant depends on it: `pulumi destroy` of one stack must not delete it.
+    app, sp, azns = _service_principals(declare(_identity()))
+    assert azns.retain_on_delete is True
+    assert sp.retain_on_delete is False
+
+
 def test_exactly_one_role_assignment_grants_the_role_to_azns_on_the_apps_principal():
     result = declare(_identity())
     app, sp, azns = _service_principals(result)
