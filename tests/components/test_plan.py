@@ -161,6 +161,8 @@ def test_depends_on_lists_what_each_resource_waits_for_explicitly_or_through_its
     # through inputs: every rule notifies the action group
     for rule in _of(prod, METRIC_ALERT) + _of(prod, LOG_ALERT):
         assert "secure-export-action-group-ag" in rule["dependsOn"]
+    # explicit depends_on: the app's first revision pulls only after AcrPull is granted
+    assert "secure-export-receiver-acr-pull" in _named(prod, "secure-export-receiver-app")["dependsOn"]
     # nothing to wait for
     assert _named(prod, "secure-export-identity-app")["dependsOn"] == []
 
