@@ -60,7 +60,7 @@ class ReceiverServiceArgs(TypedDict):
     """Azure name of the container app (2..32 lowercase letters, digits, hyphens). Defaults to the component name."""
     allowed_callers: NotRequired[Optional[list[str]]]
     """Accepted appid/azp claims. Unset: the receiver's default (the AzNS AAD Webhook client id)."""
-    allowed_subscriptions: NotRequired[Optional[list[str]]]
+    allowed_subscriptions: NotRequired[Optional[pulumi.Input[list[str]]]]
     """Subscriptions whose alerts the receiver accepts. Unset or empty: all."""
     itsm: NotRequired[Optional[str]]
     """ITSM backend: embedded (default) or servicenow."""
@@ -381,10 +381,11 @@ class ReceiverService(pulumi.ComponentResource):
         ]
         if args.get("allowed_callers"):
             env.append({"name": "SECURE_EXPORT_ALLOWED_CALLERS", "value": ",".join(args["allowed_callers"] or [])})
-        if args.get("allowed_subscriptions"):
-            env.append(
-                {"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": ",".join(args["allowed_subscriptions"] or [])}
-            )
+        allowed_subscriptions = args.get("allowed_subscriptions")
+        if isinstance(allowed_subscriptions, pulumi.Output) or allowed_subscriptions:
+            # An Output (known at deployment) that comes out empty means "all", as an unset variable does.
+            joined = pulumi.Output.from_input(allowed_subscriptions).apply(lambda subs: ",".join(subs or []))
+            env.append({"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": joined})
         secrets: list[dict[str, Any]] = []
         if itsm != "servicenow":
             return secrets, env
