@@ -74,7 +74,7 @@ class SecureExportArgs(TypedDict):
     display_name: NotRequired[Optional[str]]
     """Display name of the Azure AD application (default: secure-export <project>-<stack>)."""
     identifier_uri: NotRequired[Optional[str]]
-    """Application ID URI (default api://<project>-<stack>)."""
+    """Application ID URI (default api://<tenant id>/<project>-<stack>)."""
     access_token_version: NotRequired[Optional[int]]
     """Token version the application accepts: 1 (default) or 2."""
     owner_object_ids: NotRequired[Optional[list[str]]]
