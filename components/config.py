@@ -493,7 +493,7 @@ def validate(values: dict[str, Any], secret_keys: set[str], source: str) -> Stac
             problems.append(f"{source}: {where}: {_message(error)}")
         raise ConfigError(problems) from None
     emails = [e.model_dump() for e in config.action_group.email_receivers]
-    for path, finding in stack_findings(_rules_as_args(config), emails):
+    for path, finding in stack_findings(_rules_as_args(config), emails, config.identity.identifier_uri):
         line = f"{source}: {NAMESPACE}:{path}: {finding.message}"
         (problems if finding.refused else config._warnings).append(line)
     if problems:

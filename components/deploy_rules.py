@@ -249,7 +249,9 @@ _RULE_KINDS = (("metric", "metric"), ("log", "log"), ("activity_log", "activityL
 
 
 def stack_findings(
-    alert_rules: Mapping[str, Sequence[Mapping[str, Any]]], email_receivers: Sequence[Mapping[str, Any]] = ()
+    alert_rules: Mapping[str, Sequence[Mapping[str, Any]]],
+    email_receivers: Sequence[Mapping[str, Any]] = (),
+    identifier_uri: str | None = None,
 ) -> list[tuple[str, Finding]]:
     """Every finding of a stack's rules and action group, each with its key path under ``secure-export:``.
 
@@ -259,11 +261,48 @@ def stack_findings(
     found: list[tuple[str, Finding]] = [
         (f"actionGroup.{camel_path(f.path)}", f) for f in action_group_findings(email_receivers)
     ]
+    found += [("identity.identifierUri", f) for f in identifier_uri_findings(identifier_uri)]
     for kind, key in _RULE_KINDS:
         for index, rule in enumerate(alert_rules.get(kind) or []):
             for finding in checks[kind](rule):
                 found.append((f"alertRules.{key}[{index}].{camel_path(finding.path)}", finding))
     return found
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def identifier_uri_has_tenant_identifier(uri: str) -> bool:
+    """Whether Entra's ``uriAdditionWithoutUniqueTenantIdentifier`` restriction accepts ``uri``.
+
+    Accepted: ``api://<GUID>[/...]`` (client or tenant id), ``api://<string>/<GUID>``,
+    ``api://<host.domain>/<string>``, ``https://<domain>/<string>`` and ``https://<string>.<domain>``;
+    whether the domain is one of the tenant's verified domains cannot be known offline.
+    """
+    scheme, _, rest = uri.partition("://")
+    host, _, path = rest.partition("/")
+    segments = [p for p in path.split("/") if p]
+    if scheme.lower() == "api":
+        return bool(_GUID.match(host) or (segments and _GUID.match(segments[-1])) or ("." in host and segments))
+    if scheme.lower() == "https":
+        return "." in host and (bool(segments) or host.count(".") >= 2)
+    return False
+
+
+def identifier_uri_findings(uri: str | None) -> list[Finding]:
+    """A configured identifier URI that tenants restricting new URIs would refuse (a warning)."""
+    if not uri or identifier_uri_has_tenant_identifier(uri):
+        return []
+    return [
+        Finding(
+            (),
+            f"{uri} carries no unique tenant identifier: tenants that enforce Entra's "
+            "uriAdditionWithoutUniqueTenantIdentifier restriction refuse it when the application is created; "
+            "use api://<tenant id>/<name> (the default when unset) or a verified-domain form such as "
+            "https://<verified domain>/<name>",
+            refused=False,
+        )
+    ]
 
 
 WEBHOOK_RECEIVER_NAME = "secure-export"

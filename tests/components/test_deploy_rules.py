@@ -322,3 +322,33 @@ def test_action_group_receiver_names_are_unique(tmp_path, names, index):
 
     with pytest.raises(ValueError, match=rf"email_receivers\[{index}\].name: .*unique"):
         declare(program)
+
+
+TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        (f"api://{TENANT}/secure-export-prod", True),
+        (f"api://{TENANT}", True),
+        (f"api://secure-export/{TENANT}", True),
+        ("api://rx.platform.example.org/secure-export", True),
+        ("https://platform.example.org/secure-export", True),
+        ("https://secure-export.platform.example.org", True),
+        ("api://secure-export-prod", False),
+        ("api://secure-export-prod.platform.example.org", False),
+        ("https://example.org", False),
+    ],
+)
+def test_identifier_uri_restriction(uri, accepted):
+    from components.deploy_rules import identifier_uri_has_tenant_identifier
+
+    assert identifier_uri_has_tenant_identifier(uri) is accepted
+
+
+def test_configured_identifier_uri_without_a_tenant_identifier_is_warned_about(tmp_path):
+    (warning,) = _warnings(tmp_path, lambda c: c["secure-export:identity"].update(identifierUri="api://sx-dev"))
+    assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:identity.identifierUri: api://sx-dev ")
+    assert "uriAdditionWithoutUniqueTenantIdentifier" in warning
+    assert _warnings(tmp_path, lambda c: c["secure-export:identity"].update(identifierUri=f"api://{TENANT}/sx")) == []
