@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components.deploy_rules import stack_findings
+from components.placeholders import config_placeholders, placeholder_ciphertext
 from components.validation import (
     check_scopes,
     check_severity,
@@ -498,6 +499,8 @@ def validate(values: dict[str, Any], secret_keys: set[str], source: str) -> Stac
         (problems if finding.refused else config._warnings).append(line)
     if problems:
         raise ConfigError(problems)
+    for path, reason in config_placeholders(config.model_dump(by_alias=True, exclude_none=True, mode="json")):
+        config._warnings.append(f"{source}: {NAMESPACE}:{path}: placeholder: {reason}; replace it before `pulumi up`")
     return config
 
 
@@ -571,8 +574,17 @@ def load_stack_file(path: Path, display: str | None = None) -> LoadedStack:
             if is_secret:
                 secret_keys.add(key)
     config = _validated(values, secret_keys, source, problems)
+    unreal = [
+        f"{source}: {key}: placeholder: this secure value is readable text, not the ciphertext of a secret; "
+        f"set it with `pulumi config set --secret {key} <value>`"
+        for key in pulumi_secret_keys
+        if placeholder_ciphertext(pulumi_config[key])
+    ]
     return LoadedStack(
-        config=config, pulumi_config=pulumi_config, secret_keys=pulumi_secret_keys, warnings=config.warnings
+        config=config,
+        pulumi_config=pulumi_config,
+        secret_keys=pulumi_secret_keys,
+        warnings=[*config.warnings, *unreal],
     )
 
 
