@@ -31,7 +31,9 @@ def _problems(tmp_path: Path, change: Any) -> list[str]:
 
 
 def _warnings(tmp_path: Path, change: Any) -> list[str]:
-    return load_stack_file(_stack(tmp_path, change), display="stacks/Pulumi.case.yaml").warnings
+    # The dev stack's placeholders (example GUIDs, names) warn too: tests/components/test_placeholders.py.
+    warnings = load_stack_file(_stack(tmp_path, change), display="stacks/Pulumi.case.yaml").warnings
+    return [w for w in warnings if ": placeholder: " not in w]
 
 
 def _with_log(**overrides: Any) -> Any:
@@ -352,3 +354,35 @@ def test_configured_identifier_uri_without_a_tenant_identifier_is_warned_about(t
     assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:identity.identifierUri: api://sx-dev ")
     assert "uriAdditionWithoutUniqueTenantIdentifier" in warning
     assert _warnings(tmp_path, lambda c: c["secure-export:identity"].update(identifierUri=f"api://{TENANT}/sx")) == []
+
+
+REFUSED = {
+    "mute-stateful": (_with_log(muteActionsDuration="PT30M"), "alertRules.log[0].muteActionsDuration"),
+    "service-health-two-subscriptions": (
+        _service_health([f"/subscriptions/{SUB}", f"/subscriptions/{SUB_2}"]),
+        "alertRules.activityLog[0].scopes",
+    ),
+    "multi-resource-two-subscriptions": (
+        _with_metric(_multi_metric([GATEWAY.format(sub=SUB, name="a"), GATEWAY.format(sub=SUB_2, name="b")])),
+        "alertRules.metric[0].scopes",
+    ),
+    "periods-without-time-column": (
+        _with_log(query=NO_TIME, timeAggregation="Total", metricMeasureColumn="Errors", failingPeriods=PERIODS),
+        "alertRules.log[0].failingPeriods.evaluationPeriods",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_plan_exits_non_zero_naming_the_key_without_a_traceback(tmp_path, capsys, case):
+    from components.plan import main
+
+    change, key = REFUSED[case]
+    (tmp_path / "stacks").mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    _stack(tmp_path / "stacks", change).rename(tmp_path / "stacks" / "Pulumi.case.yaml")
+    assert main(["--stack", "case", "--project-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"secure-export:{key}: " in err
+    assert "Traceback" not in err
