@@ -86,3 +86,11 @@ def test_plan_prints_the_warnings_to_stderr_one_line_each_and_exits_0(capsys, mo
     assert f"warning: {PROD}: secure-export:receiver.image.digest: placeholder: " in captured.err
     assert all(line.startswith(f"warning: {PROD}: secure-export:") for line in warnings), warnings
     assert "warning" not in captured.out
+
+
+def test_the_program_logs_the_same_warnings_under_pulumi_up():
+    # __main__.py reads the engine's config and warns through pulumi.log, as `pulumi up` shows it.
+    from components.plan import plan_stack
+
+    logged = [message for level, message in plan_stack(REPO, "prod").engine_log if level == "WARNING"]
+    assert any(m.startswith("stack prod: secure-export:receiver.image.digest: placeholder: ") for m in logged), logged
