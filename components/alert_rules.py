@@ -133,7 +133,7 @@ class LogAlertRuleArgs(TypedDict):
     failing_periods: NotRequired[Optional[FailingPeriodsArgs]]
     """Failing periods before the alert fires (default 1 of 1)."""
     mute_actions_duration: NotRequired[Optional[str]]
-    """ISO-8601 duration during which actions are muted after the alert fired; Azure takes it only with auto_mitigate false."""
+    """ISO-8601 duration during which actions are muted after the alert fired (needs auto_mitigate false)."""
     auto_mitigate: NotRequired[Optional[bool]]
     """Stateful (default true): Azure sends Resolved when the condition clears. False: Fired only."""
     enabled: NotRequired[Optional[bool]]

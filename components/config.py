@@ -507,7 +507,8 @@ def validate(values: dict[str, Any], secret_keys: set[str], source: str) -> Stac
 def _rules_as_args(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
     rules = config.alert_rules
     return {
-        kind: [r.model_dump(exclude_none=True) for r in getattr(rules, kind)] for kind in ("metric", "log", "activity_log")
+        kind: [r.model_dump(exclude_none=True) for r in getattr(rules, kind)]
+        for kind in ("metric", "log", "activity_log")
     }
 
 

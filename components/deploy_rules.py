@@ -161,7 +161,9 @@ def _silence_outlives_window(rule: Mapping[str, Any]) -> list[Finding]:
 _STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
 _COMMENT = re.compile(r"//[^\n]*")
 _TIME = re.compile(r"\b(TimeGenerated|timestamp)\b", re.IGNORECASE)
-_SHAPING = re.compile(r"^\s*(summarize|project|project-keep|project-away|distinct|count)\b(.*)$", re.IGNORECASE | re.DOTALL)
+_SHAPING = re.compile(
+    r"^\s*(summarize|project|project-keep|project-away|distinct|count)\b(.*)$", re.IGNORECASE | re.DOTALL
+)
 
 
 def query_time_column(query: str) -> bool | None:
@@ -338,7 +340,9 @@ def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
 
 METRIC_FREQUENCIES = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H")
 METRIC_WINDOWS = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
-LOG_FREQUENCIES = ("PT1M", "PT5M", "PT10M", "PT15M", "PT30M", "PT45M", "PT1H", "PT2H", "PT3H", "PT4H", "PT5H", "PT6H", "P1D")
+LOG_FREQUENCIES = (
+    "PT1M", "PT5M", "PT10M", "PT15M", "PT30M", "PT45M", "PT1H", "PT2H", "PT3H", "PT4H", "PT5H", "PT6H", "P1D"
+)  # fmt: skip
 LOG_WINDOWS = (*LOG_FREQUENCIES, "P2D")
 LOG_MUTE_DURATIONS = (*LOG_FREQUENCIES[1:], "P2D")
 LOG_LOOKBACK_SECONDS = 2 * 86400
@@ -383,7 +387,8 @@ def _multi_resource_alike(rule: Mapping[str, Any]) -> list[Finding]:
             Finding(
                 ("scopes",),
                 "a rule over several resources must keep them in one subscription, got "
-                f"{len(subscriptions)} ({', '.join(sorted(str(s) for s in subscriptions))}); declare one rule per subscription",
+                f"{len(subscriptions)} ({', '.join(sorted(str(s) for s in subscriptions))}); "
+                "declare one rule per subscription",
             )
         )
     target = rule.get("target_resource_type")

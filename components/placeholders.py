@@ -27,7 +27,7 @@ _PROSE_KEYS = frozenset({"description", "displayName", "query", "name", "metricN
 
 
 def example_guid(guid: str) -> bool:
-    """A GUID no random generator produces: at most four distinct hex digits (``0000...``, ``1111-...``) or a doc one."""
+    """A GUID no generator produces: at most four distinct hex digits (``0000...``, ``1111-...``), or a doc one."""
     digits = guid.lower().replace("-", "")
     return len(set(digits)) <= 4 or guid.lower() in DOC_GUIDS
 

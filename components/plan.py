@@ -85,7 +85,10 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
 
 
 def to_json(result: PlanResult) -> dict[str, Any]:
-    """Return the plan as the JSON contract: stack, offline, resources (type, name, parent, inputs, outputs, dependsOn), outputs."""
+    """Return the plan as the JSON contract of docs/design.md.
+
+    ``{"stack", "offline": true, "resources": [{type, name, parent, inputs, outputs, dependsOn}], "outputs"}``.
+    """
     secrets = result.secret_values
     resources = []
     for record in result.resources:
