@@ -6,6 +6,7 @@ import pulumi
 from pulumi_azure_native import monitor
 
 from components.deploy_rules import (
+    activity_log_count_findings,
     activity_log_rule_findings,
     log_rule_findings,
     metric_rule_findings,
@@ -355,6 +356,8 @@ class AlertRules(pulumi.ComponentResource):
         seen = set()
         log_ids = [self._log(rule, seen, str(location)) for rule in log_rules]
         seen = set()
+        for finding in activity_log_count_findings(args.get("activity_log_alerts") or []):  # type: ignore[arg-type]
+            raise ValueError(f"AlertRules {name}: activity_log_alerts {finding.message}")
         activity_ids = [self._activity(rule, seen) for rule in args.get("activity_log_alerts") or []]
 
         self.metric_alert_ids = _all(metric_ids)

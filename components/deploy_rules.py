@@ -264,6 +264,7 @@ def stack_findings(
         (f"actionGroup.{camel_path(f.path)}", f) for f in action_group_findings(email_receivers)
     ]
     found += [("identity.identifierUri", f) for f in identifier_uri_findings(identifier_uri)]
+    found += [("alertRules.activityLog", f) for f in activity_log_count_findings(alert_rules.get("activity_log") or [])]
     for kind, key in _RULE_KINDS:
         for index, rule in enumerate(alert_rules.get(kind) or []):
             for finding in checks[kind](rule):
@@ -311,9 +312,22 @@ WEBHOOK_RECEIVER_NAME = "secure-export"
 """Name of the action group's secure webhook receiver."""
 
 
+MAX_EMAIL_RECEIVERS = 1000
+MAX_EMAIL_ADDRESS_LENGTH = 64
+MAX_ACTIVITY_LOG_RULES = 100
+"""Active activity log alert rules per subscription; Azure cannot raise it."""
+
+
 def action_group_findings(email_receivers: Sequence[Mapping[str, Any]]) -> list[Finding]:
-    """Deploy-time rules of the action group: every receiver name is unique within the group."""
+    """Deploy-time rules of the action group: unique receiver names, e-mail receiver limits."""
     findings: list[Finding] = []
+    if len(email_receivers) > MAX_EMAIL_RECEIVERS:
+        findings.append(
+            Finding(
+                ("email_receivers",),
+                f"lists {len(email_receivers)} e-mail receivers; an action group takes at most {MAX_EMAIL_RECEIVERS}",
+            )
+        )
     seen = {WEBHOOK_RECEIVER_NAME.lower(): "the secure webhook receiver"}
     for index, receiver in enumerate(email_receivers):
         name = str(receiver.get("name") or "")
@@ -326,7 +340,28 @@ def action_group_findings(email_receivers: Sequence[Mapping[str, Any]]) -> list[
                 )
             )
         seen.setdefault(name.lower(), f"emailReceivers[{index}]")
+        address = str(receiver.get("email_address") or "")
+        if len(address) > MAX_EMAIL_ADDRESS_LENGTH:
+            findings.append(
+                Finding(
+                    ("email_receivers", index, "email_address"),
+                    f"has {len(address)} characters; Azure takes e-mail addresses of at most {MAX_EMAIL_ADDRESS_LENGTH}",
+                )
+            )
     return findings
+
+
+def activity_log_count_findings(activity_log_rules: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """More activity log rules than one subscription can hold (the stack's rules share one)."""
+    if len(activity_log_rules) <= MAX_ACTIVITY_LOG_RULES:
+        return []
+    return [
+        Finding(
+            (),
+            f"declares {len(activity_log_rules)} activity log rules; a subscription holds at most "
+            f"{MAX_ACTIVITY_LOG_RULES} active ones (a limit Azure cannot raise), and all of a stack's rules live in one",
+        )
+    ]
 
 
 def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:

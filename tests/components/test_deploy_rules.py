@@ -386,3 +386,24 @@ def test_plan_exits_non_zero_naming_the_key_without_a_traceback(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"secure-export:{key}: " in err
     assert "Traceback" not in err
+
+
+def test_action_group_email_limits(tmp_path):
+    long_address = "a" * 60 + "@example.org"
+    receivers = [{"name": "oncall", "emailAddress": long_address}]
+    (problem,) = _problems(tmp_path, lambda c: c["secure-export:actionGroup"].update(emailReceivers=receivers))
+    assert "secure-export:actionGroup.emailReceivers[0].emailAddress: has 72 characters" in problem
+    many = [{"name": f"r{i}", "emailAddress": f"r{i}@example.org"} for i in range(1001)]
+    problems = _problems(tmp_path, lambda c: c["secure-export:actionGroup"].update(emailReceivers=many))
+    assert any("secure-export:actionGroup.emailReceivers: lists 1001 e-mail receivers" in p for p in problems)
+
+
+def test_more_activity_log_rules_than_a_subscription_holds_are_refused(tmp_path):
+    rules = [
+        {"name": f"deleted-{i}", "category": "Administrative", "scopes": [f"/subscriptions/{SUB}"]} for i in range(101)
+    ]
+    (problem,) = _problems(tmp_path, lambda c: c["secure-export:alertRules"].update(activityLog=rules))
+    assert "secure-export:alertRules.activityLog: declares 101 activity log rules" in problem
+    snake = [{**r} for r in rules]
+    with pytest.raises(ValueError, match="activity_log_alerts declares 101"):
+        declare(_rules(activity_log_alerts=snake))
