@@ -407,3 +407,15 @@ def test_more_activity_log_rules_than_a_subscription_holds_are_refused(tmp_path)
     snake = [{**r} for r in rules]
     with pytest.raises(ValueError, match="activity_log_alerts declares 101"):
         declare(_rules(activity_log_alerts=snake))
+
+
+def test_every_documented_rule_names_a_key_and_a_source():
+    rows = [
+        line for line in (REPO / "docs" / "deploy-rules.md").read_text().splitlines()
+        if line.startswith("| ") and not line.startswith(("| #", "| rule", "| ---"))
+    ]
+    assert len(rows) >= 19
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert "](" in cells[-1], row  # a link to the source
+        assert "`" in row, row  # the key or field it applies to
