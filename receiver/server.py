@@ -168,13 +168,24 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
     stderr, no traceback), 1 when the receiver could not start (e.g. the port is taken).
     """
     try:
-        settings = load_settings()
+        settings = load_settings(with_backend=True)
     except SettingsError as error:
         sys.stderr.write(f"secure-export serve: {error}\n")
         return EXIT_BAD_CONFIG
-    from receiver.logs import configure_logging
+    import os
 
+    from receiver.logs import configure_logging
+    from receiver.settings import unknown_variables
+
+    for line in unknown_variables(os.environ):
+        sys.stderr.write(f"secure-export serve: warning: {line}\n")
     configure_logging(settings.log_level)
+    if settings.ops_port is not None and settings.ops_port == port:
+        sys.stderr.write(
+            f"secure-export serve: invalid receiver configuration:\nSECURE_EXPORT_OPS_PORT: must differ from --port "
+            f"(got {settings.ops_port}); it keeps /metrics and the operations endpoints off the public port\n"
+        )
+        return EXIT_BAD_CONFIG
     try:
         backend = _create_backend(settings)
     except Exception as error:  # noqa: BLE001 - a backend's configuration error, said plainly

@@ -211,15 +211,27 @@ class ServiceNowSettings(BaseSettings):
             raise ServiceNowSettingsError(describe_validation_error(error)) from None
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, naming the environment variable and never echoing its (possibly secret) value."""
+_SECRET_FIELDS = frozenset({"password", "client_secret", "username", "client_id"})
+"""Fields whose values are never echoed in an error (held as secrets in the deployment)."""
+
+
+def problem_lines(error: ValidationError) -> list[str]:
+    """One line per problem, naming the environment variable; values are echoed except credentials."""
     lines = []
-    for item in error.errors(include_input=False, include_url=False):
+    for item in error.errors(include_url=False):
         field = str(item["loc"][0]) if item["loc"] else ""
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "ServiceNow settings"
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "SECURE_EXPORT_SERVICENOW_*"
         message = str(item["msg"]).removeprefix("Value error, ")
+        given = item.get("input")
         if item["type"] == "missing":
             message = "is required"
+        elif field and field not in _SECRET_FIELDS and isinstance(given, str | int | float) and "got " not in message:
+            message += f" (got {given!r})"
         lines.append(f"{name}: {message}")
-    return "invalid ServiceNow configuration: " + "; ".join(lines)
+    return list(dict.fromkeys(lines))
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Every problem on its own line, naming the variable and never echoing a credential."""
+    return "invalid ServiceNow configuration:\n" + "\n".join(problem_lines(error))
 
