@@ -147,20 +147,34 @@ class _ServiceNowHttp:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        """One request; returns the ``result`` of the envelope or raises a backend error."""
+        """One request; returns the ``result`` of the envelope or raises a backend error.
+
+        Refused credentials are read again from their secret files (``_PASSWORD_FILE``,
+        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more.
+        """
         try:
-            credential = await self._auth.credential()
-            response = await self._send(method, path, table, params, body, credential)
-            if response.status_code == 401 and credential.refreshable:
-                # An OAuth token can be revoked or expire early: refresh it once, then give up.
-                self._auth.invalidate(credential)
-                credential = await self._auth.credential()
-                response = await self._send(method, path, table, params, body, credential)
-            return self._result(method, table, response)
+            try:
+                return await self._call_once(method, path, table, params, body)
+            except CredentialsRejected:
+                if not self._auth.reload_secret_files():
+                    raise
+            return await self._call_once(method, path, table, params, body)
         except CredentialsRejected as error:
             for hook in self.on_credentials_rejected:
                 hook(error)
             raise
+
+    async def _call_once(
+        self, method: str, path: str, table: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+    ) -> Any:
+        credential = await self._auth.credential()
+        response = await self._send(method, path, table, params, body, credential)
+        if response.status_code == 401 and credential.refreshable:
+            # An OAuth token can be revoked or expire early: refresh it once, then give up.
+            self._auth.invalidate(credential)
+            credential = await self._auth.credential()
+            response = await self._send(method, path, table, params, body, credential)
+        return self._result(method, table, response)
 
     async def _send(
         self,
