@@ -19,6 +19,8 @@ commands:
   work-items [--json] [--db PATH]    list the embedded backend's work items
   cmdb [--json] [--db PATH]          list the embedded backend's configuration items
   plan --stack NAME [--json]         evaluate the Pulumi program offline and print its resources
+  diff --stack NAME [--base REV] [--json|--markdown] [--exit-code]
+                                     offline: what would change since git revision REV (default HEAD)
 
 Run 'secure-export COMMAND --help' for a command's options.
 """
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from components.plan import main as plan_main
 
         return plan_main(rest)
+    if command == "diff":
+        from secure_export.review.cli import main as diff_main
+
+        return diff_main(rest)
     sys.stderr.write(f"secure-export: unknown command {command!r}\n\n{_USAGE}")
     return 2
 
