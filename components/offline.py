@@ -65,6 +65,8 @@ class PlannedResource:
     custom: bool
     secret_inputs: frozenset[str] = frozenset()
     parent_type: str | None = None
+    options: dict[str, bool] = field(default_factory=dict)
+    """Resource options the policy rules read: ``retainOnDelete``, ``protect``."""
 
 
 @dataclass
@@ -126,6 +128,7 @@ class FakeCloud(pulumi.runtime.Mocks):
         self.deployer_object_id = self._uuid("deployer")
         self.records: dict[tuple[str, str], PlannedResource] = {}
         self.parents: dict[tuple[str, str], str] = {}
+        self.options: dict[tuple[str, str], dict[str, bool]] = {}
         self.secret_values: set[str] = {v for v in secret_values if v}
         self._lock = threading.Lock()
 
@@ -294,6 +297,10 @@ class _PlanMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         if request.type != "pulumi:pulumi:Stack" and request.parent:
             self._fake.parents[(request.type, request.name)] = request.parent
+        self._fake.options[(request.type, request.name)] = {
+            "retainOnDelete": bool(request.retainOnDelete),
+            "protect": bool(request.protect),
+        }
         self._thread_loop()
         return super().RegisterResource(request)
 
@@ -423,6 +430,7 @@ def run_program(
         parent_urn = fake.parents.get(key)
         parent = _parent_name(parent_urn) if parent_urn else None
         record.parent_type, record.parent = parent if parent else (None, None)
+        record.options = fake.options.get(key, {})
     return PlanResult(
         stack=stack,
         project=project,
