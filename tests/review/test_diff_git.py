@@ -148,6 +148,12 @@ def test_an_invalid_base_stack_names_the_side_and_the_key(project, capsys):
     assert "secure-export:actionGroup.shortName" in err
 
 
+def test_an_unknown_stack_lists_the_stacks_there_are(project, capsys):
+    code = main(["--stack", "nope", "--project-dir", str(project)])
+    _, err = capsys.readouterr()
+    assert code == 2 and "unknown stack 'nope'" in err and "stacks in the working tree: dev" in err
+
+
 def test_outside_a_git_repository_is_a_clear_error(tmp_path, capsys):
     code = main(["--stack", "dev", "--project-dir", str(tmp_path)])
     _, err = capsys.readouterr()
