@@ -223,7 +223,10 @@ def _close_work_item(action: str, argv: list[str]) -> int:
         return args
     from receiver.itsm.work_item_ops import close_work_item
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
 
     def act() -> None:
         item = close_work_item(db, args.number, action=action, note=args.note, by=args.by)
@@ -286,7 +289,10 @@ def _trace(argv: list[str]) -> int:
         return args
     from receiver.inbox_ops import trace
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
 
     def show() -> int:
         result = trace(db, args.alert_id)
@@ -373,7 +379,10 @@ def _replay(argv: list[str]) -> int:
         return args
     from receiver.inbox_ops import replay
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
     return _act(prog, db, lambda: _report(prog, "Replayed", replay(db, None if args.all else args.ids, by=args.by),
                                           args.json))
 
@@ -392,7 +401,10 @@ def _discard(argv: list[str]) -> int:
         return args
     from receiver.inbox_ops import discard
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
     return _act(prog, db, lambda: _report(prog, "Discarded", discard(db, args.ids, reason=args.reason, by=args.by),
                                           args.json))
 

@@ -136,9 +136,12 @@ def _command(tmp_path: Path, *argv: str, db_env: str | None = None) -> subproces
         (("work-items", "--json"), "postgresql://receiver:s3cret-pw@db.example.org/x"),
         (("cmdb",), "mysql://receiver:s3cret-pw@db.example.org/x"),
         (("demo", "--db", "postgresql://receiver:s3cret-pw@db.example.org/x"), None),
+        (("trace", "some-alert-id"), "postgresql://receiver:s3cret-pw@db.example.org/x"),
+        (("replay", "--all"), "postgres://receiver:s3cret-pw@db.example.org/x"),
+        (("discard", "--id", "1", "--reason", "test"), "postgresql://receiver:s3cret-pw@db.example.org/x"),
     ],
 )
-def test_listing_and_demo_refuse_a_url_the_same_way(tmp_path: Path, argv: tuple[str, ...], db_env: str | None) -> None:
+def test_every_command_with_a_database_refuses_a_url_the_same_way(tmp_path: Path, argv: tuple[str, ...], db_env: str | None) -> None:
     result = _command(tmp_path, *argv, db_env=db_env)
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.splitlines()
