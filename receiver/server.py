@@ -271,7 +271,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
     configure_logging(settings.log_level)
     if settings.ops_port is not None and settings.ops_port == port:
         sys.stderr.write(
-            f"secure-export serve: invalid receiver configuration:\nSECURE_EXPORT_OPS_PORT: must differ from --port "
+            f"secure-export serve: invalid receiver configuration: SECURE_EXPORT_OPS_PORT: must differ from --port "
             f"(got {settings.ops_port}); it keeps /metrics and the operations endpoints off the public port\n"
         )
         return EXIT_BAD_CONFIG

@@ -214,8 +214,12 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+_NOT_ECHOED = frozenset({"db"})
+"""Fields whose value is never repeated in an error: a database URL may carry a password."""
+
+
 def _given(value: Any) -> str:
-    """`` (got 'x')`` for a value worth echoing (these settings hold no secrets), else nothing."""
+    """`` (got 'x')`` for a value worth echoing (the settings outside ``_NOT_ECHOED`` hold no secrets), else nothing."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return f" (got {value!r})"
     return ""
@@ -230,7 +234,7 @@ def _describe_lines(error: ValidationError) -> list[str]:
         message = message.removeprefix("Value error, ")
         if item.get("type") == "missing":
             message = "is required but not set"
-        elif field and "got " not in message:
+        elif field and field not in _NOT_ECHOED and "got " not in message:
             message += _given(item.get("input"))
         if field:
             lines.append(f"{env_name(field)}: {message}")
