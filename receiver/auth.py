@@ -236,8 +236,8 @@ class JwksCache:
     a token names an unknown ``kid`` but at most once per ``min_unknown_kid_interval`` (so a flood
     of made-up kids cannot hammer the key endpoint), one fetch at a time, and keep the last good
     key set when a fetch fails. An unknown ``kid`` that cannot be looked up now raises
-    :class:`KeySetNotCurrent` (the caller answers 503), rather than being declared unknown. Only ``kty`` RSA keys with ``use`` ``sig`` (or no ``use``) and no
-    ``alg`` other than RS256 are used. A successful fetch replaces the set, so a key Azure removed
+    :class:`KeySetNotCurrent` (the caller answers 503), rather than being declared unknown. Only
+    ``kty`` RSA keys with ``use`` ``sig`` (or no ``use``) and no ``alg`` other than RS256 are used. A successful fetch replaces the set, so a key Azure removed
     stops being trusted.
     """
 
