@@ -310,15 +310,26 @@ def image_config(tag: str, log: Path) -> dict[str, Any]:
     return config
 
 
+@dataclass(frozen=True)
+class Container:
+    """A created (never started) container, its root file system mounted."""
+
+    rootfs: Path
+    written: Path | None
+    """The container's own layer (overlay's upper directory): every file written since creation."""
+
+
 @contextlib.contextmanager
-def mounted_container(tag: str, log: Path) -> Iterator[Path]:
-    """A created (never started) container of ``tag``, its root file system mounted; removed after."""
+def mounted_container(tag: str, log: Path) -> Iterator[Container]:
+    """A created container of ``tag``, mounted; unmounted and removed after."""
     name = f"{tag.rsplit(':', 1)[-1]}-ctr"
     run(["podman", "create", "--name", name, tag], timeout=300, log=log)
     try:
         mount = Path(run(["podman", "mount", name], timeout=120, log=log).strip())
         try:
-            yield mount
+            [inspected] = json.loads(run(["podman", "container", "inspect", name], timeout=120, log=log))
+            upper = (inspected.get("GraphDriver") or {}).get("Data", {}).get("UpperDir")
+            yield Container(mount, Path(upper) if upper else None)
         finally:
             subprocess.run(["podman", "umount", name], capture_output=True, timeout=120, check=False)
     finally:
