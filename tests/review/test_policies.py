@@ -297,3 +297,15 @@ def test_the_pack_serves_its_policies_to_an_engine_over_grpc():
     finally:
         pack.kill()
         pack.wait(timeout=10)
+
+
+def test_plan_policy_works_after_asyncio_run_left_the_thread_without_a_loop(capsys):
+    # The receiver's commands use asyncio.run(), which leaves the main thread without an event loop.
+    import asyncio
+
+    async def nothing():
+        return None
+
+    asyncio.run(nothing())
+    assert plan_main(["--stack", "dev", "--policy", "--project-dir", str(REPO)]) == 0
+    assert "no violations" in capsys.readouterr().out
