@@ -306,6 +306,8 @@ def test_plan_policy_works_after_asyncio_run_left_the_thread_without_a_loop(caps
     async def nothing():
         return None
 
+    previous = asyncio.get_event_loop_policy().get_event_loop()
     asyncio.run(nothing())
+    previous.close()  # no longer any thread's loop: close it as a process would at exit
     assert plan_main(["--stack", "dev", "--policy", "--project-dir", str(REPO)]) == 0
     assert "no violations" in capsys.readouterr().out
