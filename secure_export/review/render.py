@@ -1,4 +1,4 @@
-"""How ``secure-export diff`` prints a :class:`DiffResult`: like ``pulumi preview --diff``, as a pull-request comment, or as JSON."""
+"""How `secure-export diff` prints a DiffResult: like `pulumi preview --diff`, as a PR comment, or as JSON."""
 
 from __future__ import annotations
 

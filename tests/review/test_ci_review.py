@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".github" / "review.sh"
 WORKFLOW = REPO / ".github" / "workflows" / "stack-review.yml"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None, reason="needs git and bash")
+pytestmark = pytest.mark.skipif(
+    shutil.which("git") is None or shutil.which("bash") is None, reason="needs git and bash"
+)
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_the_workflow_runs_the_review_posts_it_and_previews_with_credentials():
     # The cloud job runs only where credentials are configured, and uses this repository's pack.
     assert "AZURE_CLIENT_ID" in preview["if"] and preview["needs"] == "offline"
     preview_runs = "\n".join(step.get("run", "") for step in preview["steps"])
-    assert "pulumi preview --stack \"$stack\" --diff --policy-pack policy" in preview_runs
+    assert 'pulumi preview --stack "$stack" --diff --policy-pack policy' in preview_runs
     assert (REPO / "policy" / "PulumiPolicy.yaml").is_file()
     # Every extra the workflow installs is one pyproject.toml defines.
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
