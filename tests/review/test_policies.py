@@ -346,3 +346,12 @@ def test_plan_policy_works_after_asyncio_run_left_the_thread_without_a_loop(caps
     previous.close()  # no longer any thread's loop: close it as a process would at exit
     assert plan_main(["--stack", "dev", "--policy", "--project-dir", str(REPO)]) == 0
     assert "no violations" in capsys.readouterr().out
+
+
+def test_every_resource_type_the_program_declares_has_its_replacement_rules(prod):
+    """secure_export/review/replacement.py is the one list: a new resource type needs its entry (with a source)."""
+    from secure_export.review.replacement import REPLACE_ON_CHANGES
+
+    plan, _ = prod
+    declared = {r["type"] for r in plan["resources"] if not r["type"].startswith("secure-export:index:")}
+    assert declared - set(REPLACE_ON_CHANGES) == set()
