@@ -297,3 +297,19 @@ def test_replace_table_has_its_documented_properties():
     assert forces_replacement("azure-native:web:WebApp", "resourceGroupName")
     assert not forces_replacement("secure-export:index:SecureExport", "anything")
     assert all(names for names in REPLACE_ON_CHANGES.values())
+
+
+def test_a_changed_query_is_also_shown_as_a_line_diff():
+    query = 'AppRequests\n| where ResultCode startswith "5"\n| summarize Errors = count() by _ResourceId\n'
+    old = plan(res("azure-native:monitor:ScheduledQueryRule", "errors", {"criteria": {"allOf": [{"query": query}]}}))
+    new_query = query.replace('"5"', '"4"')
+    new = plan(
+        res("azure-native:monitor:ScheduledQueryRule", "errors", {"criteria": {"allOf": [{"query": new_query}]}})
+    )
+    result = diff_plans(old, new, stack="s", base="HEAD")
+    text = render_text(result)
+    assert '          -| where ResultCode startswith "5"\n          +| where ResultCode startswith "4"\n' in text
+    markdown = render_markdown(result)
+    assert '```diff\n@@ -1,3 +1,3 @@\n AppRequests\n-| where ResultCode startswith "5"\n+| where ResultCode' in markdown
+    # The table row stays one line.
+    assert '| `criteria.allOf[0].query` | `"AppRequests\\n\\| where' in markdown
