@@ -318,6 +318,56 @@ def refusing_backend(settings: Any) -> RefusingBackend:
     return RefusingBackend()
 
 
+class GatedEmbeddedBackend(Backend):
+    """The embedded backend with a kill point the test controls (crash tests).
+
+    The first ``complete`` applications behave normally. Every later one is applied (committed to
+    the work-item tables) and then never returns: the dispatcher never confirms its inbox row, so
+    the row stays pending although its effect is on disk ("half-applied"), and the rows behind it
+    are never attempted. ``complete`` is read from ``<db>.gate`` at start; each half-applied event
+    appends its alert id and condition to ``<db>.blocked``, so the test waits for that state (not
+    for time to pass) before it sends SIGKILL.
+    """
+
+    name = "gated-embedded"
+
+    def __init__(self, db_path: str, complete: int) -> None:
+        from receiver.itsm.embedded import EmbeddedBackend
+
+        self._inner = EmbeddedBackend(db_path)
+        self._blocked_path = Path(db_path + ".blocked")
+        self._complete = complete
+        self._applied = 0
+        self._never = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def apply(self, event: AlertEvent) -> None:
+        await self._inner.apply(event)
+        self._applied += 1
+        if self._applied <= self._complete:
+            return
+        with self._blocked_path.open("a") as blocked:
+            blocked.write(f"{event.alert_id} {event.condition}\n")
+        await self._never.wait()  # applied, never confirmed: SIGKILL comes while this waits
+
+
+def gated_embedded(settings: Any) -> GatedEmbeddedBackend:
+    """``"tests.receiver.harness:gated_embedded"``: see :class:`GatedEmbeddedBackend`."""
+    return GatedEmbeddedBackend(str(settings.db), int(Path(str(settings.db) + ".gate").read_text()))
+
+
+def read_blocked(db_path: str | Path) -> list[tuple[str, str]]:
+    """``(alert_id, condition)`` of the events a :class:`GatedEmbeddedBackend` half-applied."""
+    path = Path(str(db_path) + ".blocked")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(alert, condition) for alert, condition in (line.rsplit(" ", 1) for line in lines)]
+
+
 def read_durable_fake(db_path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``(calls, effects)`` recorded by :class:`DurableFakeBackend` in ``db_path``."""
     conn = sqlite3.connect(str(db_path), timeout=10)
