@@ -544,11 +544,19 @@ def start_receiver(
     *,
     backend: Backend | str | None = None,
     subprocess: bool = False,
+    jwks_clock: Callable[[], float] | None = None,
     **env: Any,
 ) -> RunningReceiver:
-    """Start a receiver trusting ``issuer`` (a :class:`receiver.local_issuer.LocalIssuer`)."""
+    """Start a receiver trusting ``issuer`` (a :class:`receiver.local_issuer.LocalIssuer`).
+
+    ``jwks_clock`` (in-process only) is the monotonic clock of the app's key cache
+    (``JwksCache(clock=...)``), set before the first fetch: a test moves it by hand to cross the
+    unknown-kid refetch interval instead of sleeping through it.
+    """
     environ = receiver_env(Path(tmp_path), issuer, **env)
     db_path = environ[PREFIX + "DB"]
+    if jwks_clock is not None and subprocess:
+        raise TypeError("jwks_clock needs an in-process receiver")
     if subprocess:
         return _start_subprocess(Path(tmp_path), environ, db_path, backend)
     if isinstance(backend, str):
@@ -558,6 +566,8 @@ def start_receiver(
 
     settings = load_settings(environ)
     server = BackgroundServer.from_settings(settings, backend=backend)
+    if jwks_clock is not None:
+        server.runtime.jwks._clock = jwks_clock  # the cache's clock seam, before it first reads it
     server.start()
     return RunningReceiver(server.url, db_path, environ, server=server, backend=backend or server.runtime.backend)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,10 +25,34 @@ def _env(**values: str) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _listening_url(process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+    """The URL from serve's ``listening`` log line: serve binds port 0 itself and says where.
+
+    A thread keeps reading stderr to its end, so the child never blocks on a full pipe.
+    """
+    assert process.stderr is not None
+    stderr = process.stderr
+    lines: list[str] = []
+    found: list[str] = []
+    listening = threading.Event()
+
+    def read() -> None:
+        for raw in stderr:
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == "listening" and not found:
+                found.append(str(record["url"]))
+                listening.set()
+        listening.set()  # EOF: the child ended without listening
+
+    threading.Thread(target=read, daemon=True).start()
+    listening.wait(timeout)
+    assert found, f"serve did not report where it listens:\n{''.join(lines)[-2000:]}"
+    return found[0]
 
 
 def test_serve_without_configuration_names_the_missing_variables(tmp_path: Path) -> None:
@@ -54,26 +78,17 @@ def test_serve_accepts_an_alert_and_work_items_lists_it(tmp_path: Path, issuer: 
         SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
         SECURE_EXPORT_DB=str(db),
     )
-    port = _free_port()  # serve() binds the port it is given; the OS picked a free one just now
     process = subprocess.Popen(
-        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.05)
+        url = _listening_url(process)  # logged after start-up, when /readyz can answer
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
 
         for condition in ("Fired", "Resolved"):
             response = httpx.post(
