@@ -52,6 +52,7 @@ from receiver.itsm.base import (
     Backend,
     PermanentBackendError,
     TransientBackendError,
+    WorkItemRef,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -346,14 +347,15 @@ class GatedEmbeddedBackend(Backend):
     async def close(self) -> None:
         await self._inner.close()
 
-    async def apply(self, event: AlertEvent) -> None:
-        await self._inner.apply(event)
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
+        ref = await self._inner.apply(event)
         self._applied += 1
         if self._applied <= self._complete:
-            return
+            return ref
         with self._blocked_path.open("a") as blocked:
             blocked.write(f"{event.alert_id} {event.condition}\n")
         await self._never.wait()  # applied, never confirmed: SIGKILL comes while this waits
+        return ref
 
 
 def gated_embedded(settings: Any) -> GatedEmbeddedBackend:
