@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body
+from tests.receiver.harness import ServeLog, alert_body
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,36 +22,6 @@ def _env(**values: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     env.update(values)
     return env
-
-
-def _listening_url(process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
-    """The URL from serve's ``listening`` log line: serve binds port 0 itself and says where.
-
-    A thread keeps reading stderr to its end, so the child never blocks on a full pipe.
-    """
-    assert process.stderr is not None
-    stderr = process.stderr
-    lines: list[str] = []
-    found: list[str] = []
-    listening = threading.Event()
-
-    def read() -> None:
-        for raw in stderr:
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("event") == "listening" and not found:
-                found.append(str(record["url"]))
-                listening.set()
-        listening.set()  # EOF: the child ended without listening
-
-    threading.Thread(target=read, daemon=True).start()
-    listening.wait(timeout)
-    assert found, f"serve did not report where it listens:\n{''.join(lines)[-2000:]}"
-    return found[0]
 
 
 def test_serve_without_configuration_names_the_missing_variables(tmp_path: Path) -> None:
@@ -86,7 +55,7 @@ def test_serve_accepts_an_alert_and_work_items_lists_it(tmp_path: Path, issuer: 
         stderr=subprocess.PIPE,
     )
     try:
-        url = _listening_url(process)  # logged after start-up, when /readyz can answer
+        url = ServeLog(process).url()  # logged after start-up, when /readyz can answer
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
 

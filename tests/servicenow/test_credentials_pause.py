@@ -15,7 +15,7 @@ import pytest
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body, start_receiver
-from tests.servicenow.helpers import USER, settings
+from tests.servicenow.helpers import USER, refused_gets, settings
 from tests.servicenow_fake import FakeServiceNow
 
 MAX_ATTEMPTS = 3
@@ -32,15 +32,6 @@ def _alert_id(n: int) -> str:
     return str(alert_body(n)["data"]["essentials"]["alertId"])
 
 
-def _refused(fake: FakeServiceNow, *, probe: bool) -> int:
-    """GETs of incident refused with 401: readiness probes (``sysparm_limit=1``) or the applies' lookups."""
-    return sum(
-        r.status == 401 and r.method == "GET" and r.path.startswith("/api/now/table/incident")
-        and (r.params.get("sysparm_limit") == "1") == probe
-        for r in fake.requests
-    )
-
-
 def test_wrong_credentials_for_longer_than_the_retry_budget_park_nothing_once_fixed(
     tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
 ) -> None:
@@ -53,15 +44,15 @@ def test_wrong_credentials_for_longer_than_the_retry_budget_park_nothing_once_fi
             assert rx.post_alert(alert_body(n, "Resolved"), token).status_code == 202
         dispatcher = rx.runtime.dispatcher
         rx.wait_until(lambda: dispatcher.paused_reason is not None, what="dispatching to pause")
-        probes = _refused(fake, probe=True)
+        probes = refused_gets(fake, probe=True)
         # Once the pause loop has re-checked, no apply started before the pause is still under way.
-        rx.wait_until(lambda: _refused(fake, probe=True) > probes, what="the first re-check")
-        applies, probes = _refused(fake, probe=False), _refused(fake, probe=True)
+        rx.wait_until(lambda: refused_gets(fake, probe=True) > probes, what="the first re-check")
+        applies, probes = refused_gets(fake, probe=False), refused_gets(fake, probe=True)
         # Paused for longer than the attempts' budget: 2 x MAX_ATTEMPTS readiness re-checks, each
         # at least the backoff cap apart (the longest wait between two attempts of a row).
-        rx.wait_until(lambda: _refused(fake, probe=True) >= probes + 2 * MAX_ATTEMPTS,
+        rx.wait_until(lambda: refused_gets(fake, probe=True) >= probes + 2 * MAX_ATTEMPTS,
                       what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused")
-        assert _refused(fake, probe=False) == applies  # no apply while paused
+        assert refused_gets(fake, probe=False) == applies  # no apply while paused
         assert rx.inbox_counts() == {"pending": 6, "done": 0, "parked": 0}
         assert rx.runtime.dispatcher.paused_reason and "refused the credentials" in rx.runtime.dispatcher.paused_reason
         ready = rx.get("/readyz")
