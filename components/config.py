@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import (
@@ -330,6 +331,34 @@ class ServiceNowConfig(_Model):
     client_id: str | None = None
 
 
+SERVICENOW_EM_PATH = "/api/sn_em_connector/em/inbound_event"
+"""Path of ServiceNow Event Management's inbound-event API (Event Management Connectors app)."""
+
+
+class DirectEndpointConfig(_Model):
+    """An ITSM tool's own Secure Export endpoint: the action groups post there, no receiver is deployed."""
+
+    tool: Literal["servicenow-em", "bmc-helix", "other"]
+    url: str = Field(pattern=r"^https://[^/\s]+(/\S*)?$")
+
+    @model_validator(mode="after")
+    def _url_fits_tool(self) -> DirectEndpointConfig:
+        parts = urlsplit(self.url)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "url must not carry credentials (user:password@): the action group keeps its URL in plain text; "
+                "the tool authenticates the call by the Entra ID token"
+            )
+        if self.tool == "servicenow-em":
+            query = parse_qs(parts.query)
+            if parts.path.rstrip("/") != SERVICENOW_EM_PATH or query.get("source") != ["azuremonitor"]:
+                raise ValueError(
+                    f"url for tool servicenow-em must be Event Management's inbound-event API, "
+                    f"https://<instance>.service-now.com{SERVICENOW_EM_PATH}?source=azuremonitor, got {self.url!r}"
+                )
+        return self
+
+
 class StackConfig(_Model):
     """Everything under the ``secure-export:`` namespace of a stack file."""
 
@@ -339,15 +368,39 @@ class StackConfig(_Model):
     tags: dict[str, str] = Field(default_factory=dict)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     action_group: ActionGroupConfig
-    receiver: ReceiverConfig
+    receiver: ReceiverConfig | None = None
+    direct_endpoint: DirectEndpointConfig | None = None
     servicenow: ServiceNowConfig | None = None
     servicenow_password: SecretStr | None = None
     servicenow_client_secret: SecretStr | None = None
     alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
 
     @model_validator(mode="after")
+    def _receiver_or_direct(self) -> StackConfig:
+        if self.receiver is not None and self.direct_endpoint is not None:
+            raise ValueError(
+                f"{NAMESPACE}:receiver and {NAMESPACE}:directEndpoint exclude each other: keep receiver to deploy "
+                "the bundled receiver, or directEndpoint to send alerts straight to the ITSM tool's own endpoint"
+            )
+        if self.receiver is None and self.direct_endpoint is None:
+            raise ValueError(
+                f"give {NAMESPACE}:receiver (deploy the bundled receiver) or {NAMESPACE}:directEndpoint "
+                "(the ITSM tool's own Secure Export endpoint)"
+            )
+        if self.direct_endpoint is not None:
+            unused = [key for key, value in (("servicenow", self.servicenow),
+                                             ("servicenowPassword", self.servicenow_password),
+                                             ("servicenowClientSecret", self.servicenow_client_secret)) if value]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(f'{NAMESPACE}:{key}' for key in unused)} configure the bundled receiver, which "
+                    f"{NAMESPACE}:directEndpoint does not deploy; remove them"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _servicenow_complete(self) -> StackConfig:
-        if self.receiver.itsm != "servicenow":
+        if self.receiver is None or self.receiver.itsm != "servicenow":
             return self
         if self.servicenow is None:
             raise ValueError("receiver.itsm is servicenow but the servicenow key is missing")
@@ -376,6 +429,7 @@ class StackConfig(_Model):
             return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
 
         return {
+            "direct_endpoint": self.direct_endpoint.model_dump() if self.direct_endpoint else None,
             "location": self.location,
             "resource_group_name": self.resource_group_name,
             "create_resource_group": self.create_resource_group,
@@ -387,7 +441,7 @@ class StackConfig(_Model):
             "action_group_short_name": self.action_group.short_name,
             "action_group_name": self.action_group.name,
             "email_receivers": [e.model_dump() for e in self.action_group.email_receivers] or None,
-            "receiver": {
+            "receiver": None if receiver is None else {
                 "image_registry": receiver.image.registry,
                 "image_repository": receiver.image.repository,
                 "image_tag": receiver.image.tag,
