@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import hashlib
 import json
 import logging
 import re
@@ -56,6 +55,9 @@ from receiver.itsm.base import (
     Readiness,
     TransientBackendError,
 )
+from receiver.itsm.markers import correlation_id, occurrence_marker
+from receiver.itsm.markers import markers_in as _markers_in
+from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
 
@@ -79,24 +81,6 @@ INACTIVE_OR_RESOLVED = frozenset({"6", "7", "8"})
 _QUERY_SAFE = re.compile(r"[A-Za-z0-9._:/-]{1,255}")
 _INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,close_notes"
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def correlation_id(correlation_key: str) -> str:
-    """The value stored in ``incident.correlation_id``: short, hex only, safe in any query."""
-    return "azmon:" + hashlib.sha256(correlation_key.encode()).hexdigest()[:40]
-
-
-def occurrence_marker(alert_id: str, condition: Condition | str) -> str:
-    """The marker written into a work note for one ``(alert_id, condition)``: hex, LIKE-safe.
-
-    ``semark-<24 hex of the alert id>-fired|resolved``: the hash part pairs an alert's Fired with its
-    Resolved, so the alerts still firing on a grouped incident can be counted from the notes.
-    """
-    digest = hashlib.sha256(alert_id.encode()).hexdigest()[:24]
-    return f"semark-{digest}-{str(condition).lower()}"
-
-
-_MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
 _MARKER_PAGE = 500
 _MARKER_PAGES = 20
 _CI_CACHE_MAX = 10_000
@@ -836,22 +820,6 @@ def _log_replay(incident: dict[str, Any], event: AlertEvent) -> None:
         extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
                "condition": str(event.condition)},
     )
-
-
-def _markers_in(text: Any) -> set[str]:
-    """The occurrence markers in a text field."""
-    return {match.group(0) for match in _MARKER.finditer(str(text or ""))}
-
-
-def _still_firing(markers: set[str]) -> set[str]:
-    """Alert hashes with a Fired marker and no Resolved marker."""
-    fired: set[str] = set()
-    resolved: set[str] = set()
-    for marker in markers:
-        match = _MARKER.fullmatch(marker)
-        if match:
-            (fired if match.group(2) == "fired" else resolved).add(match.group(1))
-    return fired - resolved
 
 
 def _truthy(value: Any) -> bool:
