@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 
+from receiver.itsm import alert_text
 from receiver.itsm.base import (
     AlertEvent,
     Backend,
@@ -693,36 +694,10 @@ class ServiceNowBackend(Backend):
     # -- text --------------------------------------------------------------------------------
 
     def _short_description(self, event: AlertEvent) -> str:
-        where = next(iter(event.configuration_items), None) or (
-            event.target_ids[0].rstrip("/").rsplit("/", 1)[-1] if event.target_ids else None
-        )
-        text = f"[{event.severity or 'no severity'}] {event.rule}" + (f" on {where}" if where else "")
-        return text[:160]
+        return alert_text.summary(event, 160)
 
     def _description(self, event: AlertEvent, ci_lines: Sequence[str]) -> str:
-        lines = [
-            f"Azure Monitor alert rule: {event.rule}",
-            f"Condition: {event.condition}",
-            f"Severity: {event.severity or 'none'}",
-        ]
-        if event.signal_type or event.monitoring_service:
-            lines.append(f"Signal: {event.signal_type or '?'} ({event.monitoring_service or '?'})")
-        lines += [f"Target: {target}" for target in event.target_ids]
-        if event.condition_summary:
-            lines.append(f"Values: {event.condition_summary}")
-        if event.description:
-            lines.append(f"Rule description: {event.description}")
-        if event.fired_at:
-            lines.append(f"Fired at: {event.fired_at.isoformat()}")
-        if event.resolved_at:
-            lines.append(f"Resolved at: {event.resolved_at.isoformat()}")
-        if event.investigation_link:
-            lines.append(f"Investigate: {event.investigation_link}")
-        lines.append(f"Alert ID: {event.alert_id}")
-        if ci_lines:
-            lines.append("Configuration items:")
-            lines += [f"  - {line}" for line in ci_lines]
-        return "\n".join(lines)
+        return alert_text.description(event, ci_lines)
 
     def _occurrence_note(self, event: AlertEvent, marker: str, *, opened: bool = False) -> str:
         what = "Opened for" if opened else "Occurrence of"
