@@ -12,6 +12,7 @@ here: the ServiceNow backend reads and validates them itself, so this class neve
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -61,7 +62,7 @@ class ReceiverSettings(BaseSettings):
     jwks_uri: str = ""
     """Signing keys; empty means the tenant's Azure AD v2.0 key set (filled in after validation)."""
     db: str = "./secure-export.db"
-    itsm: Literal["embedded", "servicenow"] = "embedded"
+    itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
 
@@ -225,15 +226,34 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ReceiverSettings:
     avoid touching the process environment); otherwise ``os.environ``. Raises
     :class:`SettingsError` naming each bad variable, one line each.
     """
+    problems = _backend_problems(os.environ if environ is None else environ)
     try:
         if environ is None:
-            return ReceiverSettings()  # type: ignore[call-arg]
-        values = {
-            key[len(ENV_PREFIX) :].lower(): value
-            for key, value in environ.items()
-            if key.upper().startswith(ENV_PREFIX)
-        }
-        # model_validate skips the environment source: the mapping is the whole configuration.
-        return ReceiverSettings.model_validate(values)
+            settings = ReceiverSettings()  # type: ignore[call-arg]
+        else:
+            values = {
+                key[len(ENV_PREFIX) :].lower(): value
+                for key, value in environ.items()
+                if key.upper().startswith(ENV_PREFIX)
+            }
+            # model_validate skips the environment source: the mapping is the whole configuration.
+            settings = ReceiverSettings.model_validate(values)
     except ValidationError as error:
-        raise SettingsError("invalid receiver configuration:\n" + _describe(error)) from None
+        problems.insert(0, _describe(error))
+    if problems:
+        raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))
+    return settings
+
+
+def _backend_problems(environ: Mapping[str, str]) -> list[str]:
+    """The chosen backend's own variables, checked at start with the others (BMC Helix: ``SECURE_EXPORT_BMC_*``)."""
+    itsm = next((v for k, v in environ.items() if k.upper() == ENV_PREFIX + "ITSM"), "")
+    if itsm.strip().lower() != "bmc-helix":
+        return []
+    from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
+
+    try:
+        BmcSettings.load(environ)
+    except BmcSettingsError as error:
+        return [str(error)]
+    return []
