@@ -18,7 +18,10 @@ def ar_message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
+        text = response.text.strip()
+        if text.startswith("<"):  # a gateway's or maintenance HTML page: its markup says nothing useful
+            return f"{response.reason_phrase} (an HTML page, not AR System JSON)".strip()
+        return text[:200] or response.reason_phrase
     items = body if isinstance(body, list) else [body]
     parts = []
     for item in items:

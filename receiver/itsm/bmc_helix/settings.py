@@ -7,6 +7,7 @@ the values BMC offers for its selection fields are checked against BMC's documen
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -143,6 +144,17 @@ class BmcSettings(BaseSettings):
     @classmethod
     def _service_type(cls, value: str) -> str:
         return _one_of(value, SERVICE_TYPES)
+
+    @field_validator("severity_map", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        # A mapping of variables (load(environ)) is not decoded by the environment source.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError('must be JSON such as {"Sev1": {"impact": 1, "urgency": 2}}') from None
+        return value
 
     @field_validator("severity_map")
     @classmethod
