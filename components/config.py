@@ -37,7 +37,7 @@ NAMESPACE = "secure-export"
 """The project name, and the namespace of this program's config keys."""
 PROVIDER_NAMESPACES = ("azure-native", "azuread", "pulumi")
 """Config namespaces passed through to providers unvalidated."""
-SECRET_KEYS = ("servicenowPassword", "servicenowClientSecret")
+SECRET_KEYS = ("servicenowPassword", "servicenowClientSecret", "bmcHelixPassword")
 """Keys whose values must be Pulumi secrets (``pulumi config set --secret``)."""
 _STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
 
@@ -300,7 +300,7 @@ class ReceiverConfig(_Model):
 
     image: ImageConfig
     container_app_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-    itsm: Literal["embedded", "servicenow"] = "embedded"
+    itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     allowed_callers: list[str] | None = None
     allowed_subscriptions: list[str] | None = None
@@ -329,6 +329,13 @@ class ServiceNowConfig(_Model):
     target: Literal["incident", "event"] = "incident"
     username: str | None = None
     client_id: str | None = None
+
+
+class BmcHelixConfig(_Model):
+    """The BMC Helix AR System REST endpoint and user (the password is the secret key bmcHelixPassword)."""
+
+    url: str = Field(pattern=r"^https://[^/\s?#@]+/?$")
+    username: str = Field(min_length=1)
 
 
 SERVICENOW_EM_PATH = "/api/sn_em_connector/em/inbound_event"
@@ -373,6 +380,8 @@ class StackConfig(_Model):
     servicenow: ServiceNowConfig | None = None
     servicenow_password: SecretStr | None = None
     servicenow_client_secret: SecretStr | None = None
+    bmc_helix: BmcHelixConfig | None = None
+    bmc_helix_password: SecretStr | None = None
     alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
 
     @model_validator(mode="after")
@@ -390,7 +399,9 @@ class StackConfig(_Model):
         if self.direct_endpoint is not None:
             unused = [key for key, value in (("servicenow", self.servicenow),
                                              ("servicenowPassword", self.servicenow_password),
-                                             ("servicenowClientSecret", self.servicenow_client_secret)) if value]
+                                             ("servicenowClientSecret", self.servicenow_client_secret),
+                                             ("bmcHelix", self.bmc_helix),
+                                             ("bmcHelixPassword", self.bmc_helix_password)) if value]
             if unused:
                 raise ValueError(
                     f"{', '.join(f'{NAMESPACE}:{key}' for key in unused)} configure the bundled receiver, which "
@@ -413,9 +424,21 @@ class StackConfig(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _bmc_helix_complete(self) -> StackConfig:
+        if self.receiver is None or self.receiver.itsm != "bmc-helix":
+            return self
+        if self.bmc_helix is None or self.bmc_helix_password is None:
+            raise ValueError(
+                f"receiver.itsm is bmc-helix: set {NAMESPACE}:bmcHelix (url, username) and the secret "
+                f"{NAMESPACE}:bmcHelixPassword (`pulumi config set --secret {NAMESPACE}:bmcHelixPassword <password>`)"
+            )
+        return self
+
     def secret_values(self) -> list[str]:
         """Return the plaintexts of the secret keys (for masking; never log them)."""
-        return [s.get_secret_value() for s in (self.servicenow_password, self.servicenow_client_secret) if s]
+        secrets = (self.servicenow_password, self.servicenow_client_secret, self.bmc_helix_password)
+        return [s.get_secret_value() for s in secrets if s]
 
     def to_args(self) -> dict[str, Any]:
         """Return the ``SecureExportArgs`` for this configuration, secrets wrapped as Pulumi secrets."""
@@ -454,6 +477,7 @@ class StackConfig(_Model):
                 "correlation": receiver.correlation,
                 "servicenow_url": servicenow.url if servicenow else None,
                 "servicenow_target": servicenow.target if servicenow else None,
+                "bmc_url": self.bmc_helix.url.rstrip("/") if self.bmc_helix else None,
                 "cpu": receiver.cpu,
                 "memory": receiver.memory,
                 "min_replicas": receiver.min_replicas,
@@ -465,6 +489,8 @@ class StackConfig(_Model):
             "servicenow_password": secret(self.servicenow_password),
             "servicenow_client_id": servicenow.client_id if servicenow else None,
             "servicenow_client_secret": secret(self.servicenow_client_secret),
+            "bmc_username": self.bmc_helix.username if self.bmc_helix else None,
+            "bmc_password": secret(self.bmc_helix_password),
             "metric_alerts": [r.model_dump(exclude_none=True) for r in rules.metric] or None,
             "log_alerts": [r.model_dump(exclude_none=True) for r in rules.log] or None,
             "activity_log_alerts": [r.model_dump(exclude_none=True) for r in rules.activity_log] or None,

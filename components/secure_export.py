@@ -37,13 +37,15 @@ class ReceiverSettingsArgs(TypedDict):
     allowed_subscriptions: NotRequired[Optional[list[str]]]
     """Subscriptions whose alerts are accepted. Unset: those the alert rules watch."""
     itsm: NotRequired[Optional[str]]
-    """ITSM backend: embedded (default) or servicenow."""
+    """ITSM backend: embedded (default), servicenow or bmc-helix."""
     correlation: NotRequired[Optional[str]]
     """Work item correlation: alert (default) or rule-target."""
     servicenow_url: NotRequired[Optional[str]]
     """ServiceNow instance URL."""
     servicenow_target: NotRequired[Optional[str]]
     """ServiceNow table: incident (default) or event."""
+    bmc_url: NotRequired[Optional[str]]
+    """BMC Helix AR System REST base URL (with itsm bmc-helix)."""
     cpu: NotRequired[Optional[float]]
     """vCPU per replica (default 0.5)."""
     memory: NotRequired[Optional[str]]
@@ -106,6 +108,10 @@ class SecureExportArgs(TypedDict):
     """ServiceNow OAuth client id."""
     servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
     """ServiceNow OAuth client secret (a Pulumi secret)."""
+    bmc_username: NotRequired[Optional[pulumi.Input[str]]]
+    """BMC Helix user (with itsm bmc-helix)."""
+    bmc_password: NotRequired[Optional[pulumi.Input[str]]]
+    """BMC Helix password (a Pulumi secret)."""
     metric_alerts: NotRequired[Optional[list[MetricAlertRuleArgs]]]
     """Metric alert rules."""
     log_alerts: NotRequired[Optional[list[LogAlertRuleArgs]]]
@@ -209,6 +215,8 @@ class SecureExport(pulumi.ComponentResource):
                     "servicenow_password": args.get("servicenow_password"),
                     "servicenow_client_id": args.get("servicenow_client_id"),
                     "servicenow_client_secret": args.get("servicenow_client_secret"),
+                    "bmc_username": args.get("bmc_username"),
+                    "bmc_password": args.get("bmc_password"),
                     "tags": args.get("tags"),
                 },
                 opts=child,
