@@ -55,12 +55,14 @@ from receiver.itsm.base import (
     PermanentBackendError,
     Readiness,
     TransientBackendError,
+    WorkItemRef,
 )
 from receiver.itsm.markers import correlation_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
 from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
+from receiver.itsm.servicenow_visibility import IncidentVisibility
 
 log = logging.getLogger("secure_export.servicenow")
 
@@ -131,20 +133,34 @@ class _ServiceNowHttp:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        """One request; returns the ``result`` of the envelope or raises a backend error."""
+        """One request; returns the ``result`` of the envelope or raises a backend error.
+
+        Refused credentials are read again from their secret files (``_PASSWORD_FILE``,
+        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more.
+        """
         try:
-            credential = await self._auth.credential()
-            response = await self._send(method, path, table, params, body, credential)
-            if response.status_code == 401 and credential.refreshable:
-                # An OAuth token can be revoked or expire early: refresh it once, then give up.
-                self._auth.invalidate(credential)
-                credential = await self._auth.credential()
-                response = await self._send(method, path, table, params, body, credential)
-            return self._result(method, table, response)
+            try:
+                return await self._call_once(method, path, table, params, body)
+            except CredentialsRejected:
+                if not self._auth.reload_secret_files():
+                    raise
+            return await self._call_once(method, path, table, params, body)
         except CredentialsRejected as error:
             for hook in self.on_credentials_rejected:
                 hook(error)
             raise
+
+    async def _call_once(
+        self, method: str, path: str, table: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+    ) -> Any:
+        credential = await self._auth.credential()
+        response = await self._send(method, path, table, params, body, credential)
+        if response.status_code == 401 and credential.refreshable:
+            # An OAuth token can be revoked or expire early: refresh it once, then give up.
+            self._auth.invalidate(credential)
+            credential = await self._auth.credential()
+            response = await self._send(method, path, table, params, body, credential)
+        return self._result(method, table, response)
 
     async def _send(
         self,
@@ -237,6 +253,7 @@ class ServiceNowBackend(Backend):
         self._ci_cache: dict[tuple[str, str], tuple[float, _CiMatch | None, str]] = {}
         self._close_code_checked = False
         self._config_problem: str | None = None
+        self._visibility = IncidentVisibility()
         self._readiness: tuple[float, Readiness] | None = None
 
     @classmethod
@@ -304,6 +321,12 @@ class ServiceNowBackend(Backend):
         """
         if self._config_problem:
             return Readiness(False, self._config_problem)
+        try:
+            unreadable = await self._visibility.problem(self._any_incident)
+        except (TransientBackendError, PermanentBackendError):
+            unreadable = None  # the probe below says what is wrong with the instance
+        if unreadable:
+            return Readiness(False, unreadable)
         now = self._clock()
         if self._readiness is not None and now < self._readiness[0]:
             return self._readiness[1]
@@ -365,17 +388,34 @@ class ServiceNowBackend(Backend):
 
     # -- apply -------------------------------------------------------------------------------
 
-    async def apply(self, event: AlertEvent) -> None:
-        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key."""
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
+        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key.
+
+        Returns the incident's number and link (``None`` for Event Management, whose own rules open
+        the incidents, and for a Resolved whose incident was already closed).
+        """
         async with self._key_lock(event.correlation_key):
+            if self.settings.target is Target.INCIDENT:
+                unreadable = await self._visibility.problem(self._any_incident)
+                if unreadable:
+                    raise TransientBackendError(unreadable)
             if self.settings.target is Target.EVENT:
                 await self._post_event(event)
-            elif event.condition is Condition.FIRED:
-                await self._fired(event)
+                return None
+            if event.condition is Condition.FIRED:
+                incident = await self._fired(event)
             else:
-                await self._resolved(event)
+                incident = await self._resolved(event)
+        return self._reference(incident)
 
-    async def _fired(self, event: AlertEvent) -> None:
+    def _reference(self, incident: Mapping[str, Any] | None) -> WorkItemRef | None:
+        if not incident or not incident.get("number"):
+            return None
+        sys_id = str(incident.get("sys_id") or "")
+        url = f"{self.settings.url}/nav_to.do?uri=incident.do?sys_id={sys_id}" if _SYS_ID.fullmatch(sys_id) else None
+        return WorkItemRef(str(incident["number"]), url)
+
+    async def _fired(self, event: AlertEvent) -> dict[str, Any]:
         corr = correlation_id(event.correlation_key)
         marker = occurrence_marker(event.alert_id, Condition.FIRED)
         incident = await self._open_incident(corr)
@@ -386,12 +426,12 @@ class ServiceNowBackend(Backend):
                 extra={"event": "servicenow_incident_created", "number": record.get("number"),
                        "correlation_id": corr, "alert_id": event.alert_id},
             )
-            return
+            return record
         sys_id = str(incident["sys_id"])
         found = await self._noted_markers(incident)
         if marker in found:
             _log_replay(incident, event)
-            return
+            return incident
         patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
         # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
         # arrived before its Fired) — then the Fired is history and must not reopen anything.
@@ -405,8 +445,9 @@ class ServiceNowBackend(Backend):
             extra={"event": "servicenow_occurrence", "number": incident.get("number"), "alert_id": event.alert_id,
                    "reopened": "state" in patch},
         )
+        return incident
 
-    async def _resolved(self, event: AlertEvent) -> None:
+    async def _resolved(self, event: AlertEvent) -> dict[str, Any] | None:
         await self._check_close_code()
         corr = correlation_id(event.correlation_key)
         marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
@@ -417,19 +458,19 @@ class ServiceNowBackend(Backend):
                     "servicenow resolved: incident already closed",
                     extra={"event": "servicenow_already_closed", "correlation_id": corr, "alert_id": event.alert_id},
                 )
-                return
+                return None
             record = await self._create_incident(event, corr, marker, resolved=True)
             log.info(
                 "servicenow resolved before fired: recorded a resolved incident",
                 extra={"event": "servicenow_resolved_before_fired", "number": record.get("number"),
                        "alert_id": event.alert_id},
             )
-            return
+            return record
         sys_id = str(incident["sys_id"])
         found = await self._noted_markers(incident)
         if marker in found:
             _log_replay(incident, event)
-            return
+            return incident
         still_firing = _still_firing(found | {marker})
         note = f"Azure Monitor sent Resolved for alert {event.alert_id}."
         if still_firing:
@@ -448,6 +489,7 @@ class ServiceNowBackend(Backend):
             extra={"event": "servicenow_resolved", "number": incident.get("number"), "alert_id": event.alert_id,
                    "incident_resolved": "state" in fields, "still_firing": len(still_firing)},
         )
+        return incident
 
     # -- incidents ---------------------------------------------------------------------------
 
@@ -544,7 +586,9 @@ class ServiceNowBackend(Backend):
             params={"sysparm_fields": "sys_id,number,state", "sysparm_exclude_reference_link": "true"},
             body=record,
         )
-        return result if isinstance(result, dict) else {}
+        created = result if isinstance(result, dict) else {}
+        await self._visibility.after_create(corr, str(created.get("number") or "?"), self._any_incident)
+        return created
 
     async def _patch_incident(self, sys_id: str, fields: Mapping[str, Any]) -> None:
         await self._api().call(
@@ -578,7 +622,8 @@ class ServiceNowBackend(Backend):
         if choices and code not in choices:
             self._config_problem = (
                 f"SECURE_EXPORT_SERVICENOW_CLOSE_CODE={code!r} is not an active close_code choice for "
-                f"incident on {self.settings.url}; choose one of: {', '.join(sorted(choices))}"
+                f"incident on {self.settings.url}; choose one of: {', '.join(sorted(choices))} (the choices "
+                "this user can read: if a read ACL hides some sys_choice rows, grant it read access to them)"
             )
             raise PermanentBackendError(self._config_problem)
         if not choices:
