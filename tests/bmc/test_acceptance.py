@@ -47,8 +47,10 @@ def _incident(fake: FakeBmc, n: int) -> dict[str, Any]:
 
 
 def test_fired_three_times_then_resolved_makes_one_bound_resolved_incident(
-    tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc
+    tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from receiver.cli import main as cli_main
+
     with _receiver(tmp_path, issuer, instance) as rx:
         token = issuer.mint()
         for _ in range(3):
@@ -56,7 +58,12 @@ def test_fired_three_times_then_resolved_makes_one_bound_resolved_incident(
         assert rx.post_alert(alert_body(1, "Resolved"), token).status_code == 202
         assert rx.wait_dispatched() == {"pending": 0, "done": 2, "parked": 0}
         assert rx.metric("secure_export_bmc_http_requests_total", form="HPD:IncidentInterface_Create") == 1
+        db = rx.db_path
     incident = _incident(instance, 1)
+    alert = str(alert_body(1)["data"]["essentials"]["alertId"])
+    assert cli_main("trace", [alert, "--json", "--db", db]) == 0
+    traced = json.loads(capsys.readouterr().out)
+    assert [w["number"] for w in traced["work_items"]] == [incident["Incident Number"]]
     assert incident["HPD_CI"] == "vm-app-01" and incident["Status"] == "Resolved"
     assert len(instance.incidents) == 1 and len(instance.work_log(incident["Incident Number"])) == 1
     assert len(instance.logouts) == 1  # the session is released at shutdown

@@ -163,3 +163,11 @@ def test_an_answer_lost_after_bmc_applied_the_change_is_replayed_without_duplica
     notes = fake.work_log(incident["Incident Number"])
     markers = [n.rsplit("\n", 1)[-1] for n in notes]
     assert len(markers) == len(set(markers)) == 3  # alert 2 fired, alert 1 resolved, alert 2 resolved
+
+
+def test_apply_returns_the_incident_number_for_trace(fake: FakeBmc) -> None:
+    async def body(backend: BmcHelixBackend) -> list:
+        return [await backend.apply(e) for e in (event(1), event(1), event(1, Condition.RESOLVED))]
+
+    refs = with_backend(fake, body)
+    assert {ref.number for ref in refs} == {"INC000000000101"}

@@ -24,6 +24,7 @@ from receiver.itsm.base import (
     PermanentBackendError,
     Readiness,
     TransientBackendError,
+    WorkItemRef,
 )
 from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
 from receiver.itsm.bmc_helix.client import ArClient
@@ -110,16 +111,20 @@ class BmcHelixBackend(Backend):
         self._readiness = (self._clock() + self.settings.readiness_cache_seconds, result)
         return result
 
-    async def apply(self, event: AlertEvent) -> None:
-        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key."""
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
+        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key.
+
+        Returns the incident's number (no link: BMC's web UI lives on another host than its REST API).
+        """
         desk = self._desk
         if desk is None:
             raise TransientBackendError("BMC Helix backend not started")
         async with self._key_lock(event.correlation_key):
             if event.condition is Condition.FIRED:
-                await desk.fired(event)
+                number: str | None = await desk.fired(event)
             else:
-                await desk.resolved(event)
+                number = await desk.resolved(event)
+        return WorkItemRef(number) if number else None
 
     @property
     def http_calls(self) -> Mapping[tuple[str, str, str], int]:

@@ -54,8 +54,8 @@ class IncidentDesk:
         self._client = client
         self._cmdb = cmdb
 
-    async def fired(self, event: AlertEvent) -> None:
-        """Open an incident, or note an occurrence on the open one (reopening it when it was resolved)."""
+    async def fired(self, event: AlertEvent) -> str:
+        """Open an incident, or note an occurrence on the open one (reopening it when it was resolved); its number."""
         corr = correlation_id(event.correlation_key)
         marker = occurrence_marker(event.alert_id, Condition.FIRED)
         incident = await self._open_incident(corr)
@@ -63,12 +63,12 @@ class IncidentDesk:
             number = await self._create(event, corr, marker)
             log.info("bmc incident created", extra={"event": "bmc_incident_created", "number": number,
                                                     "correlation_id": corr, "alert_id": event.alert_id})
-            return
+            return number
         number = str(incident["Incident Number"])
         in_logs, in_fields = await self._markers(incident)
         if marker in in_logs | in_fields:
             _log_replay(number, event)
-            return
+            return number
         reopen = incident.get("Status") == RESOLVED and (
             occurrence_marker(event.alert_id, Condition.RESOLVED) not in in_logs | in_fields)
         if reopen:
@@ -78,9 +78,12 @@ class IncidentDesk:
         await self._work_log(number, f"Occurrence: {alert_text.summary(event, 80)}", _occurrence_note(event, marker))
         log.info("bmc occurrence noted", extra={"event": "bmc_occurrence", "number": number,
                                                 "alert_id": event.alert_id, "reopened": reopen})
+        return number
 
-    async def resolved(self, event: AlertEvent) -> None:
-        """Resolve the incident once none of its alerts is still firing; remember a Resolved that came first."""
+    async def resolved(self, event: AlertEvent) -> str | None:
+        """Resolve the incident once none of its alerts is still firing; remember a Resolved that came first.
+
+        Returns the incident's number (``None`` when the only incident is already closed)."""
         corr = correlation_id(event.correlation_key)
         marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
         incident = await self._open_incident(corr)
@@ -88,20 +91,20 @@ class IncidentDesk:
             if await self._any_incident(corr):
                 log.info("bmc resolved: incident already closed",
                          extra={"event": "bmc_already_closed", "correlation_id": corr, "alert_id": event.alert_id})
-                return
+                return None
             number = await self._create(event, corr, marker, resolved=True)
             log.info("bmc resolved before fired: recorded a resolved incident",
                      extra={"event": "bmc_resolved_before_fired", "number": number, "alert_id": event.alert_id})
-            return
+            return number
         number = str(incident["Incident Number"])
         in_logs, in_fields = await self._markers(incident)
         if marker in in_logs:
             _log_replay(number, event)
-            return
+            return number
         if marker in in_fields:
             # Resolved before a crash; only the work log entry that keeps the marker is missing.
             await self._work_log(number, "Resolved by Azure Monitor", _resolved_note(event, marker, 0))
-            return
+            return number
         firing = still_firing(in_logs | in_fields | {marker})
         resolve = not firing and incident.get("Status") not in (RESOLVED, *FINISHED)
         if resolve:
@@ -113,6 +116,7 @@ class IncidentDesk:
         await self._work_log(number, "Resolved by Azure Monitor", _resolved_note(event, marker, len(firing)))
         log.info("bmc resolved noted", extra={"event": "bmc_resolved", "number": number, "alert_id": event.alert_id,
                                               "incident_resolved": resolve, "still_firing": len(firing)})
+        return number
 
     # -- incidents ---------------------------------------------------------------------------
 
