@@ -50,7 +50,8 @@ def tool_side_lines(outputs: Mapping[str, Any]) -> list[str]:
             "  1. install the Event Management Connectors app (sn_em_connector); run Azure Cloud Discovery so that",
             "     events bind to CIs",
             f"  2. integration user with role evt_mgmt_integration, Source field: {facts['audience']}  ({kind})",
-            f"  3. Event Management > Integrations > Azure OAuth Config > Azure OAuth OIDC Entry, Client ID: {facts['audience']}",
+            "  3. Event Management > Integrations > Azure OAuth Config > Azure OAuth OIDC Entry,",
+            f"     Client ID: {facts['audience']}",
             f"  4. its OIDC Provider Configuration, OIDC Metadata URL: {facts['metadata']}{claim}",
             f"  5. claim value {facts['caller_claim']} = {AZNS_AAD_WEBHOOK_CLIENT_ID} (Azure's AzNS AAD Webhook app)",
         ]

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from receiver.itsm.markers import correlation_id
-from tests.bmc.helpers import SUBSCRIPTION, ManualClock, VM_ID, alert_id, event, with_backend
+from tests.bmc.helpers import (
+    SUBSCRIPTION,
+    VM_ID,
+    ManualClock,
+    alert_id,
+    event,
+    with_backend,
+)
 from tests.bmc_fake import FakeBmc
 
 OTHER_VM = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-db-01"

@@ -17,7 +17,6 @@ from tests.components.support import (
     ACTIVITY_ALERT,
     APPLICATION,
     AZNS,
-    CONTAINER_APP,
     LOG_ALERT,
     METRIC_ALERT,
     declare,

@@ -76,7 +76,8 @@ class CiFinder:
         match: Ci | None = None
         if len(matching) == 1:
             row = matching[0]
-            match = Ci(str(row.get("Name") or wanted), str(row["ReconciliationIdentity"]), str(row.get("ClassId") or ""))
+            match = Ci(str(row.get("Name") or wanted), str(row["ReconciliationIdentity"]),
+                       str(row.get("ClassId") or ""))
             note = f"{match.name} ({match.class_id or 'CI'}, ReconciliationIdentity {match.reconciliation_id})"
         elif matching:
             note = "ambiguous: several CIs match, none bound"

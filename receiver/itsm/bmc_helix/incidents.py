@@ -74,7 +74,8 @@ class IncidentDesk:
         if reopen:
             # Back to Assigned when a group owns it (BMC requires one for that status), else New.
             status = REOPENED if incident.get("Assigned Group") else "New"
-            await self._client.update(INCIDENT_FORM, str(incident["Request ID"]), {"Status": status, "Status_Reason": None})
+            await self._client.update(INCIDENT_FORM, str(incident["Request ID"]),
+                                      {"Status": status, "Status_Reason": None})
         await self._work_log(number, f"Occurrence: {alert_text.summary(event, 80)}", _occurrence_note(event, marker))
         log.info("bmc occurrence noted", extra={"event": "bmc_occurrence", "number": number,
                                                 "alert_id": event.alert_id, "reopened": reopen})

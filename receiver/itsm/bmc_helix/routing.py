@@ -21,7 +21,10 @@ ROUTING_FIELDS: dict[str, str] = {
     "subcategory": "Categorization Tier 2",
 }
 """Routing ``set`` key → field of ``HPD:IncidentInterface_Create``."""
-LEVEL_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {"impact": ("Impact", IMPACTS), "urgency": ("Urgency", URGENCIES)}
+LEVEL_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "impact": ("Impact", IMPACTS),
+    "urgency": ("Urgency", URGENCIES),
+}
 """``impact``/``urgency`` 1..4 → BMC's selection values (``1-Extensive/Widespread``, ``1-Critical``, …)."""
 
 

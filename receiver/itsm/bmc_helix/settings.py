@@ -184,7 +184,7 @@ class BmcSettings(BaseSettings):
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BmcSettings:
-        """Read and validate the environment (or ``environ``); raise :class:`BmcSettingsError` naming each bad variable."""
+        """Read and validate the environment (or ``environ``); :class:`BmcSettingsError` names each bad variable."""
         try:
             if environ is None:
                 return cls(**overrides)
