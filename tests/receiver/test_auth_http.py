@@ -9,7 +9,6 @@ and the verified-token cache are checked against the running receiver too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.receiver.tokens import NEGATIVE_CASES, VALID_CASES, TokenCase, bearer, unknown_kids
+from tests.servicenow.helpers import ManualClock
 
 OTHER_SUBSCRIPTION = "11111111-1111-1111-1111-111111111111"
 
@@ -128,30 +128,25 @@ def test_repeated_token_costs_no_second_rsa_verification(receiver: RunningReceiv
 
 # -- key rotation over HTTP (each with its own issuer, since they rotate it) -------------------
 
-REFETCH_INTERVAL = 0.4
-
-
-class SteppedClock:
-    """A monotonic clock the test moves by hand, so a rate-limit window passes without sleeping."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
+REFETCH_INTERVAL = 30.0
+"""The unknown-kid refetch interval; the key cache's clock is moved by hand across it (no sleeping)."""
 
 
 def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
+    clock = ManualClock()
     with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=30
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
     ) as rx:
-        clock = SteppedClock(time.monotonic())
-        rx.runtime.jwks.clock = clock
         old_key = issuer.signing_key
         assert post(rx, bearer(issuer.mint()), alert_body("before-rotation")).status_code == 202
         fetches_before = issuer.fetch_count
         issuer.rotate()  # the old key leaves the JWKS
-        clock.now += 30  # the refetch allowance since start-up has renewed
+        clock.advance(REFETCH_INTERVAL - 1)  # the start-up fetch is still too recent: no refetch yet
+        too_soon = post(rx, bearer(issuer.mint()), alert_body("too-soon"))
+        assert_error_answer(too_soon, 503)  # "retry in 1 s", never 401: Azure would drop the alert
+        assert too_soon.headers["retry-after"] == "1"
+        assert issuer.fetch_count == fetches_before
+        clock.advance(1)  # the refetch allowance since start-up has renewed
         assert post(rx, bearer(issuer.mint(version=2)), alert_body("after-rotation")).status_code == 202
         assert issuer.fetch_count == fetches_before + 1
         stale = bearer(issuer.sign(issuer.claims(), key=old_key))
@@ -159,7 +154,7 @@ def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
         assert_error_answer(post(rx, stale, alert_body("old-key")), 503)
         assert post(rx, bearer(issuer.mint()), alert_body("after-rotation-2")).status_code == 202
         assert issuer.fetch_count == fetches_before + 1  # known kid: no further fetch
-        clock.now += 30
+        clock.advance(REFETCH_INTERVAL)
         assert_error_answer(post(rx, stale, alert_body("old-key")), 401)  # a fresh set lacks it: refused
         assert issuer.fetch_count == fetches_before + 2
 
@@ -167,17 +162,16 @@ def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
 def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(tmp_path: Path) -> None:
     # DESIGN.md: an unknown kid while a refetch is rate-limited is 503 with Retry-After, never
     # 401 (Azure does not retry a 401, so the rotation would lose every alert of the window).
+    clock = ManualClock()
     with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=30
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
     ) as rx:
-        clock = SteppedClock(time.monotonic())
-        rx.runtime.jwks.clock = clock
-        clock.now += 31
+        clock.advance(REFETCH_INTERVAL + 1)
         made_up = post(rx, bearer(unknown_kids(issuer, 1)[0]), alert_body("made-up"))
         assert_error_answer(made_up, 401)  # it caused a refetch: the fresh set lacks that kid
         fetches = issuer.fetch_count
 
-        clock.now += 10
+        clock.advance(10)
         issuer.rotate()  # Azure rolls its keys; the first alert signed with the new key arrives
         token = bearer(issuer.mint())
         deferred = post(rx, token, alert_body("after-rotation"))
@@ -185,9 +179,9 @@ def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(
         assert deferred.headers["retry-after"] == "20"  # the refetch may run 30 s after the last one
         assert issuer.fetch_count == fetches and stored_rows(rx) == 0
 
-        clock.now += 19
+        clock.advance(19)
         assert_error_answer(post(rx, token, alert_body("after-rotation")), 503)  # still inside the window
-        clock.now += 1
+        clock.advance(1)
         accepted = post(rx, token, alert_body("after-rotation"))  # Azure's retry of the same call
         assert accepted.status_code == 202, accepted.text
         assert issuer.fetch_count == fetches + 1
@@ -195,26 +189,23 @@ def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(
 
 
 def test_flood_of_unknown_kids_is_bounded_to_one_fetch_per_interval(tmp_path: Path) -> None:
+    clock = ManualClock()
     with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
     ) as rx:
-        flood = unknown_kids(issuer, 60)
-        time.sleep(REFETCH_INTERVAL + 0.05)
-        fetches_before = issuer.fetch_count
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            responses = list(pool.map(lambda token: post(rx, bearer(token), alert_body("flood")), flood))
-        elapsed = time.monotonic() - started
-        for response in responses:
-            # 401 when a refetch (its own or one it waited for) showed the kid is not in the set;
-            # 503 when it arrived inside the window after a refetch.
-            assert response.status_code in (401, 503)
-            assert_error_answer(response, response.status_code)
-        assert any(response.status_code == 401 for response in responses)
-        fetched = issuer.fetch_count - fetches_before
-        # At least the one allowed refetch happened, and never more than one per interval elapsed.
-        assert 1 <= fetched <= 1 + int(elapsed / REFETCH_INTERVAL)
-        assert fetched < len(flood)
+        for interval in range(2):
+            clock.advance(REFETCH_INTERVAL)
+            fetches_before = issuer.fetch_count
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                flood = unknown_kids(issuer, 60)
+                responses = list(pool.map(lambda token: post(rx, bearer(token), alert_body("flood")), flood))
+            for response in responses:
+                # 401 when the interval's refetch (its own, or one it waited for) showed the kid is
+                # not in the set; 503 when it arrived after that refetch, inside the new window.
+                assert response.status_code in (401, 503)
+                assert_error_answer(response, response.status_code)
+            assert any(response.status_code == 401 for response in responses)
+            assert issuer.fetch_count - fetches_before == 1, f"interval {interval}"  # one per interval
         assert rx.runtime.jwks.fetches == issuer.fetch_count
         assert stored_rows(rx) == 0
 
