@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -96,10 +95,16 @@ def _report(request: pytest.FixtureRequest, line: str) -> None:
         reporter.write_line(line)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _listening_url(log: Path) -> str | None:
+    """The URL of the receiver's ``"event": "listening"`` log line, once it has logged it."""
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") == "listening":
+            return str(entry["url"])
+    return None
 
 
 @dataclass
@@ -113,8 +118,7 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running(image: BuiltImage, issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """The image's ENTRYPOINT + CMD, listening on a loopback port instead of 0.0.0.0:8080."""
-    port = _free_port()
+    """The image's ENTRYPOINT + CMD, on a loopback port the OS picks instead of 0.0.0.0:8080."""
     command = [*(image.config.get("Entrypoint") or []), *(image.config.get("Cmd") or [])]
     argv = image_build.chroot_argv(
         image.rootfs,
@@ -127,24 +131,19 @@ def running(image: BuiltImage, issuer: LocalIssuer, tmp_path_factory: pytest.Tem
             SECURE_EXPORT_AUDIENCES=",".join(issuer.audiences),
             SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
         ),
-        image_build.with_listen_address(command, "127.0.0.1", port),
+        image_build.with_listen_address(command, "127.0.0.1", 0),
     )
     stderr = tmp_path_factory.mktemp("image-run") / "receiver.log"
     with stderr.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
+        while (url := _listening_url(stderr)) is None:
             assert process.poll() is None, f"the image's command exited {process.returncode}:\n{stderr.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the image's receiver did not answer:\n{stderr.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"the image's receiver did not start:\n{stderr.read_text()[-3000:]}"
             time.sleep(0.1)
-        yield Running(url, port, process, issuer, stderr)
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        yield Running(url, int(url.rsplit(":", 1)[1]), process, issuer, stderr)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
