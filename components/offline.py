@@ -12,6 +12,7 @@ import asyncio
 import base64
 import gc
 import hashlib
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -65,8 +66,15 @@ class PlannedResource:
     custom: bool
     secret_inputs: frozenset[str] = frozenset()
     parent_type: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    """Names of the resources it waits for, explicitly (``depends_on``) or through its inputs; sorted."""
     options: dict[str, bool] = field(default_factory=dict)
     """Resource options the policy rules read: ``retainOnDelete``, ``protect``."""
+
+    @property
+    def retain_on_delete(self) -> bool:
+        """Whether ``pulumi destroy`` leaves it in the cloud (``retain_on_delete``)."""
+        return self.options.get("retainOnDelete", False)
 
 
 @dataclass
@@ -79,6 +87,10 @@ class PlanResult:
     outputs: dict[str, Any]
     secret_outputs: frozenset[str] = frozenset()
     secret_values: frozenset[str] = field(default_factory=frozenset)
+    engine_log: list[tuple[str, str]] = field(default_factory=list)
+    """What the program logged through ``pulumi.log`` (level name, message), in order."""
+    warnings: list[str] = field(default_factory=list)
+    """The stack config's warnings (filled by ``components.plan``), one line each naming its key."""
 
 
 def _rewrite(value: Any, visit: Callable[[Any, Any], tuple[Any, bool] | None], key: Any = None) -> tuple[Any, bool]:
@@ -128,7 +140,8 @@ class FakeCloud(pulumi.runtime.Mocks):
         self.deployer_object_id = self._uuid("deployer")
         self.records: dict[tuple[str, str], PlannedResource] = {}
         self.parents: dict[tuple[str, str], str] = {}
-        self.options: dict[tuple[str, str], dict[str, bool]] = {}
+        self.options: dict[tuple[str, str], tuple[list[str], dict[str, bool]]] = {}
+        """Per resource: the URNs it depends on, and the options the policy rules read."""
         self.secret_values: set[str] = {v for v in secret_values if v}
         self._lock = threading.Lock()
 
@@ -297,10 +310,11 @@ class _PlanMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         if request.type != "pulumi:pulumi:Stack" and request.parent:
             self._fake.parents[(request.type, request.name)] = request.parent
-        self._fake.options[(request.type, request.name)] = {
-            "retainOnDelete": bool(request.retainOnDelete),
-            "protect": bool(request.protect),
-        }
+        # The SDK sends explicit depends_on and every input's dependencies together, as URNs.
+        self._fake.options[(request.type, request.name)] = (
+            list(request.dependencies),
+            {"retainOnDelete": bool(request.retainOnDelete), "protect": bool(request.protect)},
+        )
         self._thread_loop()
         return super().RegisterResource(request)
 
@@ -412,8 +426,11 @@ def run_program(
     except RuntimeError:
         # An earlier asyncio.run() in this thread left it without a loop; the SDK needs one.
         asyncio.set_event_loop(asyncio.new_event_loop())
+    engine_log = _EngineLog()
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger
+    )
     # Mock settings keep the previous run's pending outputs; a failed run must not leak into this one.
     pulumi_settings.SETTINGS.outputs.clear()
     pulumi_settings.SETTINGS.rpc_manager.clear()
@@ -435,7 +452,8 @@ def run_program(
         parent_urn = fake.parents.get(key)
         parent = _parent_name(parent_urn) if parent_urn else None
         record.parent_type, record.parent = parent if parent else (None, None)
-        record.options = fake.options.get(key, {})
+        urns, record.options = fake.options.get(key, ([], {}))
+        record.depends_on = sorted({urn.split("::")[-1] for urn in urns} - {record.name})
     return PlanResult(
         stack=stack,
         project=project,
@@ -443,7 +461,22 @@ def run_program(
         outputs=values,
         secret_outputs=frozenset(secret_outputs),
         secret_values=frozenset(fake.secret_values),
+        engine_log=engine_log.records,
     )
+
+
+class _EngineLog(logging.Handler):
+    """Collects what the program logs through ``pulumi.log``; the mock engine would print it to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[str, str]] = []
+        self.logger = logging.Logger("secure-export.offline.engine")  # not registered: one per run
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelname, record.getMessage()))
 
 
 def _mark_failed_futures_seen() -> None:
