@@ -61,7 +61,7 @@ class ReceiverSettings(BaseSettings):
     jwks_uri: str = ""
     """Signing keys; empty means the tenant's Azure AD v2.0 key set (filled in after validation)."""
     db: str = "./secure-export.db"
-    itsm: Literal["embedded", "servicenow"] = "embedded"
+    itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
 
@@ -292,6 +292,17 @@ def _backend_problems(values: Mapping[str, str] | None) -> list[str]:
     return []
 
 
+def _bmc_problems(environ: Mapping[str, str]) -> list[str]:
+    """The BMC Helix variables' problems (``SECURE_EXPORT_BMC_*``), reported with the others."""
+    from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
+
+    try:
+        BmcSettings.load(environ)
+    except BmcSettingsError as error:
+        return str(error).splitlines()
+    return []
+
+
 def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: bool = False) -> ReceiverSettings:
     """Read and validate the receiver's configuration.
 
@@ -326,6 +337,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
             key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)
         }
         problems += _backend_problems(backend_values)
+    if itsm == "bmc-helix" and (settings is None or with_backend):
+        problems += _bmc_problems(source)
     if problems:
         problems += unknown_variables(source)
         raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))
