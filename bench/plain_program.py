@@ -306,6 +306,7 @@ def plain_full_program(rules: int) -> Callable[[], None]:
         pulumi.export("clientId", application.client_id)
         pulumi.export("identifierUri", identifier_uri)
         pulumi.export("tenantId", deployer.tenant_id)
+        pulumi.export("accessTokenVersion", 1)  # as requested_access_token_version above
         pulumi.export("roleId", role_id)
         pulumi.export("deployerObjectId", deployer.object_id)
         pulumi.export("actionGroupId", action_group.id)
