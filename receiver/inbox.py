@@ -103,6 +103,10 @@ class InboxUnavailable(Exception):
     """The inbox could not store the row (disk full, read-only, locked): answer 503, Azure retries."""
 
 
+class InboxOpenError(InboxUnavailable):
+    """The database could not be opened at start: a configuration problem (``serve`` exits 2)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PutResult:
     """Outcome of :meth:`Inbox.put`."""
@@ -543,7 +547,8 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         try:
-            Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+            # The directory is not created here: a mistyped SECURE_EXPORT_DB must not quietly
+            # start an empty inbox somewhere else (the settings check it exists).
             conn = connect(self.db_path, busy_timeout=self.busy_timeout)
             ensure_schema(conn)
             # Checkpoints run on their own thread (below), not inside a request's COMMIT.
@@ -555,8 +560,11 @@ class Inbox:
         except Exception as error:  # noqa: BLE001 - reported to open()'s caller
             self._closed = True
             self._thread = None
-            message = f"cannot open the inbox database {self.db_path!r}: {error}"
-            loop.call_soon_threadsafe(_fail_future, ready, InboxUnavailable(message))
+            message = (
+                f"cannot open the SQLite database {self.db_path!r} (SECURE_EXPORT_DB): {error}; it must be a "
+                "SQLite file (or a new file's name) in a directory the receiver's user can write"
+            )
+            loop.call_soon_threadsafe(_fail_future, ready, InboxOpenError(message))
             return
         loop.call_soon_threadsafe(_resolve_future, ready, None)
         checkpoints = threading.Event()
