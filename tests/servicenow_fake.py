@@ -5,7 +5,9 @@ What it reproduces, because the backend must cope with each of these on a real i
 * Table API on ``/api/now[/v1|/v2]/table/{table}[/{sys_id}]``: GET list/record, POST (201 and
   ``Location``), PATCH/PUT, DELETE; the ``{"result": …}`` and ``{"error": {"message", "detail"},
   "status": "failure"}`` envelopes; ``Accept``/``Content-Type`` checks;
-* ``sysparm_query`` with ``=``, ``!=``, ``LIKE``, ``NOT LIKE``, ``STARTSWITH``, ``ENDSWITH``, ``IN``,
+* ``sysparm_query`` with ``=``, ``!=``, ``LIKE``, ``NOT LIKE`` (spelt with a space, as ServiceNow's
+  operator reference spells "does not contain"; ``NOTLIKE`` is not in that reference and is dropped
+  like any part the stand-in cannot parse), ``STARTSWITH``, ``ENDSWITH``, ``IN``,
   ``ISEMPTY``, ``ISNOTEMPTY``, ``^``, ``^OR`` (binding tighter than ``^``), ``^NQ``, ``ORDERBY``/
   ``ORDERBYDESC`` — and the *silent dropping* of conditions on unknown fields; values beginning
   ``javascript:`` are "evaluated" (recorded in :attr:`FakeServiceNow.scripts_evaluated`, yield ``""``);
@@ -15,8 +17,15 @@ What it reproduces, because the backend must cope with each of these on a real i
 * tables ``incident``, ``cmdb_ci``, ``sys_choice``, ``em_event``, ``sys_user``, ``sys_user_group``,
   ``sys_journal_field``; journal fields (``work_notes``, ``comments``) are written to
   ``sys_journal_field`` and read back as ``""``; ``priority`` is computed from impact × urgency;
-* business rules: ``state=6`` without ``close_code`` and ``close_notes`` is refused with 403 (as a
-  data policy does); ``state=7`` (Closed) is refused with 403 unless :attr:`closing_allowed`;
+* read ACLs (:meth:`FakeServiceNow.hide`): a table or some of its rows the integration user may not
+  read are left out of a list answer, which stays **200** with an empty or partial ``result`` (the
+  limit is applied before the ACL, so a page can be short while more rows follow); a record read
+  answers 404 "Record doesn't exist or ACL restricts the record retrieval". ServiceNow answers 403
+  only when a query filters on a field the user may not read, or for a write;
+* business rules: ``state=6`` without ``close_code`` and ``close_notes`` is refused with 403, as the
+  stock "Make close info mandatory when resolved or closed" data policy does through REST
+  (:attr:`FakeServiceNow.close_info_policy`, see docs/servicenow.md); ``state=7`` (Closed) is refused
+  with 403 unless :attr:`closing_allowed`;
 * Event Management ``POST /api/global/em/jsonv2`` inserting ``em_event`` rows;
 * basic auth and OAuth (``/oauth_token.do``: password, client_credentials and refresh_token grants),
   401 envelopes, tokens that expire or are revoked;
@@ -179,6 +188,12 @@ class FakeServiceNow:
         self.token_lifetime = 1800
         self.client_credentials_enabled = True
         self.closing_allowed = False
+        self.close_info_policy = "data"
+        """How Resolved without ``close_code``/``close_notes`` is treated through REST: ``"data"`` (the
+        default, as on a stock instance) refuses it with 403 "Data Policy Exception"; ``"ui"`` models an
+        instance whose rule is only a UI policy (forms only), so REST may resolve without them."""
+        self.hidden: dict[str, Callable[[Mapping[str, str]], bool] | None] = {}
+        """Read ACLs by table: ``None`` hides every row, a predicate hides the rows it is true for."""
         self.mandatory_on_insert: set[str] = set()
         """Incident fields a data policy makes mandatory on insert (403 when missing)."""
         self.faults: list[Fault] = []
@@ -289,6 +304,26 @@ class FakeServiceNow:
         """Delay the next answers by ``seconds``."""
         return self.inject(Fault("delay", seconds=seconds, remaining=times, path_prefix=path_prefix))
 
+    def hide(self, table: str, rows: Callable[[Mapping[str, str]], bool] | None = None) -> None:
+        """A read ACL: hide ``table`` (every row, or those ``rows`` is true for) from API reads.
+
+        As on ServiceNow, a list answer stays 200 with the hidden rows left out (empty or partial, and
+        short pages do not mean the end), a record read answers 404; writes are not affected.
+        """
+        with self._lock:
+            self.hidden[table] = rows
+
+    def unhide(self, table: str) -> None:
+        """Lift the read ACL of :meth:`hide`."""
+        with self._lock:
+            self.hidden.pop(table, None)
+
+    def _visible(self, table: str, row: Mapping[str, str]) -> bool:
+        if table not in self.hidden:
+            return True
+        rule = self.hidden[table]
+        return rule is not None and not rule(row)
+
     def revoke_tokens(self) -> None:
         """Invalidate every issued access token server-side (the client still believes in them)."""
         with self._lock:
@@ -349,7 +384,7 @@ class FakeServiceNow:
             if method == "GET":
                 if sys_id:
                     row = self._find(table, sys_id)
-                    if row is None:
+                    if row is None or not self._visible(table, row):
                         return _error(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
                     return _json(200, {"result": self._render(table, row, params)})
                 return self._list(table, params)
@@ -433,7 +468,8 @@ class FakeServiceNow:
         offset = _int(params.get("sysparm_offset"), 0)
         limit = _int(params.get("sysparm_limit"), 10000)
         total = len(rows)
-        page = rows[offset:offset + limit]
+        # The limit applies before the read ACL: a page may come back short, or empty, with more to follow.
+        page = [r for r in rows[offset:offset + limit] if self._visible(table, r)]
         headers = {} if params.get("sysparm_no_count") == "true" else {"X-Total-Count": str(total)}
         return _json(200, {"result": [self._render(table, r, params) for r in page]}, headers)
 
@@ -564,7 +600,7 @@ class FakeServiceNow:
         state = row.get("state", "1")
         if state == "7" and before.get("state") != "7" and not self.closing_allowed:
             return _error(403, "Operation Failed", "Closing an incident requires the itil_admin role")
-        if state == "6" and (not row.get("close_code") or not row.get("close_notes")):
+        if state == "6" and self.close_info_policy == "data" and (not row.get("close_code") or not row.get("close_notes")):
             return _error(403, "Operation Failed",
                           "Data Policy Exception: \n\tThe following fields are mandatory: Resolution code, Resolution notes\n")
         row["incident_state"] = state

@@ -59,6 +59,7 @@ from receiver.itsm.base import (
 )
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
+from receiver.itsm.servicenow_visibility import IncidentVisibility
 
 log = logging.getLogger("secure_export.servicenow")
 
@@ -267,6 +268,7 @@ class ServiceNowBackend(Backend):
         self._ci_cache: dict[tuple[str, str], tuple[float, _CiMatch | None, str]] = {}
         self._close_code_checked = False
         self._config_problem: str | None = None
+        self._visibility = IncidentVisibility()
         self._readiness: tuple[float, Readiness] | None = None
 
     @classmethod
@@ -334,6 +336,12 @@ class ServiceNowBackend(Backend):
         """
         if self._config_problem:
             return Readiness(False, self._config_problem)
+        try:
+            unreadable = await self._visibility.problem(self._any_incident)
+        except (TransientBackendError, PermanentBackendError):
+            unreadable = None  # the probe below says what is wrong with the instance
+        if unreadable:
+            return Readiness(False, unreadable)
         now = self._clock()
         if self._readiness is not None and now < self._readiness[0]:
             return self._readiness[1]
@@ -402,6 +410,10 @@ class ServiceNowBackend(Backend):
         the incidents, and for a Resolved whose incident was already closed).
         """
         async with self._key_lock(event.correlation_key):
+            if self.settings.target is Target.INCIDENT:
+                unreadable = await self._visibility.problem(self._any_incident)
+                if unreadable:
+                    raise TransientBackendError(unreadable)
             if self.settings.target is Target.EVENT:
                 await self._post_event(event)
                 return None
@@ -589,7 +601,9 @@ class ServiceNowBackend(Backend):
             params={"sysparm_fields": "sys_id,number,state", "sysparm_exclude_reference_link": "true"},
             body=record,
         )
-        return result if isinstance(result, dict) else {}
+        created = result if isinstance(result, dict) else {}
+        await self._visibility.after_create(corr, str(created.get("number") or "?"), self._any_incident)
+        return created
 
     async def _patch_incident(self, sys_id: str, fields: Mapping[str, Any]) -> None:
         await self._api().call(
@@ -623,7 +637,8 @@ class ServiceNowBackend(Backend):
         if choices and code not in choices:
             self._config_problem = (
                 f"SECURE_EXPORT_SERVICENOW_CLOSE_CODE={code!r} is not an active close_code choice for "
-                f"incident on {self.settings.url}; choose one of: {', '.join(sorted(choices))}"
+                f"incident on {self.settings.url}; choose one of: {', '.join(sorted(choices))} (the choices "
+                "this user can read: if a read ACL hides some sys_choice rows, grant it read access to them)"
             )
             raise PermanentBackendError(self._config_problem)
         if not choices:

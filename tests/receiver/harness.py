@@ -143,7 +143,9 @@ class RecordingBackend(Backend):
     """In-memory backend for tests: records every call; failures can be scripted.
 
     ``calls`` lists every ``(alert_id, condition)`` passed to ``apply`` (replays included);
-    ``applied`` the distinct ones that succeeded, in order. ``fail_transient(n)`` makes the next
+    ``applied`` every one that succeeded, in order, duplicates included (``events`` the matching
+    :class:`AlertEvent` objects): a dispatcher that applies a row twice, or replays a Fired after
+    its Resolved, shows up there, so tests compare exact sequences. ``fail_transient(n)`` makes the next
     ``n`` calls raise :class:`TransientBackendError`; ``outage()``/``recover()`` fail every call
     in between; ``permanent_for`` holds alert ids refused with :class:`PermanentBackendError`.
     """
@@ -213,9 +215,8 @@ class RecordingBackend(Backend):
             if failing:
                 raise TransientBackendError("fake ITSM tool unavailable", retry_after=self.retry_after)
             with self._lock:
-                if key not in self.applied:
-                    self.applied.append(key)
-                    self.events.append(event)
+                self.applied.append(key)
+                self.events.append(event)
         finally:
             with self._lock:
                 self.concurrent -= 1

@@ -24,13 +24,28 @@ import pytest
 
 from receiver.itsm.embedded import list_configuration_items, list_work_items
 from receiver.local_issuer import LocalIssuer
+from tests.prerequisites import require
 from tests.receiver.harness import start_receiver
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO.parent / "shared" / "samples" / "common-alert-schema"
 
-_SKIP_REASON = f"conformance corpus not found at {SAMPLES} (shared/ is expected beside the repository)"
+_MISSING = f"conformance corpus not found at {SAMPLES} (shared/ is expected beside the repository)"
 _FILES = sorted(SAMPLES.glob("*.json")) if SAMPLES.is_dir() else []
+# Without the corpus every parametrized test still gets one item, so that the autouse fixture
+# below reports the missing corpus (a skip locally, a failure under CI=true) instead of pytest
+# silently skipping an empty parameter set.
+_PLACEHOLDER = SAMPLES / "corpus-missing.json"
+
+
+def _corpus(*, refused: bool) -> list[Path]:
+    """The samples the receiver must refuse (or accept), or the placeholder when there are none."""
+    return [p for p in _FILES if p.name.endswith(".not-common-schema.json") == refused] or [_PLACEHOLDER]
+
+
+@pytest.fixture(autouse=True)
+def _corpus_present() -> None:
+    require(bool(_FILES), _MISSING)
 
 SUBSCRIPTION = "aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-conformance/providers/Microsoft.Compute/virtualMachines/vm-conformance"
@@ -95,7 +110,6 @@ def _deliveries(path: Path) -> list[dict[str, Any]]:
     return [document]
 
 
-@pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
 def test_the_corpus_has_every_kind_the_readme_describes() -> None:
     names = [path.name for path in _FILES]
     assert sum(name.endswith(".not-common-schema.json") for name in names) == 1
@@ -104,9 +118,8 @@ def test_the_corpus_has_every_kind_the_readme_describes() -> None:
     assert any("resolved" in name for name in names)
 
 
-@pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
 @pytest.mark.parametrize(
-    "path", [p for p in _FILES if not p.name.endswith(".not-common-schema.json")], ids=_sample_id
+    "path", _corpus(refused=False), ids=_sample_id
 )
 def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, issuer: LocalIssuer) -> None:
     deliveries = _deliveries(path)
@@ -144,9 +157,8 @@ def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, 
         assert target in item["description"]
 
 
-@pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
 @pytest.mark.parametrize(
-    "path", [p for p in _FILES if p.name.endswith(".not-common-schema.json")], ids=_sample_id
+    "path", _corpus(refused=True), ids=_sample_id
 )
 def test_not_the_common_schema_is_refused_with_422(path: Path, tmp_path: Path, issuer: LocalIssuer) -> None:
     with start_receiver(tmp_path, issuer) as receiver:
@@ -157,7 +169,6 @@ def test_not_the_common_schema_is_refused_with_422(path: Path, tmp_path: Path, i
         assert list_work_items(receiver.db_path) == []
 
 
-@pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
 def test_resolved_sample_alone_leaves_no_open_work_item(tmp_path: Path, issuer: LocalIssuer) -> None:
     resolved = json.loads((SAMPLES / "platform-metric-static-resolved.json").read_text())
     with start_receiver(tmp_path, issuer) as receiver:
@@ -171,7 +182,6 @@ def test_resolved_sample_alone_leaves_no_open_work_item(tmp_path: Path, issuer: 
     assert item["state"] == "Resolved"
 
 
-@pytest.mark.skipif(not _FILES, reason=_SKIP_REASON)
 def test_rule_target_groups_the_same_sample_fired_on_two_instances(
     tmp_path: Path, issuer: LocalIssuer
 ) -> None:

@@ -37,8 +37,9 @@ def test_429_is_transient_with_retry_after_capped(fake: FakeServiceNow) -> None:
     assert len(fake.rows("incident")) == 1
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
 def test_server_errors_are_transient(fake: FakeServiceNow, status: int) -> None:
+    """5xx and 408 Request Timeout are temporary (retried); guards dropping 408 from the transient set."""
     async def body(backend: ServiceNowBackend) -> None:
         fake.inject(Fault("status", status, remaining=1, path_prefix="/api/now/table/incident"))
         with pytest.raises(TransientBackendError, match=str(status)) as caught:

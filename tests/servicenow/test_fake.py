@@ -47,6 +47,46 @@ def test_or_binds_tighter_than_and_and_orderby_sorts(fake: FakeServiceNow) -> No
     assert [r["name"] for r in rows] == ["gamma", "beta", "alpha"]
 
 
+def test_not_like_is_spelt_with_a_space_and_notlike_is_dropped_like_any_unknown_part(fake: FakeServiceNow) -> None:
+    """ServiceNow's operator reference spells "does not contain" ``NOT LIKE`` (``short_descriptionNOT LIKESAP``).
+
+    ``NOTLIKE`` is not in that reference; the stand-in drops it like any part it cannot parse, so the
+    query matches everything (how an instance treats a condition it does not understand; that it
+    treats ``NOTLIKE`` so is an assumption, not measured). Guards: the stand-in spelling the operator
+    ``NOTLIKE`` (docs/testing.md, "Mutations").
+    """
+    fake.insert("cmdb_ci", {"name": "db-01"})
+    fake.insert("cmdb_ci", {"name": "web-02"})
+    every = sorted(r["name"] for r in fake.rows("cmdb_ci"))
+    rows = _get(fake, "cmdb_ci", sysparm_query="nameNOT LIKEdb", sysparm_fields="name").json()["result"]
+    assert sorted(r["name"] for r in rows) == sorted(n for n in every if "db" not in n)
+    rows = _get(fake, "cmdb_ci", sysparm_query="nameNOTLIKEdb", sysparm_fields="name").json()["result"]
+    assert sorted(r["name"] for r in rows) == every
+
+
+def test_a_read_acl_answers_200_with_an_empty_or_partial_result_not_403(fake: FakeServiceNow) -> None:
+    """ServiceNow filters rows a read ACL denies out of the answer; the limit applies before the ACL."""
+    for n in range(5):
+        fake.insert("sys_choice", {"name": "demo", "element": "code", "value": f"v{n}", "label": f"v{n}"})
+    query = {"sysparm_query": "name=demo^ORDERBYvalue", "sysparm_fields": "value"}
+    fake.hide("sys_choice", rows=lambda row: row.get("value") in ("v0", "v1"))
+    first = _get(fake, "sys_choice", sysparm_limit="3", **query)
+    assert first.status_code == 200
+    assert [r["value"] for r in first.json()["result"]] == ["v2"]  # a short page ...
+    second = _get(fake, "sys_choice", sysparm_limit="3", sysparm_offset="3", **query)
+    assert [r["value"] for r in second.json()["result"]] == ["v3", "v4"]  # ... and more after it
+    hidden = fake.rows("sys_choice", value="v0")[0]["sys_id"]
+    record = httpx.get(f"{fake.url}/api/now/table/sys_choice/{hidden}", auth=AUTH, headers=JSON)
+    assert record.status_code == 404 and "ACL" in record.json()["error"]["detail"]
+    fake.hide("incident")
+    created = httpx.post(f"{fake.url}/api/now/table/incident", json={"short_description": "x"}, auth=AUTH, headers=JSON)
+    assert created.status_code == 201  # writes are not affected by a read ACL
+    listed = _get(fake, "incident")
+    assert (listed.status_code, listed.json()["result"]) == (200, [])
+    fake.unhide("incident")
+    assert len(_get(fake, "incident").json()["result"]) == 1
+
+
 def test_caret_in_a_value_splits_the_query_which_is_why_raw_text_must_never_enter_it(fake: FakeServiceNow) -> None:
     fake.insert("cmdb_ci", {"name": "a^ORname!=x"})
     rows = _get(fake, "cmdb_ci", sysparm_query="name=a^ORname!=x", sysparm_fields="name").json()["result"]
@@ -94,6 +134,13 @@ def test_resolving_without_close_code_is_refused_by_the_data_policy(fake: FakeSe
     ok = httpx.patch(url, json={"state": "6", "close_code": "Solution provided", "close_notes": "done"},
                      auth=AUTH, headers=JSON)
     assert ok.status_code == 200 and ok.json()["result"]["state"] == "6"
+
+
+def test_an_instance_with_only_a_ui_policy_lets_rest_resolve_without_close_info(fake: FakeServiceNow) -> None:
+    fake.close_info_policy = "ui"
+    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"]["sys_id"]
+    resolved = httpx.patch(f"{fake.url}/api/now/table/incident/{sys_id}", json={"state": "6"}, auth=AUTH, headers=JSON)
+    assert resolved.status_code == 200 and resolved.json()["result"]["state"] == "6"
 
 
 def test_wrong_credentials_get_the_401_envelope(fake: FakeServiceNow) -> None:

@@ -221,9 +221,17 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
     assert len(fake.journal(incident["sys_id"])) == 4
 
 
-def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow) -> None:
-    """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired."""
-    fake.inject(Fault("status", 403, remaining=None, path_prefix="/api/now/table/sys_journal_field"))
+@pytest.mark.parametrize("refusal", ["read-acl", "403"])
+def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow, refusal: str) -> None:
+    """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired.
+
+    A read ACL answers 200 with no rows (the usual case); a query on a field the user may not read
+    answers 403.
+    """
+    if refusal == "read-acl":
+        fake.hide("sys_journal_field")
+    else:
+        fake.inject(Fault("status", 403, remaining=None, path_prefix="/api/now/table/sys_journal_field"))
 
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, Condition.RESOLVED))
@@ -235,3 +243,32 @@ def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: Fak
     with_backend(fake, body)
     assert [r["state"] for r in fake.rows("incident")] == ["6", "6"]
     assert len(fake.journal(_incidents(fake, 2)[0]["sys_id"])) == 2
+
+
+def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNow) -> None:
+    """A busy grouped incident has more than one page (500) of notes; a replay is still recognised.
+
+    Guards: reading only the first page of ``sys_journal_field`` (no offset, or one page): the replayed
+    Fired would add a second note and the Resolved would resolve the incident while another alert of
+    the group still fires (docs/testing.md, "Mutations").
+    """
+    key = "rule:cpu-high|" + VM_ID.lower()
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1, correlation_key=key))
+        [incident] = fake.rows("incident")
+        # 600 older occurrences of other alerts, then alert 2 fires: its marker is on the second page.
+        for n in range(600):
+            fake.insert("sys_journal_field", {
+                "element_id": incident["sys_id"], "element": "work_notes", "name": "incident",
+                "value": f"Occurrence {n}\n{occurrence_marker(alert_id(1000 + n), Condition.RESOLVED)}"})
+        await backend.apply(event(2, correlation_key=key))
+        notes = len(fake.journal(incident["sys_id"]))
+        await backend.apply(event(2, correlation_key=key))  # replay: already noted on page 2
+        assert len(fake.journal(incident["sys_id"])) == notes
+        await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
+        assert fake.rows("incident")[0]["state"] != "6"  # alert 2 (page 2) still fires
+
+    with_backend(fake, body)
+    offsets = [r.params.get("sysparm_offset", "0") for r in fake.table_requests("sys_journal_field")]
+    assert "500" in offsets
