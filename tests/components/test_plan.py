@@ -161,9 +161,11 @@ def test_depends_on_lists_what_each_resource_waits_for_explicitly_or_through_its
         assert set(resource["dependsOn"]) <= names - {resource["name"]}
     # through inputs: the action group's webhook names the application's object id
     assert "secure-export-identity-app" in _named(prod, "secure-export-action-group-ag")["dependsOn"]
-    # through inputs: every rule notifies the action group
+    # through inputs: every rule notifies the action group (the receiver's own watch rules notify
+    # the operators' group instead, never the receiver's webhook)
     for rule in _of(prod, METRIC_ALERT) + _of(prod, LOG_ALERT):
-        assert "secure-export-action-group-ag" in rule["dependsOn"]
+        expected = "secure-export-receiver-operators" if "-watch-" in rule["name"] else "secure-export-action-group-ag"
+        assert expected in rule["dependsOn"]
     # explicit depends_on: the app's first revision pulls only after AcrPull is granted
     assert "secure-export-receiver-acr-pull" in _named(prod, "secure-export-receiver-app")["dependsOn"]
     # nothing to wait for
