@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.inbox import OPS_GENERATION_KEY, connect, ensure_schema
-from receiver.write_lock import begin_immediate
+from receiver.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
 _MAX_REASON = 2000
@@ -202,8 +202,7 @@ def _change(
     """Run ``statement`` (an UPDATE of parked rows by ``id = ?``) for each id, in one transaction."""
     conn = open_database(db_path, write=True)
     try:
-        begin_immediate(conn, _LOCK_WAIT_SECONDS)
-        try:
+        with write_transaction(conn, _LOCK_WAIT_SECONDS):
             if ids is None:
                 targets = [row[0] for row in conn.execute("SELECT id FROM inbox WHERE state = 'parked' ORDER BY id")]
                 skipped: dict[int, str] = {}
@@ -219,11 +218,6 @@ def _change(
             conn.executemany(statement, [(*params, row_id) for row_id in targets])
             if targets:
                 _bump(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     return OpsResult(targets, skipped)

@@ -164,11 +164,16 @@ def test_the_flag_checker_refuses_what_the_clis_would() -> None:
 
 
 def test_the_output_table_lists_exactly_what_the_program_exports() -> None:
-    from components.plan import plan_stack
+    import json
 
     text = GUIDE.read_text()
     section = text.split("## 6. The stack outputs", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`([a-zA-Z]+)`", "".join(line.split("|")[1] for line in section.splitlines()
                                                        if line.startswith("| `"))))
-    exported = set(plan_stack(REPO, "prod").outputs)
+    plan = subprocess.run(
+        [sys.executable, "-m", "secure_export.cli", "plan", "--stack", "prod", "--json"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert plan.returncode == 0, plan.stderr
+    exported = set(json.loads(plan.stdout)["outputs"])
     assert listed == exported

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from receiver.inbox_ops import discard, replay, trace
 from receiver.itsm.embedded import EmbeddedBackend, list_work_items
 from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body, start_receiver
+from tests.receiver.serve_process import free_port, serve_process
 from tests.receiver.test_embedded import apply_all, fired, resolved
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,42 +137,20 @@ def test_cli_replay_discard_usage_and_exit_statuses(tmp_path: Path) -> None:
 def test_replay_of_a_row_parked_in_an_earlier_run_reaches_the_running_serve(tmp_path: Path, issuer: LocalIssuer) -> None:
     db = tmp_path / "secure-export.db"
     [row_id] = _parked_db(db, 5)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = _clean_env(
         SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES=issuer.audience,
         SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(db), SECURE_EXPORT_OPS_POLL_SECONDS="0.2",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "secure_export.cli", "serve", "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.05)
+    with serve_process(env, port, tmp_path):
         assert list_work_items(str(db)) == []
         assert _cli("replay", "--id", str(row_id), env=env).returncode == 0
         deadline = time.monotonic() + 15
-        while not list_work_items(str(db)):
+        # done is confirmed a moment after the work item is written (the confirmation shares a commit)
+        while (delivery := trace(str(db), _alert_id(5))["deliveries"][0])["state"] != "done":
             assert time.monotonic() < deadline, "the replayed delivery was not dispatched by the running receiver"
             time.sleep(0.05)
-        [delivery] = trace(str(db), _alert_id(5))["deliveries"]
-        assert (delivery["state"], delivery["work_item"]) == ("done", "INC0000001")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
+        assert delivery["work_item"] == "INC0000001" and len(list_work_items(str(db))) == 1
 
 
 # --- the ops port (in process, loopback) ----------------------------------------------------
