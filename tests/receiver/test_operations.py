@@ -376,3 +376,28 @@ def test_a_dispatch_summary_line_counts_accepted_and_applied_alerts(
             assert time.monotonic() < deadline, [(r.accepted, r.applied) for r in summaries]
             time.sleep(0.05)
         assert all(r.parked == 0 for r in summaries)
+
+
+def test_without_an_ops_port_the_operations_endpoints_answer_only_this_machine(tmp_path: Path, issuer: LocalIssuer) -> None:
+    from receiver.app import create_app
+    from receiver.settings import load_settings
+    from tests.receiver.harness import receiver_env
+
+    _parked_db(tmp_path / "s.db", 1)
+    env = receiver_env(tmp_path, issuer, db=str(tmp_path / "s.db"))
+
+    async def call(app: Any, method: str, path: str, client: str, **kwargs: Any) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as http:
+            return await http.request(method, path, **kwargs)
+
+    main_app = create_app(load_settings(env))
+    refused = asyncio.run(call(main_app, "POST", "/ops/replay", "203.0.113.7", json={"all": True}))
+    assert refused.status_code == 403 and "SECURE_EXPORT_OPS_PORT" in refused.json()["detail"]
+    assert asyncio.run(call(main_app, "GET", f"/ops/trace/{_alert_id(1)}", "203.0.113.7")).status_code == 403
+    assert count_by_state(str(tmp_path / "s.db"))["parked"] == 1  # nothing changed
+    local = asyncio.run(call(main_app, "GET", f"/ops/trace/{_alert_id(1)}", "127.0.0.1"))
+    assert local.json()["deliveries"][0]["state"] == "parked"
+    ops_app = create_app(load_settings({**env, "SECURE_EXPORT_OPS_PORT": "9999"})).state.ops_app
+    inside = asyncio.run(call(ops_app, "GET", f"/ops/trace/{_alert_id(1)}", "10.0.3.4"))  # another app in the environment
+    assert inside.json()["deliveries"][0]["state"] == "parked"
