@@ -155,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.NAME.yaml")
     parser.add_argument("--json", action="store_true", help="print the JSON contract instead of a tree")
     parser.add_argument(
+        "--policy",
+        action="store_true",
+        help="also run the project's policy pack (policy/) over the plan; exit 1 on a mandatory violation",
+    )
+    parser.add_argument(
         "--project-dir",
         type=Path,
         default=None,
@@ -198,4 +203,9 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(plan, indent=2, sort_keys=False) + "\n")
     else:
         sys.stdout.write(render_tree(plan))
+    if args.policy:
+        from secure_export.review.policy_check import check
+
+        # With --json, stdout stays one JSON document; the policy report goes to stderr.
+        return check(plan, [r.options for r in result.resources], sys.stderr if args.json else sys.stdout)
     return 0

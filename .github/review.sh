@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The offline review of a pull request, as CI runs it (.github/workflows/stack-review.yml):
+#   .github/review.sh BASE_REV COMMENT_FILE
+# For every stack the change touches (its stack file, or the program: then every stack) it appends
+# `secure-export diff --markdown` and the `plan --policy` report to COMMENT_FILE. Exit status 1 when
+# a stack is invalid, cannot be diffed or breaks a mandatory policy; the comment is written anyway.
+set -uo pipefail
+
+base="${1:?usage: review.sh BASE_REV COMMENT_FILE}"
+out="${2:?usage: review.sh BASE_REV COMMENT_FILE}"
+cd "$(git rev-parse --show-toplevel)" || exit 2
+if ! changed=$(git diff --name-only "$base"...HEAD); then
+  echo "review.sh: cannot compare with $base (fetch the history: actions/checkout fetch-depth: 0)" >&2
+  exit 2
+fi
+
+stacks=$(printf '%s\n' "$changed" | sed -n 's#^stacks/Pulumi\.\(.*\)\.yaml$#\1#p')
+# Anything the Pulumi program is made of changes every stack's plan.
+if printf '%s\n' "$changed" | grep -qE '^(components/|__main__\.py$|Pulumi\.yaml$|pyproject\.toml$|secure_export/)'; then
+  stacks="$stacks $(ls stacks/Pulumi.*.yaml 2>/dev/null | sed 's#^stacks/Pulumi\.\(.*\)\.yaml$#\1#')"
+fi
+stacks=$(printf '%s\n' $stacks | sort -u)
+
+status=0
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+{
+  echo "<!-- secure-export-review -->"
+  echo "## Stack review (offline: no cloud, no Pulumi CLI)"
+  echo
+  if [ -z "$stacks" ]; then
+    echo "This change touches no stack and not the Pulumi program."
+  fi
+} >"$out"
+
+for stack in $stacks; do
+  echo "review.sh: stack $stack" >&2
+  if ! secure-export diff --stack "$stack" --base "$base" --markdown >>"$out" 2>"$errors"; then
+    status=1
+    {
+      echo "### stack \`$stack\`: no diff"
+      echo '```'
+      grep -v '^secure-export diff: planning' "$errors"
+      echo '```'
+    } >>"$out"
+  fi
+  cat "$errors" >&2
+  if [ -f "stacks/Pulumi.$stack.yaml" ]; then
+    secure-export plan --stack "$stack" --policy --json >/dev/null 2>"$errors"
+    rc=$?
+    [ "$rc" -eq 0 ] || status=1
+    {
+      echo
+      if [ "$rc" -eq 0 ]; then echo "**Policies for \`$stack\`: pass.**"; else echo "**Policies for \`$stack\`: a mandatory policy is broken.**"; fi
+      echo '```'
+      cat "$errors"
+      echo '```'
+      echo
+    } >>"$out"
+    cat "$errors" >&2
+  fi
+done
+exit "$status"
