@@ -26,7 +26,7 @@ DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
 OPS_PORT = 9090
 """Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``): ``/metrics``, detailed
 ``/readyz``, trace/replay/discard. Mapped as an additional, internal-only ingress port."""
-CREDENTIALS_REVISION_VARIABLE = "SECURE_EXPORT_CREDENTIALS_REVISION"
+CREDENTIALS_REVISION_VARIABLE = "SECURE_EXPORT_ITSM_REVISION"
 """Template variable that changes with the ITSM credentials, so that rotating them starts a new revision."""
 RECEIVER_UID = 10001
 """User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""

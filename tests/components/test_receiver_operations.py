@@ -93,3 +93,10 @@ def test_the_watch_queries_parse_the_receiver_s_own_log_lines():
                         ("refused-tokens", ["auth_refused", "subscription_refused"])):
         for event in events:
             assert f"'{event}'" in QUERIES[key]
+
+
+def test_every_variable_the_component_sets_is_one_the_receiver_knows():
+    from receiver.settings import unknown_variables
+
+    env = _env(one(declare(_servicenow()), CONTAINER_APP))
+    assert unknown_variables({name: "x" for name in env}) == []

@@ -340,6 +340,7 @@ def test_an_unknown_variable_alone_is_a_warning_with_a_suggestion(tmp_path: Path
     from receiver.settings import unknown_variables
 
     lines = unknown_variables({"SECURE_EXPORT_INBOX_RETENTION_DAY": "3", "SECURE_EXPORT_DB": "x",
+                               "SECURE_EXPORT_ITSM_REVISION": "set by the component",
                                "SECURE_EXPORT_SERVICENOW_PASWORD": "p", "SECURE_EXPORT_BMC_URL": "https://x"})
     assert lines == [
         "SECURE_EXPORT_INBOX_RETENTION_DAY: unknown variable, ignored; did you mean SECURE_EXPORT_INBOX_RETENTION_DAYS?",
