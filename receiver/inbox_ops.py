@@ -104,11 +104,17 @@ def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
-def trace(db_path: str, alert_id: str) -> dict[str, Any]:
+CONTRACT_DELIVERY_KEYS = ("id", "condition", "state", "attempts", "last_error", "received_at")
+"""A delivery in ``trace --json`` (docs/design.md), exactly."""
+
+
+def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, Any]:
     """Every delivery of ``alert_id`` and the work items / incidents they became (DESIGN.md shape).
 
-    Each delivery also carries the extra fields an operator needs (``done_at``, ``parked_at``,
-    ``discarded_*``, ``replays``); ``work_items`` lists each number once, in the order first seen.
+    ``work_items`` lists each number once, in the order first seen. With ``details`` each delivery
+    also carries what the table shows an operator (``done_at``, ``parked_at``, ``work_item``,
+    ``replays``, ``replayed_*``, ``discarded_*``, ``discard_reason``); without, exactly the
+    contract's keys.
     """
     conn = open_database(db_path, write=False)
     try:
@@ -145,7 +151,7 @@ def trace(db_path: str, alert_id: str) -> dict[str, Any]:
             delivery.update(zip(keys, row[8:], strict=True))
             if row[8]:
                 items.setdefault(row[8], row[9])
-        deliveries.append(delivery)
+        deliveries.append(delivery if details else {key: delivery[key] for key in CONTRACT_DELIVERY_KEYS})
     for number in embedded:
         items.setdefault(number, None)
     return {
