@@ -404,19 +404,18 @@ def _offline_runtime() -> Iterator[None]:
             pulumi_resource._get_stack_trace = saved
 
 
-def _ensure_event_loop() -> None:
-    """Give this thread an open event loop: the SDK creates its futures on the current one.
+def _main_thread_loop() -> None:
+    """Give the calling thread an open event loop: the SDK runs the program on the current one.
 
-    ``asyncio.run()`` earlier in the same thread (a test, the demo) leaves none behind, and
-    ``set_mocks`` would then fail with "There is no current event loop".
+    ``asyncio.run`` (in the same process, before this run) leaves the thread with none, and the
+    SDK's ``get_event_loop()`` then raises "There is no current event loop".
     """
-    policy = asyncio.get_event_loop_policy()
     try:
-        loop = policy.get_event_loop()
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
     except RuntimeError:
         loop = None
     if loop is None or loop.is_closed():
-        policy.set_event_loop(policy.new_event_loop())
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def run_program(
@@ -434,7 +433,7 @@ def run_program(
     the program reads through ``pulumi.Config``; ``secret_keys`` names the secret ones and
     ``secret_values`` are plaintexts a renderer must mask. Each call starts a fresh engine.
     """
-    _ensure_event_loop()
+    _main_thread_loop()
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
     engine_log = _EngineLog()

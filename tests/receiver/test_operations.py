@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,8 +26,7 @@ from receiver.inbox import Inbox, count_by_state
 from receiver.inbox_ops import discard, replay, trace
 from receiver.itsm.embedded import EmbeddedBackend, list_work_items
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body, start_receiver
-from tests.receiver.serve_process import free_port, serve_process
+from tests.receiver.harness import ServeLog, alert_body, start_receiver
 from tests.receiver.test_embedded import apply_all, fired, resolved
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,12 +138,17 @@ def test_cli_replay_discard_usage_and_exit_statuses(tmp_path: Path) -> None:
 def test_replay_of_a_row_parked_in_an_earlier_run_reaches_the_running_serve(tmp_path: Path, issuer: LocalIssuer) -> None:
     db = tmp_path / "secure-export.db"
     [row_id] = _parked_db(db, 5)
-    port = free_port()
     env = _clean_env(
         SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES=issuer.audience,
         SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(db), SECURE_EXPORT_OPS_POLL_SECONDS="0.2",
     )
-    with serve_process(env, port, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        url = ServeLog(process).url()  # serve bound port 0 and logged where, once started
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
         assert list_work_items(str(db)) == []
         assert _cli("replay", "--id", str(row_id), env=env).returncode == 0
         deadline = time.monotonic() + 15
@@ -152,6 +157,13 @@ def test_replay_of_a_row_parked_in_an_earlier_run_reaches_the_running_serve(tmp_
             assert time.monotonic() < deadline, "the replayed delivery was not dispatched by the running receiver"
             time.sleep(0.05)
         assert delivery["work_item"] == "INC0000001" and len(list_work_items(str(db))) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 # --- the ops port (in process, loopback) ----------------------------------------------------
@@ -379,28 +391,3 @@ def test_a_dispatch_summary_line_counts_accepted_and_applied_alerts(
             assert time.monotonic() < deadline, [(r.accepted, r.applied) for r in summaries]
             time.sleep(0.05)
         assert all(r.parked == 0 for r in summaries)
-
-
-def test_without_an_ops_port_the_operations_endpoints_answer_only_this_machine(tmp_path: Path, issuer: LocalIssuer) -> None:
-    from receiver.app import create_app
-    from receiver.settings import load_settings
-    from tests.receiver.harness import receiver_env
-
-    _parked_db(tmp_path / "s.db", 1)
-    env = receiver_env(tmp_path, issuer, db=str(tmp_path / "s.db"))
-
-    async def call(app: Any, method: str, path: str, client: str, **kwargs: Any) -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, client=(client, 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as http:
-            return await http.request(method, path, **kwargs)
-
-    main_app = create_app(load_settings(env))
-    refused = asyncio.run(call(main_app, "POST", "/ops/replay", "203.0.113.7", json={"all": True}))
-    assert refused.status_code == 403 and "SECURE_EXPORT_OPS_PORT" in refused.json()["detail"]
-    assert asyncio.run(call(main_app, "GET", f"/ops/trace/{_alert_id(1)}", "203.0.113.7")).status_code == 403
-    assert count_by_state(str(tmp_path / "s.db"))["parked"] == 1  # nothing changed
-    local = asyncio.run(call(main_app, "GET", f"/ops/trace/{_alert_id(1)}", "127.0.0.1"))
-    assert local.json()["deliveries"][0]["state"] == "parked"
-    ops_app = create_app(load_settings({**env, "SECURE_EXPORT_OPS_PORT": "9999"})).state.ops_app
-    inside = asyncio.run(call(ops_app, "GET", f"/ops/trace/{_alert_id(1)}", "10.0.3.4"))  # another app in the environment
-    assert inside.json()["deliveries"][0]["state"] == "parked"

@@ -23,8 +23,7 @@ import httpx
 import pytest
 
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body
-from tests.receiver.serve_process import free_port, serve_process
+from tests.receiver.harness import ServeLog, alert_body
 from tests.servicenow.helpers import PASSWORD, USER
 from tests.servicenow_fake import FakeServiceNow
 
@@ -35,6 +34,13 @@ REPO = Path(__file__).resolve().parents[2]
 def issuer() -> Iterator[LocalIssuer]:
     with LocalIssuer() as local_issuer:
         yield local_issuer
+
+
+def _free_port() -> int:
+    """For SECURE_EXPORT_OPS_PORT only, which takes 1..65535 (the main port is bound as port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,7 +70,7 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
     tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
 ) -> None:
     fake.mandatory_on_insert = {"assignment_group"}
-    port, ops_port = free_port(), free_port()
+    ops_port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     env.update(
         SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
@@ -80,8 +86,23 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
         SECURE_EXPORT_OPS_POLL_SECONDS="0.2",
         SECURE_EXPORT_DISPATCH_BACKOFF_BASE_SECONDS="0.01",
     )
-    url, ops = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}"
-    with serve_process(env, port, tmp_path, ready_url=f"{ops}/readyz") as process:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    log = ServeLog(process)
+    try:
+        url, ops = log.url("listening"), log.url("ops_listening")
+        assert ops == f"http://127.0.0.1:{ops_port}"
+
+        def ready() -> bool:
+            assert process.poll() is None, log.text()
+            try:
+                return httpx.get(f"{ops}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait("readiness on the ops port", ready, 30)
         body = alert_body(7)
         alert_id = body["data"]["essentials"]["alertId"]
         answer = httpx.post(
@@ -129,4 +150,12 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
 
         human = _cli(env, "trace", alert_id)
         assert human.returncode == 0 and incident["number"] in human.stdout and "done" in human.stdout
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert code == 0
     assert PASSWORD not in (process.stderr.read().decode() if process.stderr else "")
