@@ -586,7 +586,7 @@ def create_app(
         Route("/healthz", _healthz, methods=["GET", "HEAD"]),
         Route("/readyz", _make_readyz(runtime), methods=["GET", "HEAD"]),
         Route("/metrics", _make_metrics(runtime), methods=["GET"]),
-        *ops_routes(runtime),
+        *ops_routes(runtime, loopback_only=not split),
     ]
     public = [
         Route("/api/alerts", endpoint, methods=["POST"]),

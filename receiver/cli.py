@@ -295,7 +295,7 @@ def _trace(argv: list[str]) -> int:
     db = checked
 
     def show() -> int:
-        result = trace(db, args.alert_id)
+        result = trace(db, args.alert_id, details=not args.json)
         if args.json:
             json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
             sys.stdout.write("\n")

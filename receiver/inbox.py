@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.itsm.base import WorkItemRef
-from receiver.write_lock import begin_immediate
+from receiver.write_lock import begin_immediate, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     """
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
     if row is not None and "'discarded'" not in row[0]:
-        begin_immediate(conn, 10.0)
-        try:
+        with write_transaction(conn, 10.0):
             again = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
             if "'discarded'" not in again[0]:
                 conn.execute("ALTER TABLE inbox RENAME TO inbox_v1")
@@ -168,11 +167,6 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 conn.execute(f"INSERT INTO inbox ({_COLUMNS}) SELECT {_COLUMNS} FROM inbox_v1")
                 conn.execute("DROP TABLE inbox_v1")
                 log.info("inbox table upgraded", extra={"event": "inbox_upgraded"})
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     conn.executescript(_SCHEMA + _INDEXES)
 
 

@@ -67,16 +67,17 @@ class _OpsServer(uvicorn.Server):
         yield
 
 
-def _ops_config(ops_app: Any, settings: ReceiverSettings | None, graceful: float) -> uvicorn.Config:
+def _loop_bound_config(app: Any, *, lifespan: str, graceful: float) -> uvicorn.Config:
+    """uvicorn's configuration for a server run on an event loop the caller owns (``loop="none"``)."""
     return uvicorn.Config(
-        ops_app,
+        app,
         http="httptools",
         loop="none",
-        lifespan="off",
+        lifespan=lifespan,
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds if settings else graceful,
+        timeout_graceful_shutdown=graceful,
     )
 
 
@@ -167,7 +168,7 @@ def run(
     if ops_app is not None and settings.ops_port is not None:
         if ops_sock is None:
             ops_sock = _bind(host, settings.ops_port)
-        ops = _OpsServer(_ops_config(ops_app, settings, 0))
+        ops = _OpsServer(_loop_bound_config(ops_app, lifespan="off", graceful=settings.graceful_shutdown_seconds))
 
     def started() -> None:
         if not server.started:
@@ -353,21 +354,15 @@ class BackgroundServer:
         host, port = sock.getsockname()[:2]
         self.port = port
         self.url = f"http://{_url_host(host)}:{port}"
-        config = uvicorn.Config(
-            self.app,
-            http="httptools",
-            loop="none",
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            timeout_graceful_shutdown=self.graceful_shutdown,
-        )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(_loop_bound_config(self.app, lifespan="on", graceful=self.graceful_shutdown))
         self._server = server
         ops_app = getattr(getattr(self.app, "state", None), "ops_app", None)
         ops_sock = _bind(self.host, 0) if ops_app is not None else None
-        ops = _OpsServer(_ops_config(ops_app, None, self.graceful_shutdown)) if ops_app is not None else None
+        ops = (
+            _OpsServer(_loop_bound_config(ops_app, lifespan="off", graceful=self.graceful_shutdown))
+            if ops_app is not None
+            else None
+        )
         self.ops_url = f"http://{_url_host(host)}:{ops_sock.getsockname()[1]}" if ops_sock else self.url
 
         def run() -> None:
