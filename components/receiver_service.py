@@ -1,6 +1,7 @@
 """``ReceiverService``: the secure-export receiver on Azure Container Apps."""
 
 import hashlib
+import hmac
 import re
 import uuid
 from typing import Any, NotRequired, Optional, TypedDict
@@ -15,12 +16,18 @@ from pulumi_azure_native import (
     storage,
 )
 
+from components.receiver_watch import watch_receiver
 from components.validation import checked_tenant_id, subscription_of
 
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 DB_MOUNT_PATH = "/data"
 DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
+OPS_PORT = 9090
+"""Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``): ``/metrics``, detailed
+``/readyz``, trace/replay/discard. Mapped as an additional, internal-only ingress port."""
+CREDENTIALS_REVISION_VARIABLE = "SECURE_EXPORT_ITSM_REVISION"
+"""Template variable that changes with the ITSM credentials, so that rotating them starts a new revision."""
 RECEIVER_UID = 10001
 """User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""
 INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file_mode=0600,nobrl,mfsymlinks"
@@ -96,6 +103,12 @@ class ReceiverServiceArgs(TypedDict):
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    operator_emails: NotRequired[Optional[list[str]]]
+    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
+    no_delivery_window: NotRequired[Optional[str]]
+    """ISO 8601 window of the "Azure sent alerts but none reached the ITSM tool" rule (default PT1H)."""
+    refused_token_threshold: NotRequired[Optional[int]]
+    """Refused tokens (401/403) within 5 minutes that raise the operators' alert (default 20)."""
     tags: NotRequired[Optional[dict[str, str]]]
     """Tags on every resource."""
 
@@ -259,6 +272,16 @@ class ReceiverService(pulumi.ComponentResource):
         )
 
         secrets, env = self._environment(name, args, tenant_id, audiences, itsm, correlation)
+        if secrets:
+            # Container Apps starts no revision when only a secret changes; this variable in the
+            # template changes with them. An HMAC keyed with the inbox storage account's key (a
+            # secret held in Azure), so the value can be shown (plan, portal) and reveals nothing
+            # guessable; it is unsecreted so that the rest of the template stays readable in plans.
+            key = pulumi.Output.secret(account_keys.keys[0].value)
+            revision = pulumi.Output.all(key, *[secret["value"] for secret in secrets]).apply(
+                lambda parts: credentials_revision(parts[0], parts[1:])
+            )
+            env.append({"name": CREDENTIALS_REVISION_VARIABLE, "value": pulumi.Output.unsecret(revision)})
 
         registries: Any = None
         identity: Any = None
@@ -299,6 +322,10 @@ class ReceiverService(pulumi.ComponentResource):
                     "allow_insecure": False,
                     "target_port": RECEIVER_PORT,
                     "transport": "auto",
+                    # The ops port is reachable only from inside the environment (external: false).
+                    "additional_port_mappings": [
+                        {"external": False, "target_port": OPS_PORT, "exposed_port": OPS_PORT}
+                    ],
                 },
                 "secrets": secrets or None,
                 "registries": registries,
@@ -362,6 +389,21 @@ class ReceiverService(pulumi.ComponentResource):
         self.container_app_id = container_app.id
         self.workspace_id = workspace.id
         self.environment_id = environment.id
+        operator_emails = list(args.get("operator_emails") or [])
+        if operator_emails:
+            watch_receiver(
+                name,
+                parent=self,
+                resource_group_name=rg_name,
+                location=location,
+                app_name=app_name,
+                container_app_id=container_app.id,
+                workspace_id=workspace.id,
+                operator_emails=operator_emails,
+                no_delivery_window=args.get("no_delivery_window") or "PT1H",
+                refused_token_threshold=int(args.get("refused_token_threshold") or 20),
+                tags=tags,
+            )
         self.register_outputs(
             {
                 "url": self.url,
@@ -379,6 +421,7 @@ class ReceiverService(pulumi.ComponentResource):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
         env: list[dict[str, Any]] = [
+            {"name": "SECURE_EXPORT_OPS_PORT", "value": str(OPS_PORT)},
             {"name": "SECURE_EXPORT_TENANT_ID", "value": tenant_id},
             {"name": "SECURE_EXPORT_AUDIENCES", "value": pulumi.Output.all(*audiences).apply(",".join)},
             {"name": "SECURE_EXPORT_DB", "value": DB_PATH},
@@ -441,3 +484,15 @@ def _bmc_environment(
     secrets.append({"name": "bmc-password", "value": pulumi.Output.secret(args.get("bmc_password"))})
     env.append({"name": "SECURE_EXPORT_BMC_PASSWORD", "secret_ref": "bmc-password"})
     return secrets, env
+
+
+def credentials_revision(key: str, values: Any) -> str:
+    """The value of :data:`CREDENTIALS_REVISION_VARIABLE`: HMAC-SHA256 of the credentials under ``key``.
+
+    Changes whenever any credential changes; without ``key`` (held in Azure, a Pulumi secret) it
+    cannot be checked against a guessed password.
+    """
+    digest = hmac.new(str(key).encode(), digestmod=hashlib.sha256)
+    for value in values:
+        digest.update(str(value).encode() + b"\0")
+    return digest.hexdigest()[:32]

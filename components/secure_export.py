@@ -58,6 +58,12 @@ class ReceiverSettingsArgs(TypedDict):
     """Concurrent requests per replica before scaling out (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    operator_emails: NotRequired[Optional[list[str]]]
+    """E-mail addresses alerted when the receiver itself needs attention (rules in docs/operations.md)."""
+    no_delivery_window: NotRequired[Optional[str]]
+    """Window of the "alerts sent, none delivered" rule (default PT1H)."""
+    refused_token_threshold: NotRequired[Optional[int]]
+    """Refused tokens within 5 minutes that alert the operators (default 20)."""
 
 
 DIRECT_TOOLS = ("servicenow-em", "bmc-helix", "other")
