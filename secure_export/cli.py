@@ -16,17 +16,19 @@ _USAGE = """usage: secure-export COMMAND [OPTIONS]
 commands:
   serve [--host H] [--port P]        run the receiver (config from SECURE_EXPORT_* variables)
   demo                               the whole path on this machine, no cloud
-  work-items [--json] [--db PATH]    list the embedded backend's work items
+  work-items [--json] [--db PATH|URL]
+                                     list the embedded backend's work items
   work-items resolve|close NUMBER --note TEXT
                                      resolve or close an embedded work item
-  cmdb [--json] [--db PATH]          list the embedded backend's configuration items
+  cmdb [--json] [--db PATH|URL]      list the embedded backend's configuration items
   trace ALERT_ID [--db PATH] [--json]
                                      every delivery of an alert and the work item it became
   replay (--id N ... | --all) [--db PATH]
                                      parked deliveries back to pending (receiver may run)
   discard --id N ... --reason TEXT [--db PATH]
                                      give up on parked deliveries, kept with who and why
-  plan --stack NAME [--json]         evaluate the Pulumi program offline and print its resources
+  plan --stack NAME [--json] [--policy]
+                                     evaluate the Pulumi program offline and print its resources
   diff --stack NAME [--base REV] [--json|--markdown] [--exit-code]
                                      offline: what would change since git revision REV (default HEAD)
 
