@@ -640,3 +640,21 @@ def test_bad_duration_is_refused_at_start_naming_it(tmp_path: Path, issuer: Loca
                SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(tmp_path / "x.db"), **{variable: "soon"})
     result = run("serve", "--port", "0", env=env, cwd=tmp_path, timeout=15)
     assert result.returncode == 2 and variable in result.stderr, result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="no secure_export.components: the components are the top-level package "
+                   "`components` and import themselves absolutely, so a consumer's own `components` shadows them "
+                   "(components/: moving under secure_export/ or relative imports, after branch postgres lands)")
+def test_consumer_imports_components_beside_its_own_components_package(tmp_path: Path) -> None:
+    own = tmp_path / "components"
+    own.mkdir()
+    (own / "__init__.py").write_text("MINE = True\n")
+    script = (
+        "import components\n"
+        "from secure_export.components import SecureExport, SecureWebhookActionGroup\n"
+        "assert components.MINE, 'the consumer package was replaced'\n"
+        "print(SecureExport.__module__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=_env(PYTHONPATH=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
