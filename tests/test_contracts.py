@@ -658,3 +658,27 @@ def test_consumer_imports_components_beside_its_own_components_package(tmp_path:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                             env=_env(PYTHONPATH=str(tmp_path)))
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "raw, content_type, headers, status",
+    [
+        pytest.param(None, "application/json; charset=utf-8", {}, 202, id="json-with-charset"),
+        pytest.param(b"\xff\xfe{}", "application/json", {}, 400, id="not-utf8"),
+        pytest.param(None, "application/json", {"Authorization": "Bearer"}, 401, id="empty-bearer"),
+        pytest.param(None, "application/json", {"Authorization": "Basic dXNlcjpwYXNz"}, 401, id="basic-scheme"),
+        pytest.param(None, "application/json", {"Authorization": "Bearer " + "a" * 20000}, 401, id="huge-token"),
+        pytest.param(b'{"schemaId": "azureMonitorCommonAlertSchema", "data": {"essentials": 5}}', "application/json", {}, 422, id="essentials-not-object"),
+    ],
+)
+def test_odd_requests_get_the_documented_status_never_500(
+    receiver: Receiver, issuer: LocalIssuer, raw: bytes | None, content_type: str, headers: dict[str, str], status: int
+) -> None:
+    sent = {"Content-Type": content_type, "Authorization": f"Bearer {issuer.mint()}", **headers}
+    content = raw if raw is not None else json.dumps(alert(f"odd-{status}-{len(headers)}")).encode()
+    response = httpx.post(f"{receiver.url}/api/alerts", content=content, headers=sent, timeout=10)
+    assert response.status_code == status, response.text
+    if status != 202:
+        assert_error_body(response)
+    if status == 401:
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
