@@ -236,14 +236,26 @@ class Dispatcher:
         the receiver must not start). Any other failure is retried in the background while the
         receiver keeps accepting alerts into the inbox.
         """
-        try:
-            await self.backend.start()
-            self._backend_started = True
-        except PermanentBackendError:
-            raise
-        except Exception as error:  # noqa: BLE001 - transient: retried below
-            self.backend_error = f"backend did not start: {error}"
-            log.warning("backend start failed; retrying", extra={"event": "backend_start_failed", "error": str(error)})
+        if not self._backend_started:
+            try:
+                await self.backend.start()
+                self._backend_started = True
+            except PermanentBackendError:
+                raise
+            except Exception as error:  # noqa: BLE001 - transient: retried below
+                self.backend_error = f"backend did not start: {error}"
+                log.warning("backend start failed; retrying", extra={"event": "backend_start_failed", "error": str(error)})
+        # Started again after stop() (a PostgreSQL replica that lost and regained the dispatch
+        # lease): what was in memory may have been applied by another replica meanwhile, so
+        # everything is read afresh from the inbox.
+        self._keys.clear()
+        self._in_memory = 0
+        self._last_id = 0
+        self._announced_id = 0
+        self._caught_up = False
+        self._ready = asyncio.Queue()
+        self._held.clear()
+        self.paused_reason = None
         self._stopping = False
         self._wake.set()
         self._tasks.append(asyncio.create_task(self._run_loader(), name="dispatch-loader"))
