@@ -146,7 +146,7 @@ def _work_items(argv: list[str]) -> int:
     if isinstance(args, int):
         return args
     db = _resolve_db(args.db)
-    from receiver.itsm.embedded import list_work_items
+    from receiver.storage.readers import list_work_items
 
     if args.failed:
         return _read(prog, db, lambda: _print_parked(_parked(db), as_json=args.json))
@@ -164,7 +164,7 @@ def _work_items(argv: list[str]) -> int:
 
 
 def _parked(db: str) -> list[dict[str, Any]]:
-    from receiver.inbox import list_parked
+    from receiver.storage.readers import list_parked
 
     return list_parked(db)
 
@@ -220,7 +220,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         metavar="PATH",
         default=None,
-        help=f"the receiver's SQLite file (default: ${DB_ENV}, else {DEFAULT_DB})",
+        help=f"the receiver's SQLite file or postgresql:// URL (default: ${DB_ENV}, else {DEFAULT_DB})",
     )
 
 
@@ -387,7 +387,7 @@ def _cmdb(argv: list[str]) -> int:
     if isinstance(args, int):
         return args
     db = _resolve_db(args.db)
-    from receiver.itsm.embedded import list_configuration_items
+    from receiver.storage.readers import list_configuration_items
 
     def show() -> None:
         cis = list_configuration_items(db)
@@ -405,7 +405,12 @@ def _cmdb(argv: list[str]) -> int:
 def _read(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a read-only listing, turning database problems into a message and exit status 1."""
     from receiver.itsm.embedded import DatabaseNotFoundError
+    from receiver.storage import is_postgres
 
+    if is_postgres(db):
+        from receiver.storage.readers import read_postgres
+
+        return read_postgres(prog, db, show)
     try:
         if not os.path.isfile(db):
             raise DatabaseNotFoundError(db)

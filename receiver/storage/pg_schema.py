@@ -49,6 +49,63 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE TABLE inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    (
+        2,
+        """
+        -- The embedded ITSM backend (receiver.itsm.embedded_pg); same tables as on SQLite.
+        CREATE TABLE work_items (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            number TEXT UNIQUE GENERATED ALWAYS AS (
+                'INC' || CASE WHEN id < 10000000 THEN lpad(id::text, 7, '0') ELSE id::text END) STORED,
+            correlation_key TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('New', 'Resolved', 'Closed')),
+            severity TEXT,
+            priority INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 5),
+            title TEXT NOT NULL,
+            description TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            resolved_at TEXT,
+            occurrences INTEGER NOT NULL DEFAULT 1,
+            closed_at TEXT
+        );
+        CREATE UNIQUE INDEX work_items_one_open_per_key ON work_items (correlation_key) WHERE state = 'New';
+        CREATE TABLE work_item_alerts (
+            work_item_id BIGINT NOT NULL REFERENCES work_items (id) ON DELETE CASCADE,
+            alert_id TEXT NOT NULL UNIQUE,
+            fired_at TEXT NOT NULL,
+            resolved_at TEXT,
+            seq BIGINT GENERATED ALWAYS AS IDENTITY,
+            PRIMARY KEY (work_item_id, alert_id)
+        );
+        CREATE TABLE work_item_notes (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            work_item_id BIGINT NOT NULL REFERENCES work_items (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE TABLE configuration_items (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            azure_resource_id TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL
+        );
+        CREATE TABLE work_item_cis (
+            work_item_id BIGINT NOT NULL REFERENCES work_items (id) ON DELETE CASCADE,
+            ci_id BIGINT NOT NULL REFERENCES configuration_items (id),
+            PRIMARY KEY (work_item_id, ci_id)
+        );
+        CREATE TABLE applied_events (
+            alert_id TEXT NOT NULL,
+            condition TEXT NOT NULL,
+            work_item_id BIGINT,
+            event_at TEXT NOT NULL,
+            applied_at TEXT NOT NULL,
+            PRIMARY KEY (alert_id, condition)
+        );
+        """,
+    ),
 )
 
 
