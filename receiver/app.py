@@ -474,6 +474,7 @@ def create_app(
         jwks = verifier.keys
     metrics = ReceiverMetrics()
     from receiver.storage import is_postgres, open_store
+    from receiver.storage.pg_connect import redact
 
     inbox = open_store(
         settings.db,
@@ -546,7 +547,7 @@ def create_app(
                 extra={
                     "event": "receiver_started",
                     "backend": backend.name,
-                    "db": settings.db,
+                    "db": redact(settings.db),
                     "pending": inbox.depth(),
                     "parked": inbox.parked(),
                 },
