@@ -4,7 +4,23 @@
 # For every stack the change touches (its stack file, or the program: then every stack) it appends
 # `secure-export diff --markdown` and the `plan --policy` report to COMMENT_FILE. Exit status 1 when
 # a stack is invalid, cannot be diffed or breaks a mandatory policy; the comment is written anyway.
+#   .github/review.sh --fit FILE [LIMIT]
+# prints FILE as a pull-request comment: unchanged when it has at most LIMIT characters (default
+# 60000; GitHub refuses comments over 65536), else without the per-resource <details> sections.
 set -uo pipefail
+
+if [ "${1:-}" = "--fit" ]; then
+  file="${2:?usage: review.sh --fit FILE [LIMIT]}"
+  limit="${3:-60000}"
+  if [ "$(wc -c <"$file")" -le "$limit" ]; then
+    cat "$file"
+  else
+    awk '/^<details>$/ { skip = 1 } !skip { print } /^<\/details>$/ { skip = 0 }' "$file"
+    echo
+    echo "_Per-resource sections left out: the whole review is longer than a comment may be. The job summary has all of it._"
+  fi
+  exit 0
+fi
 
 base="${1:?usage: review.sh BASE_REV COMMENT_FILE}"
 out="${2:?usage: review.sh BASE_REV COMMENT_FILE}"

@@ -404,6 +404,20 @@ def _offline_runtime() -> Iterator[None]:
             pulumi_resource._get_stack_trace = saved
 
 
+def _main_thread_loop() -> None:
+    """Give the calling thread an open event loop: the SDK runs the program on the current one.
+
+    ``asyncio.run`` (in the same process, before this run) leaves the thread with none, and the
+    SDK's ``get_event_loop()`` then raises "There is no current event loop".
+    """
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     program: Callable[[], Any],
     *,
@@ -419,9 +433,15 @@ def run_program(
     the program reads through ``pulumi.Config``; ``secret_keys`` names the secret ones and
     ``secret_values`` are plaintexts a renderer must mask. Each call starts a fresh engine.
     """
+    _main_thread_loop()
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
     engine_log = _EngineLog()
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        # An earlier asyncio.run() in this thread left it without a loop; the SDK needs one.
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(
         fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger

@@ -28,6 +28,7 @@ from components.offline import (
     public_inputs,
     run_program,
 )
+from components.tool_side import tool_side_lines
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -143,6 +144,9 @@ def render_tree(plan: dict[str, Any]) -> str:
     lines.append("outputs:")
     for key, value in plan["outputs"].items():
         lines.append(f"  {key}: {json.dumps(value) if not isinstance(value, str) else value}")
+    side = tool_side_lines(plan["outputs"])
+    if side:
+        lines += ["", *side]
     return "\n".join(lines) + "\n"
 
 

@@ -64,7 +64,7 @@ class ReceiverSettings(BaseSettings):
     """An SQLite file (one replica), or a ``postgresql://`` libpq URL (several replicas; docs/postgresql.md)."""
     db_auth: Literal["password", "entra"] = "password"
     """PostgreSQL only: ``password`` (from the URL or ``PGPASSWORD``) or ``entra`` (the managed identity's token)."""
-    itsm: Literal["embedded", "servicenow"] = "embedded"
+    itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
 
@@ -306,6 +306,17 @@ def _backend_problems(values: Mapping[str, str] | None) -> list[str]:
     return []
 
 
+def _bmc_problems(environ: Mapping[str, str]) -> list[str]:
+    """The BMC Helix variables' problems (``SECURE_EXPORT_BMC_*``), reported with the others."""
+    from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
+
+    try:
+        BmcSettings.load(environ)
+    except BmcSettingsError as error:
+        return str(error).splitlines()
+    return []
+
+
 def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: bool = False) -> ReceiverSettings:
     """Read and validate the receiver's configuration.
 
@@ -340,6 +351,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
             key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)
         }
         problems += _backend_problems(backend_values)
+    if itsm == "bmc-helix" and (settings is None or with_backend):
+        problems += _bmc_problems(source)
     if problems:
         problems += unknown_variables(source)
         raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))

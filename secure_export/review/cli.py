@@ -62,7 +62,9 @@ def main(argv: list[str]) -> int:
         here = (project_dir / stack_file).is_file()
         there = sides.exists_at(base, args.stack)
         if not here and not there:
-            known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (project_dir / "stacks").glob("Pulumi.*.yaml"))
+            known = sorted(
+                p.name[len("Pulumi.") : -len(".yaml")] for p in (project_dir / "stacks").glob("Pulumi.*.yaml")
+            )
             raise sides.ReviewError(
                 [
                     f"unknown stack {args.stack!r}: no {stack_file} in the working tree nor at {args.base}; "

@@ -113,12 +113,16 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 def _same(old: Any, new: Any) -> bool:
     # True == 1 in Python; a flag that became a number is a change.
-    return type(old) is type(new) and old == new or (
-        isinstance(old, (int, float))
-        and isinstance(new, (int, float))
-        and not isinstance(old, bool)
-        and not isinstance(new, bool)
+    return (
+        type(old) is type(new)
         and old == new
+        or (
+            isinstance(old, (int, float))
+            and isinstance(new, (int, float))
+            and not isinstance(old, bool)
+            and not isinstance(new, bool)
+            and old == new
+        )
     )
 
 
@@ -242,7 +246,8 @@ def diff_plans(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, *, 
     unchanged = 0
     for key, inputs in after.items():
         if key not in before:
-            changes.append(ResourceChange("create", *key, [PropertyChange(p, None, shown(v)) for p, v in leaves(inputs) if p]))
+            created = [PropertyChange(p, None, shown(v)) for p, v in leaves(inputs) if p]
+            changes.append(ResourceChange("create", *key, created))
         elif props[key]:
             props[key].sort(key=lambda p: _path_order(p.path))
             op: Op = "replace" if any(p.replaces for p in props[key]) else "update"
@@ -251,5 +256,6 @@ def diff_plans(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, *, 
             unchanged += 1
     for key, inputs in before.items():
         if key not in after:
-            changes.append(ResourceChange("delete", *key, [PropertyChange(p, shown(v), None) for p, v in leaves(inputs) if p]))
+            deleted = [PropertyChange(p, shown(v), None) for p, v in leaves(inputs) if p]
+            changes.append(ResourceChange("delete", *key, deleted))
     return DiffResult(stack=stack, base=base, changes=changes, unchanged=unchanged)

@@ -136,7 +136,9 @@ def check_alerts_stateful(resources: Sequence[Resource]) -> list[tuple[Resource,
     for resource in resources:
         if resource.type not in (METRIC_ALERT, LOG_ALERT):
             continue
-        wired = sorted((resource.depends_on & groups.keys()) | {ids[i] for i in _action_group_ids(resource) if i in ids})
+        wired = sorted(
+            (resource.depends_on & groups.keys()) | {ids[i] for i in _action_group_ids(resource) if i in ids}
+        )
         if wired and resource.props.get("autoMitigate") is not True:
             out.append(
                 (
@@ -215,7 +217,9 @@ def check_azns_retained(resource: Resource) -> list[str]:
     if resource.options.get("retainOnDelete") is True or resource.options.get("protect") is True:
         return []
     if "retainOnDelete" not in resource.options:
-        raise NotApplicable("the engine does not show the retainOnDelete option; `secure-export plan --policy` checks it")
+        raise NotApplicable(
+            "the engine does not show the retainOnDelete option; `secure-export plan --policy` checks it"
+        )
     return [
         "the AzNS AAD Webhook service principal is shared by every secure webhook in the tenant: declare it "
         "with retain_on_delete=True so that destroying this stack does not break the others"

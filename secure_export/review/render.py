@@ -1,7 +1,8 @@
-"""How ``secure-export diff`` prints a :class:`DiffResult`: like ``pulumi preview --diff``, as a pull-request comment, or as JSON."""
+"""How `secure-export diff` prints a DiffResult: like `pulumi preview --diff`, as a PR comment, or as JSON."""
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
 from typing import Any
@@ -30,6 +31,15 @@ def _property_line(change: ResourceChange, prop: PropertyChange) -> str:
     return f"      ~ {prop.path}: {value_text(prop.old)} => {value_text(prop.new)}{note}"
 
 
+def text_diff(prop: PropertyChange) -> list[str]:
+    """Return a unified diff of a multi-line string property (a KQL query), or [] for any other value."""
+    old, new = prop.old, prop.new
+    if not (isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new)):
+        return []
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1)
+    return [line for line in lines if not line.startswith(("---", "+++"))]
+
+
 def _base_text(result: DiffResult, commit: str | None) -> str:
     return f"{result.base} ({commit[:12]})" if commit else result.base
 
@@ -43,7 +53,9 @@ def render_text(result: DiffResult, commit: str | None = None) -> str:
     ]
     for change in result.changes:
         lines.append(f"  {SYMBOL[change.op]:<2} {change.type}: {change.name} ({change.op})")
-        lines.extend(_property_line(change, p) for p in change.properties)
+        for prop in change.properties:
+            lines.append(_property_line(change, prop))
+            lines.extend(f"          {line}" for line in text_diff(prop))
     if result.changes:
         lines.append("")
     lines.append("Resources:")
@@ -102,6 +114,11 @@ def render_markdown(result: DiffResult, commit: str | None = None) -> str:
             for prop in change.properties:
                 mark = " (forces replacement)" if prop.replaces else ""
                 lines.append(f"| {_code(prop.path)}{mark} | {_cell(prop.old)} | {_cell(prop.new)} |")
+            for prop in change.properties:
+                # A multi-line value (a log alert's query) is easier to review as a line diff.
+                hunks = text_diff(prop)
+                if hunks:
+                    lines += ["", f"{_code(prop.path)}:", "", "```diff", *hunks, "```"]
         else:
             lines.append("_no input properties_")
         lines += ["", "</details>"]

@@ -82,13 +82,13 @@ def _failure(answer: dict[str, Any], where: str, stack: str) -> ReviewError:
     return ReviewError([head, *(f"  {line}" for line in answer.get("problems") or [])])
 
 
-def _plan_in_child(root: Path, project_dir: Path, stack: str, salt: bytes, where: str) -> dict[str, Any]:
-    """Plan in a child interpreter whose import path starts at ``root``: that tree's own code."""
-    env = {**os.environ, "PYTHONPATH": str(root), plan_side.SALT_VARIABLE: salt.hex()}
+def _plan_in_child(project_dir: Path, stack: str, salt: bytes, where: str) -> dict[str, Any]:
+    """Plan in a child interpreter whose import path starts at ``project_dir``: that tree's own code."""
+    env = {**os.environ, "PYTHONPATH": str(project_dir), plan_side.SALT_VARIABLE: salt.hex()}
     env.pop("PYTHONSAFEPATH", None)
     script = str(Path(plan_side.__file__).resolve())
     command = [sys.executable, script, "--stack", stack, "--project-dir", str(project_dir)]
-    child = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    child = subprocess.run(command, cwd=project_dir, env=env, capture_output=True, text=True, check=False)
     try:
         answer = json.loads(child.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
@@ -111,7 +111,7 @@ def plan_base(base: Base, stack: str, salt: bytes, log: TextIO) -> dict[str, Any
         shutil.rmtree(scratch, ignore_errors=True)
         raise ReviewError([f"{where}: git could not check the revision out: {added.stderr.strip()}"])
     try:
-        return _plan_in_child(tree, tree / base.project_rel, stack, salt, where)
+        return _plan_in_child(tree / base.project_rel, stack, salt, where)
     finally:
         _git(base.repo_root, "worktree", "remove", "--force", str(tree))
         shutil.rmtree(scratch, ignore_errors=True)
@@ -121,4 +121,4 @@ def plan_base(base: Base, stack: str, salt: bytes, log: TextIO) -> dict[str, Any
 def plan_working_tree(base: Base, stack: str, salt: bytes, log: TextIO) -> dict[str, Any]:
     """Plan ``stack`` as in the working tree, with the working tree's code; raise ReviewError naming the side."""
     log.write(f"secure-export diff: planning stack {stack!r} in the working tree\n")
-    return _plan_in_child(base.repo_root, base.repo_root / base.project_rel, stack, salt, "working tree")
+    return _plan_in_child(base.repo_root / base.project_rel, stack, salt, "working tree")

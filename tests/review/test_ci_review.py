@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".github" / "review.sh"
 WORKFLOW = REPO / ".github" / "workflows" / "stack-review.yml"
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None, reason="needs git and bash")
+pytestmark = pytest.mark.skipif(
+    shutil.which("git") is None or shutil.which("bash") is None, reason="needs git and bash"
+)
 
 
 @pytest.fixture
@@ -85,6 +87,20 @@ def test_a_change_outside_the_program_touches_no_stack(repo):
     assert code == 0 and "touches no stack" in comment
 
 
+def test_a_review_too_long_for_a_comment_keeps_its_summaries_and_drops_the_sections(repo):
+    edit(repo / "components" / "action_group.py", "enabled=True,", "enabled=False,")
+    commit(repo, "disable the group")
+    _, comment, _ = review(repo)
+    fit = lambda limit: subprocess.run(  # noqa: E731
+        ["bash", str(SCRIPT), "--fit", str(repo / "review.md"), str(limit)], capture_output=True, text=True, check=True
+    ).stdout
+    assert fit(len(comment) + 10) == comment
+    short = fit(500)
+    assert "<details>" not in short and "job summary has all of it" in short
+    assert short.count("<!-- secure-export-diff stack=") == 2 and "**Policies for `dev`: pass.**" in short
+    assert "**1 to update; " in short
+
+
 def test_the_workflow_runs_the_review_posts_it_and_previews_with_credentials():
     document = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     triggers = document.get("on", document.get(True))
@@ -93,11 +109,12 @@ def test_the_workflow_runs_the_review_posts_it_and_previews_with_credentials():
     runs = "\n".join(step.get("run", "") for step in offline["steps"])
     assert '.github/review.sh "$BASE" review.md' in runs
     assert "gh pr comment" in runs and "<!-- secure-export-review -->" in runs
+    assert ".github/review.sh --fit review.md > comment.md" in runs
     assert any(step.get("with", {}).get("fetch-depth") == 0 for step in offline["steps"])
     # The cloud job runs only where credentials are configured, and uses this repository's pack.
     assert "AZURE_CLIENT_ID" in preview["if"] and preview["needs"] == "offline"
     preview_runs = "\n".join(step.get("run", "") for step in preview["steps"])
-    assert "pulumi preview --stack \"$stack\" --diff --policy-pack policy" in preview_runs
+    assert 'pulumi preview --stack "$stack" --diff --policy-pack policy' in preview_runs
     assert (REPO / "policy" / "PulumiPolicy.yaml").is_file()
     # Every extra the workflow installs is one pyproject.toml defines.
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")

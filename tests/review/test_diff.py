@@ -110,8 +110,12 @@ def test_no_plan_on_one_side_is_all_creates_or_all_deletes():
 def test_made_up_ids_and_outputs_never_count_as_changes():
     # Another offline engine makes up another subscription id: the action group's id and the
     # alert's reference to it differ as strings, yet both sides mean the same resource.
-    old = plan(group(made_up_sub="1111"), rule(group_id="/subscriptions/1111/resourceGroups/rg/providers/x/actionGroups/ag-1"))
-    new = plan(group(made_up_sub="2222"), rule(group_id="/subscriptions/2222/resourceGroups/rg/providers/x/actionGroups/ag-1"))
+    old = plan(
+        group(made_up_sub="1111"), rule(group_id="/subscriptions/1111/resourceGroups/rg/providers/x/actionGroups/ag-1")
+    )
+    new = plan(
+        group(made_up_sub="2222"), rule(group_id="/subscriptions/2222/resourceGroups/rg/providers/x/actionGroups/ag-1")
+    )
     new["resources"][1]["outputs"]["id"] = "/subscriptions/2222/elsewhere/cpu"
     assert diff_plans(old, new, stack="s", base="HEAD").changes == []
 
@@ -129,8 +133,18 @@ def test_a_property_that_forces_replacement_makes_a_replace_and_spreads_to_its_r
 
 
 def test_a_replaced_reference_in_a_replace_triggering_property_replaces_the_dependent_too():
-    rg_old = res(RG, "rg", {"resourceGroupName": "rg-a", "location": "westeurope"}, {"id": "/subscriptions/1/resourceGroups/rg-a", "name": "rg-a"})
-    rg_new = res(RG, "rg", {"resourceGroupName": "rg-a", "location": "northeurope"}, {"id": "/subscriptions/1/resourceGroups/rg-a", "name": "rg-a"})
+    rg_old = res(
+        RG,
+        "rg",
+        {"resourceGroupName": "rg-a", "location": "westeurope"},
+        {"id": "/subscriptions/1/resourceGroups/rg-a", "name": "rg-a"},
+    )
+    rg_new = res(
+        RG,
+        "rg",
+        {"resourceGroupName": "rg-a", "location": "northeurope"},
+        {"id": "/subscriptions/1/resourceGroups/rg-a", "name": "rg-a"},
+    )
     made_up_name = res(
         "azure-native:storage:StorageAccount",
         "sa",
@@ -171,8 +185,14 @@ def test_keys_that_are_not_plain_names_are_quoted_in_paths():
 
 
 def _app(password, salt=b"k" * 16):
-    raw = {"configuration": {"secrets": [{"name": "servicenow-password", "value": password}]}, "sharedKey": "engine-key"}
-    masked = {"configuration": {"secrets": [{"name": "servicenow-password", "value": "[secret]"}]}, "sharedKey": "[secret]"}
+    raw = {
+        "configuration": {"secrets": [{"name": "servicenow-password", "value": password}]},
+        "sharedKey": "engine-key",
+    }
+    masked = {
+        "configuration": {"secrets": [{"name": "servicenow-password", "value": "[secret]"}]},
+        "sharedKey": "[secret]",
+    }
     inputs = fingerprinted(masked, raw, salt, frozenset({password}))
     return res(APP, "app", inputs)
 
@@ -277,3 +297,19 @@ def test_replace_table_has_its_documented_properties():
     assert forces_replacement("azure-native:web:WebApp", "resourceGroupName")
     assert not forces_replacement("secure-export:index:SecureExport", "anything")
     assert all(names for names in REPLACE_ON_CHANGES.values())
+
+
+def test_a_changed_query_is_also_shown_as_a_line_diff():
+    query = 'AppRequests\n| where ResultCode startswith "5"\n| summarize Errors = count() by _ResourceId\n'
+    old = plan(res("azure-native:monitor:ScheduledQueryRule", "errors", {"criteria": {"allOf": [{"query": query}]}}))
+    new_query = query.replace('"5"', '"4"')
+    new = plan(
+        res("azure-native:monitor:ScheduledQueryRule", "errors", {"criteria": {"allOf": [{"query": new_query}]}})
+    )
+    result = diff_plans(old, new, stack="s", base="HEAD")
+    text = render_text(result)
+    assert '          -| where ResultCode startswith "5"\n          +| where ResultCode startswith "4"\n' in text
+    markdown = render_markdown(result)
+    assert '```diff\n@@ -1,3 +1,3 @@\n AppRequests\n-| where ResultCode startswith "5"\n+| where ResultCode' in markdown
+    # The table row stays one line.
+    assert '| `criteria.allOf[0].query` | `"AppRequests\\n\\| where' in markdown

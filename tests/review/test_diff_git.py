@@ -21,20 +21,30 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A git repository holding this project's Pulumi program and the dev stack, committed once."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
+def make_project(repo: Path) -> None:
+    """Copy this project's Pulumi program and its dev stack into ``repo``."""
+    repo.mkdir(parents=True)
     shutil.copytree(REPO / "components", repo / "components", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("__main__.py", "Pulumi.yaml"):
         shutil.copy(REPO / name, repo / name)
     (repo / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", repo / "stacks" / "Pulumi.dev.yaml")
+
+
+def init(repo: Path) -> None:
+    """Make ``repo`` a git repository with everything in it committed."""
     git(repo, "init", "--quiet", "--initial-branch=main")
     git(repo, "config", "user.email", "reviewer@example.com")
     git(repo, "config", "user.name", "Reviewer")
     commit(repo, "dev stack")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A git repository holding this project's Pulumi program and the dev stack, committed once."""
+    repo = tmp_path / "repo"
+    make_project(repo)
+    init(repo)
     return repo
 
 
@@ -152,6 +162,23 @@ def test_an_unknown_stack_lists_the_stacks_there_are(project, capsys):
     code = main(["--stack", "nope", "--project-dir", str(project)])
     _, err = capsys.readouterr()
     assert code == 2 and "unknown stack 'nope'" in err and "stacks in the working tree: dev" in err
+
+
+def test_a_project_in_a_subdirectory_of_the_repository(tmp_path, capsys):
+    infra = tmp_path / "repo" / "infra"
+    make_project(infra)
+    # Each side's own components are the ones in infra/, not the installed package.
+    edit(infra / "components" / "action_group.py", "enabled=True,", "enabled=False,")
+    init(tmp_path / "repo")
+    edit(infra / "components" / "action_group.py", "enabled=False,", "enabled=True,")
+    edit(infra / "stacks" / "Pulumi.dev.yaml", "threshold: 90", "threshold: 70")
+    code, out, _ = run(capsys, infra, "--json")
+    assert code == 0
+    changes = {c["type"]: c["properties"] for c in json.loads(out)["changes"]}
+    assert changes == {
+        "azure-native:monitor:ActionGroup": [{"path": "enabled", "old": False, "new": True}],
+        "azure-native:monitor:MetricAlert": [{"path": "criteria.allOf[0].threshold", "old": 90, "new": 70}],
+    }
 
 
 def test_outside_a_git_repository_is_a_clear_error(tmp_path, capsys):
