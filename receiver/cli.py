@@ -228,7 +228,9 @@ def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
     """Run an operation, turning an :class:`~receiver.inbox_ops.OpsError` into its message and exit 1."""
     from receiver.inbox_ops import OpsError
 
-    if "://" in db:
+    from receiver.storage import is_postgres
+
+    if "://" in db and not is_postgres(db):
         sys.stderr.write(
             f"{prog}: {db.split('://', 1)[0]}:// databases are not supported by this command; "
             "use the receiver's ops endpoints (docs/operations.md)\n"

@@ -90,7 +90,7 @@ class PostgresInbox:
         self.replica = secrets.token_hex(6)
         """This process's name in NOTIFY payloads (its own notifications are not echoed to it)."""
         self._on_committed = on_committed
-        self._on_remote: Callable[[], None] | None = None
+        self._on_remote: Callable[[str], None] | None = None
         self._pool: Any = None
         self._queue: asyncio.Queue[_Put | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,8 +113,12 @@ class PostgresInbox:
         """``callback(new_rows)`` on the event loop after this replica committed new rows."""
         self._on_committed = callback
 
-    def set_on_remote_commit(self, callback: Callable[[], None] | None) -> None:
-        """``callback()`` when another replica committed rows (its NOTIFY arrived)."""
+    def set_on_remote_commit(self, callback: Callable[[str], None] | None) -> None:
+        """``callback(payload)`` when another replica committed rows or an operator changed some.
+
+        The payload is ``"<replica>:<id>"`` for new rows, ``"ops:changed"`` after a replay or
+        discard, and ``""`` after the listener (re)connected (anything may have happened meanwhile).
+        """
         self._on_remote = callback
 
     async def open(self) -> None:
@@ -410,7 +414,7 @@ class PostgresInbox:
                 self._listener = conn
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(CHANNEL, self._notified)
-                self._wake_remote()  # anything committed while we were not listening
+                self._wake_remote("")  # anything committed while we were not listening
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(RECOUNT_SECONDS):
@@ -431,11 +435,11 @@ class PostgresInbox:
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if not payload.startswith(f"{self.replica}:"):
-            self._wake_remote()
+            self._wake_remote(payload)
 
-    def _wake_remote(self) -> None:
+    def _wake_remote(self, payload: str) -> None:
         if self._on_remote is not None:
-            self._on_remote()
+            self._on_remote(payload)
 
     async def _recount_loop(self) -> None:
         while True:
