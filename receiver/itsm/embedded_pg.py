@@ -5,7 +5,7 @@ of migration 2 (:mod:`receiver.storage.pg_schema`). What is specific to several 
 
 * **Numbers come from a sequence** (the ``work_items`` identity; ``number`` is generated from
   it), so two replicas never hand out the same number. A rolled-back transaction leaves a gap.
-* Each event runs in one transaction that first takes ``pg_advisory_xact_lock`` on its
+* Each event runs in one transaction (committed asynchronously: see ``apply``) that first takes ``pg_advisory_xact_lock`` on its
   correlation key: even while the dispatch lease changes hands, one key is changed by one
   transaction at a time. ``applied_events`` (primary key ``(alert_id, condition)``) written in
   the same transaction makes a replay a no-op; the partial unique index keeps one open item per
@@ -119,7 +119,14 @@ class EmbeddedPostgresBackend(Backend):
             raise TransientBackendError("embedded backend not started")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", event.correlation_key)
+                # Asynchronous commit, as the SQLite backend's synchronous=NORMAL: the inbox's "done"
+                # for this row commits synchronously later, and flushing the WAL up to it makes this
+                # earlier transaction durable too; a crash before that loses both, and the row is
+                # applied again (idempotently).
+                await conn.execute(
+                    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    event.correlation_key,
+                )
                 outcome, item_id = await self._apply_in_transaction(conn, event)
         except _errors() as error:
             raise TransientBackendError(f"embedded backend write failed: {error or type(error).__name__}") from error

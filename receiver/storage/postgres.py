@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,25 @@ CHANNEL = "secure_export_inbox"
 RECOUNT_SECONDS = 5.0
 LISTEN_RETRY_SECONDS = 1.0
 _MAX_BATCH = 1000
+_MAX_PAYLOADS = 10_000
+"""Parsed alerts of this replica's own recent rows kept for the dispatcher (spares a second parse)."""
+_INSERT = """
+WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($5)),
+inserted AS (
+    INSERT INTO inbox (alert_id, monitor_condition, body, received_at)
+    SELECT u.alert_id, u.condition, u.body, u.received_at
+    FROM lock, unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(alert_id, condition, body, received_at)
+    ON CONFLICT ON CONSTRAINT inbox_delivery DO NOTHING
+    RETURNING id, alert_id, monitor_condition
+),
+notified AS MATERIALIZED (
+    SELECT pg_notify($6, $7 || max(id)::text) FROM inserted HAVING count(*) > 0
+)
+SELECT inserted.alert_id, inserted.monitor_condition, inserted.id FROM inserted
+UNION ALL
+SELECT NULL, NULL, NULL FROM notified
+"""
+"""A batch of deliveries in one statement: insert-lock, idempotent insert, NOTIFY with the highest id."""
 _SELECT_ROW = "SELECT id, alert_id, monitor_condition, body, received_at, attempts, next_attempt_at FROM inbox "
 
 
@@ -96,6 +117,9 @@ class PostgresInbox:
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._puts_waiting = 0
+        self._payloads: OrderedDict[int, Any] = OrderedDict()
+        self._done: list[tuple[int, WorkItemRef | None, asyncio.Future[None]]] = []
+        self._done_task: asyncio.Task[None] | None = None
         self._depth = 0
         self._parked = 0
         self._closed = True
@@ -157,6 +181,9 @@ class PostgresInbox:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._done_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._done_task, timeout=5.0)  # confirmations already queued
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
@@ -219,24 +246,14 @@ class PostgresInbox:
         fresh = list(firsts.values())
         try:
             async with asyncio.timeout(max(self.busy_timeout * 5, 5.0)):
-                async with self._pool.acquire() as conn, conn.transaction():
-                    waited = time.monotonic()
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", INSERT_LOCK)
-                    waited = time.monotonic() - waited
+                async with self._pool.acquire() as conn:
+                    # One statement, so one round trip and its own transaction: the lock is taken before
+                    # any id is drawn and held until the commit, and NOTIFY is delivered at the commit.
                     records = await conn.fetch(
-                        "INSERT INTO inbox (alert_id, monitor_condition, body, received_at) "
-                        "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) "
-                        "ON CONFLICT ON CONSTRAINT inbox_delivery DO NOTHING "
-                        "RETURNING id, alert_id, monitor_condition",
-                        [item.alert_id for item in fresh],
-                        [item.condition for item in fresh],
-                        [item.body for item in fresh],
-                        [item.received_at for item in fresh],
+                        _INSERT, [item.alert_id for item in fresh], [item.condition for item in fresh],
+                        [item.body for item in fresh], [item.received_at for item in fresh],
+                        INSERT_LOCK, CHANNEL, f"{self.replica}:",
                     )
-                    if records:
-                        await conn.execute(
-                            "SELECT pg_notify($1, $2)", CHANNEL, f"{self.replica}:{max(r[0] for r in records)}"
-                        )
         except _errors() as error:
             self.write_failures += 1
             self.last_error = str(error) or type(error).__name__
@@ -249,10 +266,7 @@ class PostgresInbox:
                     )
             return
         self.last_error = None
-        if waited > 0.001:
-            self.lock_waits += 1
-            self.lock_wait_seconds += waited
-        ids = {(r[1], r[2]): r[0] for r in records}
+        ids = {(r[0], r[1]): r[2] for r in records if r[2] is not None}
         new_rows: list[InboxRow] = []
         for item in fresh:
             row_id = ids.get((item.alert_id, item.condition))
@@ -261,6 +275,11 @@ class PostgresInbox:
                     InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.payload)
                 )
         new_rows.sort(key=lambda row: row.id)
+        for row in new_rows:
+            if row.payload is not None:
+                self._payloads[row.id] = row.payload
+        while len(self._payloads) > _MAX_PAYLOADS:
+            self._payloads.popitem(last=False)
         self.commits += 1
         self.rows_written += len(new_rows)
         self._depth += len(new_rows)
@@ -285,11 +304,19 @@ class PostgresInbox:
             raise InboxUnavailable(f"inbox database unavailable: {error or type(error).__name__}") from error
 
     async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
-        """Pending rows with ``id > after_id`` in arrival order (at most ``limit``)."""
+        """Pending rows with ``id > after_id`` in arrival order (at most ``limit``).
+
+        Rows this replica accepted recently carry the alert the request already parsed.
+        """
         records = await self._run(
             lambda c: c.fetch(_SELECT_ROW + "WHERE state = 'pending' AND id > $1 ORDER BY id LIMIT $2", after_id, limit)
         )
-        return [_row(r) for r in records]
+        rows = []
+        for record in records:
+            row = _row(record)
+            payload = self._payloads.pop(row.id, None)
+            rows.append(dataclasses.replace(row, payload=payload) if payload is not None else row)
+        return rows
 
     async def replayed(self, up_to_id: int, limit: int = 5000) -> list[InboxRow]:
         """Pending rows an operator replayed, with ``id <= up_to_id``."""
@@ -316,10 +343,49 @@ class PostgresInbox:
         self._depth -= _count(status)
 
     def mark_done_soon(self, row_id: int, work_item: WorkItemRef | None = None) -> asyncio.Future[None]:
-        """:meth:`mark_done` without waiting; the future settles when it is committed."""
+        """:meth:`mark_done` without waiting; confirmations queued meanwhile share one statement.
+
+        The future settles when the confirmation is committed.
+        """
         if self._pool is None:
             raise InboxUnavailable("the inbox is closed")
-        return asyncio.ensure_future(self.mark_done(row_id, work_item))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done.append((row_id, work_item, future))
+        if self._done_task is None or self._done_task.done():
+            self._done_task = asyncio.create_task(self._confirm_done(), name="pg-inbox-confirm")
+        return future
+
+    async def _confirm_done(self) -> None:
+        while self._done:
+            batch, self._done = self._done, []
+            ids = [row_id for row_id, _, _ in batch]
+            refs = [(row_id, ref.number, ref.url) for row_id, ref, _ in batch if ref is not None]
+            now = _iso_at(time.time())
+
+            async def confirm(conn: Any) -> str:
+                async with conn.transaction():
+                    status: str = await conn.execute(
+                        "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL "
+                        "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
+                        ids, now,
+                    )
+                    if refs:
+                        await conn.executemany(
+                            "UPDATE inbox SET work_item = $2, work_item_url = $3 WHERE id = $1", refs
+                        )
+                return status
+
+            try:
+                status = await self._run(confirm)
+            except InboxUnavailable as error:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self._depth -= _count(status)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def record_failure(self, row_id: int, attempts: int, error: str, next_attempt_at: float | None) -> None:
         """Remember a failed attempt (survives restarts and a move to another replica)."""

@@ -191,3 +191,30 @@ def test_work_items_on_an_unreachable_database_says_so_without_the_password() ->
     traced = _cli(env, "trace", "x", "--db", url)
     assert traced.returncode == 1 and "s3cret" not in traced.stderr and "Traceback" not in traced.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_commit_on_one_replica_wakes_the_other_at_once(postgres_url: str) -> None:
+    async def scenario() -> None:
+        first, second = PostgresInbox(postgres_url), PostgresInbox(postgres_url)
+        await first.open()
+        await second.open()
+        woken: asyncio.Queue[str] = asyncio.Queue()
+        first.set_on_remote_commit(woken.put_nowait)
+        await asyncio.sleep(0.3)  # the listener subscribed
+        while not woken.empty():
+            woken.get_nowait()  # the wake-up after (re)connecting
+        result = await second.put("a", "Fired", b"{}")
+        payload = await asyncio.wait_for(woken.get(), timeout=5)
+        assert payload == f"{second.replica}:{result.row_id}"
+        own: asyncio.Queue[str] = asyncio.Queue()
+        second.set_on_remote_commit(own.put_nowait)
+        await asyncio.sleep(0.3)
+        while not own.empty():
+            own.get_nowait()
+        await second.put("b", "Fired", b"{}")
+        await asyncio.sleep(0.5)
+        assert own.empty()  # a replica is not woken by its own commits (it hands the rows over itself)
+        await first.close()
+        await second.close()
+
+    asyncio.run(scenario())
