@@ -107,6 +107,7 @@ def plain_full_program(rules: int) -> Callable[[], None]:
         project, stack = pulumi.get_project(), pulumi.get_stack()
         identity, receiver = f"{STACK_NAME}-identity", f"{STACK_NAME}-receiver"
         role_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"secure-export/{project}/{stack}/{SECURE_WEBHOOK_ROLE}"))
+        token_version = 1
 
         # Azure AD: the receiver's application and service principal, the role for AzNS.
         deployer = azuread.get_client_config_output()
@@ -121,7 +122,7 @@ def plain_full_program(rules: int) -> Callable[[], None]:
             identifier_uris=[identifier_uri],
             owners=owners,
             sign_in_audience="AzureADMyOrg",
-            api=azuread.ApplicationApiArgs(requested_access_token_version=1),
+            api=azuread.ApplicationApiArgs(requested_access_token_version=token_version),
             app_roles=[
                 azuread.ApplicationAppRoleArgs(
                     id=role_id,
@@ -306,6 +307,7 @@ def plain_full_program(rules: int) -> Callable[[], None]:
         pulumi.export("clientId", application.client_id)
         pulumi.export("identifierUri", identifier_uri)
         pulumi.export("tenantId", deployer.tenant_id)
+        pulumi.export("accessTokenVersion", token_version)
         pulumi.export("roleId", role_id)
         pulumi.export("deployerObjectId", deployer.object_id)
         pulumi.export("actionGroupId", action_group.id)

@@ -437,11 +437,6 @@ def run_program(
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
     engine_log = _EngineLog()
-    try:
-        asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        # An earlier asyncio.run() in this thread left it without a loop; the SDK needs one.
-        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(
         fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger

@@ -259,16 +259,19 @@ OTHER_VARIABLES = (
 )
 """Contract variables (docs/design.md) read outside this class: never reported as unknown."""
 BACKEND_PREFIXES = ("SECURE_EXPORT_SERVICENOW_", "SECURE_EXPORT_BMC_")
-"""Variables a backend validates itself (ServiceNow's against its own fields, below)."""
+"""Variables a backend validates itself (ServiceNow's and BMC Helix's against their own fields, below)."""
 
 
 def known_variables() -> list[str]:
     """Every ``SECURE_EXPORT_*`` name the receiver reads (for "did you mean")."""
+    from receiver.itsm.bmc_helix.settings import ENV_PREFIX as BMC_PREFIX
+    from receiver.itsm.bmc_helix.settings import BmcSettings
     from receiver.itsm.servicenow_settings import ENV_PREFIX as SERVICENOW_PREFIX
     from receiver.itsm.servicenow_settings import ServiceNowSettings
 
     names = [env_name(field) for field in ReceiverSettings.model_fields]
     names += [SERVICENOW_PREFIX + field.upper() for field in ServiceNowSettings.model_fields]
+    names += [BMC_PREFIX + field.upper() for field in BmcSettings.model_fields]
     return names + list(OTHER_VARIABLES)
 
 
@@ -282,8 +285,6 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)):
         if name in known_set:
             continue
-        if name.startswith(BACKEND_PREFIXES[1]):
-            continue  # the BMC backend checks its own variables
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         hint = f"; did you mean {close[0]}?" if close else "; see docs/receiver.md for the variables"
         lines.append(f"{name}: unknown variable, ignored{hint}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,14 @@ from receiver.itsm.markers import correlation_id
 from receiver.local_issuer import LocalIssuer
 from tests.bmc.helpers import PASSWORD, USER, settings
 from tests.bmc_fake import FakeBmc
-from tests.receiver.harness import SUBSCRIPTION, TEST_DEFAULTS, RunningReceiver, alert_body, start_receiver
+from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"
-BACKOFF_CAP = float(TEST_DEFAULTS["DISPATCH_BACKOFF_CAP_SECONDS"])
+MAX_ATTEMPTS = 3
+
+
+def _refused_logins(fake: FakeBmc) -> int:
+    return sum(1 for r in list(fake.requests) if r.path == "/api/jwt/login" and r.status == 401)
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +87,19 @@ def test_resolved_before_fired_over_http_leaves_no_open_incident(
 def test_wrong_credentials_pause_dispatch_and_readyz_says_why_until_fixed(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc
 ) -> None:
-    with _receiver(tmp_path, issuer, instance, env={"dispatch_max_attempts": 3}, password="not-the-password") as rx:
+    with _receiver(tmp_path, issuer, instance, env={"dispatch_max_attempts": MAX_ATTEMPTS},
+                   password="not-the-password") as rx:
         token = issuer.mint()
         for n in (1, 2, 3):
             assert rx.post_alert(alert_body(n), token).status_code == 202
-        rx.wait_until(lambda: any(r.path == "/api/jwt/login" and r.status == 401 for r in instance.requests),
-                      what="a refused login")
-        time.sleep(3 * BACKOFF_CAP * 5)  # far beyond the attempts' backoff budget
+        dispatcher = rx.runtime.dispatcher
+        rx.wait_until(lambda: dispatcher.paused_reason is not None, what="dispatching to pause")
+        refused = _refused_logins(instance)
+        # Paused for longer than the attempts' budget: every readiness re-check (at least the backoff
+        # cap apart) tries to log in; 2 x max attempts of them and still nothing parked.
+        rx.wait_until(lambda: _refused_logins(instance) >= refused + 2 * MAX_ATTEMPTS,
+                      what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused")
+        assert not [r for r in instance.requests if "/entry/" in r.path]
         assert rx.inbox_counts() == {"pending": 3, "done": 0, "parked": 0}
         assert rx.runtime.dispatcher.paused_reason and "refused the login" in rx.runtime.dispatcher.paused_reason
         ready = rx.get("/readyz")

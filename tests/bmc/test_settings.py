@@ -74,3 +74,11 @@ def test_serve_exits_2_naming_the_variable(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "SECURE_EXPORT_BMC_URL: must use https" in done.stderr
     assert SECRET not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_misspelt_bmc_variable_gets_a_suggestion() -> None:
+    from receiver.settings import unknown_variables
+
+    lines = unknown_variables(BASE | {"SECURE_EXPORT_BMC_ASSIGNED_GRUOP": "Cloud Operations"})
+    assert lines == ["SECURE_EXPORT_BMC_ASSIGNED_GRUOP: unknown variable, ignored; "
+                     "did you mean SECURE_EXPORT_BMC_ASSIGNED_GROUP?"]
