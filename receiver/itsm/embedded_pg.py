@@ -39,16 +39,11 @@ from receiver.itsm.embedded import (
     _validated_priority_map,
     work_item_number,
 )
-from receiver.storage.pg_connect import Database, DbAuth, TokenSource, redact
+from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.pg_schema import SchemaTooNew, migrate
 
 _log = logging.getLogger(__name__)
 
-
-def _errors() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
 
 
 class EmbeddedPostgresBackend(Backend):
@@ -65,7 +60,7 @@ class EmbeddedPostgresBackend(Backend):
         priority_map: Mapping[str, int] | None = None,
         pool_size: int = 4,
     ) -> None:
-        self.database = Database(url, auth="entra" if auth == "entra" else "password", token_source=token_source)
+        self.database = Database(url, auth=auth, token_source=token_source)
         self._where = redact(url)
         self._priority_map = _validated_priority_map(priority_map or {})
         self._pool_size = pool_size
@@ -83,7 +78,7 @@ class EmbeddedPostgresBackend(Backend):
             return
         try:
             pool = await self.database.create_pool(min_size=1, max_size=self._pool_size)
-        except _errors() as error:
+        except connection_errors() as error:
             raise TransientBackendError(f"embedded backend database {self._where} unreachable: {error}") from error
         try:
             async with pool.acquire() as conn:
@@ -91,7 +86,7 @@ class EmbeddedPostgresBackend(Backend):
         except SchemaTooNew as error:
             await pool.close()
             raise PermanentBackendError(str(error)) from error
-        except _errors() as error:
+        except connection_errors() as error:
             await pool.close()
             raise TransientBackendError(f"embedded backend schema update failed: {error}") from error
         self._pool = pool
@@ -109,7 +104,7 @@ class EmbeddedPostgresBackend(Backend):
         try:
             async with self._pool.acquire(timeout=5) as conn:
                 await conn.fetchval("SELECT 1", timeout=5)
-        except _errors() as error:
+        except connection_errors() as error:
             return Readiness(False, f"embedded backend database unavailable: {error or type(error).__name__}")
         return Readiness(True)
 
@@ -128,7 +123,7 @@ class EmbeddedPostgresBackend(Backend):
                     event.correlation_key,
                 )
                 outcome, item_id = await self._apply_in_transaction(conn, event)
-        except _errors() as error:
+        except connection_errors() as error:
             raise TransientBackendError(f"embedded backend write failed: {error or type(error).__name__}") from error
         self.transactions += 1
         _log.debug(
@@ -275,7 +270,7 @@ class EmbeddedPostgresBackend(Backend):
 
 async def list_work_items(url: str, *, auth: DbAuth | str = "password") -> list[dict[str, Any]]:
     """Every work item with the fields of DESIGN.md, oldest first (one consistent snapshot)."""
-    database = Database(url, auth="entra" if auth == "entra" else "password")
+    database = Database(url, auth=auth)
     conn = await database.connect()
     try:
         if await conn.fetchval("SELECT to_regclass('work_items') IS NULL"):
@@ -314,7 +309,7 @@ async def list_work_items(url: str, *, auth: DbAuth | str = "password") -> list[
 
 async def list_configuration_items(url: str, *, auth: DbAuth | str = "password") -> list[dict[str, Any]]:
     """Every CI with the fields of DESIGN.md, in order of first binding."""
-    database = Database(url, auth="entra" if auth == "entra" else "password")
+    database = Database(url, auth=auth)
     conn = await database.connect()
     try:
         if await conn.fetchval("SELECT to_regclass('configuration_items') IS NULL"):

@@ -25,6 +25,13 @@ STRONG_SSLMODES = ("require", "verify-ca", "verify-full")
 DbAuth = Literal["password", "entra"]
 
 
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """What losing or not reaching the database raises (asyncpg's errors, sockets, timeouts)."""
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
+
+
 class DatabaseUrlError(ValueError):
     """``SECURE_EXPORT_DB`` is not a usable PostgreSQL URL; the message says what to change."""
 
@@ -117,12 +124,12 @@ class Database:
     One instance per process, so every pool and connection shares one cached Entra token.
     """
 
-    def __init__(self, url: str, *, auth: DbAuth = "password", token_source: TokenSource | None = None) -> None:
+    def __init__(self, url: str, *, auth: DbAuth | str = "password", token_source: TokenSource | None = None) -> None:
         self.url = url
         self.sslmode = check_url(url)
-        self.auth = auth
+        self.auth: DbAuth = "entra" if auth == "entra" else "password"
         self.password: CachedToken | None = None
-        if auth == "entra":
+        if self.auth == "entra":
             self.password = CachedToken(token_source or entra_token_source())
         elif token_source is not None:
             self.password = CachedToken(token_source)

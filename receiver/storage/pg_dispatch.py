@@ -25,7 +25,7 @@ import contextlib
 import logging
 from typing import Any
 
-from receiver.storage.pg_connect import Database
+from receiver.storage.pg_connect import Database, connection_errors
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,6 @@ DISPATCH_LOCK = 0x5EC0_0003
 KEEPALIVE_SETTINGS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
 """Server-side keepalives of the lease session: a vanished holder is noticed within ~25 s."""
 
-
-def _errors() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
 
 
 class DispatchLease:
@@ -94,7 +89,7 @@ class DispatchLease:
             except asyncio.CancelledError:
                 await self._let_go(conn, "shutting down")
                 raise
-            except _errors() as error:
+            except connection_errors() as error:
                 reason = f"database unreachable for the dispatch lease: {error or type(error).__name__}"
                 await self._let_go(conn, reason)
             await asyncio.sleep(self.check_seconds)

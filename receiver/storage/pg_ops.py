@@ -14,7 +14,7 @@ from typing import Any
 
 from receiver.inbox import _iso_at
 from receiver.inbox_ops import _MAX_REASON, OpsError, OpsResult, operator
-from receiver.storage.pg_connect import Database, DatabaseUrlError, redact
+from receiver.storage.pg_connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres import CHANNEL
 
 _DELIVERY = (
@@ -24,19 +24,16 @@ _DELIVERY = (
 
 
 def _database(url: str) -> Database:
-    auth = os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower()
-    return Database(url, auth="entra" if auth == "entra" else "password")
+    return Database(url, auth=os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower())
 
 
 def _run(url: str, work: Any) -> Any:
-    import asyncpg
-
     async def go() -> Any:
         try:
             conn = await _database(url).connect()
         except DatabaseUrlError as error:
             raise OpsError(f"{redact(url)}: {error}") from None
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+        except connection_errors() as error:
             raise OpsError(f"cannot reach the PostgreSQL database {redact(url)}: {error or type(error).__name__}") from None
         try:
             if await conn.fetchval("SELECT to_regclass('inbox') IS NULL"):

@@ -30,7 +30,7 @@ from typing import Any
 
 from receiver.inbox import InboxRow, InboxUnavailable, PutResult, _iso_at
 from receiver.itsm.base import WorkItemRef
-from receiver.storage.pg_connect import Database, DbAuth, TokenSource, redact
+from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.pg_schema import migrate
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,6 @@ SELECT NULL, NULL, NULL FROM notified
 """A batch of deliveries in one statement: insert-lock, idempotent insert, NOTIFY with the highest id."""
 _SELECT_ROW = "SELECT id, alert_id, monitor_condition, body, received_at, attempts, next_attempt_at FROM inbox "
 
-
-def _errors() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError)
 
 
 def _row(record: Any) -> InboxRow:
@@ -102,7 +97,7 @@ class PostgresInbox:
         discarded_retention_seconds: float | None = None,
         pool_size: int = 10,
     ) -> None:
-        self.database = Database(url, auth="entra" if auth == "entra" else "password", token_source=token_source)
+        self.database = Database(url, auth=auth, token_source=token_source)
         self.db_path = redact(url)
         self.busy_timeout = busy_timeout
         self.retention_seconds = retention_seconds
@@ -152,7 +147,7 @@ class PostgresInbox:
             async with self._pool.acquire() as conn:
                 await migrate(conn)
             await self._recount()
-        except _errors() as error:
+        except connection_errors() as error:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
@@ -254,7 +249,7 @@ class PostgresInbox:
                         [item.body for item in fresh], [item.received_at for item in fresh],
                         INSERT_LOCK, CHANNEL, f"{self.replica}:",
                     )
-        except _errors() as error:
+        except connection_errors() as error:
             self.write_failures += 1
             self.last_error = str(error) or type(error).__name__
             log.error("inbox write failed", extra={"event": "inbox_write_failed", "error": self.last_error})
@@ -300,7 +295,7 @@ class PostgresInbox:
         try:
             async with self._pool.acquire(timeout=max(self.busy_timeout * 5, 5.0)) as conn:
                 return await fn(conn)
-        except _errors() as error:
+        except connection_errors() as error:
             raise InboxUnavailable(f"inbox database unavailable: {error or type(error).__name__}") from error
 
     async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
@@ -489,7 +484,7 @@ class PostgresInbox:
                         await conn.fetchval("SELECT 1", timeout=RECOUNT_SECONDS)
             except asyncio.CancelledError:
                 raise
-            except _errors() as error:
+            except connection_errors() as error:
                 log.warning("inbox listener lost its connection; reconnecting",
                             extra={"event": "inbox_listen_failed", "error": str(error) or type(error).__name__})
             finally:
@@ -510,7 +505,7 @@ class PostgresInbox:
     async def _recount_loop(self) -> None:
         while True:
             await asyncio.sleep(RECOUNT_SECONDS)
-            with contextlib.suppress(*_errors(), InboxUnavailable):
+            with contextlib.suppress(*connection_errors(), InboxUnavailable):
                 await self._recount()
 
     async def _prune_loop(self) -> None:

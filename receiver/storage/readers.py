@@ -50,7 +50,7 @@ def list_parked(db: str) -> list[dict[str, Any]]:
     async def read() -> list[dict[str, Any]]:
         from receiver.storage.pg_connect import Database
 
-        conn = await Database(db, auth="entra" if _auth() == "entra" else "password").connect()
+        conn = await Database(db, auth=_auth()).connect()
         try:
             if await conn.fetchval("SELECT to_regclass('inbox') IS NULL"):
                 return []
@@ -67,16 +67,14 @@ def list_parked(db: str) -> list[dict[str, Any]]:
 
 def read_postgres(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a listing against PostgreSQL; an unreachable or refusing database is a message and exit 1."""
-    import asyncpg
-
-    from receiver.storage.pg_connect import DatabaseUrlError, redact
+    from receiver.storage.pg_connect import DatabaseUrlError, connection_errors, redact
 
     try:
         show()
     except DatabaseUrlError as error:
         sys.stderr.write(f"{prog}: {redact(db)}: {error}\n")
         return 1
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+    except connection_errors() as error:
         sys.stderr.write(
             f"{prog}: cannot read the PostgreSQL database {redact(db)}: {error or type(error).__name__}; "
             "check --db / $SECURE_EXPORT_DB and $SECURE_EXPORT_DB_AUTH\n"
