@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -358,6 +358,17 @@ class ReceiverConfig(_Model):
     concurrent_requests: int = Field(default=50, ge=1, le=1000)
     log_retention_days: int = Field(default=30, ge=30, le=730)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    operator_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
+    no_delivery_window: str = "PT1H"
+    refused_token_threshold: int = Field(default=20, ge=1, le=100000)
+
+    @field_validator("no_delivery_window")
+    @classmethod
+    def _check_no_delivery_window(cls, value: Any) -> str:
+        seconds = duration_seconds(value)
+        if not 15 * 60 <= seconds <= 2 * 86400:
+            raise ValueError(f"must be between PT15M and P2D (a log search alert's window), got {value!r}")
+        return str(value)
 
     @model_validator(mode="after")
     def _replicas(self) -> ReceiverConfig:
@@ -541,6 +552,9 @@ class StackConfig(_Model):
                 "concurrent_requests": receiver.concurrent_requests,
                 "log_retention_days": receiver.log_retention_days,
                 "database": receiver.database.to_args(),
+                "operator_emails": receiver.operator_emails or None,
+                "no_delivery_window": receiver.no_delivery_window,
+                "refused_token_threshold": receiver.refused_token_threshold,
             },
             "servicenow_username": servicenow.username if servicenow else None,
             "servicenow_password": secret(self.servicenow_password),

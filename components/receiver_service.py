@@ -1,6 +1,7 @@
 """``ReceiverService``: the secure-export receiver on Azure Container Apps."""
 
 import hashlib
+import hmac
 import re
 import uuid
 from typing import Any, NotRequired, Optional, TypedDict
@@ -16,12 +17,18 @@ from pulumi_azure_native import (
 )
 
 from components.receiver_database import DatabaseSettings, ReceiverDatabase
+from components.receiver_watch import watch_receiver
 from components.validation import checked_tenant_id, subscription_of
 
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 DB_MOUNT_PATH = "/data"
 DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
+OPS_PORT = 9090
+"""Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``): ``/metrics``, detailed
+``/readyz``, trace/replay/discard. Mapped as an additional, internal-only ingress port."""
+CREDENTIALS_REVISION_VARIABLE = "SECURE_EXPORT_ITSM_REVISION"
+"""Template variable that changes with the ITSM credentials, so that rotating them starts a new revision."""
 RECEIVER_UID = 10001
 """User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""
 INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file_mode=0600,nobrl,mfsymlinks"
@@ -100,6 +107,12 @@ class ReceiverServiceArgs(TypedDict):
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    operator_emails: NotRequired[Optional[list[str]]]
+    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
+    no_delivery_window: NotRequired[Optional[str]]
+    """ISO 8601 window of the "Azure sent alerts but none reached the ITSM tool" rule (default PT1H)."""
+    refused_token_threshold: NotRequired[Optional[int]]
+    """Refused tokens (401/403) within 5 minutes that raise the operators' alert (default 20)."""
     tags: NotRequired[Optional[dict[str, str]]]
     """Tags on every resource."""
 
@@ -272,8 +285,10 @@ class ReceiverService(pulumi.ComponentResource):
                 # DefaultAzureCredential picks this user-assigned identity for the database token.
                 {"name": "AZURE_CLIENT_ID", "value": db_identity.client_id},
             ]
+            # No storage account exists: the workspace's shared key (also a secret held in Azure) keys the HMAC.
+            revision_key: Any = workspace_keys.primary_shared_key
         else:
-            volume_name = self._sqlite_share(name, rg_name, location, environment, tags)
+            volume_name, account_keys = self._sqlite_share(name, rg_name, location, environment, tags)
             volumes = [
                 {
                     "name": "inbox",
@@ -283,6 +298,18 @@ class ReceiverService(pulumi.ComponentResource):
                 }
             ]
             volume_mounts = [{"volume_name": "inbox", "mount_path": DB_MOUNT_PATH}]
+            revision_key = account_keys.keys[0].value
+        if secrets:
+            # Container Apps starts no revision when only a secret changes; this variable in the
+            # template changes with them. An HMAC keyed with a key held in Azure (the inbox storage
+            # account's, or with PostgreSQL the workspace's), so the value can be shown (plan, portal)
+            # and reveals nothing guessable; it is unsecreted so that the rest of the template stays
+            # readable in plans.
+            key = pulumi.Output.secret(revision_key)
+            revision = pulumi.Output.all(key, *[secret["value"] for secret in secrets]).apply(
+                lambda parts: credentials_revision(parts[0], parts[1:])
+            )
+            env.append({"name": CREDENTIALS_REVISION_VARIABLE, "value": pulumi.Output.unsecret(revision)})
 
         registries: Any = None
         identity: Any = None
@@ -328,6 +355,10 @@ class ReceiverService(pulumi.ComponentResource):
                     "allow_insecure": False,
                     "target_port": RECEIVER_PORT,
                     "transport": "auto",
+                    # The ops port is reachable only from inside the environment (external: false).
+                    "additional_port_mappings": [
+                        {"external": False, "target_port": OPS_PORT, "exposed_port": OPS_PORT}
+                    ],
                 },
                 "secrets": secrets or None,
                 "registries": registries,
@@ -385,6 +416,21 @@ class ReceiverService(pulumi.ComponentResource):
         self.container_app_id = container_app.id
         self.workspace_id = workspace.id
         self.environment_id = environment.id
+        operator_emails = list(args.get("operator_emails") or [])
+        if operator_emails:
+            watch_receiver(
+                name,
+                parent=self,
+                resource_group_name=rg_name,
+                location=location,
+                app_name=app_name,
+                container_app_id=container_app.id,
+                workspace_id=workspace.id,
+                operator_emails=operator_emails,
+                no_delivery_window=args.get("no_delivery_window") or "PT1H",
+                refused_token_threshold=int(args.get("refused_token_threshold") or 20),
+                tags=tags,
+            )
         self.register_outputs(
             {
                 "url": self.url,
@@ -396,8 +442,8 @@ class ReceiverService(pulumi.ComponentResource):
             }
         )
 
-    def _sqlite_share(self, name: str, rg_name: Any, location: str, environment: Any, tags: Any) -> Any:
-        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name."""
+    def _sqlite_share(self, name: str, rg_name: Any, location: str, environment: Any, tags: Any) -> tuple[Any, Any]:
+        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name and the account's keys."""
         child = pulumi.ResourceOptions(parent=self)
         # The inbox (SQLite) must outlive revisions and restarts: an Azure Files share, one writer.
         account = storage.StorageAccount(
@@ -439,7 +485,7 @@ class ReceiverService(pulumi.ComponentResource):
             },
             opts=child,
         )
-        return env_storage.name
+        return env_storage.name, account_keys
 
     @staticmethod
     def _environment(
@@ -447,6 +493,7 @@ class ReceiverService(pulumi.ComponentResource):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
         env: list[dict[str, Any]] = [
+            {"name": "SECURE_EXPORT_OPS_PORT", "value": str(OPS_PORT)},
             {"name": "SECURE_EXPORT_TENANT_ID", "value": tenant_id},
             {"name": "SECURE_EXPORT_AUDIENCES", "value": pulumi.Output.all(*audiences).apply(",".join)},
             {"name": "SECURE_EXPORT_DB", "value": DB_PATH},
@@ -509,3 +556,15 @@ def _bmc_environment(
     secrets.append({"name": "bmc-password", "value": pulumi.Output.secret(args.get("bmc_password"))})
     env.append({"name": "SECURE_EXPORT_BMC_PASSWORD", "secret_ref": "bmc-password"})
     return secrets, env
+
+
+def credentials_revision(key: str, values: Any) -> str:
+    """The value of :data:`CREDENTIALS_REVISION_VARIABLE`: HMAC-SHA256 of the credentials under ``key``.
+
+    Changes whenever any credential changes; without ``key`` (held in Azure, a Pulumi secret) it
+    cannot be checked against a guessed password.
+    """
+    digest = hmac.new(str(key).encode(), digestmod=hashlib.sha256)
+    for value in values:
+        digest.update(str(value).encode() + b"\0")
+    return digest.hexdigest()[:32]

@@ -61,6 +61,12 @@ class ReceiverSettingsArgs(TypedDict):
     """Log Analytics retention in days (default 30)."""
     database: NotRequired[Optional[DatabaseSettings]]
     """The inbox's database: sqlite (default, one replica) or postgresql (a flexible server, several replicas)."""
+    operator_emails: NotRequired[Optional[list[str]]]
+    """E-mail addresses alerted when the receiver itself needs attention (rules in docs/operations.md)."""
+    no_delivery_window: NotRequired[Optional[str]]
+    """Window of the "alerts sent, none delivered" rule (default PT1H)."""
+    refused_token_threshold: NotRequired[Optional[int]]
+    """Refused tokens within 5 minutes that alert the operators (default 20)."""
 
 
 DIRECT_TOOLS = ("servicenow-em", "bmc-helix", "other")

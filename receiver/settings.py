@@ -160,17 +160,11 @@ class ReceiverSettings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _check_db(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must be a file path for the SQLite database or a postgresql:// URL")
-        from receiver.storage import is_postgres
+        from receiver.database import database_location  # the one reading of SECURE_EXPORT_DB
 
-        if is_postgres(value):
-            from receiver.storage.pg_connect import check_url
-
-            check_url(value)  # its DatabaseUrlError (a ValueError) names what to change
-        elif "://" in value:
-            raise ValueError("must be a file path (SQLite) or a postgresql:// URL; no other database is supported")
-        return value
+        location = database_location(value)  # a PostgreSQL URL's problems name what to change, never the URL
+        location.require_directory()
+        return location.path
 
     @field_validator("priority_map", mode="before")
     @classmethod
@@ -223,8 +217,12 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+_NOT_ECHOED = frozenset({"db"})
+"""Fields whose value is never repeated in an error: a database URL may carry a password."""
+
+
 def _given(value: Any) -> str:
-    """`` (got 'x')`` for a value worth echoing (these settings hold no secrets), else nothing."""
+    """`` (got 'x')`` for a value worth echoing (the settings outside ``_NOT_ECHOED`` hold no secrets), else nothing."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         if isinstance(value, str) and "://" in value:
             from receiver.storage.pg_connect import redact
@@ -243,7 +241,7 @@ def _describe_lines(error: ValidationError) -> list[str]:
         message = message.removeprefix("Value error, ")
         if item.get("type") == "missing":
             message = "is required but not set"
-        elif field and "got " not in message:
+        elif field and field not in _NOT_ECHOED and "got " not in message:
             message += _given(item.get("input"))
         if field:
             lines.append(f"{env_name(field)}: {message}")
@@ -256,8 +254,11 @@ OTHER_VARIABLES = (
     "SECURE_EXPORT_ROUTING",
     "SECURE_EXPORT_REOPEN_WINDOW",
     "SECURE_EXPORT_STATELESS_TTL",
+    "SECURE_EXPORT_ITSM_REVISION",
 )
-"""Contract variables (docs/design.md) read outside this class: never reported as unknown."""
+"""Contract variables (docs/design.md) read outside this class, and ``SECURE_EXPORT_ITSM_REVISION``
+(set by the Pulumi component so that rotated credentials start a new revision; the receiver
+ignores it): never reported as unknown."""
 BACKEND_PREFIXES = ("SECURE_EXPORT_SERVICENOW_", "SECURE_EXPORT_BMC_")
 """Variables a backend validates itself (ServiceNow's and BMC Helix's against their own fields, below)."""
 
@@ -356,6 +357,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
         problems += _bmc_problems(source)
     if problems:
         problems += unknown_variables(source)
-        raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))
+        # One problem is one line (what `serve` prints before exiting 2); several get a line each.
+        separator = "\n" if len(problems) > 1 else " "
+        raise SettingsError("invalid receiver configuration:" + separator + "\n".join(problems))
     assert settings is not None
     return settings

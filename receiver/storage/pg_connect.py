@@ -53,18 +53,18 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("postgresql", "postgres"):
         raise DatabaseUrlError("must start with postgresql:// for PostgreSQL")
     if not parts.hostname:
-        raise DatabaseUrlError("names no host; expected postgresql://USER@HOST:5432/DATABASE")
+        raise DatabaseUrlError("the PostgreSQL URL names no host; expected postgresql://USER@HOST:5432/DATABASE")
     if not parts.path.strip("/"):
-        raise DatabaseUrlError("names no database; expected postgresql://USER@HOST:5432/DATABASE")
+        raise DatabaseUrlError("the PostgreSQL URL names no database; expected postgresql://USER@HOST:5432/DATABASE")
     if not parts.username:
         raise DatabaseUrlError(
-            "names no user; with SECURE_EXPORT_DB_AUTH=entra the user is the managed identity's name"
+            "the PostgreSQL URL names no user; with SECURE_EXPORT_DB_AUTH=entra the user is the managed identity's name"
         )
     modes = parse_qs(parts.query).get("sslmode", [])
     mode = modes[-1] if modes else "require"
     if mode not in STRONG_SSLMODES:
         raise DatabaseUrlError(
-            f"sslmode={mode} is not allowed: TLS is required; use sslmode=require, verify-ca or verify-full"
+            f"sslmode={mode} in the PostgreSQL URL is not allowed: TLS is required; use sslmode=require, verify-ca or verify-full"
         )
     return mode
 

@@ -37,6 +37,7 @@ def test_demo_command_exits_0_and_prints_resolved_work_items_and_cis(tmp_path: P
     assert out.count("Resolved  ") >= 3
     assert "401  token signed by a key not in the tenant's JWKS" in out
     assert "403  token without the ActionGroupsSecureWebhook role" in out
+    assert "503  token naming a key id the JWKS lacks, within the refetch interval  unknown_signing_key" in out
     assert "duplicate" in out
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []

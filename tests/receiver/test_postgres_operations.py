@@ -154,11 +154,11 @@ def test_password_from_pgpassword_and_tls_required(postgres_cluster: PostgresClu
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u:s3cret@db.example/app?sslmode=disable", "sslmode=disable is not allowed: TLS is required"),
-        ("postgresql://u:s3cret@db.example/app?sslmode=prefer", "sslmode=prefer is not allowed"),
+        ("postgresql://u:s3cret@db.example/app?sslmode=disable", "sslmode=disable in the PostgreSQL URL is not allowed: TLS is required"),
+        ("postgresql://u:s3cret@db.example/app?sslmode=prefer", "sslmode=prefer in the PostgreSQL URL is not allowed"),
         ("postgresql://u:s3cret@db.example", "names no database"),
         ("postgresql://db.example/app", "names no user"),
-        ("mysql://u:s3cret@db.example/app", "no other database is supported"),
+        ("mysql://u:s3cret@db.example/app", "mysql:// is not supported"),
     ],
 )
 def test_bad_database_urls_are_refused_naming_the_variable_without_the_password(url: str, message: str) -> None:
