@@ -28,10 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from receiver.inbox import InboxRow, InboxUnavailable, PutResult, _iso_at
+from receiver.inbox import InboxOpenError, InboxRow, InboxUnavailable, PutResult, _iso_at
 from receiver.itsm.base import WorkItemRef
 from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
-from receiver.storage.pg_schema import migrate
+from receiver.storage.pg_schema import SchemaTooNew, migrate
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,17 @@ class PostgresInbox:
             async with self._pool.acquire() as conn:
                 await migrate(conn)
             await self._recount()
-        except connection_errors() as error:
+        except (*connection_errors(), SchemaTooNew) as error:
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
-            raise InboxUnavailable(f"cannot open the inbox database {self.db_path}: {error}") from error
+            message = (
+                f"cannot open the inbox database {self.db_path}: {error or type(error).__name__}; "
+                "check SECURE_EXPORT_DB and SECURE_EXPORT_DB_AUTH"
+            )
+            # Refused credentials, a missing database or role, a newer schema: configuration (serve
+            # exits 2). An unreachable server is a failure to start that a restart may cure (exit 1).
+            raise (InboxOpenError if _is_configuration(error) else InboxUnavailable)(message) from error
         self._closed = False
         self._tasks = [
             asyncio.create_task(self._write_loop(), name="pg-inbox-writer"),
@@ -524,6 +530,19 @@ class PostgresInbox:
             except Exception as error:  # noqa: BLE001 - housekeeping: try again later
                 log.warning("inbox pruning failed", extra={"event": "prune_failed", "error": str(error)})
             await asyncio.sleep(interval)
+
+
+def _is_configuration(error: BaseException) -> bool:
+    """Whether a failure to open the inbox is the configuration's (not the network's or the server's state)."""
+    import asyncpg
+
+    return isinstance(
+        error,
+        SchemaTooNew
+        | asyncpg.InvalidAuthorizationSpecificationError  # wrong password or token, no such role, pg_hba
+        | asyncpg.InvalidCatalogNameError  # no such database
+        | asyncpg.InsufficientPrivilegeError,
+    )
 
 
 def _count(status: str) -> int:

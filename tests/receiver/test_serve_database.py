@@ -88,14 +88,24 @@ def test_a_postgresql_url_that_cannot_work_is_refused_naming_what_to_change(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unreachable_postgresql_server_stops_the_start_in_one_line_without_the_password(tmp_path: Path) -> None:
+def test_an_unreachable_postgresql_server_fails_the_start_in_one_line_without_the_password(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    line = assert_one_line_refusal(serve(tmp_path, f"postgresql://receiver:s3cret-pw@127.0.0.1:{port}/x"), "inbox")
-    assert "s3cret-pw" not in line
+    result = serve(tmp_path, f"postgresql://receiver:s3cret-pw@127.0.0.1:{port}/x")
+    assert result.returncode == 1, result.stderr  # not configuration: a restart may find the server up
+    [line] = [line for line in result.stderr.splitlines() if json.loads(line)["level"] == "error"]
+    assert "cannot open the inbox database" in line and "SECURE_EXPORT_DB" in line
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_refused_postgresql_password_is_configuration_exit_2(tmp_path: Path, postgres_url: str) -> None:
+    user, rest = postgres_url.split("//", 1)[1].split(":", 1)
+    wrong = f"postgresql://{user}:wrong-s3cret@{rest.split('@', 1)[1]}"
+    line = assert_one_line_refusal(serve(tmp_path, wrong), "cannot open the inbox database", "password")
+    assert "wrong-s3cret" not in line
 
 
 def test_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
