@@ -37,6 +37,8 @@ class BenchConfig(BaseModel):
     and the three programs (components, plain, plain-full) then take about 3 minutes in all."""
     receiver: bool = True
     program: bool = True
+    stores: bool = True
+    """The inbox stores beside their durable baselines (bench.stores): SQLite, PostgreSQL with 1 and 2 replicas."""
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:

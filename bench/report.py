@@ -123,6 +123,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     program = results.get("program")
     if program and "error" not in program and program.get("rows"):
         rows.extend(_program_targets(program))
+    stores = results.get("stores")
+    if stores and "error" not in stores:
+        from bench.stores import targets as store_targets
+
+        rows.extend(store_targets(stores))
     return rows
 
 
@@ -344,6 +349,13 @@ def table(results: dict[str, Any]) -> str:
         lines += _program_table(program)
     elif program:
         lines += ["", f"Program cost: not measured — {program['error']}"]
+    stores = results.get("stores")
+    if stores and "error" not in stores:
+        from bench.stores import table as stores_table
+
+        lines += stores_table(stores)
+    elif stores:
+        lines += ["", f"Inbox stores: not measured — {stores['error']}"]
     lines += ["", "Targets:"]
     for row in results.get("targets", []):
         lines.append(f"  [{_verdict(row['met']):>6}] {row['target']}: {row['figure']}")

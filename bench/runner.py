@@ -37,10 +37,14 @@ def run(config: BenchConfig, progress: Callable[[str], None]) -> int:
         results["receiver"] = _guarded("receiver benchmark", progress, lambda: ReceiverBench(config, progress).run())
     if config.program:
         results["program"] = _guarded("program-cost benchmark", progress, lambda: program_cost.run(config, progress))
+    if config.stores:
+        from bench.stores import StoresBench
+
+        results["stores"] = _guarded("stores benchmark", progress, lambda: StoresBench(config, progress).run())
     results["finished_at"] = report.finished_at()
     results["targets"] = report.targets(results)
     report.write_json(results, json_path)
     report.plot(results, png_path)
     print(report.table(results))
-    failed = any("error" in results.get(half, {}) for half in ("receiver", "program"))
+    failed = any("error" in results.get(half, {}) for half in ("receiver", "program", "stores"))
     return 1 if failed else 0

@@ -14,6 +14,7 @@ from components.alert_rules import (
     watched_subscriptions,
 )
 from components.identity import SecureWebhookIdentity
+from components.receiver_database import DatabaseSettings
 from components.receiver_service import ReceiverService
 
 
@@ -58,6 +59,8 @@ class ReceiverSettingsArgs(TypedDict):
     """Concurrent requests per replica before scaling out (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    database: NotRequired[Optional[DatabaseSettings]]
+    """The inbox's database: sqlite (default, one replica) or postgresql (a flexible server, several replicas)."""
     operator_emails: NotRequired[Optional[list[str]]]
     """E-mail addresses alerted when the receiver itself needs attention (rules in docs/operations.md)."""
     no_delivery_window: NotRequired[Optional[str]]

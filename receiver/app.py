@@ -56,12 +56,13 @@ from receiver.auth import (
     single_authorization,
 )
 from receiver.dispatch import Dispatcher
-from receiver.inbox import Inbox, InboxUnavailable
+from receiver.inbox import InboxUnavailable
 from receiver.itsm.base import Backend, PermanentBackendError
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import ReceiverMetrics, route_label
 from receiver.schema import AlertParseError, parse_alert
 from receiver.settings import ReceiverSettings
+from receiver.storage import InboxStore
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,13 @@ class Runtime:
     verifier: TokenVerifier
     jwks: JwksCache
     owns_jwks: bool
-    inbox: Inbox
+    inbox: InboxStore
     dispatcher: Dispatcher
     metrics: ReceiverMetrics
     ops_watcher: Any = None
     """The :class:`~receiver.ops_watch.OpsWatcher` while the app runs."""
+    dispatch_lease: Any = None
+    """PostgreSQL: the :class:`~receiver.storage.pg_dispatch.DispatchLease` of this replica."""
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
@@ -492,8 +495,12 @@ def create_app(
     else:
         jwks = verifier.keys
     metrics = ReceiverMetrics()
-    inbox = Inbox(
+    from receiver.storage import is_postgres, open_store
+    from receiver.storage.pg_connect import redact
+
+    inbox = open_store(
         settings.db,
+        db_auth=settings.db_auth,
         busy_timeout=settings.inbox_busy_timeout_seconds,
         retention_seconds=settings.inbox_retention_days * 86400 if settings.inbox_retention_days else None,
         discarded_retention_seconds=(
@@ -537,14 +544,19 @@ def create_app(
                     if owns_jwks:
                         stack.push_async_callback(jwks.close)
                 stack.push_async_callback(backend.close)
-                await dispatcher.start()
-                stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
                 from receiver.ops_watch import OpsWatcher, prune_resolved_loop
 
-                watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
-                await watcher.start()
-                stack.push_async_callback(watcher.stop)
-                runtime.ops_watcher = watcher
+                if is_postgres(settings.db):
+                    from receiver.storage.shared import start_shared_dispatch
+
+                    runtime.dispatch_lease = await start_shared_dispatch(inbox, dispatcher, settings, stack)
+                else:
+                    await dispatcher.start()
+                    stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+                    watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
+                    await watcher.start()
+                    stack.push_async_callback(watcher.stop)
+                    runtime.ops_watcher = watcher
                 from receiver.activity import summary_loop
 
                 summary = asyncio.create_task(summary_loop(runtime, settings.activity_log_seconds))
@@ -567,7 +579,7 @@ def create_app(
                 extra={
                     "event": "receiver_started",
                     "backend": backend.name,
-                    "db": settings.db,
+                    "db": redact(settings.db),
                     "pending": inbox.depth(),
                     "parked": inbox.parked(),
                 },
