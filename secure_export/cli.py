@@ -21,11 +21,11 @@ commands:
   work-items resolve|close NUMBER --note TEXT
                                      resolve or close an embedded work item
   cmdb [--json] [--db PATH|URL]      list the embedded backend's configuration items
-  trace ALERT_ID [--db PATH] [--json]
+  trace ALERT_ID [--db PATH|URL] [--json]
                                      every delivery of an alert and the work item it became
-  replay (--id N ... | --all) [--db PATH]
+  replay (--id N ... | --all) [--db PATH|URL]
                                      parked deliveries back to pending (receiver may run)
-  discard --id N ... --reason TEXT [--db PATH]
+  discard --id N ... --reason TEXT [--db PATH|URL]
                                      give up on parked deliveries, kept with who and why
   plan --stack NAME [--json] [--policy]
                                      evaluate the Pulumi program offline and print its resources
