@@ -50,18 +50,16 @@ def close_work_item(
     """
     if action not in ("resolve", "close"):
         raise OpsError(f"unknown action {action!r}; use resolve or close")
-    from receiver.storage import is_postgres
-
-    if is_postgres(db_path):
-        raise OpsError(
-            "resolving or closing embedded work items by hand is not available on PostgreSQL in this version; "
-            "they resolve when Azure sends Resolved (docs/postgresql.md)"
-        )
     note = " ".join(note.split())
     if not note:
         raise OpsError("a note is required (--note TEXT): say what was done")
     who = by or operator()
     number = number.strip().upper()
+    text = f"{'Resolved' if action == 'resolve' else 'Closed'} by {who}: {note}"
+    from receiver.storage import is_postgres
+
+    if is_postgres(db_path):
+        return _close_on_postgres(db_path, number, "resolve" if action == "resolve" else "close", text)
     conn = _connect(db_path)
     try:
         with write_transaction(conn, _LOCK_WAIT_SECONDS):
@@ -74,7 +72,6 @@ def close_work_item(
                 if state != "New":
                     raise OpsError(f"{number} is {state}; only a New work item can be resolved")
                 conn.execute("UPDATE work_items SET state = 'Resolved', resolved_at = ? WHERE id = ?", (now, item_id))
-                text = f"Resolved by {who}: {note}"
             else:
                 if state == "Closed":
                     raise OpsError(f"{number} is already Closed")
@@ -83,13 +80,26 @@ def close_work_item(
                     "WHERE id = ?",
                     (now, now, item_id),
                 )
-                text = f"Closed by {who}: {note}"
             conn.execute(
                 "INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, now, text[:4000])
             )
     finally:
         conn.close()
     return next(item for item in list_work_items(db_path) if item["number"] == number)
+
+
+def _close_on_postgres(url: str, number: str, action: Literal["resolve", "close"], text: str) -> dict[str, Any]:
+    import asyncio
+
+    from receiver.itsm.work_item_ops_pg import WorkItemNotFoundError
+    from receiver.itsm.work_item_ops_pg import close_work_item as close_in_postgres
+    from receiver.storage.readers import db_auth, list_work_items
+
+    try:
+        asyncio.run(close_in_postgres(url, number, action=action, text=text, auth=db_auth()))
+    except WorkItemNotFoundError as error:
+        raise WorkItemNotFound(str(error)) from None
+    return next(item for item in list_work_items(url) if item["number"] == number)
 
 
 def prune_resolved(conn: sqlite3.Connection, older_than_seconds: float, *, limit: int = 1000) -> int:

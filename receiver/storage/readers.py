@@ -14,7 +14,8 @@ from typing import Any
 from receiver.storage import is_postgres
 
 
-def _auth() -> str:
+def db_auth() -> str:
+    """``SECURE_EXPORT_DB_AUTH`` as the receiver reads it (``password`` when unset)."""
     return os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower() or "password"
 
 
@@ -23,7 +24,7 @@ def list_work_items(db: str) -> list[dict[str, Any]]:
     if is_postgres(db):
         from receiver.itsm.embedded_pg import list_work_items as from_postgres
 
-        return asyncio.run(from_postgres(db, auth=_auth()))
+        return asyncio.run(from_postgres(db, auth=db_auth()))
     from receiver.itsm.embedded import list_work_items as from_sqlite
 
     return from_sqlite(db)
@@ -34,7 +35,7 @@ def list_configuration_items(db: str) -> list[dict[str, Any]]:
     if is_postgres(db):
         from receiver.itsm.embedded_pg import list_configuration_items as from_postgres
 
-        return asyncio.run(from_postgres(db, auth=_auth()))
+        return asyncio.run(from_postgres(db, auth=db_auth()))
     from receiver.itsm.embedded import list_configuration_items as from_sqlite
 
     return from_sqlite(db)
@@ -50,7 +51,7 @@ def list_parked(db: str) -> list[dict[str, Any]]:
     async def read() -> list[dict[str, Any]]:
         from receiver.storage.pg_connect import Database
 
-        conn = await Database(db, auth=_auth()).connect()
+        conn = await Database(db, auth=db_auth()).connect()
         try:
             if await conn.fetchval("SELECT to_regclass('inbox') IS NULL"):
                 return []

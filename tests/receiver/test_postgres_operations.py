@@ -93,8 +93,18 @@ def test_a_parked_row_replayed_with_the_cli_reaches_the_dispatching_replica(
     traced = json.loads(_cli(env, "trace", str(alert_body(7)["data"]["essentials"]["alertId"]), "--json").stdout)
     [delivery] = traced["deliveries"]
     assert (delivery["state"], delivery["replayed_by"], delivery["work_item"]) == ("done", "alice", "INC0000001")
-    by_hand = _cli(env, "work-items", "resolve", "INC0000001", "--note", "fixed")
-    assert by_hand.returncode == 1 and "not available on PostgreSQL" in by_hand.stderr, by_hand.stderr
+    by_hand = _cli(env, "work-items", "resolve", "INC0000001", "--note", "fixed", "--by", "bob")
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert query(postgres_url, "SELECT state FROM work_items WHERE number = 'INC0000001'") == [("Resolved",)]
+    twice = _cli(env, "work-items", "resolve", "INC0000001", "--note", "again")
+    assert twice.returncode == 1 and "only a New work item can be resolved" in twice.stderr, twice.stderr
+    closed = _cli(env, "work-items", "close", "INC0000001", "--note", "done", "--by", "bob")
+    assert closed.returncode == 0, closed.stderr
+    [item] = json.loads(_cli(env, "work-items", "--json").stdout)
+    assert item["state"] == "Closed"
+    assert [note.split(" ", 1)[1] for note in item["notes"][-2:]] == ["Resolved by bob: fixed", "Closed by bob: done"]
+    missing = _cli(env, "work-items", "close", "INC0000099", "--note", "x")
+    assert missing.returncode == 1 and "no work item INC0000099" in missing.stderr, missing.stderr
     again = _cli(env, "discard", "--id", str(row_id), "--reason", "x", "--json")
     assert again.returncode == 1 and json.loads(again.stdout)["skipped"] == [{"id": row_id, "reason": "it is done, not parked"}]
 
