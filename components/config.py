@@ -443,12 +443,49 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model that holds the key at ``loc`` (its last part), following the field types."""
+    import typing
+
+    model: type[BaseModel] = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return None
+        candidates = [field.annotation]
+        found: type[BaseModel] | None = None
+        while candidates:
+            kind = candidates.pop()
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found = kind
+                break
+            candidates.extend(arg for arg in typing.get_args(kind) if arg is not type(None))
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'minReplicas'?)`` for a misspelt key, from the keys allowed at that place."""
+    import difflib
+
+    model = _model_at(loc)
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return ""
+    keys = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(loc[-1], keys, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f"; allowed keys: {', '.join(sorted(keys))}"
+
+
 def _message(error: Any) -> str:
     kind = error.get("type", "")
     if kind == "missing":
         return "required value is missing"
     if kind == "extra_forbidden":
-        return "unknown key"
+        return "unknown key" + _did_you_mean(tuple(error.get("loc", ())))
     msg = str(error.get("msg", "invalid value"))
     if msg.startswith("Value error, "):
         return msg[len("Value error, ") :]

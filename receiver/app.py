@@ -113,6 +113,8 @@ class Runtime:
     inbox: Inbox
     dispatcher: Dispatcher
     metrics: ReceiverMetrics
+    ops_watcher: Any = None
+    """The :class:`~receiver.ops_watch.OpsWatcher` while the app runs."""
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
@@ -352,7 +354,10 @@ def _header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
-def _make_readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
+def _make_readyz(runtime: Runtime, *, detailed: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    """``/readyz``: the reasons in the body, or (``detailed=False``, the public port when an ops port
+    is set) only the status, so the internet learns nothing about the backend or the keys."""
+
     async def readyz(request: Request) -> Response:
         problems: list[str] = []
         if runtime.shutting_down:
@@ -376,6 +381,8 @@ def _make_readyz(runtime: Runtime) -> Callable[[Request], Awaitable[Response]]:
             except TimeoutError:
                 problems.append(f"backend {runtime.backend.name} readiness check timed out")
         if problems:
+            if not detailed:
+                return error_response(503, "not_ready", "not ready; the reasons are on the ops port")
             return error_response(503, "not_ready", "; ".join(problems))
         return _json(200, {"status": "ready"})
 
@@ -467,6 +474,9 @@ def create_app(
         settings.db,
         busy_timeout=settings.inbox_busy_timeout_seconds,
         retention_seconds=settings.inbox_retention_days * 86400 if settings.inbox_retention_days else None,
+        discarded_retention_seconds=(
+            settings.inbox_discarded_retention_days * 86400 if settings.inbox_discarded_retention_days else None
+        ),
     )
     dispatcher = Dispatcher(
         inbox,
@@ -506,6 +516,15 @@ def create_app(
             stack.push_async_callback(backend.close)
             await dispatcher.start()
             stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+            from receiver.ops_watch import OpsWatcher, prune_resolved_loop
+
+            watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
+            await watcher.start()
+            stack.push_async_callback(watcher.stop)
+            runtime.ops_watcher = watcher
+            if settings.resolved_retention_days and hasattr(backend, "prune_resolved"):
+                pruner = asyncio.create_task(prune_resolved_loop(backend, settings.resolved_retention_days * 86400))
+                stack.callback(pruner.cancel)
             runtime.started = True
             log.info(
                 "receiver started",
@@ -523,18 +542,38 @@ def create_app(
                 runtime.shutting_down = True
                 log.info("receiver stopping", extra={"event": "receiver_stopping", "pending": inbox.depth()})
 
+    from receiver.ops_http import routes as ops_routes
+
     endpoint = AlertEndpoint(runtime)
+    split = settings.ops_port is not None
+    operations = [
+        Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", _make_readyz(runtime), methods=["GET", "HEAD"]),
+        Route("/metrics", _make_metrics(runtime), methods=["GET"]),
+        *ops_routes(runtime),
+    ]
+    public = [
+        Route("/api/alerts", endpoint, methods=["POST"]),
+        Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", _make_readyz(runtime, detailed=False), methods=["GET", "HEAD"]),
+    ]
     app = ReceiverApp(
         alerts=endpoint.guarded,
-        routes=[
-            Route("/api/alerts", endpoint, methods=["POST"]),
-            Route("/healthz", _healthz, methods=["GET", "HEAD"]),
-            Route("/readyz", _make_readyz(runtime), methods=["GET", "HEAD"]),
-            Route("/metrics", _make_metrics(runtime), methods=["GET"]),
-        ],
+        routes=public if split else [public[0], *operations],
         middleware=[Middleware(_Guard, runtime=runtime)],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
+    )
+    # With SECURE_EXPORT_OPS_PORT the operations live on an app of their own, served on that port
+    # by the same process (receiver.server); it shares this runtime and has no lifespan.
+    app.state.ops_app = (
+        Starlette(
+            routes=operations,
+            middleware=[Middleware(_Guard, runtime=runtime)],
+            exception_handlers={HTTPException: _http_exception},
+        )
+        if split
+        else None
     )
     metrics.bind_requests(lambda: runtime.in_flight)
     # Hook for backends with metrics of their own (e.g. ITSM HTTP calls by table and status):

@@ -1,4 +1,4 @@
-"""The receiver's commands: ``serve``, ``demo``, ``work-items`` and ``cmdb``.
+"""The receiver's commands: ``serve``, ``demo``, ``work-items``, ``cmdb``, ``trace``, ``replay``, ``discard``.
 
 ``secure_export.cli`` dispatches here with the command name and its remaining arguments. Every
 command has ``--help``; wrong usage exits 2, a missing or unreadable database exits 1 with a
@@ -31,6 +31,9 @@ def main(command: str, argv: list[str]) -> int:
         "demo": _demo,
         "work-items": _work_items,
         "cmdb": _cmdb,
+        "trace": _trace,
+        "replay": _replay,
+        "discard": _discard,
     }
     handler = commands.get(command)
     if handler is None:
@@ -127,6 +130,8 @@ def _demo(argv: list[str]) -> int:
 
 def _work_items(argv: list[str]) -> int:
     prog = "secure-export work-items"
+    if argv and argv[0] in ("resolve", "close"):
+        return _close_work_item(argv[0], argv[1:])
     parser = _listing_parser(
         prog,
         "List the embedded backend's work items (and, in the table, deliveries parked as "
@@ -175,6 +180,200 @@ def _print_parked(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     _write_table(columns, [[_cell(row.get(column)) for column in columns] for row in rows])
 
 
+def _close_work_item(action: str, argv: list[str]) -> int:
+    prog = f"secure-export work-items {action}"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Resolve (New -> Resolved) or close (New or Resolved -> Closed; final: a later alert opens a "
+            "new work item) one embedded work item, with a note saying what was done. Works while the "
+            "receiver runs."
+        ),
+    )
+    parser.add_argument("number", metavar="NUMBER", help="the work item's number, e.g. INC0000001")
+    parser.add_argument("--note", required=True, help="what was done (kept in the work item's notes)")
+    parser.add_argument("--by", default=None, help="who acts (default: the OS user)")
+    _db_option(parser)
+    parser.add_argument("--json", action="store_true", help="print the work item as JSON")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    from receiver.itsm.work_item_ops import close_work_item
+
+    db = _resolve_db(args.db)
+
+    def act() -> None:
+        item = close_work_item(db, args.number, action=action, note=args.note, by=args.by)
+        if args.json:
+            _print_json([item])
+        else:
+            sys.stdout.write(f"{item['number']} is {item['state']}.\n")
+
+    return _act(prog, db, act)
+
+
+# -- trace / replay / discard ----------------------------------------------------------------
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help=f"the receiver's SQLite file (default: ${DB_ENV}, else {DEFAULT_DB})",
+    )
+
+
+def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
+    """Run an operation, turning an :class:`~receiver.inbox_ops.OpsError` into its message and exit 1."""
+    from receiver.inbox_ops import OpsError
+
+    if "://" in db:
+        sys.stderr.write(
+            f"{prog}: {db.split('://', 1)[0]}:// databases are not supported by this command; "
+            "use the receiver's ops endpoints (docs/operations.md)\n"
+        )
+        return 1
+    try:
+        status = action()
+    except OpsError as error:
+        sys.stderr.write(f"{prog}: {error}\n")
+        return 1
+    except sqlite3.OperationalError as error:
+        sys.stderr.write(f"{prog}: the database {db!r} is busy or unwritable ({error}); try again\n")
+        return 1
+    return status or 0
+
+
+def _trace(argv: list[str]) -> int:
+    prog = "secure-export trace"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Where did my alert go? Every delivery of the alert (Fired, Resolved: when received, "
+            "state, attempts, last error) and the work item or ITSM incident it became. Exit 1 when "
+            "the database holds no delivery of it."
+        ),
+    )
+    parser.add_argument("alert_id", metavar="ALERT_ID", help="essentials.alertId (the full /subscriptions/... id)")
+    _db_option(parser)
+    parser.add_argument("--json", action="store_true", help="print the trace as JSON (docs/design.md)")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    from receiver.inbox_ops import trace
+
+    db = _resolve_db(args.db)
+
+    def show() -> int:
+        result = trace(db, args.alert_id)
+        if args.json:
+            json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+            sys.stdout.write("\n")
+        else:
+            _print_trace(result)
+        return 0 if result["deliveries"] else 1
+
+    return _act(prog, db, show)
+
+
+def _print_trace(result: dict[str, Any]) -> None:
+    out = sys.stdout
+    out.write(f"Alert {result['alert_id']}\n")
+    deliveries = result["deliveries"]
+    if _heading("Deliveries", len(deliveries), out):
+        headers = ["ID", "CONDITION", "RECEIVED", "STATE", "ATTEMPTS", "WORK ITEM", "LAST ERROR / NOTE"]
+        rows = []
+        for d in deliveries:
+            note = d.get("last_error") or "-"
+            if d["state"] == "discarded":
+                note = f"discarded by {d.get('discarded_by')}: {d.get('discard_reason')}"
+            rows.append([
+                str(d["id"]), d["condition"], _short_time(d["received_at"]), d["state"], str(d["attempts"]),
+                d.get("work_item") or "-", _clip(note, _TITLE_WIDTH),
+            ])
+        _write_table(headers, rows, out)
+        if any(d["state"] == "parked" for d in deliveries):
+            out.write("  parked: 'secure-export replay --id N' retries it, 'secure-export discard --id N --reason TEXT' gives it up\n")
+        if any(d["state"] == "pending" for d in deliveries):
+            out.write("  pending: the dispatcher is still working on it (see the receiver's logs and /readyz)\n")
+    else:
+        out.write("  the receiver never stored it: check the action group's delivery history and the receiver's 4xx logs\n")
+    items = result["work_items"]
+    out.write("\n")
+    if _heading("Became", len(items), out):
+        for item in items:
+            out.write(f"  {item['number']}" + (f"  {item['url']}" if item.get("url") else "") + "\n")
+
+
+def _ids_parser(prog: str, description: str, *, allow_all: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    if allow_all:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--id", dest="ids", metavar="N", type=int, nargs="+", action="extend",
+                           help="delivery ids (from 'work-items --failed' or 'trace')")
+        which.add_argument("--all", action="store_true", help="every parked delivery")
+    else:
+        parser.add_argument("--id", dest="ids", metavar="N", type=int, nargs="+", action="extend", required=True,
+                            help="delivery ids (from 'work-items --failed' or 'trace')")
+    parser.add_argument("--by", default=None, help="who acts, kept on the row (default: the OS user)")
+    _db_option(parser)
+    parser.add_argument("--json", action="store_true", help='print {"changed": [...], "skipped": [...]}')
+    return parser
+
+
+def _report(prog: str, verb: str, result: Any, as_json: bool) -> int:
+    if as_json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif result.changed:
+        sys.stdout.write(f"{verb} {len(result.changed)} deliver{'y' if len(result.changed) == 1 else 'ies'}: "
+                         f"{', '.join(str(i) for i in result.changed)}\n")
+    else:
+        sys.stdout.write(f"nothing {verb.lower()}\n")
+    for row_id, why in result.skipped.items():
+        sys.stderr.write(f"{prog}: delivery {row_id} not changed: {why}\n")
+    return 1 if result.skipped else 0
+
+
+def _replay(argv: list[str]) -> int:
+    prog = "secure-export replay"
+    parser = _ids_parser(
+        prog,
+        "Move parked deliveries back to pending with a fresh attempt count; a running receiver "
+        "dispatches them within SECURE_EXPORT_OPS_POLL_SECONDS (no restart). Backends are "
+        "idempotent, so a replay never duplicates a work item. Exit 1 when an id was not parked.",
+        allow_all=True,
+    )
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    from receiver.inbox_ops import replay
+
+    db = _resolve_db(args.db)
+    return _act(prog, db, lambda: _report(prog, "Replayed", replay(db, None if args.all else args.ids, by=args.by),
+                                          args.json))
+
+
+def _discard(argv: list[str]) -> int:
+    prog = "secure-export discard"
+    parser = _ids_parser(
+        prog,
+        "Give up on parked deliveries: they are marked discarded with who and why (never deleted "
+        "silently; kept for SECURE_EXPORT_INBOX_DISCARDED_RETENTION_DAYS). Exit 1 when an id was not parked.",
+        allow_all=False,
+    )
+    parser.add_argument("--reason", required=True, help="why the delivery is given up (kept on the row)")
+    args = _parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    from receiver.inbox_ops import discard
+
+    db = _resolve_db(args.db)
+    return _act(prog, db, lambda: _report(prog, "Discarded", discard(db, args.ids, reason=args.reason, by=args.by),
+                                          args.json))
+
+
 # -- cmdb --------------------------------------------------------------------------------------
 
 
@@ -210,6 +409,12 @@ def _read(prog: str, db: str, show: Callable[[], None]) -> int:
     try:
         if not os.path.isfile(db):
             raise DatabaseNotFoundError(db)
+        if not _is_ours(db):
+            sys.stderr.write(
+                f"{prog}: {db!r} is not a secure-export database (it has neither an inbox nor work items); "
+                f"check --db or ${DB_ENV}\n"
+            )
+            return 1
         show()
     except DatabaseNotFoundError:
         sys.stderr.write(
@@ -221,6 +426,18 @@ def _read(prog: str, db: str, show: Callable[[], None]) -> int:
         sys.stderr.write(f"{prog}: cannot read {db!r} as the receiver's SQLite database: {error}\n")
         return 1
     return 0
+
+
+def _is_ours(db: str) -> bool:
+    """Whether the file has this product's tables (an empty file is SQLite's, and not ours)."""
+    from pathlib import Path
+
+    conn = sqlite3.connect(f"{Path(db).absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+    return bool(names & {"inbox", "work_items", "configuration_items"})
 
 
 def _print_json(records: list[dict[str, Any]]) -> None:

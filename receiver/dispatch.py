@@ -50,6 +50,7 @@ from receiver.itsm.base import (
     Condition,
     PermanentBackendError,
     TransientBackendError,
+    WorkItemRef,
 )
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,28 @@ class Dispatcher:
         """Whether ``backend.start()`` has succeeded."""
         return self._backend_started
 
+    def take_replayed(self, rows: list[InboxRow]) -> int:
+        """Queue rows an operator moved back to pending behind the loader's back; returns how many.
+
+        Rows past the loader's position come in through it anyway; rows already in memory are
+        left alone (each row is applied by one owner only).
+        """
+        if self._stopping:
+            return 0
+        held = {entry.row_id for queue in self._keys.values() for entry in queue}
+        taken = 0
+        for row in rows:
+            if row.id <= self._last_id and row.id not in held:
+                self._enqueue(row)
+                taken += 1
+        self._wake.set()  # rows past the loader's position (parked in an earlier run) come in through it
+        return taken
+
+    @property
+    def loaded_up_to(self) -> int:
+        """The highest row id the loader has taken into memory."""
+        return self._last_id
+
     def in_memory(self) -> int:
         """Rows loaded and not yet done or parked."""
         return self._in_memory
@@ -472,7 +495,7 @@ class Dispatcher:
         try:
             # asyncio.timeout, not wait_for: no extra task per call (wait_for wraps the coroutine in one).
             async with asyncio.timeout(self.apply_timeout):
-                await self.backend.apply(entry.event)
+                applied_to = await self.backend.apply(entry.event)
         except asyncio.CancelledError:
             raise
         except PermanentBackendError as error:
@@ -498,7 +521,8 @@ class Dispatcher:
             self._count_call(backend_name, "ok", None)
             self.applied += 1
             try:
-                confirmation = self.inbox.mark_done_soon(entry.row_id)
+                reference = applied_to if isinstance(applied_to, WorkItemRef) else None
+                confirmation = self.inbox.mark_done_soon(entry.row_id, reference)
             except Exception as error:  # noqa: BLE001 - applied; a replay after restart is harmless
                 self._mark_done_failed(entry.row_id, error)
             else:

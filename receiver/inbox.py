@@ -22,9 +22,11 @@ Design (why it is fast and safe):
   (The embedded ITSM backend writes its own tables in the same file through its own connection;
   ``busy_timeout`` covers those short transactions.)
 
-Row states: ``pending`` (waiting for the backend), ``done`` (the backend confirmed it), ``parked``
-(failed permanently or too often; listed by :func:`list_parked` and ``secure-export work-items``).
-A row leaves ``pending`` only when the backend confirmed it or it was parked — never silently.
+Row states: ``pending`` (waiting for the backend), ``done`` (the backend confirmed it, with the work
+item or incident it became), ``parked`` (failed permanently or too often; listed by
+:func:`list_parked` and ``secure-export work-items``), ``discarded`` (a parked row an operator gave
+up on, kept with who and why; see ``receiver.inbox_ops``). A row leaves ``pending`` only when the
+backend confirmed it or it was parked — never silently.
 One receiver process per database file.
 """
 
@@ -43,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from receiver.itsm.base import WorkItemRef
 from receiver.write_lock import begin_immediate
 
 log = logging.getLogger(__name__)
@@ -54,18 +57,37 @@ CREATE TABLE IF NOT EXISTS inbox (
     monitor_condition TEXT NOT NULL,
     body BLOB NOT NULL,
     received_at TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'parked')),
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'parked', 'discarded')),
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     next_attempt_at REAL,
     done_at TEXT,
     parked_at TEXT,
+    work_item TEXT,
+    work_item_url TEXT,
+    replays INTEGER NOT NULL DEFAULT 0,
+    replayed_at TEXT,
+    replayed_by TEXT,
+    discarded_at TEXT,
+    discarded_by TEXT,
+    discard_reason TEXT,
     UNIQUE (alert_id, monitor_condition)
 );
+"""
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS inbox_parked ON inbox (id) WHERE state = 'parked';
+CREATE INDEX IF NOT EXISTS inbox_alert ON inbox (alert_id);
 CREATE TABLE IF NOT EXISTS inbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_COLUMNS = (
+    "id, alert_id, monitor_condition, body, received_at, state, attempts, last_error, next_attempt_at, "
+    "done_at, parked_at"
+)
+"""The columns of the first inbox schema, copied over when an older database is upgraded."""
+
+OPS_GENERATION_KEY = "ops_generation"
+"""``inbox_meta`` key bumped by every replay/discard, so a running receiver notices them."""
 
 PRUNE_INTERVAL_SECONDS = 3600.0
 """How often done rows past the retention period are deleted."""
@@ -125,6 +147,31 @@ def _received_at(cache: list[Any]) -> str:
     return cache[1]
 
 
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the inbox tables, upgrading a database written by an earlier version in place.
+
+    The first schema's ``CHECK`` on ``state`` did not allow ``discarded`` and SQLite cannot alter a
+    constraint, so such a table is rebuilt (copied into the current shape) in one transaction.
+    """
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
+    if row is not None and "'discarded'" not in row[0]:
+        begin_immediate(conn, 10.0)
+        try:
+            again = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
+            if "'discarded'" not in again[0]:
+                conn.execute("ALTER TABLE inbox RENAME TO inbox_v1")
+                conn.execute(_SCHEMA.strip().rstrip(";"))
+                conn.execute(f"INSERT INTO inbox ({_COLUMNS}) SELECT {_COLUMNS} FROM inbox_v1")
+                conn.execute("DROP TABLE inbox_v1")
+                log.info("inbox table upgraded", extra={"event": "inbox_upgraded"})
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    conn.executescript(_SCHEMA + _INDEXES)
+
+
 def connect(db_path: str, *, busy_timeout: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
     """Open ``db_path`` the way every inbox user must: WAL, FULL sync, busy timeout, autocommit."""
     if readonly:
@@ -182,11 +229,12 @@ class _Put(_Item):
 class _Done(_Item):
     """A row the backend confirmed; all of a batch are marked with one statement."""
 
-    __slots__ = ("row_id",)
+    __slots__ = ("row_id", "work_item")
 
-    def __init__(self, loop: Any, future: Any, row_id: int) -> None:
+    def __init__(self, loop: Any, future: Any, row_id: int, work_item: WorkItemRef | None = None) -> None:
         super().__init__(loop, future)
         self.row_id = row_id
+        self.work_item = work_item
 
 
 class _Op(_Item):
@@ -219,11 +267,14 @@ class Inbox:
         busy_timeout: float = 1.0,
         on_committed: Callable[[list[InboxRow]], None] | None = None,
         retention_seconds: float | None = None,
+        discarded_retention_seconds: float | None = None,
     ) -> None:
         self.db_path = str(db_path)
         self.busy_timeout = busy_timeout
         self.retention_seconds = retention_seconds
         """Done rows older than this are deleted (parked and pending rows never); None keeps all."""
+        self.discarded_retention_seconds = discarded_retention_seconds
+        """Discarded rows older than this (since discarding) are deleted; None keeps all."""
         self._pruner: asyncio.Task[None] | None = None
         self.pruned = 0
         self._on_committed = on_committed
@@ -262,7 +313,7 @@ class Inbox:
         )
         self._thread.start()
         await ready
-        if self.retention_seconds is not None:
+        if self.retention_seconds is not None or self.discarded_retention_seconds is not None:
             self._pruner = asyncio.create_task(self._prune_loop(), name="inbox-pruner")
 
     async def close(self) -> None:
@@ -341,11 +392,24 @@ class Inbox:
 
         return await self._call(read)
 
-    async def mark_done(self, row_id: int) -> None:
-        """The backend confirmed the row: it leaves the pending set."""
-        await self.mark_done_soon(row_id)
+    async def replayed(self, up_to_id: int, limit: int = 5000) -> list[InboxRow]:
+        """Pending rows an operator replayed, with ``id <= up_to_id`` (the dispatcher's loader is past them)."""
 
-    def mark_done_soon(self, row_id: int) -> asyncio.Future[None]:
+        def read(conn: sqlite3.Connection) -> list[InboxRow]:
+            rows = conn.execute(
+                "SELECT id, alert_id, monitor_condition, body, received_at, attempts, next_attempt_at "
+                "FROM inbox WHERE state = 'pending' AND replays > 0 AND id <= ? ORDER BY id LIMIT ?",
+                (up_to_id, limit),
+            ).fetchall()
+            return [InboxRow(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
+
+        return await self._call(read)
+
+    async def mark_done(self, row_id: int, work_item: WorkItemRef | None = None) -> None:
+        """The backend confirmed the row: it leaves the pending set (with what it became, if known)."""
+        await self.mark_done_soon(row_id, work_item)
+
+    def mark_done_soon(self, row_id: int, work_item: WorkItemRef | None = None) -> asyncio.Future[None]:
         """Queue :meth:`mark_done` without waiting; the future settles when it is committed.
 
         The dispatcher moves on to its next row meanwhile, so confirmations of many rows share
@@ -356,7 +420,7 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Done(loop, future, row_id))
+        self._queue.put(_Done(loop, future, row_id, work_item))
         return future
 
     async def record_failure(
@@ -408,13 +472,38 @@ class Inbox:
         self.pruned += deleted
         return deleted
 
+    async def prune_discarded(self, older_than_seconds: float, *, limit: int = 5000) -> int:
+        """Delete up to ``limit`` discarded rows whose discarding is older than the given age."""
+        cutoff = _iso_at(time.time() - older_than_seconds)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM inbox WHERE id IN "
+                "(SELECT id FROM inbox WHERE state = 'discarded' AND discarded_at < ? ORDER BY id LIMIT ?)",
+                (cutoff, limit),
+            )
+            return cur.rowcount
+
+        deleted: int = await self._call(delete)
+        self.pruned += deleted
+        return deleted
+
+    async def recount(self) -> None:
+        """Count pending and parked rows again (after an operator replayed or discarded rows)."""
+        await self._call(self._recount)
+
     async def _prune_loop(self) -> None:
-        assert self.retention_seconds is not None
-        interval = min(PRUNE_INTERVAL_SECONDS, max(self.retention_seconds / 10, 1.0))
+        periods = [p for p in (self.retention_seconds, self.discarded_retention_seconds) if p is not None]
+        interval = min(PRUNE_INTERVAL_SECONDS, max(min(periods) / 10, 1.0))
         while True:
             try:
-                while await self.prune(self.retention_seconds) > 0:
+                while self.retention_seconds is not None and await self.prune(self.retention_seconds) > 0:
                     await asyncio.sleep(0)  # a big backlog goes in slices, between requests
+                while (
+                    self.discarded_retention_seconds is not None
+                    and await self.prune_discarded(self.discarded_retention_seconds) > 0
+                ):
+                    await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - pruning is housekeeping; try again later
@@ -456,7 +545,7 @@ class Inbox:
         try:
             Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
             conn = connect(self.db_path, busy_timeout=self.busy_timeout)
-            conn.executescript(_SCHEMA)
+            ensure_schema(conn)
             # Checkpoints run on their own thread (below), not inside a request's COMMIT.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             # Lock waits are polled by _begin(); SQLite's escalating sleeps would add latency.
@@ -561,6 +650,9 @@ class Inbox:
                     (_now_iso(), *ids),
                 )
                 self._depth -= cur.rowcount
+                refs = [(d.work_item.number, d.work_item.url, d.row_id) for d in dones if d.work_item is not None]
+                if refs:
+                    conn.executemany("UPDATE inbox SET work_item = ?, work_item_url = ? WHERE id = ?", refs)
             for item in ops:
                 # A savepoint per operation: one failing statement fails only its own caller.
                 conn.execute("SAVEPOINT op")
@@ -714,7 +806,7 @@ def _open_existing(db_path: str) -> sqlite3.Connection | None:
 
 
 def list_parked(db_path: str) -> list[dict[str, Any]]:
-    """Rows parked as failed, oldest first: ``alert_id``, ``monitor_condition``, ``attempts``,
+    """Rows parked as failed, oldest first: ``id`` (for ``replay``/``discard``), ``alert_id``, ``monitor_condition``, ``attempts``,
     ``last_error``, ``received_at``, ``parked_at``. An absent database or inbox gives ``[]``;
     the file is never created by reading.
     """
@@ -723,12 +815,12 @@ def list_parked(db_path: str) -> list[dict[str, Any]]:
         return []
     try:
         rows = conn.execute(
-            "SELECT alert_id, monitor_condition, attempts, last_error, received_at, parked_at "
+            "SELECT id, alert_id, monitor_condition, attempts, last_error, received_at, parked_at "
             "FROM inbox WHERE state = 'parked' ORDER BY id"
         ).fetchall()
     finally:
         conn.close()
-    keys = ("alert_id", "monitor_condition", "attempts", "last_error", "received_at", "parked_at")
+    keys = ("id", "alert_id", "monitor_condition", "attempts", "last_error", "received_at", "parked_at")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 

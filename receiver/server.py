@@ -59,6 +59,49 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+class _OpsServer(uvicorn.Server):
+    """The ops port's server: no signal handlers of its own; it stops when the main server has."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _ops_config(ops_app: Any, settings: ReceiverSettings | None, graceful: float) -> uvicorn.Config:
+    return uvicorn.Config(
+        ops_app,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds if settings else graceful,
+    )
+
+
+async def _serve_with_ops(
+    server: uvicorn.Server, sock: socket.socket, ops: uvicorn.Server | None, ops_sock: socket.socket | None,
+    started: Callable[[], None],
+) -> None:
+    """Serve the main app; once it has started (lifespan done), the ops app beside it until it stops."""
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.005)
+    ops_serving = None
+    if server.started and ops is not None and ops_sock is not None:
+        ops_serving = asyncio.ensure_future(ops.serve(sockets=[ops_sock]))
+        while not ops.started and not ops_serving.done():
+            await asyncio.sleep(0.005)
+    started()
+    try:
+        await serving
+    finally:
+        if ops_serving is not None and ops is not None:
+            ops.should_exit = True
+            await ops_serving
+
+
 def _loop_option() -> str:
     try:
         import uvloop  # noqa: F401
@@ -101,9 +144,14 @@ def run(
     port: int = 8080,
     backend: Any = None,
     sock: socket.socket | None = None,
+    ops_sock: socket.socket | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT in this (main) thread; returns the process exit code."""
+    """Serve until SIGTERM/SIGINT in this (main) thread; returns the process exit code.
+
+    With ``SECURE_EXPORT_OPS_PORT`` set, the operations app is served on ``ops_sock`` (bound to
+    ``host`` and that port when not given) by a second uvicorn server in the same loop.
+    """
     # The inbox writer thread must get the GIL back quickly after each SQLite call while the event
     # loop is busy; the default 5 ms switch interval would add up to 5 ms per call to every commit.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
@@ -114,16 +162,25 @@ def run(
         sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{_url_host(bound_host)}:{bound_port}"
+    ops_app = getattr(app.state, "ops_app", None)
+    ops: uvicorn.Server | None = None
+    if ops_app is not None and settings.ops_port is not None:
+        if ops_sock is None:
+            ops_sock = _bind(host, settings.ops_port)
+        ops = _OpsServer(_ops_config(ops_app, settings, 0))
+
+    def started() -> None:
+        if not server.started:
+            return
+        log.info("receiver listening", extra={"event": "listening", "url": url})
+        if ops_sock is not None:
+            ops_host, ops_port = ops_sock.getsockname()[:2]
+            log.info("operations listening", extra={"event": "ops_listening", "url": f"http://{_url_host(ops_host)}:{ops_port}"})
+        if on_listening is not None:
+            on_listening(url)
 
     async def main() -> None:
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            log.info("receiver listening", extra={"event": "listening", "url": url})
-            if on_listening is not None:
-                on_listening(url)
-        await serving
+        await _serve_with_ops(server, sock, ops, ops_sock, started)
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -136,6 +193,8 @@ def run(
         return EXIT_FAILED
     finally:
         sock.close()
+        if ops_sock is not None:
+            ops_sock.close()
     return EXIT_OK if server.started else EXIT_FAILED
 
 
@@ -168,13 +227,24 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
     stderr, no traceback), 1 when the receiver could not start (e.g. the port is taken).
     """
     try:
-        settings = load_settings()
+        settings = load_settings(with_backend=True)
     except SettingsError as error:
         sys.stderr.write(f"secure-export serve: {error}\n")
         return EXIT_BAD_CONFIG
-    from receiver.logs import configure_logging
+    import os
 
+    from receiver.logs import configure_logging
+    from receiver.settings import unknown_variables
+
+    for line in unknown_variables(os.environ):
+        sys.stderr.write(f"secure-export serve: warning: {line}\n")
     configure_logging(settings.log_level)
+    if settings.ops_port is not None and settings.ops_port == port:
+        sys.stderr.write(
+            f"secure-export serve: invalid receiver configuration:\nSECURE_EXPORT_OPS_PORT: must differ from --port "
+            f"(got {settings.ops_port}); it keeps /metrics and the operations endpoints off the public port\n"
+        )
+        return EXIT_BAD_CONFIG
     try:
         backend = _create_backend(settings)
     except Exception as error:  # noqa: BLE001 - a backend's configuration error, said plainly
@@ -185,7 +255,18 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
     except OSError as error:
         sys.stderr.write(f"secure-export serve: cannot listen on {host}:{port}: {error.strerror or error}\n")
         return EXIT_FAILED
-    return run(settings, host=host, port=port, backend=backend, sock=sock)
+    ops_sock = None
+    if settings.ops_port is not None:
+        try:
+            ops_sock = _bind(host, settings.ops_port)
+        except OSError as error:
+            sock.close()
+            sys.stderr.write(
+                f"secure-export serve: cannot listen on {host}:{settings.ops_port} (SECURE_EXPORT_OPS_PORT): "
+                f"{error.strerror or error}\n"
+            )
+            return EXIT_FAILED
+    return run(settings, host=host, port=port, backend=backend, sock=sock, ops_sock=ops_sock)
 
 
 def _create_backend(settings: ReceiverSettings) -> Any:
@@ -217,6 +298,9 @@ class BackgroundServer:
         self.graceful_shutdown = graceful_shutdown
         self.start_timeout = start_timeout
         self.url = ""
+        self.ops_url = ""
+        """Base URL of the operations app (``SECURE_EXPORT_OPS_PORT`` set: a port of its own on
+        127.0.0.1 picked by the OS), else the same as :attr:`url`."""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -251,13 +335,17 @@ class BackgroundServer:
         )
         server = uvicorn.Server(config)
         self._server = server
+        ops_app = getattr(getattr(self.app, "state", None), "ops_app", None)
+        ops_sock = _bind(self.host, 0) if ops_app is not None else None
+        ops = _OpsServer(_ops_config(ops_app, None, self.graceful_shutdown)) if ops_app is not None else None
+        self.ops_url = f"http://{_url_host(host)}:{ops_sock.getsockname()[1]}" if ops_sock else self.url
 
         def run() -> None:
             factory = _loop_factory() or asyncio.new_event_loop
             loop = factory()
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(self._serve(server, sock))
+                loop.run_until_complete(_serve_with_ops(server, sock, ops, ops_sock, self._started.set))
             except BaseException as error:  # noqa: BLE001 - handed to start()/stop()
                 self._error = error
             finally:
@@ -265,6 +353,8 @@ class BackgroundServer:
                     loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
                 sock.close()
+                if ops_sock is not None:
+                    ops_sock.close()
                 self._started.set()
 
         self._thread = threading.Thread(target=run, name=f"receiver-{port}", daemon=True)
@@ -277,13 +367,6 @@ class BackgroundServer:
             reason = f": {self._error}" if self._error else " (see the logs)"
             raise RuntimeError(f"the receiver failed to start{reason}")
         return self
-
-    async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.005)
-        self._started.set()
-        await serving
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown without waiting (requests in flight still finish)."""

@@ -92,6 +92,14 @@ class ReceiverSettings(BaseSettings):
     """How long an inbox write waits for a lock before the request gets 503 (Azure retries 503)."""
     inbox_retention_days: float = Field(default=30.0, ge=0)
     """Done inbox rows are kept this long (repeats within it are recognised), then deleted; 0 keeps all."""
+    inbox_discarded_retention_days: float = Field(default=90.0, ge=0)
+    """Discarded inbox rows are kept this long after discarding (for ``trace``), then deleted; 0 keeps all."""
+    resolved_retention_days: float = Field(default=365.0, ge=0)
+    """Embedded backend: Resolved and Closed work items are kept this long after resolving; 0 keeps all."""
+    ops_port: int | None = Field(default=None, ge=1, le=65535)
+    """Second port for ``/metrics``, detailed ``/readyz`` and the operations endpoints; unset: all on the main port."""
+    ops_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+    """How often the receiver looks for replays and discards made by the CLI on its database."""
     graceful_shutdown_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: time given to in-flight requests and backend calls before they are cut."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -202,7 +210,14 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def _describe(error: ValidationError) -> str:
+def _given(value: Any) -> str:
+    """`` (got 'x')`` for a value worth echoing (these settings hold no secrets), else nothing."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return f" (got {value!r})"
+    return ""
+
+
+def _describe_lines(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         loc = [str(part) for part in item.get("loc", ()) if not isinstance(part, int)]
@@ -211,29 +226,106 @@ def _describe(error: ValidationError) -> str:
         message = message.removeprefix("Value error, ")
         if item.get("type") == "missing":
             message = "is required but not set"
+        elif field and "got " not in message:
+            message += _given(item.get("input"))
         if field:
             lines.append(f"{env_name(field)}: {message}")
         else:
             lines.append(message)
-    return "\n".join(dict.fromkeys(lines))
+    return list(dict.fromkeys(lines))
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> ReceiverSettings:
+OTHER_VARIABLES = (
+    "SECURE_EXPORT_DB_AUTH",
+    "SECURE_EXPORT_ROUTING",
+    "SECURE_EXPORT_REOPEN_WINDOW",
+    "SECURE_EXPORT_STATELESS_TTL",
+)
+"""Contract variables (docs/design.md) read outside this class: never reported as unknown."""
+BACKEND_PREFIXES = ("SECURE_EXPORT_SERVICENOW_", "SECURE_EXPORT_BMC_")
+"""Variables a backend validates itself (ServiceNow's against its own fields, below)."""
+
+
+def known_variables() -> list[str]:
+    """Every ``SECURE_EXPORT_*`` name the receiver reads (for "did you mean")."""
+    from receiver.itsm.servicenow_settings import ENV_PREFIX as SERVICENOW_PREFIX
+    from receiver.itsm.servicenow_settings import ServiceNowSettings
+
+    names = [env_name(field) for field in ReceiverSettings.model_fields]
+    names += [SERVICENOW_PREFIX + field.upper() for field in ServiceNowSettings.model_fields]
+    return names + list(OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``SECURE_EXPORT_*`` variable nobody reads, with the closest known name."""
+    import difflib
+
+    known = known_variables()
+    known_set = set(known)
+    lines = []
+    for name in sorted(key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)):
+        if name in known_set:
+            continue
+        if name.startswith(BACKEND_PREFIXES[1]):
+            continue  # the BMC backend checks its own variables
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else "; see docs/receiver.md for the variables"
+        lines.append(f"{name}: unknown variable, ignored{hint}")
+    return lines
+
+
+def _backend_problems(values: Mapping[str, str] | None) -> list[str]:
+    """The ServiceNow variables' problems, so that one run reports every bad variable."""
+    from receiver.itsm.servicenow_settings import ServiceNowSettings, problem_lines
+
+    try:
+        if values is None:
+            ServiceNowSettings()  # type: ignore[call-arg]
+        else:
+            ServiceNowSettings.model_validate(values)
+    except ValidationError as error:
+        return problem_lines(error)
+    except ValueError as error:
+        return [f"SECURE_EXPORT_SERVICENOW_*: {error}"]
+    return []
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: bool = False) -> ReceiverSettings:
     """Read and validate the receiver's configuration.
+
+    Every problem is reported in one pass, one line each: the receiver's variables, the
+    ServiceNow ones when ``SECURE_EXPORT_ITSM=servicenow`` (always when the receiver's own are
+    wrong, and with ``with_backend``, as ``serve`` asks), and "did you mean" for unknown names.
 
     With ``environ`` given, only that mapping is read (tests and embedded servers use this to
     avoid touching the process environment); otherwise ``os.environ``. Raises
     :class:`SettingsError` naming each bad variable, one line each.
     """
+    import os
+
+    source = os.environ if environ is None else environ
+    values = {
+        key[len(ENV_PREFIX) :].lower(): value for key, value in source.items() if key.upper().startswith(ENV_PREFIX)
+    }
+    problems: list[str] = []
+    settings: ReceiverSettings | None = None
     try:
         if environ is None:
-            return ReceiverSettings()  # type: ignore[call-arg]
-        values = {
-            key[len(ENV_PREFIX) :].lower(): value
-            for key, value in environ.items()
-            if key.upper().startswith(ENV_PREFIX)
-        }
-        # model_validate skips the environment source: the mapping is the whole configuration.
-        return ReceiverSettings.model_validate(values)
+            settings = ReceiverSettings()  # type: ignore[call-arg]
+        else:
+            # model_validate skips the environment source: the mapping is the whole configuration.
+            settings = ReceiverSettings.model_validate(values)
     except ValidationError as error:
-        raise SettingsError("invalid receiver configuration:\n" + _describe(error)) from None
+        problems += _describe_lines(error)
+    itsm = settings.itsm if settings is not None else str(values.get("itsm", "")).strip().lower()
+    if itsm == "servicenow" and (settings is None or with_backend):
+        prefix = "servicenow_"
+        backend_values = None if environ is None else {
+            key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)
+        }
+        problems += _backend_problems(backend_values)
+    if problems:
+        problems += unknown_variables(source)
+        raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))
+    assert settings is not None
+    return settings

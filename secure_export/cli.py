@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-_RECEIVER_COMMANDS = ("serve", "demo", "work-items", "cmdb")
+_RECEIVER_COMMANDS = ("serve", "demo", "work-items", "cmdb", "trace", "replay", "discard")
 _PLAN_COMMAND = "plan"
 
 _USAGE = """usage: secure-export COMMAND [OPTIONS]
@@ -17,11 +17,32 @@ commands:
   serve [--host H] [--port P]        run the receiver (config from SECURE_EXPORT_* variables)
   demo                               the whole path on this machine, no cloud
   work-items [--json] [--db PATH]    list the embedded backend's work items
+  work-items resolve|close NUMBER --note TEXT
+                                     resolve or close an embedded work item
   cmdb [--json] [--db PATH]          list the embedded backend's configuration items
+  trace ALERT_ID [--db PATH] [--json]
+                                     every delivery of an alert and the work item it became
+  replay (--id N ... | --all) [--db PATH]
+                                     parked deliveries back to pending (receiver may run)
+  discard --id N ... --reason TEXT [--db PATH]
+                                     give up on parked deliveries, kept with who and why
   plan --stack NAME [--json]         evaluate the Pulumi program offline and print its resources
+
+  --version                          print the version and exit
 
 Run 'secure-export COMMAND --help' for a command's options.
 """
+
+
+def version() -> str:
+    """The installed distribution's version (the source tree's when run uninstalled)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("secure-export")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(_USAGE)
         return 0 if args else 2
+    if args[0] in ("--version", "-V", "version"):
+        sys.stdout.write(f"secure-export {version()}\n")
+        return 0
     command, rest = args[0], args[1:]
     if command in _RECEIVER_COMMANDS:
         from receiver.cli import main as receiver_main
@@ -39,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         from components.plan import main as plan_main
 
         return plan_main(rest)
-    sys.stderr.write(f"secure-export: unknown command {command!r}\n\n{_USAGE}")
+    import difflib
+
+    close = difflib.get_close_matches(command, [*_RECEIVER_COMMANDS, _PLAN_COMMAND], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    sys.stderr.write(f"secure-export: unknown command {command!r}{hint}\n\n{_USAGE}")
     return 2
 
 

@@ -81,6 +81,14 @@ class PermanentBackendError(BackendError):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkItemRef:
+    """What a delivery became in the ITSM tool: its work item or incident number, and a link to it."""
+
+    number: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Readiness:
     """Whether a backend can take work now, and why not."""
 
@@ -104,9 +112,10 @@ class Backend(abc.ABC):
         return Readiness(True)
 
     @abc.abstractmethod
-    async def apply(self, event: AlertEvent) -> None:
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
         """Apply one event: Fired opens (or notes an occurrence on) a work item, Resolved resolves it.
 
-        Must be idempotent for the same ``(event.alert_id, event.condition)``; must never leave an
+        Returns the work item or incident the event was applied to, when there is one (the inbox
+        records it for ``secure-export trace``). Must be idempotent for the same ``(event.alert_id, event.condition)``; must never leave an
         open work item behind when a Resolved arrived before its Fired.
         """

@@ -39,6 +39,7 @@ from receiver.itsm.base import (
     PermanentBackendError,
     Readiness,
     TransientBackendError,
+    WorkItemRef,
 )
 from receiver.write_lock import begin_immediate
 
@@ -80,14 +81,15 @@ CREATE TABLE IF NOT EXISTS work_items (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     number          TEXT UNIQUE,
     correlation_key TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('New', 'Resolved')),
+    state           TEXT NOT NULL CHECK (state IN ('New', 'Resolved', 'Closed')),
     severity        TEXT,
     priority        INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 5),
     title           TEXT NOT NULL,
     description     TEXT NOT NULL,
     opened_at       TEXT NOT NULL,
     resolved_at     TEXT,
-    occurrences     INTEGER NOT NULL DEFAULT 1
+    occurrences     INTEGER NOT NULL DEFAULT 1,
+    closed_at       TEXT
 );
 -- At most one open work item per correlation key: the invariant behind "no duplicate".
 CREATE UNIQUE INDEX IF NOT EXISTS work_items_one_open_per_key
@@ -127,6 +129,46 @@ CREATE TABLE IF NOT EXISTS applied_events (
     PRIMARY KEY (alert_id, condition)
 );
 """
+
+
+def work_item_number(item_id: int) -> str:
+    """The number a work item shows (``INC0000001``); the same rule as the ``printf`` in ``_fired``."""
+    return f"INC{item_id:07d}"
+
+
+_WORK_ITEM_COLUMNS = (
+    "id, number, correlation_key, state, severity, priority, title, description, opened_at, resolved_at, occurrences"
+)
+"""The columns of the first ``work_items`` schema, copied over when an older database is upgraded."""
+
+
+def upgrade_schema(conn: sqlite3.Connection) -> None:
+    """Rebuild a ``work_items`` table of an earlier version (its ``CHECK`` did not allow ``Closed``).
+
+    SQLite cannot alter a constraint; the table is copied into the current shape in one
+    transaction (SQLite's documented procedure: new table, copy, drop, rename). Foreign keys must
+    not be enforced on ``conn`` meanwhile.
+    """
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work_items'").fetchone()
+    if row is None or "'Closed'" in row[0]:
+        return
+    begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000)
+    try:
+        again = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work_items'").fetchone()
+        if "'Closed'" not in again[0]:
+            create = _SCHEMA.split(";", 1)[0].replace("IF NOT EXISTS work_items", "work_items_new")
+            conn.execute(create)
+            conn.execute(
+                f"INSERT INTO work_items_new ({_WORK_ITEM_COLUMNS}) SELECT {_WORK_ITEM_COLUMNS} FROM work_items"
+            )
+            conn.execute("DROP TABLE work_items")
+            conn.execute("ALTER TABLE work_items_new RENAME TO work_items")
+            _log.info("work_items table upgraded", extra={"event": "work_items_upgraded"})
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class DatabaseNotFoundError(FileNotFoundError):
@@ -234,9 +276,31 @@ class EmbeddedBackend(Backend):
             return Readiness(False, f"embedded backend database unavailable: {error}")
         return Readiness(True)
 
-    async def apply(self, event: AlertEvent) -> None:
-        """Apply one Fired or Resolved event in a single transaction; replays change nothing."""
-        await self._submit(_Job(event, None))
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
+        """Apply one Fired or Resolved event in a single transaction; replays change nothing.
+
+        Returns the work item the event was applied to (``None`` for a Resolved that came first).
+        """
+        item_id = await self._submit(_Job(event, None))
+        return WorkItemRef(work_item_number(item_id)) if isinstance(item_id, int) else None
+
+    async def prune_resolved(self, older_than_seconds: float) -> int:
+        """Delete Resolved/Closed work items resolved longer ago than that (see ``work_item_ops``)."""
+        from receiver.itsm.work_item_ops import prune_resolved
+
+        def prune() -> int:
+            conn = self._writable_connection()
+            self._begin(conn)
+            try:
+                deleted = prune_resolved(conn, older_than_seconds)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return deleted
+
+        return await self._run(prune)
 
     # -- thread-side implementation ------------------------------------------------------------
 
@@ -302,6 +366,7 @@ class EmbeddedBackend(Backend):
             # synchronous=FULL, whose fsync makes them durable together. Power loss before that
             # loses both, and the row is replayed (idempotently).
             conn.execute("PRAGMA synchronous = NORMAL")
+            upgrade_schema(conn)  # before foreign keys are enforced: it may rebuild work_items
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(_SCHEMA)
         except sqlite3.OperationalError as error:
@@ -348,7 +413,7 @@ class EmbeddedBackend(Backend):
                     job.error = error
                 return
             began = time.monotonic()
-            outcomes: list[str] = []
+            outcomes: list[tuple[str, int | None]] = []
             try:
                 for job in pending:
                     assert job.event is not None
@@ -363,13 +428,15 @@ class EmbeddedBackend(Backend):
                 for job in tried:
                     try:
                         assert job.event is not None
-                        _log_applied(job.event, self._apply_sync(job.event))
+                        outcome, job.result = self._apply_sync(job.event)
+                        _log_applied(job.event, outcome)
                     except BaseException as error:  # noqa: BLE001 - handed to that event's caller
                         job.error = error
                 continue
             self.transactions += 1
-            for job, outcome in zip(pending, outcomes, strict=False):
+            for job, (outcome, item_id) in zip(pending, outcomes, strict=False):
                 assert job.event is not None
+                job.result = item_id
                 _log_applied(job.event, outcome)
             pending = pending[len(outcomes) :]
 
@@ -388,7 +455,7 @@ class EmbeddedBackend(Backend):
         except sqlite3.OperationalError as error:
             raise TransientBackendError(f"embedded backend database is busy: {error}") from error
 
-    def _apply_sync(self, event: AlertEvent) -> str:
+    def _apply_sync(self, event: AlertEvent) -> tuple[str, int | None]:
         conn = self._writable_connection()
         self._begin(conn)
         try:
@@ -403,17 +470,18 @@ class EmbeddedBackend(Backend):
         self.transactions += 1
         return outcome
 
-    def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> str:
+    def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> tuple[str, int | None]:
+        """Apply ``event``; returns what happened and the work item it touched (if any)."""
         condition = Condition(event.condition)
         # Both conditions in one read (each statement is a GIL round trip for this thread): this
         # one's row means a replay; a Fired also needs to know whether its Resolved came first.
-        applied = dict(
-            conn.execute(
-                "SELECT condition, event_at FROM applied_events WHERE alert_id = ?", (event.alert_id,)
-            ).fetchall()
-        )
+        rows = conn.execute(
+            "SELECT condition, event_at, work_item_id FROM applied_events WHERE alert_id = ?", (event.alert_id,)
+        ).fetchall()
+        applied = {row[0]: row[1] for row in rows}
         if condition.value in applied:
-            return "replay ignored"
+            earlier = next(row[2] for row in rows if row[0] == condition.value)
+            return "replay ignored", earlier
         work_item_id: int | None
         if condition is Condition.FIRED:
             event_at = _iso(event.fired_at) if event.fired_at else _now()
@@ -432,7 +500,7 @@ class EmbeddedBackend(Backend):
             " VALUES (?, ?, ?, ?, ?)",
             (event.alert_id, condition.value, work_item_id, event_at, _now()),
         )
-        return outcome
+        return outcome, work_item_id
 
     def _fired(
         self, conn: sqlite3.Connection, event: AlertEvent, fired_at: str, early_resolved_at: str | None

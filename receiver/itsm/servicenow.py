@@ -55,6 +55,7 @@ from receiver.itsm.base import (
     PermanentBackendError,
     Readiness,
     TransientBackendError,
+    WorkItemRef,
 )
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
@@ -147,20 +148,34 @@ class _ServiceNowHttp:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        """One request; returns the ``result`` of the envelope or raises a backend error."""
+        """One request; returns the ``result`` of the envelope or raises a backend error.
+
+        Refused credentials are read again from their secret files (``_PASSWORD_FILE``,
+        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more.
+        """
         try:
-            credential = await self._auth.credential()
-            response = await self._send(method, path, table, params, body, credential)
-            if response.status_code == 401 and credential.refreshable:
-                # An OAuth token can be revoked or expire early: refresh it once, then give up.
-                self._auth.invalidate(credential)
-                credential = await self._auth.credential()
-                response = await self._send(method, path, table, params, body, credential)
-            return self._result(method, table, response)
+            try:
+                return await self._call_once(method, path, table, params, body)
+            except CredentialsRejected:
+                if not self._auth.reload_secret_files():
+                    raise
+            return await self._call_once(method, path, table, params, body)
         except CredentialsRejected as error:
             for hook in self.on_credentials_rejected:
                 hook(error)
             raise
+
+    async def _call_once(
+        self, method: str, path: str, table: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+    ) -> Any:
+        credential = await self._auth.credential()
+        response = await self._send(method, path, table, params, body, credential)
+        if response.status_code == 401 and credential.refreshable:
+            # An OAuth token can be revoked or expire early: refresh it once, then give up.
+            self._auth.invalidate(credential)
+            credential = await self._auth.credential()
+            response = await self._send(method, path, table, params, body, credential)
+        return self._result(method, table, response)
 
     async def _send(
         self,
@@ -388,8 +403,12 @@ class ServiceNowBackend(Backend):
 
     # -- apply -------------------------------------------------------------------------------
 
-    async def apply(self, event: AlertEvent) -> None:
-        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key."""
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
+        """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key.
+
+        Returns the incident's number and link (``None`` for Event Management, whose own rules open
+        the incidents, and for a Resolved whose incident was already closed).
+        """
         async with self._key_lock(event.correlation_key):
             if self.settings.target is Target.INCIDENT:
                 unreadable = await self._visibility.problem(self._any_incident)
@@ -397,12 +416,21 @@ class ServiceNowBackend(Backend):
                     raise TransientBackendError(unreadable)
             if self.settings.target is Target.EVENT:
                 await self._post_event(event)
-            elif event.condition is Condition.FIRED:
-                await self._fired(event)
+                return None
+            if event.condition is Condition.FIRED:
+                incident = await self._fired(event)
             else:
-                await self._resolved(event)
+                incident = await self._resolved(event)
+        return self._reference(incident)
 
-    async def _fired(self, event: AlertEvent) -> None:
+    def _reference(self, incident: Mapping[str, Any] | None) -> WorkItemRef | None:
+        if not incident or not incident.get("number"):
+            return None
+        sys_id = str(incident.get("sys_id") or "")
+        url = f"{self.settings.url}/nav_to.do?uri=incident.do?sys_id={sys_id}" if _SYS_ID.fullmatch(sys_id) else None
+        return WorkItemRef(str(incident["number"]), url)
+
+    async def _fired(self, event: AlertEvent) -> dict[str, Any]:
         corr = correlation_id(event.correlation_key)
         marker = occurrence_marker(event.alert_id, Condition.FIRED)
         incident = await self._open_incident(corr)
@@ -413,12 +441,12 @@ class ServiceNowBackend(Backend):
                 extra={"event": "servicenow_incident_created", "number": record.get("number"),
                        "correlation_id": corr, "alert_id": event.alert_id},
             )
-            return
+            return record
         sys_id = str(incident["sys_id"])
         found = await self._noted_markers(incident)
         if marker in found:
             _log_replay(incident, event)
-            return
+            return incident
         patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
         # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
         # arrived before its Fired) — then the Fired is history and must not reopen anything.
@@ -432,8 +460,9 @@ class ServiceNowBackend(Backend):
             extra={"event": "servicenow_occurrence", "number": incident.get("number"), "alert_id": event.alert_id,
                    "reopened": "state" in patch},
         )
+        return incident
 
-    async def _resolved(self, event: AlertEvent) -> None:
+    async def _resolved(self, event: AlertEvent) -> dict[str, Any] | None:
         await self._check_close_code()
         corr = correlation_id(event.correlation_key)
         marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
@@ -444,19 +473,19 @@ class ServiceNowBackend(Backend):
                     "servicenow resolved: incident already closed",
                     extra={"event": "servicenow_already_closed", "correlation_id": corr, "alert_id": event.alert_id},
                 )
-                return
+                return None
             record = await self._create_incident(event, corr, marker, resolved=True)
             log.info(
                 "servicenow resolved before fired: recorded a resolved incident",
                 extra={"event": "servicenow_resolved_before_fired", "number": record.get("number"),
                        "alert_id": event.alert_id},
             )
-            return
+            return record
         sys_id = str(incident["sys_id"])
         found = await self._noted_markers(incident)
         if marker in found:
             _log_replay(incident, event)
-            return
+            return incident
         still_firing = _still_firing(found | {marker})
         note = f"Azure Monitor sent Resolved for alert {event.alert_id}."
         if still_firing:
@@ -475,6 +504,7 @@ class ServiceNowBackend(Backend):
             extra={"event": "servicenow_resolved", "number": incident.get("number"), "alert_id": event.alert_id,
                    "incident_resolved": "state" in fields, "still_firing": len(still_firing)},
         )
+        return incident
 
     # -- incidents ---------------------------------------------------------------------------
 

@@ -75,6 +75,25 @@ class Authenticator:
             assert self._token is not None
             return Credential(f"Bearer {self._token}", refreshable=True)
 
+    def reload_secret_files(self) -> bool:
+        """Read the mounted secret files again; True when a credential changed (its token is dropped).
+
+        Called when ServiceNow refuses the credentials: a rotated secret file then takes effect
+        without a restart. An unreadable file keeps the current credentials (and is logged).
+        """
+        try:
+            fresh = self._settings.reread_secret_files()
+        except ValueError as error:
+            log.warning("servicenow secret file unreadable", extra={"event": "servicenow_secret_file_error",
+                                                                    "error": str(error)})
+            return False
+        if fresh is None:
+            return False
+        self._settings = fresh
+        self._token = None
+        log.info("servicenow credentials re-read from their files", extra={"event": "servicenow_credentials_reloaded"})
+        return True
+
     def invalidate(self, credential: Credential) -> None:
         """Forget the token that got a 401, unless a concurrent request already replaced it."""
         if self._token is not None and credential.header == f"Bearer {self._token}":

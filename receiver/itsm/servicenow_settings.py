@@ -75,6 +75,11 @@ class ServiceNowSettings(BaseSettings):
     password: SecretStr | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    password_file: str | None = None
+    """A file holding the password (a mounted secret), instead of ``_PASSWORD``; re-read when ServiceNow
+    refuses the credentials, so a rotated file takes effect without a restart."""
+    client_secret_file: str | None = None
+    """A file holding the OAuth client secret, instead of ``_CLIENT_SECRET``; re-read like ``_PASSWORD_FILE``."""
     auth: AuthMode = AuthMode.AUTO
     """``auto``: OAuth password grant with client id and user, client credentials with a client id
     alone, basic auth with a user alone."""
@@ -159,6 +164,35 @@ class ServiceNowSettings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        for field in ("password", "client_secret"):
+            path = values.get(f"{field}_file")
+            if not path:
+                continue
+            if values.get(field) is not None:
+                raise ValueError(
+                    f"set {ENV_PREFIX}{field.upper()} or {ENV_PREFIX}{field.upper()}_FILE, not both"
+                )
+            values = {**values, field: read_secret_file(str(path), f"{ENV_PREFIX}{field.upper()}_FILE")}
+        return values
+
+    def reread_secret_files(self) -> ServiceNowSettings | None:
+        """These settings with the secret files read again, or None when no file changed (or none is used)."""
+        changes: dict[str, SecretStr] = {}
+        for field in ("password", "client_secret"):
+            path = getattr(self, f"{field}_file")
+            if not path:
+                continue
+            value = read_secret_file(path, f"{ENV_PREFIX}{field.upper()}_FILE")
+            current = getattr(self, field)
+            if current is None or current.get_secret_value() != value:
+                changes[field] = SecretStr(value)
+        return self.model_copy(update=changes) if changes else None
+
     @model_validator(mode="after")
     def _credentials(self) -> ServiceNowSettings:
         mode = self.effective_auth
@@ -211,15 +245,39 @@ class ServiceNowSettings(BaseSettings):
             raise ServiceNowSettingsError(describe_validation_error(error)) from None
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, naming the environment variable and never echoing its (possibly secret) value."""
+def read_secret_file(path: str, variable: str) -> str:
+    """The secret in ``path`` without its trailing newline; ``ValueError`` naming ``variable`` (never the content)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read().rstrip("\r\n")
+    except OSError as error:
+        raise ValueError(f"{variable}: cannot read {path!r}: {error.strerror or error}") from None
+    if not value:
+        raise ValueError(f"{variable}: {path!r} is empty")
+    return value
+
+
+_SECRET_FIELDS = frozenset({"password", "client_secret", "username", "client_id"})
+"""Fields whose values are never echoed in an error (held as secrets in the deployment)."""
+
+
+def problem_lines(error: ValidationError) -> list[str]:
+    """One line per problem, naming the environment variable; values are echoed except credentials."""
     lines = []
-    for item in error.errors(include_input=False, include_url=False):
+    for item in error.errors(include_url=False):
         field = str(item["loc"][0]) if item["loc"] else ""
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "ServiceNow settings"
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "SECURE_EXPORT_SERVICENOW_*"
         message = str(item["msg"]).removeprefix("Value error, ")
+        given = item.get("input")
         if item["type"] == "missing":
             message = "is required"
+        elif field and field not in _SECRET_FIELDS and isinstance(given, str | int | float) and "got " not in message:
+            message += f" (got {given!r})"
         lines.append(f"{name}: {message}")
-    return "invalid ServiceNow configuration: " + "; ".join(lines)
+    return list(dict.fromkeys(lines))
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Every problem on its own line, naming the variable and never echoing a credential."""
+    return "invalid ServiceNow configuration:\n" + "\n".join(problem_lines(error))
 

@@ -92,7 +92,7 @@ def test_rows_survive_reopen_and_leave_pending_only_when_done_or_parked(tmp_path
     parked = list_parked(db)
     assert len(parked) == 1
     row = parked[0]
-    assert set(row) == {"alert_id", "monitor_condition", "attempts", "last_error", "received_at", "parked_at"}
+    assert set(row) == {"id", "alert_id", "monitor_condition", "attempts", "last_error", "received_at", "parked_at"}
     assert (row["alert_id"], row["monitor_condition"], row["attempts"], row["last_error"]) == (
         "alert-2",
         "Fired",
