@@ -53,12 +53,14 @@ from receiver.auth import (
     check_subscriptions,
     single_authorization,
 )
-from receiver.dispatch import Dispatcher
+from receiver.dispatch import SYNTHETIC_ALERT_PREFIX, Dispatcher
 from receiver.inbox import Inbox, InboxUnavailable
 from receiver.itsm.base import Backend
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import ReceiverMetrics, route_label
 from receiver.schema import AlertParseError, parse_alert
+from receiver.lifecycle import Lifecycle
+from receiver.routing import load_configured
 from receiver.settings import ReceiverSettings
 
 log = logging.getLogger(__name__)
@@ -316,6 +318,10 @@ class AlertEndpoint:
         essentials = alert.data.essentials
         alert_id = essentials.alert_id
         condition = essentials.monitor_condition
+        if alert_id.startswith(SYNTHETIC_ALERT_PREFIX):
+            # Only the receiver writes such rows (receiver.lifecycle): a caller must not resolve items with them.
+            detail = f"alertId must not start with {SYNTHETIC_ALERT_PREFIX!r}"
+            return 422, _encode({"error": "not_common_alert_schema", "detail": detail}), []
         if self.allowed_subscriptions is not None:
             try:
                 check_subscriptions(
@@ -488,6 +494,15 @@ def create_app(
         concurrency=settings.dispatch_concurrency,
         apply_timeout=settings.dispatch_apply_timeout_seconds,
         metrics=metrics,
+        routing=load_configured(settings.routing),
+        lifecycle=Lifecycle(
+            inbox,
+            reopen_window=settings.reopen_window,
+            stateless_ttl=settings.stateless_ttl,
+            flap_cycles=settings.flap_cycles,
+            flap_quiet=settings.flap_quiet,
+            sweep_interval=settings.lifecycle_sweep_seconds,
+        ),
     )
     inbox.set_on_committed(dispatcher.notify)
     metrics.bind_inbox(inbox)
@@ -514,6 +529,8 @@ def create_app(
                 if owns_jwks:
                     stack.push_async_callback(jwks.close)
             stack.push_async_callback(backend.close)
+            await dispatcher.lifecycle.open()
+            stack.push_async_callback(dispatcher.lifecycle.close)
             await dispatcher.start()
             stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
             from receiver.ops_watch import OpsWatcher, prune_resolved_loop
