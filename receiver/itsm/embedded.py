@@ -549,6 +549,11 @@ class EmbeddedBackend(Backend):
             return item_id, "occurrence added"
 
         previous = lifecycle.previous_item(conn, event)
+        if not early_resolved_at and lifecycle.held_open(conn, previous):
+            assert previous is not None
+            lifecycle.join_held(conn, previous, event, fired_at)
+            self._note(conn, int(previous["id"]), f"Fired again while flapping: alert {event.alert_id} at {fired_at}.")
+            return int(previous["id"]), "occurrence added (flapping)"
         if not early_resolved_at and lifecycle.reopenable(previous, fired_at, self.reopen_window):
             assert previous is not None
             self._note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))

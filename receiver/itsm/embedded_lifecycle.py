@@ -128,6 +128,28 @@ def reopen(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent, f
     )
 
 
+def held_open(conn: sqlite3.Connection, previous: sqlite3.Row | None) -> bool:
+    """Whether ``previous`` is open only because flap damping held it (no alert of it still firing)."""
+    if previous is None or previous["state"] != "New":
+        return False
+    firing = conn.execute(
+        "SELECT COUNT(*) FROM work_item_alerts WHERE work_item_id = ? AND resolved_at IS NULL", (previous["id"],)
+    ).fetchone()[0]
+    return int(firing) == 0
+
+
+def join_held(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent, fired_at: str) -> None:
+    """Add ``event``'s alert to the held item; the item now answers to this event's correlation key."""
+    conn.execute(
+        "UPDATE work_items SET occurrences = occurrences + 1, correlation_key = ? WHERE id = ?",
+        (event.correlation_key, previous["id"]),
+    )
+    conn.execute(
+        "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES (?, ?, ?, NULL)",
+        (previous["id"], event.alert_id, fired_at),
+    )
+
+
 def not_reopened_note(previous: sqlite3.Row | None) -> str | None:
     """For a new item: why the previous item of the same rule and targets was not reopened, if a person ended it."""
     if previous is None:
