@@ -17,4 +17,6 @@ except ConfigError as exc:
     # RunError ends the program with its message and without a traceback.
     raise pulumi.RunError(f"invalid stack configuration ({len(exc.problems)} problem(s) above)") from None
 
+for warning in config.warnings:
+    pulumi.log.warn(warning)
 declare(config)

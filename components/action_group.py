@@ -5,6 +5,7 @@ from typing import NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
+from components.deploy_rules import WEBHOOK_RECEIVER_NAME, action_group_findings, snake_path
 from components.validation import check_short_name, checked_tenant_id
 
 ALERTS_PATH = "/api/alerts"
@@ -82,6 +83,8 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
         tenant_id = checked_tenant_id(f"SecureWebhookActionGroup {name}", args.get("tenant_id"))
         service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)
         emails = args.get("email_receivers") or []
+        for finding in action_group_findings(emails):  # type: ignore[arg-type]
+            raise ValueError(f"SecureWebhookActionGroup {name}: {snake_path(finding.path)}: {finding.message}")
         action_group = monitor.ActionGroup(
             f"{name}-ag",
             action_group_name=args.get("action_group_name"),
@@ -91,7 +94,7 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
             location="Global",
             webhook_receivers=[
                 {
-                    "name": "secure-export",
+                    "name": WEBHOOK_RECEIVER_NAME,
                     "service_uri": service_uri,
                     "use_aad_auth": True,
                     "object_id": args.get("application_object_id"),

@@ -5,6 +5,13 @@ from typing import Any, NotRequired, Optional, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
+from components.deploy_rules import (
+    activity_log_count_findings,
+    activity_log_rule_findings,
+    log_rule_findings,
+    metric_rule_findings,
+    refusal_text,
+)
 from components.validation import (
     check_frequency_within_window,
     check_scopes,
@@ -127,7 +134,9 @@ class LogAlertRuleArgs(TypedDict):
     failing_periods: NotRequired[Optional[FailingPeriodsArgs]]
     """Failing periods before the alert fires (default 1 of 1)."""
     mute_actions_duration: NotRequired[Optional[str]]
-    """ISO-8601 duration during which actions are muted after the alert fired."""
+    """ISO-8601 duration during which actions are muted after the alert fired (needs auto_mitigate false)."""
+    auto_mitigate: NotRequired[Optional[bool]]
+    """Stateful (default true): Azure sends Resolved when the condition clears. False: Fired only."""
     enabled: NotRequired[Optional[bool]]
     """Whether the rule is evaluated (default true)."""
 
@@ -213,6 +222,12 @@ def _check_rule(component: str, kind: str, rule: dict[str, Any], seen: set[str])
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     return rule_name
+
+
+def _refuse_deploy_rules(component: str, kind: str, rule_name: str, findings: list[Any]) -> None:
+    text = refusal_text(f"AlertRules {component}", kind, rule_name, findings)
+    if text:
+        raise ValueError(text)
 
 
 def _dimensions(dims: Optional[list[DimensionArgs]]) -> Optional[list[dict[str, Any]]]:
@@ -309,7 +324,7 @@ def watched_subscriptions(
 
 
 class AlertRules(pulumi.ComponentResource):
-    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are stateful (autoMitigate) so that Resolved reaches the ITSM tool."""
+    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are stateful (autoMitigate) so that Resolved reaches the ITSM tool, unless a log rule opts out."""
 
     metric_alert_ids: pulumi.Output[list[str]]
     """Resource ids of the metric alert rules."""
@@ -341,6 +356,8 @@ class AlertRules(pulumi.ComponentResource):
         seen = set()
         log_ids = [self._log(rule, seen, str(location)) for rule in log_rules]
         seen = set()
+        for finding in activity_log_count_findings(args.get("activity_log_alerts") or []):  # type: ignore[arg-type]
+            raise ValueError(f"AlertRules {name}: activity_log_alerts {finding.message}")
         activity_ids = [self._activity(rule, seen) for rule in args.get("activity_log_alerts") or []]
 
         self.metric_alert_ids = _all(metric_ids)
@@ -361,6 +378,7 @@ class AlertRules(pulumi.ComponentResource):
         criteria = [_metric_criterion(name, rule_name, c) for c in rule.get("criteria") or []]
         if not criteria:
             raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
+        _refuse_deploy_rules(name, "metric", rule_name, metric_rule_findings(rule))
         dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
         multi = _is_multi_resource(scopes)
         if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
@@ -412,6 +430,7 @@ class AlertRules(pulumi.ComponentResource):
                 duration_seconds(mute)
             except ValueError as exc:
                 raise ValueError(f"AlertRules {name}: log rule {rule_name!r}: mute_actions_duration {exc}") from None
+        _refuse_deploy_rules(name, "log", rule_name, log_rule_findings(rule))
         condition = monitor.ConditionArgs(
             query=rule["query"],
             time_aggregation=rule["time_aggregation"],
@@ -440,7 +459,7 @@ class AlertRules(pulumi.ComponentResource):
             window_size=rule["window_size"],
             mute_actions_duration=mute,
             criteria=monitor.ScheduledQueryRuleCriteriaArgs(all_of=[condition]),
-            auto_mitigate=True,
+            auto_mitigate=rule.get("auto_mitigate", True) is not False,
             actions=monitor.ActionsArgs(action_groups=[self._action_group_id]),
             tags=self._tags,
             opts=self._child,
@@ -450,6 +469,7 @@ class AlertRules(pulumi.ComponentResource):
     def _activity(self, rule: ActivityLogAlertRuleArgs, seen: set[str]) -> pulumi.Output[str]:
         name = self._name
         rule_name = _check_rule(name, "activity log", dict(rule), seen)
+        _refuse_deploy_rules(name, "activity log", rule_name, activity_log_rule_findings(rule))
         alert = monitor.ActivityLogAlert(
             f"{name}-activity-{rule_name}",
             activity_log_alert_name=rule_name,

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -25,6 +26,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.deploy_rules import stack_findings
+from components.placeholders import config_placeholders, placeholder_ciphertext
 from components.validation import (
     check_scopes,
     check_severity,
@@ -189,6 +192,7 @@ class LogRuleConfig(_EvaluatedRuleConfig):
     dimensions: list[DimensionConfig] | None = None
     failing_periods: FailingPeriodsConfig | None = None
     mute_actions_duration: str | None = None
+    auto_mitigate: bool = True
 
     @field_validator("mute_actions_duration", mode="before")
     @classmethod
@@ -344,6 +348,12 @@ class StackConfig(_Model):
     servicenow_password: SecretStr | None = None
     servicenow_client_secret: SecretStr | None = None
     alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Lines about what Azure accepts but that misbehaves or is a placeholder, each naming its key."""
+        return list(self._warnings)
 
     @model_validator(mode="after")
     def _servicenow_complete(self) -> StackConfig:
@@ -370,7 +380,7 @@ class StackConfig(_Model):
 
         receiver = self.receiver
         servicenow = self.servicenow
-        rules = self.alert_rules
+        as_args = _rules_as_args(self)
 
         def secret(value: SecretStr | None) -> Any:
             return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
@@ -411,9 +421,9 @@ class StackConfig(_Model):
             "servicenow_password": secret(self.servicenow_password),
             "servicenow_client_id": servicenow.client_id if servicenow else None,
             "servicenow_client_secret": secret(self.servicenow_client_secret),
-            "metric_alerts": [r.model_dump(exclude_none=True) for r in rules.metric] or None,
-            "log_alerts": [r.model_dump(exclude_none=True) for r in rules.log] or None,
-            "activity_log_alerts": [r.model_dump(exclude_none=True) for r in rules.activity_log] or None,
+            "metric_alerts": as_args["metric"] or None,
+            "log_alerts": as_args["log"] or None,
+            "activity_log_alerts": as_args["activity_log"] or None,
         }
 
 
@@ -431,6 +441,8 @@ class LoadedStack:
     config: StackConfig
     pulumi_config: dict[str, str]
     secret_keys: list[str]
+    warnings: list[str]
+    """The config's warnings and the stack file's own (placeholder ``secure:`` values), one line each."""
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -518,9 +530,23 @@ def validate(values: dict[str, Any], secret_keys: set[str], source: str) -> Stac
             where = f"{NAMESPACE}:{loc}" if loc else NAMESPACE
             problems.append(f"{source}: {where}: {_message(error)}")
         raise ConfigError(problems) from None
+    emails = [e.model_dump() for e in config.action_group.email_receivers]
+    for path, finding in stack_findings(_rules_as_args(config), emails, config.identity.identifier_uri):
+        line = f"{source}: {NAMESPACE}:{path}: {finding.message}"
+        (problems if finding.refused else config._warnings).append(line)
     if problems:
         raise ConfigError(problems)
+    for path, reason in config_placeholders(config.model_dump(by_alias=True, exclude_none=True, mode="json")):
+        config._warnings.append(f"{source}: {NAMESPACE}:{path}: placeholder: {reason}; replace it before `pulumi up`")
     return config
+
+
+def _rules_as_args(config: StackConfig) -> dict[str, list[dict[str, Any]]]:
+    rules = config.alert_rules
+    return {
+        kind: [r.model_dump(exclude_none=True) for r in getattr(rules, kind)]
+        for kind in ("metric", "log", "activity_log")
+    }
 
 
 def stack_file(project_dir: Path, stack: str) -> Path:
@@ -586,7 +612,18 @@ def load_stack_file(path: Path, display: str | None = None) -> LoadedStack:
             if is_secret:
                 secret_keys.add(key)
     config = _validated(values, secret_keys, source, problems)
-    return LoadedStack(config=config, pulumi_config=pulumi_config, secret_keys=pulumi_secret_keys)
+    unreal = [
+        f"{source}: {key}: placeholder: this secure value is readable text, not the ciphertext of a secret; "
+        f"set it with `pulumi config set --secret {key} <value>`"
+        for key in pulumi_secret_keys
+        if placeholder_ciphertext(pulumi_config[key])
+    ]
+    return LoadedStack(
+        config=config,
+        pulumi_config=pulumi_config,
+        secret_keys=pulumi_secret_keys,
+        warnings=[*config.warnings, *unreal],
+    )
 
 
 def _validated(values: dict[str, Any], secret_keys: set[str], source: str, problems: list[str]) -> StackConfig:

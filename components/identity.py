@@ -19,7 +19,7 @@ class SecureWebhookIdentityArgs(TypedDict):
     display_name: str
     """Display name of the receiver's application registration."""
     identifier_uri: NotRequired[Optional[str]]
-    """Application ID URI (the token audience). Defaults to api://<project>-<stack>."""
+    """Application ID URI (the token audience). Defaults to api://<tenant id>/<project>-<stack>."""
     access_token_version: NotRequired[Optional[int]]
     """Access token version the application accepts: 1 (default) or 2."""
     owner_object_ids: NotRequired[Optional[list[str]]]
@@ -60,11 +60,15 @@ class SecureWebhookIdentity(pulumi.ComponentResource):
         if version not in (1, 2):
             raise ValueError(f"SecureWebhookIdentity {name}: access_token_version must be 1 or 2, got {version!r}")
         project, stack = pulumi.get_project(), pulumi.get_stack()
-        identifier_uri = args.get("identifier_uri") or f"api://{project}-{stack}"
         role_id = args.get("role_id") or stable_role_id(project, stack)
         child = pulumi.ResourceOptions(parent=self)
 
         deployer = azuread.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        # The default carries the tenant id, so tenants that refuse identifier URIs without a unique
+        # tenant identifier (uriAdditionWithoutUniqueTenantIdentifier) accept it too.
+        identifier_uri: pulumi.Input[str] = args.get("identifier_uri") or deployer.tenant_id.apply(
+            lambda tenant: f"api://{tenant}/{project}-{stack}"
+        )
         # Azure refuses an action group whose creator does not own the application
         # (AadWebhookResourceNotOwnedByCaller), and the azuread provider drops the creator from
         # the owners when owners are set without it: list the deployer explicitly.

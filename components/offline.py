@@ -12,6 +12,7 @@ import asyncio
 import base64
 import gc
 import hashlib
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -65,6 +66,10 @@ class PlannedResource:
     custom: bool
     secret_inputs: frozenset[str] = frozenset()
     parent_type: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    """Names of the resources it waits for, explicitly (``depends_on``) or through its inputs; sorted."""
+    retain_on_delete: bool = False
+    """Whether ``pulumi destroy`` leaves it in the cloud (``retain_on_delete``)."""
 
 
 @dataclass
@@ -77,6 +82,10 @@ class PlanResult:
     outputs: dict[str, Any]
     secret_outputs: frozenset[str] = frozenset()
     secret_values: frozenset[str] = field(default_factory=frozenset)
+    engine_log: list[tuple[str, str]] = field(default_factory=list)
+    """What the program logged through ``pulumi.log`` (level name, message), in order."""
+    warnings: list[str] = field(default_factory=list)
+    """The stack config's warnings (filled by ``components.plan``), one line each naming its key."""
 
 
 def _rewrite(value: Any, visit: Callable[[Any, Any], tuple[Any, bool] | None], key: Any = None) -> tuple[Any, bool]:
@@ -126,6 +135,8 @@ class FakeCloud(pulumi.runtime.Mocks):
         self.deployer_object_id = self._uuid("deployer")
         self.records: dict[tuple[str, str], PlannedResource] = {}
         self.parents: dict[tuple[str, str], str] = {}
+        self.options: dict[tuple[str, str], tuple[list[str], bool]] = {}
+        """Per resource: the URNs it depends on and whether it is retained on delete."""
         self.secret_values: set[str] = {v for v in secret_values if v}
         self._lock = threading.Lock()
 
@@ -294,6 +305,8 @@ class _PlanMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         if request.type != "pulumi:pulumi:Stack" and request.parent:
             self._fake.parents[(request.type, request.name)] = request.parent
+        # The SDK sends explicit depends_on and every input's dependencies together, as URNs.
+        self._fake.options[(request.type, request.name)] = (list(request.dependencies), bool(request.retainOnDelete))
         self._thread_loop()
         return super().RegisterResource(request)
 
@@ -400,8 +413,11 @@ def run_program(
     """
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
+    engine_log = _EngineLog()
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(fake, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger
+    )
     # Mock settings keep the previous run's pending outputs; a failed run must not leak into this one.
     pulumi_settings.SETTINGS.outputs.clear()
     pulumi_settings.SETTINGS.rpc_manager.clear()
@@ -423,6 +439,8 @@ def run_program(
         parent_urn = fake.parents.get(key)
         parent = _parent_name(parent_urn) if parent_urn else None
         record.parent_type, record.parent = parent if parent else (None, None)
+        urns, record.retain_on_delete = fake.options.get(key, ([], False))
+        record.depends_on = sorted({urn.split("::")[-1] for urn in urns} - {record.name})
     return PlanResult(
         stack=stack,
         project=project,
@@ -430,7 +448,22 @@ def run_program(
         outputs=values,
         secret_outputs=frozenset(secret_outputs),
         secret_values=frozenset(fake.secret_values),
+        engine_log=engine_log.records,
     )
+
+
+class _EngineLog(logging.Handler):
+    """Collects what the program logs through ``pulumi.log``; the mock engine would print it to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[str, str]] = []
+        self.logger = logging.Logger("secure-export.offline.engine")  # not registered: one per run
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelname, record.getMessage()))
 
 
 def _mark_failed_futures_seen() -> None:

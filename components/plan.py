@@ -72,7 +72,7 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
     def program() -> None:
         runpy.run_path(str(main_py), run_name="__main__")
 
-    return run_program(
+    result = run_program(
         program,
         stack=stack,
         project=project_name(project_dir),
@@ -80,10 +80,15 @@ def plan_file(path: Path, *, stack: str | None = None, project_dir: Path | None 
         secret_keys=loaded.secret_keys,
         secret_values=loaded.config.secret_values() + [loaded.pulumi_config[k] for k in loaded.secret_keys],
     )
+    result.warnings = list(loaded.warnings)
+    return result
 
 
 def to_json(result: PlanResult) -> dict[str, Any]:
-    """Return the plan as the JSON contract: stack, resources (type, name, parent, inputs, outputs), outputs."""
+    """Return the plan as the JSON contract of docs/design.md.
+
+    ``{"stack", "offline": true, "resources": [{type, name, parent, inputs, outputs, dependsOn}], "outputs"}``.
+    """
     secrets = result.secret_values
     resources = []
     for record in result.resources:
@@ -95,12 +100,13 @@ def to_json(result: PlanResult) -> dict[str, Any]:
                 "parent": record.parent,
                 "inputs": public_inputs(record, secrets),
                 "outputs": plain_numbers(made_up),
+                "dependsOn": list(record.depends_on),
             }
         )
     outputs: dict[str, Any] = {}
     for key, value in result.outputs.items():
         outputs[key] = SECRET_MASK if key in result.secret_outputs else plain_numbers(masked(value, secrets)[0])
-    return {"stack": result.stack, "resources": resources, "outputs": outputs}
+    return {"stack": result.stack, "offline": True, "resources": resources, "outputs": outputs}
 
 
 def render_tree(plan: dict[str, Any]) -> str:
@@ -126,7 +132,11 @@ def render_tree(plan: dict[str, Any]) -> str:
             ident = r["outputs"].get("id")
             suffix = f"  id={ident}" if ident else ""
             lines.append(f"{prefix}{branch}{r['name']}  ({r['type']}){suffix}")
-            walk(r["name"], prefix + ("" if parent is None else ("   " if last else "│  ")))
+            inner = prefix + ("" if parent is None else ("   " if last else "│  "))
+            if r.get("dependsOn"):
+                below = "│  " if children.get(r["name"]) else "   "
+                lines.append(f"{inner}{below}waits for: {', '.join(r['dependsOn'])}")
+            walk(r["name"], inner)
 
     walk(None, "")
     lines.append("")
@@ -181,6 +191,8 @@ def main(argv: list[str]) -> int:
         if os.environ.get("SECURE_EXPORT_DEBUG"):
             raise
         return 1
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     plan = to_json(result)
     if args.json:
         sys.stdout.write(json.dumps(plan, indent=2, sort_keys=False) + "\n")

@@ -15,7 +15,7 @@ from pulumi_azure_native import (
     storage,
 )
 
-from components.validation import checked_tenant_id
+from components.validation import checked_tenant_id, subscription_of
 
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
@@ -60,7 +60,7 @@ class ReceiverServiceArgs(TypedDict):
     """Azure name of the container app (2..32 lowercase letters, digits, hyphens). Defaults to the component name."""
     allowed_callers: NotRequired[Optional[list[str]]]
     """Accepted appid/azp claims. Unset: the receiver's default (the AzNS AAD Webhook client id)."""
-    allowed_subscriptions: NotRequired[Optional[list[str]]]
+    allowed_subscriptions: NotRequired[Optional[pulumi.Input[list[str]]]]
     """Subscriptions whose alerts the receiver accepts. Unset or empty: all."""
     itsm: NotRequired[Optional[str]]
     """ITSM backend: embedded (default) or servicenow."""
@@ -92,6 +92,15 @@ class ReceiverServiceArgs(TypedDict):
     """Log Analytics retention in days (default 30)."""
     tags: NotRequired[Optional[dict[str, str]]]
     """Tags on every resource."""
+
+
+def acr_pull_role_definition_id(registry_resource_id: str) -> str:
+    """The AcrPull role definition id in the registry's own subscription (which may not be the deploying one)."""
+    subscription = subscription_of(registry_resource_id)
+    if subscription is None:
+        # Built-in roles also resolve at tenant level.
+        return f"/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE_ID}"
+    return f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE_ID}"
 
 
 def _app_name(value: str) -> str:
@@ -247,28 +256,25 @@ class ReceiverService(pulumi.ComponentResource):
 
         registries: Any = None
         identity: Any = None
+        app_depends_on: list[pulumi.Resource] = []
         if args.get("registry_resource_id"):
             pull_identity = managedidentity.UserAssignedIdentity(
                 f"{name}-pull-identity", resource_group_name=rg_name, location=location, tags=tags, opts=child
             )
-            subscription = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
-            authorization.RoleAssignment(
+            registry_id = str(args.get("registry_resource_id"))
+            acr_pull = authorization.RoleAssignment(
                 f"{name}-acr-pull",
                 role_assignment_name=str(
-                    uuid.uuid5(
-                        uuid.NAMESPACE_URL, f"{args.get('registry_resource_id')}/{pulumi.get_stack()}/{name}/AcrPull"
-                    )
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"{registry_id}/{pulumi.get_stack()}/{name}/AcrPull")
                 ),
-                scope=args.get("registry_resource_id"),
+                scope=registry_id,
                 principal_id=pull_identity.principal_id,
                 principal_type="ServicePrincipal",
-                role_definition_id=subscription.subscription_id.apply(
-                    lambda sub: (
-                        f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE_ID}"
-                    )
-                ),
+                role_definition_id=acr_pull_role_definition_id(registry_id),
                 opts=child,
             )
+            # The first revision pulls the image as soon as the app exists: the grant must be there first.
+            app_depends_on.append(acr_pull)
             registries = [{"server": args.get("image_registry"), "identity": pull_identity.id}]
             identity = {"type": "UserAssigned", "user_assigned_identities": [pull_identity.id]}
 
@@ -339,7 +345,7 @@ class ReceiverService(pulumi.ComponentResource):
                 ],
             },
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=app_depends_on),
         )
 
         # The FQDN of an app with external ingress is <app name>.<environment default domain>;
@@ -375,10 +381,11 @@ class ReceiverService(pulumi.ComponentResource):
         ]
         if args.get("allowed_callers"):
             env.append({"name": "SECURE_EXPORT_ALLOWED_CALLERS", "value": ",".join(args["allowed_callers"] or [])})
-        if args.get("allowed_subscriptions"):
-            env.append(
-                {"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": ",".join(args["allowed_subscriptions"] or [])}
-            )
+        allowed_subscriptions = args.get("allowed_subscriptions")
+        if isinstance(allowed_subscriptions, pulumi.Output) or allowed_subscriptions:
+            # An Output (known at deployment) that comes out empty means "all", as an unset variable does.
+            joined = pulumi.Output.from_input(allowed_subscriptions).apply(lambda subs: ",".join(subs or []))
+            env.append({"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": joined})
         secrets: list[dict[str, Any]] = []
         if itsm != "servicenow":
             return secrets, env

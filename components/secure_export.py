@@ -3,6 +3,7 @@
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
+from pulumi_azure_native import authorization
 
 from components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
 from components.alert_rules import (
@@ -34,7 +35,7 @@ class ReceiverSettingsArgs(TypedDict):
     allowed_callers: NotRequired[Optional[list[str]]]
     """Accepted appid/azp claims (default: the AzNS AAD Webhook client id)."""
     allowed_subscriptions: NotRequired[Optional[list[str]]]
-    """Subscriptions whose alerts are accepted. Unset: those the alert rules watch."""
+    """Subscriptions whose alerts are accepted. Unset: those the alert rules watch. The rules' own subscription is added."""
     itsm: NotRequired[Optional[str]]
     """ITSM backend: embedded (default) or servicenow."""
     correlation: NotRequired[Optional[str]]
@@ -73,7 +74,7 @@ class SecureExportArgs(TypedDict):
     display_name: NotRequired[Optional[str]]
     """Display name of the Azure AD application (default: secure-export <project>-<stack>)."""
     identifier_uri: NotRequired[Optional[str]]
-    """Application ID URI (default api://<project>-<stack>)."""
+    """Application ID URI (default api://<tenant id>/<project>-<stack>)."""
     access_token_version: NotRequired[Optional[int]]
     """Token version the application accepts: 1 (default) or 2."""
     owner_object_ids: NotRequired[Optional[list[str]]]
@@ -124,7 +125,7 @@ class SecureExport(pulumi.ComponentResource):
     resource_group_name: pulumi.Output[str]
     """Resource group of the receiver, action group and rules."""
     allowed_subscriptions: pulumi.Output[list[str]]
-    """Subscriptions whose alerts the receiver accepts (empty: all)."""
+    """Subscriptions whose alerts the receiver accepts (empty: all); includes the one holding the alert rules."""
 
     def __init__(self, name: str, args: SecureExportArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("secure-export:index:SecureExport", name, {}, opts)
@@ -145,11 +146,12 @@ class SecureExport(pulumi.ComponentResource):
             opts=child,
         )
 
-        allowed_subscriptions: list[str] = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]
-        if allowed_subscriptions is None:
-            allowed_subscriptions = watched_subscriptions(
+        listed: list[str] | None = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]
+        if listed is None:
+            listed = watched_subscriptions(
                 args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")
             )
+        allowed_subscriptions = self._with_rules_subscription(listed)
         receiver = ReceiverService(
             f"{name}-receiver",
             {
@@ -209,7 +211,7 @@ class SecureExport(pulumi.ComponentResource):
         self.deployer_object_id = identity.deployer_object_id
         self.action_group_id = action_group.action_group_id
         self.resource_group_name = receiver.resource_group_name
-        self.allowed_subscriptions = pulumi.Output.from_input(list(allowed_subscriptions))
+        self.allowed_subscriptions = pulumi.Output.from_input(allowed_subscriptions)
         self.register_outputs(
             {
                 "receiver_url": self.receiver_url,
@@ -225,3 +227,21 @@ class SecureExport(pulumi.ComponentResource):
                 "allowed_subscriptions": self.allowed_subscriptions,
             }
         )
+
+    def _with_rules_subscription(self, listed: list[str]) -> pulumi.Input[list[str]]:
+        """``listed`` plus the subscription that holds the alert rules, once an allow-list is in effect.
+
+        An alert's ``alertId`` names the subscription of the rule that fired it
+        (``/subscriptions/<rules' subscription>/providers/Microsoft.AlertsManagement/alerts/...``), and
+        the receiver admits an alert only if every subscription it names is allowed: without this,
+        every alert of the stack could be refused with 403. An empty list stays empty (all allowed).
+        """
+        if not listed:
+            return []
+        deployer = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+
+        def merged(rules_subscription: str) -> list[str]:
+            known = {s.lower() for s in listed}
+            return [*listed, *([] if rules_subscription.lower() in known else [rules_subscription.lower()])]
+
+        return deployer.subscription_id.apply(merged)

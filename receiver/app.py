@@ -539,6 +539,10 @@ def create_app(
             await watcher.start()
             stack.push_async_callback(watcher.stop)
             runtime.ops_watcher = watcher
+            from receiver.activity import summary_loop
+
+            summary = asyncio.create_task(summary_loop(runtime, settings.activity_log_seconds))
+            stack.callback(summary.cancel)
             if settings.resolved_retention_days and hasattr(backend, "prune_resolved"):
                 pruner = asyncio.create_task(prune_resolved_loop(backend, settings.resolved_retention_days * 86400))
                 stack.callback(pruner.cancel)

@@ -106,6 +106,8 @@ class ReceiverSettings(BaseSettings):
     """Second port for ``/metrics``, detailed ``/readyz`` and the operations endpoints; unset: all on the main port."""
     ops_poll_seconds: float = Field(default=2.0, gt=0, le=300)
     """How often the receiver looks for replays and discards made by the CLI on its database."""
+    activity_log_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Interval of the ``dispatch_summary`` log line (accepted/applied/parked since the last one)."""
     graceful_shutdown_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: time given to in-flight requests and backend calls before they are cut."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

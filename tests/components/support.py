@@ -63,7 +63,10 @@ def log_rule(**overrides: Any) -> dict[str, Any]:
         "scopes": [WORKSPACE],
         "evaluation_frequency": "PT5M",
         "window_size": "PT15M",
-        "query": "AppRequests | where ResultCode startswith '5' | summarize Errors = count() by _ResourceId, AppRoleName",
+        "query": (
+            "AppRequests | where ResultCode startswith '5'"
+            " | summarize Errors = count() by bin(TimeGenerated, 15m), _ResourceId, AppRoleName"
+        ),
         "time_aggregation": "Total",
         "metric_measure_column": "Errors",
         "resource_id_column": "_ResourceId",

@@ -4,6 +4,7 @@ import pulumi
 import pytest
 
 from components import SecureWebhookIdentity
+from components.offline import FakeCloud
 from components.validation import stable_role_id
 from tests.components.support import (
     APP_ROLE_ASSIGNMENT,
@@ -61,10 +62,12 @@ def test_role_id_is_stable_across_runs_and_differs_across_stacks():
     assert other != first
 
 
-def test_identifier_uri_defaults_to_project_and_stack_and_can_be_configured():
+def test_identifier_uri_defaults_to_tenant_project_and_stack_and_can_be_configured():
+    # api://<tenant id>/<string> passes Entra's uriAdditionWithoutUniqueTenantIdentifier restriction.
     default = declare(_identity(), stack="qa")
-    assert one(default, APPLICATION).inputs["identifierUris"] == ["api://secure-export-qa"]
-    assert default.outputs["identifierUri"] == "api://secure-export-qa"
+    tenant = FakeCloud("qa").tenant_id
+    assert one(default, APPLICATION).inputs["identifierUris"] == [f"api://{tenant}/secure-export-qa"]
+    assert default.outputs["identifierUri"] == f"api://{tenant}/secure-export-qa"
     custom = declare(_identity(identifier_uri="api://rx.contoso.com"))
     assert one(custom, APPLICATION).inputs["identifierUris"] == ["api://rx.contoso.com"]
 
@@ -83,6 +86,13 @@ def test_service_principals_require_assignment_and_reuse_the_azns_principal():
     assert sp.inputs["clientId"] == app.outputs["clientId"]
     assert sp.inputs["appRoleAssignmentRequired"] is True
     assert azns.inputs["useExisting"] is True
+
+
+def test_the_tenant_wide_azns_principal_survives_destroying_a_stack():
+    # Every secure webhook in the tenant depends on it: `pulumi destroy` of one stack must not delete it.
+    app, sp, azns = _service_principals(declare(_identity()))
+    assert azns.retain_on_delete is True
+    assert sp.retain_on_delete is False
 
 
 def test_exactly_one_role_assignment_grants_the_role_to_azns_on_the_apps_principal():

@@ -39,9 +39,10 @@ def _one(plan, typ):
 
 def test_json_contract_shape(prod):
     assert prod["stack"] == "prod"
-    assert set(prod) == {"stack", "resources", "outputs"}
+    assert list(prod) == ["stack", "offline", "resources", "outputs"]
+    assert prod["offline"] is True
     for resource in prod["resources"]:
-        assert set(resource) == {"type", "name", "parent", "inputs", "outputs"}
+        assert list(resource) == ["type", "name", "parent", "inputs", "outputs", "dependsOn"]
     names = {r["name"] for r in prod["resources"]}
     assert all(r["parent"] is None or r["parent"] in names for r in prod["resources"])
     assert "receiverUrl" in prod["outputs"]
@@ -143,6 +144,33 @@ def test_tree_lists_every_resource_and_the_outputs(prod):
     for resource in prod["resources"]:
         assert resource["name"] in tree
     assert "outputs:" in tree and prod["outputs"]["receiverUrl"] in tree
+
+
+def _named(plan, name):
+    (found,) = [r for r in plan["resources"] if r["name"] == name]
+    return found
+
+
+def test_depends_on_lists_what_each_resource_waits_for_explicitly_or_through_its_inputs(prod):
+    names = {r["name"] for r in prod["resources"]}
+    for resource in prod["resources"]:
+        assert resource["dependsOn"] == sorted(set(resource["dependsOn"]))
+        assert set(resource["dependsOn"]) <= names - {resource["name"]}
+    # through inputs: the action group's webhook names the application's object id
+    assert "secure-export-identity-app" in _named(prod, "secure-export-action-group-ag")["dependsOn"]
+    # through inputs: every rule notifies the action group
+    for rule in _of(prod, METRIC_ALERT) + _of(prod, LOG_ALERT):
+        assert "secure-export-action-group-ag" in rule["dependsOn"]
+    # explicit depends_on: the app's first revision pulls only after AcrPull is granted
+    assert "secure-export-receiver-acr-pull" in _named(prod, "secure-export-receiver-app")["dependsOn"]
+    # nothing to wait for
+    assert _named(prod, "secure-export-identity-app")["dependsOn"] == []
+
+
+def test_tree_shows_what_each_resource_waits_for(prod):
+    lines = render_tree(prod).splitlines()
+    at = next(i for i, line in enumerate(lines) if "secure-export-identity-sp  (" in line)
+    assert lines[at + 1].strip().endswith("waits for: secure-export-identity-app")
 
 
 def test_main_prints_json_and_the_tree(capsys, monkeypatch):

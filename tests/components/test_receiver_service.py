@@ -150,8 +150,20 @@ def test_private_registry_is_pulled_with_a_managed_identity_granted_acr_pull():
     grant = one(result, "azure-native:authorization:RoleAssignment")
     assert grant.inputs["scope"] == registry
     assert grant.inputs["principalId"] == identity.outputs["principalId"]
-    assert grant.inputs["roleDefinitionId"].endswith("/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d")
+    assert grant.inputs["roleDefinitionId"] == (
+        "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d"
+    )
     assert "passwordSecretRef" not in repr(app.inputs)
+
+
+def test_acr_pull_role_comes_from_the_registrys_subscription_and_the_app_waits_for_the_grant():
+    # The registry may live in a shared subscription: the role definition id names that one, not the deployer's.
+    registry = "/subscriptions/aaaa-shared/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/cr1"
+    result = declare(_receiver(image_registry="cr1.azurecr.io", registry_resource_id=registry))
+    grant = one(result, "azure-native:authorization:RoleAssignment")
+    assert grant.inputs["roleDefinitionId"].startswith("/subscriptions/aaaa-shared/providers/Microsoft.Authorization/")
+    # explicit depends_on: nothing in the app's inputs refers to the grant, yet its first revision needs it
+    assert grant.name in one(result, CONTAINER_APP).depends_on
 
 
 def test_resource_group_is_created_or_reused_and_url_is_https():

@@ -1,6 +1,7 @@
 import re
 from pathlib import Path
 
+from components.offline import FakeCloud
 from tests.components.support import (
     ACTION_GROUP,
     APPLICATION,
@@ -24,6 +25,6 @@ def test_documented_example_runs_in_another_project_and_wires_the_secure_webhook
     (webhook,) = one(result, ACTION_GROUP).inputs["webhookReceivers"]
     assert webhook["useAadAuth"] is True
     assert webhook["objectId"] == app.outputs["objectId"]
-    assert app.inputs["identifierUris"] == ["api://other-team-staging"]
+    assert app.inputs["identifierUris"] == [f"api://{FakeCloud('staging').tenant_id}/other-team-staging"]
     assert one(result, METRIC_ALERT).inputs["actions"] == [{"actionGroupId": one(result, ACTION_GROUP).outputs["id"]}]
     assert result.outputs["webhookUrl"] == "https://itsm-receiver.example.net/api/alerts"

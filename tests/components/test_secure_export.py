@@ -1,6 +1,7 @@
 import pulumi
 
 from components import SecureExport
+from components.offline import FakeCloud
 from tests.components.support import (
     ACTION_GROUP,
     APPLICATION,
@@ -62,19 +63,31 @@ def test_alert_rules_notify_the_stacks_action_group():
     assert result.outputs["action_group_id"] == group_id
 
 
-def test_receiver_trusts_the_identity_and_the_watched_subscriptions():
+# The subscription the offline engine deploys into, which holds the alert rules.
+RULES_SUB = FakeCloud("test").subscription_id
+
+
+def test_receiver_trusts_the_identity_the_watched_subscriptions_and_the_rules_own():
     result = declare(_export())
     app = one(result, APPLICATION)
     env = _env(one(result, CONTAINER_APP))
     assert env["SECURE_EXPORT_AUDIENCES"] == f"{app.inputs['identifierUris'][0]},{app.outputs['clientId']}"
-    assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"] == ",".join(sorted([SUB_A, SUB_B]))
-    assert result.outputs["allowed_subscriptions"] == sorted([SUB_A, SUB_B])
+    # an alert's alertId names the rules' subscription: without it every alert could be refused (403)
+    expected = [*sorted([SUB_A, SUB_B]), RULES_SUB]
+    assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"] == ",".join(expected)
+    assert result.outputs["allowed_subscriptions"] == expected
 
 
-def test_configured_subscriptions_override_the_derived_ones():
-    receiver = {**ARGS["receiver"], "allowed_subscriptions": ["33333333-3333-4333-8333-333333333333"]}
+def test_configured_subscriptions_replace_the_derived_ones_and_keep_the_rules_own():
+    receiver = {**ARGS["receiver"], "allowed_subscriptions": ["33333333-3333-4333-8333-333333333333", RULES_SUB.upper()]}
     env = _env(one(declare(_export(receiver=receiver)), CONTAINER_APP))
-    assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"] == "33333333-3333-4333-8333-333333333333"
+    assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"] == f"33333333-3333-4333-8333-333333333333,{RULES_SUB.upper()}"
+
+
+def test_no_rules_and_no_list_leave_every_subscription_allowed():
+    result = declare(_export(metric_alerts=None, log_alerts=None))
+    assert "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS" not in _env(one(result, CONTAINER_APP))
+    assert result.outputs["allowed_subscriptions"] == []
 
 
 def test_every_child_is_parented_under_its_component():

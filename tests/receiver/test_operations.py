@@ -377,3 +377,25 @@ def test_serve_refuses_an_ops_port_equal_to_the_main_port(tmp_path: Path, issuer
     assert result.returncode == 2 and "SECURE_EXPORT_OPS_PORT: must differ from --port" in result.stderr
 
 
+
+
+def test_a_dispatch_summary_line_counts_accepted_and_applied_alerts(
+    tmp_path: Path, issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="receiver.activity")
+    with start_receiver(tmp_path, issuer, activity_log_seconds="0.2") as rx:
+        token = issuer.mint()
+        for n in (1, 2):
+            assert rx.post_alert(alert_body(n), token).status_code == 202
+        assert rx.post_alert(alert_body(1), token).status_code == 202  # a repeat is not counted
+        rx.wait_dispatched()
+        deadline = time.monotonic() + 5
+        while True:
+            summaries = [r for r in caplog.records if getattr(r, "event", None) == "dispatch_summary"]
+            if sum(r.accepted for r in summaries) == 2 and sum(r.applied for r in summaries) == 2:
+                break
+            assert time.monotonic() < deadline, [(r.accepted, r.applied) for r in summaries]
+            time.sleep(0.05)
+        assert all(r.parked == 0 for r in summaries)
