@@ -3,10 +3,13 @@
 The reopen window itself is applied by each backend (it needs the backend's own items); this
 module keeps what must outlive a restart in the inbox's database, beside the inbox:
 
-* ``lifecycle_cycles``: every alert instance Azure resolved, per rule and targets (the event's
-  ``lifecycle_key``). A Resolved that would complete more than ``flap_cycles`` fire/resolve cycles
-  within the reopen window is **held**: the backend keeps the item open with a "flapping" note,
-  and a ``flap-quiet`` timer resolves it once no Fired came for ``flap_quiet`` seconds.
+* ``lifecycle_firing``/``lifecycle_clear``/``lifecycle_refires``: per rule and targets (the event's
+  ``lifecycle_key``), the alert instances firing, when the last one resolved, and every Fired that
+  came while none was firing within the reopen window (a fire/resolve cycle: instances that overlap,
+  such as one per metric dimension, are not cycles). A Resolved that clears the rule and would
+  complete more than ``flap_cycles`` cycles within the window is **held**: the backend keeps the
+  item open with a "flapping" note, and a ``flap-quiet`` timer resolves it once no Fired came for
+  ``flap_quiet`` seconds.
 * ``lifecycle_timers``: one due time per correlation key and reason. ``stateless-ttl`` is set (and
   restarted) by every Fired of a :data:`STATELESS_SERVICES` alert when ``SECURE_EXPORT_STATELESS_TTL``
   is on; ``flap-quiet`` as above, cancelled by a Fired.
@@ -68,13 +71,26 @@ CREATE TABLE IF NOT EXISTS lifecycle_timers (
     PRIMARY KEY (correlation_key, reason)
 );
 CREATE INDEX IF NOT EXISTS lifecycle_timers_due ON lifecycle_timers (due_at);
-CREATE TABLE IF NOT EXISTS lifecycle_cycles (
+CREATE TABLE IF NOT EXISTS lifecycle_firing (
     lifecycle_key TEXT NOT NULL,
     alert_id      TEXT NOT NULL,
-    resolved_at   REAL NOT NULL,
+    fired_at      REAL NOT NULL,
+    PRIMARY KEY (lifecycle_key, alert_id)
+);
+CREATE TABLE IF NOT EXISTS lifecycle_clear (
+    lifecycle_key TEXT PRIMARY KEY,
+    cleared_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lifecycle_refires (
+    lifecycle_key TEXT NOT NULL,
+    alert_id      TEXT NOT NULL,
+    at            REAL NOT NULL,
     PRIMARY KEY (lifecycle_key, alert_id)
 );
 """
+
+_FIRING_RETENTION_SECONDS = 30 * 86400.0
+"""Alert instances still marked firing after this long are forgotten (their Resolved was lost)."""
 
 _SWEEP_BATCH = 200
 
@@ -142,53 +158,93 @@ class Lifecycle:
             or event.lifecycle_reason is not None
             or self.flap_cycles <= 0
             or self.reopen_window <= 0
+            or is_stateless(event)
         ):
             return event
         since = self._clock() - self.reopen_window
 
         def count(conn: sqlite3.Connection) -> int:
+            others = conn.execute(
+                "SELECT COUNT(*) FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id != ?",
+                (event.lifecycle_key, event.alert_id),
+            ).fetchone()[0]
+            if others:
+                return 0  # another instance still fires: this Resolved does not end a cycle
             row = conn.execute(
-                "SELECT COUNT(*) FROM lifecycle_cycles WHERE lifecycle_key = ? AND resolved_at >= ? AND alert_id != ?",
-                (event.lifecycle_key, since, event.alert_id),
+                "SELECT COUNT(*) FROM lifecycle_refires WHERE lifecycle_key = ? AND at >= ?",
+                (event.lifecycle_key, since),
             ).fetchone()
-            return int(row[0])
+            return int(row[0]) + 1
 
         cycles = await self.inbox.run_in_transaction(count)
-        if cycles < self.flap_cycles:
+        if cycles <= self.flap_cycles:
             return event
         note = (
-            f"Flapping: {cycles + 1} fire/resolve cycles within {format_duration(self.reopen_window)} "
-            f"(more than {self.flap_cycles}). Azure resolved alert {event.alert_id}, but the item stays open "
-            f"and resolves after {format_duration(self.flap_quiet)} without a new Fired."
+            f"Flapping: {cycles} fire/resolve cycles within {format_duration(self.reopen_window)} "
+            f"(more than {self.flap_cycles}, SECURE_EXPORT_FLAP_CYCLES). Azure resolved alert {event.alert_id}, but "
+            f"the item stays open and resolves after {format_duration(self.flap_quiet)} without a new Fired."
         )
         return dataclasses.replace(event, hold=note)
 
     async def after_apply(self, event: AlertEvent) -> None:
-        """Record the cycle or (re)start, cancel a timer; idempotent, so a replay may call it again."""
-        if event.lifecycle_reason is not None:
-            return
+        """Record the fire or resolve, set or cancel timers; idempotent, so a replay may call it again."""
         now = self._clock()
-        key = event.correlation_key
+        key, lifecycle_key = event.correlation_key, event.lifecycle_key
         template = json.dumps(dict(event.essentials), sort_keys=True, default=str)
+        stateless = is_stateless(event)
 
         def record(conn: sqlite3.Connection) -> None:
+            if event.lifecycle_reason is not None or event.recovery:
+                # The item resolved as a whole: nothing of this rule fires any more.
+                conn.execute("DELETE FROM lifecycle_firing WHERE lifecycle_key = ?", (lifecycle_key,))
+                return
             if event.condition is Condition.RESOLVED:
                 conn.execute(
-                    "INSERT OR IGNORE INTO lifecycle_cycles (lifecycle_key, alert_id, resolved_at) VALUES (?, ?, ?)",
-                    (event.lifecycle_key, event.alert_id, now),
+                    "DELETE FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id = ?",
+                    (lifecycle_key, event.alert_id),
                 )
-                conn.execute(
-                    "DELETE FROM lifecycle_cycles WHERE lifecycle_key = ? AND resolved_at < ?",
-                    (event.lifecycle_key, now - max(self.reopen_window, 0.0)),
-                )
+                firing = conn.execute(
+                    "SELECT COUNT(*) FROM lifecycle_firing WHERE lifecycle_key = ?", (lifecycle_key,)
+                ).fetchone()[0]
+                if not firing:
+                    conn.execute(
+                        "INSERT INTO lifecycle_clear (lifecycle_key, cleared_at) VALUES (?, ?)"
+                        " ON CONFLICT (lifecycle_key) DO UPDATE SET cleared_at = excluded.cleared_at",
+                        (lifecycle_key, now),
+                    )
                 if event.hold:
                     self._set_timer(conn, key, "flap-quiet", now, self.flap_quiet, template)
                 return
-            if event.recovery:
-                return
             conn.execute("DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = 'flap-quiet'", (key,))
-            if self.stateless_ttl and is_stateless(event):
-                self._set_timer(conn, key, "stateless-ttl", now, self.stateless_ttl, template)
+            if stateless:
+                if self.stateless_ttl:
+                    self._set_timer(conn, key, "stateless-ttl", now, self.stateless_ttl, template)
+                return  # never resolved by Azure: not tracked as firing, never flapping
+            known = conn.execute(
+                "SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id = ?",
+                (lifecycle_key, event.alert_id),
+            ).fetchone()
+            if known:
+                return  # a replay
+            firing = conn.execute(
+                "SELECT COUNT(*) FROM lifecycle_firing WHERE lifecycle_key = ?", (lifecycle_key,)
+            ).fetchone()[0]
+            cleared = conn.execute(
+                "SELECT cleared_at FROM lifecycle_clear WHERE lifecycle_key = ?", (lifecycle_key,)
+            ).fetchone()
+            if not firing and cleared is not None and now - float(cleared[0]) <= self.reopen_window:
+                conn.execute(
+                    "INSERT OR IGNORE INTO lifecycle_refires (lifecycle_key, alert_id, at) VALUES (?, ?, ?)",
+                    (lifecycle_key, event.alert_id, now),
+                )
+            conn.execute(
+                "INSERT OR IGNORE INTO lifecycle_firing (lifecycle_key, alert_id, fired_at) VALUES (?, ?, ?)",
+                (lifecycle_key, event.alert_id, now),
+            )
+            conn.execute(
+                "DELETE FROM lifecycle_refires WHERE lifecycle_key = ? AND at < ?",
+                (lifecycle_key, now - max(self.reopen_window, 0.0)),
+            )
 
         await self.inbox.run_in_transaction(record)
 
@@ -226,6 +282,11 @@ class Lifecycle:
             return [(str(r[0]), str(r[1]), float(r[2]), float(r[3]), str(r[4])) for r in rows]
 
         timers = await self.inbox.run_in_transaction(due)
+        await self.inbox.run_in_transaction(
+            lambda conn: conn.execute(
+                "DELETE FROM lifecycle_firing WHERE fired_at < ?", (now - _FIRING_RETENTION_SECONDS,)
+            ) and None
+        )
         for key, reason, due_at, after, template in timers:
             alert_id, body = synthetic_resolved(key, reason, due_at, after, json.loads(template), now)
             # The alert id is derived from the timer, so a put repeated after a crash is a duplicate.

@@ -55,7 +55,8 @@ def _names(value: Any) -> Any:
     return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
 
 
-def _check_name(value: str) -> str:
+def check_name(value: str) -> str:
+    """A name as ServiceNow lookups may use it (stripped); ``ValueError`` saying what is wrong."""
     text = value.strip()
     if not text:
         raise ValueError("must not be empty")
@@ -124,7 +125,7 @@ class RouteSet(_Strict):
     @field_validator("assignment_group", "business_service", "caller", "category", "subcategory")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        return None if value is None else _check_name(value)
+        return None if value is None else check_name(value)
 
     @field_validator("fields")
     @classmethod

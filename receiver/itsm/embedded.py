@@ -554,7 +554,7 @@ class EmbeddedBackend(Backend):
             lifecycle.join_held(conn, previous, event, fired_at)
             self._note(conn, int(previous["id"]), f"Fired again while flapping: alert {event.alert_id} at {fired_at}.")
             return int(previous["id"]), "occurrence added (flapping)"
-        if not early_resolved_at and lifecycle.reopenable(previous, fired_at, self.reopen_window):
+        if not early_resolved_at and lifecycle.reopenable(conn, previous, fired_at, self.reopen_window):
             assert previous is not None
             self._note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))
             return int(previous["id"]), "reopened"

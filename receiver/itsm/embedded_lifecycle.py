@@ -4,8 +4,8 @@
   come from ``event.route``; a route's impact and urgency set the priority through ServiceNow's
   default priority matrix, otherwise the severity → priority map does.
 * **Reopen window**: a Fired whose rule and targets (``lifecycle_key``) had an item Azure resolved
-  within the window reopens it (``New``, ``reopened`` + 1, a note). An item a person resolved or
-  closed is never reopened: the new item names it.
+  within the window reopens it (``New``, ``reopened`` + 1, a note). A ``Closed`` item is never
+  reopened: the new item names it.
 * **Resolutions the receiver makes** (stateless TTL, quiet after flapping) and **recoveries**
   (resource health ``Available``) resolve every alert still firing on the item, with a note.
 * **Held Resolved** (flapping): the alert instance is marked resolved, the item stays open.
@@ -32,9 +32,6 @@ ROUTED_COLUMNS = {
     "resolved_by": "TEXT",
 }
 """Columns added to ``work_items`` by routing and the lifecycle (added to older databases at start)."""
-
-AUTOMATIC_RESOLVERS = frozenset({"azure", "receiver"})
-"""``resolved_by`` values of items resolved without a person: only those may be reopened."""
 
 PRIORITY_MATRIX: Mapping[tuple[int, int], int] = {
     (1, 1): 1, (1, 2): 2, (2, 1): 2, (1, 3): 3, (2, 2): 3, (3, 1): 3, (2, 3): 4, (3, 2): 4, (3, 3): 5,
@@ -97,12 +94,23 @@ def previous_item(conn: sqlite3.Connection, event: AlertEvent) -> sqlite3.Row | 
     return row
 
 
-def reopenable(previous: sqlite3.Row | None, fired_at: str, window: float) -> bool:
-    """Whether ``previous`` was resolved without a person within ``window`` seconds before ``fired_at``."""
-    if previous is None or previous["state"] != "Resolved" or window <= 0:
+def others_open(conn: sqlite3.Connection, previous: sqlite3.Row) -> bool:
+    """Whether another item of the same rule and targets is still open."""
+    row = conn.execute(
+        "SELECT 1 FROM work_items WHERE lifecycle_key = (SELECT lifecycle_key FROM work_items WHERE id = ?)"
+        " AND state = 'New' AND id != ? LIMIT 1",
+        (previous["id"], previous["id"]),
+    ).fetchone()
+    return row is not None
+
+
+def reopenable(conn: sqlite3.Connection, previous: sqlite3.Row | None, fired_at: str, window: float) -> bool:
+    """Whether ``previous`` is Resolved (by Azure, the receiver or a person; not Closed) within ``window``
+    seconds before ``fired_at``: as ServiceNow lets a Resolved incident be reopened and a Closed one not."""
+    if previous is None or previous["state"] != "Resolved" or window <= 0 or not previous["resolved_at"]:
         return False
-    if previous["resolved_by"] not in AUTOMATIC_RESOLVERS or not previous["resolved_at"]:
-        return False
+    if others_open(conn, previous):
+        return False  # other instances of the rule still fire (one per dimension): this is one more, not a re-fire
     try:
         gap = _seconds_between(previous["resolved_at"], fired_at)
     except ValueError:
@@ -156,8 +164,6 @@ def not_reopened_note(previous: sqlite3.Row | None) -> str | None:
         return None
     if previous["state"] == "Closed":
         return f"Follows {previous['number']}, which a person closed; closed items are never reopened."
-    if previous["state"] == "Resolved" and previous["resolved_by"] not in AUTOMATIC_RESOLVERS:
-        return f"Follows {previous['number']}, which a person resolved; it is not reopened."
     return None
 
 
