@@ -366,6 +366,7 @@ def _make_readyz(runtime: Runtime, *, detailed: bool = True) -> Callable[[Reques
 
     async def readyz(request: Request) -> Response:
         problems: list[str] = []
+        warnings: list[str] = []
         if runtime.shutting_down:
             problems.append("shutting down")
         try:
@@ -384,12 +385,17 @@ def _make_readyz(runtime: Runtime, *, detailed: bool = True) -> Callable[[Reques
                     readiness = await runtime.backend.readiness()
                 if not readiness.ready:
                     problems.append(f"backend {runtime.backend.name} not ready: {readiness.reason or 'no reason given'}")
+                elif readiness.reason:
+                    warnings.append(f"backend {runtime.backend.name}: {readiness.reason}")
             except TimeoutError:
                 problems.append(f"backend {runtime.backend.name} readiness check timed out")
         if problems:
             if not detailed:
                 return error_response(503, "not_ready", "not ready; the reasons are on the ops port")
             return error_response(503, "not_ready", "; ".join(problems))
+        if warnings and detailed:
+            # Ready, but something needs a person (e.g. a routing name ServiceNow does not know).
+            return _json(200, {"status": "ready", "warnings": warnings})
         return _json(200, {"status": "ready"})
 
     return readyz

@@ -256,3 +256,20 @@ def test_stateless_ttl_resolves_the_incident_after_a_restart(
     [incident] = fake.rows("incident")
     assert "no repeat of this alert for 2s" in incident["close_notes"]
     assert "Azure never sends Resolved for Activity Log - Administrative alerts" in incident["close_notes"]
+
+
+def test_readyz_detail_names_a_routing_group_servicenow_does_not_know(
+    tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
+) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("default: {assignmentGroup: Ghost Team}\n")
+    with start_receiver(tmp_path, issuer, backend=backend_for(fake), routing=str(routing)) as rx:
+        assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
+        rx.wait_dispatched()
+        answer = rx.get("/readyz")
+        assert 'secure_export_routing_unresolved_names{kind="assignment_group",name="Ghost Team"} 1.0' in rx.metrics()
+    assert answer.status_code == 200
+    [warning] = answer.json()["warnings"]
+    assert "routing assignment_group no active sys_user_group record is named 'Ghost Team'" in warning
+    [incident] = fake.rows("incident")  # created all the same, unassigned, with the reason in a work note
+    assert "'Ghost Team' (default) does not exist in ServiceNow" in fake.journal(incident["sys_id"])[0]
