@@ -34,6 +34,7 @@ from components.validation import (
     check_short_name,
     duration_seconds,
 )
+from secure_export.routing import RoutingFile
 
 NAMESPACE = "secure-export"
 """The project name, and the namespace of this program's config keys."""
@@ -313,6 +314,20 @@ class ReceiverConfig(_Model):
     max_replicas: int = Field(default=1, ge=1, le=10)
     concurrent_requests: int = Field(default=50, ge=1, le=1000)
     log_retention_days: int = Field(default=30, ge=30, le=730)
+    reopen_window: str | None = None
+    """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration."""
+    stateless_ttl: str | None = None
+    """SECURE_EXPORT_STATELESS_TTL: seconds or ISO 8601 duration; unset: off."""
+
+    @field_validator("reopen_window", "stateless_ttl", mode="before")
+    @classmethod
+    def _lifecycle_duration(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from secure_export.durations import parse_duration
+
+        parse_duration(value)
+        return str(value)
 
     @model_validator(mode="after")
     def _replicas(self) -> ReceiverConfig:
@@ -348,6 +363,8 @@ class StackConfig(_Model):
     servicenow_password: SecretStr | None = None
     servicenow_client_secret: SecretStr | None = None
     alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
+    routing: RoutingFile | None = None
+    """The routing file (docs/routing.md), same model as the receiver's SECURE_EXPORT_ROUTING."""
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -416,6 +433,13 @@ class StackConfig(_Model):
                 "max_replicas": receiver.max_replicas,
                 "concurrent_requests": receiver.concurrent_requests,
                 "log_retention_days": receiver.log_retention_days,
+                "routing": (
+                    json.dumps(self.routing.model_dump(by_alias=True, exclude_none=True), sort_keys=True)
+                    if self.routing is not None
+                    else None
+                ),
+                "reopen_window": receiver.reopen_window,
+                "stateless_ttl": receiver.stateless_ttl,
             },
             "servicenow_username": servicenow.username if servicenow else None,
             "servicenow_password": secret(self.servicenow_password),

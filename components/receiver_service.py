@@ -1,6 +1,7 @@
 """``ReceiverService``: the secure-export receiver on Azure Container Apps."""
 
 import hashlib
+import json
 import re
 import uuid
 from typing import Any, NotRequired, Optional, TypedDict
@@ -21,6 +22,10 @@ RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 DB_MOUNT_PATH = "/data"
 DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
+ROUTING_MOUNT_PATH = "/etc/secure-export"
+ROUTING_SECRET = "routing-file"
+ROUTING_PATH = f"{ROUTING_MOUNT_PATH}/routing.json"
+"""Where the routing file is mounted: a secret volume, so the file is not a giant environment value."""
 RECEIVER_UID = 10001
 """User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""
 INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file_mode=0600,nobrl,mfsymlinks"
@@ -90,6 +95,13 @@ class ReceiverServiceArgs(TypedDict):
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    routing: NotRequired[Optional[str]]
+    """Routing file as JSON text (docs/routing.md), checked with secure_export.routing; the container reads it
+    from a file mounted from a container-app secret (SECURE_EXPORT_ROUTING). Unset: every item to the default."""
+    reopen_window: NotRequired[Optional[str]]
+    """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
+    stateless_ttl: NotRequired[Optional[str]]
+    """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
     tags: NotRequired[Optional[dict[str, str]]]
     """Tags on every resource."""
 
@@ -127,6 +139,34 @@ def _image(args: ReceiverServiceArgs, name: str) -> str:
             raise ValueError(f"ReceiverService {name}: image_digest must be sha256:<64 hex digits>, got {digest!r}")
         return f"{registry}/{repository}@{digest}"
     return f"{registry}/{repository}:{tag}"
+
+
+def _routing(
+    name: str, args: ReceiverServiceArgs, secrets: list[dict[str, Any]], env: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Check the routing file and the lifecycle durations; add the secret, variables, volume and mount."""
+    for field, variable in (("reopen_window", "SECURE_EXPORT_REOPEN_WINDOW"), ("stateless_ttl", "SECURE_EXPORT_STATELESS_TTL")):
+        value = args.get(field)
+        if value is not None:
+            env.append({"name": variable, "value": str(value)})
+    text = args.get("routing")
+    if not text:
+        return [], []
+    from secure_export.routing import RoutingError, parse_routing
+
+    try:
+        parse_routing(json.loads(text), source=f"of ReceiverService {name}")
+    except ValueError as error:  # RoutingError, or text that is not JSON
+        problems = error.problems if isinstance(error, RoutingError) else [f"not JSON: {error}"]
+        raise ValueError(f"ReceiverService {name}: routing: " + "; ".join(problems)) from None
+    secrets.append({"name": ROUTING_SECRET, "value": text})
+    env.append({"name": "SECURE_EXPORT_ROUTING", "value": ROUTING_PATH})
+    volume = {
+        "name": "routing",
+        "storage_type": "Secret",
+        "secrets": [{"secret_ref": ROUTING_SECRET, "path": ROUTING_PATH.rsplit("/", 1)[1]}],
+    }
+    return [volume], [{"volume_name": "routing", "mount_path": ROUTING_MOUNT_PATH}]
 
 
 def _choice(name: str, field: str, value: Optional[str], allowed: tuple[str, ...]) -> str:
@@ -253,6 +293,7 @@ class ReceiverService(pulumi.ComponentResource):
         )
 
         secrets, env = self._environment(name, args, tenant_id, audiences, itsm, correlation)
+        routing_volume, routing_mount = _routing(name, args, secrets, env)
 
         registries: Any = None
         identity: Any = None
@@ -320,7 +361,7 @@ class ReceiverService(pulumi.ComponentResource):
                                 "failure_threshold": 3,
                             },
                         ],
-                        "volume_mounts": [{"volume_name": "inbox", "mount_path": DB_MOUNT_PATH}],
+                        "volume_mounts": [{"volume_name": "inbox", "mount_path": DB_MOUNT_PATH}, *routing_mount],
                     }
                 ],
                 "scale": {
@@ -341,7 +382,8 @@ class ReceiverService(pulumi.ComponentResource):
                         "storage_type": "AzureFile",
                         "storage_name": env_storage.name,
                         "mount_options": INBOX_MOUNT_OPTIONS,
-                    }
+                    },
+                    *routing_volume,
                 ],
             },
             tags=tags,

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.dispatch import LIFECYCLE_KEY, SYNTHETIC_ALERT_PREFIX
-from receiver.durations import format_duration
+from secure_export.durations import format_duration
 from receiver.inbox import Inbox
 from receiver.itsm.base import AlertEvent, Condition
 

@@ -169,14 +169,14 @@ class ReceiverSettings(BaseSettings):
     @field_validator("reopen_window", "flap_quiet", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
-        from receiver.durations import parse_duration
+        from secure_export.durations import parse_duration
 
         return parse_duration(value)
 
     @field_validator("stateless_ttl", mode="before")
     @classmethod
     def _optional_duration(cls, value: Any) -> float | None:
-        from receiver.durations import parse_duration
+        from secure_export.durations import parse_duration
 
         if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "0")):
             return None

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from receiver.durations import format_duration
+from secure_export.durations import format_duration
 from receiver.itsm.base import AlertEvent
 
 ROUTED_COLUMNS = {

@@ -628,7 +628,7 @@ class ServiceNowBackend(Backend):
         return (fired_at - resolved_at).total_seconds() <= self.reopen_window
 
     def _reopen_note(self, incident: Mapping[str, Any], event: AlertEvent) -> str:
-        from receiver.durations import format_duration
+        from secure_export.durations import format_duration
 
         return (
             f"Reopened: Azure Monitor fired alert {event.alert_id} again within the reopen window "
