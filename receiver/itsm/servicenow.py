@@ -58,6 +58,7 @@ from receiver.itsm.base import (
     WorkItemRef,
 )
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
+from receiver.itsm.servicenow_pacing import Pacer
 from receiver.itsm.servicenow_routing import NameResolver
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
 from receiver.itsm.servicenow_visibility import IncidentVisibility
@@ -125,6 +126,10 @@ def query_safe(value: str) -> bool:
     return bool(_QUERY_SAFE.fullmatch(value)) and "javascript:" not in value.casefold()
 
 
+class RateLimited(TransientBackendError):
+    """ServiceNow answered 429 (its rate limit rules); ``retry_after`` is what it asked for."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Found:
     """What one lookup found for an event (see ``ServiceNowBackend._lookup``)."""
@@ -168,6 +173,8 @@ class _ServiceNowHttp:
         self._auth = auth
         self.calls: Counter[tuple[str, str, str]] = Counter()
         """Requests by ``(table, method, status)``; status is the HTTP code, ``timeout`` or ``error``."""
+        self.pacer = Pacer(settings.max_connections)
+        """Requests in flight, adapted to the instance's rate limit (receiver/itsm/servicenow_pacing.py)."""
         self.on_credentials_rejected: list[Callable[[CredentialsRejected], None]] = []
 
     async def call(
@@ -182,8 +189,30 @@ class _ServiceNowHttp:
         """One request; returns the ``result`` of the envelope or raises a backend error.
 
         Refused credentials are read again from their secret files (``_PASSWORD_FILE``,
-        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more.
+        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more. A 429 is
+        waited out (``Retry-After``) and the request sent again, up to ``rate_limit_wait_seconds``.
         """
+        waited = 0.0
+        while True:
+            await self.pacer.acquire()
+            ok = False
+            try:
+                result = await self._call_authenticated(method, path, table, params, body)
+                ok = True
+                return result
+            except RateLimited as error:
+                self.pacer.rate_limited_once()
+                pause = self.pacer.delay(error.retry_after)
+                if waited + pause > self._settings.rate_limit_wait_seconds:
+                    raise
+            finally:
+                self.pacer.release(ok=ok)
+            waited += pause
+            await asyncio.sleep(pause)
+
+    async def _call_authenticated(
+        self, method: str, path: str, table: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+    ) -> Any:
         try:
             try:
                 return await self._call_once(method, path, table, params, body)
@@ -262,9 +291,7 @@ class _ServiceNowHttp:
         message = _error_message(response)
         if status == 429:
             retry_after = _retry_after(response, self._settings.retry_after_cap_seconds)
-            raise TransientBackendError(
-                f"ServiceNow rate limit on {method} {table}: {message}", retry_after=retry_after
-            )
+            raise RateLimited(f"ServiceNow rate limit on {method} {table}: {message}", retry_after=retry_after)
         if status == 401:
             raise CredentialsRejected(
                 f"ServiceNow refused the credentials ({self._auth.mode.value}) on {method} {table}: "
