@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import program_cost, report
+from bench import program_cost, report, servicenow_drain
 from bench.config import BenchConfig
 from bench.receiver_load import ReceiverBench
 
@@ -37,10 +37,12 @@ def run(config: BenchConfig, progress: Callable[[str], None]) -> int:
         results["receiver"] = _guarded("receiver benchmark", progress, lambda: ReceiverBench(config, progress).run())
     if config.program:
         results["program"] = _guarded("program-cost benchmark", progress, lambda: program_cost.run(config, progress))
+    if config.drain:
+        results["drain"] = _guarded("servicenow drain benchmark", progress, lambda: servicenow_drain.run(config, progress))
     results["finished_at"] = report.finished_at()
     results["targets"] = report.targets(results)
     report.write_json(results, json_path)
     report.plot(results, png_path)
     print(report.table(results))
-    failed = any("error" in results.get(half, {}) for half in ("receiver", "program"))
+    failed = any("error" in results.get(half, {}) for half in ("receiver", "program", "drain"))
     return 1 if failed else 0

@@ -17,14 +17,38 @@ def test_a_429_lowers_the_limit_once_per_cooldown_and_successes_raise_it_back() 
         now[0] += 1
         pacer.rate_limited_once()
     assert pacer.limit == 1.0  # never below one request in flight
+    grows = Pacer(8)
+    grows.limit = 1.0
+    for _ in range(200):
+        grows._in_flight += 1
+        grows.release(ok=True)
+    assert grows.limit == 8.0  # back to the ceiling, and not beyond
 
-    async def successes() -> None:
-        for _ in range(200):
+
+def test_the_rate_is_learned_from_a_429_and_requests_are_then_spaced_evenly() -> None:
+    now = [100.0]
+    pacer = Pacer(8, clock=lambda: now[0], probe_after=10.0)
+    for step in range(25):  # 25 successes within the last second
+        now[0] = 100.0 + step * 0.03
+        pacer._in_flight += 1
+        pacer.release(ok=True)
+    now[0] = 100.8
+    pacer.rate_limited_once()
+    assert pacer.rate == 25.0
+    sent: list[float] = []
+
+    async def send(count: int) -> None:
+        for _ in range(count):
             await pacer.acquire()
+            sent.append(pacer._next_send)
             pacer.release(ok=True)
 
-    asyncio.run(successes())
-    assert pacer.limit == 8.0  # back to the ceiling, and not beyond
+    asyncio.run(send(5))
+    gaps = [round(b - a, 6) for a, b in zip(sent, sent[1:])]
+    assert gaps == [0.04] * 4  # one request per 1/25 s
+    now[0] += 11.0  # ten seconds without a 429: the rate is probed upwards
+    asyncio.run(send(1))
+    assert pacer.rate == 25.0 * 1.05
 
 
 def test_acquire_waits_for_a_free_slot_under_the_limit() -> None:
