@@ -50,6 +50,7 @@ STATELESS_SERVICES = frozenset(
         "Activity Log - Policy",
         "Activity Log - Autoscale",
         "Activity Log - Security",
+        "Activity Log - Recommendation",
         "ServiceHealth",
         "Resource Health",
         "CostAlerts",
@@ -58,7 +59,7 @@ STATELESS_SERVICES = frozenset(
     )
 )
 """``essentials.monitoringService`` values of alerts Azure never sends Resolved for (docs/routing.md):
-activity log (administrative, policy, autoscale, security), service health, resource health, cost
+activity log (administrative, policy, autoscale, security, recommendation), service health, resource health, cost
 and budget alerts, and log alerts of the legacy Log Analytics API."""
 
 _SCHEMA = """
