@@ -102,15 +102,19 @@ def plain_full_program(rules: int) -> Callable[[], None]:
     def program() -> None:
         import pulumi
         import pulumi_azuread as azuread
-        from pulumi_azure_native import app, monitor, operationalinsights, resources, storage
+        from pulumi_azure_native import app, authorization, monitor, operationalinsights, resources, storage
 
         project, stack = pulumi.get_project(), pulumi.get_stack()
         identity, receiver = f"{STACK_NAME}-identity", f"{STACK_NAME}-receiver"
-        identifier_uri = f"api://{project}-{stack}"
         role_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"secure-export/{project}/{stack}/{SECURE_WEBHOOK_ROLE}"))
+        token_version = 1
 
         # Azure AD: the receiver's application and service principal, the role for AzNS.
         deployer = azuread.get_client_config_output()
+        identifier_uri = deployer.tenant_id.apply(lambda tenant: f"api://{tenant}/{project}-{stack}")
+        # The rules' own subscription joins the allow-list: alert ids name it.
+        rules_subscription = authorization.get_client_config_output().subscription_id
+        allowed_subscriptions = rules_subscription.apply(lambda sub: [SUBSCRIPTION, sub.lower()])
         owners = [deployer.object_id]
         application = azuread.Application(
             f"{identity}-app",
@@ -118,7 +122,7 @@ def plain_full_program(rules: int) -> Callable[[], None]:
             identifier_uris=[identifier_uri],
             owners=owners,
             sign_in_audience="AzureADMyOrg",
-            api=azuread.ApplicationApiArgs(requested_access_token_version=1),
+            api=azuread.ApplicationApiArgs(requested_access_token_version=token_version),
             app_roles=[
                 azuread.ApplicationAppRoleArgs(
                     id=role_id,
@@ -231,7 +235,10 @@ def plain_full_program(rules: int) -> Callable[[], None]:
                             {"name": "SECURE_EXPORT_DB", "value": "/data/secure-export.db"},
                             {"name": "SECURE_EXPORT_ITSM", "value": "embedded"},
                             {"name": "SECURE_EXPORT_CORRELATION", "value": "alert"},
-                            {"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": SUBSCRIPTION},
+                            {
+                                "name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS",
+                                "value": allowed_subscriptions.apply(",".join),
+                            },
                         ],
                         "resources": {"cpu": 0.5, "memory": "1Gi"},
                         "probes": [
@@ -300,10 +307,11 @@ def plain_full_program(rules: int) -> Callable[[], None]:
         pulumi.export("clientId", application.client_id)
         pulumi.export("identifierUri", identifier_uri)
         pulumi.export("tenantId", deployer.tenant_id)
+        pulumi.export("accessTokenVersion", token_version)
         pulumi.export("roleId", role_id)
         pulumi.export("deployerObjectId", deployer.object_id)
         pulumi.export("actionGroupId", action_group.id)
         pulumi.export("resourceGroupName", group.name)
-        pulumi.export("allowedSubscriptions", [SUBSCRIPTION])
+        pulumi.export("allowedSubscriptions", allowed_subscriptions)
 
     return program

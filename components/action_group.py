@@ -28,14 +28,16 @@ class SecureWebhookActionGroupArgs(TypedDict):
     """Resource group that holds the action group."""
     short_name: str
     """Short name shown in SMS and e-mail (1..12 characters)."""
-    receiver_base_url: pulumi.Input[str]
-    """HTTPS base URL of the receiver, e.g. https://receiver.example.net; /api/alerts is appended."""
     application_object_id: pulumi.Input[str]
     """Object id of the receiver's Azure AD application (not its client id)."""
     identifier_uri: pulumi.Input[str]
     """Application ID URI of the receiver's application."""
     tenant_id: pulumi.Input[str]
     """Azure AD tenant of the receiver's application."""
+    receiver_base_url: NotRequired[Optional[pulumi.Input[str]]]
+    """HTTPS base URL of the bundled receiver, e.g. https://receiver.example.net; /api/alerts is appended. Give this or service_uri."""
+    service_uri: NotRequired[Optional[pulumi.Input[str]]]
+    """Full HTTPS URL the secure webhook posts to, used as is: an ITSM tool's own Secure Export endpoint (ServiceNow Event Management, a BMC Helix Integration Studio flow). Give this or receiver_base_url."""
     action_group_name: NotRequired[Optional[str]]
     """Azure name of the action group. Defaults to an auto-generated name."""
     email_receivers: NotRequired[Optional[list[EmailReceiverArgs]]]
@@ -50,8 +52,14 @@ def _https_alerts_url(base: str) -> str:
     return base.rstrip("/") + ALERTS_PATH
 
 
+def _https_service_uri(uri: str) -> str:
+    if not uri.startswith("https://"):
+        raise ValueError(f"service_uri must be an https:// URL, got {uri!r}")
+    return uri
+
+
 class SecureWebhookActionGroup(pulumi.ComponentResource):
-    """Action group with one secure webhook receiver (Azure AD auth, common alert schema) pointing at the receiver's /api/alerts, plus optional e-mail receivers."""
+    """Action group with one secure webhook receiver (Azure AD auth, common alert schema) pointing at the receiver's /api/alerts or at an ITSM tool's own Secure Export endpoint, plus optional e-mail receivers."""
 
     action_group_id: pulumi.Output[str]
     """Azure resource id of the action group, for alert rules' actions."""
@@ -73,7 +81,6 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
             raise ValueError(f"SecureWebhookActionGroup {name}: short_name {exc}") from None
         for field in (
             "resource_group_name",
-            "receiver_base_url",
             "application_object_id",
             "identifier_uri",
             "tenant_id",
@@ -81,7 +88,15 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
             if args.get(field) is None:
                 raise ValueError(f"SecureWebhookActionGroup {name}: {field} is required")
         tenant_id = checked_tenant_id(f"SecureWebhookActionGroup {name}", args.get("tenant_id"))
-        service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)
+        if (args.get("receiver_base_url") is None) == (args.get("service_uri") is None):
+            raise ValueError(
+                f"SecureWebhookActionGroup {name}: give exactly one of receiver_base_url (the bundled receiver) "
+                "or service_uri (an ITSM tool's own endpoint)"
+            )
+        if args.get("service_uri") is not None:
+            service_uri = pulumi.Output.from_input(args.get("service_uri")).apply(_https_service_uri)
+        else:
+            service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)
         emails = args.get("email_receivers") or []
         for finding in action_group_findings(emails):  # type: ignore[arg-type]
             raise ValueError(f"SecureWebhookActionGroup {name}: {snake_path(finding.path)}: {finding.message}")

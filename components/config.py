@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import (
@@ -40,7 +41,7 @@ NAMESPACE = "secure-export"
 """The project name, and the namespace of this program's config keys."""
 PROVIDER_NAMESPACES = ("azure-native", "azuread", "pulumi")
 """Config namespaces passed through to providers unvalidated."""
-SECRET_KEYS = ("servicenowPassword", "servicenowClientSecret")
+SECRET_KEYS = ("servicenowPassword", "servicenowClientSecret", "bmcHelixPassword")
 """Keys whose values must be Pulumi secrets (``pulumi config set --secret``)."""
 _STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
 
@@ -304,7 +305,7 @@ class ReceiverConfig(_Model):
 
     image: ImageConfig
     container_app_name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-    itsm: Literal["embedded", "servicenow"] = "embedded"
+    itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     allowed_callers: list[str] | None = None
     allowed_subscriptions: list[str] | None = None
@@ -349,6 +350,41 @@ class ServiceNowConfig(_Model):
     client_id: str | None = None
 
 
+class BmcHelixConfig(_Model):
+    """The BMC Helix AR System REST endpoint and user (the password is the secret key bmcHelixPassword)."""
+
+    url: str = Field(pattern=r"^https://[^/\s?#@]+/?$")
+    username: str = Field(min_length=1)
+
+
+SERVICENOW_EM_PATH = "/api/sn_em_connector/em/inbound_event"
+"""Path of ServiceNow Event Management's inbound-event API (Event Management Connectors app)."""
+
+
+class DirectEndpointConfig(_Model):
+    """An ITSM tool's own Secure Export endpoint: the action groups post there, no receiver is deployed."""
+
+    tool: Literal["servicenow-em", "bmc-helix", "other"]
+    url: str = Field(pattern=r"^https://[^/\s]+(/\S*)?$")
+
+    @model_validator(mode="after")
+    def _url_fits_tool(self) -> DirectEndpointConfig:
+        parts = urlsplit(self.url)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "url must not carry credentials (user:password@): the action group keeps its URL in plain text; "
+                "the tool authenticates the call by the Entra ID token"
+            )
+        if self.tool == "servicenow-em":
+            query = parse_qs(parts.query)
+            if parts.path.rstrip("/") != SERVICENOW_EM_PATH or query.get("source") != ["azuremonitor"]:
+                raise ValueError(
+                    f"url for tool servicenow-em must be Event Management's inbound-event API, "
+                    f"https://<instance>.service-now.com{SERVICENOW_EM_PATH}?source=azuremonitor, got {self.url!r}"
+                )
+        return self
+
+
 class StackConfig(_Model):
     """Everything under the ``secure-export:`` namespace of a stack file."""
 
@@ -358,10 +394,13 @@ class StackConfig(_Model):
     tags: dict[str, str] = Field(default_factory=dict)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     action_group: ActionGroupConfig
-    receiver: ReceiverConfig
+    receiver: ReceiverConfig | None = None
+    direct_endpoint: DirectEndpointConfig | None = None
     servicenow: ServiceNowConfig | None = None
     servicenow_password: SecretStr | None = None
     servicenow_client_secret: SecretStr | None = None
+    bmc_helix: BmcHelixConfig | None = None
+    bmc_helix_password: SecretStr | None = None
     alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
     routing: RoutingFile | None = None
     """The routing file (docs/routing.md), same model as the receiver's SECURE_EXPORT_ROUTING."""
@@ -373,8 +412,33 @@ class StackConfig(_Model):
         return list(self._warnings)
 
     @model_validator(mode="after")
+    def _receiver_or_direct(self) -> StackConfig:
+        if self.receiver is not None and self.direct_endpoint is not None:
+            raise ValueError(
+                f"{NAMESPACE}:receiver and {NAMESPACE}:directEndpoint exclude each other: keep receiver to deploy "
+                "the bundled receiver, or directEndpoint to send alerts straight to the ITSM tool's own endpoint"
+            )
+        if self.receiver is None and self.direct_endpoint is None:
+            raise ValueError(
+                f"give {NAMESPACE}:receiver (deploy the bundled receiver) or {NAMESPACE}:directEndpoint "
+                "(the ITSM tool's own Secure Export endpoint)"
+            )
+        if self.direct_endpoint is not None:
+            unused = [key for key, value in (("servicenow", self.servicenow),
+                                             ("servicenowPassword", self.servicenow_password),
+                                             ("servicenowClientSecret", self.servicenow_client_secret),
+                                             ("bmcHelix", self.bmc_helix),
+                                             ("bmcHelixPassword", self.bmc_helix_password)) if value]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(f'{NAMESPACE}:{key}' for key in unused)} configure the bundled receiver, which "
+                    f"{NAMESPACE}:directEndpoint does not deploy; remove them"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _servicenow_complete(self) -> StackConfig:
-        if self.receiver.itsm != "servicenow":
+        if self.receiver is None or self.receiver.itsm != "servicenow":
             return self
         if self.servicenow is None:
             raise ValueError("receiver.itsm is servicenow but the servicenow key is missing")
@@ -387,9 +451,21 @@ class StackConfig(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _bmc_helix_complete(self) -> StackConfig:
+        if self.receiver is None or self.receiver.itsm != "bmc-helix":
+            return self
+        if self.bmc_helix is None or self.bmc_helix_password is None:
+            raise ValueError(
+                f"receiver.itsm is bmc-helix: set {NAMESPACE}:bmcHelix (url, username) and the secret "
+                f"{NAMESPACE}:bmcHelixPassword (`pulumi config set --secret {NAMESPACE}:bmcHelixPassword <password>`)"
+            )
+        return self
+
     def secret_values(self) -> list[str]:
         """Return the plaintexts of the secret keys (for masking; never log them)."""
-        return [s.get_secret_value() for s in (self.servicenow_password, self.servicenow_client_secret) if s]
+        secrets = (self.servicenow_password, self.servicenow_client_secret, self.bmc_helix_password)
+        return [s.get_secret_value() for s in secrets if s]
 
     def to_args(self) -> dict[str, Any]:
         """Return the ``SecureExportArgs`` for this configuration, secrets wrapped as Pulumi secrets."""
@@ -403,6 +479,7 @@ class StackConfig(_Model):
             return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
 
         return {
+            "direct_endpoint": self.direct_endpoint.model_dump() if self.direct_endpoint else None,
             "location": self.location,
             "resource_group_name": self.resource_group_name,
             "create_resource_group": self.create_resource_group,
@@ -414,7 +491,7 @@ class StackConfig(_Model):
             "action_group_short_name": self.action_group.short_name,
             "action_group_name": self.action_group.name,
             "email_receivers": [e.model_dump() for e in self.action_group.email_receivers] or None,
-            "receiver": {
+            "receiver": None if receiver is None else {
                 "image_registry": receiver.image.registry,
                 "image_repository": receiver.image.repository,
                 "image_tag": receiver.image.tag,
@@ -427,6 +504,7 @@ class StackConfig(_Model):
                 "correlation": receiver.correlation,
                 "servicenow_url": servicenow.url if servicenow else None,
                 "servicenow_target": servicenow.target if servicenow else None,
+                "bmc_url": self.bmc_helix.url.rstrip("/") if self.bmc_helix else None,
                 "cpu": receiver.cpu,
                 "memory": receiver.memory,
                 "min_replicas": receiver.min_replicas,
@@ -445,6 +523,8 @@ class StackConfig(_Model):
             "servicenow_password": secret(self.servicenow_password),
             "servicenow_client_id": servicenow.client_id if servicenow else None,
             "servicenow_client_secret": secret(self.servicenow_client_secret),
+            "bmc_username": self.bmc_helix.username if self.bmc_helix else None,
+            "bmc_password": secret(self.bmc_helix_password),
             "metric_alerts": as_args["metric"] or None,
             "log_alerts": as_args["log"] or None,
             "activity_log_alerts": as_args["activity_log"] or None,

@@ -20,6 +20,21 @@ from components.validation import duration_seconds, subscription_of
 
 Path = tuple[str | int, ...]
 
+METRIC_FREQUENCIES = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H")
+METRIC_WINDOWS = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
+LOG_FREQUENCIES = (
+    "PT1M", "PT5M", "PT10M", "PT15M", "PT30M", "PT45M", "PT1H", "PT2H", "PT3H", "PT4H", "PT5H", "PT6H", "P1D"
+)  # fmt: skip
+LOG_WINDOWS = (*LOG_FREQUENCIES, "P2D")
+LOG_MUTE_DURATIONS = (*LOG_FREQUENCIES[1:], "P2D")
+LOG_LOOKBACK_SECONDS = 2 * 86400
+"""A log rule's query looks back windowSize x evaluation periods, at most 48 hours."""
+LOG_MAX_DIMENSIONS = 6
+MAX_EMAIL_RECEIVERS = 1000
+MAX_EMAIL_ADDRESS_LENGTH = 64
+MAX_ACTIVITY_LOG_RULES = 100
+"""Active activity log alert rules per subscription; Azure cannot raise it."""
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -74,9 +89,6 @@ def log_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     findings += _at_most_six_dimensions(rule)
     findings += _one_minute_query_operations(rule)
     return findings
-
-
-LOG_MAX_DIMENSIONS = 6
 
 
 def _at_most_six_dimensions(rule: Mapping[str, Any]) -> list[Finding]:
@@ -312,12 +324,6 @@ WEBHOOK_RECEIVER_NAME = "secure-export"
 """Name of the action group's secure webhook receiver."""
 
 
-MAX_EMAIL_RECEIVERS = 1000
-MAX_EMAIL_ADDRESS_LENGTH = 64
-MAX_ACTIVITY_LOG_RULES = 100
-"""Active activity log alert rules per subscription; Azure cannot raise it."""
-
-
 def action_group_findings(email_receivers: Sequence[Mapping[str, Any]]) -> list[Finding]:
     """Deploy-time rules of the action group: unique receiver names, e-mail receiver limits."""
     findings: list[Finding] = []
@@ -371,17 +377,6 @@ def metric_rule_findings(rule: Mapping[str, Any]) -> list[Finding]:
     findings += _one_of(rule, "window_size", METRIC_WINDOWS, "a metric rule")
     findings += _multi_resource_alike(rule)
     return findings
-
-
-METRIC_FREQUENCIES = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H")
-METRIC_WINDOWS = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
-LOG_FREQUENCIES = (
-    "PT1M", "PT5M", "PT10M", "PT15M", "PT30M", "PT45M", "PT1H", "PT2H", "PT3H", "PT4H", "PT5H", "PT6H", "P1D"
-)  # fmt: skip
-LOG_WINDOWS = (*LOG_FREQUENCIES, "P2D")
-LOG_MUTE_DURATIONS = (*LOG_FREQUENCIES[1:], "P2D")
-LOG_LOOKBACK_SECONDS = 2 * 86400
-"""A log rule's query looks back windowSize x evaluation periods, at most 48 hours."""
 
 
 def _one_of(rule: Mapping[str, Any], field: str, allowed: tuple[str, ...], kind: str) -> list[Finding]:

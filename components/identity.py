@@ -39,6 +39,8 @@ class SecureWebhookIdentity(pulumi.ComponentResource):
     """Application ID URI: the token audience for v1 tokens."""
     tenant_id: pulumi.Output[str]
     """Azure AD tenant that issues the tokens."""
+    access_token_version: pulumi.Output[int]
+    """Access token version the application accepts (1 or 2): which audience, issuer and caller claim a token carries."""
     role_id: pulumi.Output[str]
     """Id of the ActionGroupsSecureWebhook app role."""
     service_principal_object_id: pulumi.Output[str]
@@ -120,6 +122,7 @@ class SecureWebhookIdentity(pulumi.ComponentResource):
         self.client_id = application.client_id
         self.identifier_uri = pulumi.Output.from_input(identifier_uri)
         self.tenant_id = deployer.tenant_id
+        self.access_token_version = pulumi.Output.from_input(version)
         self.role_id = pulumi.Output.from_input(role_id)
         self.service_principal_object_id = service_principal.object_id
         self.deployer_object_id = deployer.object_id
@@ -129,6 +132,7 @@ class SecureWebhookIdentity(pulumi.ComponentResource):
                 "client_id": self.client_id,
                 "identifier_uri": self.identifier_uri,
                 "tenant_id": self.tenant_id,
+                "access_token_version": self.access_token_version,
                 "role_id": self.role_id,
                 "service_principal_object_id": self.service_principal_object_id,
                 "deployer_object_id": self.deployer_object_id,

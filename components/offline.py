@@ -68,8 +68,13 @@ class PlannedResource:
     parent_type: str | None = None
     depends_on: list[str] = field(default_factory=list)
     """Names of the resources it waits for, explicitly (``depends_on``) or through its inputs; sorted."""
-    retain_on_delete: bool = False
-    """Whether ``pulumi destroy`` leaves it in the cloud (``retain_on_delete``)."""
+    options: dict[str, bool] = field(default_factory=dict)
+    """Resource options the policy rules read: ``retainOnDelete``, ``protect``."""
+
+    @property
+    def retain_on_delete(self) -> bool:
+        """Whether ``pulumi destroy`` leaves it in the cloud (``retain_on_delete``)."""
+        return self.options.get("retainOnDelete", False)
 
 
 @dataclass
@@ -135,8 +140,8 @@ class FakeCloud(pulumi.runtime.Mocks):
         self.deployer_object_id = self._uuid("deployer")
         self.records: dict[tuple[str, str], PlannedResource] = {}
         self.parents: dict[tuple[str, str], str] = {}
-        self.options: dict[tuple[str, str], tuple[list[str], bool]] = {}
-        """Per resource: the URNs it depends on and whether it is retained on delete."""
+        self.options: dict[tuple[str, str], tuple[list[str], dict[str, bool]]] = {}
+        """Per resource: the URNs it depends on, and the options the policy rules read."""
         self.secret_values: set[str] = {v for v in secret_values if v}
         self._lock = threading.Lock()
 
@@ -306,7 +311,10 @@ class _PlanMonitor(pulumi_mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack" and request.parent:
             self._fake.parents[(request.type, request.name)] = request.parent
         # The SDK sends explicit depends_on and every input's dependencies together, as URNs.
-        self._fake.options[(request.type, request.name)] = (list(request.dependencies), bool(request.retainOnDelete))
+        self._fake.options[(request.type, request.name)] = (
+            list(request.dependencies),
+            {"retainOnDelete": bool(request.retainOnDelete), "protect": bool(request.protect)},
+        )
         self._thread_loop()
         return super().RegisterResource(request)
 
@@ -396,6 +404,20 @@ def _offline_runtime() -> Iterator[None]:
             pulumi_resource._get_stack_trace = saved
 
 
+def _main_thread_loop() -> None:
+    """Give the calling thread an open event loop: the SDK runs the program on the current one.
+
+    ``asyncio.run`` (in the same process, before this run) leaves the thread with none, and the
+    SDK's ``get_event_loop()`` then raises "There is no current event loop".
+    """
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     program: Callable[[], Any],
     *,
@@ -411,6 +433,7 @@ def run_program(
     the program reads through ``pulumi.Config``; ``secret_keys`` names the secret ones and
     ``secret_values`` are plaintexts a renderer must mask. Each call starts a fresh engine.
     """
+    _main_thread_loop()
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
     engine_log = _EngineLog()
@@ -439,7 +462,7 @@ def run_program(
         parent_urn = fake.parents.get(key)
         parent = _parent_name(parent_urn) if parent_urn else None
         record.parent_type, record.parent = parent if parent else (None, None)
-        urns, record.retain_on_delete = fake.options.get(key, ([], False))
+        urns, record.options = fake.options.get(key, ([], {}))
         record.depends_on = sorted({urn.split("::")[-1] for urn in urns} - {record.name})
     return PlanResult(
         stack=stack,

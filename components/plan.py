@@ -28,6 +28,7 @@ from components.offline import (
     public_inputs,
     run_program,
 )
+from components.tool_side import tool_side_lines
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -143,6 +144,9 @@ def render_tree(plan: dict[str, Any]) -> str:
     lines.append("outputs:")
     for key, value in plan["outputs"].items():
         lines.append(f"  {key}: {json.dumps(value) if not isinstance(value, str) else value}")
+    side = tool_side_lines(plan["outputs"])
+    if side:
+        lines += ["", *side]
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.NAME.yaml")
     parser.add_argument("--json", action="store_true", help="print the JSON contract instead of a tree")
+    parser.add_argument(
+        "--policy",
+        action="store_true",
+        help="also run the project's policy pack (policy/) over the plan; exit 1 on a mandatory violation",
+    )
     parser.add_argument(
         "--project-dir",
         type=Path,
@@ -198,4 +207,9 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(plan, indent=2, sort_keys=False) + "\n")
     else:
         sys.stdout.write(render_tree(plan))
+    if args.policy:
+        from secure_export.review.policy_check import check
+
+        # With --json, stdout stays one JSON document; the policy report goes to stderr.
+        return check(plan, [r.options for r in result.resources], sys.stderr if args.json else sys.stdout)
     return 0

@@ -13,15 +13,21 @@ COMPONENT_NAME = "secure-export"
 def declare(config: StackConfig) -> SecureExport:
     """Declare the stack's ``SecureExport`` and export its outputs (camelCase stack outputs)."""
     export = SecureExport(COMPONENT_NAME, config.to_args())  # type: ignore[arg-type]
-    pulumi.export("receiverUrl", export.receiver_url)
+    if config.direct_endpoint is None:
+        pulumi.export("receiverUrl", export.receiver_url)
+    else:
+        # What the ITSM tool's side is configured with (docs/servicenow-event-management.md, docs/bmc-helix.md).
+        pulumi.export("directEndpointTool", export.direct_endpoint_tool)
     pulumi.export("webhookUrl", export.webhook_url)
     pulumi.export("applicationObjectId", export.application_object_id)
     pulumi.export("clientId", export.client_id)
     pulumi.export("identifierUri", export.identifier_uri)
     pulumi.export("tenantId", export.tenant_id)
+    pulumi.export("accessTokenVersion", export.access_token_version)
     pulumi.export("roleId", export.role_id)
     pulumi.export("deployerObjectId", export.deployer_object_id)
     pulumi.export("actionGroupId", export.action_group_id)
     pulumi.export("resourceGroupName", export.resource_group_name)
-    pulumi.export("allowedSubscriptions", export.allowed_subscriptions)
+    if config.direct_endpoint is None:
+        pulumi.export("allowedSubscriptions", export.allowed_subscriptions)
     return export

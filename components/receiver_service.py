@@ -33,7 +33,7 @@ INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file
 byte-range locks local to the one writer instead of sending them to the file server."""
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 """Built-in role AcrPull."""
-ITSM_BACKENDS = ("embedded", "servicenow")
+ITSM_BACKENDS = ("embedded", "servicenow", "bmc-helix")
 CORRELATIONS = ("alert", "rule-target")
 SERVICENOW_TARGETS = ("incident", "event")
 
@@ -68,7 +68,7 @@ class ReceiverServiceArgs(TypedDict):
     allowed_subscriptions: NotRequired[Optional[pulumi.Input[list[str]]]]
     """Subscriptions whose alerts the receiver accepts. Unset or empty: all."""
     itsm: NotRequired[Optional[str]]
-    """ITSM backend: embedded (default) or servicenow."""
+    """ITSM backend: embedded (default), servicenow or bmc-helix."""
     correlation: NotRequired[Optional[str]]
     """Work item correlation: alert (default) or rule-target."""
     servicenow_url: NotRequired[Optional[str]]
@@ -83,6 +83,12 @@ class ReceiverServiceArgs(TypedDict):
     """ServiceNow OAuth client id (held as a container-app secret)."""
     servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
     """ServiceNow OAuth client secret (a Pulumi secret; held as a container-app secret)."""
+    bmc_url: NotRequired[Optional[str]]
+    """BMC Helix AR System REST base URL (https), e.g. https://acme-restapi.onbmc.com."""
+    bmc_username: NotRequired[Optional[pulumi.Input[str]]]
+    """BMC Helix user the receiver logs in as."""
+    bmc_password: NotRequired[Optional[pulumi.Input[str]]]
+    """BMC Helix password (a Pulumi secret; held as a container-app secret)."""
     cpu: NotRequired[Optional[float]]
     """vCPU per replica (default 0.5)."""
     memory: NotRequired[Optional[str]]
@@ -177,7 +183,7 @@ def _choice(name: str, field: str, value: Optional[str], allowed: tuple[str, ...
 
 
 class ReceiverService(pulumi.ComponentResource):
-    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an HTTP scale rule and ServiceNow credentials held as container-app secrets."""
+    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an HTTP scale rule and ServiceNow or BMC Helix credentials held as container-app secrets."""
 
     url: pulumi.Output[str]
     """HTTPS base URL of the receiver (no path)."""
@@ -429,6 +435,8 @@ class ReceiverService(pulumi.ComponentResource):
             joined = pulumi.Output.from_input(allowed_subscriptions).apply(lambda subs: ",".join(subs or []))
             env.append({"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": joined})
         secrets: list[dict[str, Any]] = []
+        if itsm == "bmc-helix":
+            return _bmc_environment(name, args, secrets, env)
         if itsm != "servicenow":
             return secrets, env
         url = args.get("servicenow_url")
@@ -459,3 +467,19 @@ class ReceiverService(pulumi.ComponentResource):
             secrets.append({"name": secret_name, "value": pulumi.Output.secret(value)})
             env.append({"name": variable, "secret_ref": secret_name})
         return secrets, env
+
+
+def _bmc_environment(
+    name: str, args: ReceiverServiceArgs, secrets: list[dict[str, Any]], env: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Add the BMC Helix variables: URL and user as values, the password as a container-app secret."""
+    url = args.get("bmc_url")
+    if not url or not url.startswith("https://"):
+        raise ValueError(f"ReceiverService {name}: bmc_url must be an https:// URL for the bmc-helix backend")
+    if args.get("bmc_username") is None or args.get("bmc_password") is None:
+        raise ValueError(f"ReceiverService {name}: the bmc-helix backend needs bmc_username and bmc_password")
+    env.append({"name": "SECURE_EXPORT_BMC_URL", "value": url})
+    env.append({"name": "SECURE_EXPORT_BMC_USERNAME", "value": args.get("bmc_username")})
+    secrets.append({"name": "bmc-password", "value": pulumi.Output.secret(args.get("bmc_password"))})
+    env.append({"name": "SECURE_EXPORT_BMC_PASSWORD", "secret_ref": "bmc-password"})
+    return secrets, env

@@ -3,7 +3,7 @@
 from typing import NotRequired, Optional, TypedDict
 
 import pulumi
-from pulumi_azure_native import authorization
+from pulumi_azure_native import authorization, resources
 
 from components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
 from components.alert_rules import (
@@ -37,13 +37,15 @@ class ReceiverSettingsArgs(TypedDict):
     allowed_subscriptions: NotRequired[Optional[list[str]]]
     """Subscriptions whose alerts are accepted. Unset: those the alert rules watch. The rules' own subscription is added."""
     itsm: NotRequired[Optional[str]]
-    """ITSM backend: embedded (default) or servicenow."""
+    """ITSM backend: embedded (default), servicenow or bmc-helix."""
     correlation: NotRequired[Optional[str]]
     """Work item correlation: alert (default) or rule-target."""
     servicenow_url: NotRequired[Optional[str]]
     """ServiceNow instance URL."""
     servicenow_target: NotRequired[Optional[str]]
     """ServiceNow table: incident (default) or event."""
+    bmc_url: NotRequired[Optional[str]]
+    """BMC Helix AR System REST base URL (with itsm bmc-helix)."""
     cpu: NotRequired[Optional[float]]
     """vCPU per replica (default 0.5)."""
     memory: NotRequired[Optional[str]]
@@ -65,6 +67,19 @@ class ReceiverSettingsArgs(TypedDict):
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
 
 
+DIRECT_TOOLS = ("servicenow-em", "bmc-helix", "other")
+"""ITSM tools whose own Secure Export endpoint the action groups can post to (docs/servicenow-event-management.md, docs/bmc-helix.md)."""
+
+
+class DirectEndpointArgs(TypedDict):
+    """An ITSM tool's own Secure Export endpoint: no receiver is deployed, the tool checks the token itself."""
+
+    tool: str
+    """servicenow-em (Event Management's inbound-event API), bmc-helix (an Integration Studio flow) or other."""
+    url: str
+    """HTTPS URL the action groups post to, used as is."""
+
+
 class SecureExportArgs(TypedDict):
     """Inputs of SecureExport."""
 
@@ -74,8 +89,10 @@ class SecureExportArgs(TypedDict):
     """Resource group for the receiver, the action group and the rules."""
     action_group_short_name: str
     """Action group short name (1..12 characters)."""
-    receiver: ReceiverSettingsArgs
-    """How the receiver runs."""
+    receiver: NotRequired[Optional[ReceiverSettingsArgs]]
+    """How the bundled receiver runs; give this or direct_endpoint."""
+    direct_endpoint: NotRequired[Optional[DirectEndpointArgs]]
+    """Post straight to an ITSM tool's own Secure Export endpoint instead of deploying the receiver; give this or receiver."""
     create_resource_group: NotRequired[Optional[bool]]
     """Create the resource group (default true)."""
     display_name: NotRequired[Optional[str]]
@@ -98,6 +115,10 @@ class SecureExportArgs(TypedDict):
     """ServiceNow OAuth client id."""
     servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
     """ServiceNow OAuth client secret (a Pulumi secret)."""
+    bmc_username: NotRequired[Optional[pulumi.Input[str]]]
+    """BMC Helix user (with itsm bmc-helix)."""
+    bmc_password: NotRequired[Optional[pulumi.Input[str]]]
+    """BMC Helix password (a Pulumi secret)."""
     metric_alerts: NotRequired[Optional[list[MetricAlertRuleArgs]]]
     """Metric alert rules."""
     log_alerts: NotRequired[Optional[list[LogAlertRuleArgs]]]
@@ -109,10 +130,10 @@ class SecureExportArgs(TypedDict):
 
 
 class SecureExport(pulumi.ComponentResource):
-    """Secure export from Azure Monitor to an ITSM tool: the Azure AD application and role, the receiver on Container Apps (trusting that application), a secure-webhook action group pointing at the receiver, and alert rules notifying the action group."""
+    """Secure export from Azure Monitor to an ITSM tool: the Azure AD application and role, the receiver on Container Apps (trusting that application) or the tool's own Secure Export endpoint, a secure-webhook action group pointing there, and alert rules notifying the action group."""
 
-    receiver_url: pulumi.Output[str]
-    """HTTPS base URL of the receiver."""
+    receiver_url: pulumi.Output[Optional[str]]
+    """HTTPS base URL of the receiver (none in direct mode)."""
     webhook_url: pulumi.Output[str]
     """URL the action group posts alerts to."""
     application_object_id: pulumi.Output[str]
@@ -123,6 +144,10 @@ class SecureExport(pulumi.ComponentResource):
     """Application ID URI of the receiver's Azure AD application."""
     tenant_id: pulumi.Output[str]
     """Azure AD tenant."""
+    access_token_version: pulumi.Output[int]
+    """Access token version the application accepts (1 or 2)."""
+    direct_endpoint_tool: pulumi.Output[Optional[str]]
+    """In direct mode, the ITSM tool the action group posts to (servicenow-em, bmc-helix, other); none with the receiver."""
     role_id: pulumi.Output[str]
     """Id of the ActionGroupsSecureWebhook app role."""
     deployer_object_id: pulumi.Output[str]
@@ -137,8 +162,14 @@ class SecureExport(pulumi.ComponentResource):
     def __init__(self, name: str, args: SecureExportArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("secure-export:index:SecureExport", name, {}, opts)
         receiver_settings = dict(args.get("receiver") or {})
-        if not receiver_settings:
-            raise ValueError(f"SecureExport {name}: receiver settings are required")
+        direct = args.get("direct_endpoint")
+        if bool(receiver_settings) == bool(direct):
+            raise ValueError(f"SecureExport {name}: give exactly one of receiver or direct_endpoint")
+        if direct and direct.get("tool") not in DIRECT_TOOLS:
+            raise ValueError(
+                f"SecureExport {name}: direct_endpoint.tool must be one of {', '.join(DIRECT_TOOLS)}, "
+                f"got {direct.get('tool')!r}"
+            )
         child = pulumi.ResourceOptions(parent=self)
         project, stack = pulumi.get_project(), pulumi.get_stack()
 
@@ -158,33 +189,58 @@ class SecureExport(pulumi.ComponentResource):
             listed = watched_subscriptions(
                 args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")
             )
-        allowed_subscriptions = self._with_rules_subscription(listed)
-        receiver = ReceiverService(
-            f"{name}-receiver",
-            {
-                **receiver_settings,  # type: ignore[typeddict-item]
-                "location": args["location"],
-                "resource_group_name": args["resource_group_name"],
-                "create_resource_group": args.get("create_resource_group"),
-                "tenant_id": identity.tenant_id,
-                "audiences": [identity.identifier_uri, identity.client_id],
-                "allowed_subscriptions": allowed_subscriptions,
-                "servicenow_username": args.get("servicenow_username"),
-                "servicenow_password": args.get("servicenow_password"),
-                "servicenow_client_id": args.get("servicenow_client_id"),
-                "servicenow_client_secret": args.get("servicenow_client_secret"),
-                "tags": args.get("tags"),
-            },
-            opts=child,
-        )
+        receiver_url: pulumi.Output[Optional[str]]
+        webhook: dict[str, pulumi.Input[str]]
+        allowed_subscriptions: pulumi.Input[list[str]]
+        if direct:
+            # Direct mode: the tool checks the token itself; only the resource group for the action
+            # group and the rules is needed here.
+            rg_name: pulumi.Input[str] = args["resource_group_name"]
+            if args.get("create_resource_group", True) is not False:
+                rg_name = resources.ResourceGroup(
+                    f"{name}-rg",
+                    resource_group_name=args["resource_group_name"],
+                    location=args["location"],
+                    tags=args.get("tags"),
+                    opts=child,
+                ).name
+            resource_group_name = pulumi.Output.from_input(rg_name)
+            receiver_url = pulumi.Output.from_input(None)
+            webhook = {"service_uri": direct["url"]}
+            allowed_subscriptions = []
+        else:
+            allowed_subscriptions = self._with_rules_subscription(listed)
+            receiver = ReceiverService(
+                f"{name}-receiver",
+                {
+                    **receiver_settings,  # type: ignore[typeddict-item]
+                    "location": args["location"],
+                    "resource_group_name": args["resource_group_name"],
+                    "create_resource_group": args.get("create_resource_group"),
+                    "tenant_id": identity.tenant_id,
+                    "audiences": [identity.identifier_uri, identity.client_id],
+                    "allowed_subscriptions": allowed_subscriptions,
+                    "servicenow_username": args.get("servicenow_username"),
+                    "servicenow_password": args.get("servicenow_password"),
+                    "servicenow_client_id": args.get("servicenow_client_id"),
+                    "servicenow_client_secret": args.get("servicenow_client_secret"),
+                    "bmc_username": args.get("bmc_username"),
+                    "bmc_password": args.get("bmc_password"),
+                    "tags": args.get("tags"),
+                },
+                opts=child,
+            )
+            resource_group_name = receiver.resource_group_name
+            receiver_url = receiver.url
+            webhook = {"receiver_base_url": receiver.url}
 
         action_group = SecureWebhookActionGroup(
             f"{name}-action-group",
             {
-                "resource_group_name": receiver.resource_group_name,
+                "resource_group_name": resource_group_name,
                 "short_name": args.get("action_group_short_name"),  # type: ignore[typeddict-item]
                 "action_group_name": args.get("action_group_name"),
-                "receiver_base_url": receiver.url,
+                **webhook,  # type: ignore[typeddict-item]
                 "application_object_id": identity.application_object_id,
                 "identifier_uri": identity.identifier_uri,
                 "tenant_id": identity.tenant_id,
@@ -197,7 +253,7 @@ class SecureExport(pulumi.ComponentResource):
         AlertRules(
             f"{name}-rules",
             {
-                "resource_group_name": receiver.resource_group_name,
+                "resource_group_name": resource_group_name,
                 "action_group_id": action_group.action_group_id,
                 "location": args["location"],
                 "metric_alerts": args.get("metric_alerts"),
@@ -208,16 +264,18 @@ class SecureExport(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.receiver_url = receiver.url
+        self.receiver_url = receiver_url
         self.webhook_url = action_group.service_uri
         self.application_object_id = identity.application_object_id
         self.client_id = identity.client_id
         self.identifier_uri = identity.identifier_uri
         self.tenant_id = identity.tenant_id
+        self.access_token_version = identity.access_token_version
+        self.direct_endpoint_tool = pulumi.Output.from_input(direct["tool"] if direct else None)
         self.role_id = identity.role_id
         self.deployer_object_id = identity.deployer_object_id
         self.action_group_id = action_group.action_group_id
-        self.resource_group_name = receiver.resource_group_name
+        self.resource_group_name = resource_group_name
         self.allowed_subscriptions = pulumi.Output.from_input(allowed_subscriptions)
         self.register_outputs(
             {
@@ -227,6 +285,8 @@ class SecureExport(pulumi.ComponentResource):
                 "client_id": self.client_id,
                 "identifier_uri": self.identifier_uri,
                 "tenant_id": self.tenant_id,
+                "access_token_version": self.access_token_version,
+                "direct_endpoint_tool": self.direct_endpoint_tool,
                 "role_id": self.role_id,
                 "deployer_object_id": self.deployer_object_id,
                 "action_group_id": self.action_group_id,

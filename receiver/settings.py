@@ -61,7 +61,7 @@ class ReceiverSettings(BaseSettings):
     jwks_uri: str = ""
     """Signing keys; empty means the tenant's Azure AD v2.0 key set (filled in after validation)."""
     db: str = "./secure-export.db"
-    itsm: Literal["embedded", "servicenow"] = "embedded"
+    itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
     routing: str | None = None
@@ -276,16 +276,19 @@ def _describe_lines(error: ValidationError) -> list[str]:
 OTHER_VARIABLES = ("SECURE_EXPORT_DB_AUTH",)
 """Contract variables (docs/design.md) read outside this class: never reported as unknown."""
 BACKEND_PREFIXES = ("SECURE_EXPORT_SERVICENOW_", "SECURE_EXPORT_BMC_")
-"""Variables a backend validates itself (ServiceNow's against its own fields, below)."""
+"""Variables a backend validates itself (ServiceNow's and BMC Helix's against their own fields, below)."""
 
 
 def known_variables() -> list[str]:
     """Every ``SECURE_EXPORT_*`` name the receiver reads (for "did you mean")."""
+    from receiver.itsm.bmc_helix.settings import ENV_PREFIX as BMC_PREFIX
+    from receiver.itsm.bmc_helix.settings import BmcSettings
     from receiver.itsm.servicenow_settings import ENV_PREFIX as SERVICENOW_PREFIX
     from receiver.itsm.servicenow_settings import ServiceNowSettings
 
     names = [env_name(field) for field in ReceiverSettings.model_fields]
     names += [SERVICENOW_PREFIX + field.upper() for field in ServiceNowSettings.model_fields]
+    names += [BMC_PREFIX + field.upper() for field in BmcSettings.model_fields]
     return names + list(OTHER_VARIABLES)
 
 
@@ -299,8 +302,6 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)):
         if name in known_set:
             continue
-        if name.startswith(BACKEND_PREFIXES[1]):
-            continue  # the BMC backend checks its own variables
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         hint = f"; did you mean {close[0]}?" if close else "; see docs/receiver.md for the variables"
         lines.append(f"{name}: unknown variable, ignored{hint}")
@@ -320,6 +321,17 @@ def _backend_problems(values: Mapping[str, str] | None) -> list[str]:
         return problem_lines(error)
     except ValueError as error:
         return [f"SECURE_EXPORT_SERVICENOW_*: {error}"]
+    return []
+
+
+def _bmc_problems(environ: Mapping[str, str]) -> list[str]:
+    """The BMC Helix variables' problems (``SECURE_EXPORT_BMC_*``), reported with the others."""
+    from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
+
+    try:
+        BmcSettings.load(environ)
+    except BmcSettingsError as error:
+        return str(error).splitlines()
     return []
 
 
@@ -365,6 +377,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
             key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)
         }
         problems += _backend_problems(backend_values)
+    if itsm == "bmc-helix" and (settings is None or with_backend):
+        problems += _bmc_problems(source)
     if problems:
         problems += unknown_variables(source)
         raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))

@@ -27,6 +27,8 @@ commands:
   discard --id N ... --reason TEXT [--db PATH]
                                      give up on parked deliveries, kept with who and why
   plan --stack NAME [--json]         evaluate the Pulumi program offline and print its resources
+  diff --stack NAME [--base REV] [--json|--markdown] [--exit-code]
+                                     offline: what would change since git revision REV (default HEAD)
 
   --version                          print the version and exit
 
@@ -63,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         from components.plan import main as plan_main
 
         return plan_main(rest)
+    if command == "diff":
+        from secure_export.review.cli import main as diff_main
+
+        return diff_main(rest)
     import difflib
 
-    close = difflib.get_close_matches(command, [*_RECEIVER_COMMANDS, _PLAN_COMMAND], n=1)
+    close = difflib.get_close_matches(command, [*_RECEIVER_COMMANDS, _PLAN_COMMAND, "diff"], n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     sys.stderr.write(f"secure-export: unknown command {command!r}{hint}\n\n{_USAGE}")
     return 2

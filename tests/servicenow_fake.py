@@ -22,6 +22,8 @@ What it reproduces, because the backend must cope with each of these on a real i
   limit is applied before the ACL, so a page can be short while more rows follow); a record read
   answers 404 "Record doesn't exist or ACL restricts the record retrieval". ServiceNow answers 403
   only when a query filters on a field the user may not read, or for a write;
+* choice values: a ``close_code`` that is not an active ``sys_choice`` is dropped silently on write
+  (:attr:`FakeServiceNow.checked_choices`);
 * business rules: ``state=6`` without ``close_code`` and ``close_notes`` is refused with 403, as the
   stock "Make close info mandatory when resolved or closed" data policy does through REST
   (:attr:`FakeServiceNow.close_info_policy`, see docs/servicenow.md); ``state=7`` (Closed) is refused
@@ -196,6 +198,10 @@ class FakeServiceNow:
         """How Resolved without ``close_code``/``close_notes`` is treated through REST: ``"data"`` (the
         default, as on a stock instance) refuses it with 403 "Data Policy Exception"; ``"ui"`` models an
         instance whose rule is only a UI policy (forms only), so REST may resolve without them."""
+        self.checked_choices: set[str] = {"close_code"}
+        """Incident choice fields whose written value must be an active ``sys_choice``; any other value
+        is dropped silently (the field keeps its old value), as a real instance does, so a wrong
+        ``close_code`` surfaces as the data policy's "mandatory: Resolution code"."""
         self.hidden: dict[str, Callable[[Mapping[str, str]], bool] | None] = {}
         """Read ACLs by table: ``None`` hides every row, a predicate hides the rows it is true for."""
         self.mandatory_on_insert: set[str] = set()
@@ -585,6 +591,7 @@ class FakeServiceNow:
                 who: str) -> tuple[int, dict[str, str], bytes]:
         schema = SCHEMAS[table]
         values = {k: _stringify(v) for k, v in body.items() if k in schema and k not in ("sys_id", "priority")}
+        self._drop_unknown_choices(table, values)
         journal = {k: values.pop(k) for k in list(values) if schema[k] == JOURNAL}
         row: dict[str, str] = {"sys_id": uuid.uuid4().hex, "sys_created_on": _now(), "sys_updated_on": _now(),
                                "sys_created_by": who, "sys_updated_by": who, "sys_mod_count": "0",
@@ -608,6 +615,7 @@ class FakeServiceNow:
             return _error(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
         schema = SCHEMAS[table]
         values = {k: _stringify(v) for k, v in body.items() if k in schema and k not in ("sys_id", "priority")}
+        self._drop_unknown_choices(table, values)
         journal = {k: values.pop(k) for k in list(values) if schema[k] == JOURNAL}
         updated = dict(row) | values
         refusal = self._business_rules(table, updated, row)
@@ -621,6 +629,13 @@ class FakeServiceNow:
         self._journal(table, sys_id, journal, who)
         return _json(200, {"result": self._render(table, row, params)})
 
+    def _drop_unknown_choices(self, table: str, values: dict[str, str]) -> None:
+        for name in [n for n in values if table == "incident" and n in self.checked_choices and values[n]]:
+            active = {r.get("value") for r in self.tables["sys_choice"] if r.get("name") == table
+                      and r.get("element") == name and r.get("inactive") != "true"}
+            if values[name] not in active:
+                del values[name]
+
     def _business_rules(self, table: str, row: dict[str, str],
                         before: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
         if table != "incident":
@@ -632,9 +647,12 @@ class FakeServiceNow:
         state = row.get("state", "1")
         if state == "7" and before.get("state") != "7" and not self.closing_allowed:
             return _error(403, "Operation Failed", "Closing an incident requires the itil_admin role")
-        if state == "6" and self.close_info_policy == "data" and (not row.get("close_code") or not row.get("close_notes")):
-            return _error(403, "Operation Failed",
-                          "Data Policy Exception: \n\tThe following fields are mandatory: Resolution code, Resolution notes\n")
+        missing_close_info = [label for field, label in (("close_code", "Resolution code"),
+                                                         ("close_notes", "Resolution notes")) if not row.get(field)]
+        if state == "6" and self.close_info_policy == "data" and missing_close_info:
+            # The policy names form labels, not field names.
+            return _error(403, "Operation Failed", "Data Policy Exception: \n\tThe following fields are mandatory: "
+                          f"{', '.join(missing_close_info)}\n")
         row["incident_state"] = state
         row["active"] = "false" if state in ("7", "8") else "true"
         row["priority"] = PRIORITY.get((row.get("impact", "3"), row.get("urgency", "3")), "5")

@@ -1,7 +1,7 @@
-"""ITSM backends behind one interface (``base.Backend``): ``embedded`` and ``servicenow``.
+"""ITSM backends behind one interface (``base.Backend``): ``embedded``, ``servicenow`` and ``bmc-helix``.
 
 :func:`create_backend` picks one from ``SECURE_EXPORT_ITSM``. Each backend module is imported
-only when selected, so an embedded deployment never loads the ServiceNow client and vice versa.
+only when selected, so an embedded deployment never loads an ITSM client.
 """
 
 from __future__ import annotations
@@ -29,4 +29,10 @@ def create_backend(settings: ReceiverSettings) -> Backend:
         from receiver.itsm.servicenow import ServiceNowBackend
 
         return ServiceNowBackend.from_env(settings)
-    raise ValueError(f"unknown ITSM backend {settings.itsm!r}; set SECURE_EXPORT_ITSM to embedded or servicenow")
+    if settings.itsm == "bmc-helix":
+        from receiver.itsm.bmc_helix import BmcHelixBackend
+
+        return BmcHelixBackend.from_env(settings)
+    raise ValueError(
+        f"unknown ITSM backend {settings.itsm!r}; set SECURE_EXPORT_ITSM to embedded, servicenow or bmc-helix"
+    )

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import hashlib
 import json
 import logging
 import re
@@ -48,6 +47,7 @@ from typing import Any
 
 import httpx
 
+from receiver.itsm import alert_text
 from receiver.itsm.base import (
     AlertEvent,
     Backend,
@@ -57,6 +57,9 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
+from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
+from receiver.itsm.markers import markers_in as _markers_in
+from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_pacing import Pacer
 from receiver.itsm.servicenow_routing import NameResolver
@@ -71,6 +74,7 @@ __all__ = [
     "ServiceNowSettings",
     "ServiceNowSettingsError",
     "correlation_id",
+    "lifecycle_id",
     "occurrence_marker",
     "query_safe",
 ]
@@ -85,33 +89,6 @@ _INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,correlation_displa
 _LOOKUP_LIMIT = 10
 """Incidents read per lookup: this key's and the latest of its rule and targets (newest first)."""
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def correlation_id(correlation_key: str) -> str:
-    """The value stored in ``incident.correlation_id``: short, hex only, safe in any query."""
-    return "azmon:" + hashlib.sha256(correlation_key.encode()).hexdigest()[:40]
-
-
-def lifecycle_id(lifecycle_key: str) -> str:
-    """The value stored in ``incident.correlation_display``: the rule and targets, hashed like the key.
-
-    The reopen window and resource health recovery find the latest incident of the same rule on the
-    same resources by it, whatever ``SECURE_EXPORT_CORRELATION`` groups by.
-    """
-    return "azmon-lc:" + hashlib.sha256(lifecycle_key.encode()).hexdigest()[:40]
-
-
-def occurrence_marker(alert_id: str, condition: Condition | str) -> str:
-    """The marker written into a work note for one ``(alert_id, condition)``: hex, LIKE-safe.
-
-    ``semark-<24 hex of the alert id>-fired|resolved``: the hash part pairs an alert's Fired with its
-    Resolved, so the alerts still firing on a grouped incident can be counted from the notes.
-    """
-    digest = hashlib.sha256(alert_id.encode()).hexdigest()[:24]
-    return f"semark-{digest}-{str(condition).lower()}"
-
-
-_MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
 _MARKER_PAGE = 500
 _MARKER_PAGES = 20
 _CI_CACHE_MAX = 10_000
@@ -950,36 +927,10 @@ class ServiceNowBackend(Backend):
     # -- text --------------------------------------------------------------------------------
 
     def _short_description(self, event: AlertEvent) -> str:
-        where = next(iter(event.configuration_items), None) or (
-            event.target_ids[0].rstrip("/").rsplit("/", 1)[-1] if event.target_ids else None
-        )
-        text = f"[{event.severity or 'no severity'}] {event.rule}" + (f" on {where}" if where else "")
-        return text[:160]
+        return alert_text.summary(event, 160)
 
     def _description(self, event: AlertEvent, ci_lines: Sequence[str]) -> str:
-        lines = [
-            f"Azure Monitor alert rule: {event.rule}",
-            f"Condition: {event.condition}",
-            f"Severity: {event.severity or 'none'}",
-        ]
-        if event.signal_type or event.monitoring_service:
-            lines.append(f"Signal: {event.signal_type or '?'} ({event.monitoring_service or '?'})")
-        lines += [f"Target: {target}" for target in event.target_ids]
-        if event.condition_summary:
-            lines.append(f"Values: {event.condition_summary}")
-        if event.description:
-            lines.append(f"Rule description: {event.description}")
-        if event.fired_at:
-            lines.append(f"Fired at: {event.fired_at.isoformat()}")
-        if event.resolved_at:
-            lines.append(f"Resolved at: {event.resolved_at.isoformat()}")
-        if event.investigation_link:
-            lines.append(f"Investigate: {event.investigation_link}")
-        lines.append(f"Alert ID: {event.alert_id}")
-        if ci_lines:
-            lines.append("Configuration items:")
-            lines += [f"  - {line}" for line in ci_lines]
-        return "\n".join(lines)
+        return alert_text.description(event, ci_lines)
 
     def _occurrence_note(self, event: AlertEvent, marker: str, *, opened: bool = False) -> str:
         what = "Opened for" if opened else "Occurrence of"
@@ -1093,22 +1044,6 @@ def _log_replay(incident: dict[str, Any], event: AlertEvent) -> None:
         extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
                "condition": str(event.condition)},
     )
-
-
-def _markers_in(text: Any) -> set[str]:
-    """The occurrence markers in a text field."""
-    return {match.group(0) for match in _MARKER.finditer(str(text or ""))}
-
-
-def _still_firing(markers: set[str]) -> set[str]:
-    """Alert hashes with a Fired marker and no Resolved marker."""
-    fired: set[str] = set()
-    resolved: set[str] = set()
-    for marker in markers:
-        match = _MARKER.fullmatch(marker)
-        if match:
-            (fired if match.group(2) == "fired" else resolved).add(match.group(1))
-    return fired - resolved
 
 
 def _servicenow_time(value: Any) -> datetime | None:

@@ -45,7 +45,7 @@ class IncidentVisibility:
         reason = (
             f"ServiceNow created incident {number} but does not show it to this user (a read ACL on "
             "incident?): every alert would open a new incident; grant the integration user read access "
-            "to incident (docs/servicenow.md, 'Permissions')"
+            "to incident (docs/servicenow.md, 'Roles the integration user needs')"
         )
         log.error("servicenow incidents unreadable", extra={"event": "servicenow_incident_unreadable",
                                                              "number": number, "correlation_id": corr})

@@ -41,7 +41,8 @@ def test_there_are_dev_and_prod_stacks():
 def test_every_stack_file_is_valid(path):
     loaded = load_stack_file(path)
     assert loaded.config.action_group.short_name
-    assert loaded.config.receiver.image.registry
+    config = loaded.config
+    assert (config.receiver.image.registry if config.receiver else config.direct_endpoint.url.startswith("https://"))
 
 
 def test_prod_uses_servicenow_with_a_secret_password_and_more_rules_than_dev():

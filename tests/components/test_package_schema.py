@@ -38,6 +38,7 @@ def test_inputs_are_camel_case_described_and_required_where_needed():
         "resourceGroupName",
         "shortName",
         "receiverBaseUrl",
+        "serviceUri",
         "applicationObjectId",
         "identifierUri",
         "tenantId",
@@ -48,12 +49,12 @@ def test_inputs_are_camel_case_described_and_required_where_needed():
     assert set(group["requiredInputs"]) == {
         "applicationObjectId",
         "identifierUri",
-        "receiverBaseUrl",
         "resourceGroupName",
         "shortName",
         "tenantId",
     }
     assert "emailReceivers" not in group["requiredInputs"]
+    assert not {"receiver", "directEndpoint"} & set(resources["secure-export:index:SecureExport"]["requiredInputs"])
     identity = resources["secure-export:index:SecureWebhookIdentity"]
     assert identity["requiredInputs"] == ["displayName"]
 
@@ -63,7 +64,8 @@ def test_outputs_are_declared():
     identity = resources["secure-export:index:SecureWebhookIdentity"]
     assert {"applicationObjectId", "clientId", "identifierUri", "tenantId", "roleId"} <= set(identity["properties"])
     assert set(identity["required"]) >= {"applicationObjectId", "clientId", "identifierUri", "tenantId", "roleId"}
-    assert {"receiverUrl", "webhookUrl", "actionGroupId"} <= set(
+    assert "accessTokenVersion" in identity["properties"]
+    assert {"receiverUrl", "webhookUrl", "actionGroupId", "accessTokenVersion", "directEndpointTool"} <= set(
         resources["secure-export:index:SecureExport"]["properties"]
     )
     assert resources["secure-export:index:AlertRules"]["properties"]["metricAlertIds"]["type"] == "array"

@@ -258,3 +258,28 @@ def test_offline_engine_restores_the_sdk_and_survives_a_release_without_its_priv
     monkeypatch.setattr(offline, "pulumi_resource", types.SimpleNamespace())
     assert len(offline.run_program(_one_resource_group, stack="dev").resources) == 1
     assert pulumi_resource._get_stack_trace is original
+
+
+def test_a_secret_stack_output_prints_as_secret_in_json_and_in_the_tree():
+    """A stack output wrapped in ``pulumi.Output.secret`` is masked even when its value is no known secret.
+
+    Guards: ``to_json`` printing ``result.secret_outputs`` like plain outputs (docs/testing.md, "Mutations").
+    """
+    import pulumi
+
+    from components import offline
+
+    plaintext = "s3cr3t-output-6b1f"  # not a config secret: only the secret envelope says so
+
+    def program() -> None:
+        pulumi.export("apiKey", pulumi.Output.secret(plaintext))
+        pulumi.export("nested", pulumi.Output.secret({"token": plaintext, "n": 1}))
+        pulumi.export("region", "westeurope")
+
+    result = offline.run_program(program, stack="dev")
+    assert plaintext not in result.secret_values  # so value-based masking alone would not catch it
+    plan = to_json(result)
+    assert plan["outputs"] == {"apiKey": "[secret]", "nested": "[secret]", "region": "westeurope"}
+    assert plaintext not in json.dumps(plan)
+    tree = render_tree(plan)
+    assert "apiKey: [secret]" in tree and plaintext not in tree

@@ -52,6 +52,7 @@ from receiver.itsm.base import (
     Backend,
     PermanentBackendError,
     TransientBackendError,
+    WorkItemRef,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -318,6 +319,57 @@ def refusing_backend(settings: Any) -> RefusingBackend:
     return RefusingBackend()
 
 
+class GatedEmbeddedBackend(Backend):
+    """The embedded backend with a kill point the test controls (crash tests).
+
+    The first ``complete`` applications behave normally. Every later one is applied (committed to
+    the work-item tables) and then never returns: the dispatcher never confirms its inbox row, so
+    the row stays pending although its effect is on disk ("half-applied"), and the rows behind it
+    are never attempted. ``complete`` is read from ``<db>.gate`` at start; each half-applied event
+    appends its alert id and condition to ``<db>.blocked``, so the test waits for that state (not
+    for time to pass) before it sends SIGKILL.
+    """
+
+    name = "gated-embedded"
+
+    def __init__(self, db_path: str, complete: int) -> None:
+        from receiver.itsm.embedded import EmbeddedBackend
+
+        self._inner = EmbeddedBackend(db_path)
+        self._blocked_path = Path(db_path + ".blocked")
+        self._complete = complete
+        self._applied = 0
+        self._never = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def apply(self, event: AlertEvent) -> WorkItemRef | None:
+        ref = await self._inner.apply(event)
+        self._applied += 1
+        if self._applied <= self._complete:
+            return ref
+        with self._blocked_path.open("a") as blocked:
+            blocked.write(f"{event.alert_id} {event.condition}\n")
+        await self._never.wait()  # applied, never confirmed: SIGKILL comes while this waits
+        return ref
+
+
+def gated_embedded(settings: Any) -> GatedEmbeddedBackend:
+    """``"tests.receiver.harness:gated_embedded"``: see :class:`GatedEmbeddedBackend`."""
+    return GatedEmbeddedBackend(str(settings.db), int(Path(str(settings.db) + ".gate").read_text()))
+
+
+def read_blocked(db_path: str | Path) -> list[tuple[str, str]]:
+    """``(alert_id, condition)`` of the events a :class:`GatedEmbeddedBackend` half-applied."""
+    path = Path(str(db_path) + ".blocked")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(alert, condition) for alert, condition in (line.rsplit(" ", 1) for line in lines)]
+
+
 def read_durable_fake(db_path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``(calls, effects)`` recorded by :class:`DurableFakeBackend` in ``db_path``."""
     conn = sqlite3.connect(str(db_path), timeout=10)
@@ -494,11 +546,19 @@ def start_receiver(
     *,
     backend: Backend | str | None = None,
     subprocess: bool = False,
+    jwks_clock: Callable[[], float] | None = None,
     **env: Any,
 ) -> RunningReceiver:
-    """Start a receiver trusting ``issuer`` (a :class:`receiver.local_issuer.LocalIssuer`)."""
+    """Start a receiver trusting ``issuer`` (a :class:`receiver.local_issuer.LocalIssuer`).
+
+    ``jwks_clock`` (in-process only) is the monotonic clock of the app's key cache
+    (``JwksCache(clock=...)``), set before the first fetch: a test moves it by hand to cross the
+    unknown-kid refetch interval instead of sleeping through it.
+    """
     environ = receiver_env(Path(tmp_path), issuer, **env)
     db_path = environ[PREFIX + "DB"]
+    if jwks_clock is not None and subprocess:
+        raise TypeError("jwks_clock needs an in-process receiver")
     if subprocess:
         return _start_subprocess(Path(tmp_path), environ, db_path, backend)
     if isinstance(backend, str):
@@ -508,6 +568,8 @@ def start_receiver(
 
     settings = load_settings(environ)
     server = BackgroundServer.from_settings(settings, backend=backend)
+    if jwks_clock is not None:
+        server.runtime.jwks._clock = jwks_clock  # the cache's clock seam, before it first reads it
     server.start()
     return RunningReceiver(server.url, db_path, environ, server=server, backend=backend or server.runtime.backend)
 
@@ -556,6 +618,53 @@ def _read_listening_line(process: _subprocess.Popen[bytes], stderr_path: Path, t
 
 
 # --- subprocess entry point -----------------------------------------------------------------
+
+
+class ServeLog:
+    """The JSON log lines a ``secure-export serve`` child writes to stderr, read on a thread to the end.
+
+    ``serve --port 0`` binds a port the OS picks and logs ``{"event": "listening", "url": ...}``
+    once it has started (``ops_listening`` for the ops port): :meth:`url` waits for that line, so a
+    test never guesses a free port. Reading to the end keeps the child from blocking on a full pipe.
+    """
+
+    def __init__(self, process: _subprocess.Popen[bytes]) -> None:
+        assert process.stderr is not None, "start the child with stderr=subprocess.PIPE"
+        self._stderr = process.stderr
+        self._lines: list[str] = []
+        self._urls: dict[str, str] = {}
+        self._changed = threading.Condition()
+        self._ended = False
+        threading.Thread(target=self._read, name="serve-log", daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in self._stderr:
+            line = raw.decode(errors="replace")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            with self._changed:
+                self._lines.append(line)
+                if isinstance(record, dict) and isinstance(record.get("url"), str):
+                    self._urls.setdefault(str(record.get("event")), record["url"])
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def url(self, event: str = "listening", timeout: float = 30.0) -> str:
+        """The URL logged with ``event``; ``AssertionError`` with the log if it does not come."""
+        with self._changed:
+            self._changed.wait_for(lambda: event in self._urls or self._ended, timeout)
+            found = self._urls.get(event)
+        assert found, f"serve did not log {event!r}:\n{self.text()[-2000:]}"
+        return found
+
+    def text(self) -> str:
+        """Everything logged so far."""
+        with self._changed:
+            return "".join(self._lines)
 
 
 def _load_factory(spec: str) -> Callable[[Any], Backend]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body
+from tests.receiver.harness import ServeLog, alert_body
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,12 +22,6 @@ def _env(**values: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     env.update(values)
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_without_configuration_names_the_missing_variables(tmp_path: Path) -> None:
@@ -54,26 +47,17 @@ def test_serve_accepts_an_alert_and_work_items_lists_it(tmp_path: Path, issuer: 
         SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
         SECURE_EXPORT_DB=str(db),
     )
-    port = _free_port()  # serve() binds the port it is given; the OS picked a free one just now
     process = subprocess.Popen(
-        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.05)
+        url = ServeLog(process).url()  # logged after start-up, when /readyz can answer
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
 
         for condition in ("Fired", "Resolved"):
             response = httpx.post(

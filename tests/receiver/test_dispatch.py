@@ -307,3 +307,18 @@ def test_rows_committed_while_the_loader_catches_up_are_never_skipped() -> None:
     assert sorted(backend.applied) == sorted(
         (alert_body(f"r{n}")["data"]["essentials"]["alertId"], "Fired") for n in range(1, 6)
     )
+
+
+def test_the_recording_backend_shows_a_replay_and_a_fired_after_its_resolved() -> None:
+    """The tests above compare ``backend.applied`` with exact sequences, so it must keep repeats."""
+    backend = RecordingBackend()
+    fired, resolved = (build_event(json.dumps(alert_body("r", c)).encode(), "alert") for c in ("Fired", "Resolved"))
+
+    async def scenario() -> None:
+        for event in (fired, resolved, fired, fired):
+            await backend.apply(event)
+
+    asyncio.run(scenario())
+    alert_id = fired.alert_id
+    assert backend.applied == [(alert_id, "Fired"), (alert_id, "Resolved"), (alert_id, "Fired"), (alert_id, "Fired")]
+    assert backend.events == [fired, resolved, fired, fired]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -301,9 +303,20 @@ def test_a_database_without_backend_tables_lists_nothing(tmp_path: Path) -> None
     assert list_configuration_items(str(db)) == []
 
 
-def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path) -> None:
+def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "s.db"
     apply_all(db, [fired("a1")])
+    # The lock poll's sleep says "found the lock taken, waiting": the test waits for that, not for time.
+    import receiver.write_lock as write_lock
+
+    polling = threading.Event()
+    real_sleep = write_lock.time.sleep
+
+    def sleep(seconds: float) -> None:
+        polling.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(write_lock, "time", SimpleNamespace(sleep=sleep, monotonic=write_lock.time.monotonic))
 
     async def run() -> None:
         backend = EmbeddedBackend(str(db))
@@ -312,7 +325,7 @@ def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path) -> None
         other.execute("BEGIN IMMEDIATE")
         try:
             pending = asyncio.create_task(backend.apply(fired("a2")))
-            await asyncio.sleep(0.2)
+            assert await asyncio.to_thread(polling.wait, 10), "apply never found the write lock taken"
             assert not pending.done()  # blocked on the other writer's lock, not failed
             other.execute("COMMIT")
             await pending

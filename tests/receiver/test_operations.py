@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from receiver.inbox import Inbox, count_by_state
 from receiver.inbox_ops import discard, replay, trace
 from receiver.itsm.embedded import EmbeddedBackend, list_work_items
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body, start_receiver
+from tests.receiver.harness import ServeLog, alert_body, start_receiver
 from tests.receiver.test_embedded import apply_all, fired, resolved
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,27 +137,17 @@ def test_cli_replay_discard_usage_and_exit_statuses(tmp_path: Path) -> None:
 def test_replay_of_a_row_parked_in_an_earlier_run_reaches_the_running_serve(tmp_path: Path, issuer: LocalIssuer) -> None:
     db = tmp_path / "secure-export.db"
     [row_id] = _parked_db(db, 5)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = _clean_env(
         SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES=issuer.audience,
         SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(db), SECURE_EXPORT_OPS_POLL_SECONDS="0.2",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "secure_export.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.05)
+        url = ServeLog(process).url()  # serve bound port 0 and logged where, once started
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
         assert list_work_items(str(db)) == []
         assert _cli("replay", "--id", str(row_id), env=env).returncode == 0
         deadline = time.monotonic() + 15

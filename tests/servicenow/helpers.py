@@ -64,6 +64,19 @@ def start_fake() -> FakeServiceNow:
     return fake
 
 
+def refused_gets(fake: FakeServiceNow, *, probe: bool) -> int:
+    """GETs of incident refused with 401: readiness probes (``sysparm_limit=1``) or the applies' lookups.
+
+    While dispatching pauses, the probes go on and the lookups stop: a test waits for a number of
+    probes instead of sleeping, then checks that no lookup happened meanwhile.
+    """
+    return sum(
+        r.status == 401 and r.method == "GET" and r.path.startswith("/api/now/table/incident")
+        and (r.params.get("sysparm_limit") == "1") == probe
+        for r in list(fake.requests)
+    )
+
+
 def settings(fake: FakeServiceNow, **overrides: Any) -> ServiceNowSettings:
     """Backend settings for ``fake`` (basic auth unless overridden)."""
     values: dict[str, Any] = {"url": fake.url, "username": USER, "password": PASSWORD,

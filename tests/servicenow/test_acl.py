@@ -68,6 +68,22 @@ def test_a_hidden_sys_choice_is_checked_once_even_when_start_could_not_reach_the
     assert _unchecked_warnings(caplog) == 1
 
 
+def test_a_wrong_close_code_unchecked_behind_a_hidden_sys_choice_parks_resolutions_with_the_policy_named(
+    fake: FakeServiceNow,
+) -> None:
+    """What an operator sees when the check could not run: ServiceNow drops the unknown choice, and its
+    data policy then refuses the resolution as if the code were missing (permanent: parked)."""
+    fake.hide("sys_choice")
+
+    async def body(backend: ServiceNowBackend) -> None:
+        await backend.apply(event(1))
+        with pytest.raises(PermanentBackendError, match=r"(?s)Data Policy Exception.*mandatory: Resolution code$"):
+            await backend.apply(event(1, Condition.RESOLVED))
+
+    with_backend(fake, body, close_code="Fixed it")
+    assert fake.rows("incident")[0]["state"] == "1"
+
+
 def test_partly_hidden_choices_still_let_a_visible_close_code_through(fake: FakeServiceNow) -> None:
     fake.hide("sys_choice", rows=lambda row: row.get("value") in ("Duplicate", "Known error"))
     with_backend(fake, lambda b: b.apply(event(1, Condition.RESOLVED)), close_code="Solution provided")

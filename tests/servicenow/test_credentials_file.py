@@ -7,7 +7,6 @@ the next attempt re-reads it and every alert lands, in the same running receiver
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from receiver.itsm.servicenow import ServiceNowBackend
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError
 from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body, start_receiver
-from tests.servicenow.helpers import PASSWORD, USER, run
+from tests.servicenow.helpers import PASSWORD, USER, refused_gets, run
 from tests.servicenow_fake import FakeServiceNow
 
 NEW_PASSWORD = "rotated: purple monkey dishwasher"
@@ -49,7 +48,8 @@ def test_a_rotated_password_file_is_picked_up_by_the_running_receiver(
         fake.add_user(USER, NEW_PASSWORD)  # rotated in ServiceNow; the file still holds the old one
         assert rx.post_alert(alert_body(2), token).status_code == 202
         rx.wait_until(lambda: rx.runtime.dispatcher.paused_reason is not None, what="dispatching to pause")
-        time.sleep(0.5)
+        probes = refused_gets(fake, probe=True)
+        rx.wait_until(lambda: refused_gets(fake, probe=True) >= probes + 3, what="three re-checks while paused")
         assert rx.inbox_counts()["parked"] == 0 and len(fake.rows("incident")) == 1
 
         secret.write_text(NEW_PASSWORD + "\n")  # the platform updates the mounted secret

@@ -7,7 +7,6 @@ takes to park a row; once the operator fixes the account, every alert is applied
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +14,11 @@ import pytest
 
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import TEST_DEFAULTS, alert_body, start_receiver
-from tests.servicenow.helpers import USER, settings
+from tests.receiver.harness import alert_body, start_receiver
+from tests.servicenow.helpers import USER, refused_gets, settings
 from tests.servicenow_fake import FakeServiceNow
 
 MAX_ATTEMPTS = 3
-BACKOFF_CAP = float(TEST_DEFAULTS["DISPATCH_BACKOFF_CAP_SECONDS"])
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +42,17 @@ def test_wrong_credentials_for_longer_than_the_retry_budget_park_nothing_once_fi
             assert rx.post_alert(alert_body(n), token).status_code == 202
         for n in (1, 2):
             assert rx.post_alert(alert_body(n, "Resolved"), token).status_code == 202
-        rx.wait_until(lambda: any(r.status == 401 and r.path.startswith("/api/now/table/") and r.method == "GET"
-                                  and "correlation_id" in r.params.get("sysparm_query", "")
-                                  for r in fake.requests),
-                      what="an apply refused with 401")
-        time.sleep(MAX_ATTEMPTS * BACKOFF_CAP * 5)  # far beyond the attempts' backoff budget
+        dispatcher = rx.runtime.dispatcher
+        rx.wait_until(lambda: dispatcher.paused_reason is not None, what="dispatching to pause")
+        probes = refused_gets(fake, probe=True)
+        # Once the pause loop has re-checked, no apply started before the pause is still under way.
+        rx.wait_until(lambda: refused_gets(fake, probe=True) > probes, what="the first re-check")
+        applies, probes = refused_gets(fake, probe=False), refused_gets(fake, probe=True)
+        # Paused for longer than the attempts' budget: 2 x MAX_ATTEMPTS readiness re-checks, each
+        # at least the backoff cap apart (the longest wait between two attempts of a row).
+        rx.wait_until(lambda: refused_gets(fake, probe=True) >= probes + 2 * MAX_ATTEMPTS,
+                      what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused")
+        assert refused_gets(fake, probe=False) == applies  # no apply while paused
         assert rx.inbox_counts() == {"pending": 6, "done": 0, "parked": 0}
         assert rx.runtime.dispatcher.paused_reason and "refused the credentials" in rx.runtime.dispatcher.paused_reason
         ready = rx.get("/readyz")

@@ -136,6 +136,15 @@ def test_resolving_without_close_code_is_refused_by_the_data_policy(fake: FakeSe
     assert ok.status_code == 200 and ok.json()["result"]["state"] == "6"
 
 
+def test_a_close_code_that_is_no_active_choice_is_dropped_and_the_data_policy_names_it(fake: FakeServiceNow) -> None:
+    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"]["sys_id"]
+    url = f"{fake.url}/api/now/table/incident/{sys_id}"
+    for code in ("Solved (Permanently)", "Closed/Resolved by Caller"):  # unknown; inactive
+        refused = httpx.patch(url, json={"state": "6", "close_code": code, "close_notes": "done"}, auth=AUTH, headers=JSON)
+        assert refused.status_code == 403 and "Resolution code" in refused.json()["error"]["detail"]
+    assert fake.rows("incident", sys_id=sys_id)[0].get("close_code", "") == ""
+
+
 def test_an_instance_with_only_a_ui_policy_lets_rest_resolve_without_close_info(fake: FakeServiceNow) -> None:
     fake.close_info_policy = "ui"
     sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"]["sys_id"]

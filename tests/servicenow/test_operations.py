@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from receiver.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body
+from tests.receiver.harness import ServeLog, alert_body
 from tests.servicenow.helpers import PASSWORD, USER
 from tests.servicenow_fake import FakeServiceNow
 
@@ -37,6 +37,7 @@ def issuer() -> Iterator[LocalIssuer]:
 
 
 def _free_port() -> int:
+    """For SECURE_EXPORT_OPS_PORT only, which takes 1..65535 (the main port is bound as port 0)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -69,7 +70,7 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
     tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
 ) -> None:
     fake.mandatory_on_insert = {"assignment_group"}
-    port, ops_port = _free_port(), _free_port()
+    ops_port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     env.update(
         SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
@@ -86,13 +87,16 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
         SECURE_EXPORT_DISPATCH_BACKOFF_BASE_SECONDS="0.01",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    url, ops = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ops_port}"
+    log = ServeLog(process)
     try:
+        url, ops = log.url("listening"), log.url("ops_listening")
+        assert ops == f"http://127.0.0.1:{ops_port}"
+
         def ready() -> bool:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert process.poll() is None, log.text()
             try:
                 return httpx.get(f"{ops}/readyz", timeout=2).status_code == 200
             except httpx.TransportError:

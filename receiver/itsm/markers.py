@@ -1,0 +1,58 @@
+"""What ITSM backends write into their tools to recognise their own work: correlation ids and markers.
+
+* :func:`correlation_id`: ``azmon:`` + 40 hex of a SHA-256 of the correlation key. It is what the
+  incident is found by; being hex only, it is safe in any query language (ServiceNow's encoded
+  queries, AR System qualifications), whatever the alert's text.
+* :func:`lifecycle_id`: ``azmon-lc:`` + 40 hex of a SHA-256 of the rule and its targets, by which
+  the latest incident of the same rule on the same resources is found (reopen window, recovery).
+* :func:`occurrence_marker`: ``semark-<24 hex of the alert id>-fired|resolved``, written into every
+  note a delivery adds. A marker already on the incident means the delivery was applied before (a
+  replay after a crash); Fired markers without their Resolved marker are the alerts still firing
+  on a grouped incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from receiver.itsm.base import Condition
+
+MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
+
+
+def correlation_id(correlation_key: str) -> str:
+    """The value stored in the incident's correlation field: short, hex only, safe in any query."""
+    return "azmon:" + hashlib.sha256(correlation_key.encode()).hexdigest()[:40]
+
+
+def lifecycle_id(lifecycle_key: str) -> str:
+    """The value stored in the incident's ``correlation_display``: the rule and targets, hashed like the key.
+
+    The reopen window and resource health recovery find the latest incident of the same rule on the
+    same resources by it, whatever ``SECURE_EXPORT_CORRELATION`` groups by.
+    """
+    return "azmon-lc:" + hashlib.sha256(lifecycle_key.encode()).hexdigest()[:40]
+
+
+def occurrence_marker(alert_id: str, condition: Condition | str) -> str:
+    """The marker written into a note for one ``(alert_id, condition)``: hex, LIKE-safe."""
+    digest = hashlib.sha256(alert_id.encode()).hexdigest()[:24]
+    return f"semark-{digest}-{str(condition).lower()}"
+
+
+def markers_in(text: Any) -> set[str]:
+    """The occurrence markers in a text field."""
+    return {match.group(0) for match in MARKER.finditer(str(text or ""))}
+
+
+def still_firing(markers: set[str]) -> set[str]:
+    """Alert hashes with a Fired marker and no Resolved marker."""
+    fired: set[str] = set()
+    resolved: set[str] = set()
+    for marker in markers:
+        match = MARKER.fullmatch(marker)
+        if match:
+            (fired if match.group(2) == "fired" else resolved).add(match.group(1))
+    return fired - resolved

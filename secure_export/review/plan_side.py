@@ -1,0 +1,129 @@
+"""One side of ``secure-export diff``: a stack's offline plan as JSON, secrets as comparable fingerprints.
+
+This file also runs on its own, by path, inside a temporary worktree of an older revision, with that
+revision's code first on the import path; so it imports nothing of this package and only the parts
+of ``components.plan`` that every revision with an offline plan has (``plan_stack``, ``to_json``).
+It prints one JSON object: ``{"ok": true, "plan": {...}}`` or ``{"ok": false, "kind": "config" |
+"program", "problems": [...]}``. Fingerprints are HMACs keyed with a salt the caller makes up per
+run (``SECURE_EXPORT_DIFF_SALT``): equal secrets compare equal, and nothing about them is printed.
+Only secrets that come from the stack file are fingerprinted; key material the offline engine made
+up (a workspace's shared key) is one constant token, so it never counts as a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+SALT_VARIABLE = "SECURE_EXPORT_DIFF_SALT"
+_MASK = "[secret]"
+MADE_UP_SECRET = "[secret:0]"
+"""The token of every secret the offline engine made up: equal on both sides, never a change."""
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _fingerprint(raw: Any, salt: bytes, configured: frozenset[str]) -> str:
+    if not any(secret in text for text in _strings(raw) for secret in configured):
+        return MADE_UP_SECRET
+    plain = json.dumps(raw, sort_keys=True, default=str)
+    return "[secret:" + hmac.new(salt, plain.encode(), hashlib.sha256).hexdigest()[:24] + "]"
+
+
+def fingerprinted(shown: Any, raw: Any, salt: bytes, configured: frozenset[str]) -> Any:
+    """Return ``shown`` (masked inputs) with each ``[secret]`` replaced by a token for the value under it in ``raw``.
+
+    ``configured`` holds the stack file's secret values (as the offline plan sees them); a masked
+    value that holds none of them was made up by the engine and gets :data:`MADE_UP_SECRET`.
+    """
+    if shown == _MASK:
+        return _fingerprint(raw, salt, configured)
+    if isinstance(shown, dict):
+        raw_map = raw if isinstance(raw, dict) else {}
+        return {k: fingerprinted(v, raw_map.get(k), salt, configured) for k, v in shown.items()}
+    if isinstance(shown, list):
+        raw_list = raw if isinstance(raw, list) else []
+        return [
+            fingerprinted(v, raw_list[i] if i < len(raw_list) else None, salt, configured) for i, v in enumerate(shown)
+        ]
+    return shown
+
+
+def configured_secrets(stack_file: Path) -> frozenset[str]:
+    """Return the ``secure:`` values of a stack file: what the offline plan uses for its secrets."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return frozenset()
+    entries = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(entries, dict):
+        return frozenset()
+    return frozenset(
+        str(v["secure"]) for v in entries.values() if isinstance(v, dict) and set(v) == {"secure"} and v["secure"]
+    )
+
+
+def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
+    """Plan ``stack`` with the ``components`` package on the import path; raise its ConfigError on bad config."""
+    from components.plan import plan_stack, to_json
+
+    result = plan_stack(project_dir, stack)
+    document: dict[str, Any] = to_json(result)
+    configured = configured_secrets(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
+    for resource, record in zip(document["resources"], result.resources):
+        if (resource["type"], resource["name"]) == (record.type, record.name):
+            resource["inputs"] = fingerprinted(resource["inputs"], record.inputs, salt, configured)
+    return document
+
+
+def salt_from_environment() -> bytes:
+    """Return the salt the caller set, or a fresh one."""
+    value = os.environ.get(SALT_VARIABLE)
+    return bytes.fromhex(value) if value else os.urandom(16)
+
+
+def run(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
+    """Return the side's answer: the plan, or why there is none."""
+    from components.config import ConfigError
+
+    try:
+        return {"ok": True, "plan": plan_document(project_dir, stack, salt)}
+    except ConfigError as exc:
+        return {"ok": False, "kind": "config", "problems": list(exc.problems)}
+    except Exception as exc:  # noqa: BLE001 - the caller reports which side failed, in one line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"ok": False, "kind": "program", "problems": [message]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one side's answer as JSON on stdout."""
+    parser = argparse.ArgumentParser(prog="plan_side")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--project-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    answer = run(args.project_dir.resolve(), args.stack, salt_from_environment())
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    # Skip interpreter teardown: the SDK's executor threads and loops have nothing left to say.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    # Run by path, this file's folder leads the import path; the revision's own code must come first.
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)
+    main()
