@@ -56,11 +56,11 @@ from receiver.auth import (
 from receiver.dispatch import SYNTHETIC_ALERT_PREFIX, Dispatcher
 from receiver.inbox import Inbox, InboxUnavailable
 from receiver.itsm.base import Backend
+from receiver.lifecycle import Lifecycle
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import ReceiverMetrics, route_label
-from receiver.schema import AlertParseError, parse_alert
-from receiver.lifecycle import Lifecycle
 from receiver.routing import load_configured
+from receiver.schema import AlertParseError, parse_alert
 from receiver.settings import ReceiverSettings
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from receiver.inbox import Inbox, InboxRow
-from receiver.routing import EMPTY_ROUTING, route_event
 from receiver.itsm.base import (
     AlertEvent,
     Backend,
@@ -53,6 +52,7 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
+from receiver.routing import EMPTY_ROUTING, route_event
 
 if TYPE_CHECKING:
     from secure_export.routing import RoutingFile
