@@ -15,7 +15,6 @@ the inbox's parked rows.
 
 from __future__ import annotations
 
-import math
 import tempfile
 import threading
 import time
@@ -46,7 +45,7 @@ def run(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     from tests.servicenow_fake import FakeServiceNow
 
     alerts = config.drain_alerts
-    count = math.ceil(alerts / 0.9)  # 10 % of the deliveries repeat an earlier alert
+    count = alerts + alerts // 9  # 10 % of the deliveries repeat an earlier alert (loadgen: int(count * 0.1))
     fake = FakeServiceNow().start()
     fake.add_user(_USER, _PASSWORD)
     with tempfile.TemporaryDirectory(prefix="secure-export-drain-") as temp, LocalIssuer() as issuer:
