@@ -6,7 +6,7 @@ keeps sending at full concurrency gets most of its requests refused, and each re
 its delivery a second or more. So the pacer learns the rate the instance allows:
 
 * on a 429, the requests that succeeded during the last second are what the instance allows per
-  second: from then on requests are spaced evenly at that rate (never below one per second), and the
+  second (when there were at least five): from then on requests are spaced evenly at that rate, and the
   number in flight is lowered by a quarter (at most once per ``cooldown``; additive increase,
   multiplicative decrease, as TCP does, never below one);
 * every success raises the in-flight limit by ``1/limit``; after ``probe_after`` seconds without a
@@ -25,7 +25,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["Pacer"]
+__all__ = ["MIN_LEARNED_RATE", "Pacer"]
+
+MIN_LEARNED_RATE = 5.0
+"""Successes in the second before a 429 needed to take them as the instance's rate."""
 
 
 class Pacer:
@@ -97,8 +100,10 @@ class Pacer:
         now = self._clock()
         self._last_limited = now
         allowed = float(sum(1 for t in self._successes if now - t <= 1.0))
-        if self.rate is None or allowed < self.rate:
-            self.rate = max(1.0, allowed)
+        # A 429 after only a few requests says little about the rate (a budget spent earlier, a
+        # burst of refusals): pacing at that would crawl. Retry-After and the in-flight limit do then.
+        if allowed >= MIN_LEARNED_RATE and (self.rate is None or allowed < self.rate):
+            self.rate = allowed
         if now - self._last_decrease >= self.cooldown:
             self.limit = max(1.0, self.limit * 0.75)
             self._last_decrease = now

@@ -51,6 +51,16 @@ def test_the_rate_is_learned_from_a_429_and_requests_are_then_spaced_evenly() ->
     assert pacer.rate == 25.0 * 1.05
 
 
+def test_a_429_after_a_few_requests_teaches_no_rate() -> None:
+    now = [100.0]
+    pacer = Pacer(8, clock=lambda: now[0])
+    for _ in range(2):
+        pacer._in_flight += 1
+        pacer.release(ok=True)
+    pacer.rate_limited_once()
+    assert pacer.rate is None  # two successes say nothing about the instance's rate: no crawling at 2/s
+
+
 def test_acquire_waits_for_a_free_slot_under_the_limit() -> None:
     async def scenario() -> list[str]:
         pacer = Pacer(2)
