@@ -428,7 +428,8 @@ class StackConfig(_Model):
                                              ("servicenowPassword", self.servicenow_password),
                                              ("servicenowClientSecret", self.servicenow_client_secret),
                                              ("bmcHelix", self.bmc_helix),
-                                             ("bmcHelixPassword", self.bmc_helix_password)) if value]
+                                             ("bmcHelixPassword", self.bmc_helix_password),
+                                             ("routing", self.routing)) if value]
             if unused:
                 raise ValueError(
                     f"{', '.join(f'{NAMESPACE}:{key}' for key in unused)} configure the bundled receiver, which "

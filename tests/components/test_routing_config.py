@@ -90,3 +90,13 @@ def test_the_prod_stack_routes_and_its_plan_mounts_the_file() -> None:
     args = config.to_args()
     assert json.loads(args["receiver"]["routing"])["default"]["assignmentGroup"]
     assert yaml.safe_load((repo / "stacks" / "Pulumi.prod.yaml").read_text())  # still plain YAML
+
+
+def test_routing_without_a_receiver_is_refused(tmp_path: Path) -> None:
+    document = _dev()
+    config = document["config"]
+    config.pop("secure-export:receiver", None)
+    config["secure-export:directEndpoint"] = {"tool": "servicenow-em", "url": "https://acme.service-now.com/api/sn_em_connector/em/inbound_event?source=azuremonitor"}
+    config["secure-export:routing"] = ROUTING
+    problems = "\n".join(_problems(_write(tmp_path, "direct", document)))
+    assert "secure-export:routing configure the bundled receiver" in problems
