@@ -129,16 +129,19 @@ class Lifecycle:
         self._task: asyncio.Task[None] | None = None
         self.resolutions = 0
         """Resolutions the receiver has stored itself (due timers turned into inbox rows)."""
+        self._flap_timers = True
+        """Whether a flap-quiet timer may exist (a Fired then cancels it); only this process writes them."""
 
     async def open(self) -> None:
         """Create the tables (idempotent) and start the sweeper."""
-        def create(conn: sqlite3.Connection) -> None:
+        def create(conn: sqlite3.Connection) -> bool:
             # Statement by statement: executescript would commit the writer's transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            return conn.execute("SELECT 1 FROM lifecycle_timers WHERE reason = 'flap-quiet' LIMIT 1").fetchone() is not None
 
-        await self.inbox.run_in_transaction(create)
+        self._flap_timers = await self.inbox.run_in_transaction(create)
         if self._task is None:
             self._task = asyncio.create_task(self._sweep_loop(), name="lifecycle-sweeper")
 
@@ -165,17 +168,15 @@ class Lifecycle:
         since = self._clock() - self.reopen_window
 
         def count(conn: sqlite3.Connection) -> int:
-            others = conn.execute(
-                "SELECT COUNT(*) FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id != ?",
-                (event.lifecycle_key, event.alert_id),
-            ).fetchone()[0]
+            # One statement (each costs the writer thread a GIL round trip).
+            others, refires = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ?1 AND alert_id != ?2),"
+                " (SELECT COUNT(*) FROM lifecycle_refires WHERE lifecycle_key = ?1 AND at >= ?3)",
+                (event.lifecycle_key, event.alert_id, since),
+            ).fetchone()
             if others:
                 return 0  # another instance still fires: this Resolved does not end a cycle
-            row = conn.execute(
-                "SELECT COUNT(*) FROM lifecycle_refires WHERE lifecycle_key = ? AND at >= ?",
-                (event.lifecycle_key, since),
-            ).fetchone()
-            return int(row[0]) + 1
+            return int(refires) + 1
 
         cycles = await self.inbox.run_in_transaction(count)
         if cycles <= self.flap_cycles:
@@ -204,48 +205,44 @@ class Lifecycle:
                     "DELETE FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id = ?",
                     (lifecycle_key, event.alert_id),
                 )
-                firing = conn.execute(
-                    "SELECT COUNT(*) FROM lifecycle_firing WHERE lifecycle_key = ?", (lifecycle_key,)
-                ).fetchone()[0]
-                if not firing:
-                    conn.execute(
-                        "INSERT INTO lifecycle_clear (lifecycle_key, cleared_at) VALUES (?, ?)"
-                        " ON CONFLICT (lifecycle_key) DO UPDATE SET cleared_at = excluded.cleared_at",
-                        (lifecycle_key, now),
-                    )
+                # Cleared when nothing of the rule fires any more.
+                conn.execute(
+                    "INSERT INTO lifecycle_clear (lifecycle_key, cleared_at) SELECT ?1, ?2"
+                    " WHERE NOT EXISTS (SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ?1)"
+                    " ON CONFLICT (lifecycle_key) DO UPDATE SET cleared_at = excluded.cleared_at",
+                    (lifecycle_key, now),
+                )
                 if event.hold:
+                    self._flap_timers = True
                     self._set_timer(conn, key, "flap-quiet", now, self.flap_quiet, template)
                 return
-            conn.execute("DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = 'flap-quiet'", (key,))
+            if self._flap_timers:
+                conn.execute(
+                    "DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = 'flap-quiet'", (key,)
+                )
             if stateless:
                 if self.stateless_ttl:
                     self._set_timer(conn, key, "stateless-ttl", now, self.stateless_ttl, template)
                 return  # never resolved by Azure: not tracked as firing, never flapping
-            known = conn.execute(
-                "SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id = ?",
-                (lifecycle_key, event.alert_id),
-            ).fetchone()
-            if known:
-                return  # a replay
-            firing = conn.execute(
-                "SELECT COUNT(*) FROM lifecycle_firing WHERE lifecycle_key = ?", (lifecycle_key,)
+            # A cycle begins when this Fired finds nothing of its rule firing, shortly after it cleared.
+            refire = conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ?1)"
+                " AND EXISTS (SELECT 1 FROM lifecycle_clear WHERE lifecycle_key = ?1 AND cleared_at >= ?2)",
+                (lifecycle_key, now - self.reopen_window),
             ).fetchone()[0]
-            cleared = conn.execute(
-                "SELECT cleared_at FROM lifecycle_clear WHERE lifecycle_key = ?", (lifecycle_key,)
-            ).fetchone()
-            if not firing and cleared is not None and now - float(cleared[0]) <= self.reopen_window:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO lifecycle_firing (lifecycle_key, alert_id, fired_at) VALUES (?, ?, ?)",
+                (lifecycle_key, event.alert_id, now),
+            ).rowcount
+            if refire and inserted:  # not for a replay
                 conn.execute(
                     "INSERT OR IGNORE INTO lifecycle_refires (lifecycle_key, alert_id, at) VALUES (?, ?, ?)",
                     (lifecycle_key, event.alert_id, now),
                 )
-            conn.execute(
-                "INSERT OR IGNORE INTO lifecycle_firing (lifecycle_key, alert_id, fired_at) VALUES (?, ?, ?)",
-                (lifecycle_key, event.alert_id, now),
-            )
-            conn.execute(
-                "DELETE FROM lifecycle_refires WHERE lifecycle_key = ? AND at < ?",
-                (lifecycle_key, now - max(self.reopen_window, 0.0)),
-            )
+                conn.execute(
+                    "DELETE FROM lifecycle_refires WHERE lifecycle_key = ? AND at < ?",
+                    (lifecycle_key, now - max(self.reopen_window, 0.0)),
+                )
 
         await self.inbox.run_in_transaction(record)
 
