@@ -217,7 +217,13 @@ def plain_full_program(rules: int) -> Callable[[], None]:
             managed_environment_id=environment.id,
             configuration={
                 "active_revisions_mode": "Single",
-                "ingress": {"external": True, "allow_insecure": False, "target_port": 8080, "transport": "auto"},
+                "ingress": {
+                    "external": True,
+                    "allow_insecure": False,
+                    "target_port": 8080,
+                    "transport": "auto",
+                    "additional_port_mappings": [{"external": False, "target_port": 9090, "exposed_port": 9090}],
+                },
             },
             template={
                 "containers": [
@@ -227,6 +233,7 @@ def plain_full_program(rules: int) -> Callable[[], None]:
                         "command": ["secure-export"],
                         "args": ["serve", "--host", "0.0.0.0", "--port", "8080"],
                         "env": [
+                            {"name": "SECURE_EXPORT_OPS_PORT", "value": "9090"},
                             {"name": "SECURE_EXPORT_TENANT_ID", "value": deployer.tenant_id},
                             {
                                 "name": "SECURE_EXPORT_AUDIENCES",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -319,6 +319,9 @@ class ReceiverConfig(_Model):
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration."""
     stateless_ttl: str | None = None
     """SECURE_EXPORT_STATELESS_TTL: seconds or ISO 8601 duration; unset: off."""
+    operator_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
+    no_delivery_window: str = "PT1H"
+    refused_token_threshold: int = Field(default=20, ge=1, le=100000)
 
     @field_validator("reopen_window", "stateless_ttl", mode="before")
     @classmethod
@@ -328,6 +331,14 @@ class ReceiverConfig(_Model):
         from secure_export.durations import parse_duration
 
         parse_duration(value)
+        return str(value)
+
+    @field_validator("no_delivery_window")
+    @classmethod
+    def _check_no_delivery_window(cls, value: Any) -> str:
+        seconds = duration_seconds(value)
+        if not 15 * 60 <= seconds <= 2 * 86400:
+            raise ValueError(f"must be between PT15M and P2D (a log search alert's window), got {value!r}")
         return str(value)
 
     @model_validator(mode="after")
@@ -519,6 +530,9 @@ class StackConfig(_Model):
                 ),
                 "reopen_window": receiver.reopen_window,
                 "stateless_ttl": receiver.stateless_ttl,
+                "operator_emails": receiver.operator_emails or None,
+                "no_delivery_window": receiver.no_delivery_window,
+                "refused_token_threshold": receiver.refused_token_threshold,
             },
             "servicenow_username": servicenow.username if servicenow else None,
             "servicenow_password": secret(self.servicenow_password),

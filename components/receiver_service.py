@@ -1,6 +1,7 @@
 """``ReceiverService``: the secure-export receiver on Azure Container Apps."""
 
 import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -16,6 +17,7 @@ from pulumi_azure_native import (
     storage,
 )
 
+from components.receiver_watch import watch_receiver
 from components.validation import checked_tenant_id, subscription_of
 
 RECEIVER_PORT = 8080
@@ -26,6 +28,11 @@ ROUTING_MOUNT_PATH = "/etc/secure-export"
 ROUTING_SECRET = "routing-file"
 ROUTING_PATH = f"{ROUTING_MOUNT_PATH}/routing.json"
 """Where the routing file is mounted: a secret volume, so the file is not a giant environment value."""
+OPS_PORT = 9090
+"""Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``): ``/metrics``, detailed
+``/readyz``, trace/replay/discard. Mapped as an additional, internal-only ingress port."""
+CREDENTIALS_REVISION_VARIABLE = "SECURE_EXPORT_ITSM_REVISION"
+"""Template variable that changes with the ITSM credentials, so that rotating them starts a new revision."""
 RECEIVER_UID = 10001
 """User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""
 INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file_mode=0600,nobrl,mfsymlinks"
@@ -108,6 +115,12 @@ class ReceiverServiceArgs(TypedDict):
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
     stateless_ttl: NotRequired[Optional[str]]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
+    operator_emails: NotRequired[Optional[list[str]]]
+    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
+    no_delivery_window: NotRequired[Optional[str]]
+    """ISO 8601 window of the "Azure sent alerts but none reached the ITSM tool" rule (default PT1H)."""
+    refused_token_threshold: NotRequired[Optional[int]]
+    """Refused tokens (401/403) within 5 minutes that raise the operators' alert (default 20)."""
     tags: NotRequired[Optional[dict[str, str]]]
     """Tags on every resource."""
 
@@ -300,6 +313,16 @@ class ReceiverService(pulumi.ComponentResource):
 
         secrets, env = self._environment(name, args, tenant_id, audiences, itsm, correlation)
         routing_volume, routing_mount = _routing(name, args, secrets, env)
+        if secrets:
+            # Container Apps starts no revision when only a secret changes; this variable in the
+            # template changes with them. An HMAC keyed with the inbox storage account's key (a
+            # secret held in Azure), so the value can be shown (plan, portal) and reveals nothing
+            # guessable; it is unsecreted so that the rest of the template stays readable in plans.
+            key = pulumi.Output.secret(account_keys.keys[0].value)
+            revision = pulumi.Output.all(key, *[secret["value"] for secret in secrets]).apply(
+                lambda parts: credentials_revision(parts[0], parts[1:])
+            )
+            env.append({"name": CREDENTIALS_REVISION_VARIABLE, "value": pulumi.Output.unsecret(revision)})
 
         registries: Any = None
         identity: Any = None
@@ -340,6 +363,10 @@ class ReceiverService(pulumi.ComponentResource):
                     "allow_insecure": False,
                     "target_port": RECEIVER_PORT,
                     "transport": "auto",
+                    # The ops port is reachable only from inside the environment (external: false).
+                    "additional_port_mappings": [
+                        {"external": False, "target_port": OPS_PORT, "exposed_port": OPS_PORT}
+                    ],
                 },
                 "secrets": secrets or None,
                 "registries": registries,
@@ -404,6 +431,21 @@ class ReceiverService(pulumi.ComponentResource):
         self.container_app_id = container_app.id
         self.workspace_id = workspace.id
         self.environment_id = environment.id
+        operator_emails = list(args.get("operator_emails") or [])
+        if operator_emails:
+            watch_receiver(
+                name,
+                parent=self,
+                resource_group_name=rg_name,
+                location=location,
+                app_name=app_name,
+                container_app_id=container_app.id,
+                workspace_id=workspace.id,
+                operator_emails=operator_emails,
+                no_delivery_window=args.get("no_delivery_window") or "PT1H",
+                refused_token_threshold=int(args.get("refused_token_threshold") or 20),
+                tags=tags,
+            )
         self.register_outputs(
             {
                 "url": self.url,
@@ -421,6 +463,7 @@ class ReceiverService(pulumi.ComponentResource):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
         env: list[dict[str, Any]] = [
+            {"name": "SECURE_EXPORT_OPS_PORT", "value": str(OPS_PORT)},
             {"name": "SECURE_EXPORT_TENANT_ID", "value": tenant_id},
             {"name": "SECURE_EXPORT_AUDIENCES", "value": pulumi.Output.all(*audiences).apply(",".join)},
             {"name": "SECURE_EXPORT_DB", "value": DB_PATH},
@@ -483,3 +526,15 @@ def _bmc_environment(
     secrets.append({"name": "bmc-password", "value": pulumi.Output.secret(args.get("bmc_password"))})
     env.append({"name": "SECURE_EXPORT_BMC_PASSWORD", "secret_ref": "bmc-password"})
     return secrets, env
+
+
+def credentials_revision(key: str, values: Any) -> str:
+    """The value of :data:`CREDENTIALS_REVISION_VARIABLE`: HMAC-SHA256 of the credentials under ``key``.
+
+    Changes whenever any credential changes; without ``key`` (held in Azure, a Pulumi secret) it
+    cannot be checked against a guessed password.
+    """
+    digest = hmac.new(str(key).encode(), digestmod=hashlib.sha256)
+    for value in values:
+        digest.update(str(value).encode() + b"\0")
+    return digest.hexdigest()[:32]

@@ -65,6 +65,12 @@ class ReceiverSettingsArgs(TypedDict):
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
     stateless_ttl: NotRequired[Optional[str]]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
+    operator_emails: NotRequired[Optional[list[str]]]
+    """E-mail addresses alerted when the receiver itself needs attention (rules in docs/operations.md)."""
+    no_delivery_window: NotRequired[Optional[str]]
+    """Window of the "alerts sent, none delivered" rule (default PT1H)."""
+    refused_token_threshold: NotRequired[Optional[int]]
+    """Refused tokens within 5 minutes that alert the operators (default 20)."""
 
 
 DIRECT_TOOLS = ("servicenow-em", "bmc-helix", "other")

@@ -12,9 +12,11 @@ The order of checks in ``POST /api/alerts`` (cheapest and least trusting first):
 1. size: ``Content-Length`` above ``SECURE_EXPORT_MAX_BODY_BYTES`` → 413 (the body is not read);
 2. ``Content-Type`` not ``application/json`` (``; charset=utf-8`` accepted) → 415;
 3. token → 401 (with ``WWW-Authenticate: Bearer error="invalid_token"``) or 403 — *before* the
-   body is read, so unauthenticated callers cost no parsing;
+   body is read, so unauthenticated callers cost no parsing; 503 with ``Retry-After`` when its
+   ``kid`` is unknown and the key set cannot be refreshed yet (``receiver.auth``);
 4. the streamed body over the limit (no or lying ``Content-Length``) → 413;
-5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; not the common schema → 422;
+5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; JSON but not the common schema
+   (also an array, a string, a number) → 422;
 6. subscription allow-list → 403;
 7. the inbox cannot commit → 503 with ``Retry-After`` (Azure retries 503);
 8. committed → 202 ``{"status":"accepted","alertId":..,"monitorCondition":..,"duplicate":bool}``.
@@ -55,7 +57,7 @@ from receiver.auth import (
 )
 from receiver.dispatch import SYNTHETIC_ALERT_PREFIX, Dispatcher
 from receiver.inbox import Inbox, InboxUnavailable
-from receiver.itsm.base import Backend
+from receiver.itsm.base import Backend, PermanentBackendError
 from receiver.lifecycle import Lifecycle
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import ReceiverMetrics, route_label
@@ -120,6 +122,8 @@ class Runtime:
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
+    startup_error: Exception | None = None
+    """Why the lifespan's start failed (logged once, as one line); the runner picks its exit code."""
 
 
 async def _answer_unhandled(scope: Scope, receive: Receive, send: Send, *, answered: bool) -> bool:
@@ -442,7 +446,25 @@ class ReceiverApp(Starlette):
             scope["app"] = self
             await self._alerts(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, _without_startup_traceback(send))
+            return
         await super().__call__(scope, receive, send)
+
+
+def _without_startup_traceback(send: Send) -> Send:
+    """``send`` for the lifespan, minus the traceback Starlette attaches to a failed start.
+
+    The lifespan already logged why it failed, as one line; the server would log the traceback
+    as a second, multi-line message.
+    """
+
+    async def quiet_send(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            message = {**message, "message": ""}
+        await send(message)
+
+    return quiet_send
 
 
 def create_app(
@@ -528,30 +550,40 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            await inbox.open()
-            stack.push_async_callback(inbox.close)
-            if owns_jwks or not jwks.loaded:
-                await jwks.start()
-                if owns_jwks:
-                    stack.push_async_callback(jwks.close)
-            stack.push_async_callback(backend.close)
-            await dispatcher.lifecycle.open()
-            stack.push_async_callback(dispatcher.lifecycle.close)
-            await dispatcher.start()
-            stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
-            from receiver.ops_watch import OpsWatcher, prune_resolved_loop
+            try:
+                await inbox.open()
+                stack.push_async_callback(inbox.close)
+                if owns_jwks or not jwks.loaded:
+                    await jwks.start()
+                    if owns_jwks:
+                        stack.push_async_callback(jwks.close)
+                stack.push_async_callback(backend.close)
+                await dispatcher.lifecycle.open()
+                stack.push_async_callback(dispatcher.lifecycle.close)
+                await dispatcher.start()
+                stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+                from receiver.ops_watch import OpsWatcher, prune_resolved_loop
 
-            watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
-            await watcher.start()
-            stack.push_async_callback(watcher.stop)
-            runtime.ops_watcher = watcher
-            from receiver.activity import summary_loop
+                watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
+                await watcher.start()
+                stack.push_async_callback(watcher.stop)
+                runtime.ops_watcher = watcher
+                from receiver.activity import summary_loop
 
-            summary = asyncio.create_task(summary_loop(runtime, settings.activity_log_seconds))
-            stack.callback(summary.cancel)
-            if settings.resolved_retention_days and hasattr(backend, "prune_resolved"):
-                pruner = asyncio.create_task(prune_resolved_loop(backend, settings.resolved_retention_days * 86400))
-                stack.callback(pruner.cancel)
+                summary = asyncio.create_task(summary_loop(runtime, settings.activity_log_seconds))
+                stack.callback(summary.cancel)
+                if settings.resolved_retention_days and hasattr(backend, "prune_resolved"):
+                    pruner = asyncio.create_task(prune_resolved_loop(backend, settings.resolved_retention_days * 86400))
+                    stack.callback(pruner.cancel)
+            except Exception as error:
+                runtime.startup_error = error
+                # One line that says why; a traceback only for what nobody foresaw (a bug).
+                log.error(
+                    "receiver did not start",
+                    exc_info=None if isinstance(error, InboxUnavailable | PermanentBackendError) else error,
+                    extra={"event": "startup_failed", "error": str(error) or type(error).__name__},
+                )
+                raise
             runtime.started = True
             log.info(
                 "receiver started",
@@ -577,7 +609,7 @@ def create_app(
         Route("/healthz", _healthz, methods=["GET", "HEAD"]),
         Route("/readyz", _make_readyz(runtime), methods=["GET", "HEAD"]),
         Route("/metrics", _make_metrics(runtime), methods=["GET"]),
-        *ops_routes(runtime),
+        *ops_routes(runtime, loopback_only=not split),
     ]
     public = [
         Route("/api/alerts", endpoint, methods=["POST"]),

@@ -13,6 +13,12 @@ accepts it only when all of these hold (DESIGN.md, "Data flow"):
   ``tid`` is the tenant; ``aud`` is a single string among the configured audiences.
 * 403 unless: ``appid`` (v1) / ``azp`` (v2) is an allowed caller; ``roles`` holds the required
   role; the token is app-only (no ``scp``; ``idtyp``, when present, is ``app``).
+* 503 with ``Retry-After`` (never 401) when the ``kid`` is not in the key set and the key set
+  cannot be brought up to date now: a refetch is rate-limited, or it failed. Azure does not retry
+  a 401, so a real key rotation right after someone sent a made-up ``kid`` would otherwise lose
+  alerts; Azure retries a 503, and the retry after ``Retry-After`` seconds triggers the refetch.
+  Such a token is first checked for everything that needs no key (claims, times, issuer,
+  audience), so a token that would be refused anyway still gets its 401.
 
 The ``jku``, ``x5u``, ``jwk`` and ``x5c`` header parameters are never read: keys come only from the
 configured JWKS URI, so a token cannot bring its own key. A verified token is remembered (by the
@@ -53,6 +59,7 @@ __all__ = [
     "AuthPolicy",
     "Caller",
     "JwksCache",
+    "KeySetNotCurrent",
     "TokenVerifier",
     "alert_subscriptions",
     "check_subscriptions",
@@ -77,6 +84,7 @@ MAX_JWKS_KEYS = 100
 JWKS_TIMEOUT_SECONDS = 5.0
 
 _INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
+_REQUIRED_CLAIMS = ["exp", "nbf", "iat", "iss", "aud", "tid", "ver"]
 
 
 # -- policy and results ----------------------------------------------------------------------
@@ -137,11 +145,13 @@ class AuthError(Exception):
     ``detail`` is for a person and never contains the token.
     """
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.retry_after = retry_after
+        """Whole seconds for ``Retry-After`` (503 only)."""
 
     @classmethod
     def invalid_token(cls, detail: str) -> AuthError:
@@ -153,10 +163,26 @@ class AuthError(Exception):
         """403: a genuine token (or alert) that is not allowed here."""
         return cls(403, "forbidden", detail)
 
+    @classmethod
+    def unknown_signing_key(cls, retry_after: float) -> AuthError:
+        """503: the token's ``kid`` is unknown and the key set cannot be refreshed for ``retry_after`` s."""
+        seconds = max(1, math.ceil(retry_after))
+        return cls(
+            503,
+            "unknown_signing_key",
+            "the token names a signing key (kid) this receiver does not know yet, and its key set cannot be "
+            f"refreshed for another {seconds} s; retry after that",
+            retry_after=seconds,
+        )
+
     @property
     def headers(self) -> dict[str, str]:
-        """Response headers the answer must carry (``WWW-Authenticate`` on 401, RFC 6750 §3)."""
-        return {"WWW-Authenticate": _INVALID_TOKEN_CHALLENGE} if self.status == 401 else {}
+        """Response headers the answer must carry (``WWW-Authenticate`` on 401, RFC 6750 §3; ``Retry-After`` on 503)."""
+        if self.status == 401:
+            return {"WWW-Authenticate": _INVALID_TOKEN_CHALLENGE}
+        if self.retry_after is not None:
+            return {"Retry-After": str(self.retry_after)}
+        return {}
 
     def to_json(self) -> dict[str, str]:
         """The JSON error body of DESIGN.md: ``{"error": code, "detail": detail}``."""
@@ -192,14 +218,26 @@ class JwksFetchError(Exception):
     """The key set could not be fetched or held no usable key."""
 
 
+class KeySetNotCurrent(Exception):
+    """A ``kid`` is unknown and the key set cannot be refreshed now (rate-limited, or the fetch failed).
+
+    ``retry_after`` is the number of seconds until a refetch may run.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"key set cannot be refreshed for {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
 class JwksCache:
     """The tenant's signing keys, fetched asynchronously from the JWKS URI and kept in memory.
 
     Follows Microsoft's key-rollover guidance: fetch on start, refresh on a schedule, refetch when
     a token names an unknown ``kid`` but at most once per ``min_unknown_kid_interval`` (so a flood
     of made-up kids cannot hammer the key endpoint), one fetch at a time, and keep the last good
-    key set when a fetch fails. Only ``kty`` RSA keys with ``use`` ``sig`` (or no ``use``) and no
-    ``alg`` other than RS256 are used. A successful fetch replaces the set, so a key Azure removed
+    key set when a fetch fails. An unknown ``kid`` that cannot be looked up now raises
+    :class:`KeySetNotCurrent` (the caller answers 503), rather than being declared unknown. Only
+    ``kty`` RSA keys with ``use`` ``sig`` (or no ``use``) and no ``alg`` other than RS256 are used. A successful fetch replaces the set, so a key Azure removed
     stops being trusted.
     """
 
@@ -219,10 +257,13 @@ class JwksCache:
         self._owns_http = http is None
         self._refresh_interval = refresh_interval
         self._min_unknown_kid_interval = min_unknown_kid_interval
-        self._clock = clock
+        self.clock = clock
+        """Monotonic seconds for the refetch rate limit (tests move it instead of sleeping)."""
         self._keys: dict[str, jwt.PyJWK] = {}
         self._lock = asyncio.Lock()
         self._last_attempt: float | None = None
+        self._generation = 0
+        """Successful fetches so far: tells a request whether the keys changed while it waited."""
         self._task: asyncio.Task[None] | None = None
         self.fetches = 0
         """JWKS HTTP requests made (successful or not)."""
@@ -263,19 +304,34 @@ class JwksCache:
             await self._http.aclose()
             self._http = None
 
+    def refetch_wait(self) -> float:
+        """Seconds until an unknown ``kid`` may trigger a refetch (0: now)."""
+        if self._last_attempt is None:
+            return 0.0
+        return max(0.0, self._last_attempt + self._min_unknown_kid_interval - self.clock())
+
     async def key_for(self, kid: str) -> jwt.PyJWK | None:
-        """The key for ``kid``; on a miss, one rate-limited refetch; ``None`` if still unknown."""
+        """The key for ``kid``; on a miss, one rate-limited refetch; ``None`` if the current set lacks it.
+
+        Raises :class:`KeySetNotCurrent` when the set cannot be brought up to date now (the refetch
+        is rate-limited or fails): then nobody knows whether ``kid`` is genuine.
+        """
         key = self._keys.get(kid)
         if key is not None:
             return key
+        generation = self._generation
         async with self._lock:
-            # Another request may have refreshed while this one waited for the lock.
             key = self._keys.get(kid)
             if key is not None:
                 return key
-            if self._last_attempt is not None and self._clock() - self._last_attempt < self._min_unknown_kid_interval:
+            if self._generation != generation:
+                # A fetch finished while this request waited for the lock: the set is current.
                 return None
-            await self._refresh_locked()
+            wait = self.refetch_wait()
+            if wait > 0:
+                raise KeySetNotCurrent(wait)
+            if not await self._refresh_locked():
+                raise KeySetNotCurrent(max(self._min_unknown_kid_interval, 1.0))
             return self._keys.get(kid)
 
     async def refresh(self) -> bool:
@@ -300,7 +356,7 @@ class JwksCache:
                 log.exception("jwks refresh crashed; keeping the previous keys")
 
     async def _refresh_locked(self) -> bool:
-        self._last_attempt = self._clock()
+        self._last_attempt = self.clock()
         self.fetches += 1
         try:
             keys = await self._fetch()
@@ -315,6 +371,7 @@ class JwksCache:
         added = keys.keys() - self._keys.keys()
         removed = self._keys.keys() - keys.keys()
         self._keys = keys
+        self._generation += 1
         self.last_error = None
         if added or removed:
             log.info(
@@ -441,7 +498,11 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
             raise AuthError.invalid_token("token header has no usable key id (kid)")
-        key = await self.keys.key_for(kid)
+        try:
+            key = await self.keys.key_for(kid)
+        except KeySetNotCurrent as pending:
+            self._check_unverified(token, now)
+            raise AuthError.unknown_signing_key(pending.retry_after) from None
         if key is None:
             raise AuthError.invalid_token("token is signed with a key that is not in the tenant's key set")
         self.rsa_verifications += 1
@@ -458,7 +519,7 @@ class TokenVerifier:
                     "verify_iat": False,
                     "verify_aud": False,
                     "verify_iss": False,
-                    "require": ["exp", "nbf", "iat", "iss", "aud", "tid", "ver"],
+                    "require": _REQUIRED_CLAIMS,
                 },
             )
         except jwt.InvalidSignatureError:
@@ -468,6 +529,23 @@ class TokenVerifier:
         except (jwt.InvalidTokenError, ValueError, TypeError):
             raise AuthError.invalid_token("token could not be verified (malformed or unsupported)") from None
         return self._check_claims(claims, now), kid
+
+    def _check_unverified(self, token: str, now: float) -> None:
+        """Raise the 401 a token gets for its claims alone, before it is told to come back later.
+
+        Used only when its key cannot be looked up now: a token that is expired, from another
+        tenant or for another audience would be refused whatever its key, so Azure need not retry
+        it. Nothing here is trusted (no signature was checked), so any refusal is a 401.
+        """
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False, "require": _REQUIRED_CLAIMS})
+            self._check_claims(claims, now)
+        except AuthError as error:
+            raise AuthError.invalid_token(error.detail) from None
+        except jwt.MissingRequiredClaimError as error:
+            raise AuthError.invalid_token(f"token lacks the required claim {error.claim!r}") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise AuthError.invalid_token("token could not be verified (malformed or unsupported)") from None
 
     def _check_claims(self, claims: dict[str, Any], now: float) -> Caller:
         policy = self.policy

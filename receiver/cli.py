@@ -1,8 +1,8 @@
 """The receiver's commands: ``serve``, ``demo``, ``work-items``, ``cmdb``, ``trace``, ``replay``, ``discard``.
 
 ``secure_export.cli`` dispatches here with the command name and its remaining arguments. Every
-command has ``--help``; wrong usage exits 2, a missing or unreadable database exits 1 with a
-message that says what to do, never a traceback.
+command has ``--help``; wrong usage or a ``--db`` that is not a SQLite file path (a URL) exits 2,
+a missing or unreadable database exits 1 with a message that says what to do, never a traceback.
 """
 
 from __future__ import annotations
@@ -73,6 +73,24 @@ def _resolve_db(value: str | None) -> str:
     return value or os.environ.get(DB_ENV) or DEFAULT_DB
 
 
+def _checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f"--db / ${DB_ENV}") -> str | int:
+    """``value`` as a SQLite file path, or exit status 2 after one line saying why it is refused.
+
+    The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.database`); ``new_file``
+    also requires the directory the file is to be created in.
+    """
+    from receiver.database import database_location
+
+    try:
+        location = database_location(value)
+        if new_file:
+            location.require_directory()
+    except ValueError as error:
+        sys.stderr.write(f"{prog}: {source}: {error}\n")
+        return 2
+    return location.path
+
+
 # -- serve -----------------------------------------------------------------------------------
 
 
@@ -123,7 +141,10 @@ def _demo(argv: list[str]) -> int:
         return args
     from receiver.demo import run_demo
 
-    return run_demo(db_path=args.db)
+    if args.db is None:
+        return run_demo()
+    db = _checked_db("secure-export demo", args.db, new_file=True, source="--db")
+    return db if isinstance(db, int) else run_demo(db_path=db)
 
 
 # -- work-items ------------------------------------------------------------------------------
@@ -152,7 +173,9 @@ def _work_items(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    db = _resolve_db(args.db)
+    db = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(db, int):
+        return db
     from receiver.itsm.embedded import list_work_items
 
     if args.failed:
@@ -234,7 +257,10 @@ def _close_work_item(action: str, argv: list[str]) -> int:
         return args
     from receiver.itsm.work_item_ops import close_work_item
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
 
     def act() -> None:
         item = close_work_item(db, args.number, action=action, note=args.note, by=args.by)
@@ -297,10 +323,13 @@ def _trace(argv: list[str]) -> int:
         return args
     from receiver.inbox_ops import trace
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
 
     def show() -> int:
-        result = trace(db, args.alert_id)
+        result = trace(db, args.alert_id, details=not args.json)
         if args.json:
             json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
             sys.stdout.write("\n")
@@ -384,7 +413,10 @@ def _replay(argv: list[str]) -> int:
         return args
     from receiver.inbox_ops import replay
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
     return _act(prog, db, lambda: _report(prog, "Replayed", replay(db, None if args.all else args.ids, by=args.by),
                                           args.json))
 
@@ -403,7 +435,10 @@ def _discard(argv: list[str]) -> int:
         return args
     from receiver.inbox_ops import discard
 
-    db = _resolve_db(args.db)
+    checked = _checked_db(prog, _resolve_db(args.db))
+    if isinstance(checked, int):
+        return checked
+    db = checked
     return _act(prog, db, lambda: _report(prog, "Discarded", discard(db, args.ids, reason=args.reason, by=args.by),
                                           args.json))
 
@@ -420,7 +455,9 @@ def _cmdb(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    db = _resolve_db(args.db)
+    db = _checked_db("secure-export cmdb", _resolve_db(args.db))
+    if isinstance(db, int):
+        return db
     from receiver.itsm.embedded import list_configuration_items
 
     def show() -> None:

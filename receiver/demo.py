@@ -69,7 +69,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 
 def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
     from receiver.itsm.embedded import EmbeddedBackend
-    from receiver.local_issuer import LocalIssuer
+    from receiver.local_issuer import LocalIssuer, generate_signing_key
     from receiver.server import BackgroundServer
     from receiver.settings import load_settings
 
@@ -94,6 +94,8 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS": DEMO_SUBSCRIPTION_ID,
             "SECURE_EXPORT_DB": db,
             "SECURE_EXPORT_ROUTING": str(routing),
+            # Microsoft's libraries refetch at most every 5 minutes; the unknown-kid step relies on it.
+            "SECURE_EXPORT_JWKS_MIN_REFETCH_SECONDS": "300",
         }
     )
     server = stack.enter_context(
@@ -129,10 +131,21 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
     )
 
     step("attempts that must be refused:")
-    forged = LocalIssuer(tenant_id=issuer.tenant_id, audience=issuer.audience, client_id=issuer.client_id)
+    forger = generate_signing_key()
     checks = [
-        ("token signed by a key not in the tenant's JWKS", forged.mint(), 401),
+        (
+            "token signed by a key not in the tenant's JWKS",
+            issuer.sign(issuer.claims(), {"kid": issuer.kid, "typ": "JWT"}, key=forger),
+            401,
+        ),
         ("token without the ActionGroupsSecureWebhook role", issuer.mint(roles=["Reader"]), 403),
+        # A kid the receiver has not seen, just after it fetched the keys: it may be a key Azure
+        # has only just published, so the answer is "retry later" (Azure retries 503, not 401).
+        (
+            "token naming a key id the JWKS lacks, within the refetch interval",
+            issuer.sign(issuer.claims(), {"kid": forger.kid, "typ": "JWT"}, key=forger),
+            503,
+        ),
     ]
     for label, token, expected in checks:
         response = _post(client, alerts[0].fired, token)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.itsm.base import WorkItemRef
-from receiver.write_lock import begin_immediate
+from receiver.write_lock import begin_immediate, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,10 @@ class InboxUnavailable(Exception):
     """The inbox could not store the row (disk full, read-only, locked): answer 503, Azure retries."""
 
 
+class InboxOpenError(InboxUnavailable):
+    """The database could not be opened at start: a configuration problem (``serve`` exits 2)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PutResult:
     """Outcome of :meth:`Inbox.put`."""
@@ -155,8 +159,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     """
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
     if row is not None and "'discarded'" not in row[0]:
-        begin_immediate(conn, 10.0)
-        try:
+        with write_transaction(conn, 10.0):
             again = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
             if "'discarded'" not in again[0]:
                 conn.execute("ALTER TABLE inbox RENAME TO inbox_v1")
@@ -164,11 +167,6 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 conn.execute(f"INSERT INTO inbox ({_COLUMNS}) SELECT {_COLUMNS} FROM inbox_v1")
                 conn.execute("DROP TABLE inbox_v1")
                 log.info("inbox table upgraded", extra={"event": "inbox_upgraded"})
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     conn.executescript(_SCHEMA + _INDEXES)
 
 
@@ -550,7 +548,8 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         try:
-            Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+            # The directory is not created here: a mistyped SECURE_EXPORT_DB must not quietly
+            # start an empty inbox somewhere else (the settings check it exists).
             conn = connect(self.db_path, busy_timeout=self.busy_timeout)
             ensure_schema(conn)
             # Checkpoints run on their own thread (below), not inside a request's COMMIT.
@@ -562,8 +561,11 @@ class Inbox:
         except Exception as error:  # noqa: BLE001 - reported to open()'s caller
             self._closed = True
             self._thread = None
-            message = f"cannot open the inbox database {self.db_path!r}: {error}"
-            loop.call_soon_threadsafe(_fail_future, ready, InboxUnavailable(message))
+            message = (
+                f"cannot open the SQLite database {self.db_path!r} (SECURE_EXPORT_DB): {error}; it must be a "
+                "SQLite file (or a new file's name) in a directory the receiver's user can write"
+            )
+            loop.call_soon_threadsafe(_fail_future, ready, InboxOpenError(message))
             return
         loop.call_soon_threadsafe(_resolve_future, ready, None)
         checkpoints = threading.Event()

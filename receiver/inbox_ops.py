@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.inbox import OPS_GENERATION_KEY, connect, ensure_schema
-from receiver.write_lock import begin_immediate
+from receiver.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
 _MAX_REASON = 2000
@@ -104,11 +104,17 @@ def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
-def trace(db_path: str, alert_id: str) -> dict[str, Any]:
+CONTRACT_DELIVERY_KEYS = ("id", "condition", "state", "attempts", "last_error", "received_at")
+"""A delivery in ``trace --json`` (docs/design.md), exactly."""
+
+
+def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, Any]:
     """Every delivery of ``alert_id`` and the work items / incidents they became (DESIGN.md shape).
 
-    Each delivery also carries the extra fields an operator needs (``done_at``, ``parked_at``,
-    ``discarded_*``, ``replays``); ``work_items`` lists each number once, in the order first seen.
+    ``work_items`` lists each number once, in the order first seen. With ``details`` each delivery
+    also carries what the table shows an operator (``done_at``, ``parked_at``, ``work_item``,
+    ``replays``, ``replayed_*``, ``discarded_*``, ``discard_reason``); without, exactly the
+    contract's keys.
     """
     conn = open_database(db_path, write=False)
     try:
@@ -145,7 +151,7 @@ def trace(db_path: str, alert_id: str) -> dict[str, Any]:
             delivery.update(zip(keys, row[8:], strict=True))
             if row[8]:
                 items.setdefault(row[8], row[9])
-        deliveries.append(delivery)
+        deliveries.append(delivery if details else {key: delivery[key] for key in CONTRACT_DELIVERY_KEYS})
     for number in embedded:
         items.setdefault(number, None)
     return {
@@ -202,8 +208,7 @@ def _change(
     """Run ``statement`` (an UPDATE of parked rows by ``id = ?``) for each id, in one transaction."""
     conn = open_database(db_path, write=True)
     try:
-        begin_immediate(conn, _LOCK_WAIT_SECONDS)
-        try:
+        with write_transaction(conn, _LOCK_WAIT_SECONDS):
             if ids is None:
                 targets = [row[0] for row in conn.execute("SELECT id FROM inbox WHERE state = 'parked' ORDER BY id")]
                 skipped: dict[int, str] = {}
@@ -219,11 +224,6 @@ def _change(
             conn.executemany(statement, [(*params, row_id) for row_id in targets])
             if targets:
                 _bump(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     return OpsResult(targets, skipped)

@@ -1,7 +1,8 @@
 """The operations endpoints: trace, replay, discard and (embedded backend) resolve/close a work item.
 
 They are served on ``SECURE_EXPORT_OPS_PORT`` when it is set (kept inside the Container Apps
-environment, never on the internet-facing ingress), else on the main port beside ``/metrics``.
+environment, never on the internet-facing ingress), else on the main port beside ``/metrics``,
+where they answer loopback clients only (they carry no authentication of their own).
 Each calls the same function as its CLI command, on a worker thread, then pokes the
 :class:`~receiver.ops_watch.OpsWatcher` so a replay is dispatched at once.
 
@@ -25,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.inbox_ops import OpsError, discard, replay, trace
+from receiver.urls import is_loopback_host
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -67,8 +69,29 @@ def _by(document: dict[str, Any], request: Request) -> str:
     return by.strip()[:200] if isinstance(by, str) and by.strip() else f"ops endpoint ({client})"
 
 
-def routes(runtime: Any) -> list[Route]:
-    """The ops routes for one receiver ``runtime`` (its settings, inbox watcher and backend)."""
+def _loopback_only(handler: Handler) -> Handler:
+    """``handler`` for loopback clients only; others get 403 naming ``SECURE_EXPORT_OPS_PORT``."""
+
+    async def guarded(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if not is_loopback_host(client):
+            return _problem(
+                403,
+                "forbidden",
+                "the operations endpoints answer other hosts only on SECURE_EXPORT_OPS_PORT, "
+                "a port kept off the public ingress; set it, or call from this machine",
+            )
+        return await handler(request)
+
+    return guarded
+
+
+def routes(runtime: Any, *, loopback_only: bool = False) -> list[Route]:
+    """The ops routes for one receiver ``runtime`` (its settings, inbox watcher and backend).
+
+    ``loopback_only``: on the main port (no ops port configured) they change and reveal state
+    without authentication of their own, so only this machine may call them there.
+    """
     db = runtime.settings.db
 
     def poke() -> None:
@@ -143,9 +166,12 @@ def routes(runtime: Any) -> list[Route]:
             return _problem(409, "conflict", str(error))
         return _answer(200, item)
 
+    def wrap(handler: Handler) -> Handler:
+        return _loopback_only(handler) if loopback_only else handler
+
     return [
-        Route("/ops/trace/{alert_id:path}", trace_endpoint, methods=["GET"]),
-        Route("/ops/replay", replay_endpoint, methods=["POST"]),
-        Route("/ops/discard", discard_endpoint, methods=["POST"]),
-        Route("/ops/work-items/{number}/{action:str}", work_item_endpoint, methods=["POST"]),
+        Route("/ops/trace/{alert_id:path}", wrap(trace_endpoint), methods=["GET"]),
+        Route("/ops/replay", wrap(replay_endpoint), methods=["POST"]),
+        Route("/ops/discard", wrap(discard_endpoint), methods=["POST"]),
+        Route("/ops/work-items/{number}/{action:str}", wrap(work_item_endpoint), methods=["POST"]),
     ]

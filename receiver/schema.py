@@ -177,7 +177,7 @@ class CommonAlert(_Open):
     def from_object(cls, obj: dict[str, Any]) -> CommonAlert:
         """Validate an already parsed JSON object (raises :class:`AlertParseError` 422)."""
         if not isinstance(obj, dict):
-            raise _invalid_json("the JSON body must be an object")
+            raise _not_common_schema(f"the JSON body must be an object, not {_json_kind(obj)}")
         try:
             alert = cls.model_validate(obj)
         except ValidationError as error:
@@ -244,11 +244,23 @@ def _loads(body: bytes) -> Any:
     return obj
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON calls a parsed value's type (``an array``), for error details."""
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
+
+
 def parse_alert(body: bytes) -> CommonAlert:
     """Parse a request body (once) into a :class:`CommonAlert`; raises :class:`AlertParseError`."""
     obj = _loads(body)
     if not isinstance(obj, dict):
-        raise _invalid_json(f"the JSON body must be an object, not {type(obj).__name__}")
+        # Valid JSON that cannot be an alert (an array, a string, a number, null) is the wrong
+        # schema, not broken bytes: 422, as DESIGN.md's status table says.
+        raise _not_common_schema(
+            f"the JSON body must be an object (the common alert schema), not {_json_kind(obj)}"
+        )
     # Nesting needs brackets: a body with at most MAX_DEPTH of them (counted in C, strings
     # included, so never too few) cannot nest too deep, and the walk (~15 µs) is skipped.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(obj):

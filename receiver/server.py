@@ -67,16 +67,17 @@ class _OpsServer(uvicorn.Server):
         yield
 
 
-def _ops_config(ops_app: Any, settings: ReceiverSettings | None, graceful: float) -> uvicorn.Config:
+def _loop_bound_config(app: Any, *, lifespan: str, graceful: float) -> uvicorn.Config:
+    """uvicorn's configuration for a server run on an event loop the caller owns (``loop="none"``)."""
     return uvicorn.Config(
-        ops_app,
+        app,
         http="httptools",
         loop="none",
-        lifespan="off",
+        lifespan=lifespan,
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_seconds if settings else graceful,
+        timeout_graceful_shutdown=graceful,
     )
 
 
@@ -85,7 +86,7 @@ async def _serve_with_ops(
     started: Callable[[], None],
 ) -> None:
     """Serve the main app; once it has started (lifespan done), the ops app beside it until it stops."""
-    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    serving = asyncio.ensure_future(_serve_until_exit(server, sock))
     while not server.started and not serving.done():
         await asyncio.sleep(0.005)
     ops_serving = None
@@ -167,7 +168,7 @@ def run(
     if ops_app is not None and settings.ops_port is not None:
         if ops_sock is None:
             ops_sock = _bind(host, settings.ops_port)
-        ops = _OpsServer(_ops_config(ops_app, settings, 0))
+        ops = _OpsServer(_loop_bound_config(ops_app, lifespan="off", graceful=settings.graceful_shutdown_seconds))
 
     def started() -> None:
         if not server.started:
@@ -183,19 +184,49 @@ def run(
         await _serve_with_ops(server, sock, ops, ops_sock, started)
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with _quiet_startup_failure(), asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
     except KeyboardInterrupt:
         pass
-    except SystemExit as exit_:
-        # uvicorn exits with 3 when the app's startup (lifespan) failed; the reason is logged.
-        log.error("receiver did not start", extra={"event": "startup_failed", "exit": str(exit_.code)})
-        return EXIT_FAILED
     finally:
         sock.close()
         if ops_sock is not None:
             ops_sock.close()
-    return EXIT_OK if server.started else EXIT_FAILED
+    if server.started:
+        return EXIT_OK
+    # The lifespan logged why, as one line; a database that cannot be opened is configuration.
+    error = getattr(getattr(getattr(app, "state", None), "receiver", None), "startup_error", None)
+    from receiver.inbox import InboxOpenError
+
+    return EXIT_BAD_CONFIG if isinstance(error, InboxOpenError) else EXIT_FAILED
+
+
+async def _serve_until_exit(server: uvicorn.Server, sock: socket.socket) -> None:
+    """``server.serve``, with the ``SystemExit`` uvicorn raises when the app's start failed kept here.
+
+    Left to escape, it would end the task with an exception nobody retrieves, and asyncio would
+    log "Task exception was never retrieved" after the one line that says what went wrong.
+    """
+    with contextlib.suppress(SystemExit):
+        await server.serve(sockets=[sock])
+
+
+class _DropStartupFailedLine(logging.Filter):
+    """Drops uvicorn's "Application startup failed. Exiting.": the lifespan logged the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Application startup failed. Exiting."
+
+
+@contextlib.contextmanager
+def _quiet_startup_failure() -> Iterator[None]:
+    logger = logging.getLogger("uvicorn.error")
+    dropper = _DropStartupFailedLine()
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -241,7 +272,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
     configure_logging(settings.log_level)
     if settings.ops_port is not None and settings.ops_port == port:
         sys.stderr.write(
-            f"secure-export serve: invalid receiver configuration:\nSECURE_EXPORT_OPS_PORT: must differ from --port "
+            f"secure-export serve: invalid receiver configuration: SECURE_EXPORT_OPS_PORT: must differ from --port "
             f"(got {settings.ops_port}); it keeps /metrics and the operations endpoints off the public port\n"
         )
         return EXIT_BAD_CONFIG
@@ -323,21 +354,15 @@ class BackgroundServer:
         host, port = sock.getsockname()[:2]
         self.port = port
         self.url = f"http://{_url_host(host)}:{port}"
-        config = uvicorn.Config(
-            self.app,
-            http="httptools",
-            loop="none",
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            server_header=False,
-            timeout_graceful_shutdown=self.graceful_shutdown,
-        )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(_loop_bound_config(self.app, lifespan="on", graceful=self.graceful_shutdown))
         self._server = server
         ops_app = getattr(getattr(self.app, "state", None), "ops_app", None)
         ops_sock = _bind(self.host, 0) if ops_app is not None else None
-        ops = _OpsServer(_ops_config(ops_app, None, self.graceful_shutdown)) if ops_app is not None else None
+        ops = (
+            _OpsServer(_loop_bound_config(ops_app, lifespan="off", graceful=self.graceful_shutdown))
+            if ops_app is not None
+            else None
+        )
         self.ops_url = f"http://{_url_host(host)}:{ops_sock.getsockname()[1]}" if ops_sock else self.url
 
         def run() -> None:
@@ -364,7 +389,8 @@ class BackgroundServer:
             raise RuntimeError(f"the receiver did not start within {self.start_timeout:g}s")
         if not server.started:
             self._thread.join(5)
-            reason = f": {self._error}" if self._error else " (see the logs)"
+            error = self._error or getattr(self.runtime, "startup_error", None)
+            reason = f": {error}" if error else " (see the logs)"
             raise RuntimeError(f"the receiver failed to start{reason}")
         return self
 

@@ -193,9 +193,11 @@ class ReceiverSettings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _check_db(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must be a file path for the SQLite database")
-        return value
+        from receiver.database import database_location  # the one reading of SECURE_EXPORT_DB
+
+        location = database_location(value)
+        location.require_directory()
+        return location.path
 
     @field_validator("priority_map", mode="before")
     @classmethod
@@ -248,8 +250,12 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+_NOT_ECHOED = frozenset({"db"})
+"""Fields whose value is never repeated in an error: a database URL may carry a password."""
+
+
 def _given(value: Any) -> str:
-    """`` (got 'x')`` for a value worth echoing (these settings hold no secrets), else nothing."""
+    """`` (got 'x')`` for a value worth echoing (the settings outside ``_NOT_ECHOED`` hold no secrets), else nothing."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return f" (got {value!r})"
     return ""
@@ -264,7 +270,7 @@ def _describe_lines(error: ValidationError) -> list[str]:
         message = message.removeprefix("Value error, ")
         if item.get("type") == "missing":
             message = "is required but not set"
-        elif field and "got " not in message:
+        elif field and field not in _NOT_ECHOED and "got " not in message:
             message += _given(item.get("input"))
         if field:
             lines.append(f"{env_name(field)}: {message}")
@@ -273,8 +279,13 @@ def _describe_lines(error: ValidationError) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-OTHER_VARIABLES = ("SECURE_EXPORT_DB_AUTH",)
-"""Contract variables (docs/design.md) read outside this class: never reported as unknown."""
+OTHER_VARIABLES = (
+    "SECURE_EXPORT_DB_AUTH",
+    "SECURE_EXPORT_ITSM_REVISION",
+)
+"""Contract variables (docs/design.md) read outside this class, and ``SECURE_EXPORT_ITSM_REVISION``
+(set by the Pulumi component so that rotated credentials start a new revision; the receiver
+ignores it): never reported as unknown."""
 BACKEND_PREFIXES = ("SECURE_EXPORT_SERVICENOW_", "SECURE_EXPORT_BMC_")
 """Variables a backend validates itself (ServiceNow's and BMC Helix's against their own fields, below)."""
 
@@ -381,6 +392,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
         problems += _bmc_problems(source)
     if problems:
         problems += unknown_variables(source)
-        raise SettingsError("invalid receiver configuration:\n" + "\n".join(problems))
+        # One problem is one line (what `serve` prints before exiting 2); several get a line each.
+        separator = "\n" if len(problems) > 1 else " "
+        raise SettingsError("invalid receiver configuration:" + separator + "\n".join(problems))
     assert settings is not None
     return settings

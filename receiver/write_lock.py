@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 LOCK_POLL_SECONDS = 0.0005
 """How often a writer retries for the write lock while the other connection holds it."""
@@ -49,3 +50,16 @@ def begin_immediate(
     finally:
         if on_wait is not None:
             on_wait(time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection, timeout: float) -> Iterator[sqlite3.Connection]:
+    """A write transaction (:func:`begin_immediate`): committed when the block ends, rolled back if it raises."""
+    begin_immediate(conn, timeout)
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -42,7 +42,7 @@ from receiver.itsm.base import (
     WorkItemRef,
 )
 from receiver.itsm import embedded_lifecycle as lifecycle
-from receiver.write_lock import begin_immediate
+from receiver.write_lock import begin_immediate, write_transaction
 
 __all__ = [
     "DEFAULT_PRIORITY_MAP",
@@ -161,8 +161,7 @@ def upgrade_schema(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work_items'").fetchone()
     if row is None or "'Closed'" in row[0]:
         return
-    begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000)
-    try:
+    with write_transaction(conn, _BUSY_TIMEOUT_MS / 1000):
         again = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work_items'").fetchone()
         if "'Closed'" not in again[0]:
             create = _SCHEMA.split(";", 1)[0].replace("IF NOT EXISTS work_items", "work_items_new")
@@ -173,11 +172,6 @@ def upgrade_schema(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TABLE work_items")
             conn.execute("ALTER TABLE work_items_new RENAME TO work_items")
             _log.info("work_items table upgraded", extra={"event": "work_items_upgraded"})
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 class DatabaseNotFoundError(FileNotFoundError):
@@ -302,16 +296,8 @@ class EmbeddedBackend(Backend):
         from receiver.itsm.work_item_ops import prune_resolved
 
         def prune() -> int:
-            conn = self._writable_connection()
-            self._begin(conn)
-            try:
-                deleted = prune_resolved(conn, older_than_seconds)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return deleted
+            with write_transaction(self._writable_connection(), _BUSY_TIMEOUT_MS / 1000) as conn:
+                return prune_resolved(conn, older_than_seconds)
 
         return await self._run(prune)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from receiver.inbox_ops import OpsError, operator
 from receiver.itsm.embedded import _SCHEMA, _now, list_work_items, upgrade_schema
-from receiver.write_lock import begin_immediate
+from receiver.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
 
@@ -57,8 +57,7 @@ def close_work_item(
     number = number.strip().upper()
     conn = _connect(db_path)
     try:
-        begin_immediate(conn, _LOCK_WAIT_SECONDS)
-        try:
+        with write_transaction(conn, _LOCK_WAIT_SECONDS):
             row = conn.execute("SELECT id, state FROM work_items WHERE number = ?", (number,)).fetchone()
             if row is None:
                 raise WorkItemNotFound(f"no work item {number}; 'secure-export work-items' lists them")
@@ -81,11 +80,6 @@ def close_work_item(
             conn.execute(
                 "INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, now, text[:4000])
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     return next(item for item in list_work_items(db_path) if item["number"] == number)

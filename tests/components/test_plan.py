@@ -69,8 +69,11 @@ def test_one_role_assignment_from_the_azns_principal_to_the_apps_principal(prod)
 
 def test_every_webhook_receiver_is_a_secure_webhook_to_the_application(prod):
     app = _one(prod, APPLICATION)
-    groups = _of(prod, ACTION_GROUP)
+    # The operators' group (alerts on the receiver itself) is e-mail only: it must never call the receiver.
+    groups = [g for g in _of(prod, ACTION_GROUP) if not g["name"].endswith("-operators")]
     assert groups
+    operators = [g for g in _of(prod, ACTION_GROUP) if g["name"].endswith("-operators")]
+    assert operators and all(not g["inputs"].get("webhookReceivers") for g in operators)
     for group in groups:
         assert group["inputs"]["webhookReceivers"]
         for receiver in group["inputs"]["webhookReceivers"]:
@@ -158,9 +161,11 @@ def test_depends_on_lists_what_each_resource_waits_for_explicitly_or_through_its
         assert set(resource["dependsOn"]) <= names - {resource["name"]}
     # through inputs: the action group's webhook names the application's object id
     assert "secure-export-identity-app" in _named(prod, "secure-export-action-group-ag")["dependsOn"]
-    # through inputs: every rule notifies the action group
+    # through inputs: every rule notifies the action group (the receiver's own watch rules notify
+    # the operators' group instead, never the receiver's webhook)
     for rule in _of(prod, METRIC_ALERT) + _of(prod, LOG_ALERT):
-        assert "secure-export-action-group-ag" in rule["dependsOn"]
+        expected = "secure-export-receiver-operators" if "-watch-" in rule["name"] else "secure-export-action-group-ag"
+        assert expected in rule["dependsOn"]
     # explicit depends_on: the app's first revision pulls only after AcrPull is granted
     assert "secure-export-receiver-acr-pull" in _named(prod, "secure-export-receiver-app")["dependsOn"]
     # nothing to wait for
@@ -210,7 +215,8 @@ def test_console_script_prints_the_prod_plan_as_json_byte_for_byte_the_same(tmp_
 def test_every_stack_plans_and_wires_the_secure_webhook(stack):
     plan = to_json(plan_stack(REPO, stack))
     app = _one(plan, APPLICATION)
-    (webhook,) = _one(plan, ACTION_GROUP)["inputs"]["webhookReceivers"]
+    (group,) = [g for g in _of(plan, ACTION_GROUP) if not g["name"].endswith("-operators")]
+    (webhook,) = group["inputs"]["webhookReceivers"]
     assert webhook["objectId"] == app["outputs"]["objectId"]
     assert plan["outputs"]["webhookUrl"] == webhook["serviceUri"]
 

@@ -569,7 +569,7 @@ def start_receiver(
     settings = load_settings(environ)
     server = BackgroundServer.from_settings(settings, backend=backend)
     if jwks_clock is not None:
-        server.runtime.jwks._clock = jwks_clock  # the cache's clock seam, before it first reads it
+        server.runtime.jwks.clock = jwks_clock  # the cache's clock seam (JwksCache.clock), before it first reads it
     server.start()
     return RunningReceiver(server.url, db_path, environ, server=server, backend=backend or server.runtime.backend)
 

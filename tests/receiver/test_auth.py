@@ -31,6 +31,7 @@ from tests.receiver.tokens import (
     bearer,
     foreign_key,
     policy_for,
+    UNKNOWN_KID,
     unknown_kids,
 )
 
@@ -112,10 +113,12 @@ def test_every_negative_case_gets_its_status(issuer: LocalIssuer, attacker: Loca
                     assert error.detail
                     token = (authorization or "").partition(" ")[2]
                     assert not token or token not in error.detail
-                    assert error.code == ("invalid_token" if error.status == 401 else "forbidden")
-                    assert error.headers == (
-                        {"WWW-Authenticate": 'Bearer error="invalid_token"'} if error.status == 401 else {}
-                    )
+                    assert error.code == {401: "invalid_token", 403: "forbidden", 503: "unknown_signing_key"}[error.status]
+                    assert error.headers == {
+                        401: {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                        403: {},
+                        503: {"Retry-After": "30"},  # the keys were fetched just now; 30 s is the refetch interval
+                    }[error.status]
         return results
 
     results = asyncio.run(run())
@@ -123,6 +126,22 @@ def test_every_negative_case_gets_its_status(issuer: LocalIssuer, attacker: Loca
     assert not wrong, f"cases with the wrong status (name, expected, got): {wrong}"
     assert len(results) == len(NEGATIVE_CASES) > 50
     # Header-supplied keys (jwk/jku/x5u) were never fetched.
+    assert attacker.fetch_count == 0
+
+
+def test_unknown_kid_cases_get_401_once_a_refetch_shows_the_kid_is_not_there(
+    fresh_issuer: LocalIssuer, attacker: LocalIssuer
+) -> None:
+    # The 503 of the matrix is only "come back later": with a refetch allowed, the same tokens are
+    # looked up in a fresh key set and refused for good.
+    cases = [case for case in NEGATIVE_CASES if case.status == UNKNOWN_KID]
+    assert len(cases) >= 5
+
+    async def run() -> list[int]:
+        async with verifier_for(fresh_issuer, min_unknown_kid_interval=0) as verifier:
+            return [await outcome(verifier, case.build(fresh_issuer, attacker)) for case in cases]
+
+    assert asyncio.run(run()) == [401] * len(cases)
     assert attacker.fetch_count == 0
 
 
@@ -323,9 +342,12 @@ def test_cached_token_is_dropped_when_its_key_is_withdrawn(fresh_issuer: LocalIs
             issuer.rotate()  # old key removed from the JWKS
             keys_clock.advance(31)
             assert await verifier.keys.refresh()
-            return [first, await outcome(verifier, old), await outcome(verifier, bearer(issuer.mint()))]
+            seen = [first, await outcome(verifier, old), await outcome(verifier, bearer(issuer.mint()))]
+            keys_clock.advance(30)  # a refetch is allowed again: it confirms the old kid is gone
+            return [*seen, await outcome(verifier, old)]
 
-    assert asyncio.run(run()) == [202, 401, 202]
+    # 503 right after the refresh (a refetch is rate-limited), then 401 for good.
+    assert asyncio.run(run()) == [202, 503, 202, 401]
 
 
 # -- key rotation and refetch rate limit --------------------------------------------------------
@@ -346,13 +368,17 @@ def test_key_rotation_accepted_after_one_rate_limited_refetch(fresh_issuer: Loca
             new_token = bearer(issuer.mint())
             seen["new"] = await outcome(verifier, new_token)
             seen["fetches after new kid"] = verifier.keys.fetches
-            # A second rotation within the interval is not fetched again ...
+            # A second rotation within the interval is not fetched again: 503, come back when a
+            # refetch may run (never 401: Azure would drop the alert) ...
             issuer.rotate()
             newer_token = bearer(issuer.mint())
-            seen["newer within interval"] = await outcome(verifier, newer_token)
+            keys_clock.advance(12.5)
+            with pytest.raises(AuthError) as deferred:
+                await verifier.verify(newer_token)
+            seen["newer within interval"] = (deferred.value.status, deferred.value.code, deferred.value.headers)
             seen["fetches within interval"] = verifier.keys.fetches
-            # ... but is once the interval has passed.
-            keys_clock.advance(31)
+            # ... and the same token, retried after Retry-After, triggers the refetch and is accepted.
+            keys_clock.advance(int(deferred.value.headers["Retry-After"]))
             seen["newer after interval"] = await outcome(verifier, newer_token)
             seen["fetches at end"] = verifier.keys.fetches
         return seen
@@ -362,11 +388,38 @@ def test_key_rotation_accepted_after_one_rate_limited_refetch(fresh_issuer: Loca
     assert seen["fetches at start"] == 1
     assert seen["new"] == 202
     assert seen["fetches after new kid"] == 2
-    assert seen["newer within interval"] == 401
+    assert seen["newer within interval"] == (503, "unknown_signing_key", {"Retry-After": "18"})
     assert seen["fetches within interval"] == 2
     assert seen["newer after interval"] == 202
     assert seen["fetches at end"] == 3
     assert issuer.fetch_count == 3
+
+
+@pytest.mark.parametrize(
+    ("why", "claims"),
+    [
+        ("expired", {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200, "nbf": int(time.time()) - 7200}),
+        ("another audience", {"aud": "api://someone-else"}),
+        ("another tenant", {"tid": "00000000-0000-0000-0000-000000000001"}),
+        ("no exp", {"exp": None}),
+    ],
+)
+def test_unknown_kid_token_that_fails_on_its_claims_gets_401_not_503(
+    fresh_issuer: LocalIssuer, why: str, claims: dict[str, Any]
+) -> None:
+    # A retry cannot help a token that is refused whatever its key: no 503 for it.
+    issuer = fresh_issuer
+    attacker_key = generate_signing_key()
+    body = {**issuer.claims(), **claims}
+    body = {name: value for name, value in body.items() if value is not None}
+
+    async def run() -> tuple[int, int]:
+        async with verifier_for(issuer, min_unknown_kid_interval=30) as verifier:
+            bad = await outcome(verifier, bearer(issuer.sign(body, {"kid": attacker_key.kid}, key=attacker_key)))
+            good_claims = issuer.sign(issuer.claims(), {"kid": attacker_key.kid}, key=attacker_key)
+            return bad, await outcome(verifier, bearer(good_claims))
+
+    assert asyncio.run(run()) == (401, UNKNOWN_KID), why
 
 
 def test_token_signed_with_removed_key_is_rejected_after_rotation(fresh_issuer: LocalIssuer) -> None:
@@ -380,28 +433,33 @@ def test_token_signed_with_removed_key_is_rejected_after_rotation(fresh_issuer: 
             issuer.rotate()
             keys_clock.advance(31)
             await outcome(verifier, bearer(issuer.mint()))  # new kid: triggers the refetch
-            return before, await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
+            # Right after that refetch the old kid cannot be looked up again (503); once it can, 401.
+            within = await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
+            keys_clock.advance(30)
+            return before, within, await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
 
-    assert asyncio.run(run()) == (202, 401)
+    assert asyncio.run(run()) == (202, 503, 401)
 
 
 def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
     keys_clock = FakeClock()
 
-    async def run() -> tuple[list[int], int, int]:
+    async def run() -> tuple[list[list[int]], int, int]:
         async with verifier_for(issuer, keys_clock=keys_clock, min_unknown_kid_interval=30) as verifier:
             flood = [bearer(token) for token in unknown_kids(issuer, 40)]
             keys_clock.advance(31)
-            statuses = await asyncio.gather(*(outcome(verifier, token) for token in flood))
-            statuses += [await outcome(verifier, token) for token in flood]
+            waves = [list(await asyncio.gather(*(outcome(verifier, token) for token in flood)))]
+            waves.append([await outcome(verifier, token) for token in flood])
             after_flood = verifier.keys.fetches
             keys_clock.advance(31)
-            statuses += await asyncio.gather(*(outcome(verifier, token) for token in flood))
-            return statuses, after_flood, verifier.keys.fetches
+            waves.append(list(await asyncio.gather(*(outcome(verifier, token) for token in flood))))
+            return waves, after_flood, verifier.keys.fetches
 
-    statuses, after_flood, at_end = asyncio.run(run())
-    assert set(statuses) == {401}
+    waves, after_flood, at_end = asyncio.run(run())
+    # A concurrent wave shares one refetch, which shows their kids are not in the set: 401. Right
+    # after it, a refetch is rate-limited, so the same kids cannot be looked up: 503.
+    assert waves == [[401] * 40, [UNKNOWN_KID] * 40, [401] * 40]
     assert after_flood == 2  # the start-up fetch and one refetch for 80 unknown-kid requests
     assert at_end == 3
     assert issuer.fetch_count == 3
@@ -429,7 +487,8 @@ def test_jwks_outage_keeps_last_known_good_keys(fresh_issuer: LocalIssuer) -> No
     assert seen["refresh ok"] is False
     assert seen["loaded"] is True
     assert seen["known key"] == 202
-    assert seen["unknown key"] == 401
+    # The refetch for the unknown kid failed: nobody knows whether the kid is genuine, so "retry".
+    assert seen["unknown key"] == 503
     assert seen["errors"] == 2
     assert "500" in seen["last error"]
 
@@ -447,7 +506,7 @@ def test_start_with_jwks_down_is_not_ready_then_recovers(fresh_issuer: LocalIssu
             seen += [await outcome(verifier, bearer(issuer.mint())), verifier.keys.loaded]
             return seen
 
-    assert asyncio.run(run()) == [False, 401, 202, True]
+    assert asyncio.run(run()) == [False, 503, 202, True]
 
 
 def test_scheduled_refresh_picks_up_new_keys(fresh_issuer: LocalIssuer) -> None:

@@ -1,7 +1,8 @@
 """The negative token matrix over real HTTP: a real receiver (uvicorn, SQLite in tmp) trusting a LocalIssuer.
 
 Every case of :data:`tests.receiver.tokens.NEGATIVE_CASES` must get the status DESIGN.md gives
-(401 with ``WWW-Authenticate: Bearer error="invalid_token"``, or 403), a JSON error body, and
+(401 with ``WWW-Authenticate: Bearer error="invalid_token"``, 403, or 503 with ``Retry-After`` for an
+unknown ``kid`` while a refetch is rate-limited), a JSON error body, and
 must store nothing; valid v1 and v2 tokens get 202. Key rotation, the unknown-kid refetch limit
 and the verified-token cache are checked against the running receiver too.
 """
@@ -64,6 +65,9 @@ def assert_error_answer(response: httpx.Response, status: int) -> None:
         assert payload["error"] == "invalid_token"
     else:
         assert "www-authenticate" not in response.headers
+    if status == 503:
+        assert payload["error"] == "unknown_signing_key"
+        assert int(response.headers["retry-after"]) >= 1
 
 
 @pytest.mark.parametrize("case", NEGATIVE_CASES, ids=lambda case: case.name)
@@ -138,15 +142,50 @@ def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
         fetches_before = issuer.fetch_count
         issuer.rotate()  # the old key leaves the JWKS
         clock.advance(REFETCH_INTERVAL - 1)  # the start-up fetch is still too recent: no refetch yet
-        assert_error_answer(post(rx, bearer(issuer.mint()), alert_body("too-soon")), 401)
+        too_soon = post(rx, bearer(issuer.mint()), alert_body("too-soon"))
+        assert_error_answer(too_soon, 503)  # "retry in 1 s", never 401: Azure would drop the alert
+        assert too_soon.headers["retry-after"] == "1"
         assert issuer.fetch_count == fetches_before
         clock.advance(1)  # the refetch allowance since start-up has renewed
         assert post(rx, bearer(issuer.mint(version=2)), alert_body("after-rotation")).status_code == 202
         assert issuer.fetch_count == fetches_before + 1
-        stale = post(rx, bearer(issuer.sign(issuer.claims(), key=old_key)), alert_body("old-key"))
-        assert_error_answer(stale, 401)
+        stale = bearer(issuer.sign(issuer.claims(), key=old_key))
+        # Just after the refetch the old kid cannot be looked up again: "retry", not "invalid".
+        assert_error_answer(post(rx, stale, alert_body("old-key")), 503)
         assert post(rx, bearer(issuer.mint()), alert_body("after-rotation-2")).status_code == 202
         assert issuer.fetch_count == fetches_before + 1  # known kid: no further fetch
+        clock.advance(REFETCH_INTERVAL)
+        assert_error_answer(post(rx, stale, alert_body("old-key")), 401)  # a fresh set lacks it: refused
+        assert issuer.fetch_count == fetches_before + 2
+
+
+def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(tmp_path: Path) -> None:
+    # DESIGN.md: an unknown kid while a refetch is rate-limited is 503 with Retry-After, never
+    # 401 (Azure does not retry a 401, so the rotation would lose every alert of the window).
+    clock = ManualClock()
+    with LocalIssuer() as issuer, start_receiver(
+        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
+    ) as rx:
+        clock.advance(REFETCH_INTERVAL + 1)
+        made_up = post(rx, bearer(unknown_kids(issuer, 1)[0]), alert_body("made-up"))
+        assert_error_answer(made_up, 401)  # it caused a refetch: the fresh set lacks that kid
+        fetches = issuer.fetch_count
+
+        clock.advance(10)
+        issuer.rotate()  # Azure rolls its keys; the first alert signed with the new key arrives
+        token = bearer(issuer.mint())
+        deferred = post(rx, token, alert_body("after-rotation"))
+        assert_error_answer(deferred, 503)
+        assert deferred.headers["retry-after"] == "20"  # the refetch may run 30 s after the last one
+        assert issuer.fetch_count == fetches and stored_rows(rx) == 0
+
+        clock.advance(19)
+        assert_error_answer(post(rx, token, alert_body("after-rotation")), 503)  # still inside the window
+        clock.advance(1)
+        accepted = post(rx, token, alert_body("after-rotation"))  # Azure's retry of the same call
+        assert accepted.status_code == 202, accepted.text
+        assert issuer.fetch_count == fetches + 1
+        assert stored_rows(rx) == 1
 
 
 def test_flood_of_unknown_kids_is_bounded_to_one_fetch_per_interval(tmp_path: Path) -> None:
@@ -161,7 +200,11 @@ def test_flood_of_unknown_kids_is_bounded_to_one_fetch_per_interval(tmp_path: Pa
                 flood = unknown_kids(issuer, 60)
                 responses = list(pool.map(lambda token: post(rx, bearer(token), alert_body("flood")), flood))
             for response in responses:
-                assert_error_answer(response, 401)
+                # 401 when the interval's refetch (its own, or one it waited for) showed the kid is
+                # not in the set; 503 when it arrived after that refetch, inside the new window.
+                assert response.status_code in (401, 503)
+                assert_error_answer(response, response.status_code)
+            assert any(response.status_code == 401 for response in responses)
             assert issuer.fetch_count - fetches_before == 1, f"interval {interval}"  # one per interval
         assert rx.runtime.jwks.fetches == issuer.fetch_count
         assert stored_rows(rx) == 0
@@ -173,6 +216,9 @@ def test_jwks_outage_keeps_known_keys_working(tmp_path: Path) -> None:
     ) as rx:
         issuer.failing = True
         unknown = post(rx, bearer(unknown_kids(issuer, 1)[0]), alert_body("outage-unknown"))
-        assert_error_answer(unknown, 401)  # not 5xx: Azure must not retry a bad token
+        # The refetch failed, so nobody knows whether the kid is genuine (a rotation during an
+        # outage): 503 so that Azure retries, not a 401 that would drop the alert.
+        assert_error_answer(unknown, 503)
+        assert unknown.headers["retry-after"] == "1"
         assert post(rx, bearer(issuer.mint()), alert_body("outage-known")).status_code == 202
         assert rx.get("/readyz").status_code == 200  # last known good keys are still loaded

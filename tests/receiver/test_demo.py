@@ -39,6 +39,7 @@ def test_demo_command_exits_0_and_prints_resolved_work_items_and_cis(tmp_path: P
     assert "(reopened 1)" in out and "Reopened: alert" in out
     assert "401  token signed by a key not in the tenant's JWKS" in out
     assert "403  token without the ActionGroupsSecureWebhook role" in out
+    assert "503  token naming a key id the JWKS lacks, within the refetch interval  unknown_signing_key" in out
     assert "duplicate" in out
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""receiver/Dockerfile, checked statically (no Docker engine on these machines) plus its health probe.
+"""receiver/Dockerfile, checked statically, plus its health probe (test_image.py builds and runs it).
 
 The image must be multi-stage on a slim Python base, install only the receiver's extra (no
 Pulumi), run as a numeric non-root user, expose 8080 with a stdlib HEALTHCHECK on /healthz and
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -213,24 +212,3 @@ def test_healthcheck_command_passes_on_200_and_fails_otherwise(
     health_server.shutdown()
     health_server.server_close()
     assert run_probe(parsed, port) != 0
-
-
-@pytest.mark.skipif(
-    shutil.which("docker") is None, reason="no Docker engine on this machine; checked statically above"
-)
-def test_image_builds(tmp_path: Path) -> None:
-    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
-    if probe.returncode != 0:
-        pytest.skip("docker CLI present but no engine answers")
-    tag = f"secure-export-receiver-test:{tmp_path.name.lower()}"
-    build = subprocess.run(
-        ["docker", "build", "-f", str(DOCKERFILE), "-t", tag, str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert build.returncode == 0, build.stderr[-4000:]
-    inspect = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, text=True, timeout=60)
-    config = json.loads(inspect.stdout)[0]["Config"]
-    assert config["User"] == "10001:10001"
-    subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, timeout=60)

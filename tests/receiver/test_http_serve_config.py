@@ -137,4 +137,7 @@ def test_backend_refusing_its_configuration_stops_the_start(tmp_path: Path) -> N
     )
     assert result.returncode == 1
     assert "LISTENING" not in result.stdout
-    assert "not a valid choice" in result.stderr
+    # One line says why; no traceback and no "Task exception was never retrieved" after it.
+    errors = [line for line in result.stderr.splitlines() if '"level": "error"' in line]
+    assert len(errors) == 1 and "not a valid choice" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and "never retrieved" not in result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.inbox import Inbox, InboxUnavailable, count_by_state, list_parked
+from receiver.inbox import Inbox, InboxOpenError, InboxUnavailable, count_by_state, list_parked
 
 
 def _run(coro):  # type: ignore[no-untyped-def]
@@ -163,7 +163,7 @@ def test_unopenable_path_is_reported(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         inbox = Inbox(str(not_a_dir / "inbox.db"))
-        with pytest.raises(InboxUnavailable, match="cannot open the inbox database"):
+        with pytest.raises(InboxOpenError, match="cannot open the SQLite database"):
             await inbox.open()
         with pytest.raises(InboxUnavailable):
             await inbox.put("a", "Fired", b"{}")
