@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/secure-export demo
 
 test: $(STAMP)
+	@.ci/ensure-postgresql
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

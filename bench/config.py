@@ -46,6 +46,8 @@ class BenchConfig(BaseModel):
     receiver: bool = True
     program: bool = True
     drain: bool = True
+    stores: bool = True
+    """The inbox stores beside their durable baselines (bench.stores): SQLite, PostgreSQL with 1 and 2 replicas."""
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:

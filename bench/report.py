@@ -128,6 +128,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         from bench.servicenow_drain import targets as drain_targets
 
         rows.extend(drain_targets(drain))
+    stores = results.get("stores")
+    if stores and "error" not in stores:
+        from bench.stores import targets as store_targets
+
+        rows.extend(store_targets(stores))
     return rows
 
 
@@ -356,6 +361,13 @@ def table(results: dict[str, Any]) -> str:
         lines += drain_table(drain)
     elif drain:
         lines += ["", f"ServiceNow drain: not measured — {drain['error']}"]
+    stores = results.get("stores")
+    if stores and "error" not in stores:
+        from bench.stores import table as stores_table
+
+        lines += stores_table(stores)
+    elif stores:
+        lines += ["", f"Inbox stores: not measured — {stores['error']}"]
     lines += ["", "Targets:"]
     for row in results.get("targets", []):
         lines.append(f"  [{_verdict(row['met']):>6}] {row['target']}: {row['figure']}")

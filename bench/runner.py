@@ -39,10 +39,14 @@ def run(config: BenchConfig, progress: Callable[[str], None]) -> int:
         results["program"] = _guarded("program-cost benchmark", progress, lambda: program_cost.run(config, progress))
     if config.drain:
         results["drain"] = _guarded("servicenow drain benchmark", progress, lambda: servicenow_drain.run(config, progress))
+    if config.stores:
+        from bench.stores import StoresBench
+
+        results["stores"] = _guarded("stores benchmark", progress, lambda: StoresBench(config, progress).run())
     results["finished_at"] = report.finished_at()
     results["targets"] = report.targets(results)
     report.write_json(results, json_path)
     report.plot(results, png_path)
     print(report.table(results))
-    failed = any("error" in results.get(half, {}) for half in ("receiver", "program", "drain"))
+    failed = any("error" in results.get(half, {}) for half in ("receiver", "program", "drain", "stores"))
     return 1 if failed else 0

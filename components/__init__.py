@@ -12,6 +12,7 @@ from components.action_group import (
 )
 from components.alert_rules import AlertRules, AlertRulesArgs
 from components.identity import SecureWebhookIdentity, SecureWebhookIdentityArgs
+from components.receiver_database import ReceiverDatabase, ReceiverDatabaseArgs
 from components.receiver_service import ReceiverService, ReceiverServiceArgs
 from components.secure_export import SecureExport, SecureExportArgs
 
@@ -25,6 +26,8 @@ __all__ = [
     "AlertRulesArgs",
     "COMPONENTS",
     "PACKAGE_NAME",
+    "ReceiverDatabase",
+    "ReceiverDatabaseArgs",
     "ReceiverService",
     "ReceiverServiceArgs",
     "SecureExport",

@@ -300,6 +300,49 @@ class ImageConfig(_Model):
         return self
 
 
+POSTGRES_STORAGE_GB = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+"""Storage sizes a flexible server offers (docs/deploy-rules.md lists the source)."""
+
+
+class DatabaseConfig(_Model):
+    """The receiver's database: ``sqlite`` (one replica) or ``postgresql`` (several; docs/postgresql.md)."""
+
+    kind: Literal["sqlite", "postgresql"] = "sqlite"
+    sku_name: str | None = Field(default=None, pattern=r"^Standard_[A-Za-z0-9_]+$")
+    sku_tier: Literal["Burstable", "GeneralPurpose", "MemoryOptimized"] | None = None
+    version: Literal["13", "14", "15", "16", "17"] | None = None
+    storage_size_gb: int | None = None
+    backup_retention_days: int | None = Field(default=None, ge=7, le=35)
+    geo_redundant_backup: bool | None = None
+    high_availability: Literal["disabled", "zone-redundant"] | None = None
+    network: Literal["private", "public"] | None = None
+    server_name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+    @field_validator("storage_size_gb")
+    @classmethod
+    def _storage(cls, value: int | None) -> int | None:
+        if value is not None and value not in POSTGRES_STORAGE_GB:
+            raise ValueError(f"must be one of {', '.join(map(str, POSTGRES_STORAGE_GB))} (GiB), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> DatabaseConfig:
+        if self.kind == "sqlite":
+            given = [to_camel(name) for name in type(self).model_fields if name != "kind" and getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply with kind postgresql (kind is sqlite)")
+        if self.high_availability == "zone-redundant" and (self.sku_tier or "Burstable") == "Burstable":
+            raise ValueError(
+                "highAvailability zone-redundant needs skuTier GeneralPurpose or MemoryOptimized: "
+                "Azure offers no high availability in the Burstable tier"
+            )
+        return self
+
+    def to_args(self) -> dict[str, Any]:
+        """The ``database`` argument of ReceiverService (unset fields left to its defaults)."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 class ReceiverConfig(_Model):
     """How the receiver runs."""
 
@@ -319,6 +362,7 @@ class ReceiverConfig(_Model):
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration."""
     stateless_ttl: str | None = None
     """SECURE_EXPORT_STATELESS_TTL: seconds or ISO 8601 duration; unset: off."""
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     operator_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
     no_delivery_window: str = "PT1H"
     refused_token_threshold: int = Field(default=20, ge=1, le=100000)
@@ -345,9 +389,11 @@ class ReceiverConfig(_Model):
     def _replicas(self) -> ReceiverConfig:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"maxReplicas {self.max_replicas} is below minReplicas {self.min_replicas}")
-        if self.max_replicas > 1:
+        if self.max_replicas > 1 and self.database.kind == "sqlite":
             raise ValueError(
-                "maxReplicas must be 1: the inbox is one SQLite file on an Azure Files share, which has a single writer"
+                f"maxReplicas {self.max_replicas} needs database.kind postgresql: with SQLite the inbox is one file "
+                "on an Azure Files share, which only one replica may write (set maxReplicas: 1, or database: "
+                "{kind: postgresql})"
             )
         return self
 
@@ -530,6 +576,7 @@ class StackConfig(_Model):
                 ),
                 "reopen_window": receiver.reopen_window,
                 "stateless_ttl": receiver.stateless_ttl,
+                "database": receiver.database.to_args(),
                 "operator_emails": receiver.operator_emails or None,
                 "no_delivery_window": receiver.no_delivery_window,
                 "refused_token_threshold": receiver.refused_token_threshold,

@@ -17,6 +17,7 @@ from pulumi_azure_native import (
     storage,
 )
 
+from components.receiver_database import DatabaseSettings, ReceiverDatabase
 from components.receiver_watch import watch_receiver
 from components.validation import checked_tenant_id, subscription_of
 
@@ -41,6 +42,7 @@ byte-range locks local to the one writer instead of sending them to the file ser
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 """Built-in role AcrPull."""
 ITSM_BACKENDS = ("embedded", "servicenow", "bmc-helix")
+DATABASE_KINDS = ("sqlite", "postgresql")
 CORRELATIONS = ("alert", "rule-target")
 SERVICENOW_TARGETS = ("incident", "event")
 
@@ -103,7 +105,9 @@ class ReceiverServiceArgs(TypedDict):
     min_replicas: NotRequired[Optional[int]]
     """Minimum replicas, at least 1 so alerts are never answered by a cold start (default 1)."""
     max_replicas: NotRequired[Optional[int]]
-    """Maximum replicas (default 1: the SQLite inbox on the file share has a single writer)."""
+    """Maximum replicas (default 1; more than 1 needs database kind postgresql: SQLite on the file share has a single writer)."""
+    database: NotRequired[Optional[DatabaseSettings]]
+    """The inbox's database: sqlite (default, an Azure Files share) or postgresql (a flexible server, several replicas)."""
     concurrent_requests: NotRequired[Optional[int]]
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
@@ -144,6 +148,11 @@ def _app_name(value: str) -> str:
 def _storage_account_name(seed: str) -> str:
     # Storage account names are global, 3..24 lowercase letters and digits.
     return "sx" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+
+
+def _server_name(seed: str) -> str:
+    # Flexible server names are global DNS labels: 3..63 lowercase letters, digits and hyphens.
+    return "sx-" + hashlib.sha256(seed.encode()).hexdigest()[:20]
 
 
 def _image(args: ReceiverServiceArgs, name: str) -> str:
@@ -233,6 +242,13 @@ class ReceiverService(pulumi.ComponentResource):
             raise ValueError(
                 f"ReceiverService {name}: max_replicas {max_replicas} is below min_replicas {min_replicas}"
             )
+        database_settings: DatabaseSettings = args.get("database") or {"kind": "sqlite"}
+        kind = _choice(name, "database.kind", database_settings.get("kind") or "sqlite", DATABASE_KINDS)
+        if kind == "sqlite" and max_replicas > 1:
+            raise ValueError(
+                f"ReceiverService {name}: max_replicas {max_replicas} needs database kind postgresql; "
+                "SQLite on the Azure Files share is for one replica only"
+            )
         tags = args.get("tags")
         child = pulumi.ResourceOptions(parent=self)
 
@@ -255,8 +271,37 @@ class ReceiverService(pulumi.ComponentResource):
         workspace_keys = operationalinsights.get_shared_keys_output(
             resource_group_name=rg_name, workspace_name=workspace.name, opts=pulumi.InvokeOutputOptions(parent=self)
         )
+        database: Optional[ReceiverDatabase] = None
+        db_identity: Any = None
+        environment_network: dict[str, Any] = {}
+        if kind == "postgresql":
+            # User-assigned, so the database can make it its administrator before the app exists.
+            db_identity = managedidentity.UserAssignedIdentity(
+                f"{name}-db-identity", resource_group_name=rg_name, location=location, tags=tags, opts=child
+            )
+            database = ReceiverDatabase(
+                f"{name}-database",
+                {
+                    "resource_group_name": rg_name,
+                    "location": location,
+                    "tenant_id": tenant_id,
+                    "administrator_principal_id": db_identity.principal_id,
+                    "administrator_name": db_identity.name,
+                    "settings": database_settings,
+                    "server_name": database_settings.get("server_name")
+                    or _server_name(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"),
+                    "tags": tags,
+                },
+                opts=child,
+            )
+            if (database_settings.get("network") or "private") == "private":
+                environment_network = {
+                    "vnet_configuration": {"infrastructure_subnet_id": database.app_subnet_id, "internal": False},
+                    "workload_profiles": [{"name": "Consumption", "workload_profile_type": "Consumption"}],
+                }
         environment = app.ManagedEnvironment(
             f"{name}-env",
+            **environment_network,
             resource_group_name=rg_name,
             location=location,
             app_logs_configuration={
@@ -270,55 +315,40 @@ class ReceiverService(pulumi.ComponentResource):
             opts=child,
         )
 
-        # The inbox (SQLite) must outlive revisions and restarts: an Azure Files share, one writer.
-        account = storage.StorageAccount(
-            f"{name}-inbox-storage",
-            account_name=_storage_account_name(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"),
-            resource_group_name=rg_name,
-            location=location,
-            kind="StorageV2",
-            sku={"name": "Standard_LRS"},
-            enable_https_traffic_only=True,
-            minimum_tls_version="TLS1_2",
-            allow_blob_public_access=False,
-            tags=tags,
-            opts=child,
-        )
-        share = storage.FileShare(
-            f"{name}-inbox-share",
-            account_name=account.name,
-            resource_group_name=rg_name,
-            share_name="inbox",
-            share_quota=5,
-            opts=child,
-        )
-        account_keys = storage.list_storage_account_keys_output(
-            account_name=account.name, resource_group_name=rg_name, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-        env_storage = app.ManagedEnvironmentsStorage(
-            f"{name}-inbox-mount",
-            environment_name=environment.name,
-            resource_group_name=rg_name,
-            storage_name="inbox",
-            properties={
-                "azure_file": {
-                    "account_name": account.name,
-                    "account_key": pulumi.Output.secret(account_keys.keys[0].value),
-                    "share_name": share.name,
-                    "access_mode": "ReadWrite",
-                }
-            },
-            opts=child,
-        )
-
         secrets, env = self._environment(name, args, tenant_id, audiences, itsm, correlation)
+        # Before the revision HMAC below: the routing file is a secret too, so a changed file starts a revision.
         routing_volume, routing_mount = _routing(name, args, secrets, env)
+        volumes: list[dict[str, Any]] = list(routing_volume)
+        volume_mounts: list[dict[str, Any]] = list(routing_mount)
+        if database is not None:
+            env = [e for e in env if e["name"] != "SECURE_EXPORT_DB"] + [
+                {"name": "SECURE_EXPORT_DB", "value": database.url},
+                {"name": "SECURE_EXPORT_DB_AUTH", "value": "entra"},
+                # DefaultAzureCredential picks this user-assigned identity for the database token.
+                {"name": "AZURE_CLIENT_ID", "value": db_identity.client_id},
+            ]
+            # No storage account exists: the workspace's shared key (also a secret held in Azure) keys the HMAC.
+            revision_key: Any = workspace_keys.primary_shared_key
+        else:
+            volume_name, account_keys = self._sqlite_share(name, rg_name, location, environment, tags)
+            volumes.insert(
+                0,
+                {
+                    "name": "inbox",
+                    "storage_type": "AzureFile",
+                    "storage_name": volume_name,
+                    "mount_options": INBOX_MOUNT_OPTIONS,
+                },
+            )
+            volume_mounts.insert(0, {"volume_name": "inbox", "mount_path": DB_MOUNT_PATH})
+            revision_key = account_keys.keys[0].value
         if secrets:
             # Container Apps starts no revision when only a secret changes; this variable in the
-            # template changes with them. An HMAC keyed with the inbox storage account's key (a
-            # secret held in Azure), so the value can be shown (plan, portal) and reveals nothing
-            # guessable; it is unsecreted so that the rest of the template stays readable in plans.
-            key = pulumi.Output.secret(account_keys.keys[0].value)
+            # template changes with them. An HMAC keyed with a key held in Azure (the inbox storage
+            # account's, or with PostgreSQL the workspace's), so the value can be shown (plan, portal)
+            # and reveals nothing guessable; it is unsecreted so that the rest of the template stays
+            # readable in plans.
+            key = pulumi.Output.secret(revision_key)
             revision = pulumi.Output.all(key, *[secret["value"] for secret in secrets]).apply(
                 lambda parts: credentials_revision(parts[0], parts[1:])
             )
@@ -347,6 +377,11 @@ class ReceiverService(pulumi.ComponentResource):
             app_depends_on.append(acr_pull)
             registries = [{"server": args.get("image_registry"), "identity": pull_identity.id}]
             identity = {"type": "UserAssigned", "user_assigned_identities": [pull_identity.id]}
+        if database is not None:
+            identities = [*(identity["user_assigned_identities"] if identity else []), db_identity.id]
+            identity = {"type": "UserAssigned", "user_assigned_identities": identities}
+            # The administrator role, TLS settings and database exist before the first replica logs in.
+            app_depends_on.extend(database.ready)
 
         app_name = _app_name(args.get("container_app_name") or name)
         container_app = app.ContainerApp(  # type: ignore[call-overload]
@@ -394,7 +429,7 @@ class ReceiverService(pulumi.ComponentResource):
                                 "failure_threshold": 3,
                             },
                         ],
-                        "volume_mounts": [{"volume_name": "inbox", "mount_path": DB_MOUNT_PATH}, *routing_mount],
+                        "volume_mounts": volume_mounts or None,
                     }
                 ],
                 "scale": {
@@ -409,16 +444,9 @@ class ReceiverService(pulumi.ComponentResource):
                         }
                     ],
                 },
-                "volumes": [
-                    {
-                        "name": "inbox",
-                        "storage_type": "AzureFile",
-                        "storage_name": env_storage.name,
-                        "mount_options": INBOX_MOUNT_OPTIONS,
-                    },
-                    *routing_volume,
-                ],
+                "volumes": volumes or None,
             },
+            workload_profile_name="Consumption" if environment_network else None,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=app_depends_on),
         )
@@ -456,6 +484,51 @@ class ReceiverService(pulumi.ComponentResource):
                 "environment_id": self.environment_id,
             }
         )
+
+    def _sqlite_share(self, name: str, rg_name: Any, location: str, environment: Any, tags: Any) -> tuple[Any, Any]:
+        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name and the account's keys."""
+        child = pulumi.ResourceOptions(parent=self)
+        # The inbox (SQLite) must outlive revisions and restarts: an Azure Files share, one writer.
+        account = storage.StorageAccount(
+            f"{name}-inbox-storage",
+            account_name=_storage_account_name(f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"),
+            resource_group_name=rg_name,
+            location=location,
+            kind="StorageV2",
+            sku={"name": "Standard_LRS"},
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            allow_blob_public_access=False,
+            tags=tags,
+            opts=child,
+        )
+        share = storage.FileShare(
+            f"{name}-inbox-share",
+            account_name=account.name,
+            resource_group_name=rg_name,
+            share_name="inbox",
+            share_quota=5,
+            opts=child,
+        )
+        account_keys = storage.list_storage_account_keys_output(
+            account_name=account.name, resource_group_name=rg_name, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        env_storage = app.ManagedEnvironmentsStorage(
+            f"{name}-inbox-mount",
+            environment_name=environment.name,
+            resource_group_name=rg_name,
+            storage_name="inbox",
+            properties={
+                "azure_file": {
+                    "account_name": account.name,
+                    "account_key": pulumi.Output.secret(account_keys.keys[0].value),
+                    "share_name": share.name,
+                    "access_mode": "ReadWrite",
+                }
+            },
+            opts=child,
+        )
+        return env_storage.name, account_keys
 
     @staticmethod
     def _environment(

@@ -14,6 +14,7 @@ from components.alert_rules import (
     watched_subscriptions,
 )
 from components.identity import SecureWebhookIdentity
+from components.receiver_database import DatabaseSettings
 from components.receiver_service import ReceiverService
 
 
@@ -65,6 +66,8 @@ class ReceiverSettingsArgs(TypedDict):
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
     stateless_ttl: NotRequired[Optional[str]]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
+    database: NotRequired[Optional[DatabaseSettings]]
+    """The inbox's database: sqlite (default, one replica) or postgresql (a flexible server, several replicas)."""
     operator_emails: NotRequired[Optional[list[str]]]
     """E-mail addresses alerted when the receiver itself needs attention (rules in docs/operations.md)."""
     no_delivery_window: NotRequired[Optional[str]]

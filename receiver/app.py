@@ -56,7 +56,7 @@ from receiver.auth import (
     single_authorization,
 )
 from receiver.dispatch import SYNTHETIC_ALERT_PREFIX, Dispatcher
-from receiver.inbox import Inbox, InboxUnavailable
+from receiver.inbox import InboxUnavailable
 from receiver.itsm.base import Backend, PermanentBackendError
 from receiver.lifecycle import Lifecycle
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -64,6 +64,7 @@ from receiver.metrics import ReceiverMetrics, route_label
 from receiver.routing import load_configured
 from receiver.schema import AlertParseError, parse_alert
 from receiver.settings import ReceiverSettings
+from receiver.storage import InboxStore
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,13 @@ class Runtime:
     verifier: TokenVerifier
     jwks: JwksCache
     owns_jwks: bool
-    inbox: Inbox
+    inbox: InboxStore
     dispatcher: Dispatcher
     metrics: ReceiverMetrics
     ops_watcher: Any = None
     """The :class:`~receiver.ops_watch.OpsWatcher` while the app runs."""
+    dispatch_lease: Any = None
+    """PostgreSQL: the :class:`~receiver.storage.pg_dispatch.DispatchLease` of this replica."""
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
@@ -504,8 +507,12 @@ def create_app(
     else:
         jwks = verifier.keys
     metrics = ReceiverMetrics()
-    inbox = Inbox(
+    from receiver.storage import is_postgres, open_store
+    from receiver.storage.pg_connect import redact
+
+    inbox = open_store(
         settings.db,
+        db_auth=settings.db_auth,
         busy_timeout=settings.inbox_busy_timeout_seconds,
         retention_seconds=settings.inbox_retention_days * 86400 if settings.inbox_retention_days else None,
         discarded_retention_seconds=(
@@ -523,13 +530,19 @@ def create_app(
         apply_timeout=settings.dispatch_apply_timeout_seconds,
         metrics=metrics,
         routing=load_configured(settings.routing),
-        lifecycle=Lifecycle(
-            inbox,
-            reopen_window=settings.reopen_window,
-            stateless_ttl=settings.stateless_ttl,
-            flap_cycles=settings.flap_cycles,
-            flap_quiet=settings.flap_quiet,
-            sweep_interval=settings.lifecycle_sweep_seconds,
+        # Flap damping and the stateless TTL keep their timers in the SQLite inbox; on PostgreSQL they
+        # do not run yet (docs/postgresql.md, "Lifecycle rules"), which the start log says.
+        lifecycle=(
+            None
+            if is_postgres(settings.db)
+            else Lifecycle(
+                inbox,  # type: ignore[arg-type]
+                reopen_window=settings.reopen_window,
+                stateless_ttl=settings.stateless_ttl,
+                flap_cycles=settings.flap_cycles,
+                flap_quiet=settings.flap_quiet,
+                sweep_interval=settings.lifecycle_sweep_seconds,
+            )
         ),
     )
     inbox.set_on_committed(dispatcher.notify)
@@ -558,16 +571,32 @@ def create_app(
                     if owns_jwks:
                         stack.push_async_callback(jwks.close)
                 stack.push_async_callback(backend.close)
-                await dispatcher.lifecycle.open()
-                stack.push_async_callback(dispatcher.lifecycle.close)
-                await dispatcher.start()
-                stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+                if dispatcher.lifecycle is not None:
+                    await dispatcher.lifecycle.open()
+                    stack.push_async_callback(dispatcher.lifecycle.close)
+                else:
+                    log.warning(
+                        "lifecycle rules not run on PostgreSQL",
+                        extra={
+                            "event": "lifecycle_unsupported",
+                            "flap_cycles": settings.flap_cycles,
+                            "stateless_ttl": settings.stateless_ttl,
+                            "detail": "flap damping and SECURE_EXPORT_STATELESS_TTL run with an SQLite inbox only (docs/postgresql.md)",
+                        },
+                    )
                 from receiver.ops_watch import OpsWatcher, prune_resolved_loop
 
-                watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
-                await watcher.start()
-                stack.push_async_callback(watcher.stop)
-                runtime.ops_watcher = watcher
+                if is_postgres(settings.db):
+                    from receiver.storage.shared import start_shared_dispatch
+
+                    runtime.dispatch_lease = await start_shared_dispatch(inbox, dispatcher, settings, stack)
+                else:
+                    await dispatcher.start()
+                    stack.push_async_callback(dispatcher.stop, settings.graceful_shutdown_seconds)
+                    watcher = OpsWatcher(inbox, dispatcher, poll_seconds=settings.ops_poll_seconds)
+                    await watcher.start()
+                    stack.push_async_callback(watcher.stop)
+                    runtime.ops_watcher = watcher
                 from receiver.activity import summary_loop
 
                 summary = asyncio.create_task(summary_loop(runtime, settings.activity_log_seconds))
@@ -590,7 +619,7 @@ def create_app(
                 extra={
                     "event": "receiver_started",
                     "backend": backend.name,
-                    "db": settings.db,
+                    "db": redact(settings.db),
                     "pending": inbox.depth(),
                     "parked": inbox.parked(),
                 },

@@ -81,9 +81,13 @@ def _checked_db(prog: str, value: str, *, new_file: bool = False, source: str = 
     """
     from receiver.database import database_location
 
+    from receiver.database import PostgresDatabase
+
     try:
         location = database_location(value)
         if new_file:
+            if isinstance(location, PostgresDatabase):
+                raise ValueError("this command keeps its data in a SQLite file; give a file path such as ./demo.db")
             location.require_directory()
     except ValueError as error:
         sys.stderr.write(f"{prog}: {source}: {error}\n")
@@ -176,7 +180,7 @@ def _work_items(argv: list[str]) -> int:
     db = _checked_db(prog, _resolve_db(args.db))
     if isinstance(db, int):
         return db
-    from receiver.itsm.embedded import list_work_items
+    from receiver.storage.readers import list_work_items
 
     if args.failed:
         return _read(prog, db, lambda: _print_parked(_parked(db), as_json=args.json))
@@ -221,7 +225,7 @@ def filter_work_items(
 
 
 def _parked(db: str) -> list[dict[str, Any]]:
-    from receiver.inbox import list_parked
+    from receiver.storage.readers import list_parked
 
     return list_parked(db)
 
@@ -280,7 +284,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         metavar="PATH",
         default=None,
-        help=f"the receiver's SQLite file (default: ${DB_ENV}, else {DEFAULT_DB})",
+        help=f"the receiver's SQLite file or postgresql:// URL (default: ${DB_ENV}, else {DEFAULT_DB})",
     )
 
 
@@ -288,7 +292,9 @@ def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
     """Run an operation, turning an :class:`~receiver.inbox_ops.OpsError` into its message and exit 1."""
     from receiver.inbox_ops import OpsError
 
-    if "://" in db:
+    from receiver.storage import is_postgres
+
+    if "://" in db and not is_postgres(db):
         sys.stderr.write(
             f"{prog}: {db.split('://', 1)[0]}:// databases are not supported by this command; "
             "use the receiver's ops endpoints (docs/operations.md)\n"
@@ -458,7 +464,7 @@ def _cmdb(argv: list[str]) -> int:
     db = _checked_db("secure-export cmdb", _resolve_db(args.db))
     if isinstance(db, int):
         return db
-    from receiver.itsm.embedded import list_configuration_items
+    from receiver.storage.readers import list_configuration_items
 
     def show() -> None:
         cis = list_configuration_items(db)
@@ -476,7 +482,12 @@ def _cmdb(argv: list[str]) -> int:
 def _read(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a read-only listing, turning database problems into a message and exit status 1."""
     from receiver.itsm.embedded import DatabaseNotFoundError
+    from receiver.storage import is_postgres
 
+    if is_postgres(db):
+        from receiver.storage.readers import read_postgres
+
+        return read_postgres(prog, db, show)
     try:
         if not os.path.isfile(db):
             raise DatabaseNotFoundError(db)

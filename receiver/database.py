@@ -1,10 +1,9 @@
 """What ``SECURE_EXPORT_DB`` (and ``--db``) names: the one place a value becomes a store location.
 
-Today the only store is a SQLite file. A value with a URL scheme (``name://...``) names another
-store: ``postgresql://`` is the one DESIGN.md provides for, and the place a PostgreSQL store will
-plug in; until it exists that value is refused like any other scheme, so a URL can never turn
-into a SQLite file with a strange name. Errors never repeat the value of a URL (it may carry a
-password), only its scheme.
+A path is a SQLite file (one replica); a ``postgresql://`` (or ``postgres://``) libpq URL is a
+PostgreSQL database shared by several replicas (docs/postgresql.md), checked here for its TLS mode
+and parts. Any other URL scheme is refused, so a URL can never turn into a SQLite file with a
+strange name. Errors never repeat the value of a URL (it may carry a password), only its scheme.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SqliteFile", "database_location"]
+__all__ = ["PostgresDatabase", "SqliteFile", "database_location"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRESQL_SCHEMES = frozenset({"postgresql", "postgres"})
@@ -37,7 +36,22 @@ class SqliteFile:
             raise ValueError(f"{str(directory)!r} is not a directory, so the SQLite file cannot be created in it")
 
 
-def database_location(value: str) -> SqliteFile:
+@dataclass(frozen=True)
+class PostgresDatabase:
+    """A PostgreSQL database: the inbox, the dispatch lease and the embedded backend's tables live in it."""
+
+    url: str
+
+    @property
+    def path(self) -> str:
+        """The value to pass on (``SECURE_EXPORT_DB``): the URL itself."""
+        return self.url
+
+    def require_directory(self) -> None:
+        """Nothing to create locally for a server database."""
+
+
+def database_location(value: str) -> SqliteFile | PostgresDatabase:
     """The store ``value`` names; ``ValueError`` (saying what to set instead) for anything unsupported."""
     text = value.strip()
     if not text:
@@ -47,10 +61,10 @@ def database_location(value: str) -> SqliteFile:
         return SqliteFile(text)
     scheme = match.group(1).lower()
     if scheme in _POSTGRESQL_SCHEMES:
-        raise ValueError(
-            f"{scheme}:// (PostgreSQL) is not supported by this version of secure-export; "
-            "use a SQLite file path such as /data/secure-export.db (one replica)"
-        )
+        from receiver.storage.pg_connect import check_url
+
+        check_url(text)  # a DatabaseUrlError (ValueError) says what to change, without the URL
+        return PostgresDatabase(text)
     raise ValueError(
         f"the URL scheme {scheme}:// is not supported; use a SQLite file path such as /data/secure-export.db"
     )

@@ -278,19 +278,41 @@ class Dispatcher:
         the receiver must not start). Any other failure is retried in the background while the
         receiver keeps accepting alerts into the inbox.
         """
-        try:
-            await self.backend.start()
-            self._backend_started = True
-        except PermanentBackendError:
-            raise
-        except Exception as error:  # noqa: BLE001 - transient: retried below
-            self.backend_error = f"backend did not start: {error}"
-            log.warning("backend start failed; retrying", extra={"event": "backend_start_failed", "error": str(error)})
+        await self.start_backend()
+        # Started again after stop() (a PostgreSQL replica that lost and regained the dispatch
+        # lease): what was in memory may have been applied by another replica meanwhile, so
+        # everything is read afresh from the inbox.
+        self._keys.clear()
+        self._in_memory = 0
+        self._last_id = 0
+        self._announced_id = 0
+        self._caught_up = False
+        self._ready = asyncio.Queue()
+        self._held.clear()
+        self.paused_reason = None
         self._stopping = False
         self._wake.set()
         self._tasks.append(asyncio.create_task(self._run_loader(), name="dispatch-loader"))
         for number in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._run_worker(), name=f"dispatch-worker-{number}"))
+
+    async def start_backend(self) -> None:
+        """Start the backend once, without dispatching (a standby replica's readiness needs it).
+
+        Raises :class:`PermanentBackendError`; another failure is kept in ``backend_error`` and
+        retried by the loader once dispatching runs.
+        """
+        if self._backend_started:
+            return
+        try:
+            await self.backend.start()
+            self._backend_started = True
+            self.backend_error = None
+        except PermanentBackendError:
+            raise
+        except Exception as error:  # noqa: BLE001 - transient: retried by the loader
+            self.backend_error = f"backend did not start: {error}"
+            log.warning("backend start failed; retrying", extra={"event": "backend_start_failed", "error": str(error)})
 
     def notify(self, rows: list[InboxRow] | None = None) -> None:
         """New rows were committed (called on the event loop by the inbox).

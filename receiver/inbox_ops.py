@@ -100,6 +100,12 @@ def open_database(db_path: str, *, write: bool) -> sqlite3.Connection:
     return conn
 
 
+def _is_postgres(db: str) -> bool:
+    from receiver.storage import is_postgres
+
+    return is_postgres(db)
+
+
 def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
@@ -116,6 +122,10 @@ def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, An
     ``replays``, ``replayed_*``, ``discarded_*``, ``discard_reason``); without, exactly the
     contract's keys.
     """
+    if _is_postgres(db_path):
+        from receiver.storage.pg_ops import trace as on_postgres
+
+        return on_postgres(db_path, alert_id)
     conn = open_database(db_path, write=False)
     try:
         current = _has_column(conn, "inbox", "work_item")
@@ -235,6 +245,10 @@ def replay(db_path: str, ids: Iterable[int] | None, *, by: str | None = None) ->
     The last error stays on the row until the next attempt replaces it; who replayed and when is
     recorded. A running receiver picks the rows up within ``SECURE_EXPORT_OPS_POLL_SECONDS``.
     """
+    if _is_postgres(db_path):
+        from receiver.storage.pg_ops import replay as on_postgres
+
+        return on_postgres(db_path, ids, by=by)
     return _change(
         db_path,
         ids,
@@ -246,6 +260,10 @@ def replay(db_path: str, ids: Iterable[int] | None, *, by: str | None = None) ->
 
 def discard(db_path: str, ids: Iterable[int], *, reason: str, by: str | None = None) -> OpsResult:
     """Parked rows marked ``discarded`` with who and why; they are kept until retention removes them."""
+    if _is_postgres(db_path):
+        from receiver.storage.pg_ops import discard as on_postgres
+
+        return on_postgres(db_path, ids, reason=reason, by=by)
     reason = " ".join(reason.split())
     if not reason:
         raise OpsError("a reason is required to discard a delivery (--reason TEXT)")

@@ -61,6 +61,9 @@ class ReceiverSettings(BaseSettings):
     jwks_uri: str = ""
     """Signing keys; empty means the tenant's Azure AD v2.0 key set (filled in after validation)."""
     db: str = "./secure-export.db"
+    """An SQLite file (one replica), or a ``postgresql://`` libpq URL (several replicas; docs/postgresql.md)."""
+    db_auth: Literal["password", "entra"] = "password"
+    """PostgreSQL only: ``password`` (from the URL or ``PGPASSWORD``) or ``entra`` (the managed identity's token)."""
     itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
@@ -156,7 +159,7 @@ class ReceiverSettings(BaseSettings):
             raise ValueError("must name the app role (ActionGroupsSecureWebhook)")
         return value
 
-    @field_validator("itsm", "correlation", mode="before")
+    @field_validator("itsm", "correlation", "db_auth", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -195,7 +198,7 @@ class ReceiverSettings(BaseSettings):
     def _check_db(cls, value: str) -> str:
         from receiver.database import database_location  # the one reading of SECURE_EXPORT_DB
 
-        location = database_location(value)
+        location = database_location(value)  # a PostgreSQL URL's problems name what to change, never the URL
         location.require_directory()
         return location.path
 
@@ -257,6 +260,10 @@ _NOT_ECHOED = frozenset({"db"})
 def _given(value: Any) -> str:
     """`` (got 'x')`` for a value worth echoing (the settings outside ``_NOT_ECHOED`` hold no secrets), else nothing."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
+        if isinstance(value, str) and "://" in value:
+            from receiver.storage.pg_connect import redact
+
+            value = redact(value)  # a database URL may carry its password
         return f" (got {value!r})"
     return ""
 
@@ -280,7 +287,6 @@ def _describe_lines(error: ValidationError) -> list[str]:
 
 
 OTHER_VARIABLES = (
-    "SECURE_EXPORT_DB_AUTH",
     "SECURE_EXPORT_ITSM_REVISION",
 )
 """Contract variables (docs/design.md) read outside this class, and ``SECURE_EXPORT_ITSM_REVISION``

@@ -22,6 +22,12 @@ def create_backend(settings: ReceiverSettings) -> Backend:
     variables (and raises with a message naming them when they are wrong).
     """
     if settings.itsm == "embedded":
+        from receiver.storage import is_postgres
+
+        if is_postgres(settings.db):
+            from receiver.itsm.embedded_pg import EmbeddedPostgresBackend
+
+            return EmbeddedPostgresBackend(settings.db, auth=settings.db_auth, priority_map=settings.priority_map)
         from receiver.itsm.embedded import EmbeddedBackend
 
         return EmbeddedBackend(settings.db, priority_map=settings.priority_map, reopen_window=settings.reopen_window)

@@ -50,6 +50,13 @@ def close_work_item(
     """
     if action not in ("resolve", "close"):
         raise OpsError(f"unknown action {action!r}; use resolve or close")
+    from receiver.storage import is_postgres
+
+    if is_postgres(db_path):
+        raise OpsError(
+            "resolving or closing embedded work items by hand is not available on PostgreSQL in this version; "
+            "they resolve when Azure sends Resolved (docs/postgresql.md)"
+        )
     note = " ".join(note.split())
     if not note:
         raise OpsError("a note is required (--note TEXT): say what was done")

@@ -26,6 +26,15 @@ _ARM_PATH: Mapping[str, tuple[str, ...]] = {
     "azure-native:storage:FileShare": ("resourceGroupName", "accountName", "shareName"),
     "azure-native:managedidentity:UserAssignedIdentity": ("resourceGroupName", "resourceName"),
     "azure-native:authorization:RoleAssignment": ("scope", "roleAssignmentName"),
+    "azure-native:dbforpostgresql:Server": ("resourceGroupName", "serverName"),
+    "azure-native:dbforpostgresql:Database": ("resourceGroupName", "serverName", "databaseName"),
+    "azure-native:dbforpostgresql:Configuration": ("resourceGroupName", "serverName", "configurationName"),
+    "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra": ("resourceGroupName", "serverName", "objectId"),
+    "azure-native:dbforpostgresql:FirewallRule": ("resourceGroupName", "serverName", "firewallRuleName"),
+    "azure-native:network:VirtualNetwork": ("resourceGroupName", "virtualNetworkName"),
+    "azure-native:network:Subnet": ("resourceGroupName", "virtualNetworkName", "subnetName"),
+    "azure-native:privatedns:PrivateZone": ("resourceGroupName", "privateZoneName"),
+    "azure-native:privatedns:VirtualNetworkLink": ("resourceGroupName", "privateZoneName", "virtualNetworkLinkName"),
 }
 
 # A tracked ARM resource's location is create-only (ARM RPC guideline RPC-Put-V1-14, enforced by the

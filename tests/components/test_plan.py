@@ -122,7 +122,12 @@ def test_output_contains_no_secret_value(prod):
     assert "[secret]" in text
     env = _one(prod, "azure-native:app:ManagedEnvironment")
     assert env["inputs"]["appLogsConfiguration"]["logAnalyticsConfiguration"]["sharedKey"] == "[secret]"
-    storage = _one(prod, "azure-native:app:ManagedEnvironmentsStorage")
+    # Prod runs on PostgreSQL with Entra ID only: no share key and no database password exist at all.
+    assert not _of(prod, "azure-native:app:ManagedEnvironmentsStorage")
+    server = _one(prod, "azure-native:dbforpostgresql:Server")
+    assert "administratorLoginPassword" not in server["inputs"]
+    dev = to_json(plan_stack(REPO, "dev"))  # the SQLite share's key is a secret in the plan
+    storage = _one(dev, "azure-native:app:ManagedEnvironmentsStorage")
     assert storage["inputs"]["properties"]["azureFile"]["accountKey"] == "[secret]"
 
 

@@ -100,3 +100,20 @@ def test_routing_without_a_receiver_is_refused(tmp_path: Path) -> None:
     config["secure-export:routing"] = ROUTING
     problems = "\n".join(_problems(_write(tmp_path, "direct", document)))
     assert "secure-export:routing configure the bundled receiver" in problems
+
+
+def test_with_postgresql_the_routing_file_is_mounted_alone_and_still_starts_a_new_revision() -> None:
+    from components.receiver_service import CREDENTIALS_REVISION_VARIABLE
+
+    def revision(inputs: dict) -> str:
+        env = {e["name"]: e.get("value") for e in inputs["template"]["containers"][0]["env"]}
+        return str(env[CREDENTIALS_REVISION_VARIABLE])
+
+    first = _app(json.dumps(ROUTING), database={"kind": "postgresql"})
+    assert [v["name"] for v in first["template"]["volumes"]] == ["routing"]  # no inbox share with PostgreSQL
+    assert [m["volumeName"] for m in first["template"]["containers"][0]["volumeMounts"]] == ["routing"]
+    changed = dict(ROUTING, default={"assignmentGroup": "Another Group"})
+    again = _app(json.dumps(ROUTING), database={"kind": "postgresql"})
+    other = _app(json.dumps(changed), database={"kind": "postgresql"})
+    assert revision(first) == revision(again)
+    assert revision(first) != revision(other)  # keyed with the workspace key, the routing file counts

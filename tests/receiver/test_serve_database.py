@@ -1,7 +1,7 @@
 """``SECURE_EXPORT_DB`` as ``secure-export serve`` reads it: refused at start, one line, exit 2.
 
-A URL scheme the receiver does not support (``postgresql://`` included, until a PostgreSQL store
-exists) must never become a SQLite file with a strange name; a missing directory is not created;
+A URL scheme the receiver does not support must never become a SQLite file with a strange name
+(``postgresql://`` is PostgreSQL: a bad one is refused naming what to change, never the URL); a missing directory is not created;
 a database that cannot be opened is one line, with no traceback and no asyncio noise after it.
 Each case runs the real command in a child process.
 """
@@ -63,9 +63,6 @@ def assert_one_line_refusal(result: subprocess.CompletedProcess[str], *expected:
 @pytest.mark.parametrize(
     ("url", "scheme"),
     [
-        ("postgresql://receiver:s3cret-pw@db.example.org:5432/secure_export", "postgresql://"),
-        ("postgres://receiver:s3cret-pw@db.example.org/secure_export", "postgres://"),
-        ("POSTGRESQL://db.example.org/secure_export", "postgresql://"),
         ("mysql://receiver:s3cret-pw@db.example.org/secure_export", "mysql://"),
         ("sqlite:///data/secure-export.db", "sqlite://"),
         ("https://db.example.org/secure_export", "https://"),
@@ -77,9 +74,38 @@ def test_unsupported_url_scheme_is_refused_at_start(tmp_path: Path, url: str, sc
     assert list(tmp_path.iterdir()) == []  # before: ./postgresql:/... became a SQLite file
 
 
-def test_postgresql_is_refused_as_not_available_in_this_version(tmp_path: Path) -> None:
-    result = serve(tmp_path, "postgresql://receiver@db.example.org/secure_export")
-    assert_one_line_refusal(result, "PostgreSQL", "not supported by this version")
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://receiver:s3cret-pw@db.example.org:5432/secure_export?sslmode=disable", "TLS is required"),
+        ("postgres://receiver:s3cret-pw@db.example.org", "names no database"),
+        ("POSTGRESQL://db.example.org/secure_export", "names no user"),
+    ],
+)
+def test_a_postgresql_url_that_cannot_work_is_refused_naming_what_to_change(tmp_path: Path, url: str, expected: str) -> None:
+    line = assert_one_line_refusal(serve(tmp_path, url), "PostgreSQL URL", expected)
+    assert "s3cret-pw" not in line and "db.example.org" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_postgresql_server_fails_the_start_in_one_line_without_the_password(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = serve(tmp_path, f"postgresql://receiver:s3cret-pw@127.0.0.1:{port}/x")
+    assert result.returncode == 1, result.stderr  # not configuration: a restart may find the server up
+    [line] = [line for line in result.stderr.splitlines() if json.loads(line)["level"] == "error"]
+    assert "cannot open the inbox database" in line and "SECURE_EXPORT_DB" in line
+    assert "s3cret-pw" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_refused_postgresql_password_is_configuration_exit_2(tmp_path: Path, postgres_url: str) -> None:
+    user, rest = postgres_url.split("//", 1)[1].split(":", 1)
+    wrong = f"postgresql://{user}:wrong-s3cret@{rest.split('@', 1)[1]}"
+    line = assert_one_line_refusal(serve(tmp_path, wrong), "cannot open the inbox database", "password")
+    assert "wrong-s3cret" not in line
 
 
 def test_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
@@ -132,13 +158,13 @@ def _command(tmp_path: Path, *argv: str, db_env: str | None = None) -> subproces
 @pytest.mark.parametrize(
     ("argv", "db_env"),
     [
-        (("work-items", "--db", "postgresql://receiver:s3cret-pw@db.example.org/x"), None),
-        (("work-items", "--json"), "postgresql://receiver:s3cret-pw@db.example.org/x"),
+        (("work-items", "--db", "mysql://receiver:s3cret-pw@db.example.org/x"), None),
+        (("work-items", "--json"), "mysql://receiver:s3cret-pw@db.example.org/x"),
         (("cmdb",), "mysql://receiver:s3cret-pw@db.example.org/x"),
-        (("demo", "--db", "postgresql://receiver:s3cret-pw@db.example.org/x"), None),
-        (("trace", "some-alert-id"), "postgresql://receiver:s3cret-pw@db.example.org/x"),
-        (("replay", "--all"), "postgres://receiver:s3cret-pw@db.example.org/x"),
-        (("discard", "--id", "1", "--reason", "test"), "postgresql://receiver:s3cret-pw@db.example.org/x"),
+        (("demo", "--db", "mysql://receiver:s3cret-pw@db.example.org/x"), None),
+        (("trace", "some-alert-id"), "sqlite:///receiver:s3cret-pw@db.example.org/x"),
+        (("replay", "--all"), "https://receiver:s3cret-pw@db.example.org/x"),
+        (("discard", "--id", "1", "--reason", "test"), "mysql://receiver:s3cret-pw@db.example.org/x"),
     ],
 )
 def test_every_command_with_a_database_refuses_a_url_the_same_way(tmp_path: Path, argv: tuple[str, ...], db_env: str | None) -> None:
@@ -156,3 +182,10 @@ def test_demo_does_not_create_a_missing_directory(tmp_path: Path) -> None:
     [line] = result.stderr.splitlines()
     assert "does not exist" in line and "Traceback" not in result.stderr
     assert not (tmp_path / "missing").exists()
+
+
+def test_demo_keeps_to_sqlite(tmp_path: Path) -> None:
+    result = _command(tmp_path, "demo", "--db", "postgresql://receiver:s3cret-pw@db.example.org/x")
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "SQLite file" in line and "s3cret-pw" not in line

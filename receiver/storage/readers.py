@@ -1,0 +1,83 @@
+"""Read-only listings for the CLI (``work-items``, ``cmdb``) on either store, picked by the ``--db`` value.
+
+For PostgreSQL the authentication follows ``SECURE_EXPORT_DB_AUTH`` like the receiver's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from receiver.storage import is_postgres
+
+
+def _auth() -> str:
+    return os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower() or "password"
+
+
+def list_work_items(db: str) -> list[dict[str, Any]]:
+    """The embedded backend's work items (see :func:`receiver.itsm.embedded.list_work_items`)."""
+    if is_postgres(db):
+        from receiver.itsm.embedded_pg import list_work_items as from_postgres
+
+        return asyncio.run(from_postgres(db, auth=_auth()))
+    from receiver.itsm.embedded import list_work_items as from_sqlite
+
+    return from_sqlite(db)
+
+
+def list_configuration_items(db: str) -> list[dict[str, Any]]:
+    """The embedded backend's CIs (see :func:`receiver.itsm.embedded.list_configuration_items`)."""
+    if is_postgres(db):
+        from receiver.itsm.embedded_pg import list_configuration_items as from_postgres
+
+        return asyncio.run(from_postgres(db, auth=_auth()))
+    from receiver.itsm.embedded import list_configuration_items as from_sqlite
+
+    return from_sqlite(db)
+
+
+def list_parked(db: str) -> list[dict[str, Any]]:
+    """Parked inbox rows, oldest first (see :func:`receiver.inbox.list_parked`)."""
+    if not is_postgres(db):
+        from receiver.inbox import list_parked as from_sqlite
+
+        return from_sqlite(db)
+
+    async def read() -> list[dict[str, Any]]:
+        from receiver.storage.pg_connect import Database
+
+        conn = await Database(db, auth=_auth()).connect()
+        try:
+            if await conn.fetchval("SELECT to_regclass('inbox') IS NULL"):
+                return []
+            rows = await conn.fetch(
+                "SELECT id, alert_id, monitor_condition, attempts, last_error, received_at, parked_at "
+                "FROM inbox WHERE state = 'parked' ORDER BY id"
+            )
+        finally:
+            await conn.close()
+        return [dict(row) for row in rows]
+
+    return asyncio.run(read())
+
+
+def read_postgres(prog: str, db: str, show: Callable[[], None]) -> int:
+    """Run a listing against PostgreSQL; an unreachable or refusing database is a message and exit 1."""
+    from receiver.storage.pg_connect import DatabaseUrlError, connection_errors, redact
+
+    try:
+        show()
+    except DatabaseUrlError as error:
+        sys.stderr.write(f"{prog}: {redact(db)}: {error}\n")
+        return 1
+    except connection_errors() as error:
+        sys.stderr.write(
+            f"{prog}: cannot read the PostgreSQL database {redact(db)}: {error or type(error).__name__}; "
+            "check --db / $SECURE_EXPORT_DB and $SECURE_EXPORT_DB_AUTH\n"
+        )
+        return 1
+    return 0

@@ -1,0 +1,26 @@
+"""Fixtures for every test package: a real PostgreSQL cluster (see ``tests/postgres.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.postgres import PostgresCluster, running_cluster, unavailable_reason
+from tests.prerequisites import missing
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway cluster for the session; skipped (failed under CI=true) when PostgreSQL is missing."""
+    reason = unavailable_reason()
+    if reason is not None:
+        missing(reason)
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A libpq URL of a fresh, empty database in the session's cluster."""
+    return postgres_cluster.url(postgres_cluster.create_database())
