@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): run every benchmark, print the table, write JSON and PNG.
 
-Options: ``--quick`` for a smoke run of well under a minute; ``--only receiver|program`` to run
-half of it; ``--results DIR`` to write elsewhere than ``bench/results``. Progress lines go to
+Options: ``--quick`` for a smoke run of well under a minute; ``--only receiver|program|drain`` to
+run one part of it (``drain``: the storm into a slow, rate-limited ServiceNow stand-in); ``--results DIR`` to write elsewhere than ``bench/results``. Progress lines go to
 stderr as it runs; the table goes to stdout at the end.
 """
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, run the benchmarks and return 0 (1 when a half could not be measured)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run (seconds, tiny sizes)")
-    parser.add_argument("--only", choices=("receiver", "program", "stores"), help="run only one half")
+    parser.add_argument("--only", choices=("receiver", "program", "drain", "stores"), help="run only one part")
     parser.add_argument("--results", type=Path, default=None, help="output folder (default bench/results)")
     parser.add_argument("--rate-seconds", type=float, default=None, help="seconds per offered rate")
     parser.add_argument("--flat-seconds", type=float, default=None, help="seconds of flat-out load per server")
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         overrides["receiver"] = args.only == "receiver"
         overrides["program"] = args.only == "program"
+        overrides["drain"] = args.only == "drain"
         overrides["stores"] = args.only == "stores"
     config = BenchConfig.quick(**overrides) if args.quick else BenchConfig.model_validate(overrides)
 

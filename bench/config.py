@@ -35,8 +35,17 @@ class BenchConfig(BaseModel):
 
     Two by default: on a shared 2-core machine one run in a few lands on someone else's burst,
     and the three programs (components, plain, plain-full) then take about 3 minutes in all."""
+    drain_alerts: int = Field(default=5000, ge=10, le=100_000)
+    """Distinct alerts of the drain scenario (bench/servicenow_drain.py)."""
+    drain_rate_limit: float = Field(default=25.0, gt=0, le=1000)
+    """Requests per second the ServiceNow stand-in allows (429 with Retry-After beyond)."""
+    drain_delay_seconds: float = Field(default=0.15, ge=0, le=5)
+    """How long the stand-in takes to answer each API request."""
+    drain_probe_rate: float = Field(default=10.0, gt=0, le=1000)
+    """Repeated deliveries per second sent while draining, to measure the 202 latency."""
     receiver: bool = True
     program: bool = True
+    drain: bool = True
     stores: bool = True
     """The inbox stores beside their durable baselines (bench.stores): SQLite, PostgreSQL with 1 and 2 replicas."""
 
@@ -57,6 +66,7 @@ class BenchConfig(BaseModel):
             "use_wrk": False,
             "program_rule_counts": [10, 50],
             "program_repeats": 1,
+            "drain_alerts": 100,
         }
         values.update(overrides)
         return cls.model_validate(values)

@@ -123,6 +123,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     program = results.get("program")
     if program and "error" not in program and program.get("rows"):
         rows.extend(_program_targets(program))
+    drain = results.get("drain")
+    if drain and "error" not in drain:
+        from bench.servicenow_drain import targets as drain_targets
+
+        rows.extend(drain_targets(drain))
     stores = results.get("stores")
     if stores and "error" not in stores:
         from bench.stores import targets as store_targets
@@ -349,6 +354,13 @@ def table(results: dict[str, Any]) -> str:
         lines += _program_table(program)
     elif program:
         lines += ["", f"Program cost: not measured — {program['error']}"]
+    drain = results.get("drain")
+    if drain and "error" not in drain:
+        from bench.servicenow_drain import table as drain_table
+
+        lines += drain_table(drain)
+    elif drain:
+        lines += ["", f"ServiceNow drain: not measured — {drain['error']}"]
     stores = results.get("stores")
     if stores and "error" not in stores:
         from bench.stores import table as stores_table

@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import program_cost, report
+from bench import program_cost, report, servicenow_drain
 from bench.config import BenchConfig
 from bench.receiver_load import ReceiverBench
 
@@ -37,6 +37,8 @@ def run(config: BenchConfig, progress: Callable[[str], None]) -> int:
         results["receiver"] = _guarded("receiver benchmark", progress, lambda: ReceiverBench(config, progress).run())
     if config.program:
         results["program"] = _guarded("program-cost benchmark", progress, lambda: program_cost.run(config, progress))
+    if config.drain:
+        results["drain"] = _guarded("servicenow drain benchmark", progress, lambda: servicenow_drain.run(config, progress))
     if config.stores:
         from bench.stores import StoresBench
 
@@ -46,5 +48,5 @@ def run(config: BenchConfig, progress: Callable[[str], None]) -> int:
     report.write_json(results, json_path)
     report.plot(results, png_path)
     print(report.table(results))
-    failed = any("error" in results.get(half, {}) for half in ("receiver", "program", "stores"))
+    failed = any("error" in results.get(half, {}) for half in ("receiver", "program", "drain", "stores"))
     return 1 if failed else 0

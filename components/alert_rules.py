@@ -165,7 +165,7 @@ class ActivityLogAlertRuleArgs(TypedDict):
     regions: NotRequired[Optional[list[str]]]
     """ServiceHealth: impacted regions, e.g. West Europe."""
     health_statuses: NotRequired[Optional[list[str]]]
-    """ResourceHealth: current health statuses, e.g. Unavailable, Degraded."""
+    """ResourceHealth: current health statuses, e.g. Unavailable, Degraded; Available (the recovery) is added."""
     enabled: NotRequired[Optional[bool]]
     """Whether the rule is evaluated (default true)."""
 
@@ -292,6 +292,8 @@ def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> Any:
         ("properties.currentHealthStatus", "health_statuses"),
     ):
         values: Any = rule.get(key)
+        if key == "health_statuses" and values:
+            values = recovery_included(values)
         if values:
             all_of.append({"any_of": [{"field": field, "equals": v} for v in values]})
     for field, key in (
@@ -302,6 +304,16 @@ def _activity_condition(component: str, rule: ActivityLogAlertRuleArgs) -> Any:
         if values:
             all_of.append({"field": field, "contains_any": list(values)})
     return {"all_of": all_of}
+
+
+RECOVERY_HEALTH_STATUSES = ("Available",)
+"""Resource health statuses that mean the resource is back: sent too, so the receiver resolves the item."""
+
+
+def recovery_included(statuses: list[str]) -> list[str]:
+    """The rule's health statuses plus the recovery status (Azure never resolves a resource health alert;
+    the receiver resolves the Unavailable/Degraded item when the Available event for the resource arrives)."""
+    return [*statuses, *(s for s in RECOVERY_HEALTH_STATUSES if s not in statuses)]
 
 
 def watched_subscriptions(

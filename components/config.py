@@ -35,6 +35,7 @@ from components.validation import (
     check_short_name,
     duration_seconds,
 )
+from secure_export.routing import RoutingFile
 
 NAMESPACE = "secure-export"
 """The project name, and the namespace of this program's config keys."""
@@ -357,10 +358,24 @@ class ReceiverConfig(_Model):
     max_replicas: int = Field(default=1, ge=1, le=10)
     concurrent_requests: int = Field(default=50, ge=1, le=1000)
     log_retention_days: int = Field(default=30, ge=30, le=730)
+    reopen_window: str | None = None
+    """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration."""
+    stateless_ttl: str | None = None
+    """SECURE_EXPORT_STATELESS_TTL: seconds or ISO 8601 duration; unset: off."""
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     operator_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
     no_delivery_window: str = "PT1H"
     refused_token_threshold: int = Field(default=20, ge=1, le=100000)
+
+    @field_validator("reopen_window", "stateless_ttl", mode="before")
+    @classmethod
+    def _lifecycle_duration(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from secure_export.durations import parse_duration
+
+        parse_duration(value)
+        return str(value)
 
     @field_validator("no_delivery_window")
     @classmethod
@@ -444,6 +459,8 @@ class StackConfig(_Model):
     bmc_helix: BmcHelixConfig | None = None
     bmc_helix_password: SecretStr | None = None
     alert_rules: AlertRulesConfig = Field(default_factory=AlertRulesConfig)
+    routing: RoutingFile | None = None
+    """The routing file (docs/routing.md), same model as the receiver's SECURE_EXPORT_ROUTING."""
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -468,7 +485,8 @@ class StackConfig(_Model):
                                              ("servicenowPassword", self.servicenow_password),
                                              ("servicenowClientSecret", self.servicenow_client_secret),
                                              ("bmcHelix", self.bmc_helix),
-                                             ("bmcHelixPassword", self.bmc_helix_password)) if value]
+                                             ("bmcHelixPassword", self.bmc_helix_password),
+                                             ("routing", self.routing)) if value]
             if unused:
                 raise ValueError(
                     f"{', '.join(f'{NAMESPACE}:{key}' for key in unused)} configure the bundled receiver, which "
@@ -551,6 +569,13 @@ class StackConfig(_Model):
                 "max_replicas": receiver.max_replicas,
                 "concurrent_requests": receiver.concurrent_requests,
                 "log_retention_days": receiver.log_retention_days,
+                "routing": (
+                    json.dumps(self.routing.model_dump(by_alias=True, exclude_none=True), sort_keys=True)
+                    if self.routing is not None
+                    else None
+                ),
+                "reopen_window": receiver.reopen_window,
+                "stateless_ttl": receiver.stateless_ttl,
                 "database": receiver.database.to_args(),
                 "operator_emails": receiver.operator_emails or None,
                 "no_delivery_window": receiver.no_delivery_window,

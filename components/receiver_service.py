@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import json
 import re
 import uuid
 from typing import Any, NotRequired, Optional, TypedDict
@@ -24,6 +25,10 @@ RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 DB_MOUNT_PATH = "/data"
 DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
+ROUTING_MOUNT_PATH = "/etc/secure-export"
+ROUTING_SECRET = "routing-file"
+ROUTING_PATH = f"{ROUTING_MOUNT_PATH}/routing.json"
+"""Where the routing file is mounted: a secret volume, so the file is not a giant environment value."""
 OPS_PORT = 9090
 """Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``): ``/metrics``, detailed
 ``/readyz``, trace/replay/discard. Mapped as an additional, internal-only ingress port."""
@@ -107,6 +112,13 @@ class ReceiverServiceArgs(TypedDict):
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    routing: NotRequired[Optional[str]]
+    """Routing file as JSON text (docs/routing.md), checked with secure_export.routing; the container reads it
+    from a file mounted from a container-app secret (SECURE_EXPORT_ROUTING). Unset: every item to the default."""
+    reopen_window: NotRequired[Optional[str]]
+    """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
+    stateless_ttl: NotRequired[Optional[str]]
+    """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
     operator_emails: NotRequired[Optional[list[str]]]
     """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
     no_delivery_window: NotRequired[Optional[str]]
@@ -155,6 +167,34 @@ def _image(args: ReceiverServiceArgs, name: str) -> str:
             raise ValueError(f"ReceiverService {name}: image_digest must be sha256:<64 hex digits>, got {digest!r}")
         return f"{registry}/{repository}@{digest}"
     return f"{registry}/{repository}:{tag}"
+
+
+def _routing(
+    name: str, args: ReceiverServiceArgs, secrets: list[dict[str, Any]], env: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Check the routing file and the lifecycle durations; add the secret, variables, volume and mount."""
+    for field, variable in (("reopen_window", "SECURE_EXPORT_REOPEN_WINDOW"), ("stateless_ttl", "SECURE_EXPORT_STATELESS_TTL")):
+        value = args.get(field)
+        if value is not None:
+            env.append({"name": variable, "value": str(value)})
+    text = args.get("routing")
+    if not text:
+        return [], []
+    from secure_export.routing import RoutingError, parse_routing
+
+    try:
+        parse_routing(json.loads(text), source=f"of ReceiverService {name}")
+    except ValueError as error:  # RoutingError, or text that is not JSON
+        problems = error.problems if isinstance(error, RoutingError) else [f"not JSON: {error}"]
+        raise ValueError(f"ReceiverService {name}: routing: " + "; ".join(problems)) from None
+    secrets.append({"name": ROUTING_SECRET, "value": text})
+    env.append({"name": "SECURE_EXPORT_ROUTING", "value": ROUTING_PATH})
+    volume = {
+        "name": "routing",
+        "storage_type": "Secret",
+        "secrets": [{"secret_ref": ROUTING_SECRET, "path": ROUTING_PATH.rsplit("/", 1)[1]}],
+    }
+    return [volume], [{"volume_name": "routing", "mount_path": ROUTING_MOUNT_PATH}]
 
 
 def _choice(name: str, field: str, value: Optional[str], allowed: tuple[str, ...]) -> str:
@@ -276,8 +316,10 @@ class ReceiverService(pulumi.ComponentResource):
         )
 
         secrets, env = self._environment(name, args, tenant_id, audiences, itsm, correlation)
-        volumes: Any = None
-        volume_mounts: Any = None
+        # Before the revision HMAC below: the routing file is a secret too, so a changed file starts a revision.
+        routing_volume, routing_mount = _routing(name, args, secrets, env)
+        volumes: list[dict[str, Any]] = list(routing_volume)
+        volume_mounts: list[dict[str, Any]] = list(routing_mount)
         if database is not None:
             env = [e for e in env if e["name"] != "SECURE_EXPORT_DB"] + [
                 {"name": "SECURE_EXPORT_DB", "value": database.url},
@@ -289,15 +331,16 @@ class ReceiverService(pulumi.ComponentResource):
             revision_key: Any = workspace_keys.primary_shared_key
         else:
             volume_name, account_keys = self._sqlite_share(name, rg_name, location, environment, tags)
-            volumes = [
+            volumes.insert(
+                0,
                 {
                     "name": "inbox",
                     "storage_type": "AzureFile",
                     "storage_name": volume_name,
                     "mount_options": INBOX_MOUNT_OPTIONS,
-                }
-            ]
-            volume_mounts = [{"volume_name": "inbox", "mount_path": DB_MOUNT_PATH}]
+                },
+            )
+            volume_mounts.insert(0, {"volume_name": "inbox", "mount_path": DB_MOUNT_PATH})
             revision_key = account_keys.keys[0].value
         if secrets:
             # Container Apps starts no revision when only a secret changes; this variable in the
@@ -386,7 +429,7 @@ class ReceiverService(pulumi.ComponentResource):
                                 "failure_threshold": 3,
                             },
                         ],
-                        "volume_mounts": volume_mounts,
+                        "volume_mounts": volume_mounts or None,
                     }
                 ],
                 "scale": {
@@ -401,7 +444,7 @@ class ReceiverService(pulumi.ComponentResource):
                         }
                     ],
                 },
-                "volumes": volumes,
+                "volumes": volumes or None,
             },
             workload_profile_name="Consumption" if environment_network else None,
             tags=tags,

@@ -59,6 +59,13 @@ class ReceiverSettingsArgs(TypedDict):
     """Concurrent requests per replica before scaling out (default 50)."""
     log_retention_days: NotRequired[Optional[int]]
     """Log Analytics retention in days (default 30)."""
+    routing: NotRequired[Optional[str]]
+    """Routing file as JSON text (docs/routing.md), checked with secure_export.routing; the container reads it
+    from a file mounted from a container-app secret (SECURE_EXPORT_ROUTING). Unset: every item to the default."""
+    reopen_window: NotRequired[Optional[str]]
+    """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
+    stateless_ttl: NotRequired[Optional[str]]
+    """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
     database: NotRequired[Optional[DatabaseSettings]]
     """The inbox's database: sqlite (default, one replica) or postgresql (a flexible server, several replicas)."""
     operator_emails: NotRequired[Optional[list[str]]]

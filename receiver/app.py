@@ -55,11 +55,13 @@ from receiver.auth import (
     check_subscriptions,
     single_authorization,
 )
-from receiver.dispatch import Dispatcher
+from receiver.dispatch import SYNTHETIC_ALERT_PREFIX, Dispatcher
 from receiver.inbox import InboxUnavailable
 from receiver.itsm.base import Backend, PermanentBackendError
+from receiver.lifecycle import Lifecycle
 from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.metrics import ReceiverMetrics, route_label
+from receiver.routing import load_configured
 from receiver.schema import AlertParseError, parse_alert
 from receiver.settings import ReceiverSettings
 from receiver.storage import InboxStore
@@ -323,6 +325,10 @@ class AlertEndpoint:
         essentials = alert.data.essentials
         alert_id = essentials.alert_id
         condition = essentials.monitor_condition
+        if alert_id.startswith(SYNTHETIC_ALERT_PREFIX):
+            # Only the receiver writes such rows (receiver.lifecycle): a caller must not resolve items with them.
+            detail = f"alertId must not start with {SYNTHETIC_ALERT_PREFIX!r}"
+            return 422, _encode({"error": "not_common_alert_schema", "detail": detail}), []
         if self.allowed_subscriptions is not None:
             try:
                 check_subscriptions(
@@ -367,6 +373,7 @@ def _make_readyz(runtime: Runtime, *, detailed: bool = True) -> Callable[[Reques
 
     async def readyz(request: Request) -> Response:
         problems: list[str] = []
+        warnings: list[str] = []
         if runtime.shutting_down:
             problems.append("shutting down")
         try:
@@ -385,12 +392,17 @@ def _make_readyz(runtime: Runtime, *, detailed: bool = True) -> Callable[[Reques
                     readiness = await runtime.backend.readiness()
                 if not readiness.ready:
                     problems.append(f"backend {runtime.backend.name} not ready: {readiness.reason or 'no reason given'}")
+                elif readiness.reason:
+                    warnings.append(f"backend {runtime.backend.name}: {readiness.reason}")
             except TimeoutError:
                 problems.append(f"backend {runtime.backend.name} readiness check timed out")
         if problems:
             if not detailed:
                 return error_response(503, "not_ready", "not ready; the reasons are on the ops port")
             return error_response(503, "not_ready", "; ".join(problems))
+        if warnings and detailed:
+            # Ready, but something needs a person (e.g. a routing name ServiceNow does not know).
+            return _json(200, {"status": "ready", "warnings": warnings})
         return _json(200, {"status": "ready"})
 
     return readyz
@@ -517,6 +529,21 @@ def create_app(
         concurrency=settings.dispatch_concurrency,
         apply_timeout=settings.dispatch_apply_timeout_seconds,
         metrics=metrics,
+        routing=load_configured(settings.routing),
+        # Flap damping and the stateless TTL keep their timers in the SQLite inbox; on PostgreSQL they
+        # do not run yet (docs/postgresql.md, "Lifecycle rules"), which the start log says.
+        lifecycle=(
+            None
+            if is_postgres(settings.db)
+            else Lifecycle(
+                inbox,  # type: ignore[arg-type]
+                reopen_window=settings.reopen_window,
+                stateless_ttl=settings.stateless_ttl,
+                flap_cycles=settings.flap_cycles,
+                flap_quiet=settings.flap_quiet,
+                sweep_interval=settings.lifecycle_sweep_seconds,
+            )
+        ),
     )
     inbox.set_on_committed(dispatcher.notify)
     metrics.bind_inbox(inbox)
@@ -544,6 +571,19 @@ def create_app(
                     if owns_jwks:
                         stack.push_async_callback(jwks.close)
                 stack.push_async_callback(backend.close)
+                if dispatcher.lifecycle is not None:
+                    await dispatcher.lifecycle.open()
+                    stack.push_async_callback(dispatcher.lifecycle.close)
+                else:
+                    log.warning(
+                        "lifecycle rules not run on PostgreSQL",
+                        extra={
+                            "event": "lifecycle_unsupported",
+                            "flap_cycles": settings.flap_cycles,
+                            "stateless_ttl": settings.stateless_ttl,
+                            "detail": "flap damping and SECURE_EXPORT_STATELESS_TTL run with an SQLite inbox only (docs/postgresql.md)",
+                        },
+                    )
                 from receiver.ops_watch import OpsWatcher, prune_resolved_loop
 
                 if is_postgres(settings.db):

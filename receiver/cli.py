@@ -22,6 +22,7 @@ DEFAULT_PORT = 8080
 
 _TITLE_WIDTH = 60
 _CI_WIDTH = 40
+_GROUP_WIDTH = 24
 
 
 def main(command: str, argv: list[str]) -> int:
@@ -167,6 +168,12 @@ def _work_items(argv: list[str]) -> int:
         action="store_true",
         help="list only the parked (failed) inbox deliveries that never became work items",
     )
+    parser.add_argument(
+        "--group", metavar="NAME", help="only work items of this assignment group (case-insensitive; '-' for none)"
+    )
+    parser.add_argument(
+        "--state", metavar="STATE", type=_work_item_state, help="only work items in this state: New, Resolved or Closed"
+    )
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
@@ -179,7 +186,7 @@ def _work_items(argv: list[str]) -> int:
         return _read(prog, db, lambda: _print_parked(_parked(db), as_json=args.json))
 
     def show() -> None:
-        items = list_work_items(db)
+        items = filter_work_items(list_work_items(db), group=args.group, state=args.state)
         if args.json:
             _print_json(items)
             return
@@ -188,6 +195,33 @@ def _work_items(argv: list[str]) -> int:
         _print_parked(_parked(db), as_json=False)
 
     return _read(prog, db, show)
+
+
+WORK_ITEM_STATES = ("New", "Resolved", "Closed")
+
+
+def _work_item_state(value: str) -> str:
+    canonical = next((state for state in WORK_ITEM_STATES if state.casefold() == value.strip().casefold()), None)
+    if canonical is None:
+        raise argparse.ArgumentTypeError(f"unknown state {value!r}; use {', '.join(WORK_ITEM_STATES)}")
+    return canonical
+
+
+def filter_work_items(
+    items: Sequence[dict[str, Any]], *, group: str | None = None, state: str | None = None
+) -> list[dict[str, Any]]:
+    """The items of one assignment group (``-``: none) and/or one state; names compare case-insensitively."""
+    wanted = group.strip().casefold() if group is not None else None
+    selected = []
+    for item in items:
+        if state is not None and item["state"] != state:
+            continue
+        if wanted is not None:
+            have = (item.get("assignment_group") or "").casefold()
+            if have != ("" if wanted == "-" else wanted):
+                continue
+        selected.append(item)
+    return selected
 
 
 def _parked(db: str) -> list[dict[str, Any]]:
@@ -498,14 +532,15 @@ def print_work_items(items: Sequence[dict[str, Any]], out: TextIO | None = None)
     out = out or sys.stdout
     if not _heading("Work items", len(items), out):
         return
-    headers = ["NUMBER", "STATE", "SEV", "PRI", "OCC", "OPENED", "RESOLVED", "TITLE", "CIS"]
+    headers = ["NUMBER", "STATE", "SEV", "PRI", "OCC", "GROUP", "OPENED", "RESOLVED", "TITLE", "CIS"]
     rows = [
         [
             item["number"],
             item["state"],
             item["severity"] or "-",
             str(item["priority"]),
-            str(item["occurrences"]),
+            str(item["occurrences"]) + (f" (reopened {item['reopened']})" if item.get("reopened") else ""),
+            _clip(item.get("assignment_group") or "-", _GROUP_WIDTH),
             _short_time(item["opened_at"]),
             _short_time(item["resolved_at"]),
             _clip(item["title"], _TITLE_WIDTH),

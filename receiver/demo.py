@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from receiver.demo_alerts import DEMO_SUBSCRIPTION_ID, DemoAlert, demo_alerts
+from receiver.demo_alerts import DEMO_ROUTING, DEMO_SUBSCRIPTION_ID, DemoAlert, demo_alerts, refire
 
 APPLY_TIMEOUT_SECONDS = 10.0
 """How long to wait for the dispatcher to apply everything before declaring failure."""
@@ -84,6 +84,8 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
         f"Azure AD stand-in: tenant {issuer.tenant_id}, signing key {issuer.kid[:12]}…, JWKS at {issuer.jwks_uri}"
     )
 
+    routing = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-routing-"))) / "routing.yaml"
+    routing.write_text(DEMO_ROUTING)
     settings = load_settings(
         {
             "SECURE_EXPORT_TENANT_ID": issuer.tenant_id,
@@ -91,6 +93,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             "SECURE_EXPORT_JWKS_URI": issuer.jwks_uri,
             "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS": DEMO_SUBSCRIPTION_ID,
             "SECURE_EXPORT_DB": db,
+            "SECURE_EXPORT_ROUTING": str(routing),
             # Microsoft's libraries refetch at most every 5 minutes; the unknown-kid step relies on it.
             "SECURE_EXPORT_JWKS_MIN_REFETCH_SECONDS": "300",
         }
@@ -151,14 +154,43 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             raise DemoFailed(f"{label} was answered {response.status_code}, expected {expected}")
 
     step(f"waiting for the dispatcher to apply {len(accepted)} accepted deliveries…")
-    items = _wait_until_applied(db, alerts)
+    _wait_until_applied(db, alerts)
     step("done: every delivery applied")
 
-    _report(out, db, items, alerts, kept=kept, elapsed=time.monotonic() - started)
+    again = refire(alerts[0])
+    step(
+        f"{alerts[0].rule} fires again 3 minutes after Azure resolved it (a new alert instance): within the "
+        "reopen window (SECURE_EXPORT_REOPEN_WINDOW, 1 hour) its work item comes back instead of a new one"
+    )
+    for payload in (again.fired, again.resolved):
+        assert payload is not None
+        response = _post(client, payload, issuer.mint())
+        condition = payload["data"]["essentials"]["monitorCondition"]
+        out.write(f"    {response.status_code}  {condition:<8}  {again.kind:<38} {again.rule:<28} {_answer(response)}\n")
+        if response.status_code != 202:
+            raise DemoFailed(f"the repeated {condition} was answered {response.status_code}: {response.text}")
+        if condition == "Fired":
+            # Reopened: the first instance's item is open again, holding both instances.
+            opened = [DemoAlert(a.kind, a.fired, None) for a in (alerts[0], again)]
+            _wait_until_applied(db, [*opened, *alerts[1:]])
+    items = _wait_until_applied(db, [*alerts, again])
+    reopened = next(item for item in items if again.alert_id in item["alert_ids"])
+    if reopened["reopened"] < 1 or alerts[0].alert_id not in reopened["alert_ids"]:
+        raise DemoFailed(f"the repeated alert did not reopen {alerts[0].rule}'s work item: {reopened}")
+    step(f"done: {reopened['number']} reopened, resolved again by Azure")
+
+    _report(out, db, items, alerts, kept=kept, elapsed=time.monotonic() - started, reopened=reopened)
 
 
 def _report(
-    out: TextIO, db: str, items: list[dict[str, Any]], alerts: list[DemoAlert], *, kept: bool, elapsed: float
+    out: TextIO,
+    db: str,
+    items: list[dict[str, Any]],
+    alerts: list[DemoAlert],
+    *,
+    kept: bool,
+    elapsed: float,
+    reopened: dict[str, Any],
 ) -> None:
     """Print the work items and CIs, one item in full, and a one-line summary of this run."""
     from receiver.cli import print_configuration_items, print_work_items
@@ -175,6 +207,17 @@ def _report(
     out.write("  notes:\n")
     for note in reordered["notes"]:
         out.write(f"    {note}\n")
+    out.write(f"\n{reopened['number']} (reopened {reopened['reopened']}x) notes:\n")
+    for note in reopened["notes"]:
+        out.write(f"    {note}\n")
+    groups: dict[str, int] = {}
+    for item in items:
+        groups[item["assignment_group"] or "-"] = groups.get(item["assignment_group"] or "-", 0) + 1
+    out.write(
+        "\nAssignment groups (from the demo's routing file): "
+        + ", ".join(f"{group} {count}" for group, count in sorted(groups.items()))
+        + "\n"
+    )
     run_ids = {alert.alert_id for alert in alerts}
     mine = [item for item in items if run_ids & set(item["alert_ids"])]
     resolved = sum(1 for item in mine if item["state"] == "Resolved")
@@ -223,7 +266,11 @@ def _answer(response: httpx.Response) -> str:
 
 
 def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]]:
-    """Poll until each alert's work item is in its expected state (bounded by APPLY_TIMEOUT_SECONDS)."""
+    """Poll until each alert's work item is in its expected state (bounded by APPLY_TIMEOUT_SECONDS).
+
+    An item flap damping holds open (the demo run again and again within the reopen window makes
+    its stateful alerts flap) counts as applied: its note says so.
+    """
     from receiver.inbox import count_by_state, list_parked
     from receiver.itsm.embedded import list_work_items
 
@@ -231,7 +278,7 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]
     deadline = time.monotonic() + APPLY_TIMEOUT_SECONDS
     while True:
         items = list_work_items(db)
-        state_of = {alert_id: item["state"] for item in items for alert_id in item["alert_ids"]}
+        state_of = {alert_id: _settled_state(item) for item in items for alert_id in item["alert_ids"]}
         pending = count_by_state(db)["pending"]
         if pending == 0 and all(state_of.get(alert_id) == state for alert_id, state in expected.items()):
             return items
@@ -253,6 +300,11 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]
                 f"work items not in the expected state (found, expected): {wrong}"
             )
         time.sleep(0.05)
+
+
+def _settled_state(item: dict[str, Any]) -> str:
+    held = item["state"] == "New" and item["notes"] and " Flapping: " in item["notes"][-1]
+    return "Resolved" if held else str(item["state"])
 
 
 @contextmanager

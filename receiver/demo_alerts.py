@@ -339,3 +339,32 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
         DemoAlert("resource health alert", resource_health, None),
         DemoAlert("service health alert", service_health, None),
     ]
+
+
+DEMO_ROUTING = """\
+# The demo's routing file (docs/routing.md): first match wins.
+routes:
+  - match: {monitoringService: [ServiceHealth]}
+    set: {assignmentGroup: Cloud Platform Team, category: Cloud Provider}
+  - match: {signalType: [Activity Log]}
+    set: {assignmentGroup: Platform Team}
+  - match: {resourceGroup: [rg-shop-prod]}
+    set: {assignmentGroup: Shop On-Call, category: Software}
+default: {assignmentGroup: Azure Monitor Triage}
+"""
+
+
+def refire(alert: DemoAlert, after_resolved: timedelta = timedelta(minutes=3)) -> DemoAlert:
+    """A new instance of ``alert``'s rule on the same resources, firing ``after_resolved`` after it resolved.
+
+    Azure gives every firing a new ``alertId``; within the reopen window the receiver brings the
+    earlier work item back instead of opening another.
+    """
+    assert alert.resolved is not None, "only a stateful alert resolves and fires again"
+    fired = copy.deepcopy(alert.fired)
+    essentials = fired["data"]["essentials"]
+    resolved_at = datetime.fromisoformat(alert.resolved["data"]["essentials"]["resolvedDateTime"].replace("Z", "+00:00"))
+    prefix = essentials["alertId"].rsplit("/", 1)[0]
+    essentials["alertId"] = f"{prefix}/{uuid.uuid4()}"
+    essentials["firedDateTime"] = _iso(resolved_at + after_resolved)
+    return DemoAlert(f"{alert.kind}, firing again", fired, _resolved(fired, resolved_at + 2 * after_resolved))

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.inbox import Inbox, InboxRow
 from receiver.itsm.base import (
@@ -52,6 +52,10 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
+from receiver.routing import EMPTY_ROUTING, route_event
+
+if TYPE_CHECKING:
+    from secure_export.routing import RoutingFile
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +140,17 @@ def build_event(body: bytes, mode: str, alert: Any = None) -> AlertEvent:
     except Exception as error:  # noqa: BLE001 - a summary is a nicety, never a reason to fail
         log.debug("no condition summary", extra={"event": "summary_failed", "error": str(error)})
     severity = essentials.get("severity")
+    data = document.get("data") if isinstance(document, dict) else None
+    custom = data.get("customProperties") if isinstance(data, dict) else None
+    context = data.get("alertContext") if isinstance(data, dict) else None
+    # Only rows the receiver stored itself carry a lifecycle block (the request path refuses the prefix).
+    lifecycle = document.get(LIFECYCLE_KEY) if alert_id.startswith(SYNTHETIC_ALERT_PREFIX) else None
+    own_key = lifecycle.get("key") if isinstance(lifecycle, dict) else None
     return AlertEvent(
         alert_id=alert_id,
         condition=condition,
-        correlation_key=correlation_key(essentials, mode),
+        # A Resolved the receiver stored itself names the key of the item it resolves.
+        correlation_key=own_key if isinstance(own_key, str) and own_key else correlation_key(essentials, mode),
         rule=_text(essentials.get("alertRule")) or "",
         severity=severity if severity in ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4") else None,
         signal_type=_text(essentials.get("signalType")),
@@ -152,7 +163,32 @@ def build_event(body: bytes, mode: str, alert: Any = None) -> AlertEvent:
         investigation_link=_text(essentials.get("investigationLink")),
         condition_summary=summary,
         essentials=dict(essentials),
+        custom_properties=(
+            {str(k): str(v) for k, v in custom.items() if v is not None} if isinstance(custom, dict) else {}
+        ),
+        lifecycle_key=correlation_key(essentials, "rule-target"),
+        lifecycle_reason=_text(lifecycle.get("reason")) if isinstance(lifecycle, dict) else None,
+        lifecycle_note=_text(lifecycle.get("note")) if isinstance(lifecycle, dict) else None,
+        recovery=condition is Condition.FIRED and is_recovery(essentials, context),
     )
+
+
+SYNTHETIC_ALERT_PREFIX = "secure-export-lifecycle/"
+"""Alert ids of the Resolved rows the receiver stores itself; refused from callers."""
+LIFECYCLE_KEY = "secureExportLifecycle"
+"""Top-level key of a Resolved the receiver stores itself (``receiver.lifecycle``): ``{"reason": ...}``."""
+
+RECOVERY_STATUSES = frozenset({"available"})
+"""Resource health statuses that mean the resource recovered (docs/routing.md, lifecycle)."""
+
+
+def is_recovery(essentials: Mapping[str, Any], context: Any) -> bool:
+    """A resource health event that reports the resource ``Available`` again."""
+    if str(essentials.get("monitoringService", "")).casefold() != "resource health":
+        return False
+    properties = context.get("properties") if isinstance(context, dict) else None
+    status = properties.get("currentHealthStatus") if isinstance(properties, dict) else None
+    return isinstance(status, str) and status.strip().casefold() in RECOVERY_STATUSES
 
 
 @dataclass(slots=True)
@@ -186,8 +222,14 @@ class Dispatcher:
         metrics: Any = None,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        routing: RoutingFile | None = None,
+        lifecycle: Any = None,
     ) -> None:
         self.inbox = inbox
+        self.routing = routing if routing is not None else EMPTY_ROUTING
+        """Routing rules (``SECURE_EXPORT_ROUTING``): each event gets its decision before the backend sees it."""
+        self.lifecycle = lifecycle
+        """A :class:`receiver.lifecycle.Lifecycle` told of every applied event (stateless TTL), or None."""
         self.backend = backend
         self.correlation = correlation
         self.max_attempts = max_attempts
@@ -414,7 +456,7 @@ class Dispatcher:
         event: AlertEvent | None
         problem: str | None = None
         try:
-            event = build_event(row.body, self.correlation, row.payload)
+            event = route_event(self.routing, build_event(row.body, self.correlation, row.payload))
             key = event.correlation_key
         except UnusableRow as error:
             event, problem, key = None, str(error), row.alert_id
@@ -517,7 +559,13 @@ class Dispatcher:
         try:
             # asyncio.timeout, not wait_for: no extra task per call (wait_for wraps the coroutine in one).
             async with asyncio.timeout(self.apply_timeout):
-                applied_to = await self.backend.apply(entry.event)
+                event = entry.event
+                if self.lifecycle is not None:
+                    event = await self.lifecycle.before_apply(event)
+                applied_to = await self.backend.apply(event)
+                if self.lifecycle is not None:
+                    # After the backend: a crash in between replays the row, and both steps are idempotent.
+                    await self.lifecycle.after_apply(event)
         except asyncio.CancelledError:
             raise
         except PermanentBackendError as error:

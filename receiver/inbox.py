@@ -377,6 +377,13 @@ class Inbox:
         self._queue.put(_Op(loop, future, fn))
         return await future
 
+    async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in the writer's next transaction (a savepoint of its own); its result.
+
+        For the receiver's own tables beside the inbox (``receiver.lifecycle``): one writer, one lock.
+        """
+        return await self._call(fn)
+
     async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
         """Pending rows with ``id > after_id`` in arrival order (at most ``limit``)."""
 

@@ -67,6 +67,12 @@ class ReceiverSettings(BaseSettings):
     itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    routing: str | None = None
+    """Path of the routing file (docs/routing.md); unset: every item goes to the default (no group)."""
+    reopen_window: float = 3600.0
+    """Seconds (or ISO 8601): a Fired whose item Azure resolved this recently reopens that item; 0: never."""
+    stateless_ttl: float | None = None
+    """Seconds (or ISO 8601): items of alerts Azure never resolves resolve after this long without a repeat."""
 
     # --- operational variables (docs/receiver.md) --------------------------------------------
     clock_skew_seconds: float = Field(default=60.0, ge=0, le=600)
@@ -108,6 +114,12 @@ class ReceiverSettings(BaseSettings):
     graceful_shutdown_seconds: float = Field(default=10.0, ge=0)
     """On SIGTERM: time given to in-flight requests and backend calls before they are cut."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    flap_cycles: int = Field(default=3, ge=0, le=1000)
+    """Fire/resolve cycles within the reopen window beyond which an item is flapping (0: no damping)."""
+    flap_quiet: float = 900.0
+    """Seconds (or ISO 8601) without a Fired after which a flapping item resolves."""
+    lifecycle_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
+    """How often due lifecycle resolutions (stateless TTL, flap quiet period) are looked for."""
 
     @field_validator("tenant_id")
     @classmethod
@@ -156,6 +168,30 @@ class ReceiverSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("reopen_window", "flap_quiet", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        from secure_export.durations import parse_duration
+
+        return parse_duration(value)
+
+    @field_validator("stateless_ttl", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> float | None:
+        from secure_export.durations import parse_duration
+
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "0")):
+            return None
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            return None
+        return seconds
+
+    @field_validator("routing")
+    @classmethod
+    def _routing_path(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("db")
     @classmethod
@@ -251,9 +287,6 @@ def _describe_lines(error: ValidationError) -> list[str]:
 
 
 OTHER_VARIABLES = (
-    "SECURE_EXPORT_ROUTING",
-    "SECURE_EXPORT_REOPEN_WINDOW",
-    "SECURE_EXPORT_STATELESS_TTL",
     "SECURE_EXPORT_ITSM_REVISION",
 )
 """Contract variables (docs/design.md) read outside this class, and ``SECURE_EXPORT_ITSM_REVISION``
@@ -346,6 +379,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
             settings = ReceiverSettings.model_validate(values)
     except ValidationError as error:
         problems += _describe_lines(error)
+    routing_path = settings.routing if settings is not None else str(values.get("routing") or "").strip()
+    if routing_path:
+        from secure_export.routing import RoutingError, load_routing
+
+        try:
+            load_routing(routing_path)
+        except RoutingError as error:
+            problems += [f"SECURE_EXPORT_ROUTING ({routing_path}): {line}" for line in error.problems]
     itsm = settings.itsm if settings is not None else str(values.get("itsm", "")).strip().lower()
     if itsm == "servicenow" and (settings is None or with_backend):
         prefix = "servicenow_"

@@ -72,7 +72,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "assignment_group": REFERENCE, "caller_id": REFERENCE, "category": CHOICE, "subcategory": CHOICE,
         "contact_type": CHOICE, "close_code": CHOICE, "close_notes": STRING, "hold_reason": CHOICE,
         "opened_at": STRING, "resolved_at": STRING, "closed_at": STRING, "work_notes": JOURNAL,
-        "comments": JOURNAL,
+        "comments": JOURNAL, "business_service": REFERENCE, "location": STRING, "company": STRING,
+        "service_offering": STRING, "u_team": STRING,
     },
     "cmdb_ci": _COMMON | {
         "name": STRING, "object_id": STRING, "operational_status": CHOICE, "ip_address": STRING,
@@ -90,11 +91,14 @@ SCHEMAS: dict[str, dict[str, str]] = {
     },
     "sys_user": _COMMON | {"user_name": STRING, "name": STRING, "active": STRING, "email": STRING},
     "sys_user_group": _COMMON | {"name": STRING, "active": STRING},
+    "cmdb_ci_service": _COMMON | {"name": STRING, "operational_status": CHOICE},
     "sys_journal_field": _COMMON | {"element_id": STRING, "element": STRING, "name": STRING, "value": STRING},
 }
 
-REFERENCE_TABLES = {"cmdb_ci": "cmdb_ci", "assignment_group": "sys_user_group", "caller_id": "sys_user"}
+REFERENCE_TABLES = {"cmdb_ci": "cmdb_ci", "assignment_group": "sys_user_group", "caller_id": "sys_user",
+                    "business_service": "cmdb_ci_service"}
 DISPLAY_FIELD = {"incident": "number", "cmdb_ci": "name", "sys_user": "name", "sys_user_group": "name",
+                 "cmdb_ci_service": "name",
                  "sys_choice": "label", "em_event": "message_key", "sys_journal_field": "element"}
 CHOICE_LABELS = {
     "state": {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"},
@@ -206,6 +210,13 @@ class FakeServiceNow:
         self.requests: list[RecordedRequest] = []
         self.scripts_evaluated: list[str] = []
         self._numbers = itertools.count(10001)
+        self.response_delay = 0.0
+        """Seconds every API answer takes (a slow instance), spent outside the lock: requests overlap."""
+        self.throttle_rate: float | None = None
+        """Requests per second allowed (ServiceNow's rate limit rules); beyond it 429 with ``Retry-After``."""
+        self.throttled = 0
+        """429 answers the throttle gave."""
+        self._throttle_window: list[float] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for sequence, code in enumerate(CURRENT_CLOSE_CODES):
@@ -299,6 +310,27 @@ class FakeServiceNow:
         """End every outage started by :meth:`start_outage`."""
         with self._lock:
             self.faults = [f for f in self.faults if f.remaining is not None]
+
+    def throttle(self, per_second: float | None, *, delay: float = 0.0) -> None:
+        """Allow ``per_second`` API requests in any one-second window (429 with ``Retry-After`` beyond);
+        every answer takes ``delay`` seconds. ``None`` lifts the limit."""
+        with self._lock:
+            self.throttle_rate = per_second
+            self.response_delay = delay
+            self._throttle_window = []
+
+    def _over_limit(self) -> float | None:
+        """Seconds until a slot frees when the rolling one-second window is full, else None (and counts the request)."""
+        with self._lock:
+            if self.throttle_rate is None:
+                return None
+            now = time.monotonic()
+            self._throttle_window = [t for t in self._throttle_window if now - t < 1.0]
+            if len(self._throttle_window) >= self.throttle_rate:
+                self.throttled += 1
+                return max(0.0, 1.0 - (now - self._throttle_window[0]))
+            self._throttle_window.append(now)
+            return None
 
     def drop_next(self, times: int = 1, *, after_processing: bool = False, method: str | None = None,
                   path_prefix: str = "/api/") -> Fault:
@@ -679,6 +711,12 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         fault = self.fake._take_fault(method, parts.path)
+        if self.fake.response_delay and parts.path.startswith("/api/"):
+            time.sleep(self.fake.response_delay)
+        wait = self.fake._over_limit() if parts.path.startswith("/api/") else None
+        if wait is not None and fault is None:
+            # Retry-After in whole seconds, as ServiceNow sends it (rounded up, at least 1).
+            fault = Fault("status", 429, retry_after=str(max(1, int(wait + 0.999))), remaining=0)
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.seconds)
             fault = None

@@ -30,7 +30,7 @@ def create_backend(settings: ReceiverSettings) -> Backend:
             return EmbeddedPostgresBackend(settings.db, auth=settings.db_auth, priority_map=settings.priority_map)
         from receiver.itsm.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(settings.db, priority_map=settings.priority_map)
+        return EmbeddedBackend(settings.db, priority_map=settings.priority_map, reopen_window=settings.reopen_window)
     if settings.itsm == "servicenow":
         from receiver.itsm.servicenow import ServiceNowBackend
 

@@ -22,7 +22,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from secure_export.routing import RouteDecision
 
 
 class Condition(enum.StrEnum):
@@ -61,6 +64,23 @@ class AlertEvent:
     """A short human-readable summary of what crossed which threshold, from ``alertContext``."""
     essentials: Mapping[str, Any] = field(default_factory=dict)
     """The raw ``essentials`` object, for backends that forward it (ServiceNow ``additional_info``)."""
+    custom_properties: Mapping[str, str] = field(default_factory=dict)
+    """``data.customProperties`` of the alert (routing matches on them)."""
+    lifecycle_key: str = ""
+    """Rule and targets (the ``rule-target`` key) whatever the correlation mode: the reopen window
+    and flap damping look for an earlier item of the same rule on the same resources by it."""
+    route: RouteDecision | None = None
+    """Assignment group and fields from the routing file (set by the dispatcher); ``None``: unrouted."""
+    lifecycle_reason: str | None = None
+    """Why the receiver itself resolves this item (``stateless-ttl``, ``flap-quiet``, ``recovered``),
+    for a Resolved it made; ``None`` for what Azure sent."""
+    lifecycle_note: str | None = None
+    """The note the backend writes when it resolves for ``lifecycle_reason``."""
+    hold: str | None = None
+    """For a Resolved of a flapping rule (``receiver.lifecycle``): the note to write instead of resolving."""
+    recovery: bool = False
+    """A Fired that reports a recovery (resource health back to ``Available``): it resolves the
+    open item of the same rule and resource and never opens one."""
 
 
 class BackendError(Exception):

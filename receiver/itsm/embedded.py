@@ -41,6 +41,7 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
+from receiver.itsm import embedded_lifecycle as lifecycle
 from receiver.write_lock import begin_immediate, write_transaction
 
 __all__ = [
@@ -89,7 +90,15 @@ CREATE TABLE IF NOT EXISTS work_items (
     opened_at       TEXT NOT NULL,
     resolved_at     TEXT,
     occurrences     INTEGER NOT NULL DEFAULT 1,
-    closed_at       TEXT
+    closed_at       TEXT,
+    assignment_group TEXT,
+    category        TEXT,
+    subcategory     TEXT,
+    impact          INTEGER,
+    urgency         INTEGER,
+    reopened        INTEGER NOT NULL DEFAULT 0,
+    lifecycle_key   TEXT,
+    resolved_by     TEXT
 );
 -- At most one open work item per correlation key: the invariant behind "no duplicate".
 CREATE UNIQUE INDEX IF NOT EXISTS work_items_one_open_per_key
@@ -234,8 +243,12 @@ class EmbeddedBackend(Backend):
 
     name = "embedded"
 
-    def __init__(self, db_path: str, *, priority_map: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, db_path: str, *, priority_map: Mapping[str, int] | None = None, reopen_window: float = 3600.0
+    ) -> None:
         self._db_path = str(db_path)
+        self.reopen_window = reopen_window
+        """Seconds: a Fired reopens the item of its rule and targets that Azure resolved this recently."""
         self._priority_map = _validated_priority_map(priority_map or {})
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -355,6 +368,7 @@ class EmbeddedBackend(Backend):
             upgrade_schema(conn)  # before foreign keys are enforced: it may rebuild work_items
             conn.execute("PRAGMA foreign_keys = ON")
             conn.executescript(_SCHEMA)
+            lifecycle.ensure_columns(conn)
         except sqlite3.OperationalError as error:
             if conn is not None:
                 conn.close()
@@ -471,10 +485,18 @@ class EmbeddedBackend(Backend):
         work_item_id: int | None
         if condition is Condition.FIRED:
             event_at = _iso(event.fired_at) if event.fired_at else _now()
-            work_item_id, outcome = self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
+            if event.recovery:
+                work_item_id, outcome = self._resolve_for(conn, event, "lifecycle_key", event.lifecycle_key, event_at)
+            else:
+                work_item_id, outcome = self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
         else:
             event_at = _iso(event.resolved_at) if event.resolved_at else _now()
-            work_item_id, outcome = self._resolved(conn, event, event_at)
+            if event.lifecycle_reason is not None:
+                work_item_id, outcome = self._resolve_for(
+                    conn, event, "correlation_key", event.correlation_key, event_at
+                )
+            else:
+                work_item_id, outcome = self._resolved(conn, event, event_at)
         ci_ids = self._bind_cis(conn, event, event_at)
         if work_item_id is not None:
             conn.executemany(
@@ -512,19 +534,38 @@ class EmbeddedBackend(Backend):
             self._note(conn, item_id, text)
             return item_id, "occurrence added"
 
+        previous = lifecycle.previous_item(conn, event)
+        if not early_resolved_at and lifecycle.held_open(conn, previous):
+            assert previous is not None
+            lifecycle.join_held(conn, previous, event, fired_at)
+            self._note(conn, int(previous["id"]), f"Fired again while flapping: alert {event.alert_id} at {fired_at}.")
+            return int(previous["id"]), "occurrence added (flapping)"
+        if not early_resolved_at and lifecycle.reopenable(conn, previous, fired_at, self.reopen_window):
+            assert previous is not None
+            self._note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))
+            return int(previous["id"]), "reopened"
         state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
+        routed = lifecycle.routed_values(event)
         cursor = conn.execute(
             "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
-            " opened_at, resolved_at, occurrences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency,"
+            " lifecycle_key, resolved_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.correlation_key,
                 state,
                 event.severity,
-                self._priority(event.severity),
+                lifecycle.routed_priority(event, self._priority(event.severity)),
                 _title(event),
                 _description(event),
                 fired_at,
                 resolved_at,
+                routed["assignment_group"],
+                routed["category"],
+                routed["subcategory"],
+                routed["impact"],
+                routed["urgency"],
+                event.lifecycle_key or None,
+                "azure" if early_resolved_at else None,
             ),
         )
         item_id = int(cursor.lastrowid or 0)
@@ -534,6 +575,11 @@ class EmbeddedBackend(Backend):
             (item_id, event.alert_id, fired_at, early_resolved_at),
         )
         self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
+        if event.route is not None and event.route.assignment_group:
+            self._note(conn, item_id, f"Routed to {event.route.assignment_group} by {event.route.rule} of the routing file.")
+        follows = lifecycle.not_reopened_note(previous)
+        if follows:
+            self._note(conn, item_id, follows)
         if early_resolved_at:
             self._note(
                 conn,
@@ -574,12 +620,29 @@ class EmbeddedBackend(Backend):
                 f"Alert {event.alert_id} resolved at {resolved_at}; {still_firing} grouped alert(s) still firing.",
             )
             return item_id, "instance resolved"
+        if event.hold:
+            self._note(conn, item_id, event.hold)
+            return item_id, "held (flapping)"
         conn.execute(
-            "UPDATE work_items SET state = 'Resolved', resolved_at = ? WHERE id = ?", (resolved_at, item_id)
+            "UPDATE work_items SET state = 'Resolved', resolved_at = ?, resolved_by = 'azure' WHERE id = ?",
+            (resolved_at, item_id),
         )
         self._note(
             conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}."
         )
+        return item_id, "resolved"
+
+    def _resolve_for(
+        self, conn: sqlite3.Connection, event: AlertEvent, column: str, key: str, at: str
+    ) -> tuple[int | None, str]:
+        """A resolution of the whole open item of ``key``: a recovery, or one the receiver made."""
+        item_id = lifecycle.open_item_for(conn, column, key) if key else None
+        if item_id is None:
+            return None, "nothing open to resolve"
+        by = "azure" if event.recovery else "receiver"
+        lifecycle.resolve_whole_item(conn, item_id, at, by)
+        self._note(conn, item_id, lifecycle.recovery_note(event) if event.recovery else (event.lifecycle_note or
+                   f"Resolved by secure-export ({event.lifecycle_reason})."))
         return item_id, "resolved"
 
     def _bind_cis(self, conn: sqlite3.Connection, event: AlertEvent, seen_at: str) -> list[int]:
@@ -777,9 +840,15 @@ def list_work_items(db_path: str) -> list[dict[str, Any]]:
             "resolved_at": row["resolved_at"],
             "occurrences": row["occurrences"],
             "notes": notes.get(row["id"], []),
+            # A database of an earlier version, not yet opened by a receiver, lacks these columns.
+            **{name: row[name] if name in row.keys() else None for name in _ROUTED_FIELDS},
+            "reopened": row["reopened"] if "reopened" in row.keys() else 0,
         }
         for row in items
     ]
+
+
+_ROUTED_FIELDS = ("assignment_group", "category", "subcategory", "impact", "urgency")
 
 
 def list_configuration_items(db_path: str) -> list[dict[str, Any]]:

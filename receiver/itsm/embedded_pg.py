@@ -39,6 +39,8 @@ from receiver.itsm.embedded import (
     _validated_priority_map,
     work_item_number,
 )
+from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
+from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
 from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.pg_schema import SchemaTooNew, migrate
 
@@ -193,12 +195,15 @@ class EmbeddedPostgresBackend(Backend):
             await self._note(conn, open_id, text)
             return int(open_id), "occurrence added"
         state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
+        routed = routed_values(event)
         item_id = int(
             await conn.fetchval(
                 "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
-                " opened_at, resolved_at, occurrences) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) RETURNING id",
-                event.correlation_key, state, event.severity, self._priority(event.severity),
+                " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13) RETURNING id",
+                event.correlation_key, state, event.severity, routed_priority(event, self._priority(event.severity)),
                 _title(event), _description(event), fired_at, resolved_at,
+                routed["assignment_group"], routed["category"], routed["subcategory"], routed["impact"], routed["urgency"],
             )
         )
         await conn.execute(
@@ -206,6 +211,10 @@ class EmbeddedPostgresBackend(Backend):
             item_id, event.alert_id, fired_at, early_resolved_at,
         )
         await self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
+        if event.route is not None and event.route.assignment_group:
+            await self._note(
+                conn, item_id, f"Routed to {event.route.assignment_group} by {event.route.rule} of the routing file."
+            )
         if early_resolved_at:
             await self._note(
                 conn, item_id,
@@ -302,6 +311,8 @@ async def list_work_items(url: str, *, auth: DbAuth | str = "password") -> list[
             "resolved_at": row["resolved_at"],
             "occurrences": row["occurrences"],
             "notes": notes.get(row["id"], []),
+            **{name: row[name] for name in ROUTED_FIELDS},
+            "reopened": row["reopened"],
         }
         for row in items
     ]

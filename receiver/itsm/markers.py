@@ -3,6 +3,8 @@
 * :func:`correlation_id`: ``azmon:`` + 40 hex of a SHA-256 of the correlation key. It is what the
   incident is found by; being hex only, it is safe in any query language (ServiceNow's encoded
   queries, AR System qualifications), whatever the alert's text.
+* :func:`lifecycle_id`: ``azmon-lc:`` + 40 hex of a SHA-256 of the rule and its targets, by which
+  the latest incident of the same rule on the same resources is found (reopen window, recovery).
 * :func:`occurrence_marker`: ``semark-<24 hex of the alert id>-fired|resolved``, written into every
   note a delivery adds. A marker already on the incident means the delivery was applied before (a
   replay after a crash); Fired markers without their Resolved marker are the alerts still firing
@@ -23,6 +25,15 @@ MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
 def correlation_id(correlation_key: str) -> str:
     """The value stored in the incident's correlation field: short, hex only, safe in any query."""
     return "azmon:" + hashlib.sha256(correlation_key.encode()).hexdigest()[:40]
+
+
+def lifecycle_id(lifecycle_key: str) -> str:
+    """The value stored in the incident's ``correlation_display``: the rule and targets, hashed like the key.
+
+    The reopen window and resource health recovery find the latest incident of the same rule on the
+    same resources by it, whatever ``SECURE_EXPORT_CORRELATION`` groups by.
+    """
+    return "azmon-lc:" + hashlib.sha256(lifecycle_key.encode()).hexdigest()[:40]
 
 
 def occurrence_marker(alert_id: str, condition: Condition | str) -> str:

@@ -57,10 +57,12 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
-from receiver.itsm.markers import correlation_id, occurrence_marker
+from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
 from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
+from receiver.itsm.servicenow_pacing import Pacer
+from receiver.itsm.servicenow_routing import NameResolver
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
 from receiver.itsm.servicenow_visibility import IncidentVisibility
 
@@ -72,6 +74,7 @@ __all__ = [
     "ServiceNowSettings",
     "ServiceNowSettingsError",
     "correlation_id",
+    "lifecycle_id",
     "occurrence_marker",
     "query_safe",
 ]
@@ -82,7 +85,9 @@ INACTIVE_OR_RESOLVED = frozenset({"6", "7", "8"})
 """Resolved, Closed, Canceled: a Resolved delivery has nothing left to do."""
 
 _QUERY_SAFE = re.compile(r"[A-Za-z0-9._:/-]{1,255}")
-_INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,close_notes"
+_INCIDENT_FIELDS = "sys_id,number,state,active,correlation_id,correlation_display,close_notes,resolved_at"
+_LOOKUP_LIMIT = 10
+"""Incidents read per lookup: this key's and the latest of its rule and targets (newest first)."""
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
 _MARKER_PAGE = 500
 _MARKER_PAGES = 20
@@ -96,6 +101,29 @@ def query_safe(value: str) -> bool:
     values starting with ``javascript:`` on the server, so only a conservative character set passes.
     """
     return bool(_QUERY_SAFE.fullmatch(value)) and "javascript:" not in value.casefold()
+
+
+class RateLimited(TransientBackendError):
+    """ServiceNow answered 429 (its rate limit rules); ``retry_after`` is what it asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What one lookup found for an event (see ``ServiceNowBackend._lookup``)."""
+
+    corr: str
+    open: dict[str, Any] | None
+    """This key's active incident that is not Resolved."""
+    resolved: dict[str, Any] | None
+    """This key's newest incident in state Resolved (still active)."""
+    any: bool
+    """Whether this key has any incident at all (Closed ones included)."""
+    latest: dict[str, Any] | None
+    """The newest incident of the same rule and targets, whatever its key."""
+    closed: dict[str, Any] | None
+    """That newest incident, or this key's, when a person closed (or canceled) it."""
+    others_open: bool = False
+    """Whether an older incident of the same rule and targets is still open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +150,8 @@ class _ServiceNowHttp:
         self._auth = auth
         self.calls: Counter[tuple[str, str, str]] = Counter()
         """Requests by ``(table, method, status)``; status is the HTTP code, ``timeout`` or ``error``."""
+        self.pacer = Pacer(settings.max_connections)
+        """Requests in flight, adapted to the instance's rate limit (receiver/itsm/servicenow_pacing.py)."""
         self.on_credentials_rejected: list[Callable[[CredentialsRejected], None]] = []
 
     async def call(
@@ -136,8 +166,30 @@ class _ServiceNowHttp:
         """One request; returns the ``result`` of the envelope or raises a backend error.
 
         Refused credentials are read again from their secret files (``_PASSWORD_FILE``,
-        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more.
+        ``_CLIENT_SECRET_FILE``) and, when those changed, the request is sent once more. A 429 is
+        waited out (``Retry-After``) and the request sent again, up to ``rate_limit_wait_seconds``.
         """
+        waited = 0.0
+        while True:
+            await self.pacer.acquire()
+            ok = False
+            try:
+                result = await self._call_authenticated(method, path, table, params, body)
+                ok = True
+                return result
+            except RateLimited as error:
+                self.pacer.rate_limited_once()
+                pause = self.pacer.delay(error.retry_after)
+                if waited + pause > self._settings.rate_limit_wait_seconds:
+                    raise
+            finally:
+                self.pacer.release(ok=ok)
+            waited += pause
+            await asyncio.sleep(pause)
+
+    async def _call_authenticated(
+        self, method: str, path: str, table: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+    ) -> Any:
         try:
             try:
                 return await self._call_once(method, path, table, params, body)
@@ -216,9 +268,7 @@ class _ServiceNowHttp:
         message = _error_message(response)
         if status == 429:
             retry_after = _retry_after(response, self._settings.retry_after_cap_seconds)
-            raise TransientBackendError(
-                f"ServiceNow rate limit on {method} {table}: {message}", retry_after=retry_after
-            )
+            raise RateLimited(f"ServiceNow rate limit on {method} {table}: {message}", retry_after=retry_after)
         if status == 401:
             raise CredentialsRejected(
                 f"ServiceNow refused the credentials ({self._auth.mode.value}) on {method} {table}: "
@@ -240,9 +290,17 @@ class ServiceNowBackend(Backend):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reopen_window: float = 3600.0,
     ) -> None:
-        """``transport`` and ``clock`` exist for tests; production uses the defaults."""
+        """``transport`` and ``clock`` exist for tests; production uses the defaults.
+
+        ``reopen_window`` (``SECURE_EXPORT_REOPEN_WINDOW``, seconds): a Fired reopens the incident of
+        its rule and targets that was resolved this recently (state In Progress, a work note).
+        """
         self.settings = settings
+        self.reopen_window = reopen_window
+        self.names = NameResolver(self._lookup_rows, ttl=settings.ci_cache_ttl_seconds, clock=clock)
+        """Routing names (groups, services, callers) → sys_ids, with what did not resolve."""
         self._transport = transport
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
@@ -263,8 +321,8 @@ class ServiceNowBackend(Backend):
         ``settings`` is the receiver's own settings object; this backend reads nothing from it.
         Raises :class:`ServiceNowSettingsError` naming each invalid or missing variable.
         """
-        del settings
-        return cls(ServiceNowSettings.load())
+        window = getattr(settings, "reopen_window", 3600.0)
+        return cls(ServiceNowSettings.load(), reopen_window=float(window))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -329,7 +387,7 @@ class ServiceNowBackend(Backend):
             return Readiness(False, unreadable)
         now = self._clock()
         if self._readiness is not None and now < self._readiness[0]:
-            return self._readiness[1]
+            return self._with_routing_problems(self._readiness[1])
         table = "incident" if self.settings.target is Target.INCIDENT else "em_event"
         try:
             # Bounded below the receiver's own /readyz budget: a slow instance is an outage, not a
@@ -351,7 +409,15 @@ class ServiceNowBackend(Backend):
         except PermanentBackendError:
             result = Readiness(True)  # authenticated; the probe table may simply be hidden by an ACL
         self._readiness = (self._clock() + self.settings.readiness_cache_seconds, result)
-        return result
+        return self._with_routing_problems(result)
+
+    def _with_routing_problems(self, result: Readiness) -> Readiness:
+        """Ready or not as probed, with the routing names that do not resolve added to the reason."""
+        problems = self.names.problems()
+        if not problems:
+            return result
+        text = "; ".join(problems) + " (items go to the default group with a work note)"
+        return Readiness(result.ready, f"{result.reason}; {text}" if result.reason else text)
 
     @property
     def http_calls(self) -> Mapping[tuple[str, str], int]:
@@ -403,7 +469,9 @@ class ServiceNowBackend(Backend):
                 await self._post_event(event)
                 return None
             if event.condition is Condition.FIRED:
-                incident = await self._fired(event)
+                incident = await (self._recovered(event) if event.recovery else self._fired(event))
+            elif event.lifecycle_reason is not None:
+                incident = await self._resolve_for_receiver(event)
             else:
                 incident = await self._resolved(event)
         return self._reference(incident)
@@ -416,11 +484,24 @@ class ServiceNowBackend(Backend):
         return WorkItemRef(str(incident["number"]), url)
 
     async def _fired(self, event: AlertEvent) -> dict[str, Any]:
-        corr = correlation_id(event.correlation_key)
-        marker = occurrence_marker(event.alert_id, Condition.FIRED)
-        incident = await self._open_incident(corr)
+        found = await self._lookup(event, history=True)
+        corr, marker = found.corr, occurrence_marker(event.alert_id, Condition.FIRED)
+        incident = found.open or found.resolved
+        joining = False
+        if incident is None and found.latest is not None and found.latest is not found.closed:
+            latest = found.latest
+            if (
+                str(latest.get("state")) == STATE_RESOLVED
+                and not found.others_open
+                and self._within_window(latest, event)
+            ):
+                incident = latest  # the same rule on the same resources, resolved within the window: reopen
+            elif str(latest.get("state")) not in INACTIVE_OR_RESOLVED and _truthy(latest.get("active")):
+                markers = await self._noted_markers(latest)
+                if not _still_firing(markers):  # open only because flap damping holds it
+                    incident, joining = latest, True
         if incident is None:
-            record = await self._create_incident(event, corr, marker)
+            record = await self._create_incident(event, corr, marker, follows=found.closed)
             log.info(
                 "servicenow incident created",
                 extra={"event": "servicenow_incident_created", "number": record.get("number"),
@@ -428,17 +509,25 @@ class ServiceNowBackend(Backend):
             )
             return record
         sys_id = str(incident["sys_id"])
-        found = await self._noted_markers(incident)
-        if marker in found:
+        found_markers = await self._noted_markers(incident)
+        if marker in found_markers:
             _log_replay(incident, event)
             return incident
         patch: dict[str, Any] = {"work_notes": self._occurrence_note(event, marker)}
-        # A Resolved incident re-fires: reopen it, unless this very alert already resolved (it
-        # arrived before its Fired) — then the Fired is history and must not reopen anything.
+        if incident.get("correlation_id") != corr:
+            patch["correlation_id"] = corr  # the incident now answers to this alert's key
+        # A Resolved incident re-fires within the window: reopen it, unless this very alert already
+        # resolved (it arrived before its Fired): then the Fired is history and must not reopen anything.
         if str(incident.get("state")) == STATE_RESOLVED and (
-            occurrence_marker(event.alert_id, Condition.RESOLVED) not in found
+            occurrence_marker(event.alert_id, Condition.RESOLVED) not in found_markers
         ):
+            if incident is found.resolved and not self._within_window(incident, event):
+                record = await self._create_incident(event, corr, marker, follows=incident, outside_window=True)
+                return record
             patch["state"] = STATE_IN_PROGRESS
+            patch["work_notes"] = f"{self._reopen_note(incident, event)}\n{patch['work_notes']}"
+        elif joining:
+            patch["work_notes"] = f"Fired again while flapping.\n{patch['work_notes']}"
         await self._patch_incident(sys_id, patch)
         log.info(
             "servicenow occurrence noted",
@@ -449,11 +538,11 @@ class ServiceNowBackend(Backend):
 
     async def _resolved(self, event: AlertEvent) -> dict[str, Any] | None:
         await self._check_close_code()
-        corr = correlation_id(event.correlation_key)
-        marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
-        incident = await self._open_incident(corr)
+        found = await self._lookup(event)
+        corr, marker = found.corr, occurrence_marker(event.alert_id, Condition.RESOLVED)
+        incident = found.open or found.resolved
         if incident is None:
-            if await self._any_incident(corr):
+            if found.any:
                 log.info(
                     "servicenow resolved: incident already closed",
                     extra={"event": "servicenow_already_closed", "correlation_id": corr, "alert_id": event.alert_id},
@@ -467,17 +556,19 @@ class ServiceNowBackend(Backend):
             )
             return record
         sys_id = str(incident["sys_id"])
-        found = await self._noted_markers(incident)
-        if marker in found:
+        found_markers = await self._noted_markers(incident)
+        if marker in found_markers:
             _log_replay(incident, event)
             return incident
-        still_firing = _still_firing(found | {marker})
+        still_firing = _still_firing(found_markers | {marker})
         note = f"Azure Monitor sent Resolved for alert {event.alert_id}."
         if still_firing:
             note += f" {len(still_firing)} grouped alert(s) still firing; the incident stays open."
+        elif event.hold and str(incident.get("state")) not in INACTIVE_OR_RESOLVED:
+            note = event.hold
         fields: dict[str, Any] = {"work_notes": f"{note}\n{marker}"}
         # Already Resolved/Closed (by people, or earlier): only keep the group's bookkeeping.
-        if not still_firing and str(incident.get("state")) not in INACTIVE_OR_RESOLVED:
+        if not still_firing and not event.hold and str(incident.get("state")) not in INACTIVE_OR_RESOLVED:
             fields |= {
                 "state": STATE_RESOLVED,
                 "close_code": self.settings.close_code,
@@ -487,30 +578,110 @@ class ServiceNowBackend(Backend):
         log.info(
             "servicenow resolved noted",
             extra={"event": "servicenow_resolved", "number": incident.get("number"), "alert_id": event.alert_id,
-                   "incident_resolved": "state" in fields, "still_firing": len(still_firing)},
+                   "incident_resolved": "state" in fields, "still_firing": len(still_firing),
+                   "held": bool(event.hold)},
         )
         return incident
 
+    async def _recovered(self, event: AlertEvent) -> dict[str, Any] | None:
+        """Resource health is ``Available`` again: resolve the open incident of that rule and resource."""
+        found = await self._lookup(event, history=True)
+        latest = found.latest
+        if latest is None or str(latest.get("state")) in INACTIVE_OR_RESOLVED or not _truthy(latest.get("active")):
+            log.info("servicenow recovery with nothing open", extra={"event": "servicenow_recovery_nothing_open",
+                                                                     "alert_id": event.alert_id})
+            return None
+        where = ", ".join(event.configuration_items) or ", ".join(event.target_ids) or "the resource"
+        return await self._resolve_whole(
+            event, latest, f"Resolved: resource health reports {where} Available again (alert {event.alert_id})."
+        )
+
+    async def _resolve_for_receiver(self, event: AlertEvent) -> dict[str, Any] | None:
+        """A resolution the receiver made (stateless TTL, quiet after flapping): the key's open incident."""
+        found = await self._lookup(event)
+        if found.open is None:
+            return None  # resolved meanwhile, or never opened: nothing to do (a replay lands here too)
+        return await self._resolve_whole(event, found.open, event.lifecycle_note or "Resolved by secure-export.")
+
+    async def _resolve_whole(self, event: AlertEvent, incident: dict[str, Any], note: str) -> dict[str, Any]:
+        await self._check_close_code()
+        marker = occurrence_marker(event.alert_id, Condition.RESOLVED)
+        markers = await self._noted_markers(incident)
+        # Every alert still firing on it is resolved with it: its Resolved marker is noted too.
+        resolved_markers = [f"semark-{digest}-resolved" for digest in sorted(_still_firing(markers))]
+        references = "\n".join([*resolved_markers, marker])
+        await self._patch_incident(
+            str(incident["sys_id"]),
+            {
+                "work_notes": f"{note}\n{references}",
+                "state": STATE_RESOLVED,
+                "close_code": self.settings.close_code,
+                "close_notes": f"{note}\nReference: {marker}",
+            },
+        )
+        log.info("servicenow incident resolved by the receiver",
+                 extra={"event": "servicenow_lifecycle_resolved", "number": incident.get("number"),
+                        "alert_id": event.alert_id, "reason": event.lifecycle_reason or "recovered"})
+        return incident
+
+    def _within_window(self, incident: Mapping[str, Any], event: AlertEvent) -> bool:
+        resolved_at = _servicenow_time(incident.get("resolved_at"))
+        if resolved_at is None or self.reopen_window <= 0:
+            return False
+        fired_at = event.fired_at or datetime.now(UTC)
+        return (fired_at - resolved_at).total_seconds() <= self.reopen_window
+
+    def _reopen_note(self, incident: Mapping[str, Any], event: AlertEvent) -> str:
+        from secure_export.durations import format_duration
+
+        return (
+            f"Reopened: Azure Monitor fired alert {event.alert_id} again within the reopen window "
+            f"({format_duration(self.reopen_window)}, SECURE_EXPORT_REOPEN_WINDOW) after this incident was resolved "
+            f"at {incident.get('resolved_at')} UTC."
+        )
+
     # -- incidents ---------------------------------------------------------------------------
 
-    async def _open_incident(self, corr: str) -> dict[str, Any] | None:
-        rows = await self._query(
-            "incident", f"correlation_id={corr}^active=true^ORDERBYDESCsys_created_on", _INCIDENT_FIELDS
-        )
-        matching = [
-            row
-            for row in rows
-            if row.get("correlation_id") == corr
-            and _truthy(row.get("active"))
-            and _SYS_ID.fullmatch(str(row.get("sys_id", "")))  # it goes into a path and a query next
-        ]
-        if len(matching) > 1:
-            numbers = ", ".join(str(row.get("number")) for row in matching)
+    async def _lookup(self, event: AlertEvent, *, history: bool = False) -> _Found:
+        """This key's incidents and, with ``history``, the latest incidents of the same rule and targets.
+
+        Two bounded queries, not one with ``^OR``: the newest incidents of a busy rule would crowd
+        this key's own out of a limited page. The second is skipped when it would read the same rows
+        (``rule-target`` keys are the rule and targets).
+        """
+        corr = correlation_id(event.correlation_key)
+        mine = await self._incident_rows(f"correlation_id={corr}^ORDERBYDESCnumber", "correlation_id", corr)
+        active = [row for row in mine if _truthy(row.get("active"))]
+        open_ = [row for row in active if str(row.get("state")) not in INACTIVE_OR_RESOLVED]
+        if len(open_) > 1:
+            numbers = ", ".join(str(row.get("number")) for row in open_)
             raise PermanentBackendError(
                 f"ServiceNow holds more than one open incident with correlation_id {corr} ({numbers}); "
                 "resolve or cancel the duplicates, then retry this work item"
             )
-        return matching[0] if matching else None
+        resolved = next((row for row in active if str(row.get("state")) == STATE_RESOLVED), None)
+        rows: list[dict[str, Any]] = []
+        if history and event.lifecycle_key:
+            lc = lifecycle_id(event.lifecycle_key)
+            if event.lifecycle_key == event.correlation_key:
+                rows = mine
+            elif not open_ and resolved is None:
+                rows = await self._incident_rows(f"correlation_display={lc}^ORDERBYDESCnumber", "correlation_display", lc)
+        latest = rows[0] if rows else None
+        closed = latest if latest is not None and str(latest.get("state")) in ("7", "8") else None
+        if closed is None:
+            closed = next((row for row in mine if str(row.get("state")) in ("7", "8")), None)
+        # Other instances of the rule still open (one per metric dimension): a new one is not a re-fire.
+        others_open = any(
+            _truthy(row.get("active")) and str(row.get("state")) not in INACTIVE_OR_RESOLVED for row in rows[1:]
+        )
+        return _Found(corr, open_[0] if open_ else None, resolved, bool(mine), latest, closed, others_open)
+
+    async def _incident_rows(self, query: str, field: str, value: str) -> list[dict[str, Any]]:
+        rows = await self._query("incident", query, _INCIDENT_FIELDS, limit=_LOOKUP_LIMIT)
+        # Every row is checked: ServiceNow drops query parts it does not understand. The sys_id goes
+        # into a path and a query next.
+        return [row for row in rows if row.get(field) == value and _SYS_ID.fullmatch(str(row.get("sys_id", "")))]
 
     async def _any_incident(self, corr: str) -> bool:
         rows = await self._query("incident", f"correlation_id={corr}", "sys_id,correlation_id")
@@ -550,29 +721,46 @@ class ServiceNowBackend(Backend):
         return found
 
     async def _create_incident(
-        self, event: AlertEvent, corr: str, marker: str, *, resolved: bool = False
+        self,
+        event: AlertEvent,
+        corr: str,
+        marker: str,
+        *,
+        resolved: bool = False,
+        follows: Mapping[str, Any] | None = None,
+        outside_window: bool = False,
     ) -> dict[str, Any]:
         settings = self.settings
         bound, ci_lines = await self._bind_cis(event)
         levels = settings.impact_urgency(event.severity)
+        route = event.route
+        routed = await self.names.routed_fields(event, settings.assignment_group)
+        notes = list(routed.notes)
+        if follows is not None and follows.get("number"):
+            if outside_window:
+                notes.append(f"Follows {follows.get('number')}, resolved longer ago than the reopen window.")
+            else:
+                notes.append(f"Follows {follows.get('number')}, which a person closed; closed incidents are never reopened.")
+        opening = self._occurrence_note(event, marker, opened=True)
         record: dict[str, Any] = {
             "short_description": self._short_description(event),
             "description": self._description(event, ci_lines),
-            "urgency": str(levels.urgency),
-            "impact": str(levels.impact),
+            # A route's impact and urgency beat the severity map.
+            "urgency": str(route.urgency if route is not None and route.urgency else levels.urgency),
+            "impact": str(route.impact if route is not None and route.impact else levels.impact),
             "correlation_id": corr,
-            "correlation_display": _tail(event.correlation_key, 100),
-            "work_notes": self._occurrence_note(event, marker, opened=True),
+            "correlation_display": lifecycle_id(event.lifecycle_key or event.correlation_key),
+            "work_notes": "\n".join([*notes, opening]),
         }
         if bound is not None:
             record["cmdb_ci"] = bound.sys_id
         optional = {
-            "assignment_group": settings.assignment_group,
             "category": settings.category,
             "caller_id": settings.caller,
             "contact_type": settings.contact_type,
         }
         record |= {field: value for field, value in optional.items() if value}
+        record |= routed.fields
         if resolved:
             record |= {
                 "state": STATE_RESOLVED,
@@ -763,6 +951,10 @@ class ServiceNowBackend(Backend):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    async def _lookup_rows(self, table: str, query: str, fields: str) -> list[dict[str, Any]]:
+        """Rows for a routing name lookup (a few: an exact match is checked by the resolver)."""
+        return await self._query(table, query, fields, limit=5)
+
     async def _query(
         self, table: str, query: str, fields: str, *, limit: int = 2, offset: int = 0
     ) -> list[dict[str, Any]]:
@@ -832,6 +1024,18 @@ class _ServiceNowCollector:
         for outcome, count in sorted(self._backend.token_outcomes.items()):
             tokens.add_metric([outcome], float(count))
         yield tokens
+        from prometheus_client.core import GaugeMetricFamily
+
+        unresolved = GaugeMetricFamily(
+            "secure_export_routing_unresolved_names",
+            "Routing names (assignment groups, business services, callers) that do not resolve in ServiceNow: "
+            "1 per name, by kind (their items go to the default group with a work note); names come from "
+            "the routing file, so the label set is bounded",
+            labels=["kind", "name"],
+        )
+        for kind, name in sorted(self._backend.names.unresolved):
+            unresolved.add_metric([kind, name], 1.0)
+        yield unresolved
 
 
 def _log_replay(incident: dict[str, Any], event: AlertEvent) -> None:
@@ -842,12 +1046,16 @@ def _log_replay(incident: dict[str, Any], event: AlertEvent) -> None:
     )
 
 
+def _servicenow_time(value: Any) -> datetime | None:
+    """``2026-11-26 06:10:00`` (the Table API's UTC, with ``sysparm_display_value=false``) as a datetime."""
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
-
-
-def _tail(text: str, limit: int) -> str:
-    return text if len(text) <= limit else "…" + text[-(limit - 1):]
 
 
 def _additional_info(event: AlertEvent) -> dict[str, str]:

@@ -108,6 +108,9 @@ class ServiceNowSettings(BaseSettings):
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     retry_after_cap_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    rate_limit_wait_seconds: Annotated[float, Field(ge=0, le=300)] = 20.0
+    """A request refused with 429 waits ``Retry-After`` and is sent again until this much waiting is spent
+    (below the dispatcher's 30 s apply timeout); then the delivery is retried later like any failure."""
     ci_cache_ttl_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
     readiness_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
     readiness_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0

@@ -106,6 +106,20 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        3,
+        """
+        -- The routed fields of issue #13 (docs/routing.md), as on SQLite; reopened stays 0 here
+        -- (the reopen window is not run by this backend yet: docs/postgresql.md, "Lifecycle rules").
+        ALTER TABLE work_items
+            ADD COLUMN assignment_group TEXT,
+            ADD COLUMN category TEXT,
+            ADD COLUMN subcategory TEXT,
+            ADD COLUMN impact INTEGER,
+            ADD COLUMN urgency INTEGER,
+            ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 

@@ -171,3 +171,20 @@ def test_apply_returns_the_incident_number_for_trace(fake: FakeBmc) -> None:
 
     refs = with_backend(fake, body)
     assert {ref.number for ref in refs} == {"INC000000000101"}
+
+
+def test_the_alerts_route_is_laid_over_the_static_one(fake: FakeBmc) -> None:
+    import dataclasses
+
+    from secure_export.routing import RoutingSubject, parse_routing
+
+    routing = parse_routing(
+        {"routes": [{"match": {"severity": "Sev1"}, "set": {"assignmentGroup": "Shop On-Call", "impact": 1}}],
+         "default": {"assignmentGroup": "Azure Monitor Triage", "category": "Monitoring"}}
+    )
+    routed = dataclasses.replace(event(1), route=routing.decide(RoutingSubject(severity="Sev1")))
+    _apply(fake, routed, assigned_support_company="Calbro Services", assigned_group="Cloud Operations")
+    incident = _incident(fake)
+    assert (incident["Assigned Group"], incident["Categorization Tier 1"]) == ("Shop On-Call", "Monitoring")
+    assert incident["Assigned Support Company"] == "Calbro Services"  # the static part the route leaves alone
+    assert incident["Impact"] == "1-Extensive/Widespread"  # the route's impact beats the severity's

@@ -150,7 +150,13 @@ def test_activity_log_rules_cover_administrative_service_health_and_resource_hea
         "containsAny": ["West Europe"],
     } in health
     resource = alerts["res-health"].inputs["condition"]["allOf"]
-    assert {"anyOf": [{"field": "properties.currentHealthStatus", "equals": "Unavailable"}]} in resource
+    # The recovery status is added, so the receiver learns that the resource is back and resolves the item.
+    assert {
+        "anyOf": [
+            {"field": "properties.currentHealthStatus", "equals": "Unavailable"},
+            {"field": "properties.currentHealthStatus", "equals": "Available"},
+        ]
+    } in resource
 
 
 @pytest.mark.parametrize(

@@ -360,7 +360,9 @@ class GatedEmbeddedBackend(Backend):
 
 def gated_embedded(settings: Any) -> GatedEmbeddedBackend:
     """``"tests.receiver.harness:gated_embedded"``: see :class:`GatedEmbeddedBackend`."""
-    return GatedEmbeddedBackend(str(settings.db), int(Path(str(settings.db) + ".gate").read_text()))
+    backend = GatedEmbeddedBackend(str(settings.db), int(Path(str(settings.db) + ".gate").read_text()))
+    backend._inner.reopen_window = settings.reopen_window  # as create_backend passes SECURE_EXPORT_REOPEN_WINDOW
+    return backend
 
 
 def read_blocked(db_path: str | Path) -> list[tuple[str, str]]:

@@ -35,6 +35,8 @@ def test_demo_command_exits_0_and_prints_resolved_work_items_and_cis(tmp_path: P
     out = result.stdout
     assert "Work items (6)" in out and "Configuration items (4)" in out
     assert out.count("Resolved  ") >= 3
+    assert "Assignment groups (from the demo's routing file): " in out and "Shop On-Call 2" in out
+    assert "(reopened 1)" in out and "Reopened: alert" in out
     assert "401  token signed by a key not in the tenant's JWKS" in out
     assert "403  token without the ActionGroupsSecureWebhook role" in out
     assert "503  token naming a key id the JWKS lacks, within the refetch interval  unknown_signing_key" in out
@@ -58,8 +60,21 @@ def test_demo_kept_database_holds_the_expected_items(tmp_path: Path) -> None:
         "vm-unavailable": "New",
         "service-health-west-europe": "New",
     }
-    # The retried Fired did not create a second item; the early Resolved left nothing open.
-    assert len(items) == 6 and all(item["occurrences"] == 1 for item in items)
+    # The retried Fired did not create a second item; the early Resolved left nothing open; the
+    # second instance of vm-cpu-high reopened its item (reopen window) instead of opening another.
+    assert len(items) == 6
+    assert {rule: (item["occurrences"], item["reopened"]) for rule, item in by_rule.items()} == {
+        rule: ((2, 1) if rule == "vm-cpu-high" else (1, 0)) for rule in by_rule
+    }
+    # The demo's routing file gave every item a group.
+    assert {rule: item["assignment_group"] for rule, item in by_rule.items()} == {
+        "vm-cpu-high": "Shop On-Call",
+        "checkout-http-5xx": "Azure Monitor Triage",
+        "storage-transactions-anomaly": "Shop On-Call",
+        "vm-deleted": "Platform Team",
+        "vm-unavailable": "Platform Team",
+        "service-health-west-europe": "Cloud Platform Team",
+    }
     assert all(item["resolved_at"] for item in items if item["state"] == "Resolved")
     assert by_rule["vm-cpu-high"]["priority"] == 3 and by_rule["checkout-http-5xx"]["priority"] == 2
 
@@ -70,9 +85,10 @@ def test_demo_kept_database_holds_the_expected_items(tmp_path: Path) -> None:
     )
     assert by_rule["checkout-http-5xx"]["configuration_items"] == ["vm-web-01", "vm-web-02"]
 
-    # Running again against the kept file adds a new set (new alert instances), not replays.
+    # Running again against the kept file applies a new set of alert instances, not replays: the
+    # stateless ones open new items, the stateful ones (same rules, same VMs) reopen or add items.
     assert run_demo(str(db), io.StringIO()) == 0
-    assert len(list_work_items(str(db))) == 12
+    assert len(list_work_items(str(db))) > 6
 
 
 def test_demo_alerts_are_valid_common_schema_with_resolved_only_where_azure_sends_one() -> None:

@@ -46,6 +46,13 @@ WORK_ITEM_FIELDS = {
     "resolved_at",
     "occurrences",
     "notes",
+    # routed fields and the reopen count (docs/design.md)
+    "assignment_group",
+    "category",
+    "subcategory",
+    "impact",
+    "urgency",
+    "reopened",
 }
 CI_FIELDS = {"id", "name", "azure_resource_id", "first_seen", "last_seen"}
 

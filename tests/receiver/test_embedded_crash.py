@@ -43,8 +43,11 @@ def test_sigkill_during_dispatch_then_restart_gives_each_alert_exactly_one_work_
     Path(f"{db}.gate").write_text(str(COMPLETE))
     token = issuer.mint()
     deliveries = 0
+    # ALERTS instances of one rule on one VM, applied in any order across the kill: within a reopen
+    # window a later one may rightly reopen an earlier one's item. This test counts one item per
+    # instance, so the window is off (reopening: test_lifecycle.py).
     first = start_receiver(tmp_path, issuer, subprocess=True, db=str(db), dispatch_concurrency=WORKERS,
-                           backend="tests.receiver.harness:gated_embedded")
+                           backend="tests.receiver.harness:gated_embedded", reopen_window="0")
     try:
         for n in range(ALERTS):
             assert first.post_alert(alert_body(n), token).status_code == 202
@@ -66,7 +69,7 @@ def test_sigkill_during_dispatch_then_restart_gives_each_alert_exactly_one_work_
         first.kill()  # no shutdown code runs
     assert first.inbox_counts() == expected
 
-    with start_receiver(tmp_path, issuer, subprocess=True, db=str(db)) as second:
+    with start_receiver(tmp_path, issuer, subprocess=True, db=str(db), reopen_window="0") as second:
         counts = second.wait_dispatched()
     assert counts == {"pending": 0, "done": deliveries, "parked": 0}
 

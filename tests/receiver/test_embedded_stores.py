@@ -19,9 +19,13 @@ from receiver.itsm.base import AlertEvent, Backend
 from receiver.itsm.embedded import EmbeddedBackend
 from receiver.itsm.embedded_pg import EmbeddedPostgresBackend
 from receiver.storage.readers import list_configuration_items, list_work_items
+from secure_export.routing import RouteDecision
 from tests.receiver.test_embedded import fired, resolved
 
 _NOTE_TIME = re.compile(r"^\S+ ")
+_ROUTE = RouteDecision(
+    rule="routes[0]", assignment_group="Shop On-Call", category="Hardware", subcategory="CPU", impact=1, urgency=2
+)
 
 SCENARIOS: dict[str, list[AlertEvent]] = {
     "fired then resolved": [fired("a1"), resolved("a1")],
@@ -38,6 +42,8 @@ SCENARIOS: dict[str, list[AlertEvent]] = {
         fired("c1", configuration_items=("vm-web-01", "VM-WEB-01", "db-01")),
         fired("c2", configuration_items=("db-01",), minutes=-30),
     ],
+    # The routed fields (issue #13) and the priority from the route's impact and urgency.
+    "routed": [fired("r1", route=_ROUTE), fired("r2", route=RouteDecision(category="Network")), resolved("r1")],
 }
 
 
@@ -67,3 +73,6 @@ def test_postgres_backend_matches_sqlite(name: str, tmp_path: Path, postgres_url
     assert _comparable(list_work_items(postgres_url)) == _comparable(list_work_items(sqlite_db))
     assert list_configuration_items(postgres_url) == list_configuration_items(sqlite_db)
     assert list_work_items(postgres_url)  # every scenario leaves work items to compare
+    if name == "routed":
+        first = list_work_items(postgres_url)[0]
+        assert (first["assignment_group"], first["impact"], first["urgency"]) == ("Shop On-Call", 1, 2)

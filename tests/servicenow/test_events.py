@@ -53,5 +53,5 @@ def test_event_mode_surfaces_failures_like_incident_mode(fake: FakeServiceNow) -
         assert caught.value.retry_after == 2
         await backend.apply(event(1))
 
-    with_backend(fake, body, target="event")
+    with_backend(fake, body, target="event", rate_limit_wait_seconds=0)
     assert len(fake.rows("em_event")) == 1

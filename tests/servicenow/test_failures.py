@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from receiver.itsm.base import Condition, PermanentBackendError, TransientBackendError
@@ -33,8 +35,22 @@ def test_429_is_transient_with_retry_after_capped(fake: FakeServiceNow) -> None:
         assert big.value.retry_after == 30
         await backend.apply(event(1))
 
-    with_backend(fake, body, retry_after_cap_seconds=30)
+    # No waiting in the backend (rate_limit_wait_seconds=0): the 429 reaches the dispatcher at once.
+    with_backend(fake, body, retry_after_cap_seconds=30, rate_limit_wait_seconds=0)
     assert len(fake.rows("incident")) == 1
+
+
+def test_a_429_is_waited_out_and_sent_again_without_failing_the_delivery(fake: FakeServiceNow) -> None:
+    async def body(backend: ServiceNowBackend) -> float:
+        fake.rate_limit(2, retry_after=1, path_prefix="/api/now/table/incident")
+        started = time.monotonic()
+        await backend.apply(event(1))
+        return time.monotonic() - started
+
+    took = with_backend(fake, body)
+    assert 2.0 <= took < 10
+    assert len(fake.rows("incident")) == 1
+    assert len([r for r in fake.table_requests("incident") if r.status == 429]) == 2
 
 
 @pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
@@ -215,6 +231,6 @@ def test_http_calls_are_counted_by_table_and_status(fake: FakeServiceNow) -> Non
         await backend.apply(event(1))
         return dict(backend.http_calls)
 
-    calls = with_backend(fake, body)
+    calls = with_backend(fake, body, rate_limit_wait_seconds=0)
     assert calls[("incident", "429")] == 1 and calls[("incident", "201")] == 1
     assert calls[("sys_choice", "200")] == 1

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from receiver.itsm.base import Condition, PermanentBackendError
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, occurrence_marker
+from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, lifecycle_id, occurrence_marker
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
 from tests.servicenow_fake import FakeServiceNow, Fault
 
@@ -33,7 +33,8 @@ def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fak
     assert "Percentage CPU Average GreaterThan 90" in incident["description"]
     assert "https://portal.azure.com/" in incident["description"]
     assert "vm-web-01" in incident["short_description"] and "cpu-high" in incident["short_description"]
-    assert incident["correlation_display"].endswith(alert_id(1)[-60:])
+    # The rule and targets, hashed: how the reopen window finds the latest incident of the same rule.
+    assert incident["correlation_display"] == lifecycle_id(alert_id(1))
     assert fake.journal(incident["sys_id"])[0].endswith(occurrence_marker(alert_id(1), Condition.FIRED))
 
 
@@ -46,7 +47,7 @@ def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
         assert int(request.params["sysparm_limit"]) <= 200
         assert alert_id(1) not in request.params["sysparm_query"]
     incident_queries = fake.table_requests("incident", "GET")
-    assert all(r.params["sysparm_limit"] == "2" for r in incident_queries)
+    assert all(int(r.params["sysparm_limit"]) <= 10 for r in incident_queries)
 
 
 def test_three_deliveries_of_one_fired_leave_one_incident_and_one_note(fake: FakeServiceNow) -> None:
@@ -209,7 +210,8 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
 
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, correlation_key=key))
-        fake.tables["incident"][0].update(state="6", close_code="Solution provided", close_notes="by hand")
+        fake.tables["incident"][0].update(state="6", close_code="Solution provided", close_notes="by hand",
+                                          resolved_at="2026-11-26 06:20:00")
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))  # a new instance reopens
         assert fake.rows("incident")[0]["state"] == "2"

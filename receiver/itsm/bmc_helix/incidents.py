@@ -28,7 +28,7 @@ from receiver.itsm.base import AlertEvent, Condition, PermanentBackendError
 from receiver.itsm.bmc_helix import qualification as q
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.cmdb import CiFinder
-from receiver.itsm.bmc_helix.routing import incident_fields, static_route
+from receiver.itsm.bmc_helix.routing import incident_fields, routed
 from receiver.itsm.bmc_helix.settings import BmcSettings
 from receiver.itsm.markers import correlation_id, markers_in, occurrence_marker, still_firing
 
@@ -147,7 +147,7 @@ class IncidentDesk:
         settings = self._settings
         ci, ci_lines = await self._cmdb.bind(event)
         impact, urgency = settings.levels(event.severity)
-        route = incident_fields(static_route(settings))
+        route = incident_fields(routed(settings, event.route))
         details = alert_text.description(event, ci_lines) + f"\nReference: {marker}"
         values: dict[str, Any] = {
             "z1D_Action": "CREATE",

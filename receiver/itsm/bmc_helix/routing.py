@@ -1,17 +1,19 @@
 """Routing fields, in BMC's terms: where an incident goes and how it is categorised.
 
 The routing file's ``set`` keys (docs/design.md, routing) map onto the incident forms' fields
-below. Until the routing engine passes a route per alert, the backend's route is the static one
-from ``SECURE_EXPORT_BMC_ASSIGNED_*`` and ``_CATEGORIZATION_TIER_*``; a per-alert route will be
-laid over it key by key.
+below. The static route from ``SECURE_EXPORT_BMC_ASSIGNED_*`` and ``_CATEGORIZATION_TIER_*`` is
+the base; the routing file's decision for the alert (``event.route``) is laid over it key by key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.itsm.bmc_helix.settings import IMPACTS, URGENCIES, BmcSettings
+
+if TYPE_CHECKING:
+    from secure_export.routing import RouteDecision
 
 ROUTING_FIELDS: dict[str, str] = {
     "assignedSupportCompany": "Assigned Support Company",
@@ -38,6 +40,23 @@ def static_route(settings: BmcSettings) -> dict[str, Any]:
         "subcategory": settings.categorization_tier_2,
     }
     return {key: value for key, value in route.items() if value}
+
+
+def routed(settings: BmcSettings, route: RouteDecision | None) -> dict[str, Any]:
+    """The static route with the alert's routing decision laid over it (what the decision sets wins)."""
+    merged = static_route(settings)
+    if route is None:
+        return merged
+    for key, value in (
+        ("assignmentGroup", route.assignment_group),
+        ("category", route.category),
+        ("subcategory", route.subcategory),
+        ("impact", route.impact),
+        ("urgency", route.urgency),
+    ):
+        if value is not None:
+            merged[key] = value
+    return merged
 
 
 def incident_fields(route: Mapping[str, Any]) -> dict[str, str]:
