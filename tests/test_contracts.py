@@ -335,10 +335,8 @@ def test_serve_refuses_a_database_url_that_is_not_postgresql(tmp_path: Path, iss
     assert result.returncode != 0 and "SECURE_EXPORT_DB" in result.stderr
 
 
-ROUTING_PENDING = "SECURE_EXPORT_ROUTING is not read yet (receiver/settings.py, receiver/dispatch.py: branch routing)"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ROUTING_PENDING)
 def test_invalid_routing_file_exits_2_naming_rule_and_key(tmp_path: Path, issuer: LocalIssuer) -> None:
     routing = tmp_path / "routing.yaml"
     routing.write_text("routes:\n  - match: {severity: [Sev1]}\n    set: {assignmentGroup: A}\n"
@@ -500,8 +498,6 @@ def test_work_item_fields_and_lifecycle(receiver: Receiver, issuer: LocalIssuer,
     assert resolved["resolved_at"]
 
 
-@pytest.mark.xfail(strict=True, reason="work-items --json lacks the routed fields and reopened "
-                   "(receiver/itsm/embedded.py: branch routing)")
 def test_work_item_routed_fields_are_present_and_null_unless_routed(
     receiver: Receiver, issuer: LocalIssuer, workdir: Path
 ) -> None:
@@ -511,8 +507,6 @@ def test_work_item_routed_fields_are_present_and_null_unless_routed(
     assert item["reopened"] == 0 and item["subcategory"] is None and item["category"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="SECURE_EXPORT_REOPEN_WINDOW (default PT1H) is not implemented: a Fired after "
-                   "Resolved opens a new item instead of reopening (receiver/itsm/embedded.py: branch routing)")
 def test_fired_within_reopen_window_reopens_the_resolved_item(
     receiver: Receiver, issuer: LocalIssuer, workdir: Path
 ) -> None:
@@ -529,7 +523,6 @@ def test_fired_within_reopen_window_reopens_the_resolved_item(
     assert matching[0]["number"] == first["number"] and matching[0]["state"] != "Resolved" and matching[0]["reopened"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ROUTING_PENDING)
 def test_routing_sets_fields(receiver: Receiver, issuer: LocalIssuer, workdir: Path) -> None:
     assert post(receiver, alert("routed"), issuer.mint()).status_code == 202
     item = wait_for(workdir, "routed", "New")
@@ -642,9 +635,6 @@ def test_bad_receiver_variable_is_refused_at_start_naming_it(tmp_path: Path, iss
     assert status == 2 and variable in stderr and "Traceback" not in stderr, stderr
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="SECURE_EXPORT_REOPEN_WINDOW / SECURE_EXPORT_STATELESS_TTL are not read: a bad value starts "
-                   "the server (receiver/settings.py: branch routing)")
 @pytest.mark.parametrize("variable", ["SECURE_EXPORT_REOPEN_WINDOW", "SECURE_EXPORT_STATELESS_TTL"])
 def test_bad_duration_is_refused_at_start_naming_it(tmp_path: Path, issuer: LocalIssuer, variable: str) -> None:
     env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="api://x",

@@ -19,7 +19,7 @@ from typing import Any
 
 from receiver.itsm.base import Condition
 
-MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved)")
+MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved|held)")
 
 
 def correlation_id(correlation_key: str) -> str:
@@ -47,6 +47,16 @@ def markers_in(text: Any) -> set[str]:
     return {match.group(0) for match in MARKER.finditer(str(text or ""))}
 
 
+def held_marker(alert_id: str) -> str:
+    """The marker written beside a Resolved that flap damping held: proof the incident stays open on purpose."""
+    return occurrence_marker(alert_id, "held")
+
+
+def is_held(markers: set[str]) -> bool:
+    """Whether flap damping held one of the incident's Resolved deliveries (see :func:`held_marker`)."""
+    return any(marker.endswith("-held") for marker in markers)
+
+
 def still_firing(markers: set[str]) -> set[str]:
     """Alert hashes with a Fired marker and no Resolved marker."""
     fired: set[str] = set()
@@ -54,5 +64,8 @@ def still_firing(markers: set[str]) -> set[str]:
     for marker in markers:
         match = MARKER.fullmatch(marker)
         if match:
-            (fired if match.group(2) == "fired" else resolved).add(match.group(1))
+            if match.group(2) == "fired":
+                fired.add(match.group(1))
+            elif match.group(2) == "resolved":
+                resolved.add(match.group(1))
     return fired - resolved

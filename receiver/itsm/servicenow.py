@@ -59,6 +59,7 @@ from receiver.itsm.base import (
 )
 from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
+from receiver.itsm.markers import held_marker, is_held
 from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_pacing import Pacer
@@ -498,7 +499,9 @@ class ServiceNowBackend(Backend):
                 incident = latest  # the same rule on the same resources, resolved within the window: reopen
             elif str(latest.get("state")) not in INACTIVE_OR_RESOLVED and _truthy(latest.get("active")):
                 markers = await self._noted_markers(latest)
-                if not _still_firing(markers):  # open only because flap damping holds it
+                # Open with nothing firing and a held Resolved: flap damping keeps it open on purpose.
+                # Without that marker it is another alert's incident mid-resolution: never take it over.
+                if not _still_firing(markers) and is_held(markers):
                     incident, joining = latest, True
         if incident is None:
             record = await self._create_incident(event, corr, marker, follows=found.closed)
@@ -565,7 +568,7 @@ class ServiceNowBackend(Backend):
         if still_firing:
             note += f" {len(still_firing)} grouped alert(s) still firing; the incident stays open."
         elif event.hold and str(incident.get("state")) not in INACTIVE_OR_RESOLVED:
-            note = event.hold
+            note = f"{event.hold}\n{held_marker(event.alert_id)}"
         fields: dict[str, Any] = {"work_notes": f"{note}\n{marker}"}
         # Already Resolved/Closed (by people, or earlier): only keep the group's bookkeeping.
         if not still_firing and not event.hold and str(incident.get("state")) not in INACTIVE_OR_RESOLVED:
