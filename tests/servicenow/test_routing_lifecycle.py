@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from receiver.itsm.base import AlertEvent, Condition
+from receiver.itsm.markers import occurrence_marker
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from receiver.local_issuer import LocalIssuer
 from secure_export.routing import RoutingSubject, parse_routing
@@ -205,6 +206,26 @@ def test_a_held_resolved_keeps_the_incident_open_until_the_receiver_resolves_it(
     [incident] = fake.rows("incident")
     assert incident["state"] == "6" and incident["close_notes"].startswith("Resolved by secure-export: no Fired")
     assert sum("no Fired for 15min" in note for note in fake.journal(incident["sys_id"])) == 1
+
+
+def test_another_instance_joins_an_incident_only_when_flap_damping_held_it(fake: FakeServiceNow) -> None:
+    """Guards the join of a Fired into an open incident of its rule: dropping the held-marker check makes
+    the second half open no incident for alert 4 (its Fired lands on alert 3's incident)."""
+    drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED, hold="Flapping: 4 fire/resolve cycles"))
+    drive(fake, lifecycle_event(2))
+    [held] = fake.rows("incident")
+    assert (held["state"], held["correlation_id"]) == ("1", correlation_id(alert_id(2)))
+    assert any(note.startswith("Fired again while flapping.") for note in fake.journal(held["sys_id"]))
+    fake.tables["incident"].clear()
+    # Open with nothing firing but no held Resolved: another replica is half-way through resolving it.
+    drive(fake, lifecycle_event(3))
+    [mid] = fake.rows("incident")
+    fake.insert("sys_journal_field", {"element_id": mid["sys_id"], "element": "work_notes", "name": "incident",
+                                      "value": occurrence_marker(alert_id(3), Condition.RESOLVED)})
+    drive(fake, lifecycle_event(4))
+    assert sorted(row["correlation_id"] for row in fake.rows("incident")) == sorted(
+        [correlation_id(alert_id(3)), correlation_id(alert_id(4))]
+    )
 
 
 def test_a_receiver_resolution_with_nothing_open_creates_nothing(fake: FakeServiceNow) -> None:
