@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import re
@@ -60,6 +59,7 @@ from receiver.itsm.base import (
 from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
 from receiver.itsm.markers import held_marker, is_held
+from receiver.itsm.retry_after import retry_after as _retry_after
 from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_pacing import Pacer
@@ -1104,18 +1104,3 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(error, str):  # OAuth endpoint style
         return error
     return response.reason_phrase
-
-
-def _retry_after(response: httpx.Response, cap: float) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, min(seconds, cap))

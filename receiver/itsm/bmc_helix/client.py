@@ -24,7 +24,8 @@ import httpx
 
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
-from receiver.itsm.bmc_helix.errors import ar_message, retry_after
+from receiver.itsm.bmc_helix.errors import ar_message
+from receiver.itsm.retry_after import retry_after
 from receiver.itsm.bmc_helix.settings import BmcSettings
 
 log = logging.getLogger("secure_export.bmc_helix")

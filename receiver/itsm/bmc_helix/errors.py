@@ -1,4 +1,4 @@
-"""Reading BMC's answers: AR error lists as one line, and ``Retry-After``.
+"""Reading BMC's answers: AR error lists as one line.
 
 The AR System REST API reports errors as a JSON list of
 ``{"messageType": "ERROR", "messageNumber": 326, "messageText": "...", "messageAppendedText": "..."}``;
@@ -6,9 +6,6 @@ that text is what an operator needs to see in a parked row.
 """
 
 from __future__ import annotations
-
-import email.utils
-from datetime import UTC, datetime
 
 import httpx
 
@@ -34,19 +31,3 @@ def ar_message(response: httpx.Response) -> str:
         line = f"{kind} {number}: {text}" if number is not None else f"{kind}: {text}"
         parts.append(f"{line} ({appended})" if appended else line)
     return "; ".join(parts) or response.reason_phrase
-
-
-def retry_after(response: httpx.Response, cap: float) -> float | None:
-    """Seconds BMC (or its gateway) asked us to wait, capped; ``None`` when it did not say."""
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, min(seconds, cap))
