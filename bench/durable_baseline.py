@@ -54,7 +54,9 @@ async def _postgres_store(url: str) -> tuple[Store, Callable[[], Awaitable[None]
     import asyncpg
 
     pool = await asyncpg.create_pool(url, ssl="require", min_size=10, max_size=10)
-    await pool.execute("CREATE TABLE IF NOT EXISTS bodies (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body BYTEA NOT NULL)")
+    await pool.execute(
+        "CREATE TABLE IF NOT EXISTS bodies (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body BYTEA NOT NULL)"
+    )
 
     async def store(body: bytes) -> None:
         await pool.execute("INSERT INTO bodies (body) VALUES ($1)", body)  # autocommit: durable at return

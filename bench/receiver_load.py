@@ -210,7 +210,9 @@ class ReceiverBench:
         threads_before = profiling.thread_cpu_seconds(server.pid)
         machine_before = profiling.machine_cpu_ticks()
         if wrk_path:
-            figures = run_wrk(wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir)
+            figures = run_wrk(
+                wrk_path, server.port, tokens, seed, config.flat_seconds, config.flat_connections, workdir
+            )
             accepted, elapsed = figures["accepted"], figures["elapsed_s"]
             statuses = {"202": accepted, "other": figures["other"], "socket_errors": figures["errors"]}
             latency = {
@@ -242,7 +244,9 @@ class ReceiverBench:
             "server_cpu_us_per_accepted": round(cpu_used / accepted * 1e6, 1) if accepted else None,
             # The event loop's thread holds the GIL for the request path: its share is the ceiling.
             "event_loop_cpu_us_per_accepted": round(event_loop / accepted * 1e6, 1) if accepted else None,
-            "other_threads_cpu_us_per_accepted": round((cpu_used - event_loop) / accepted * 1e6, 1) if accepted else None,
+            "other_threads_cpu_us_per_accepted": round((cpu_used - event_loop) / accepted * 1e6, 1)
+            if accepted
+            else None,
             "server_cores_used": round(cpu_used / elapsed, 2),
             # The whole machine (server, load generator, kernel): near 100% means the cores, not
             # the server alone, set the figure.

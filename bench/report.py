@@ -146,7 +146,11 @@ def _program_targets(program: dict[str, Any]) -> list[dict[str, Any]]:
     """The 1.3x target judged against each baseline (each labelled with what it declares), and linearity."""
     rows: list[dict[str, Any]] = []
     for baseline, label in _PROGRAM_TARGET_LABELS.items():
-        compared = [(row["rules"], row["comparisons"][baseline]) for row in program["rows"] if baseline in row.get("comparisons", {})]
+        compared = [
+            (row["rules"], row["comparisons"][baseline])
+            for row in program["rows"]
+            if baseline in row.get("comparisons", {})
+        ]
         walls = [(n, c["wall_ratio"]) for n, c in compared if c.get("wall_ratio") is not None]
         if not walls:
             continue

@@ -38,7 +38,9 @@ def run(config: BenchConfig, progress: Callable[[str], None]) -> int:
     if config.program:
         results["program"] = _guarded("program-cost benchmark", progress, lambda: program_cost.run(config, progress))
     if config.drain:
-        results["drain"] = _guarded("servicenow drain benchmark", progress, lambda: servicenow_drain.run(config, progress))
+        results["drain"] = _guarded(
+            "servicenow drain benchmark", progress, lambda: servicenow_drain.run(config, progress)
+        )
     if config.stores:
         from bench.stores import StoresBench
 

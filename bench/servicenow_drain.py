@@ -86,7 +86,9 @@ def run(config: BenchConfig, progress: Progress) -> dict[str, Any]:
                 probe_s = min(600.0, max(5.0, expected_s))
                 # Repeats of the storm's own alerts only (the same seed): the probe adds no incident.
                 probe_rate = min(config.drain_probe_rate, 0.9 * alerts / probe_s)
-                progress(f"drain: storm answered in {storm['answered_s']:.1f} s; probing 202 latency for {probe_s:.0f} s")
+                progress(
+                    f"drain: storm answered in {storm['answered_s']:.1f} s; probing 202 latency for {probe_s:.0f} s"
+                )
                 probe = run_load_process(
                     LoadSpec(port=receiver.port, tokens=tokens, mode="rate", rate=probe_rate,
                              duration=probe_s, concurrency=16, seed=_SEED),

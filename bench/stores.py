@@ -50,10 +50,20 @@ class StoresBench:
         specs = []
         for server in servers:
             self._seed += 1
-            specs.append(LoadSpec(port=server.port, tokens=tokens, seed=self._seed, mode="flat",
-                                  duration=config.flat_seconds, concurrency=share))
+            specs.append(
+                LoadSpec(
+                    port=server.port,
+                    tokens=tokens,
+                    seed=self._seed,
+                    mode="flat",
+                    duration=config.flat_seconds,
+                    concurrency=share,
+                )
+            )
         with ThreadPoolExecutor(max_workers=len(specs)) as pool:
-            samples = list(pool.map(lambda pair: run_load_process(pair[1], workdir, f"{name}-{pair[0]}"), enumerate(specs)))
+            samples = list(
+                pool.map(lambda pair: run_load_process(pair[1], workdir, f"{name}-{pair[0]}"), enumerate(specs))
+            )
         accepted = sum(s["statuses"].get("202", 0) for s in samples)
         elapsed = max(s["elapsed_s"] for s in samples)
         latencies = [value for s in samples for value in s["latencies_s"]]
@@ -66,8 +76,14 @@ class StoresBench:
             "latency": summarize_ms(latencies),
         }
 
-    def _row(self, label: str, receivers: list[ServerProcess], baselines: list[ServerProcess],
-             tokens: list[str], workdir: Path) -> dict[str, Any]:
+    def _row(
+        self,
+        label: str,
+        receivers: list[ServerProcess],
+        baselines: list[ServerProcess],
+        tokens: list[str],
+        workdir: Path,
+    ) -> dict[str, Any]:
         row: dict[str, Any] = {"row": label}
         for role, servers in (("baseline", baselines), ("receiver", receivers)):
             self.progress(f"stores: {label}: flat out against the {role} ({len(servers)} server(s))")
@@ -103,9 +119,15 @@ class StoresBench:
                 "SECURE_EXPORT_LOG_LEVEL": "WARNING",
             }
             sqlite_receiver = receiver_process(log_dir, {**base_env, "SECURE_EXPORT_DB": str(workdir / "receiver.db")})
-            rows.append(self._row("sqlite, 1 replica", [sqlite_receiver],
-                                  [_durable_baseline(log_dir, str(workdir / "baseline.db"), "durable-sqlite")],
-                                  tokens, workdir))
+            rows.append(
+                self._row(
+                    "sqlite, 1 replica",
+                    [sqlite_receiver],
+                    [_durable_baseline(log_dir, str(workdir / "baseline.db"), "durable-sqlite")],
+                    tokens,
+                    workdir,
+                )
+            )
             if reason is not None:
                 return {"rows": rows, "postgresql": f"not measured: {reason}", "target_ratio": TARGET_STORE_RATIO}
             with running_cluster() as cluster:
@@ -117,9 +139,18 @@ class StoresBench:
                     for index, server in enumerate(receivers):
                         server.name = f"receiver-pg{replicas}-{index}"
                         server.log_path = log_dir / f"{server.name}.log"
-                    baselines = [_durable_baseline(log_dir, baseline_url, f"durable-pg{replicas}-{i}") for i in range(replicas)]
-                    rows.append(self._row(f"postgresql, {replicas} replica{'s' if replicas > 1 else ''}",
-                                          receivers, baselines, tokens, workdir))
+                    baselines = [
+                        _durable_baseline(log_dir, baseline_url, f"durable-pg{replicas}-{i}") for i in range(replicas)
+                    ]
+                    rows.append(
+                        self._row(
+                            f"postgresql, {replicas} replica{'s' if replicas > 1 else ''}",
+                            receivers,
+                            baselines,
+                            tokens,
+                            workdir,
+                        )
+                    )
         return {"rows": rows, "target_ratio": TARGET_STORE_RATIO}
 
 
@@ -128,18 +159,25 @@ def targets(stores: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for row in stores.get("rows", []):
         ratio = row.get("ratio_receiver_to_durable_baseline")
-        found.append({
-            "target": f"{row['row']}: accepted/s >= {TARGET_STORE_RATIO:.0%} of its durable baseline",
-            "figure": "n/a" if ratio is None else f"{ratio:.1%} ({row['receiver']['accepted_per_s']}/s vs {row['baseline']['accepted_per_s']}/s)",
-            "met": None if ratio is None else ratio >= TARGET_STORE_RATIO,
-        })
+        found.append(
+            {
+                "target": f"{row['row']}: accepted/s >= {TARGET_STORE_RATIO:.0%} of its durable baseline",
+                "figure": "n/a"
+                if ratio is None
+                else f"{ratio:.1%} ({row['receiver']['accepted_per_s']}/s vs {row['baseline']['accepted_per_s']}/s)",
+                "met": None if ratio is None else ratio >= TARGET_STORE_RATIO,
+            }
+        )
     return found
 
 
 def table(stores: dict[str, Any]) -> list[str]:
     """The stores section of the printed report."""
-    lines = ["", "Inbox stores (flat out, receiver vs its durable baseline)",
-             f"{'row':<24}{'baseline/s':>12}{'p99 ms':>10}{'receiver/s':>12}{'p99 ms':>10}{'ratio':>8}"]
+    lines = [
+        "",
+        "Inbox stores (flat out, receiver vs its durable baseline)",
+        f"{'row':<24}{'baseline/s':>12}{'p99 ms':>10}{'receiver/s':>12}{'p99 ms':>10}{'ratio':>8}",
+    ]
     for row in stores.get("rows", []):
         b, r = row["baseline"], row["receiver"]
         ratio = row.get("ratio_receiver_to_durable_baseline")

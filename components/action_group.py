@@ -1,6 +1,6 @@
 """``SecureWebhookActionGroup``: an Azure Monitor action group whose webhook is a secure (Azure AD) webhook."""
 
-from typing import NotRequired, Optional, TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import monitor
@@ -34,15 +34,15 @@ class SecureWebhookActionGroupArgs(TypedDict):
     """Application ID URI of the receiver's application."""
     tenant_id: pulumi.Input[str]
     """Azure AD tenant of the receiver's application."""
-    receiver_base_url: NotRequired[Optional[pulumi.Input[str]]]
+    receiver_base_url: NotRequired[pulumi.Input[str] | None]
     """HTTPS base URL of the bundled receiver, e.g. https://receiver.example.net; /api/alerts is appended. Give this or service_uri."""
-    service_uri: NotRequired[Optional[pulumi.Input[str]]]
+    service_uri: NotRequired[pulumi.Input[str] | None]
     """Full HTTPS URL the secure webhook posts to, used as is: an ITSM tool's own Secure Export endpoint (ServiceNow Event Management, a BMC Helix Integration Studio flow). Give this or receiver_base_url."""
-    action_group_name: NotRequired[Optional[str]]
+    action_group_name: NotRequired[str | None]
     """Azure name of the action group. Defaults to an auto-generated name."""
-    email_receivers: NotRequired[Optional[list[EmailReceiverArgs]]]
+    email_receivers: NotRequired[list[EmailReceiverArgs] | None]
     """Optional e-mail receivers notified alongside the ITSM tool."""
-    tags: NotRequired[Optional[dict[str, str]]]
+    tags: NotRequired[dict[str, str] | None]
     """Tags on the action group."""
 
 
@@ -72,7 +72,7 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
         self,
         name: str,
         args: SecureWebhookActionGroupArgs,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("secure-export:index:SecureWebhookActionGroup", name, {}, opts)
         try:

@@ -1,6 +1,6 @@
 """``AlertRules``: metric, log search and activity log alert rules, each wired to one action group."""
 
-from typing import Any, NotRequired, Optional, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import monitor
@@ -41,9 +41,9 @@ class DynamicThresholdArgs(TypedDict):
 
     sensitivity: str
     """Low, Medium or High."""
-    evaluation_periods: NotRequired[Optional[int]]
+    evaluation_periods: NotRequired[int | None]
     """Number of aggregated lookback points (default 4)."""
-    min_failing_periods: NotRequired[Optional[int]]
+    min_failing_periods: NotRequired[int | None]
     """Violations among them that fire the alert (default 4)."""
 
 
@@ -56,15 +56,15 @@ class MetricCriterionArgs(TypedDict):
     """Average, Minimum, Maximum, Total or Count."""
     operator: str
     """Static: Equals, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual. Dynamic: GreaterThan, LessThan, GreaterOrLessThan."""
-    name: NotRequired[Optional[str]]
+    name: NotRequired[str | None]
     """Criterion name (defaults to the metric name)."""
-    metric_namespace: NotRequired[Optional[str]]
+    metric_namespace: NotRequired[str | None]
     """Metric namespace, e.g. Microsoft.Compute/virtualMachines."""
-    threshold: NotRequired[Optional[float]]
+    threshold: NotRequired[float | None]
     """Static threshold."""
-    dynamic: NotRequired[Optional[DynamicThresholdArgs]]
+    dynamic: NotRequired[DynamicThresholdArgs | None]
     """Dynamic threshold settings."""
-    dimensions: NotRequired[Optional[list[DimensionArgs]]]
+    dimensions: NotRequired[list[DimensionArgs] | None]
     """Dimension filters."""
 
 
@@ -83,13 +83,13 @@ class MetricAlertRuleArgs(TypedDict):
     """ISO-8601 duration, e.g. PT5M."""
     criteria: list[MetricCriterionArgs]
     """Conditions, all of which must hold."""
-    description: NotRequired[Optional[str]]
+    description: NotRequired[str | None]
     """Text that becomes the work item's description."""
-    target_resource_type: NotRequired[Optional[str]]
+    target_resource_type: NotRequired[str | None]
     """Resource type of a multi-resource rule, e.g. Microsoft.Compute/virtualMachines."""
-    target_resource_region: NotRequired[Optional[str]]
+    target_resource_region: NotRequired[str | None]
     """Region of a multi-resource rule's resources."""
-    enabled: NotRequired[Optional[bool]]
+    enabled: NotRequired[bool | None]
     """Whether the rule is evaluated (default true)."""
 
 
@@ -123,21 +123,21 @@ class LogAlertRuleArgs(TypedDict):
     """Equals, GreaterThan, GreaterThanOrEqual, LessThan or LessThanOrEqual."""
     threshold: float
     """Threshold the aggregated value is compared with."""
-    description: NotRequired[Optional[str]]
+    description: NotRequired[str | None]
     """Text that becomes the work item's description."""
-    metric_measure_column: NotRequired[Optional[str]]
+    metric_measure_column: NotRequired[str | None]
     """Column aggregated when time_aggregation is not Count."""
-    resource_id_column: NotRequired[Optional[str]]
+    resource_id_column: NotRequired[str | None]
     """Column holding the resource id the alert is split by (becomes configuration items)."""
-    dimensions: NotRequired[Optional[list[DimensionArgs]]]
+    dimensions: NotRequired[list[DimensionArgs] | None]
     """Columns the alert is split by."""
-    failing_periods: NotRequired[Optional[FailingPeriodsArgs]]
+    failing_periods: NotRequired[FailingPeriodsArgs | None]
     """Failing periods before the alert fires (default 1 of 1)."""
-    mute_actions_duration: NotRequired[Optional[str]]
+    mute_actions_duration: NotRequired[str | None]
     """ISO-8601 duration during which actions are muted after the alert fired (needs auto_mitigate false)."""
-    auto_mitigate: NotRequired[Optional[bool]]
+    auto_mitigate: NotRequired[bool | None]
     """Stateful (default true): Azure sends Resolved when the condition clears. False: Fired only."""
-    enabled: NotRequired[Optional[bool]]
+    enabled: NotRequired[bool | None]
     """Whether the rule is evaluated (default true)."""
 
 
@@ -150,23 +150,23 @@ class ActivityLogAlertRuleArgs(TypedDict):
     """Administrative, ServiceHealth or ResourceHealth."""
     scopes: list[str]
     """Subscriptions, resource groups or resources the rule watches."""
-    description: NotRequired[Optional[str]]
+    description: NotRequired[str | None]
     """Text that becomes the work item's description."""
-    operation_name: NotRequired[Optional[str]]
+    operation_name: NotRequired[str | None]
     """Administrative: the operation, e.g. Microsoft.Compute/virtualMachines/delete."""
-    level: NotRequired[Optional[str]]
+    level: NotRequired[str | None]
     """Event level filter: Critical, Error, Warning, Informational, Verbose."""
-    status: NotRequired[Optional[str]]
+    status: NotRequired[str | None]
     """Event status filter, e.g. Succeeded or Failed."""
-    incident_types: NotRequired[Optional[list[str]]]
+    incident_types: NotRequired[list[str] | None]
     """ServiceHealth: Incident, Maintenance, Informational, ActionRequired, Security."""
-    services: NotRequired[Optional[list[str]]]
+    services: NotRequired[list[str] | None]
     """ServiceHealth: impacted service names, e.g. Virtual Machines."""
-    regions: NotRequired[Optional[list[str]]]
+    regions: NotRequired[list[str] | None]
     """ServiceHealth: impacted regions, e.g. West Europe."""
-    health_statuses: NotRequired[Optional[list[str]]]
+    health_statuses: NotRequired[list[str] | None]
     """ResourceHealth: current health statuses, e.g. Unavailable, Degraded; Available (the recovery) is added."""
-    enabled: NotRequired[Optional[bool]]
+    enabled: NotRequired[bool | None]
     """Whether the rule is evaluated (default true)."""
 
 
@@ -177,15 +177,15 @@ class AlertRulesArgs(TypedDict):
     """Resource group that holds the rules."""
     action_group_id: pulumi.Input[str]
     """Action group every rule notifies."""
-    location: NotRequired[Optional[str]]
+    location: NotRequired[str | None]
     """Region of the log search rules (that of their workspaces); required when there are any."""
-    metric_alerts: NotRequired[Optional[list[MetricAlertRuleArgs]]]
+    metric_alerts: NotRequired[list[MetricAlertRuleArgs] | None]
     """Metric alert rules."""
-    log_alerts: NotRequired[Optional[list[LogAlertRuleArgs]]]
+    log_alerts: NotRequired[list[LogAlertRuleArgs] | None]
     """Log search alert rules."""
-    activity_log_alerts: NotRequired[Optional[list[ActivityLogAlertRuleArgs]]]
+    activity_log_alerts: NotRequired[list[ActivityLogAlertRuleArgs] | None]
     """Activity log alert rules."""
-    tags: NotRequired[Optional[dict[str, str]]]
+    tags: NotRequired[dict[str, str] | None]
     """Tags on every rule."""
 
 
@@ -230,7 +230,7 @@ def _refuse_deploy_rules(component: str, kind: str, rule_name: str, findings: li
         raise ValueError(text)
 
 
-def _dimensions(dims: Optional[list[DimensionArgs]]) -> Optional[list[dict[str, Any]]]:
+def _dimensions(dims: list[DimensionArgs] | None) -> list[dict[str, Any]] | None:
     if not dims:
         return None
     return [{"name": d["name"], "operator": d.get("operator") or "Include", "values": list(d["values"])} for d in dims]
@@ -317,9 +317,9 @@ def recovery_included(statuses: list[str]) -> list[str]:
 
 
 def watched_subscriptions(
-    metric_alerts: Optional[list[MetricAlertRuleArgs]] = None,
-    log_alerts: Optional[list[LogAlertRuleArgs]] = None,
-    activity_log_alerts: Optional[list[ActivityLogAlertRuleArgs]] = None,
+    metric_alerts: list[MetricAlertRuleArgs] | None = None,
+    log_alerts: list[LogAlertRuleArgs] | None = None,
+    activity_log_alerts: list[ActivityLogAlertRuleArgs] | None = None,
 ) -> list[str]:
     """Return the sorted subscription ids named by the rules' scopes.
 
@@ -345,7 +345,7 @@ class AlertRules(pulumi.ComponentResource):
     activity_log_alert_ids: pulumi.Output[list[str]]
     """Resource ids of the activity log alert rules."""
 
-    def __init__(self, name: str, args: AlertRulesArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: AlertRulesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("secure-export:index:AlertRules", name, {}, opts)
         rg = args.get("resource_group_name")
         action_group_id = args.get("action_group_id")

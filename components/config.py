@@ -328,7 +328,9 @@ class DatabaseConfig(_Model):
     @model_validator(mode="after")
     def _fits_kind(self) -> DatabaseConfig:
         if self.kind == "sqlite":
-            given = [to_camel(name) for name in type(self).model_fields if name != "kind" and getattr(self, name) is not None]
+            given = [
+                to_camel(name) for name in type(self).model_fields if name != "kind" and getattr(self, name) is not None
+            ]
             if given:
                 raise ValueError(f"{', '.join(given)} only apply with kind postgresql (kind is sqlite)")
         if self.high_availability == "zone-redundant" and (self.sku_tier or "Burstable") == "Burstable":
@@ -481,12 +483,18 @@ class StackConfig(_Model):
                 "(the ITSM tool's own Secure Export endpoint)"
             )
         if self.direct_endpoint is not None:
-            unused = [key for key, value in (("servicenow", self.servicenow),
-                                             ("servicenowPassword", self.servicenow_password),
-                                             ("servicenowClientSecret", self.servicenow_client_secret),
-                                             ("bmcHelix", self.bmc_helix),
-                                             ("bmcHelixPassword", self.bmc_helix_password),
-                                             ("routing", self.routing)) if value]
+            unused = [
+                key
+                for key, value in (
+                    ("servicenow", self.servicenow),
+                    ("servicenowPassword", self.servicenow_password),
+                    ("servicenowClientSecret", self.servicenow_client_secret),
+                    ("bmcHelix", self.bmc_helix),
+                    ("bmcHelixPassword", self.bmc_helix_password),
+                    ("routing", self.routing),
+                )
+                if value
+            ]
             if unused:
                 raise ValueError(
                     f"{', '.join(f'{NAMESPACE}:{key}' for key in unused)} configure the bundled receiver, which "
@@ -549,7 +557,9 @@ class StackConfig(_Model):
             "action_group_short_name": self.action_group.short_name,
             "action_group_name": self.action_group.name,
             "email_receivers": [e.model_dump() for e in self.action_group.email_receivers] or None,
-            "receiver": None if receiver is None else {
+            "receiver": None
+            if receiver is None
+            else {
                 "image_registry": receiver.image.registry,
                 "image_repository": receiver.image.repository,
                 "image_tag": receiver.image.tag,

@@ -240,8 +240,8 @@ def _mute_needs_stateless(rule: Mapping[str, Any]) -> list[Finding]:
         return [
             Finding(
                 ("mute_actions_duration",),
-                "Azure refuses muted actions on a stateful rule (\"Auto mitigation must be disabled when action "
-                "suppression is set\"); remove it, or set autoMitigate: false and accept that Resolved never "
+                'Azure refuses muted actions on a stateful rule ("Auto mitigation must be disabled when action '
+                'suppression is set"); remove it, or set autoMitigate: false and accept that Resolved never '
                 "reaches the ITSM tool",
             )
         ]
@@ -459,7 +459,7 @@ def _service_health_one_subscription(rule: Mapping[str, Any]) -> list[Finding]:
         Finding(
             ("scopes",),
             f"a ServiceHealth rule watches exactly one subscription, /subscriptions/<id> (Azure: ScopeIsInvalid, "
-            f"\"The rule scope must contain only one item\"), got {len(scopes)} scope(s); "
+            f'"The rule scope must contain only one item"), got {len(scopes)} scope(s); '
             "declare one rule per subscription",
         )
     ]

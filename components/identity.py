@@ -1,7 +1,7 @@
 """``SecureWebhookIdentity``: the Azure AD application an Azure Monitor secure webhook authenticates against."""
 
 # No `from __future__ import annotations`: Pulumi's schema analyzer reads the real annotations.
-from typing import NotRequired, Optional, TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_azuread as azuread
@@ -18,13 +18,13 @@ class SecureWebhookIdentityArgs(TypedDict):
 
     display_name: str
     """Display name of the receiver's application registration."""
-    identifier_uri: NotRequired[Optional[str]]
+    identifier_uri: NotRequired[str | None]
     """Application ID URI (the token audience). Defaults to api://<tenant id>/<project>-<stack>."""
-    access_token_version: NotRequired[Optional[int]]
+    access_token_version: NotRequired[int | None]
     """Access token version the application accepts: 1 (default) or 2."""
-    owner_object_ids: NotRequired[Optional[list[str]]]
+    owner_object_ids: NotRequired[list[str] | None]
     """Extra owners of the application besides the deploying identity (object ids)."""
-    role_id: NotRequired[Optional[str]]
+    role_id: NotRequired[str | None]
     """Id (UUID) of the ActionGroupsSecureWebhook app role. Defaults to one derived from project and stack, stable across runs."""
 
 
@@ -52,7 +52,7 @@ class SecureWebhookIdentity(pulumi.ComponentResource):
         self,
         name: str,
         args: SecureWebhookIdentityArgs,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("secure-export:index:SecureWebhookIdentity", name, {}, opts)
         display_name = args.get("display_name")

@@ -7,7 +7,7 @@ environment and whose delegated subnet hosts the server, resolved through a priv
 docs/postgresql.md explains the choices and the ``public`` alternative.
 """
 
-from typing import Any, NotRequired, Optional, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import dbforpostgresql, network, privatedns
@@ -28,23 +28,23 @@ class DatabaseSettings(TypedDict):
 
     kind: str
     """sqlite (one replica, a file on an Azure Files share) or postgresql (several replicas)."""
-    sku_name: NotRequired[Optional[str]]
+    sku_name: NotRequired[str | None]
     """Flexible server compute, e.g. Standard_B1ms (default) or Standard_D2ds_v5."""
-    sku_tier: NotRequired[Optional[str]]
+    sku_tier: NotRequired[str | None]
     """Burstable (default), GeneralPurpose or MemoryOptimized; zone-redundant HA needs one of the latter two."""
-    version: NotRequired[Optional[str]]
+    version: NotRequired[str | None]
     """PostgreSQL major version (default 16)."""
-    storage_size_gb: NotRequired[Optional[int]]
+    storage_size_gb: NotRequired[int | None]
     """Storage in GiB (default 32)."""
-    backup_retention_days: NotRequired[Optional[int]]
+    backup_retention_days: NotRequired[int | None]
     """Point-in-time restore window, 7..35 days (default 14)."""
-    geo_redundant_backup: NotRequired[Optional[bool]]
+    geo_redundant_backup: NotRequired[bool | None]
     """Copy backups to the paired region (default false)."""
-    high_availability: NotRequired[Optional[str]]
+    high_availability: NotRequired[str | None]
     """disabled (default) or zone-redundant (a standby in another zone)."""
-    network: NotRequired[Optional[str]]
+    network: NotRequired[str | None]
     """private (default: VNet integration, no public endpoint) or public (public endpoint, Azure-internal firewall rule)."""
-    server_name: NotRequired[Optional[str]]
+    server_name: NotRequired[str | None]
     """Azure name of the server (global DNS name); defaults to one derived from the stack."""
 
 
@@ -65,7 +65,7 @@ class ReceiverDatabaseArgs(TypedDict):
     """Sizing, backups, HA and network mode."""
     server_name: str
     """Azure name of the server."""
-    tags: NotRequired[Optional[dict[str, str]]]
+    tags: NotRequired[dict[str, str] | None]
     """Tags on every resource."""
 
 
@@ -78,10 +78,10 @@ class ReceiverDatabase(pulumi.ComponentResource):
     """The server's host name."""
     server_id: pulumi.Output[str]
     """Resource id of the server."""
-    app_subnet_id: pulumi.Output[Optional[str]]
+    app_subnet_id: pulumi.Output[str | None]
     """With private networking: the subnet the Container Apps environment must use (else None)."""
 
-    def __init__(self, name: str, args: ReceiverDatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: ReceiverDatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("secure-export:index:ReceiverDatabase", name, {}, opts)
         settings = args["settings"]
         rg = args["resource_group_name"]
@@ -92,39 +92,65 @@ class ReceiverDatabase(pulumi.ComponentResource):
         ha = settings.get("high_availability") or "disabled"
         tier = settings.get("sku_tier") or "Burstable"
         if mode not in NETWORK_MODES:
-            raise ValueError(f"ReceiverDatabase {name}: network must be one of {', '.join(NETWORK_MODES)}, got {mode!r}")
+            raise ValueError(
+                f"ReceiverDatabase {name}: network must be one of {', '.join(NETWORK_MODES)}, got {mode!r}"
+            )
         if ha not in HA_MODES:
-            raise ValueError(f"ReceiverDatabase {name}: high_availability must be one of {', '.join(HA_MODES)}, got {ha!r}")
+            raise ValueError(
+                f"ReceiverDatabase {name}: high_availability must be one of {', '.join(HA_MODES)}, got {ha!r}"
+            )
         if ha == "zone-redundant" and tier == "Burstable":
-            raise ValueError(f"ReceiverDatabase {name}: zone-redundant high availability needs GeneralPurpose or MemoryOptimized, not Burstable")
+            raise ValueError(
+                f"ReceiverDatabase {name}: zone-redundant high availability needs GeneralPurpose or MemoryOptimized, not Burstable"
+            )
 
         network_args: dict[str, Any] = {"public_network_access": "Enabled"}
         depends: list[pulumi.Resource] = []
         self.app_subnet_id = pulumi.Output.from_input(None)
         if mode == "private":
             vnet = network.VirtualNetwork(
-                f"{name}-vnet", resource_group_name=rg, location=location,
-                address_space={"address_prefixes": [VNET_PREFIX]}, tags=tags, opts=child,
+                f"{name}-vnet",
+                resource_group_name=rg,
+                location=location,
+                address_space={"address_prefixes": [VNET_PREFIX]},
+                tags=tags,
+                opts=child,
             )
             app_subnet = network.Subnet(
-                f"{name}-apps-subnet", resource_group_name=rg, virtual_network_name=vnet.name, subnet_name="apps",
+                f"{name}-apps-subnet",
+                resource_group_name=rg,
+                virtual_network_name=vnet.name,
+                subnet_name="apps",
                 address_prefix=APP_SUBNET_PREFIX,
                 delegations=[{"name": "container-apps", "service_name": "Microsoft.App/environments"}],
                 opts=child,
             )
             db_subnet = network.Subnet(
-                f"{name}-db-subnet", resource_group_name=rg, virtual_network_name=vnet.name, subnet_name="postgres",
+                f"{name}-db-subnet",
+                resource_group_name=rg,
+                virtual_network_name=vnet.name,
+                subnet_name="postgres",
                 address_prefix=DB_SUBNET_PREFIX,
                 delegations=[{"name": "postgres", "service_name": "Microsoft.DBforPostgreSQL/flexibleServers"}],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[app_subnet]),  # one subnet change at a time
             )
             zone = privatedns.PrivateZone(
-                f"{name}-dns", resource_group_name=rg, location="global",
-                private_zone_name=f"{args['server_name']}.private.postgres.database.azure.com", tags=tags, opts=child,
+                f"{name}-dns",
+                resource_group_name=rg,
+                location="global",
+                private_zone_name=f"{args['server_name']}.private.postgres.database.azure.com",
+                tags=tags,
+                opts=child,
             )
             link = privatedns.VirtualNetworkLink(
-                f"{name}-dns-link", resource_group_name=rg, location="global", private_zone_name=zone.name,
-                virtual_network={"id": vnet.id}, registration_enabled=False, tags=tags, opts=child,
+                f"{name}-dns-link",
+                resource_group_name=rg,
+                location="global",
+                private_zone_name=zone.name,
+                virtual_network={"id": vnet.id},
+                registration_enabled=False,
+                tags=tags,
+                opts=child,
             )
             depends.append(link)
             network_args = {
@@ -148,7 +174,11 @@ class ReceiverDatabase(pulumi.ComponentResource):
             },
             high_availability={"mode": "ZoneRedundant" if ha == "zone-redundant" else "Disabled"},
             # Entra ID only: no administrator login or password is ever created.
-            auth_config={"active_directory_auth": "Enabled", "password_auth": "Disabled", "tenant_id": args["tenant_id"]},
+            auth_config={
+                "active_directory_auth": "Enabled",
+                "password_auth": "Disabled",
+                "tenant_id": args["tenant_id"],
+            },
             network=network_args,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
@@ -165,25 +195,42 @@ class ReceiverDatabase(pulumi.ComponentResource):
         )
         tls = dbforpostgresql.Configuration(
             f"{name}-require-tls",
-            resource_group_name=rg, server_name=server.name, configuration_name="require_secure_transport",
-            value="on", source="user-override", opts=child,
+            resource_group_name=rg,
+            server_name=server.name,
+            configuration_name="require_secure_transport",
+            value="on",
+            source="user-override",
+            opts=child,
         )
         tls_version = dbforpostgresql.Configuration(
             f"{name}-tls-version",
-            resource_group_name=rg, server_name=server.name, configuration_name="ssl_min_protocol_version",
-            value="TLSv1.2", source="user-override", opts=pulumi.ResourceOptions(parent=self, depends_on=[tls]),
+            resource_group_name=rg,
+            server_name=server.name,
+            configuration_name="ssl_min_protocol_version",
+            value="TLSv1.2",
+            source="user-override",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls]),
         )
         database = dbforpostgresql.Database(
-            f"{name}-db", resource_group_name=rg, server_name=server.name, database_name=DATABASE_NAME,
-            charset="UTF8", collation="en_US.utf8", opts=child,
+            f"{name}-db",
+            resource_group_name=rg,
+            server_name=server.name,
+            database_name=DATABASE_NAME,
+            charset="UTF8",
+            collation="en_US.utf8",
+            opts=child,
         )
         if mode == "public":
             # Reachable from Azure's own address space only (Container Apps' outbound addresses are not
             # fixed); Entra-only authentication and TLS still apply. See docs/postgresql.md.
             dbforpostgresql.FirewallRule(
-                f"{name}-azure-services", resource_group_name=rg, server_name=server.name,
+                f"{name}-azure-services",
+                resource_group_name=rg,
+                server_name=server.name,
                 firewall_rule_name="AllowAllAzureServicesAndResourcesWithinAzureIps",
-                start_ip_address="0.0.0.0", end_ip_address="0.0.0.0", opts=child,
+                start_ip_address="0.0.0.0",
+                end_ip_address="0.0.0.0",
+                opts=child,
             )
         self.ready: list[pulumi.Resource] = [admin, tls, tls_version, database]
         """What must exist before the receiver starts (it logs in as the administrator at once)."""

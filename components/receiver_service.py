@@ -5,7 +5,7 @@ import hmac
 import json
 import re
 import uuid
-from typing import Any, NotRequired, Optional, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import (
@@ -62,70 +62,70 @@ class ReceiverServiceArgs(TypedDict):
     """Azure AD tenant whose tokens the receiver accepts."""
     audiences: list[pulumi.Input[str]]
     """Accepted token audiences: the application's identifier URI and client id."""
-    create_resource_group: NotRequired[Optional[bool]]
+    create_resource_group: NotRequired[bool | None]
     """Create the resource group (default true) or use an existing one."""
-    image_tag: NotRequired[Optional[str]]
+    image_tag: NotRequired[str | None]
     """Image tag; give this or image_digest."""
-    image_digest: NotRequired[Optional[str]]
+    image_digest: NotRequired[str | None]
     """Image digest (sha256:...), preferred for production; give this or image_tag."""
-    registry_resource_id: NotRequired[Optional[str]]
+    registry_resource_id: NotRequired[str | None]
     """Resource id of an Azure Container Registry to pull from with a user-assigned managed identity (granted AcrPull). Unset: the image is public."""
-    container_app_name: NotRequired[Optional[str]]
+    container_app_name: NotRequired[str | None]
     """Azure name of the container app (2..32 lowercase letters, digits, hyphens). Defaults to the component name."""
-    allowed_callers: NotRequired[Optional[list[str]]]
+    allowed_callers: NotRequired[list[str] | None]
     """Accepted appid/azp claims. Unset: the receiver's default (the AzNS AAD Webhook client id)."""
-    allowed_subscriptions: NotRequired[Optional[pulumi.Input[list[str]]]]
+    allowed_subscriptions: NotRequired[pulumi.Input[list[str]] | None]
     """Subscriptions whose alerts the receiver accepts. Unset or empty: all."""
-    itsm: NotRequired[Optional[str]]
+    itsm: NotRequired[str | None]
     """ITSM backend: embedded (default), servicenow or bmc-helix."""
-    correlation: NotRequired[Optional[str]]
+    correlation: NotRequired[str | None]
     """Work item correlation: alert (default) or rule-target."""
-    servicenow_url: NotRequired[Optional[str]]
+    servicenow_url: NotRequired[str | None]
     """ServiceNow instance URL, e.g. https://example.service-now.com."""
-    servicenow_target: NotRequired[Optional[str]]
+    servicenow_target: NotRequired[str | None]
     """ServiceNow table the receiver writes: incident (default) or event."""
-    servicenow_username: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_username: NotRequired[pulumi.Input[str] | None]
     """ServiceNow user for basic auth (held as a container-app secret)."""
-    servicenow_password: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_password: NotRequired[pulumi.Input[str] | None]
     """ServiceNow password (a Pulumi secret; held as a container-app secret)."""
-    servicenow_client_id: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_client_id: NotRequired[pulumi.Input[str] | None]
     """ServiceNow OAuth client id (held as a container-app secret)."""
-    servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_client_secret: NotRequired[pulumi.Input[str] | None]
     """ServiceNow OAuth client secret (a Pulumi secret; held as a container-app secret)."""
-    bmc_url: NotRequired[Optional[str]]
+    bmc_url: NotRequired[str | None]
     """BMC Helix AR System REST base URL (https), e.g. https://acme-restapi.onbmc.com."""
-    bmc_username: NotRequired[Optional[pulumi.Input[str]]]
+    bmc_username: NotRequired[pulumi.Input[str] | None]
     """BMC Helix user the receiver logs in as."""
-    bmc_password: NotRequired[Optional[pulumi.Input[str]]]
+    bmc_password: NotRequired[pulumi.Input[str] | None]
     """BMC Helix password (a Pulumi secret; held as a container-app secret)."""
-    cpu: NotRequired[Optional[float]]
+    cpu: NotRequired[float | None]
     """vCPU per replica (default 0.5)."""
-    memory: NotRequired[Optional[str]]
+    memory: NotRequired[str | None]
     """Memory per replica (default 1Gi)."""
-    min_replicas: NotRequired[Optional[int]]
+    min_replicas: NotRequired[int | None]
     """Minimum replicas, at least 1 so alerts are never answered by a cold start (default 1)."""
-    max_replicas: NotRequired[Optional[int]]
+    max_replicas: NotRequired[int | None]
     """Maximum replicas (default 1; more than 1 needs database kind postgresql: SQLite on the file share has a single writer)."""
-    database: NotRequired[Optional[DatabaseSettings]]
+    database: NotRequired[DatabaseSettings | None]
     """The inbox's database: sqlite (default, an Azure Files share) or postgresql (a flexible server, several replicas)."""
-    concurrent_requests: NotRequired[Optional[int]]
+    concurrent_requests: NotRequired[int | None]
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
-    log_retention_days: NotRequired[Optional[int]]
+    log_retention_days: NotRequired[int | None]
     """Log Analytics retention in days (default 30)."""
-    routing: NotRequired[Optional[str]]
+    routing: NotRequired[str | None]
     """Routing file as JSON text (docs/routing.md), checked with secure_export.routing; the container reads it
     from a file mounted from a container-app secret (SECURE_EXPORT_ROUTING). Unset: every item to the default."""
-    reopen_window: NotRequired[Optional[str]]
+    reopen_window: NotRequired[str | None]
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
-    stateless_ttl: NotRequired[Optional[str]]
+    stateless_ttl: NotRequired[str | None]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
-    operator_emails: NotRequired[Optional[list[str]]]
+    operator_emails: NotRequired[list[str] | None]
     """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
-    no_delivery_window: NotRequired[Optional[str]]
+    no_delivery_window: NotRequired[str | None]
     """ISO 8601 window of the "Azure sent alerts but none reached the ITSM tool" rule (default PT1H)."""
-    refused_token_threshold: NotRequired[Optional[int]]
+    refused_token_threshold: NotRequired[int | None]
     """Refused tokens (401/403) within 5 minutes that raise the operators' alert (default 20)."""
-    tags: NotRequired[Optional[dict[str, str]]]
+    tags: NotRequired[dict[str, str] | None]
     """Tags on every resource."""
 
 
@@ -173,7 +173,10 @@ def _routing(
     name: str, args: ReceiverServiceArgs, secrets: list[dict[str, Any]], env: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Check the routing file and the lifecycle durations; add the secret, variables, volume and mount."""
-    for field, variable in (("reopen_window", "SECURE_EXPORT_REOPEN_WINDOW"), ("stateless_ttl", "SECURE_EXPORT_STATELESS_TTL")):
+    for field, variable in (
+        ("reopen_window", "SECURE_EXPORT_REOPEN_WINDOW"),
+        ("stateless_ttl", "SECURE_EXPORT_STATELESS_TTL"),
+    ):
         value = args.get(field)
         if value is not None:
             env.append({"name": variable, "value": str(value)})
@@ -197,7 +200,7 @@ def _routing(
     return [volume], [{"volume_name": "routing", "mount_path": ROUTING_MOUNT_PATH}]
 
 
-def _choice(name: str, field: str, value: Optional[str], allowed: tuple[str, ...]) -> str:
+def _choice(name: str, field: str, value: str | None, allowed: tuple[str, ...]) -> str:
     chosen = value or allowed[0]
     if chosen not in allowed:
         raise ValueError(f"ReceiverService {name}: {field} must be one of {', '.join(allowed)}, got {value!r}")
@@ -220,7 +223,7 @@ class ReceiverService(pulumi.ComponentResource):
     environment_id: pulumi.Output[str]
     """Resource id of the Container Apps managed environment."""
 
-    def __init__(self, name: str, args: ReceiverServiceArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: ReceiverServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("secure-export:index:ReceiverService", name, {}, opts)
         location = args.get("location")
         if not location:
@@ -271,7 +274,7 @@ class ReceiverService(pulumi.ComponentResource):
         workspace_keys = operationalinsights.get_shared_keys_output(
             resource_group_name=rg_name, workspace_name=workspace.name, opts=pulumi.InvokeOutputOptions(parent=self)
         )
-        database: Optional[ReceiverDatabase] = None
+        database: ReceiverDatabase | None = None
         db_identity: Any = None
         environment_network: dict[str, Any] = {}
         if kind == "postgresql":

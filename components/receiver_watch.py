@@ -7,18 +7,14 @@ JSON log lines in the environment's Log Analytics workspace (``ContainerAppConso
 queries are also listed in docs/operations.md.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import monitor
 
 from components.validation import duration_seconds
 
-_LINES = (
-    "ContainerAppConsoleLogs_CL\n"
-    "| where ContainerAppName_s == '{app}'\n"
-    "| extend e = parse_json(Log_s)\n"
-)
+_LINES = "ContainerAppConsoleLogs_CL\n| where ContainerAppName_s == '{app}'\n| extend e = parse_json(Log_s)\n"
 
 QUERIES: dict[str, str] = {
     "parked": _LINES + "| where tostring(e.event) == 'dispatch_parked'",
@@ -48,7 +44,7 @@ def watch_receiver(
     operator_emails: list[str],
     no_delivery_window: str,
     refused_token_threshold: int,
-    tags: Optional[dict[str, str]] = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """Declare the operators' action group and the five rules as children of ``parent``."""
     try:
@@ -77,14 +73,40 @@ def watch_receiver(
     )
     rules: list[tuple[str, str, int, str, float, str]] = [
         # role, description, severity, window, threshold, query key
-        ("parked", "deliveries were parked: they will not reach the ITSM tool without an operator "
-         "('secure-export trace' / 'replay' / 'discard')", 1, "PT5M", 0, "parked"),
-        ("paused", "dispatching paused: the ITSM tool refuses the receiver's credentials or configuration; "
-         "alerts wait in the inbox", 1, "PT5M", 0, "paused"),
-        ("refused-tokens", f"more than {refused_token_threshold} requests with a refused token or subscription "
-         "within 5 minutes", 2, "PT5M", refused_token_threshold, "refused-tokens"),
-        ("no-delivery", f"Azure sent alerts but none reached the ITSM tool within {no_delivery_window}",
-         1, no_delivery_window, 0, "no-delivery"),
+        (
+            "parked",
+            "deliveries were parked: they will not reach the ITSM tool without an operator "
+            "('secure-export trace' / 'replay' / 'discard')",
+            1,
+            "PT5M",
+            0,
+            "parked",
+        ),
+        (
+            "paused",
+            "dispatching paused: the ITSM tool refuses the receiver's credentials or configuration; "
+            "alerts wait in the inbox",
+            1,
+            "PT5M",
+            0,
+            "paused",
+        ),
+        (
+            "refused-tokens",
+            f"more than {refused_token_threshold} requests with a refused token or subscription within 5 minutes",
+            2,
+            "PT5M",
+            refused_token_threshold,
+            "refused-tokens",
+        ),
+        (
+            "no-delivery",
+            f"Azure sent alerts but none reached the ITSM tool within {no_delivery_window}",
+            1,
+            no_delivery_window,
+            0,
+            "no-delivery",
+        ),
     ]
     for role, description, severity, rule_window, threshold, query in rules:
         monitor.ScheduledQueryRule(

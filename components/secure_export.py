@@ -1,6 +1,6 @@
 """``SecureExport``: the whole secure export path, wired: identity, receiver, action group and alert rules."""
 
-from typing import NotRequired, Optional, TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import authorization, resources
@@ -25,54 +25,54 @@ class ReceiverSettingsArgs(TypedDict):
     """Registry login server, e.g. ghcr.io or myregistry.azurecr.io."""
     image_repository: str
     """Repository in the registry."""
-    image_tag: NotRequired[Optional[str]]
+    image_tag: NotRequired[str | None]
     """Image tag; give this or image_digest."""
-    image_digest: NotRequired[Optional[str]]
+    image_digest: NotRequired[str | None]
     """Image digest (sha256:...); give this or image_tag."""
-    registry_resource_id: NotRequired[Optional[str]]
+    registry_resource_id: NotRequired[str | None]
     """Azure Container Registry to pull from with a managed identity. Unset: a public image."""
-    container_app_name: NotRequired[Optional[str]]
+    container_app_name: NotRequired[str | None]
     """Azure name of the container app."""
-    allowed_callers: NotRequired[Optional[list[str]]]
+    allowed_callers: NotRequired[list[str] | None]
     """Accepted appid/azp claims (default: the AzNS AAD Webhook client id)."""
-    allowed_subscriptions: NotRequired[Optional[list[str]]]
+    allowed_subscriptions: NotRequired[list[str] | None]
     """Subscriptions whose alerts are accepted. Unset: those the alert rules watch. The rules' own subscription is added."""
-    itsm: NotRequired[Optional[str]]
+    itsm: NotRequired[str | None]
     """ITSM backend: embedded (default), servicenow or bmc-helix."""
-    correlation: NotRequired[Optional[str]]
+    correlation: NotRequired[str | None]
     """Work item correlation: alert (default) or rule-target."""
-    servicenow_url: NotRequired[Optional[str]]
+    servicenow_url: NotRequired[str | None]
     """ServiceNow instance URL."""
-    servicenow_target: NotRequired[Optional[str]]
+    servicenow_target: NotRequired[str | None]
     """ServiceNow table: incident (default) or event."""
-    bmc_url: NotRequired[Optional[str]]
+    bmc_url: NotRequired[str | None]
     """BMC Helix AR System REST base URL (with itsm bmc-helix)."""
-    cpu: NotRequired[Optional[float]]
+    cpu: NotRequired[float | None]
     """vCPU per replica (default 0.5)."""
-    memory: NotRequired[Optional[str]]
+    memory: NotRequired[str | None]
     """Memory per replica (default 1Gi)."""
-    min_replicas: NotRequired[Optional[int]]
+    min_replicas: NotRequired[int | None]
     """Minimum replicas (default 1)."""
-    max_replicas: NotRequired[Optional[int]]
+    max_replicas: NotRequired[int | None]
     """Maximum replicas (default 1)."""
-    concurrent_requests: NotRequired[Optional[int]]
+    concurrent_requests: NotRequired[int | None]
     """Concurrent requests per replica before scaling out (default 50)."""
-    log_retention_days: NotRequired[Optional[int]]
+    log_retention_days: NotRequired[int | None]
     """Log Analytics retention in days (default 30)."""
-    routing: NotRequired[Optional[str]]
+    routing: NotRequired[str | None]
     """Routing file as JSON text (docs/routing.md), checked with secure_export.routing; the container reads it
     from a file mounted from a container-app secret (SECURE_EXPORT_ROUTING). Unset: every item to the default."""
-    reopen_window: NotRequired[Optional[str]]
+    reopen_window: NotRequired[str | None]
     """SECURE_EXPORT_REOPEN_WINDOW: seconds or ISO 8601 duration (receiver default PT1H)."""
-    stateless_ttl: NotRequired[Optional[str]]
+    stateless_ttl: NotRequired[str | None]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
-    database: NotRequired[Optional[DatabaseSettings]]
+    database: NotRequired[DatabaseSettings | None]
     """The inbox's database: sqlite (default, one replica) or postgresql (a flexible server, several replicas)."""
-    operator_emails: NotRequired[Optional[list[str]]]
+    operator_emails: NotRequired[list[str] | None]
     """E-mail addresses alerted when the receiver itself needs attention (rules in docs/operations.md)."""
-    no_delivery_window: NotRequired[Optional[str]]
+    no_delivery_window: NotRequired[str | None]
     """Window of the "alerts sent, none delivered" rule (default PT1H)."""
-    refused_token_threshold: NotRequired[Optional[int]]
+    refused_token_threshold: NotRequired[int | None]
     """Refused tokens within 5 minutes that alert the operators (default 20)."""
 
 
@@ -98,50 +98,50 @@ class SecureExportArgs(TypedDict):
     """Resource group for the receiver, the action group and the rules."""
     action_group_short_name: str
     """Action group short name (1..12 characters)."""
-    receiver: NotRequired[Optional[ReceiverSettingsArgs]]
+    receiver: NotRequired[ReceiverSettingsArgs | None]
     """How the bundled receiver runs; give this or direct_endpoint."""
-    direct_endpoint: NotRequired[Optional[DirectEndpointArgs]]
+    direct_endpoint: NotRequired[DirectEndpointArgs | None]
     """Post straight to an ITSM tool's own Secure Export endpoint instead of deploying the receiver; give this or receiver."""
-    create_resource_group: NotRequired[Optional[bool]]
+    create_resource_group: NotRequired[bool | None]
     """Create the resource group (default true)."""
-    display_name: NotRequired[Optional[str]]
+    display_name: NotRequired[str | None]
     """Display name of the Azure AD application (default: secure-export <project>-<stack>)."""
-    identifier_uri: NotRequired[Optional[str]]
+    identifier_uri: NotRequired[str | None]
     """Application ID URI (default api://<tenant id>/<project>-<stack>)."""
-    access_token_version: NotRequired[Optional[int]]
+    access_token_version: NotRequired[int | None]
     """Token version the application accepts: 1 (default) or 2."""
-    owner_object_ids: NotRequired[Optional[list[str]]]
+    owner_object_ids: NotRequired[list[str] | None]
     """Extra owners of the application besides the deployer."""
-    action_group_name: NotRequired[Optional[str]]
+    action_group_name: NotRequired[str | None]
     """Azure name of the action group."""
-    email_receivers: NotRequired[Optional[list[EmailReceiverArgs]]]
+    email_receivers: NotRequired[list[EmailReceiverArgs] | None]
     """E-mail receivers notified alongside the ITSM tool."""
-    servicenow_username: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_username: NotRequired[pulumi.Input[str] | None]
     """ServiceNow user (basic auth)."""
-    servicenow_password: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_password: NotRequired[pulumi.Input[str] | None]
     """ServiceNow password (a Pulumi secret)."""
-    servicenow_client_id: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_client_id: NotRequired[pulumi.Input[str] | None]
     """ServiceNow OAuth client id."""
-    servicenow_client_secret: NotRequired[Optional[pulumi.Input[str]]]
+    servicenow_client_secret: NotRequired[pulumi.Input[str] | None]
     """ServiceNow OAuth client secret (a Pulumi secret)."""
-    bmc_username: NotRequired[Optional[pulumi.Input[str]]]
+    bmc_username: NotRequired[pulumi.Input[str] | None]
     """BMC Helix user (with itsm bmc-helix)."""
-    bmc_password: NotRequired[Optional[pulumi.Input[str]]]
+    bmc_password: NotRequired[pulumi.Input[str] | None]
     """BMC Helix password (a Pulumi secret)."""
-    metric_alerts: NotRequired[Optional[list[MetricAlertRuleArgs]]]
+    metric_alerts: NotRequired[list[MetricAlertRuleArgs] | None]
     """Metric alert rules."""
-    log_alerts: NotRequired[Optional[list[LogAlertRuleArgs]]]
+    log_alerts: NotRequired[list[LogAlertRuleArgs] | None]
     """Log search alert rules."""
-    activity_log_alerts: NotRequired[Optional[list[ActivityLogAlertRuleArgs]]]
+    activity_log_alerts: NotRequired[list[ActivityLogAlertRuleArgs] | None]
     """Activity log alert rules."""
-    tags: NotRequired[Optional[dict[str, str]]]
+    tags: NotRequired[dict[str, str] | None]
     """Tags on every Azure resource."""
 
 
 class SecureExport(pulumi.ComponentResource):
     """Secure export from Azure Monitor to an ITSM tool: the Azure AD application and role, the receiver on Container Apps (trusting that application) or the tool's own Secure Export endpoint, a secure-webhook action group pointing there, and alert rules notifying the action group."""
 
-    receiver_url: pulumi.Output[Optional[str]]
+    receiver_url: pulumi.Output[str | None]
     """HTTPS base URL of the receiver (none in direct mode)."""
     webhook_url: pulumi.Output[str]
     """URL the action group posts alerts to."""
@@ -155,7 +155,7 @@ class SecureExport(pulumi.ComponentResource):
     """Azure AD tenant."""
     access_token_version: pulumi.Output[int]
     """Access token version the application accepts (1 or 2)."""
-    direct_endpoint_tool: pulumi.Output[Optional[str]]
+    direct_endpoint_tool: pulumi.Output[str | None]
     """In direct mode, the ITSM tool the action group posts to (servicenow-em, bmc-helix, other); none with the receiver."""
     role_id: pulumi.Output[str]
     """Id of the ActionGroupsSecureWebhook app role."""
@@ -168,7 +168,7 @@ class SecureExport(pulumi.ComponentResource):
     allowed_subscriptions: pulumi.Output[list[str]]
     """Subscriptions whose alerts the receiver accepts (empty: all); includes the one holding the alert rules."""
 
-    def __init__(self, name: str, args: SecureExportArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(self, name: str, args: SecureExportArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("secure-export:index:SecureExport", name, {}, opts)
         receiver_settings = dict(args.get("receiver") or {})
         direct = args.get("direct_endpoint")
@@ -198,7 +198,7 @@ class SecureExport(pulumi.ComponentResource):
             listed = watched_subscriptions(
                 args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")
             )
-        receiver_url: pulumi.Output[Optional[str]]
+        receiver_url: pulumi.Output[str | None]
         webhook: dict[str, pulumi.Input[str]]
         allowed_subscriptions: pulumi.Input[list[str]]
         if direct:

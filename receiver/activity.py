@@ -40,7 +40,13 @@ async def summary_loop(runtime: Any, interval: float) -> None:
         if accepted or applied or parked or pending:
             log.info(
                 "dispatch summary",
-                extra={"event": "dispatch_summary", "accepted": accepted, "applied": applied, "parked": parked,
-                       "pending": pending, "paused": dispatcher.paused_reason is not None,
-                       "interval_seconds": interval},
+                extra={
+                    "event": "dispatch_summary",
+                    "accepted": accepted,
+                    "applied": applied,
+                    "parked": parked,
+                    "pending": pending,
+                    "paused": dispatcher.paused_reason is not None,
+                    "interval_seconds": interval,
+                },
             )

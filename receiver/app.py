@@ -134,7 +134,9 @@ async def _answer_unhandled(scope: Scope, receive: Receive, send: Send, *, answe
 
     Returns whether the 503 was sent. The traceback goes to the log only, never to the caller.
     """
-    log.exception("unhandled error while answering a request", extra={"event": "unhandled_error", "path": scope.get("path")})
+    log.exception(
+        "unhandled error while answering a request", extra={"event": "unhandled_error", "path": scope.get("path")}
+    )
     if answered:
         return False
     response = error_response(
@@ -391,7 +393,9 @@ def _make_readyz(runtime: Runtime, *, detailed: bool = True) -> Callable[[Reques
                 async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
                     readiness = await runtime.backend.readiness()
                 if not readiness.ready:
-                    problems.append(f"backend {runtime.backend.name} not ready: {readiness.reason or 'no reason given'}")
+                    problems.append(
+                        f"backend {runtime.backend.name} not ready: {readiness.reason or 'no reason given'}"
+                    )
                 elif readiness.reason:
                     warnings.append(f"backend {runtime.backend.name}: {readiness.reason}")
             except TimeoutError:

@@ -208,10 +208,7 @@ def validate_jwks_uri(uri: str) -> str:
         return uri
     if parts.scheme == "http" and is_loopback_host(host):
         return uri
-    raise ValueError(
-        f"JWKS URI {uri!r} must use https (plain http is allowed only for 127.0.0.1, ::1 or localhost)"
-    )
-
+    raise ValueError(f"JWKS URI {uri!r} must use https (plain http is allowed only for 127.0.0.1, ::1 or localhost)")
 
 
 class JwksFetchError(Exception):
@@ -376,7 +373,12 @@ class JwksCache:
         if added or removed:
             log.info(
                 "jwks keys updated",
-                extra={"jwks_uri": self.jwks_uri, "kids": sorted(keys), "added": sorted(added), "removed": sorted(removed)},
+                extra={
+                    "jwks_uri": self.jwks_uri,
+                    "kids": sorted(keys),
+                    "added": sorted(added),
+                    "removed": sorted(removed),
+                },
             )
         return True
 
@@ -578,9 +580,7 @@ class TokenVerifier:
         client_claim = "appid" if version == 1 else "azp"
         app_id = claims.get(client_claim)
         if not isinstance(app_id, str) or app_id not in policy.allowed_callers:
-            raise AuthError.forbidden(
-                f"caller application ({client_claim}) is not in SECURE_EXPORT_ALLOWED_CALLERS"
-            )
+            raise AuthError.forbidden(f"caller application ({client_claim}) is not in SECURE_EXPORT_ALLOWED_CALLERS")
         roles = claims.get("roles")
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise AuthError.forbidden(f"token carries no roles; the role {policy.required_role!r} is required")

@@ -79,9 +79,7 @@ def _checked_db(prog: str, value: str, *, new_file: bool = False, source: str = 
     The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.database`); ``new_file``
     also requires the directory the file is to be created in.
     """
-    from receiver.database import database_location
-
-    from receiver.database import PostgresDatabase
+    from receiver.database import PostgresDatabase, database_location
 
     try:
         location = database_location(value)
@@ -291,7 +289,6 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
     """Run an operation, turning an :class:`~receiver.inbox_ops.OpsError` into its message and exit 1."""
     from receiver.inbox_ops import OpsError
-
     from receiver.storage import is_postgres
 
     if "://" in db and not is_postgres(db):
@@ -357,17 +354,28 @@ def _print_trace(result: dict[str, Any]) -> None:
             note = d.get("last_error") or "-"
             if d["state"] == "discarded":
                 note = f"discarded by {d.get('discarded_by')}: {d.get('discard_reason')}"
-            rows.append([
-                str(d["id"]), d["condition"], _short_time(d["received_at"]), d["state"], str(d["attempts"]),
-                d.get("work_item") or "-", _clip(note, _TITLE_WIDTH),
-            ])
+            rows.append(
+                [
+                    str(d["id"]),
+                    d["condition"],
+                    _short_time(d["received_at"]),
+                    d["state"],
+                    str(d["attempts"]),
+                    d.get("work_item") or "-",
+                    _clip(note, _TITLE_WIDTH),
+                ]
+            )
         _write_table(headers, rows, out)
         if any(d["state"] == "parked" for d in deliveries):
-            out.write("  parked: 'secure-export replay --id N' retries it, 'secure-export discard --id N --reason TEXT' gives it up\n")
+            out.write(
+                "  parked: 'secure-export replay --id N' retries it, 'secure-export discard --id N --reason TEXT' gives it up\n"
+            )
         if any(d["state"] == "pending" for d in deliveries):
             out.write("  pending: the dispatcher is still working on it (see the receiver's logs and /readyz)\n")
     else:
-        out.write("  the receiver never stored it: check the action group's delivery history and the receiver's 4xx logs\n")
+        out.write(
+            "  the receiver never stored it: check the action group's delivery history and the receiver's 4xx logs\n"
+        )
     items = result["work_items"]
     out.write("\n")
     if _heading("Became", len(items), out):
@@ -379,12 +387,27 @@ def _ids_parser(prog: str, description: str, *, allow_all: bool) -> argparse.Arg
     parser = argparse.ArgumentParser(prog=prog, description=description)
     if allow_all:
         which = parser.add_mutually_exclusive_group(required=True)
-        which.add_argument("--id", dest="ids", metavar="N", type=int, nargs="+", action="extend",
-                           help="delivery ids (from 'work-items --failed' or 'trace')")
+        which.add_argument(
+            "--id",
+            dest="ids",
+            metavar="N",
+            type=int,
+            nargs="+",
+            action="extend",
+            help="delivery ids (from 'work-items --failed' or 'trace')",
+        )
         which.add_argument("--all", action="store_true", help="every parked delivery")
     else:
-        parser.add_argument("--id", dest="ids", metavar="N", type=int, nargs="+", action="extend", required=True,
-                            help="delivery ids (from 'work-items --failed' or 'trace')")
+        parser.add_argument(
+            "--id",
+            dest="ids",
+            metavar="N",
+            type=int,
+            nargs="+",
+            action="extend",
+            required=True,
+            help="delivery ids (from 'work-items --failed' or 'trace')",
+        )
     parser.add_argument("--by", default=None, help="who acts, kept on the row (default: the OS user)")
     _db_option(parser)
     parser.add_argument("--json", action="store_true", help='print {"changed": [...], "skipped": [...]}')
@@ -396,8 +419,10 @@ def _report(prog: str, verb: str, result: Any, as_json: bool) -> int:
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif result.changed:
-        sys.stdout.write(f"{verb} {len(result.changed)} deliver{'y' if len(result.changed) == 1 else 'ies'}: "
-                         f"{', '.join(str(i) for i in result.changed)}\n")
+        sys.stdout.write(
+            f"{verb} {len(result.changed)} deliver{'y' if len(result.changed) == 1 else 'ies'}: "
+            f"{', '.join(str(i) for i in result.changed)}\n"
+        )
     else:
         sys.stdout.write(f"nothing {verb.lower()}\n")
     for row_id, why in result.skipped.items():
@@ -423,8 +448,9 @@ def _replay(argv: list[str]) -> int:
     if isinstance(checked, int):
         return checked
     db = checked
-    return _act(prog, db, lambda: _report(prog, "Replayed", replay(db, None if args.all else args.ids, by=args.by),
-                                          args.json))
+    return _act(
+        prog, db, lambda: _report(prog, "Replayed", replay(db, None if args.all else args.ids, by=args.by), args.json)
+    )
 
 
 def _discard(argv: list[str]) -> int:
@@ -445,8 +471,9 @@ def _discard(argv: list[str]) -> int:
     if isinstance(checked, int):
         return checked
     db = checked
-    return _act(prog, db, lambda: _report(prog, "Discarded", discard(db, args.ids, reason=args.reason, by=args.by),
-                                          args.json))
+    return _act(
+        prog, db, lambda: _report(prog, "Discarded", discard(db, args.ids, reason=args.reason, by=args.by), args.json)
+    )
 
 
 # -- cmdb --------------------------------------------------------------------------------------
@@ -582,10 +609,7 @@ def _write_table(headers: list[str], rows: list[list[str]], out: TextIO | None =
     out = out or sys.stdout
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     for line in [headers, ["-" * width for width in widths], *rows]:
-        out.write(
-            "  "
-            + "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+        out.write("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
         out.write("\n")
 
 

@@ -52,8 +52,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
     try:
         with ExitStack() as stack:
             db = db_path or str(
-                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-demo-")))
-                / "demo.db"
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-demo-"))) / "demo.db"
             )
             _run(db, out, stack, kept=db_path is not None)
     except DemoFailed as error:
@@ -80,9 +79,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
         out.flush()
 
     issuer = stack.enter_context(LocalIssuer())
-    step(
-        f"Azure AD stand-in: tenant {issuer.tenant_id}, signing key {issuer.kid[:12]}…, JWKS at {issuer.jwks_uri}"
-    )
+    step(f"Azure AD stand-in: tenant {issuer.tenant_id}, signing key {issuer.kid[:12]}…, JWKS at {issuer.jwks_uri}")
 
     routing = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="secure-export-routing-"))) / "routing.yaml"
     routing.write_text(DEMO_ROUTING)
@@ -98,9 +95,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
             "SECURE_EXPORT_JWKS_MIN_REFETCH_SECONDS": "300",
         }
     )
-    server = stack.enter_context(
-        _running(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db)))
-    )
+    server = stack.enter_context(_running(BackgroundServer.from_settings(settings, backend=EmbeddedBackend(db))))
     step(f"receiver: {server.url} (embedded backend, database {db}{'' if kept else ', temporary'})")
     step(
         f"it accepts RS256 tokens from {issuer.issuer(1)} or {issuer.issuer(2)}, aud in {list(issuer.audiences)}, "
@@ -120,9 +115,7 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
         out.write(f"    {response.status_code}  {condition:<8}  {delivery.label:<38} {rule:<28} {answer}")
         out.write(f"{delivery.note}\n")
         if response.status_code != 202:
-            raise DemoFailed(
-                f"{delivery.label} {condition} was answered {response.status_code}: {response.text}"
-            )
+            raise DemoFailed(f"{delivery.label} {condition} was answered {response.status_code}: {response.text}")
         accepted.add((essentials["alertId"], condition))
     without_resolved = [alert for alert in alerts if alert.resolved is None]
     out.write(
@@ -166,7 +159,9 @@ def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
         assert payload is not None
         response = _post(client, payload, issuer.mint())
         condition = payload["data"]["essentials"]["monitorCondition"]
-        out.write(f"    {response.status_code}  {condition:<8}  {again.kind:<38} {again.rule:<28} {_answer(response)}\n")
+        out.write(
+            f"    {response.status_code}  {condition:<8}  {again.kind:<38} {again.rule:<28} {_answer(response)}\n"
+        )
         if response.status_code != 202:
             raise DemoFailed(f"the repeated {condition} was answered {response.status_code}: {response.text}")
         if condition == "Fired":
@@ -226,9 +221,7 @@ def _report(
         f"still open (activity-log alerts). Finished in {elapsed:.1f}s.\n"
     )
     if kept:
-        out.write(
-            f"Inspect them again with: secure-export work-items --db {db}   /   secure-export cmdb --db {db}\n"
-        )
+        out.write(f"Inspect them again with: secure-export work-items --db {db}   /   secure-export cmdb --db {db}\n")
 
 
 def _deliveries(alerts: list[DemoAlert]) -> Iterator[_Delivery]:

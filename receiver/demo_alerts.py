@@ -104,9 +104,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
     vm2 = _resource(subscription, "rg-shop-prod", "Microsoft.Compute/virtualMachines", "vm-web-02")
     batch_vm = _resource(subscription, "rg-batch", "Microsoft.Compute/virtualMachines", "vm-batch-07")
     storage = _resource(subscription, "rg-shop-prod", "Microsoft.Storage/storageAccounts", "stshopdata")
-    workspace = _resource(
-        subscription, "rg-shop-ops", "Microsoft.OperationalInsights/workspaces", "log-shop-prod"
-    )
+    workspace = _resource(subscription, "rg-shop-ops", "Microsoft.OperationalInsights/workspaces", "log-shop-prod")
 
     metric_at = now - timedelta(minutes=28)
     metric = _payload(
@@ -132,9 +130,7 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
                         "operator": "GreaterThan",
                         "threshold": "80",
                         "timeAggregation": "Average",
-                        "dimensions": [
-                            {"name": "ResourceId", "value": "7d5c1b2a-0f3e-4c6d-8a9b-1e2f3a4b5c6d"}
-                        ],
+                        "dimensions": [{"name": "ResourceId", "value": "7d5c1b2a-0f3e-4c6d-8a9b-1e2f3a4b5c6d"}],
                         "metricValue": 93.4,
                     }
                 ],
@@ -329,12 +325,8 @@ def demo_alerts(now: datetime | None = None, subscription: str = DEMO_SUBSCRIPTI
 
     return [
         DemoAlert("metric alert (static threshold)", metric, _resolved(metric, now - timedelta(minutes=9))),
-        DemoAlert(
-            "log search alert (Log Alerts V2)", log_search, _resolved(log_search, now - timedelta(minutes=6))
-        ),
-        DemoAlert(
-            "metric alert (dynamic threshold)", dynamic, _resolved(dynamic, now - timedelta(minutes=4))
-        ),
+        DemoAlert("log search alert (Log Alerts V2)", log_search, _resolved(log_search, now - timedelta(minutes=6))),
+        DemoAlert("metric alert (dynamic threshold)", dynamic, _resolved(dynamic, now - timedelta(minutes=4))),
         DemoAlert("activity log alert (administrative)", admin, None),
         DemoAlert("resource health alert", resource_health, None),
         DemoAlert("service health alert", service_health, None),
@@ -363,7 +355,9 @@ def refire(alert: DemoAlert, after_resolved: timedelta = timedelta(minutes=3)) -
     assert alert.resolved is not None, "only a stateful alert resolves and fires again"
     fired = copy.deepcopy(alert.fired)
     essentials = fired["data"]["essentials"]
-    resolved_at = datetime.fromisoformat(alert.resolved["data"]["essentials"]["resolvedDateTime"].replace("Z", "+00:00"))
+    resolved_at = datetime.fromisoformat(
+        alert.resolved["data"]["essentials"]["resolvedDateTime"].replace("Z", "+00:00")
+    )
     prefix = essentials["alertId"].rsplit("/", 1)[0]
     essentials["alertId"] = f"{prefix}/{uuid.uuid4()}"
     essentials["firedDateTime"] = _iso(resolved_at + after_resolved)

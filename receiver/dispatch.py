@@ -630,7 +630,9 @@ class Dispatcher:
         try:
             await self.inbox.record_failure(entry.row_id, entry.attempts, message, entry.not_before)
         except Exception as error:  # noqa: BLE001 - the retry goes on; only the stored count lags
-            log.warning("could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)})
+            log.warning(
+                "could not record a failed attempt", extra={"event": "record_failure_failed", "error": str(error)}
+            )
         return False
 
     async def _not_ready_reason(self) -> str | None:
@@ -673,8 +675,11 @@ class Dispatcher:
             return
         log.info(
             "backend ready again; dispatching resumed",
-            extra={"event": "dispatch_resumed", "backend": getattr(self.backend, "name", "backend"),
-                   "paused_seconds": round(time.monotonic() - started, 3)},
+            extra={
+                "event": "dispatch_resumed",
+                "backend": getattr(self.backend, "name", "backend"),
+                "paused_seconds": round(time.monotonic() - started, 3),
+            },
         )
         self.paused_reason = None
         self._pause_task = None

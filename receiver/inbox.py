@@ -181,9 +181,7 @@ def connect(db_path: str, *, busy_timeout: float = 5.0, readonly: bool = False) 
             check_same_thread=False,
         )
     else:
-        conn = sqlite3.connect(
-            db_path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(db_path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
@@ -306,9 +304,7 @@ class Inbox:
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="inbox-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="inbox-writer", daemon=True)
         self._thread.start()
         await ready
         if self.retention_seconds is not None or self.discarded_retention_seconds is not None:
@@ -353,9 +349,7 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         future = loop.create_future()
-        self._queue.put(
-            _Put(loop, future, alert_id, monitor_condition, body, payload, _received_at(self._clock_cache))
-        )
+        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, payload, _received_at(self._clock_cache)))
         self._puts_waiting += 1
         if timeout is None:
             return await future
@@ -428,15 +422,12 @@ class Inbox:
         self._queue.put(_Done(loop, future, row_id, work_item))
         return future
 
-    async def record_failure(
-        self, row_id: int, attempts: int, error: str, next_attempt_at: float | None
-    ) -> None:
+    async def record_failure(self, row_id: int, attempts: int, error: str, next_attempt_at: float | None) -> None:
         """Remember a failed attempt (survives restarts, so the attempt limit does too)."""
 
         def failed(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE inbox SET attempts = ?, last_error = ?, next_attempt_at = ? "
-                "WHERE id = ? AND state = 'pending'",
+                "UPDATE inbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending'",
                 (attempts, error[:2000], next_attempt_at, row_id),
             )
 
@@ -588,7 +579,9 @@ class Inbox:
         try:
             conn = connect(self.db_path, busy_timeout=self.busy_timeout)
         except sqlite3.Error as error:
-            log.warning("inbox checkpointer could not connect", extra={"event": "checkpoint_failed", "error": str(error)})
+            log.warning(
+                "inbox checkpointer could not connect", extra={"event": "checkpoint_failed", "error": str(error)}
+            )
             return
         try:
             while not stop.wait(CHECKPOINT_INTERVAL_SECONDS):
@@ -769,9 +762,7 @@ class Inbox:
             if item.error is None:
                 future.set_result(item.result)
             elif isinstance(item, _Put):
-                future.set_exception(
-                    InboxUnavailable(f"the inbox could not store the alert: {item.error}")
-                )
+                future.set_exception(InboxUnavailable(f"the inbox could not store the alert: {item.error}"))
             else:
                 future.set_exception(item.error)
         if new_rows and self._on_committed is not None:
@@ -805,9 +796,7 @@ def _open_existing(db_path: str) -> sqlite3.Connection | None:
     if not Path(db_path).exists():
         return None
     conn = connect(db_path, busy_timeout=5.0, readonly=True)
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'"
-    ).fetchone()
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'").fetchone()
     if not has_table:
         conn.close()
         return None
@@ -845,4 +834,3 @@ def count_by_state(db_path: str) -> dict[str, int]:
     finally:
         conn.close()
     return counts
-

@@ -83,7 +83,9 @@ def open_database(db_path: str, *, write: bool) -> sqlite3.Connection:
             conn = connect(db_path, busy_timeout=_LOCK_WAIT_SECONDS)
         else:
             conn = sqlite3.connect(
-                f"{Path(db_path).absolute().as_uri()}?mode=ro", uri=True, timeout=_LOCK_WAIT_SECONDS,
+                f"{Path(db_path).absolute().as_uri()}?mode=ro",
+                uri=True,
+                timeout=_LOCK_WAIT_SECONDS,
                 isolation_level=None,
             )
         tables = _product_tables(conn)
@@ -156,8 +158,16 @@ def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, An
             "parked_at": row[7],
         }
         if current:
-            keys = ("work_item", "work_item_url", "replays", "replayed_at", "replayed_by", "discarded_at",
-                    "discarded_by", "discard_reason")
+            keys = (
+                "work_item",
+                "work_item_url",
+                "replays",
+                "replayed_at",
+                "replayed_by",
+                "discarded_at",
+                "discarded_by",
+                "discard_reason",
+            )
             delivery.update(zip(keys, row[8:], strict=True))
             if row[8]:
                 items.setdefault(row[8], row[9])
@@ -212,9 +222,7 @@ def _bump(conn: sqlite3.Connection) -> None:
     )
 
 
-def _change(
-    db_path: str, ids: Iterable[int] | None, statement: str, params: Sequence[Any]
-) -> OpsResult:
+def _change(db_path: str, ids: Iterable[int] | None, statement: str, params: Sequence[Any]) -> OpsResult:
     """Run ``statement`` (an UPDATE of parked rows by ``id = ?``) for each id, in one transaction."""
     conn = open_database(db_path, write=True)
     try:

@@ -35,9 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.dispatch import LIFECYCLE_KEY, SYNTHETIC_ALERT_PREFIX
-from secure_export.durations import format_duration
 from receiver.inbox import Inbox
 from receiver.itsm.base import AlertEvent, Condition
+from secure_export.durations import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,16 @@ class Lifecycle:
 
     async def open(self) -> None:
         """Create the tables (idempotent) and start the sweeper."""
+
         def create(conn: sqlite3.Connection) -> bool:
             # Statement by statement: executescript would commit the writer's transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            return conn.execute("SELECT 1 FROM lifecycle_timers WHERE reason = 'flap-quiet' LIMIT 1").fetchone() is not None
+            return (
+                conn.execute("SELECT 1 FROM lifecycle_timers WHERE reason = 'flap-quiet' LIMIT 1").fetchone()
+                is not None
+            )
 
         self._flap_timers = await self.inbox.run_in_transaction(create)
         if self._task is None:
@@ -217,9 +221,7 @@ class Lifecycle:
                     self._set_timer(conn, key, "flap-quiet", now, self.flap_quiet, template)
                 return
             if self._flap_timers:
-                conn.execute(
-                    "DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = 'flap-quiet'", (key,)
-                )
+                conn.execute("DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = 'flap-quiet'", (key,))
             if stateless:
                 if self.stateless_ttl:
                     self._set_timer(conn, key, "stateless-ttl", now, self.stateless_ttl, template)
@@ -281,9 +283,10 @@ class Lifecycle:
 
         timers = await self.inbox.run_in_transaction(due)
         await self.inbox.run_in_transaction(
-            lambda conn: conn.execute(
-                "DELETE FROM lifecycle_firing WHERE fired_at < ?", (now - _FIRING_RETENTION_SECONDS,)
-            ) and None
+            lambda conn: (
+                conn.execute("DELETE FROM lifecycle_firing WHERE fired_at < ?", (now - _FIRING_RETENTION_SECONDS,))
+                and None
+            )
         )
         for key, reason, due_at, after, template in timers:
             alert_id, body = synthetic_resolved(key, reason, due_at, after, json.loads(template), now)

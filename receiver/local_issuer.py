@@ -301,7 +301,9 @@ class LocalIssuer:
             claims["azpacr"] = "2"
         return claims
 
-    def mint(self, *, version: int = 1, lifetime: float = 3600, now: float | None = None, **claim_overrides: Any) -> str:
+    def mint(
+        self, *, version: int = 1, lifetime: float = 3600, now: float | None = None, **claim_overrides: Any
+    ) -> str:
         """A signed access token as an action group presents it.
 
         ``claim_overrides`` replace claims; a value of ``None`` removes the claim (to build a token

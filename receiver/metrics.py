@@ -55,9 +55,7 @@ class _AttributeCounters(Collector):
     def __init__(self) -> None:
         self._sources: list[tuple[str, str, Callable[[], Iterable[tuple[dict[str, str], float]]]]] = []
 
-    def add(
-        self, name: str, documentation: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]]
-    ) -> None:
+    def add(self, name: str, documentation: str, read: Callable[[], Iterable[tuple[dict[str, str], float]]]) -> None:
         self._sources.append((name, documentation, read))
 
     def collect(self) -> Iterable[Metric]:
@@ -149,23 +147,28 @@ class ReceiverMetrics:
         self.inbox_depth.set_function(lambda: float(inbox.depth()))
         self.inbox_parked.set_function(lambda: float(inbox.parked()))
         self._objects.add(
-            "secure_export_inbox_commits", "Inbox transactions committed (one fsync each)",
+            "secure_export_inbox_commits",
+            "Inbox transactions committed (one fsync each)",
             lambda: [({}, _attr(inbox, "commits"))],
         )
         self._objects.add(
-            "secure_export_inbox_rows_written", "New inbox rows committed",
+            "secure_export_inbox_rows_written",
+            "New inbox rows committed",
             lambda: [({}, _attr(inbox, "rows_written"))],
         )
         self._objects.add(
-            "secure_export_inbox_write_failures", "Inbox transactions that failed (answered 503)",
+            "secure_export_inbox_write_failures",
+            "Inbox transactions that failed (answered 503)",
             lambda: [({}, _attr(inbox, "write_failures"))],
         )
         self._objects.add(
-            "secure_export_inbox_lock_waits", "Inbox transactions that waited for another connection's lock",
+            "secure_export_inbox_lock_waits",
+            "Inbox transactions that waited for another connection's lock",
             lambda: [({}, _attr(inbox, "lock_waits"))],
         )
         self._objects.add(
-            "secure_export_inbox_lock_wait_seconds", "Time inbox transactions spent waiting for the lock",
+            "secure_export_inbox_lock_wait_seconds",
+            "Time inbox transactions spent waiting for the lock",
             lambda: [({}, _attr(inbox, "lock_wait_seconds"))],
         )
 
@@ -182,11 +185,13 @@ class ReceiverMetrics:
             ],
         )
         self._objects.add(
-            "secure_export_jwks_fetches", "HTTP fetches of the signing keys, failed ones included",
+            "secure_export_jwks_fetches",
+            "HTTP fetches of the signing keys, failed ones included",
             lambda: [({}, _attr(jwks, "fetches"))],
         )
         self._objects.add(
-            "secure_export_jwks_fetch_errors", "Fetches of the signing keys that failed (the keys held stay in use)",
+            "secure_export_jwks_fetch_errors",
+            "Fetches of the signing keys that failed (the keys held stay in use)",
             lambda: [({}, _attr(jwks, "fetch_errors"))],
         )
 
@@ -198,7 +203,8 @@ class ReceiverMetrics:
         """
         self.dispatch_paused.set_function(lambda: 0.0 if dispatcher.paused_reason is None else 1.0)
         self._objects.add(
-            "secure_export_dispatch_pauses", "Times dispatching paused because the backend reported not ready",
+            "secure_export_dispatch_pauses",
+            "Times dispatching paused because the backend reported not ready",
             lambda: [({}, _attr(dispatcher, "pauses"))],
         )
 

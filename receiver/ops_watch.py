@@ -72,8 +72,13 @@ class OpsWatcher:
         self.replayed += taken
         log.info(
             "operator change noticed",
-            extra={"event": "ops_change_noticed", "generation": generation, "replayed_rows": taken,
-                   "pending": self.inbox.depth(), "parked": self.inbox.parked()},
+            extra={
+                "event": "ops_change_noticed",
+                "generation": generation,
+                "replayed_rows": taken,
+                "pending": self.inbox.depth(),
+                "parked": self.inbox.parked(),
+            },
         )
         return taken
 
@@ -88,12 +93,14 @@ class OpsWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - housekeeping: try again at the next poll
-                log.warning("checking for operator changes failed", extra={"event": "ops_watch_failed", "error": str(error)})
+                log.warning(
+                    "checking for operator changes failed", extra={"event": "ops_watch_failed", "error": str(error)}
+                )
 
 
 async def prune_resolved_loop(backend: object, older_than_seconds: float, *, interval: float = 3600.0) -> None:
     """Every ``interval`` seconds, delete the embedded backend's work items resolved before the retention period."""
-    prune = getattr(backend, "prune_resolved")
+    prune = backend.prune_resolved
     while True:
         try:
             while await prune(older_than_seconds) > 0:
@@ -101,5 +108,7 @@ async def prune_resolved_loop(backend: object, older_than_seconds: float, *, int
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - housekeeping: try again later
-            log.warning("pruning resolved work items failed", extra={"event": "prune_resolved_failed", "error": str(error)})
+            log.warning(
+                "pruning resolved work items failed", extra={"event": "prune_resolved_failed", "error": str(error)}
+            )
         await asyncio.sleep(interval)

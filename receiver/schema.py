@@ -258,9 +258,7 @@ def parse_alert(body: bytes) -> CommonAlert:
     if not isinstance(obj, dict):
         # Valid JSON that cannot be an alert (an array, a string, a number, null) is the wrong
         # schema, not broken bytes: 422, as DESIGN.md's status table says.
-        raise _not_common_schema(
-            f"the JSON body must be an object (the common alert schema), not {_json_kind(obj)}"
-        )
+        raise _not_common_schema(f"the JSON body must be an object (the common alert schema), not {_json_kind(obj)}")
     # Nesting needs brackets: a body with at most MAX_DEPTH of them (counted in C, strings
     # included, so never too few) cannot nest too deep, and the walk (~15 µs) is skipped.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(obj):

@@ -82,7 +82,10 @@ def _loop_bound_config(app: Any, *, lifespan: str, graceful: float) -> uvicorn.C
 
 
 async def _serve_with_ops(
-    server: uvicorn.Server, sock: socket.socket, ops: uvicorn.Server | None, ops_sock: socket.socket | None,
+    server: uvicorn.Server,
+    sock: socket.socket,
+    ops: uvicorn.Server | None,
+    ops_sock: socket.socket | None,
     started: Callable[[], None],
 ) -> None:
     """Serve the main app; once it has started (lifespan done), the ops app beside it until it stops."""
@@ -176,7 +179,10 @@ def run(
         log.info("receiver listening", extra={"event": "listening", "url": url})
         if ops_sock is not None:
             ops_host, ops_port = ops_sock.getsockname()[:2]
-            log.info("operations listening", extra={"event": "ops_listening", "url": f"http://{_url_host(ops_host)}:{ops_port}"})
+            log.info(
+                "operations listening",
+                extra={"event": "ops_listening", "url": f"http://{_url_host(ops_host)}:{ops_port}"},
+            )
         if on_listening is not None:
             on_listening(url)
 

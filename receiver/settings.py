@@ -44,9 +44,7 @@ def _split_csv(value: Any) -> Any:
 class ReceiverSettings(BaseSettings):
     """Validated receiver configuration (environment variables ``SECURE_EXPORT_<FIELD>``)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True)
 
     # --- contract variables (docs/design.md) -------------------------------------------------
     tenant_id: str
@@ -93,9 +91,7 @@ class ReceiverSettings(BaseSettings):
     """Backend calls in flight at once (events of one correlation key are always sequential)."""
     dispatch_apply_timeout_seconds: float = Field(default=30.0, gt=0)
     """A backend call that takes longer counts as a transient failure."""
-    priority_map: Annotated[dict[str, int], NoDecode] = Field(
-        default_factory=lambda: dict(DEFAULT_PRIORITY_MAP)
-    )
+    priority_map: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_PRIORITY_MAP))
     """Work item priority by severity, ``Sev0=1,Sev1=2,...`` (unlisted severities keep the default)."""
     inbox_busy_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     """How long an inbox write waits for a lock before the request gets 503 (Azure retries 503)."""
@@ -286,9 +282,7 @@ def _describe_lines(error: ValidationError) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-OTHER_VARIABLES = (
-    "SECURE_EXPORT_ITSM_REVISION",
-)
+OTHER_VARIABLES = ("SECURE_EXPORT_ITSM_REVISION",)
 """Contract variables (docs/design.md) read outside this class, and ``SECURE_EXPORT_ITSM_REVISION``
 (set by the Pulumi component so that rotated credentials start a new revision; the receiver
 ignores it): never reported as unknown."""
@@ -390,9 +384,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
     itsm = settings.itsm if settings is not None else str(values.get("itsm", "")).strip().lower()
     if itsm == "servicenow" and (settings is None or with_backend):
         prefix = "servicenow_"
-        backend_values = None if environ is None else {
-            key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)
-        }
+        backend_values = (
+            None
+            if environ is None
+            else {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
+        )
         problems += _backend_problems(backend_values)
     if itsm == "bmc-helix" and (settings is None or with_backend):
         problems += _bmc_problems(source)

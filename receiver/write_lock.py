@@ -19,9 +19,7 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
 
-def begin_immediate(
-    conn: sqlite3.Connection, timeout: float, on_wait: Callable[[float], None] | None = None
-) -> None:
+def begin_immediate(conn: sqlite3.Connection, timeout: float, on_wait: Callable[[float], None] | None = None) -> None:
     """``BEGIN IMMEDIATE``, polling every :data:`LOCK_POLL_SECONDS` up to ``timeout`` while the lock is taken.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so a writer that

@@ -39,9 +39,27 @@ ALLOWED_FIELDS = frozenset(
 
 RESERVED_FIELDS = frozenset(
     {
-        "state", "active", "correlation_id", "correlation_display", "work_notes", "comments", "close_code",
-        "close_notes", "short_description", "description", "sys_id", "number", "priority", "cmdb_ci",
-        "impact", "urgency", "assignment_group", "category", "subcategory", "business_service", "caller_id",
+        "state",
+        "active",
+        "correlation_id",
+        "correlation_display",
+        "work_notes",
+        "comments",
+        "close_code",
+        "close_notes",
+        "short_description",
+        "description",
+        "sys_id",
+        "number",
+        "priority",
+        "cmdb_ci",
+        "impact",
+        "urgency",
+        "assignment_group",
+        "category",
+        "subcategory",
+        "business_service",
+        "caller_id",
     }
 )
 """Columns the backend owns or that have a set key of their own: ``fields`` may not touch them."""
@@ -198,6 +216,7 @@ class RouteDecision:
     @classmethod
     def of(cls, chosen: RouteSet, rule: str, default: RouteSet) -> RouteDecision:
         """Settings of a rule; what it leaves unset the default supplies (a rule may set only a category)."""
+
         def pick(name: str) -> Any:
             value = getattr(chosen, name)
             return value if value is not None else getattr(default, name)
@@ -338,5 +357,7 @@ def load_routing(path: str) -> RoutingFile:
     try:
         document = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise RoutingError(f"file {path!r}", [f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {error}"]) from None
+        raise RoutingError(
+            f"file {path!r}", [f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {error}"]
+        ) from None
     return parse_routing(document, source=f"file {path!r}")

@@ -48,40 +48,128 @@ from tests.servicenow_fake import _Handler as _BaseHandler
 
 CHAR, DIARY, ENUM = "char", "diary", "enum"
 STATUSES = ("New", "Assigned", "In Progress", "Pending", "Resolved", "Closed", "Cancelled")
-PENDING_REASONS = ("Client Hold", "Client Action Required", "Support Contact Hold", "Supplier Delivery",
-                   "Third Party Vendor Action Reqd", "Monitoring Incident")
+PENDING_REASONS = (
+    "Client Hold",
+    "Client Action Required",
+    "Support Contact Hold",
+    "Supplier Delivery",
+    "Third Party Vendor Action Reqd",
+    "Monitoring Incident",
+)
 ENUMS: dict[str, tuple[str, ...]] = {
-    "Status": STATUSES, "Impact": IMPACTS, "Urgency": URGENCIES, "Reported Source": REPORTED_SOURCES,
-    "Service Type": SERVICE_TYPES, "Service_Type": SERVICE_TYPES,
+    "Status": STATUSES,
+    "Impact": IMPACTS,
+    "Urgency": URGENCIES,
+    "Reported Source": REPORTED_SOURCES,
+    "Service Type": SERVICE_TYPES,
+    "Service_Type": SERVICE_TYPES,
     "Status_Reason": RESOLVED_REASONS + PENDING_REASONS,
     "Priority": ("Critical", "High", "Medium", "Low"),
-    "Work Log Type": ("General Information", "Customer Communication", "Working Log", "Email System",
-                      "Status Update", "Resolution Communications"),
-    "View Access": ("Internal", "Public"), "Secure Work Log": ("Yes", "No"), "z1D_Action": ("CREATE", "MODIFY"),
+    "Work Log Type": (
+        "General Information",
+        "Customer Communication",
+        "Working Log",
+        "Email System",
+        "Status Update",
+        "Resolution Communications",
+    ),
+    "View Access": ("Internal", "Public"),
+    "Secure Work Log": ("Yes", "No"),
+    "z1D_Action": ("CREATE", "MODIFY"),
     "MarkAsDeleted": ("Yes", "No"),
 }
-_ROUTING = ("Assigned Support Company", "Assigned Support Organization", "Assigned Group",
-            "Categorization Tier 1", "Categorization Tier 2", "Categorization Tier 3")
-_SHARED = ("Description", "Impact", "Urgency", "Status", "Status_Reason", "Resolution", "Reported Source",
-           "HPD_CI", "HPD_CI_ReconID", "Vendor Ticket Number", *_ROUTING)
+_ROUTING = (
+    "Assigned Support Company",
+    "Assigned Support Organization",
+    "Assigned Group",
+    "Categorization Tier 1",
+    "Categorization Tier 2",
+    "Categorization Tier 3",
+)
+_SHARED = (
+    "Description",
+    "Impact",
+    "Urgency",
+    "Status",
+    "Status_Reason",
+    "Resolution",
+    "Reported Source",
+    "HPD_CI",
+    "HPD_CI_ReconID",
+    "Vendor Ticket Number",
+    *_ROUTING,
+)
 FORMS: dict[str, tuple[str, ...]] = {
-    "HPD:IncidentInterface_Create": (*_SHARED, "z1D_Action", "First_Name", "Last_Name", "Detailed_Decription",
-                                     "Service_Type", "Company", "TemplateID", "Incident Number"),
-    "HPD:IncidentInterface": (*_SHARED, "Request ID", "Incident Number", "First Name", "Last Name",
-                              "Detailed Decription", "Service Type", "Priority", "Submit Date", "Last Modified Date"),
-    "HPD:WorkLog": ("Work Log ID", "Incident Number", "Work Log Type", "Description", "Detailed Description",
-                    "View Access", "Secure Work Log", "Work Log Submit Date", "Submitter"),
-    "BMC.CORE:BMC_BaseElement": ("InstanceId", "ReconciliationIdentity", "Name", "ClassId", "DatasetId", "CloudId",
-                                 "TokenId", "ShortDescription", "MarkAsDeleted"),
+    "HPD:IncidentInterface_Create": (
+        *_SHARED,
+        "z1D_Action",
+        "First_Name",
+        "Last_Name",
+        "Detailed_Decription",
+        "Service_Type",
+        "Company",
+        "TemplateID",
+        "Incident Number",
+    ),
+    "HPD:IncidentInterface": (
+        *_SHARED,
+        "Request ID",
+        "Incident Number",
+        "First Name",
+        "Last Name",
+        "Detailed Decription",
+        "Service Type",
+        "Priority",
+        "Submit Date",
+        "Last Modified Date",
+    ),
+    "HPD:WorkLog": (
+        "Work Log ID",
+        "Incident Number",
+        "Work Log Type",
+        "Description",
+        "Detailed Description",
+        "View Access",
+        "Secure Work Log",
+        "Work Log Submit Date",
+        "Submitter",
+    ),
+    "BMC.CORE:BMC_BaseElement": (
+        "InstanceId",
+        "ReconciliationIdentity",
+        "Name",
+        "ClassId",
+        "DatasetId",
+        "CloudId",
+        "TokenId",
+        "ShortDescription",
+        "MarkAsDeleted",
+    ),
 }
-METHODS = {"HPD:IncidentInterface_Create": {"POST"}, "HPD:IncidentInterface": {"GET", "PUT"},
-           "HPD:WorkLog": {"GET", "POST"}, "BMC.CORE:BMC_BaseElement": {"GET"}}
-CREATE_TO_STORED = {"First_Name": "First Name", "Last_Name": "Last Name", "Detailed_Decription": "Detailed Decription",
-                    "Service_Type": "Service Type"}
+METHODS = {
+    "HPD:IncidentInterface_Create": {"POST"},
+    "HPD:IncidentInterface": {"GET", "PUT"},
+    "HPD:WorkLog": {"GET", "POST"},
+    "BMC.CORE:BMC_BaseElement": {"GET"},
+}
+CREATE_TO_STORED = {
+    "First_Name": "First Name",
+    "Last_Name": "Last Name",
+    "Detailed_Decription": "Detailed Decription",
+    "Service_Type": "Service Type",
+}
 READ_ONLY = {"Request ID", "Incident Number", "Priority", "Submit Date", "Last Modified Date", "Work Log ID"}
 LIMITS = {"Description": 100, "Vendor Ticket Number": 254, "Name": 254, "HPD_CI": 254, "Assigned Group": 60}
-REQUIRED_ON_CREATE = ("First_Name", "Last_Name", "Description", "Impact", "Urgency", "Status", "Reported Source",
-                      "Service_Type")
+REQUIRED_ON_CREATE = (
+    "First_Name",
+    "Last_Name",
+    "Description",
+    "Impact",
+    "Urgency",
+    "Status",
+    "Reported Source",
+    "Service_Type",
+)
 _ENTRY = re.compile(r"^/api/arsys/v1/entry/(?P<form>[^/]+)(?:/(?P<id>[^/]+))?/?$")
 _FIELDS = re.compile(r"^values\((?P<names>[^()]*)\)$")
 
@@ -142,8 +230,9 @@ class FakeBmc:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-bmc", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-bmc", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -178,12 +267,20 @@ class FakeBmc:
         with self._lock:
             self.people.add((first, last))
 
-    def add_ci(self, name: str, *, cloud_id: str = "", dataset: str = "BMC.ASSET",
-               class_id: str = "BMC_COMPUTERSYSTEM") -> dict[str, Any]:
+    def add_ci(
+        self, name: str, *, cloud_id: str = "", dataset: str = "BMC.ASSET", class_id: str = "BMC_COMPUTERSYSTEM"
+    ) -> dict[str, Any]:
         """A CI in ``BMC.CORE:BMC_BaseElement``; returns a copy."""
         with self._lock:
-            ci = {"InstanceId": "OI-" + uuid.uuid4().hex.upper(), "ReconciliationIdentity": "RE" + uuid.uuid4().hex.upper(),
-                  "Name": name, "ClassId": class_id, "DatasetId": dataset, "CloudId": cloud_id, "MarkAsDeleted": "No"}
+            ci = {
+                "InstanceId": "OI-" + uuid.uuid4().hex.upper(),
+                "ReconciliationIdentity": "RE" + uuid.uuid4().hex.upper(),
+                "Name": name,
+                "ClassId": class_id,
+                "DatasetId": dataset,
+                "CloudId": cloud_id,
+                "MarkAsDeleted": "No",
+            }
             self.cis.append(ci)
             return dict(ci)
 
@@ -200,8 +297,11 @@ class FakeBmc:
     def form_requests(self, form: str, method: str | None = None) -> list[RecordedRequest]:
         """Recorded entry requests to one form."""
         with self._lock:
-            return [r for r in self.requests if (m := _ENTRY.match(unquote(r.path))) and m["form"] == form
-                    and (method is None or r.method == method)]
+            return [
+                r
+                for r in self.requests
+                if (m := _ENTRY.match(unquote(r.path))) and m["form"] == form and (method is None or r.method == method)
+            ]
 
     # -- faults (the same kinds as the local ServiceNow) -------------------------------------
 
@@ -224,11 +324,13 @@ class FakeBmc:
         with self._lock:
             self.faults = [f for f in self.faults if f.remaining is not None]
 
-    def drop_next(self, times: int = 1, *, after_processing: bool = False, method: str | None = None,
-                  path_prefix: str = "/api/") -> Fault:
+    def drop_next(
+        self, times: int = 1, *, after_processing: bool = False, method: str | None = None, path_prefix: str = "/api/"
+    ) -> Fault:
         """Close the connection without an answer, before or after the request took effect."""
-        return self.inject(Fault("drop_after" if after_processing else "drop", remaining=times, method=method,
-                                 path_prefix=path_prefix))
+        return self.inject(
+            Fault("drop_after" if after_processing else "drop", remaining=times, method=method, path_prefix=path_prefix)
+        )
 
     def slow_next(self, times: int, seconds: float, *, path_prefix: str = "/api/") -> Fault:
         """Delay the next answers by ``seconds``."""
@@ -257,8 +359,9 @@ class FakeBmc:
 
     # -- request handling --------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str],
-               raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         """Answer one request: ``(status, headers, body)``."""
         with self._lock:
             try:
@@ -327,8 +430,11 @@ class FakeBmc:
     # -- entries -----------------------------------------------------------------------------
 
     def _rows(self, form: str) -> list[dict[str, Any]]:
-        return {"HPD:IncidentInterface": self.incidents, "HPD:WorkLog": self.worklogs,
-                "BMC.CORE:BMC_BaseElement": self.cis}[form]
+        return {
+            "HPD:IncidentInterface": self.incidents,
+            "HPD:WorkLog": self.worklogs,
+            "BMC.CORE:BMC_BaseElement": self.cis,
+        }[form]
 
     def _list(self, form: str, params: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
         names = _fields(form, params.get("fields"))
@@ -338,8 +444,10 @@ class FakeBmc:
             self.qualifications.append(Parsed(form, params["q"], tree))
             rows = [row for row in rows if _evaluate(tree, row)]
         offset, limit = _int(params.get("offset"), 0), _int(params.get("limit"), 2000)
-        entries = [{"values": _project(row, names), "_links": {"self": [{"href": self._href(form, row)}]}}
-                   for row in rows[offset:offset + limit]]
+        entries = [
+            {"values": _project(row, names), "_links": {"self": [{"href": self._href(form, row)}]}}
+            for row in rows[offset : offset + limit]
+        ]
         return _json(200, {"entries": entries, "_links": {"self": [{"href": f"{self.url}/api/arsys/v1/entry/{form}"}]}})
 
     def _get(self, form: str, entry_id: str, params: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -357,7 +465,9 @@ class FakeBmc:
         key = {"HPD:IncidentInterface": "Request ID", "HPD:WorkLog": "Work Log ID"}.get(form, "InstanceId")
         return f"{self.url}/api/arsys/v1/entry/{form}/{row.get(key)}"
 
-    def _create(self, form: str, values: dict[str, Any], params: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _create(
+        self, form: str, values: dict[str, Any], params: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
         names = _fields(form, params.get("fields")) if "fields" in params else None
         _check_values(form, values)
         if form == "HPD:WorkLog":
@@ -379,15 +489,24 @@ class FakeBmc:
         if values.get("z1D_Action") != "CREATE":
             raise ArError(400, 1291053, "z1D_Action must be CREATE on HPD:IncidentInterface_Create", "z1D_Action")
         if (values["First_Name"], values["Last_Name"]) not in self.people:
-            raise ArError(400, 1291001, "The customer is not a valid People record; select a valid customer",
-                          f"{values['First_Name']} {values['Last_Name']}")
+            raise ArError(
+                400,
+                1291001,
+                "The customer is not a valid People record; select a valid customer",
+                f"{values['First_Name']} {values['Last_Name']}",
+            )
         row = {CREATE_TO_STORED.get(k, k): v for k, v in values.items() if k not in ("z1D_Action", "Incident Number")}
         self._check_state({}, row)
         self._check_ci(row)
         number = f"INC{next(self._numbers):012d}"
         weight = IMPACTS.index(row["Impact"]) + URGENCIES.index(row["Urgency"])
-        row |= {"Incident Number": number, "Request ID": f"{number}|{number}", "Submit Date": _now(),
-                "Last Modified Date": _now(), "Priority": ENUMS["Priority"][min(3, weight // 2)]}
+        row |= {
+            "Incident Number": number,
+            "Request ID": f"{number}|{number}",
+            "Submit Date": _now(),
+            "Last Modified Date": _now(),
+            "Priority": ENUMS["Priority"][min(3, weight // 2)],
+        }
         self.incidents.append(row)
         return row
 
@@ -396,9 +515,14 @@ class FakeBmc:
             if not values.get(name):
                 raise ArError(400, 326, "Required field cannot be blank.", name)
         if not any(i["Incident Number"] == values["Incident Number"] for i in self.incidents):
-            raise ArError(400, 1291002, "The incident for this work log entry does not exist", values["Incident Number"])
-        row = dict(values) | {"Work Log ID": f"WLG{len(self.worklogs) + 1:012d}", "Work Log Submit Date": _now(),
-                              "Submitter": self.logins[-1] if self.logins else ""}
+            raise ArError(
+                400, 1291002, "The incident for this work log entry does not exist", values["Incident Number"]
+            )
+        row = dict(values) | {
+            "Work Log ID": f"WLG{len(self.worklogs) + 1:012d}",
+            "Work Log Submit Date": _now(),
+            "Submitter": self.logins[-1] if self.logins else "",
+        }
         self.worklogs.append(row)
         return row
 
@@ -428,8 +552,7 @@ class FakeBmc:
             if reason not in RESOLVED_REASONS:
                 raise ArError(400, 1291004, "A status reason for Resolved is required", "Status_Reason")
             if not after.get("Resolution"):
-                raise ArError(400, 1291005, "The Resolution field is required when resolving an incident",
-                              "Resolution")
+                raise ArError(400, 1291005, "The Resolution field is required when resolving an incident", "Resolution")
         elif status == "Pending":
             if reason not in PENDING_REASONS:
                 raise ArError(400, 1291004, "A status reason for Pending is required", "Status_Reason")
@@ -485,12 +608,17 @@ def _int(raw: str | None, default: int) -> int:
 
 
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "application/json;charset=UTF-8"} | dict(headers or {}), json.dumps(payload).encode()
+    return (
+        status,
+        {"Content-Type": "application/json;charset=UTF-8"} | dict(headers or {}),
+        json.dumps(payload).encode(),
+    )
 
 
 # -- the qualification language ---------------------------------------------------------------
 
-_TOKEN = re.compile(r"""\s*(?:
+_TOKEN = re.compile(
+    r"""\s*(?:
     (?P<field>'(?:[^']|'')*')
   | (?P<string>"(?:[^"]|"")*")
   | (?P<number>-?\d+(?:\.\d+)?)
@@ -498,7 +626,9 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<op><=|>=|!=|=|<|>|\bLIKE\b)
   | (?P<word>\bAND\b|\bOR\b|\bNOT\b)
   | (?P<paren>[()])
-)""", re.X | re.I)
+)""",
+    re.X | re.I,
+)
 
 
 class _Parser:
@@ -517,7 +647,7 @@ class _Parser:
                 break
             match = _TOKEN.match(text, pos)
             if match is None or match.end() == pos:
-                raise ArError(400, 1587, "Syntax error in qualification", text[pos:pos + 20])
+                raise ArError(400, 1587, "Syntax error in qualification", text[pos : pos + 20])
             kind = match.lastgroup or ""
             out.append((kind, match.group(kind)))
             pos = match.end()
@@ -615,6 +745,7 @@ def _evaluate(tree: Any, row: Mapping[str, Any]) -> bool:
 
 # -- HTTP plumbing ----------------------------------------------------------------------------
 
+
 class _Handler(_BaseHandler):
     fake: FakeBmc  # type: ignore[assignment]
 
@@ -639,8 +770,11 @@ class _Handler(_BaseHandler):
             parsed: Any = json.loads(raw) if raw and "json" in headers.get("content-type", "") else raw.decode()
         except ValueError:
             parsed = raw.decode(errors="replace")
-        self.fake.record(RecordedRequest(method, parts.path, params, parsed, status,
-                                         headers.get("authorization", "").partition(" ")[0]))
+        self.fake.record(
+            RecordedRequest(
+                method, parts.path, params, parsed, status, headers.get("authorization", "").partition(" ")[0]
+            )
+        )
         if fault is not None and fault.kind == "drop_after":
             self._drop(method, parts.path, params, raw, recorded=True)
             return

@@ -36,9 +36,7 @@ def find_bindir() -> Path | None:
         candidates.append(Path(os.path.realpath(on_path)).parent)
     debian = Path("/usr/lib/postgresql")
     if debian.is_dir():
-        versions = sorted(
-            (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True
-        )
+        versions = sorted((p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
         candidates += [p / "bin" for p in versions]
     for directory in candidates:
         if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
@@ -90,9 +88,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     cert_path, key_path = directory / "server.crt", directory / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     key_path.chmod(0o600)
     return cert_path, key_path
@@ -139,8 +135,17 @@ class PostgresCluster:
             for path in (self.root, self.socket_dir, pwfile, cert, key):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self._run(
-            "initdb", "-D", str(self.datadir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-            "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync",
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         pwfile.unlink()
         with (self.datadir / "postgresql.conf").open("a") as conf:
@@ -163,8 +168,18 @@ class PostgresCluster:
             if not self.port:
                 self.port = free_port()
             result = self._run(
-                "pg_ctl", "-D", str(self.datadir), "-l", str(self.root / "server.log"), "-w", "-t", "60",
-                "-o", f"-p {self.port}", "start", check=False,
+                "pg_ctl",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.port}",
+                "start",
+                check=False,
             )
             if result.returncode == 0:
                 return
@@ -190,9 +205,29 @@ class PostgresCluster:
         """Run ``sql`` through the Unix socket as the superuser; returns psql's output."""
         psql = self.bindir / "psql" if (self.bindir / "psql").is_file() else Path(shutil.which("psql") or "psql")
         result = subprocess.run(
-            [str(psql), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-             "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
-            capture_output=True, text=True, check=True, timeout=60,
+            [
+                str(psql),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         )
         return result.stdout.strip()
 

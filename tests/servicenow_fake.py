@@ -61,33 +61,86 @@ JOURNAL = "journal"
 CHOICE = "choice"
 STRING = "string"
 
-_COMMON = {"sys_id": STRING, "sys_created_on": STRING, "sys_updated_on": STRING, "sys_created_by": STRING,
-           "sys_updated_by": STRING, "sys_class_name": STRING, "sys_mod_count": STRING}
+_COMMON = {
+    "sys_id": STRING,
+    "sys_created_on": STRING,
+    "sys_updated_on": STRING,
+    "sys_created_by": STRING,
+    "sys_updated_by": STRING,
+    "sys_class_name": STRING,
+    "sys_mod_count": STRING,
+}
 
 SCHEMAS: dict[str, dict[str, str]] = {
-    "incident": _COMMON | {
-        "number": STRING, "short_description": STRING, "description": STRING, "state": CHOICE,
-        "incident_state": CHOICE, "active": STRING, "urgency": CHOICE, "impact": CHOICE, "priority": CHOICE,
-        "correlation_id": STRING, "correlation_display": STRING, "cmdb_ci": REFERENCE,
-        "assignment_group": REFERENCE, "caller_id": REFERENCE, "category": CHOICE, "subcategory": CHOICE,
-        "contact_type": CHOICE, "close_code": CHOICE, "close_notes": STRING, "hold_reason": CHOICE,
-        "opened_at": STRING, "resolved_at": STRING, "closed_at": STRING, "work_notes": JOURNAL,
-        "comments": JOURNAL, "business_service": REFERENCE, "location": STRING, "company": STRING,
-        "service_offering": STRING, "u_team": STRING,
+    "incident": _COMMON
+    | {
+        "number": STRING,
+        "short_description": STRING,
+        "description": STRING,
+        "state": CHOICE,
+        "incident_state": CHOICE,
+        "active": STRING,
+        "urgency": CHOICE,
+        "impact": CHOICE,
+        "priority": CHOICE,
+        "correlation_id": STRING,
+        "correlation_display": STRING,
+        "cmdb_ci": REFERENCE,
+        "assignment_group": REFERENCE,
+        "caller_id": REFERENCE,
+        "category": CHOICE,
+        "subcategory": CHOICE,
+        "contact_type": CHOICE,
+        "close_code": CHOICE,
+        "close_notes": STRING,
+        "hold_reason": CHOICE,
+        "opened_at": STRING,
+        "resolved_at": STRING,
+        "closed_at": STRING,
+        "work_notes": JOURNAL,
+        "comments": JOURNAL,
+        "business_service": REFERENCE,
+        "location": STRING,
+        "company": STRING,
+        "service_offering": STRING,
+        "u_team": STRING,
     },
-    "cmdb_ci": _COMMON | {
-        "name": STRING, "object_id": STRING, "operational_status": CHOICE, "ip_address": STRING,
-        "fqdn": STRING, "serial_number": STRING,
+    "cmdb_ci": _COMMON
+    | {
+        "name": STRING,
+        "object_id": STRING,
+        "operational_status": CHOICE,
+        "ip_address": STRING,
+        "fqdn": STRING,
+        "serial_number": STRING,
     },
-    "sys_choice": _COMMON | {
-        "name": STRING, "element": STRING, "value": STRING, "label": STRING, "inactive": STRING,
-        "language": STRING, "sequence": STRING,
+    "sys_choice": _COMMON
+    | {
+        "name": STRING,
+        "element": STRING,
+        "value": STRING,
+        "label": STRING,
+        "inactive": STRING,
+        "language": STRING,
+        "sequence": STRING,
     },
-    "em_event": _COMMON | {
-        "source": STRING, "event_class": STRING, "node": STRING, "type": STRING, "resource": STRING,
-        "metric_name": STRING, "message_key": STRING, "severity": CHOICE, "resolution_state": CHOICE,
-        "time_of_event": STRING, "description": STRING, "additional_info": STRING, "state": CHOICE,
-        "ci_type": STRING, "alert": STRING,
+    "em_event": _COMMON
+    | {
+        "source": STRING,
+        "event_class": STRING,
+        "node": STRING,
+        "type": STRING,
+        "resource": STRING,
+        "metric_name": STRING,
+        "message_key": STRING,
+        "severity": CHOICE,
+        "resolution_state": CHOICE,
+        "time_of_event": STRING,
+        "description": STRING,
+        "additional_info": STRING,
+        "state": CHOICE,
+        "ci_type": STRING,
+        "alert": STRING,
     },
     "sys_user": _COMMON | {"user_name": STRING, "name": STRING, "active": STRING, "email": STRING},
     "sys_user_group": _COMMON | {"name": STRING, "active": STRING},
@@ -95,11 +148,22 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "sys_journal_field": _COMMON | {"element_id": STRING, "element": STRING, "name": STRING, "value": STRING},
 }
 
-REFERENCE_TABLES = {"cmdb_ci": "cmdb_ci", "assignment_group": "sys_user_group", "caller_id": "sys_user",
-                    "business_service": "cmdb_ci_service"}
-DISPLAY_FIELD = {"incident": "number", "cmdb_ci": "name", "sys_user": "name", "sys_user_group": "name",
-                 "cmdb_ci_service": "name",
-                 "sys_choice": "label", "em_event": "message_key", "sys_journal_field": "element"}
+REFERENCE_TABLES = {
+    "cmdb_ci": "cmdb_ci",
+    "assignment_group": "sys_user_group",
+    "caller_id": "sys_user",
+    "business_service": "cmdb_ci_service",
+}
+DISPLAY_FIELD = {
+    "incident": "number",
+    "cmdb_ci": "name",
+    "sys_user": "name",
+    "sys_user_group": "name",
+    "cmdb_ci_service": "name",
+    "sys_choice": "label",
+    "em_event": "message_key",
+    "sys_journal_field": "element",
+}
 CHOICE_LABELS = {
     "state": {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"},
     "urgency": {"1": "1 - High", "2": "2 - Medium", "3": "3 - Low"},
@@ -107,12 +171,29 @@ CHOICE_LABELS = {
     "priority": {"1": "1 - Critical", "2": "2 - High", "3": "3 - Moderate", "4": "4 - Low", "5": "5 - Planning"},
     "severity": {"0": "Clear", "1": "Critical", "2": "Major", "3": "Minor", "4": "Warning", "5": "OK"},
 }
-PRIORITY = {("1", "1"): "1", ("1", "2"): "2", ("2", "1"): "2", ("1", "3"): "3", ("2", "2"): "3", ("3", "1"): "3",
-            ("2", "3"): "4", ("3", "2"): "4", ("3", "3"): "5"}
+PRIORITY = {
+    ("1", "1"): "1",
+    ("1", "2"): "2",
+    ("2", "1"): "2",
+    ("1", "3"): "3",
+    ("2", "2"): "3",
+    ("3", "1"): "3",
+    ("2", "3"): "4",
+    ("3", "2"): "4",
+    ("3", "3"): "5",
+}
 
-CURRENT_CLOSE_CODES = ("Duplicate", "Known error", "No resolution provided", "Resolved by caller",
-                       "Resolved by change", "Resolved by problem", "Resolved by request", "Solution provided",
-                       "Workaround provided")
+CURRENT_CLOSE_CODES = (
+    "Duplicate",
+    "Known error",
+    "No resolution provided",
+    "Resolved by caller",
+    "Resolved by change",
+    "Resolved by problem",
+    "Resolved by request",
+    "Solution provided",
+    "Workaround provided",
+)
 
 _CONDITION = re.compile(
     r"^(?P<field>[a-z_][a-z0-9_.]*)"
@@ -220,10 +301,29 @@ class FakeServiceNow:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for sequence, code in enumerate(CURRENT_CLOSE_CODES):
-            self.insert("sys_choice", {"name": "incident", "element": "close_code", "value": code, "label": code,
-                                       "inactive": "false", "language": "en", "sequence": str(sequence)})
-        self.insert("sys_choice", {"name": "incident", "element": "close_code", "value": "Closed/Resolved by Caller",
-                                   "label": "Closed/Resolved by Caller", "inactive": "true", "language": "en"})
+            self.insert(
+                "sys_choice",
+                {
+                    "name": "incident",
+                    "element": "close_code",
+                    "value": code,
+                    "label": code,
+                    "inactive": "false",
+                    "language": "en",
+                    "sequence": str(sequence),
+                },
+            )
+        self.insert(
+            "sys_choice",
+            {
+                "name": "incident",
+                "element": "close_code",
+                "value": "Closed/Resolved by Caller",
+                "label": "Closed/Resolved by Caller",
+                "inactive": "true",
+                "language": "en",
+            },
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -264,7 +364,9 @@ class FakeServiceNow:
         """A ``sys_user`` that can log in with basic auth or the password grant; returns its sys_id."""
         with self._lock:
             self.users[username] = password
-            return self.insert("sys_user", {"user_name": username, "name": name or username, "active": "true"})["sys_id"]
+            return self.insert("sys_user", {"user_name": username, "name": name or username, "active": "true"})[
+                "sys_id"
+            ]
 
     def add_oauth_client(self, client_id: str, client_secret: str) -> None:
         """An OAuth application registry entry."""
@@ -274,9 +376,15 @@ class FakeServiceNow:
     def insert(self, table: str, values: Mapping[str, str]) -> dict[str, str]:
         """Insert a row directly (no business rules, no auth); returns a copy."""
         with self._lock:
-            row = {"sys_id": uuid.uuid4().hex, "sys_created_on": _now(), "sys_updated_on": _now(),
-                   "sys_created_by": "admin", "sys_updated_by": "admin", "sys_mod_count": "0",
-                   "sys_class_name": table}
+            row = {
+                "sys_id": uuid.uuid4().hex,
+                "sys_created_on": _now(),
+                "sys_updated_on": _now(),
+                "sys_created_by": "admin",
+                "sys_updated_by": "admin",
+                "sys_mod_count": "0",
+                "sys_class_name": table,
+            }
             row |= {k: str(v) for k, v in values.items() if k in SCHEMAS[table]}
             self.tables[table].append(row)
             return dict(row)
@@ -332,8 +440,9 @@ class FakeServiceNow:
             self._throttle_window.append(now)
             return None
 
-    def drop_next(self, times: int = 1, *, after_processing: bool = False, method: str | None = None,
-                  path_prefix: str = "/api/") -> Fault:
+    def drop_next(
+        self, times: int = 1, *, after_processing: bool = False, method: str | None = None, path_prefix: str = "/api/"
+    ) -> Fault:
         """Close the connection without an answer, before or after the request took effect."""
         kind = "drop_after" if after_processing else "drop"
         return self.inject(Fault(kind, remaining=times, method=method, path_prefix=path_prefix))
@@ -390,8 +499,9 @@ class FakeServiceNow:
 
     # -- request handling (called from the server threads) -----------------------------------
 
-    def handle(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str],
-               raw_body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str], raw_body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         """Answer one request: ``(status, headers, body)``."""
         with self._lock:
             if path == "/oauth_token.do":
@@ -405,8 +515,11 @@ class FakeServiceNow:
             body: Any = None
             if method in ("POST", "PUT", "PATCH"):
                 if "application/json" not in headers.get("content-type", ""):
-                    return _error(400 if not headers.get("content-type") else 415, "Unsupported Media Type",
-                                  "Content-Type must be application/json")
+                    return _error(
+                        400 if not headers.get("content-type") else 415,
+                        "Unsupported Media Type",
+                        "Content-Type must be application/json",
+                    )
                 try:
                     body = json.loads(raw_body or b"null")
                 except ValueError:
@@ -423,7 +536,9 @@ class FakeServiceNow:
                 if sys_id:
                     row = self._find(table, sys_id)
                     if row is None or not self._visible(table, row):
-                        return _error(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+                        return _error(
+                            404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+                        )
                     return _json(200, {"result": self._render(table, row, params)})
                 return self._list(table, params)
             if method == "POST" and not sys_id:
@@ -490,8 +605,16 @@ class FakeServiceNow:
         access = secrets.token_urlsafe(24)
         refresh = secrets.token_urlsafe(24)
         self.tokens[access] = _Token(username, client_id, time.monotonic() + self.token_lifetime, refresh)
-        return _json(200, {"access_token": access, "refresh_token": refresh, "scope": "useraccount",
-                           "token_type": "Bearer", "expires_in": self.token_lifetime})
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "scope": "useraccount",
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+            },
+        )
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -507,7 +630,7 @@ class FakeServiceNow:
         limit = _int(params.get("sysparm_limit"), 10000)
         total = len(rows)
         # The limit applies before the read ACL: a page may come back short, or empty, with more to follow.
-        page = [r for r in rows[offset:offset + limit] if self._visible(table, r)]
+        page = [r for r in rows[offset : offset + limit] if self._visible(table, r)]
         headers = {} if params.get("sysparm_no_count") == "true" else {"X-Total-Count": str(total)}
         return _json(200, {"result": [self._render(table, r, params) for r in page]}, headers)
 
@@ -587,18 +710,30 @@ class FakeServiceNow:
             return CHOICE_LABELS.get(name, {}).get(value, value)
         return value
 
-    def _create(self, table: str, body: Mapping[str, Any], params: Mapping[str, str],
-                who: str) -> tuple[int, dict[str, str], bytes]:
+    def _create(
+        self, table: str, body: Mapping[str, Any], params: Mapping[str, str], who: str
+    ) -> tuple[int, dict[str, str], bytes]:
         schema = SCHEMAS[table]
         values = {k: _stringify(v) for k, v in body.items() if k in schema and k not in ("sys_id", "priority")}
         self._drop_unknown_choices(table, values)
         journal = {k: values.pop(k) for k in list(values) if schema[k] == JOURNAL}
-        row: dict[str, str] = {"sys_id": uuid.uuid4().hex, "sys_created_on": _now(), "sys_updated_on": _now(),
-                               "sys_created_by": who, "sys_updated_by": who, "sys_mod_count": "0",
-                               "sys_class_name": table}
+        row: dict[str, str] = {
+            "sys_id": uuid.uuid4().hex,
+            "sys_created_on": _now(),
+            "sys_updated_on": _now(),
+            "sys_created_by": who,
+            "sys_updated_by": who,
+            "sys_mod_count": "0",
+            "sys_class_name": table,
+        }
         if table == "incident":
-            row |= {"number": f"INC{next(self._numbers):07d}", "state": "1", "urgency": "3", "impact": "3",
-                    "opened_at": _now()}
+            row |= {
+                "number": f"INC{next(self._numbers):07d}",
+                "state": "1",
+                "urgency": "3",
+                "impact": "3",
+                "opened_at": _now(),
+            }
         row |= values
         refusal = self._business_rules(table, row, {})
         if refusal:
@@ -608,8 +743,9 @@ class FakeServiceNow:
         location = f"{self.url}/api/now/table/{table}/{row['sys_id']}"
         return _json(201, {"result": self._render(table, row, params)}, {"Location": location})
 
-    def _update(self, table: str, sys_id: str, body: Mapping[str, Any], params: Mapping[str, str],
-                who: str) -> tuple[int, dict[str, str], bytes]:
+    def _update(
+        self, table: str, sys_id: str, body: Mapping[str, Any], params: Mapping[str, str], who: str
+    ) -> tuple[int, dict[str, str], bytes]:
         row = self._find(table, sys_id)
         if row is None:
             return _error(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
@@ -631,28 +767,41 @@ class FakeServiceNow:
 
     def _drop_unknown_choices(self, table: str, values: dict[str, str]) -> None:
         for name in [n for n in values if table == "incident" and n in self.checked_choices and values[n]]:
-            active = {r.get("value") for r in self.tables["sys_choice"] if r.get("name") == table
-                      and r.get("element") == name and r.get("inactive") != "true"}
+            active = {
+                r.get("value")
+                for r in self.tables["sys_choice"]
+                if r.get("name") == table and r.get("element") == name and r.get("inactive") != "true"
+            }
             if values[name] not in active:
                 del values[name]
 
-    def _business_rules(self, table: str, row: dict[str, str],
-                        before: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+    def _business_rules(
+        self, table: str, row: dict[str, str], before: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], bytes] | None:
         if table != "incident":
             return None
         missing = sorted(f for f in self.mandatory_on_insert if not before and not row.get(f))
         if missing:
-            return _error(403, "Operation Failed",
-                          f"Data Policy Exception: \n\tThe following fields are mandatory: {', '.join(missing)}\n")
+            return _error(
+                403,
+                "Operation Failed",
+                f"Data Policy Exception: \n\tThe following fields are mandatory: {', '.join(missing)}\n",
+            )
         state = row.get("state", "1")
         if state == "7" and before.get("state") != "7" and not self.closing_allowed:
             return _error(403, "Operation Failed", "Closing an incident requires the itil_admin role")
-        missing_close_info = [label for field, label in (("close_code", "Resolution code"),
-                                                         ("close_notes", "Resolution notes")) if not row.get(field)]
+        missing_close_info = [
+            label
+            for field, label in (("close_code", "Resolution code"), ("close_notes", "Resolution notes"))
+            if not row.get(field)
+        ]
         if state == "6" and self.close_info_policy == "data" and missing_close_info:
             # The policy names form labels, not field names.
-            return _error(403, "Operation Failed", "Data Policy Exception: \n\tThe following fields are mandatory: "
-                          f"{', '.join(missing_close_info)}\n")
+            return _error(
+                403,
+                "Operation Failed",
+                f"Data Policy Exception: \n\tThe following fields are mandatory: {', '.join(missing_close_info)}\n",
+            )
         row["incident_state"] = state
         row["active"] = "false" if state in ("7", "8") else "true"
         row["priority"] = PRIORITY.get((row.get("impact", "3"), row.get("urgency", "3")), "5")
@@ -665,13 +814,15 @@ class FakeServiceNow:
     def _journal(self, table: str, sys_id: str, entries: Mapping[str, str], who: str) -> None:
         for element, value in entries.items():
             if value:
-                self.insert("sys_journal_field", {"element_id": sys_id, "element": element, "name": table,
-                                                  "value": value, "sys_created_by": who})
+                self.insert(
+                    "sys_journal_field",
+                    {"element_id": sys_id, "element": element, "name": table, "value": value, "sys_created_by": who},
+                )
 
     def _jsonv2(self, body: Any, who: str) -> tuple[int, dict[str, str], bytes]:
         records = body.get("records") if isinstance(body, dict) else None
         if not isinstance(records, list):
-            return _error(400, "Invalid payload", "Expected {\"records\": [...]}")
+            return _error(400, "Invalid payload", 'Expected {"records": [...]}')
         count = 0
         for record in records:
             if isinstance(record, dict):
@@ -728,11 +879,16 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, extra, body = self.fake.handle(method, parts.path, params, headers, raw)
         try:
-            parsed_body: Any = json.loads(raw) if raw and "json" in headers.get("content-type", "") else raw.decode(errors="replace")
+            parsed_body: Any = (
+                json.loads(raw) if raw and "json" in headers.get("content-type", "") else raw.decode(errors="replace")
+            )
         except ValueError:
             parsed_body = raw.decode(errors="replace")
-        self.fake.record(RecordedRequest(method, parts.path, params, parsed_body, status,
-                                         headers.get("authorization", "").partition(" ")[0]))
+        self.fake.record(
+            RecordedRequest(
+                method, parts.path, params, parsed_body, status, headers.get("authorization", "").partition(" ")[0]
+            )
+        )
         if fault is not None and fault.kind == "drop_after":
             self._drop(method, parts.path, params, raw, recorded=True)
             return
@@ -756,10 +912,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _fault_answer(fault: Fault) -> tuple[int, dict[str, str], bytes]:
     if fault.status == 429:
-        headers = {"Retry-After": fault.retry_after or "1", "X-RateLimit-Limit": "100",
-                   "X-RateLimit-Reset": str(int(time.time()) + 3600), "X-RateLimit-Rule": uuid.uuid4().hex}
-        return _error(429, "Rate limit exceeded", "Rate limit of 100 requests per hour for Table API exceeded",
-                      headers)
+        headers = {
+            "Retry-After": fault.retry_after or "1",
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            "X-RateLimit-Rule": uuid.uuid4().hex,
+        }
+        return _error(429, "Rate limit exceeded", "Rate limit of 100 requests per hour for Table API exceeded", headers)
     if fault.status in (502, 503, 504):
         page = b"<html><head><title>Service Unavailable</title></head><body>The instance is unavailable.</body></html>"
         headers = {"Content-Type": "text/html"} | ({"Retry-After": fault.retry_after} if fault.retry_after else {})
@@ -792,7 +951,11 @@ def _test(row: Mapping[str, str], condition: _Condition) -> bool:
     if op == "ISNOTEMPTY":
         return actual != ""
     ordered: dict[str, Callable[[str, str], bool]] = {
-        "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
+        "<": lambda a, b: a < b,
+        ">": lambda a, b: a > b,
+        "<=": lambda a, b: a <= b,
+        ">=": lambda a, b: a >= b,
+    }
     return ordered[op](actual, value)
 
 
@@ -818,11 +981,16 @@ def _int(raw: str | None, default: int) -> int:
 
 
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    return status, {"Content-Type": "application/json;charset=UTF-8"} | dict(headers or {}), json.dumps(payload).encode()
+    return (
+        status,
+        {"Content-Type": "application/json;charset=UTF-8"} | dict(headers or {}),
+        json.dumps(payload).encode(),
+    )
 
 
-def _error(status: int, message: str, detail: str | None,
-           headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _error(
+    status: int, message: str, detail: str | None, headers: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     return _json(status, {"error": {"message": message, "detail": detail}, "status": "failure"}, headers)
 
 

@@ -62,7 +62,9 @@ def _env(**values: str) -> dict[str, str]:
     return env
 
 
-def alert(name: str, condition: str = "Fired", *, subscription: str = SUBSCRIPTION, rg: str = "rg-shop-prod") -> dict[str, Any]:
+def alert(
+    name: str, condition: str = "Fired", *, subscription: str = SUBSCRIPTION, rg: str = "rg-shop-prod"
+) -> dict[str, Any]:
     body = copy.deepcopy(_ALERT)
     essentials = body["data"]["essentials"]
     essentials["alertId"] = f"/subscriptions/{subscription}/providers/Microsoft.AlertsManagement/alerts/{name}"
@@ -82,8 +84,14 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subp
 
 def refused_at_start(env: dict[str, str], cwd: Path) -> tuple[int, str]:
     """``serve --port 0`` expected to refuse its configuration: (exit status, stderr); a server that starts fails the test."""
-    process = subprocess.Popen([*_cli(), "serve", "--host", "127.0.0.1", "--port", "0"], env=env, cwd=cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*_cli(), "serve", "--host", "127.0.0.1", "--port", "0"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stderr is not None
     lines: list[str] = []
     for line in process.stderr:
@@ -101,7 +109,10 @@ class Receiver:
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.process = subprocess.Popen(
             [*_cli(), "serve", "--host", "127.0.0.1", "--port", "0"],
-            env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self.lines: list[str] = []
         self._url: str | None = None
@@ -182,7 +193,14 @@ def receiver(issuer: LocalIssuer, workdir: Path) -> Iterator[Receiver]:
         server.stop()
 
 
-def post(receiver: Receiver, body: Any, token: str | None, *, content_type: str = "application/json", raw: bytes | None = None) -> httpx.Response:
+def post(
+    receiver: Receiver,
+    body: Any,
+    token: str | None,
+    *,
+    content_type: str = "application/json",
+    raw: bytes | None = None,
+) -> httpx.Response:
     headers = {"Content-Type": content_type}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -236,9 +254,19 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_help_lists_the_contract_flags() -> None:
     usage = run("--help").stdout
-    for text in ("serve [--host H] [--port P]", "demo", "work-items [--json]", "cmdb [--json]",
-                 "plan --stack NAME", "--policy", "diff --stack NAME [--base REV] [--json|--markdown] [--exit-code]",
-                 "trace ALERT_ID", "replay (--id N ... | --all)", "discard --id N ... --reason TEXT", "--version"):
+    for text in (
+        "serve [--host H] [--port P]",
+        "demo",
+        "work-items [--json]",
+        "cmdb [--json]",
+        "plan --stack NAME",
+        "--policy",
+        "diff --stack NAME [--base REV] [--json|--markdown] [--exit-code]",
+        "trace ALERT_ID",
+        "replay (--id N ... | --all)",
+        "discard --id N ... --reason TEXT",
+        "--version",
+    ):
         assert text in usage, text
 
 
@@ -304,7 +332,9 @@ def test_direct_mode_outputs_for_the_tools_side() -> None:
     plan = json.loads(result.stdout)
     assert {"tenantId", "clientId", "identifierUri"} <= set(plan["outputs"])
     assert not [r for r in plan["resources"] if r["type"].startswith("azure-native:app:")]
-    hook = next(r for r in plan["resources"] if r["type"] == "azure-native:monitor:ActionGroup")["inputs"]["webhookReceivers"][0]
+    hook = next(r for r in plan["resources"] if r["type"] == "azure-native:monitor:ActionGroup")["inputs"][
+        "webhookReceivers"
+    ][0]
     assert hook["serviceUri"].startswith("https://") and hook["useAadAuth"] is True
 
 
@@ -329,29 +359,40 @@ def test_serve_requires_tenant_and_audiences(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_a_database_url_that_is_not_postgresql(tmp_path: Path, issuer: LocalIssuer) -> None:
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="api://x",
-               SECURE_EXPORT_DB="mysql://db.example/secure")
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES="api://x",
+        SECURE_EXPORT_DB="mysql://db.example/secure",
+    )
     result = run("serve", "--port", "0", env=env, cwd=tmp_path)
     assert result.returncode != 0 and "SECURE_EXPORT_DB" in result.stderr
 
 
-
-
 def test_invalid_routing_file_exits_2_naming_rule_and_key(tmp_path: Path, issuer: LocalIssuer) -> None:
     routing = tmp_path / "routing.yaml"
-    routing.write_text("routes:\n  - match: {severity: [Sev1]}\n    set: {assignmentGroup: A}\n"
-                       "  - match: {colour: [red]}\n    set: {assignmentGroup: B}\n")
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="api://x",
-               SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(tmp_path / "x.db"),
-               SECURE_EXPORT_ROUTING=str(routing))
+    routing.write_text(
+        "routes:\n  - match: {severity: [Sev1]}\n    set: {assignmentGroup: A}\n"
+        "  - match: {colour: [red]}\n    set: {assignmentGroup: B}\n"
+    )
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES="api://x",
+        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
+        SECURE_EXPORT_DB=str(tmp_path / "x.db"),
+        SECURE_EXPORT_ROUTING=str(routing),
+    )
     status, stderr = refused_at_start(env, tmp_path)
     assert status == 2, stderr
     assert "colour" in stderr and ("routes[1]" in stderr or "rule 2" in stderr), stderr
 
 
 def test_defaults_db_in_cwd_and_unknown_kid_is_401_once_refetch_allowed(tmp_path: Path, issuer: LocalIssuer) -> None:
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES=",".join(issuer.audiences),
-               SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_JWKS_MIN_REFETCH_SECONDS="0")
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES=",".join(issuer.audiences),
+        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
+        SECURE_EXPORT_JWKS_MIN_REFETCH_SECONDS="0",
+    )
     server = Receiver(env, tmp_path)
     try:
         assert (tmp_path / "secure-export.db").exists()
@@ -396,13 +437,18 @@ def test_202_once_stored_and_a_repeat_changes_nothing(receiver: Receiver, issuer
 def test_401_with_www_authenticate(receiver: Receiver, issuer: LocalIssuer, make: Any) -> None:
     response = post(receiver, alert("auth"), make(issuer))
     assert response.status_code == 401, response.text
-    assert response.headers["www-authenticate"].startswith("Bearer") and 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert (
+        response.headers["www-authenticate"].startswith("Bearer")
+        and 'error="invalid_token"' in response.headers["www-authenticate"]
+    )
     assert_error_body(response)
 
 
 def test_401_bad_signature_with_known_kid(receiver: Receiver, issuer: LocalIssuer) -> None:
     forger = generate_signing_key()
-    response = post(receiver, alert("forged"), issuer.sign(issuer.claims(), {"kid": issuer.kid, "typ": "JWT"}, key=forger))
+    response = post(
+        receiver, alert("forged"), issuer.sign(issuer.claims(), {"kid": issuer.kid, "typ": "JWT"}, key=forger)
+    )
     assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
@@ -438,7 +484,9 @@ def test_bad_bodies(receiver: Receiver, issuer: LocalIssuer, raw: bytes, content
     assert_error_body(response)
 
 
-def test_unknown_kid_while_refresh_rate_limited_is_503_with_retry_after(receiver: Receiver, issuer: LocalIssuer) -> None:
+def test_unknown_kid_while_refresh_rate_limited_is_503_with_retry_after(
+    receiver: Receiver, issuer: LocalIssuer
+) -> None:
     forger = generate_signing_key()
     token = issuer.sign(issuer.claims(), {"kid": forger.kid, "typ": "JWT"}, key=forger)
     response = post(receiver, alert("kid"), token)
@@ -453,8 +501,12 @@ def test_healthz_readyz(receiver: Receiver) -> None:
 
 
 def test_readyz_503_without_signing_keys(tmp_path: Path, issuer: LocalIssuer) -> None:
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="api://x",
-               SECURE_EXPORT_JWKS_URI="http://127.0.0.1:9/nowhere/keys", SECURE_EXPORT_DB=str(tmp_path / "r.db"))
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES="api://x",
+        SECURE_EXPORT_JWKS_URI="http://127.0.0.1:9/nowhere/keys",
+        SECURE_EXPORT_DB=str(tmp_path / "r.db"),
+    )
     server = Receiver(env, tmp_path)
     try:
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 503
@@ -472,7 +524,10 @@ def test_metrics_prometheus_text(receiver: Receiver, issuer: LocalIssuer) -> Non
 
 
 def test_unknown_path_and_method_get_json_errors(receiver: Receiver) -> None:
-    for response in (httpx.get(f"{receiver.url}/nope", timeout=10), httpx.get(f"{receiver.url}/api/alerts", timeout=10)):
+    for response in (
+        httpx.get(f"{receiver.url}/nope", timeout=10),
+        httpx.get(f"{receiver.url}/api/alerts", timeout=10),
+    ):
         assert 400 <= response.status_code < 500
         assert_error_body(response)
 
@@ -480,8 +535,20 @@ def test_unknown_path_and_method_get_json_errors(receiver: Receiver) -> None:
 # --- work items, CIs, routing, trace ------------------------------------------------------------
 
 WORK_ITEM_FIELDS = {
-    "id", "number", "correlation_key", "alert_ids", "state", "severity", "priority", "title", "description",
-    "configuration_items", "opened_at", "resolved_at", "occurrences", "notes",
+    "id",
+    "number",
+    "correlation_key",
+    "alert_ids",
+    "state",
+    "severity",
+    "priority",
+    "title",
+    "description",
+    "configuration_items",
+    "opened_at",
+    "resolved_at",
+    "occurrences",
+    "notes",
 }
 ROUTED_FIELDS = {"assignment_group", "category", "subcategory", "impact", "urgency", "reopened"}
 
@@ -520,13 +587,20 @@ def test_fired_within_reopen_window_reopens_the_resolved_item(
     time.sleep(1.0)
     matching = [i for i in items(workdir) if any("/flap" in a for a in i["alert_ids"])]
     assert len(matching) == 1, matching
-    assert matching[0]["number"] == first["number"] and matching[0]["state"] != "Resolved" and matching[0]["reopened"] == 1
+    assert (
+        matching[0]["number"] == first["number"] and matching[0]["state"] != "Resolved" and matching[0]["reopened"] == 1
+    )
 
 
 def test_routing_sets_fields(receiver: Receiver, issuer: LocalIssuer, workdir: Path) -> None:
     assert post(receiver, alert("routed"), issuer.mint()).status_code == 202
     item = wait_for(workdir, "routed", "New")
-    assert (item["assignment_group"], item["category"], item["impact"], item["urgency"]) == ("Shop On-Call", "Hardware", 1, 1)
+    assert (item["assignment_group"], item["category"], item["impact"], item["urgency"]) == (
+        "Shop On-Call",
+        "Hardware",
+        1,
+        1,
+    )
     assert item["subcategory"] is None
     body = alert("default", rg="rg-other")
     assert post(receiver, body, issuer.mint()).status_code == 202
@@ -564,17 +638,23 @@ def test_trace_json_shape(receiver: Receiver, issuer: LocalIssuer, workdir: Path
     assert [w["number"] for w in trace["work_items"]] == [item["number"]] and "url" in trace["work_items"][0]
 
 
-def test_replay_and_discard_refuse_a_delivery_that_is_not_parked(receiver: Receiver, issuer: LocalIssuer, workdir: Path) -> None:
+def test_replay_and_discard_refuse_a_delivery_that_is_not_parked(
+    receiver: Receiver, issuer: LocalIssuer, workdir: Path
+) -> None:
     body = alert("ops")
     assert post(receiver, body, issuer.mint()).status_code == 202
     wait_for(workdir, "ops", "New")
-    trace = json.loads(run("trace", body["data"]["essentials"]["alertId"], "--json", "--db", str(workdir / "receiver.db")).stdout)
+    trace = json.loads(
+        run("trace", body["data"]["essentials"]["alertId"], "--json", "--db", str(workdir / "receiver.db")).stdout
+    )
     delivery_id = str(trace["deliveries"][0]["id"])
     for args in (("replay", "--id", delivery_id), ("discard", "--id", delivery_id, "--reason", "test")):
         result = run(*args, "--json", "--db", str(workdir / "receiver.db"))
         assert "Traceback" not in result.stderr
         assert delivery_id in result.stdout + result.stderr
-    after = json.loads(run("trace", body["data"]["essentials"]["alertId"], "--json", "--db", str(workdir / "receiver.db")).stdout)
+    after = json.loads(
+        run("trace", body["data"]["essentials"]["alertId"], "--json", "--db", str(workdir / "receiver.db")).stdout
+    )
     assert after["deliveries"][0]["state"] == "done"
 
 
@@ -588,11 +668,17 @@ def _free_port() -> int:
 def test_configured_role_callers_body_limit_correlation_and_ops_port(tmp_path: Path, issuer: LocalIssuer) -> None:
     """SECURE_EXPORT_REQUIRED_ROLE / _ALLOWED_CALLERS / _MAX_BODY_BYTES / _CORRELATION / _OPS_PORT as documented."""
     caller = tokens.OTHER_DAEMON_APP
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES=",".join(issuer.audiences),
-               SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(tmp_path / "r.db"),
-               SECURE_EXPORT_REQUIRED_ROLE="Alerts.Send", SECURE_EXPORT_ALLOWED_CALLERS=caller,
-               SECURE_EXPORT_MAX_BODY_BYTES="4000", SECURE_EXPORT_CORRELATION="rule-target",
-               SECURE_EXPORT_OPS_PORT=str(_free_port()))
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES=",".join(issuer.audiences),
+        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
+        SECURE_EXPORT_DB=str(tmp_path / "r.db"),
+        SECURE_EXPORT_REQUIRED_ROLE="Alerts.Send",
+        SECURE_EXPORT_ALLOWED_CALLERS=caller,
+        SECURE_EXPORT_MAX_BODY_BYTES="4000",
+        SECURE_EXPORT_CORRELATION="rule-target",
+        SECURE_EXPORT_OPS_PORT=str(_free_port()),
+    )
     server = Receiver(env, tmp_path)
     try:
         good = {"appid": caller, "roles": ["Alerts.Send"]}
@@ -622,30 +708,48 @@ def test_configured_role_callers_body_limit_correlation_and_ops_port(tmp_path: P
         server.stop()
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("SECURE_EXPORT_ITSM", "jira"),
-    ("SECURE_EXPORT_CORRELATION", "by-colour"),
-    ("SECURE_EXPORT_MAX_BODY_BYTES", "lots"),
-    ("SECURE_EXPORT_DB_AUTH", "kerberos"),
-])
-def test_bad_receiver_variable_is_refused_at_start_naming_it(tmp_path: Path, issuer: LocalIssuer, variable: str, value: str) -> None:
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="api://x",
-               SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(tmp_path / "x.db"), **{variable: value})
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("SECURE_EXPORT_ITSM", "jira"),
+        ("SECURE_EXPORT_CORRELATION", "by-colour"),
+        ("SECURE_EXPORT_MAX_BODY_BYTES", "lots"),
+        ("SECURE_EXPORT_DB_AUTH", "kerberos"),
+    ],
+)
+def test_bad_receiver_variable_is_refused_at_start_naming_it(
+    tmp_path: Path, issuer: LocalIssuer, variable: str, value: str
+) -> None:
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES="api://x",
+        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
+        SECURE_EXPORT_DB=str(tmp_path / "x.db"),
+        **{variable: value},
+    )
     status, stderr = refused_at_start(env, tmp_path)
     assert status == 2 and variable in stderr and "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize("variable", ["SECURE_EXPORT_REOPEN_WINDOW", "SECURE_EXPORT_STATELESS_TTL"])
 def test_bad_duration_is_refused_at_start_naming_it(tmp_path: Path, issuer: LocalIssuer, variable: str) -> None:
-    env = _env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="api://x",
-               SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(tmp_path / "x.db"), **{variable: "soon"})
+    env = _env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES="api://x",
+        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
+        SECURE_EXPORT_DB=str(tmp_path / "x.db"),
+        **{variable: "soon"},
+    )
     status, stderr = refused_at_start(env, tmp_path)
     assert status == 2 and variable in stderr, stderr
 
 
-@pytest.mark.xfail(strict=True, reason="no secure_export.components: the components are the top-level package "
-                   "`components` and import themselves absolutely, so a consumer's own `components` shadows them "
-                   "(components/: move under secure_export/ or import relatively; left for the layout restructuring)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="no secure_export.components: the components are the top-level package "
+    "`components` and import themselves absolutely, so a consumer's own `components` shadows them "
+    "(components/: move under secure_export/ or import relatively; left for the layout restructuring)",
+)
 def test_consumer_imports_components_beside_its_own_components_package(tmp_path: Path) -> None:
     own = tmp_path / "components"
     own.mkdir()
@@ -656,8 +760,14 @@ def test_consumer_imports_components_beside_its_own_components_package(tmp_path:
         "assert components.MINE, 'the consumer package was replaced'\n"
         "print(SecureExport.__module__)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            env=_env(PYTHONPATH=str(tmp_path)))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_env(PYTHONPATH=str(tmp_path)),
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -669,7 +779,13 @@ def test_consumer_imports_components_beside_its_own_components_package(tmp_path:
         pytest.param(None, "application/json", {"Authorization": "Bearer"}, 401, id="empty-bearer"),
         pytest.param(None, "application/json", {"Authorization": "Basic dXNlcjpwYXNz"}, 401, id="basic-scheme"),
         pytest.param(None, "application/json", {"Authorization": "Bearer " + "a" * 20000}, 401, id="huge-token"),
-        pytest.param(b'{"schemaId": "azureMonitorCommonAlertSchema", "data": {"essentials": 5}}', "application/json", {}, 422, id="essentials-not-object"),
+        pytest.param(
+            b'{"schemaId": "azureMonitorCommonAlertSchema", "data": {"essentials": 5}}',
+            "application/json",
+            {},
+            422,
+            id="essentials-not-object",
+        ),
     ],
 )
 def test_odd_requests_get_the_documented_status_never_500(

@@ -30,8 +30,10 @@ PULUMI: dict[tuple[str, ...], Spec] = {
     ("login",): {"flags": {"--local": 0, "--cloud-url": 1}, "positionals": (0, 1)},
     ("stack", "init"): {"flags": {"--stack": 1, "-s": 1, "--secrets-provider": 1}, "positionals": (0, 1)},
     ("stack", "output"): {"flags": {"--stack": 1, "-s": 1, "--json": 0, "--show-secrets": 0}, "positionals": (0, 1)},
-    ("config", "set"): {"flags": {"--secret": 0, "--plaintext": 0, "--path": 0, "--stack": 1, "-s": 1},
-                        "positionals": (1, 2)},
+    ("config", "set"): {
+        "flags": {"--secret": 0, "--plaintext": 0, "--path": 0, "--stack": 1, "-s": 1},
+        "positionals": (1, 2),
+    },
     ("preview",): {"flags": {"--diff": 0, "--stack": 1, "-s": 1}, "positionals": (0, 0)},
     ("up",): {"flags": {"--stack": 1, "-s": 1, "--yes": 0, "-y": 0, "--diff": 0}, "positionals": (0, 0)},
     ("version",): {"flags": {}, "positionals": (0, 0)},
@@ -42,21 +44,57 @@ AZ: dict[tuple[str, ...], Spec] = {
     ("version",): {"flags": {}, "positionals": (0, 0)},
     ("account", "set"): {"flags": {"--subscription": 1, "-s": 1}, "positionals": (0, 0)},
     ("provider", "register"): {"flags": {"--namespace": 1, "-n": 1, "--wait": 0}, "positionals": (0, 0)},
-    ("acr", "build"): {"flags": {"--registry": 1, "-r": 1, "--image": 1, "-t": 1, "--file": 1, "-f": 1},
-                       "positionals": (1, 1)},
-    ("acr", "repository", "show"): {"flags": {"--name": 1, "-n": 1, "--image": 1, "--repository": 1, **_AZ_OUT},
-                                    "positionals": (0, 0)},
-    ("acr", "show"): {"flags": {"--name": 1, "-n": 1, "--resource-group": 1, "-g": 1, **_AZ_OUT},
-                      "positionals": (0, 0)},
-    ("containerapp", "exec"): {"flags": {"--resource-group": 1, "-g": 1, "--name": 1, "-n": 1, "--command": 1,
-                                         "--revision": 1, "--replica": 1, "--container": 1}, "positionals": (0, 0)},
-    ("containerapp", "logs", "show"): {"flags": {"--resource-group": 1, "-g": 1, "--name": 1, "-n": 1,
-                                                 "--tail": 1, "--follow": 0, "--type": 1, "--format": 1},
-                                       "positionals": (0, 0)},
+    ("acr", "build"): {
+        "flags": {"--registry": 1, "-r": 1, "--image": 1, "-t": 1, "--file": 1, "-f": 1},
+        "positionals": (1, 1),
+    },
+    ("acr", "repository", "show"): {
+        "flags": {"--name": 1, "-n": 1, "--image": 1, "--repository": 1, **_AZ_OUT},
+        "positionals": (0, 0),
+    },
+    ("acr", "show"): {
+        "flags": {"--name": 1, "-n": 1, "--resource-group": 1, "-g": 1, **_AZ_OUT},
+        "positionals": (0, 0),
+    },
+    ("containerapp", "exec"): {
+        "flags": {
+            "--resource-group": 1,
+            "-g": 1,
+            "--name": 1,
+            "-n": 1,
+            "--command": 1,
+            "--revision": 1,
+            "--replica": 1,
+            "--container": 1,
+        },
+        "positionals": (0, 0),
+    },
+    ("containerapp", "logs", "show"): {
+        "flags": {
+            "--resource-group": 1,
+            "-g": 1,
+            "--name": 1,
+            "-n": 1,
+            "--tail": 1,
+            "--follow": 0,
+            "--type": 1,
+            "--format": 1,
+        },
+        "positionals": (0, 0),
+    },
     # https://learn.microsoft.com/cli/azure/monitor/action-group/test-notifications
     ("monitor", "action-group", "test-notifications", "create"): {
-        "flags": {"--resource-group": 1, "-g": 1, "--action-group": 1, "--action-group-name": 1, "--alert-type": 1,
-                  "--add-action": "+", "--add-actions": "+", "-a": "+", "--no-wait": 0},
+        "flags": {
+            "--resource-group": 1,
+            "-g": 1,
+            "--action-group": 1,
+            "--action-group-name": 1,
+            "--alert-type": 1,
+            "--add-action": "+",
+            "--add-actions": "+",
+            "-a": "+",
+            "--no-wait": 0,
+        },
         "positionals": (0, 0),
     },
 }
@@ -119,8 +157,12 @@ def _secure_export(args: list[str], tmp_path: Path) -> None:
     env["SECURE_EXPORT_DB"] = str(tmp_path / "absent.db")
     args = ["prod" if a == "PLACEHOLDER" and i and args[i - 1] == "--stack" else a for i, a in enumerate(args)]
     result = subprocess.run(
-        [sys.executable, "-m", "secure_export.cli", *args], capture_output=True, text=True, timeout=300,
-        cwd=REPO, env=env,
+        [sys.executable, "-m", "secure_export.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
     )
     assert result.returncode != 2 and "unrecognized arguments" not in result.stderr, (args, result.stderr)
     if args[:1] in (["plan"], ["--version"]):
@@ -129,9 +171,19 @@ def _secure_export(args: list[str], tmp_path: Path) -> None:
 
 def test_the_guide_has_the_steps_a_newcomer_needs() -> None:
     text = GUIDE.read_text()
-    for needle in ("az login", "az acr build", "digest", "pulumi preview --diff", "pulumi up", "pulumi stack output",
-                   "az monitor action-group test-notifications create", "ContainerAppConsoleLogs_CL",
-                   "Application Administrator", "Contributor", "infrastructure.md"):
+    for needle in (
+        "az login",
+        "az acr build",
+        "digest",
+        "pulumi preview --diff",
+        "pulumi up",
+        "pulumi stack output",
+        "az monitor action-group test-notifications create",
+        "ContainerAppConsoleLogs_CL",
+        "Application Administrator",
+        "Contributor",
+        "infrastructure.md",
+    ):
         assert needle in text, needle
 
 
@@ -168,11 +220,17 @@ def test_the_output_table_lists_exactly_what_the_program_exports() -> None:
 
     text = GUIDE.read_text()
     section = text.split("## 6. The stack outputs", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"`([a-zA-Z]+)`", "".join(line.split("|")[1] for line in section.splitlines()
-                                                       if line.startswith("| `"))))
+    listed = set(
+        re.findall(
+            r"`([a-zA-Z]+)`", "".join(line.split("|")[1] for line in section.splitlines() if line.startswith("| `"))
+        )
+    )
     plan = subprocess.run(
         [sys.executable, "-m", "secure_export.cli", "plan", "--stack", "prod", "--json"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert plan.returncode == 0, plan.stderr
     exported = set(json.loads(plan.stdout)["outputs"])

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from receiver.itsm import embedded_lifecycle as lifecycle
 from receiver.itsm.base import (
     AlertEvent,
     Backend,
@@ -41,7 +42,6 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
-from receiver.itsm import embedded_lifecycle as lifecycle
 from receiver.write_lock import begin_immediate, write_transaction
 
 __all__ = [
@@ -183,9 +183,7 @@ def _validated_priority_map(priority_map: Mapping[str, int]) -> dict[str, int]:
     merged = dict(DEFAULT_PRIORITY_MAP)
     for key, value in priority_map.items():
         if key not in allowed:
-            raise ValueError(
-                f"priority map key {key!r} is unknown; use Sev0..Sev4 or {MISSING_SEVERITY_KEY!r}"
-            )
+            raise ValueError(f"priority map key {key!r} is unknown; use Sev0..Sev4 or {MISSING_SEVERITY_KEY!r}")
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
             raise ValueError(f"priority for {key!r} must be an integer 1..5, got {value!r}")
         merged[key] = value
@@ -521,16 +519,13 @@ class EmbeddedBackend(Backend):
         if open_item is not None:
             item_id = int(open_item["id"])
             conn.execute(
-                "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES (?, ?, ?, ?)",
                 (item_id, event.alert_id, fired_at, early_resolved_at),
             )
             conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = ?", (item_id,))
             text = f"New occurrence: alert {event.alert_id} fired at {fired_at}."
             if early_resolved_at:
-                text += (
-                    f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
-                )
+                text += f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
             self._note(conn, item_id, text)
             return item_id, "occurrence added"
 
@@ -576,7 +571,9 @@ class EmbeddedBackend(Backend):
         )
         self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
         if event.route is not None and event.route.assignment_group:
-            self._note(conn, item_id, f"Routed to {event.route.assignment_group} by {event.route.rule} of the routing file.")
+            self._note(
+                conn, item_id, f"Routed to {event.route.assignment_group} by {event.route.rule} of the routing file."
+            )
         follows = lifecycle.not_reopened_note(previous)
         if follows:
             self._note(conn, item_id, follows)
@@ -590,9 +587,7 @@ class EmbeddedBackend(Backend):
             return item_id, "created already resolved"
         return item_id, "created"
 
-    def _resolved(
-        self, conn: sqlite3.Connection, event: AlertEvent, resolved_at: str
-    ) -> tuple[int | None, str]:
+    def _resolved(self, conn: sqlite3.Connection, event: AlertEvent, resolved_at: str) -> tuple[int | None, str]:
         instance = conn.execute(
             "SELECT a.work_item_id, a.resolved_at, w.state FROM work_item_alerts a"
             " JOIN work_items w ON w.id = a.work_item_id WHERE a.alert_id = ?",
@@ -627,9 +622,7 @@ class EmbeddedBackend(Backend):
             "UPDATE work_items SET state = 'Resolved', resolved_at = ?, resolved_by = 'azure' WHERE id = ?",
             (resolved_at, item_id),
         )
-        self._note(
-            conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}."
-        )
+        self._note(conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}.")
         return item_id, "resolved"
 
     def _resolve_for(
@@ -641,8 +634,13 @@ class EmbeddedBackend(Backend):
             return None, "nothing open to resolve"
         by = "azure" if event.recovery else "receiver"
         lifecycle.resolve_whole_item(conn, item_id, at, by)
-        self._note(conn, item_id, lifecycle.recovery_note(event) if event.recovery else (event.lifecycle_note or
-                   f"Resolved by secure-export ({event.lifecycle_reason})."))
+        self._note(
+            conn,
+            item_id,
+            lifecycle.recovery_note(event)
+            if event.recovery
+            else (event.lifecycle_note or f"Resolved by secure-export ({event.lifecycle_reason})."),
+        )
         return item_id, "resolved"
 
     def _bind_cis(self, conn: sqlite3.Connection, event: AlertEvent, seen_at: str) -> list[int]:
@@ -673,9 +671,7 @@ class EmbeddedBackend(Backend):
         return ci_ids
 
     def _note(self, conn: sqlite3.Connection, item_id: int, text: str) -> None:
-        conn.execute(
-            "INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, _now(), text)
-        )
+        conn.execute("INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, _now(), text))
 
     def _priority(self, severity: str | None) -> int:
         return self._priority_map.get(severity or "", self._priority_map[MISSING_SEVERITY_KEY])
@@ -812,9 +808,7 @@ def list_work_items(db_path: str) -> list[dict[str, Any]]:
             return []
         conn.execute("BEGIN")  # one consistent snapshot across the four tables
         items = conn.execute("SELECT * FROM work_items ORDER BY id").fetchall()
-        alerts = _grouped(
-            conn, "SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, rowid"
-        )
+        alerts = _grouped(conn, "SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, rowid")
         notes = _grouped(conn, "SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id")
         cis = _grouped(
             conn,

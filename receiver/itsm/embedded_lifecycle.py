@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from secure_export.durations import format_duration
 from receiver.itsm.base import AlertEvent
+from secure_export.durations import format_duration
 
 ROUTED_COLUMNS = {
     "assignment_group": "TEXT",
@@ -34,12 +34,24 @@ ROUTED_COLUMNS = {
 """Columns added to ``work_items`` by routing and the lifecycle (added to older databases at start)."""
 
 PRIORITY_MATRIX: Mapping[tuple[int, int], int] = {
-    (1, 1): 1, (1, 2): 2, (2, 1): 2, (1, 3): 3, (2, 2): 3, (3, 1): 3, (2, 3): 4, (3, 2): 4, (3, 3): 5,
+    (1, 1): 1,
+    (1, 2): 2,
+    (2, 1): 2,
+    (1, 3): 3,
+    (2, 2): 3,
+    (3, 1): 3,
+    (2, 3): 4,
+    (3, 2): 4,
+    (3, 3): 5,
 }
 """ServiceNow's default priority lookup: (impact, urgency) → priority."""
 
 SEVERITY_LEVELS: Mapping[str, tuple[int, int]] = {
-    "Sev0": (1, 1), "Sev1": (1, 2), "Sev2": (2, 2), "Sev3": (2, 3), "Sev4": (3, 3),
+    "Sev0": (1, 1),
+    "Sev1": (1, 2),
+    "Sev2": (2, 2),
+    "Sev3": (2, 3),
+    "Sev4": (3, 3),
 }
 """Impact and urgency of a severity, completing a route that sets only one of the two."""
 
@@ -77,9 +89,9 @@ def routed_priority(event: AlertEvent, by_severity: int) -> int:
 
 
 def _seconds_between(earlier: str, later: str) -> float:
-    return (datetime.fromisoformat(later.replace("Z", "+00:00")) - datetime.fromisoformat(
-        earlier.replace("Z", "+00:00")
-    )).total_seconds()
+    return (
+        datetime.fromisoformat(later.replace("Z", "+00:00")) - datetime.fromisoformat(earlier.replace("Z", "+00:00"))
+    ).total_seconds()
 
 
 def previous_item(conn: sqlite3.Connection, event: AlertEvent) -> sqlite3.Row | None:

@@ -28,6 +28,7 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
+from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
 from receiver.itsm.embedded import (
     MISSING_SEVERITY_KEY,
     _description,
@@ -39,13 +40,11 @@ from receiver.itsm.embedded import (
     _validated_priority_map,
     work_item_number,
 )
-from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
 from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
 from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.pg_schema import SchemaTooNew, migrate
 
 _log = logging.getLogger(__name__)
-
 
 
 class EmbeddedPostgresBackend(Backend):
@@ -130,8 +129,12 @@ class EmbeddedPostgresBackend(Backend):
         self.transactions += 1
         _log.debug(
             "work item event applied",
-            extra={"event": "work_item_applied", "alert_id": event.alert_id,
-                   "condition": str(event.condition), "outcome": outcome},
+            extra={
+                "event": "work_item_applied",
+                "alert_id": event.alert_id,
+                "condition": str(event.condition),
+                "outcome": outcome,
+            },
         )
         return WorkItemRef(work_item_number(item_id)) if item_id is not None else None
 
@@ -148,7 +151,8 @@ class EmbeddedPostgresBackend(Backend):
             status = await conn.execute(
                 "DELETE FROM work_items WHERE id IN (SELECT id FROM work_items WHERE state IN ('Resolved', 'Closed') "
                 "AND resolved_at IS NOT NULL AND resolved_at < $1 ORDER BY id LIMIT $2)",
-                cutoff, limit,
+                cutoff,
+                limit,
             )
         return int(status.rsplit(" ", 1)[-1])
 
@@ -175,18 +179,27 @@ class EmbeddedPostgresBackend(Backend):
         await conn.execute(
             "INSERT INTO applied_events (alert_id, condition, work_item_id, event_at, applied_at)"
             " VALUES ($1, $2, $3, $4, $5)",
-            event.alert_id, condition.value, item_id, event_at, _now(),
+            event.alert_id,
+            condition.value,
+            item_id,
+            event_at,
+            _now(),
         )
         return outcome, item_id
 
-    async def _fired(self, conn: Any, event: AlertEvent, fired_at: str, early_resolved_at: str | None) -> tuple[int, str]:
+    async def _fired(
+        self, conn: Any, event: AlertEvent, fired_at: str, early_resolved_at: str | None
+    ) -> tuple[int, str]:
         open_id = await conn.fetchval(
             "SELECT id FROM work_items WHERE correlation_key = $1 AND state = 'New'", event.correlation_key
         )
         if open_id is not None:
             await conn.execute(
                 "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES ($1, $2, $3, $4)",
-                open_id, event.alert_id, fired_at, early_resolved_at,
+                open_id,
+                event.alert_id,
+                fired_at,
+                early_resolved_at,
             )
             await conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = $1", open_id)
             text = f"New occurrence: alert {event.alert_id} fired at {fired_at}."
@@ -201,14 +214,27 @@ class EmbeddedPostgresBackend(Backend):
                 "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
                 " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13) RETURNING id",
-                event.correlation_key, state, event.severity, routed_priority(event, self._priority(event.severity)),
-                _title(event), _description(event), fired_at, resolved_at,
-                routed["assignment_group"], routed["category"], routed["subcategory"], routed["impact"], routed["urgency"],
+                event.correlation_key,
+                state,
+                event.severity,
+                routed_priority(event, self._priority(event.severity)),
+                _title(event),
+                _description(event),
+                fired_at,
+                resolved_at,
+                routed["assignment_group"],
+                routed["category"],
+                routed["subcategory"],
+                routed["impact"],
+                routed["urgency"],
             )
         )
         await conn.execute(
             "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES ($1, $2, $3, $4)",
-            item_id, event.alert_id, fired_at, early_resolved_at,
+            item_id,
+            event.alert_id,
+            fired_at,
+            early_resolved_at,
         )
         await self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
         if event.route is not None and event.route.assignment_group:
@@ -217,7 +243,8 @@ class EmbeddedPostgresBackend(Backend):
             )
         if early_resolved_at:
             await self._note(
-                conn, item_id,
+                conn,
+                item_id,
                 f"Resolved at once: Azure's Resolved ({early_resolved_at}) arrived before this Fired "
                 "(deliveries were retried out of order).",
             )
@@ -235,7 +262,8 @@ class EmbeddedPostgresBackend(Backend):
         item_id = int(instance[0])
         await conn.execute(
             "UPDATE work_item_alerts SET resolved_at = $1 WHERE alert_id = $2 AND resolved_at IS NULL",
-            resolved_at, event.alert_id,
+            resolved_at,
+            event.alert_id,
         )
         if instance[1] != "New":
             return item_id, "already resolved"
@@ -244,11 +272,14 @@ class EmbeddedPostgresBackend(Backend):
         )
         if still_firing:
             await self._note(
-                conn, item_id,
+                conn,
+                item_id,
                 f"Alert {event.alert_id} resolved at {resolved_at}; {still_firing} grouped alert(s) still firing.",
             )
             return item_id, "instance resolved"
-        await conn.execute("UPDATE work_items SET state = 'Resolved', resolved_at = $1 WHERE id = $2", resolved_at, item_id)
+        await conn.execute(
+            "UPDATE work_items SET state = 'Resolved', resolved_at = $1 WHERE id = $2", resolved_at, item_id
+        )
         await self._note(conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}.")
         return item_id, "resolved"
 
@@ -265,13 +296,18 @@ class EmbeddedPostgresBackend(Backend):
                 " last_seen = GREATEST(configuration_items.last_seen, excluded.last_seen),"
                 " azure_resource_id = COALESCE(configuration_items.azure_resource_id, excluded.azure_resource_id)"
                 " RETURNING id",
-                name, name.casefold(), resource_id, seen_at,
+                name,
+                name.casefold(),
+                resource_id,
+                seen_at,
             )
             ci_ids.append(int(ci_id))
         return ci_ids
 
     async def _note(self, conn: Any, item_id: int, text: str) -> None:
-        await conn.execute("INSERT INTO work_item_notes (work_item_id, at, text) VALUES ($1, $2, $3)", item_id, _now(), text)
+        await conn.execute(
+            "INSERT INTO work_item_notes (work_item_id, at, text) VALUES ($1, $2, $3)", item_id, _now(), text
+        )
 
     def _priority(self, severity: str | None) -> int:
         return self._priority_map.get(severity or "", self._priority_map[MISSING_SEVERITY_KEY])
@@ -286,8 +322,12 @@ async def list_work_items(url: str, *, auth: DbAuth | str = "password") -> list[
             return []
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             items = await conn.fetch("SELECT * FROM work_items ORDER BY id")
-            alerts = _grouped(await conn.fetch("SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, seq"))
-            notes = _grouped(await conn.fetch("SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id"))
+            alerts = _grouped(
+                await conn.fetch("SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, seq")
+            )
+            notes = _grouped(
+                await conn.fetch("SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id")
+            )
             cis = _grouped(
                 await conn.fetch(
                     "SELECT l.work_item_id, c.name FROM work_item_cis l JOIN configuration_items c ON c.id = l.ci_id ORDER BY c.id"

@@ -56,11 +56,10 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
-from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
+from receiver.itsm.markers import correlation_id, held_marker, is_held, lifecycle_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
-from receiver.itsm.markers import held_marker, is_held
-from receiver.itsm.retry_after import retry_after as _retry_after
 from receiver.itsm.markers import still_firing as _still_firing
+from receiver.itsm.retry_after import retry_after as _retry_after
 from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
 from receiver.itsm.servicenow_pacing import Pacer
 from receiver.itsm.servicenow_routing import NameResolver
@@ -507,8 +506,12 @@ class ServiceNowBackend(Backend):
             record = await self._create_incident(event, corr, marker, follows=found.closed)
             log.info(
                 "servicenow incident created",
-                extra={"event": "servicenow_incident_created", "number": record.get("number"),
-                       "correlation_id": corr, "alert_id": event.alert_id},
+                extra={
+                    "event": "servicenow_incident_created",
+                    "number": record.get("number"),
+                    "correlation_id": corr,
+                    "alert_id": event.alert_id,
+                },
             )
             return record
         sys_id = str(incident["sys_id"])
@@ -534,8 +537,12 @@ class ServiceNowBackend(Backend):
         await self._patch_incident(sys_id, patch)
         log.info(
             "servicenow occurrence noted",
-            extra={"event": "servicenow_occurrence", "number": incident.get("number"), "alert_id": event.alert_id,
-                   "reopened": "state" in patch},
+            extra={
+                "event": "servicenow_occurrence",
+                "number": incident.get("number"),
+                "alert_id": event.alert_id,
+                "reopened": "state" in patch,
+            },
         )
         return incident
 
@@ -554,8 +561,11 @@ class ServiceNowBackend(Backend):
             record = await self._create_incident(event, corr, marker, resolved=True)
             log.info(
                 "servicenow resolved before fired: recorded a resolved incident",
-                extra={"event": "servicenow_resolved_before_fired", "number": record.get("number"),
-                       "alert_id": event.alert_id},
+                extra={
+                    "event": "servicenow_resolved_before_fired",
+                    "number": record.get("number"),
+                    "alert_id": event.alert_id,
+                },
             )
             return record
         sys_id = str(incident["sys_id"])
@@ -580,9 +590,14 @@ class ServiceNowBackend(Backend):
         await self._patch_incident(sys_id, fields)
         log.info(
             "servicenow resolved noted",
-            extra={"event": "servicenow_resolved", "number": incident.get("number"), "alert_id": event.alert_id,
-                   "incident_resolved": "state" in fields, "still_firing": len(still_firing),
-                   "held": bool(event.hold)},
+            extra={
+                "event": "servicenow_resolved",
+                "number": incident.get("number"),
+                "alert_id": event.alert_id,
+                "incident_resolved": "state" in fields,
+                "still_firing": len(still_firing),
+                "held": bool(event.hold),
+            },
         )
         return incident
 
@@ -591,8 +606,10 @@ class ServiceNowBackend(Backend):
         found = await self._lookup(event, history=True)
         latest = found.latest
         if latest is None or str(latest.get("state")) in INACTIVE_OR_RESOLVED or not _truthy(latest.get("active")):
-            log.info("servicenow recovery with nothing open", extra={"event": "servicenow_recovery_nothing_open",
-                                                                     "alert_id": event.alert_id})
+            log.info(
+                "servicenow recovery with nothing open",
+                extra={"event": "servicenow_recovery_nothing_open", "alert_id": event.alert_id},
+            )
             return None
         where = ", ".join(event.configuration_items) or ", ".join(event.target_ids) or "the resource"
         return await self._resolve_whole(
@@ -622,9 +639,15 @@ class ServiceNowBackend(Backend):
                 "close_notes": f"{note}\nReference: {marker}",
             },
         )
-        log.info("servicenow incident resolved by the receiver",
-                 extra={"event": "servicenow_lifecycle_resolved", "number": incident.get("number"),
-                        "alert_id": event.alert_id, "reason": event.lifecycle_reason or "recovered"})
+        log.info(
+            "servicenow incident resolved by the receiver",
+            extra={
+                "event": "servicenow_lifecycle_resolved",
+                "number": incident.get("number"),
+                "alert_id": event.alert_id,
+                "reason": event.lifecycle_reason or "recovered",
+            },
+        )
         return incident
 
     def _within_window(self, incident: Mapping[str, Any], event: AlertEvent) -> bool:
@@ -669,7 +692,9 @@ class ServiceNowBackend(Backend):
             if event.lifecycle_key == event.correlation_key:
                 rows = mine
             elif not open_ and resolved is None:
-                rows = await self._incident_rows(f"correlation_display={lc}^ORDERBYDESCnumber", "correlation_display", lc)
+                rows = await self._incident_rows(
+                    f"correlation_display={lc}^ORDERBYDESCnumber", "correlation_display", lc
+                )
         latest = rows[0] if rows else None
         closed = latest if latest is not None and str(latest.get("state")) in ("7", "8") else None
         if closed is None:
@@ -743,7 +768,9 @@ class ServiceNowBackend(Backend):
             if outside_window:
                 notes.append(f"Follows {follows.get('number')}, resolved longer ago than the reopen window.")
             else:
-                notes.append(f"Follows {follows.get('number')}, which a person closed; closed incidents are never reopened.")
+                notes.append(
+                    f"Follows {follows.get('number')}, which a person closed; closed incidents are never reopened."
+                )
         opening = self._occurrence_note(event, marker, opened=True)
         record: dict[str, Any] = {
             "short_description": self._short_description(event),
@@ -801,13 +828,18 @@ class ServiceNowBackend(Backend):
             # An ACL may hide sys_choice from the integration user; that is no reason to stop.
             log.warning(
                 "servicenow cannot read sys_choice; using close_code unchecked",
-                extra={"event": "servicenow_close_code_unchecked", "close_code": self.settings.close_code,
-                       "error": str(error)},
+                extra={
+                    "event": "servicenow_close_code_unchecked",
+                    "close_code": self.settings.close_code,
+                    "error": str(error),
+                },
             )
             self._close_code_checked = True
             return
         choices = [
-            str(row.get("value")) for row in rows if row.get("name") == "incident" and row.get("element") == "close_code"
+            str(row.get("value"))
+            for row in rows
+            if row.get("name") == "incident" and row.get("element") == "close_code"
         ]
         code = self.settings.close_code
         if choices and code not in choices:
@@ -923,8 +955,12 @@ class ServiceNowBackend(Backend):
         await self._api().call("POST", "/api/global/em/jsonv2", table="em_event", body={"records": [record]})
         log.info(
             "servicenow event posted",
-            extra={"event": "servicenow_event_posted", "message_key": record["message_key"],
-                   "severity": record["severity"], "alert_id": event.alert_id},
+            extra={
+                "event": "servicenow_event_posted",
+                "message_key": record["message_key"],
+                "severity": record["severity"],
+                "alert_id": event.alert_id,
+            },
         )
 
     # -- text --------------------------------------------------------------------------------
@@ -947,7 +983,9 @@ class ServiceNowBackend(Backend):
         when = f" at {event.resolved_at.isoformat()}" if event.resolved_at else ""
         text = f"Resolved by Azure Monitor: monitorCondition=Resolved{when} for alert {event.alert_id}."
         if before_fired:
-            text += " Resolved arrived before Fired was applied; recorded as resolved so that the late Fired opens nothing."
+            text += (
+                " Resolved arrived before Fired was applied; recorded as resolved so that the late Fired opens nothing."
+            )
         # The marker here too: close_notes reads back through the Table API even where an ACL
         # hides sys_journal_field, so a late Fired still knows its alert already resolved.
         return f"{text}\nReference: {marker}"
@@ -1044,8 +1082,12 @@ class _ServiceNowCollector:
 def _log_replay(incident: dict[str, Any], event: AlertEvent) -> None:
     log.info(
         f"servicenow {str(event.condition).lower()} already noted (replay)",
-        extra={"event": "servicenow_replay", "number": incident.get("number"), "alert_id": event.alert_id,
-               "condition": str(event.condition)},
+        extra={
+            "event": "servicenow_replay",
+            "number": incident.get("number"),
+            "alert_id": event.alert_id,
+            "condition": str(event.condition),
+        },
     )
 
 

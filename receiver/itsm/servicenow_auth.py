@@ -84,8 +84,10 @@ class Authenticator:
         try:
             fresh = self._settings.reread_secret_files()
         except ValueError as error:
-            log.warning("servicenow secret file unreadable", extra={"event": "servicenow_secret_file_error",
-                                                                    "error": str(error)})
+            log.warning(
+                "servicenow secret file unreadable",
+                extra={"event": "servicenow_secret_file_error", "error": str(error)},
+            )
             return False
         if fresh is None:
             return False

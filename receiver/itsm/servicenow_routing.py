@@ -93,8 +93,14 @@ class NameResolver:
                 return self._remember(key, name, str(matching[0]["sys_id"]), "")
             if len(matching) > 1:
                 return self._remember(key, name, None, f"several {lookup.table} records are named {name!r}")
-        return self._remember(key, name, None, f"no active {lookup.table} record is named {name!r}"
-                              if lookup.active_filter else f"no {lookup.table} record is named {name!r}")
+        return self._remember(
+            key,
+            name,
+            None,
+            f"no active {lookup.table} record is named {name!r}"
+            if lookup.active_filter
+            else f"no {lookup.table} record is named {name!r}",
+        )
 
     def _remember(self, key: tuple[str, str], name: str, sys_id: str | None, why: str) -> str | None:
         self._cache[key] = (self._clock() + self._ttl, sys_id, why)
@@ -103,7 +109,12 @@ class NameResolver:
             if shown not in self.unresolved:
                 log.warning(
                     "servicenow routing name not found",
-                    extra={"event": "servicenow_routing_unresolved", "kind": key[0], "routing_name": name, "reason": why},
+                    extra={
+                        "event": "servicenow_routing_unresolved",
+                        "kind": key[0],
+                        "routing_name": name,
+                        "reason": why,
+                    },
                 )
             self.unresolved[shown] = why
         else:
@@ -139,7 +150,9 @@ class NameResolver:
             if sys_id:
                 result.fields[column] = sys_id
             else:
-                result.notes.append(f"{_LABELS[kind]} {name!r} ({route.rule}) does not exist in ServiceNow; left empty.")
+                result.notes.append(
+                    f"{_LABELS[kind]} {name!r} ({route.rule}) does not exist in ServiceNow; left empty."
+                )
         group = route.assignment_group
         if group:
             sys_id = await self.resolve("assignment_group", group)

@@ -177,9 +177,7 @@ class ServiceNowSettings(BaseSettings):
             if not path:
                 continue
             if values.get(field) is not None:
-                raise ValueError(
-                    f"set {ENV_PREFIX}{field.upper()} or {ENV_PREFIX}{field.upper()}_FILE, not both"
-                )
+                raise ValueError(f"set {ENV_PREFIX}{field.upper()} or {ENV_PREFIX}{field.upper()}_FILE, not both")
             values = {**values, field: read_secret_file(str(path), f"{ENV_PREFIX}{field.upper()}_FILE")}
         return values
 
@@ -283,4 +281,3 @@ def problem_lines(error: ValidationError) -> list[str]:
 def describe_validation_error(error: ValidationError) -> str:
     """Every problem on its own line, naming the variable and never echoing a credential."""
     return "invalid ServiceNow configuration:\n" + "\n".join(problem_lines(error))
-

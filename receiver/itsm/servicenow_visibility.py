@@ -47,6 +47,8 @@ class IncidentVisibility:
             "incident?): every alert would open a new incident; grant the integration user read access "
             "to incident (docs/servicenow.md, 'Roles the integration user needs')"
         )
-        log.error("servicenow incidents unreadable", extra={"event": "servicenow_incident_unreadable",
-                                                             "number": number, "correlation_id": corr})
+        log.error(
+            "servicenow incidents unreadable",
+            extra={"event": "servicenow_incident_unreadable", "number": number, "correlation_id": corr},
+        )
         return reason

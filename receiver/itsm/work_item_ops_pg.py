@@ -44,10 +44,14 @@ async def close_work_item(
                 await conn.execute(
                     "UPDATE work_items SET state = 'Closed', closed_at = $1, resolved_at = coalesce(resolved_at, $1)"
                     " WHERE id = $2",
-                    now, found["id"],
+                    now,
+                    found["id"],
                 )
             await conn.execute(
-                "INSERT INTO work_item_notes (work_item_id, at, text) VALUES ($1, $2, $3)", found["id"], now, text[:4000]
+                "INSERT INTO work_item_notes (work_item_id, at, text) VALUES ($1, $2, $3)",
+                found["id"],
+                now,
+                text[:4000],
             )
     finally:
         await conn.close()

@@ -141,7 +141,11 @@ class Database:
         return kwargs
 
     async def create_pool(
-        self, *, min_size: int = 1, max_size: int = 10, command_timeout: float | None = 30.0,
+        self,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float | None = 30.0,
         connect_timeout: float = 10.0,
     ) -> Any:
         """An asyncpg pool (connections are opened lazily beyond ``min_size``)."""

@@ -35,7 +35,6 @@ KEEPALIVE_SETTINGS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5
 """Server-side keepalives of the lease session: a vanished holder is noticed within ~25 s."""
 
 
-
 class DispatchLease:
     """Runs ``dispatcher`` on this replica while it holds the dispatch lease."""
 
@@ -72,7 +71,9 @@ class DispatchLease:
                 conn.add_termination_listener(lambda _conn: lost.set())
                 for name, value in KEEPALIVE_SETTINGS.items():
                     await conn.execute(f"SET {name} = {value}")
-                while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", DISPATCH_LOCK, timeout=self.check_seconds):
+                while not await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1)", DISPATCH_LOCK, timeout=self.check_seconds
+                ):
                     self.status = "standby: another replica holds the dispatch lease"
                     await asyncio.sleep(self.check_seconds)
                 self.holding = True
@@ -96,7 +97,9 @@ class DispatchLease:
 
     async def _let_go(self, conn: Any, reason: str) -> None:
         if self.holding:
-            log.warning("dispatch lease lost; dispatching stopped", extra={"event": "dispatch_lease_lost", "reason": reason})
+            log.warning(
+                "dispatch lease lost; dispatching stopped", extra={"event": "dispatch_lease_lost", "reason": reason}
+            )
             self.holding = False
             await self.dispatcher.stop(self.grace)
         self.status = reason

@@ -34,7 +34,9 @@ def _run(url: str, work: Any) -> Any:
         except DatabaseUrlError as error:
             raise OpsError(f"{redact(url)}: {error}") from None
         except connection_errors() as error:
-            raise OpsError(f"cannot reach the PostgreSQL database {redact(url)}: {error or type(error).__name__}") from None
+            raise OpsError(
+                f"cannot reach the PostgreSQL database {redact(url)}: {error or type(error).__name__}"
+            ) from None
         try:
             if await conn.fetchval("SELECT to_regclass('inbox') IS NULL"):
                 raise OpsError(f"{redact(url)} has no secure-export inbox; check --db / $SECURE_EXPORT_DB")
@@ -53,9 +55,11 @@ def trace(url: str, alert_id: str) -> dict[str, Any]:
         embedded: list[str] = []
         if not await conn.fetchval("SELECT to_regclass('work_item_alerts') IS NULL"):
             embedded = [
-                r[0] for r in await conn.fetch(
+                r[0]
+                for r in await conn.fetch(
                     "SELECT w.number FROM work_item_alerts a JOIN work_items w ON w.id = a.work_item_id "
-                    "WHERE a.alert_id = $1 ORDER BY w.id", alert_id,
+                    "WHERE a.alert_id = $1 ORDER BY w.id",
+                    alert_id,
                 )
             ]
         deliveries = []
@@ -82,11 +86,15 @@ def _change(url: str, ids: Iterable[int] | None, statement: str, params: tuple[A
     async def work(conn: Any) -> OpsResult:
         async with conn.transaction():
             if ids is None:
-                targets = [r[0] for r in await conn.fetch("SELECT id FROM inbox WHERE state = 'parked' ORDER BY id FOR UPDATE")]
+                targets = [
+                    r[0] for r in await conn.fetch("SELECT id FROM inbox WHERE state = 'parked' ORDER BY id FOR UPDATE")
+                ]
                 skipped: dict[int, str] = {}
             else:
                 wanted = list(dict.fromkeys(ids))
-                states = dict(await conn.fetch("SELECT id, state FROM inbox WHERE id = ANY($1::bigint[]) FOR UPDATE", wanted))
+                states = dict(
+                    await conn.fetch("SELECT id, state FROM inbox WHERE id = ANY($1::bigint[]) FOR UPDATE", wanted)
+                )
                 skipped = {
                     row_id: ("no such delivery" if row_id not in states else f"it is {states[row_id]}, not parked")
                     for row_id in wanted
@@ -105,7 +113,8 @@ def _change(url: str, ids: Iterable[int] | None, statement: str, params: tuple[A
 def replay(url: str, ids: Iterable[int] | None, *, by: str | None = None) -> OpsResult:
     """Parked rows (``ids``, or all with ``None``) back to pending with a fresh attempt count."""
     return _change(
-        url, ids,
+        url,
+        ids,
         "UPDATE inbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, parked_at = NULL, "
         "replays = replays + 1, replayed_at = $1, replayed_by = $2 WHERE id = $3 AND state = 'parked'",
         (_iso_at(time.time()), by or operator()),
@@ -118,7 +127,8 @@ def discard(url: str, ids: Iterable[int], *, reason: str, by: str | None = None)
     if not reason:
         raise OpsError("a reason is required to discard a delivery (--reason TEXT)")
     return _change(
-        url, ids,
+        url,
+        ids,
         "UPDATE inbox SET state = 'discarded', discarded_at = $1, discarded_by = $2, discard_reason = $3 "
         "WHERE id = $4 AND state = 'parked'",
         (_iso_at(time.time()), by or operator(), reason[:_MAX_REASON]),

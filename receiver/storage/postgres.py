@@ -63,17 +63,16 @@ SELECT NULL, NULL, NULL FROM notified
 _SELECT_ROW = "SELECT id, alert_id, monitor_condition, body, received_at, attempts, next_attempt_at FROM inbox "
 
 
-
 def _row(record: Any) -> InboxRow:
-    return InboxRow(
-        record[0], record[1], record[2], bytes(record[3]), record[4], record[5], record[6]
-    )
+    return InboxRow(record[0], record[1], record[2], bytes(record[3]), record[4], record[5], record[6])
 
 
 class _Put:
     __slots__ = ("alert_id", "condition", "body", "received_at", "payload", "future")
 
-    def __init__(self, alert_id: str, condition: str, body: bytes, payload: Any, future: asyncio.Future[PutResult]) -> None:
+    def __init__(
+        self, alert_id: str, condition: str, body: bytes, payload: Any, future: asyncio.Future[PutResult]
+    ) -> None:
         self.alert_id = alert_id
         self.condition = condition
         self.body = body
@@ -251,9 +250,14 @@ class PostgresInbox:
                     # One statement, so one round trip and its own transaction: the lock is taken before
                     # any id is drawn and held until the commit, and NOTIFY is delivered at the commit.
                     records = await conn.fetch(
-                        _INSERT, [item.alert_id for item in fresh], [item.condition for item in fresh],
-                        [item.body for item in fresh], [item.received_at for item in fresh],
-                        INSERT_LOCK, CHANNEL, f"{self.replica}:",
+                        _INSERT,
+                        [item.alert_id for item in fresh],
+                        [item.condition for item in fresh],
+                        [item.body for item in fresh],
+                        [item.received_at for item in fresh],
+                        INSERT_LOCK,
+                        CHANNEL,
+                        f"{self.replica}:",
                     )
         except connection_errors() as error:
             self.write_failures += 1
@@ -288,7 +292,9 @@ class PostgresInbox:
             self._puts_waiting -= 1
             if item.future.done():
                 continue
-            row_id = ids.get((item.alert_id, item.condition)) if firsts[(item.alert_id, item.condition)] is item else None
+            row_id = (
+                ids.get((item.alert_id, item.condition)) if firsts[(item.alert_id, item.condition)] is item else None
+            )
             item.future.set_result(PutResult(row_id, row_id is None))
         if new_rows and self._on_committed is not None:
             self._on_committed(new_rows)
@@ -324,7 +330,8 @@ class PostgresInbox:
         records = await self._run(
             lambda c: c.fetch(
                 _SELECT_ROW + "WHERE state = 'pending' AND replays > 0 AND id <= $1 ORDER BY id LIMIT $2",
-                up_to_id, limit,
+                up_to_id,
+                limit,
             )
         )
         return [_row(r) for r in records]
@@ -338,7 +345,10 @@ class PostgresInbox:
                 "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL, "
                 "work_item = COALESCE($3, work_item), work_item_url = COALESCE($4, work_item_url) "
                 "WHERE id = $1 AND state = 'pending'",
-                row_id, _iso_at(time.time()), number, url,
+                row_id,
+                _iso_at(time.time()),
+                number,
+                url,
             )
         )
         self._depth -= _count(status)
@@ -368,7 +378,8 @@ class PostgresInbox:
                     status: str = await conn.execute(
                         "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL "
                         "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
-                        ids, now,
+                        ids,
+                        now,
                     )
                     if refs:
                         await conn.executemany(
@@ -393,7 +404,10 @@ class PostgresInbox:
         await self._run(
             lambda c: c.execute(
                 "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1 AND state = 'pending'",
-                row_id, attempts, error[:2000], next_attempt_at,
+                row_id,
+                attempts,
+                error[:2000],
+                next_attempt_at,
             )
         )
 
@@ -403,7 +417,10 @@ class PostgresInbox:
             lambda c: c.execute(
                 "UPDATE inbox SET state = 'parked', attempts = $2, last_error = $3, parked_at = $4 "
                 "WHERE id = $1 AND state = 'pending'",
-                row_id, attempts, error[:2000], _iso_at(time.time()),
+                row_id,
+                attempts,
+                error[:2000],
+                _iso_at(time.time()),
             )
         )
         changed = _count(status)
@@ -424,7 +441,8 @@ class PostgresInbox:
             lambda c: c.execute(
                 f"DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE state = '{state}' "
                 f"AND {column} < $1 ORDER BY id LIMIT $2)",
-                cutoff, limit,
+                cutoff,
+                limit,
             )
         )
         deleted = _count(status)
@@ -491,8 +509,10 @@ class PostgresInbox:
             except asyncio.CancelledError:
                 raise
             except connection_errors() as error:
-                log.warning("inbox listener lost its connection; reconnecting",
-                            extra={"event": "inbox_listen_failed", "error": str(error) or type(error).__name__})
+                log.warning(
+                    "inbox listener lost its connection; reconnecting",
+                    extra={"event": "inbox_listen_failed", "error": str(error) or type(error).__name__},
+                )
             finally:
                 if self._listener is not None:
                     with contextlib.suppress(Exception):

@@ -23,7 +23,13 @@ def _results(tmp_path: Path, *, receiver_per_s: float, p99_at_500: float, missin
                 "p99_ratio_receiver_to_baseline": p99,
             }
         )
-    comparison = {"wall_ratio": 1.2, "cpu_ratio": 1.11, "memory_ratio": 1.125, "per_rule_wall_ratio": 1.0, "per_rule_cpu_ratio": 1.0}
+    comparison = {
+        "wall_ratio": 1.2,
+        "cpu_ratio": 1.11,
+        "memory_ratio": 1.125,
+        "per_rule_wall_ratio": 1.0,
+        "per_rule_cpu_ratio": 1.0,
+    }
     program_row = {
         "rules": 10,
         "components": {"wall_s": 1.2, "cpu_s": 1.0, "peak_rss_mib": 90.0, "resources": 27},

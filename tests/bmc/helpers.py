@@ -10,8 +10,19 @@ from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings
 from tests.bmc_fake import FakeBmc
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event, run
 
-__all__ = ["PASSWORD", "SUBSCRIPTION", "USER", "VM_ID", "ManualClock", "alert_id", "event", "run", "settings",
-           "start_fake", "with_backend"]
+__all__ = [
+    "PASSWORD",
+    "SUBSCRIPTION",
+    "USER",
+    "VM_ID",
+    "ManualClock",
+    "alert_id",
+    "event",
+    "run",
+    "settings",
+    "start_fake",
+    "with_backend",
+]
 
 T = TypeVar("T")
 
@@ -30,13 +41,23 @@ def start_fake() -> FakeBmc:
 
 def settings(fake: FakeBmc, **overrides: Any) -> BmcSettings:
     """Backend settings for ``fake``."""
-    values: dict[str, Any] = {"url": fake.url, "username": USER, "password": PASSWORD,
-                              "readiness_cache_seconds": 0, "timeout_seconds": 5}
+    values: dict[str, Any] = {
+        "url": fake.url,
+        "username": USER,
+        "password": PASSWORD,
+        "readiness_cache_seconds": 0,
+        "timeout_seconds": 5,
+    }
     return BmcSettings.load({}, **(values | overrides))
 
 
-def with_backend(fake: FakeBmc, body: Callable[[BmcHelixBackend], Awaitable[T]], *,
-                 clock: Callable[[], float] | None = None, **overrides: Any) -> T:
+def with_backend(
+    fake: FakeBmc,
+    body: Callable[[BmcHelixBackend], Awaitable[T]],
+    *,
+    clock: Callable[[], float] | None = None,
+    **overrides: Any,
+) -> T:
     """Start a backend against ``fake``, run ``body`` with it, close it."""
 
     async def main() -> T:

@@ -38,8 +38,9 @@ def instance(fake: FakeBmc) -> FakeBmc:
     return fake
 
 
-def _receiver(tmp_path: Path, issuer: LocalIssuer, fake: FakeBmc, env: dict[str, Any] | None = None,
-              **backend_settings: Any) -> RunningReceiver:
+def _receiver(
+    tmp_path: Path, issuer: LocalIssuer, fake: FakeBmc, env: dict[str, Any] | None = None, **backend_settings: Any
+) -> RunningReceiver:
     return start_receiver(tmp_path, issuer, backend=BmcHelixBackend(settings(fake, **backend_settings)), **(env or {}))
 
 
@@ -87,8 +88,9 @@ def test_resolved_before_fired_over_http_leaves_no_open_incident(
 def test_wrong_credentials_pause_dispatch_and_readyz_says_why_until_fixed(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc
 ) -> None:
-    with _receiver(tmp_path, issuer, instance, env={"dispatch_max_attempts": MAX_ATTEMPTS},
-                   password="not-the-password") as rx:
+    with _receiver(
+        tmp_path, issuer, instance, env={"dispatch_max_attempts": MAX_ATTEMPTS}, password="not-the-password"
+    ) as rx:
         token = issuer.mint()
         for n in (1, 2, 3):
             assert rx.post_alert(alert_body(n), token).status_code == 202
@@ -97,8 +99,10 @@ def test_wrong_credentials_pause_dispatch_and_readyz_says_why_until_fixed(
         refused = _refused_logins(instance)
         # Paused for longer than the attempts' budget: every readiness re-check (at least the backoff
         # cap apart) tries to log in; 2 x max attempts of them and still nothing parked.
-        rx.wait_until(lambda: _refused_logins(instance) >= refused + 2 * MAX_ATTEMPTS,
-                      what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused")
+        rx.wait_until(
+            lambda: _refused_logins(instance) >= refused + 2 * MAX_ATTEMPTS,
+            what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused",
+        )
         assert not [r for r in instance.requests if "/entry/" in r.path]
         assert rx.inbox_counts() == {"pending": 3, "done": 0, "parked": 0}
         assert rx.runtime.dispatcher.paused_reason and "refused the login" in rx.runtime.dispatcher.paused_reason
@@ -137,8 +141,9 @@ def test_a_refused_incident_is_parked_with_bmcs_own_message(
     assert not instance.incidents
 
 
-def test_a_receiver_process_configured_from_the_environment(tmp_path: Path, issuer: LocalIssuer,
-                                                            instance: FakeBmc) -> None:
+def test_a_receiver_process_configured_from_the_environment(
+    tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc
+) -> None:
     env = {"itsm": "bmc-helix", "bmc_url": instance.url, "bmc_username": USER, "bmc_password": PASSWORD}
     with start_receiver(tmp_path, issuer, subprocess=True, **env) as rx:
         assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202

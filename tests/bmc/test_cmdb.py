@@ -59,7 +59,7 @@ def test_ambiguous_names_and_other_datasets_bind_nothing(fake: FakeBmc) -> None:
 def test_names_with_quotes_are_escaped_not_injected(fake: FakeBmc) -> None:
     fake.add_ci("vm-a")
     fake.add_ci("vm-b")
-    hostile = 'x" OR \'Name\' LIKE "vm-%'
+    hostile = "x\" OR 'Name' LIKE \"vm-%"
     _apply(fake, event(1, target_ids=(), configuration_items=(hostile,)))
     incident = _bound(fake)
     assert not incident.get("HPD_CI_ReconID")  # unescaped, this would have matched vm-a and vm-b

@@ -137,6 +137,9 @@ def test_metrics_count_calls_by_form_and_logins(fake: FakeBmc) -> None:
         return generate_latest(registry)
 
     text = with_backend(fake, body).decode()
-    assert 'secure_export_bmc_http_requests_total{form="HPD:IncidentInterface_Create",method="POST",status="201"} 1.0' in text
+    assert (
+        'secure_export_bmc_http_requests_total{form="HPD:IncidentInterface_Create",method="POST",status="201"} 1.0'
+        in text
+    )
     assert 'secure_export_bmc_login_requests_total{outcome="ok"} 1.0' in text
     assert PASSWORD not in text

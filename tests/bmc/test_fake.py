@@ -50,33 +50,46 @@ def test_unknown_forms_and_fields_are_refused(fake: FakeBmc) -> None:
     assert _error(_get(fake, f"{ENTRY}/HPD:Incident", token)) == (404, 303, "HPD:Incident")
     bad_fields = _get(fake, f"{ENTRY}/HPD:IncidentInterface", token, fields="values(Detailed_Decription)")
     assert _error(bad_fields)[:2] == (400, 314)  # the create form's spelling, not the interface's
-    create = httpx.post(f"{fake.url}{ENTRY}/HPD:IncidentInterface_Create",
-                        headers={"Authorization": f"AR-JWT {token}"},
-                        json={"values": {"Detailed Decription": "x"}})
+    create = httpx.post(
+        f"{fake.url}{ENTRY}/HPD:IncidentInterface_Create",
+        headers={"Authorization": f"AR-JWT {token}"},
+        json={"values": {"Detailed Decription": "x"}},
+    )
     assert _error(create)[:2] == (400, 314)
-    assert httpx.get(f"{fake.url}{ENTRY}/HPD:IncidentInterface_Create",
-                     headers={"Authorization": f"AR-JWT {token}"}).status_code == 405
+    assert (
+        httpx.get(
+            f"{fake.url}{ENTRY}/HPD:IncidentInterface_Create", headers={"Authorization": f"AR-JWT {token}"}
+        ).status_code
+        == 405
+    )
 
 
-@pytest.mark.parametrize("qualification", [
-    "'Name' = vm-web-01",                   # unquoted value
-    "Name = \"vm-web-01\"",                 # unquoted field
-    "'Name' = \"vm-web-01",                 # unterminated string
-    "'Name' == \"vm-web-01\"",              # no such operator
-    "('Name' = \"a\"",                      # unbalanced
-    "'Name' = \"a\" AND",                   # dangling AND
-])
+@pytest.mark.parametrize(
+    "qualification",
+    [
+        "'Name' = vm-web-01",  # unquoted value
+        'Name = "vm-web-01"',  # unquoted field
+        "'Name' = \"vm-web-01",  # unterminated string
+        "'Name' == \"vm-web-01\"",  # no such operator
+        "('Name' = \"a\"",  # unbalanced
+        "'Name' = \"a\" AND",  # dangling AND
+    ],
+)
 def test_qualification_syntax_is_strict(fake: FakeBmc, qualification: str) -> None:
     response = _get(fake, f"{ENTRY}/BMC.CORE:BMC_BaseElement", _token(fake), q=qualification)
     assert _error(response)[:2] == (400, 1587)
 
 
 def test_qualification_escapes_and_operators(fake: FakeBmc) -> None:
-    fake.add_ci('rack "A" \'east\'', cloud_id="x")
+    fake.add_ci("rack \"A\" 'east'", cloud_id="x")
     token = _token(fake)
-    found = _get(fake, f"{ENTRY}/BMC.CORE:BMC_BaseElement", token,
-                 q="""'Name' = "rack ""A"" 'east'" AND NOT ('DatasetId' != "BMC.ASSET") OR 'Name' LIKE "zz%" """,
-                 fields="values(Name)")
-    assert [e["values"]["Name"] for e in found.json()["entries"]] == ['rack "A" \'east\'']
+    found = _get(
+        fake,
+        f"{ENTRY}/BMC.CORE:BMC_BaseElement",
+        token,
+        q="""'Name' = "rack ""A"" 'east'" AND NOT ('DatasetId' != "BMC.ASSET") OR 'Name' LIKE "zz%" """,
+        fields="values(Name)",
+    )
+    assert [e["values"]["Name"] for e in found.json()["entries"]] == ["rack \"A\" 'east'"]
     unknown = _get(fake, f"{ENTRY}/BMC.CORE:BMC_BaseElement", token, q="'Nmae' = \"x\"")
     assert _error(unknown)[:2] == (400, 314)

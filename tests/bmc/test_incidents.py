@@ -29,17 +29,25 @@ def _apply(fake: FakeBmc, *events, **overrides) -> None:
 
 
 def test_fired_creates_one_incident_bound_to_the_ci_with_levels_and_routing(fake: FakeBmc) -> None:
-    _apply(fake, event(1), assigned_support_company="Calbro Services",
-           assigned_support_organization="IT Support", assigned_group="Cloud Operations",
-           categorization_tier_1="Infrastructure")
+    _apply(
+        fake,
+        event(1),
+        assigned_support_company="Calbro Services",
+        assigned_support_organization="IT Support",
+        assigned_group="Cloud Operations",
+        categorization_tier_1="Infrastructure",
+    )
     incident = _incident(fake)
     ci = fake.cis[0]
     assert (incident["HPD_CI"], incident["HPD_CI_ReconID"]) == ("vm-web-01", ci["ReconciliationIdentity"])
     assert (incident["Impact"], incident["Urgency"]) == ("2-Significant/Large", "2-High")  # Sev1
     assert incident["Status"] == "Assigned"
-    assert (incident["Assigned Support Company"], incident["Assigned Support Organization"],
-            incident["Assigned Group"], incident["Categorization Tier 1"]) == (
-        "Calbro Services", "IT Support", "Cloud Operations", "Infrastructure")
+    assert (
+        incident["Assigned Support Company"],
+        incident["Assigned Support Organization"],
+        incident["Assigned Group"],
+        incident["Categorization Tier 1"],
+    ) == ("Calbro Services", "IT Support", "Cloud Operations", "Infrastructure")
     assert (incident["Reported Source"], incident["Service Type"]) == ("Systems Management", "Infrastructure Event")
     assert (incident["First Name"], incident["Last Name"]) == ("Azure", "Monitor")
     assert incident["Description"] == "[Sev1] cpu-high on vm-web-01"
@@ -84,8 +92,13 @@ def test_concurrent_fired_for_one_key_create_one_incident(fake: FakeBmc) -> None
 
 
 def test_grouped_alerts_note_occurrences_and_resolve_when_the_last_one_resolves(fake: FakeBmc) -> None:
-    _apply(fake, event(1, correlation_key=KEY), event(2, correlation_key=KEY), event(2, correlation_key=KEY),
-           event(1, Condition.RESOLVED, correlation_key=KEY))
+    _apply(
+        fake,
+        event(1, correlation_key=KEY),
+        event(2, correlation_key=KEY),
+        event(2, correlation_key=KEY),
+        event(1, Condition.RESOLVED, correlation_key=KEY),
+    )
     incident = _incident(fake, key=KEY)
     assert incident["Status"] == "New"
     notes = fake.work_log(incident["Incident Number"])
@@ -97,8 +110,13 @@ def test_grouped_alerts_note_occurrences_and_resolve_when_the_last_one_resolves(
 
 
 def test_resolved_resolves_with_status_reason_and_resolution_once(fake: FakeBmc) -> None:
-    _apply(fake, event(1), event(1, Condition.RESOLVED), event(1, Condition.RESOLVED),
-           resolved_status_reason="No Further Action Required")
+    _apply(
+        fake,
+        event(1),
+        event(1, Condition.RESOLVED),
+        event(1, Condition.RESOLVED),
+        resolved_status_reason="No Further Action Required",
+    )
     incident = _incident(fake)
     assert (incident["Status"], incident["Status_Reason"]) == ("Resolved", "No Further Action Required")
     assert "monitorCondition=Resolved" in incident["Resolution"]
@@ -115,8 +133,13 @@ def test_resolved_before_fired_records_a_resolved_incident_that_the_late_fired_k
 
 
 def test_a_new_alert_after_resolve_reopens_the_incident(fake: FakeBmc) -> None:
-    _apply(fake, event(1, correlation_key=KEY), event(1, Condition.RESOLVED, correlation_key=KEY),
-           event(2, correlation_key=KEY), assigned_group="Cloud Operations")
+    _apply(
+        fake,
+        event(1, correlation_key=KEY),
+        event(1, Condition.RESOLVED, correlation_key=KEY),
+        event(2, correlation_key=KEY),
+        assigned_group="Cloud Operations",
+    )
     incident = _incident(fake, key=KEY)
     assert (incident["Status"], incident.get("Status_Reason")) == ("Assigned", None)
     _apply(fake, event(3, correlation_key=KEY))
@@ -135,8 +158,11 @@ def test_a_closed_incident_is_left_alone_and_a_new_fired_opens_another(fake: Fak
 
 def test_two_open_incidents_for_one_key_are_a_permanent_error_naming_both(fake: FakeBmc) -> None:
     _apply(fake, event(1))
-    fake.incidents.append(dict(fake.incidents[0], **{"Incident Number": "INC000000009999",
-                                                     "Request ID": "INC000000009999|INC000000009999"}))
+    fake.incidents.append(
+        dict(
+            fake.incidents[0], **{"Incident Number": "INC000000009999", "Request ID": "INC000000009999|INC000000009999"}
+        )
+    )
     with pytest.raises(PermanentBackendError, match="INC000000000101, INC000000009999"):
         _apply(fake, event(1, Condition.RESOLVED))
 
@@ -144,10 +170,18 @@ def test_two_open_incidents_for_one_key_are_a_permanent_error_naming_both(fake: 
 @pytest.mark.parametrize("form", ["HPD:IncidentInterface_Create", "HPD:IncidentInterface", "HPD:WorkLog"])
 def test_an_answer_lost_after_bmc_applied_the_change_is_replayed_without_duplicates(fake: FakeBmc, form: str) -> None:
     """The connection drops after BMC committed; the dispatcher's retry must change nothing twice."""
-    steps = [event(1, correlation_key=KEY), event(2, correlation_key=KEY), event(1, Condition.RESOLVED, correlation_key=KEY),
-             event(2, Condition.RESOLVED, correlation_key=KEY)]
-    drop = fake.drop_next(1, after_processing=True, method="POST" if form != "HPD:IncidentInterface" else "PUT",
-                   path_prefix=f"/api/arsys/v1/entry/{form}")
+    steps = [
+        event(1, correlation_key=KEY),
+        event(2, correlation_key=KEY),
+        event(1, Condition.RESOLVED, correlation_key=KEY),
+        event(2, Condition.RESOLVED, correlation_key=KEY),
+    ]
+    drop = fake.drop_next(
+        1,
+        after_processing=True,
+        method="POST" if form != "HPD:IncidentInterface" else "PUT",
+        path_prefix=f"/api/arsys/v1/entry/{form}",
+    )
 
     async def body(backend: BmcHelixBackend) -> None:
         for step in steps:
@@ -179,8 +213,10 @@ def test_the_alerts_route_is_laid_over_the_static_one(fake: FakeBmc) -> None:
     from secure_export.routing import RoutingSubject, parse_routing
 
     routing = parse_routing(
-        {"routes": [{"match": {"severity": "Sev1"}, "set": {"assignmentGroup": "Shop On-Call", "impact": 1}}],
-         "default": {"assignmentGroup": "Azure Monitor Triage", "category": "Monitoring"}}
+        {
+            "routes": [{"match": {"severity": "Sev1"}, "set": {"assignmentGroup": "Shop On-Call", "impact": 1}}],
+            "default": {"assignmentGroup": "Azure Monitor Triage", "category": "Monitoring"},
+        }
     )
     routed = dataclasses.replace(event(1), route=routing.decide(RoutingSubject(severity="Sev1")))
     _apply(fake, routed, assigned_support_company="Calbro Services", assigned_group="Cloud Operations")

@@ -46,8 +46,10 @@ def test_values_that_cannot_be_written_are_refused(text: str) -> None:
 def test_the_live_server_finds_a_ci_by_any_name_and_only_that_one(fake, name: str) -> None:
     fake.add_ci(name)
     token = httpx.post(f"{fake.url}/api/jwt/login", data={"username": USER, "password": PASSWORD}).text
-    response = httpx.get(f"{fake.url}/api/arsys/v1/entry/BMC.CORE:BMC_BaseElement",
-                         params={"q": q.equals("Name", name), "fields": "values(Name)"},
-                         headers={"Authorization": f"AR-JWT {token}"})
+    response = httpx.get(
+        f"{fake.url}/api/arsys/v1/entry/BMC.CORE:BMC_BaseElement",
+        params={"q": q.equals("Name", name), "fields": "values(Name)"},
+        headers={"Authorization": f"AR-JWT {token}"},
+    )
     names = [e["values"]["Name"] for e in response.json()["entries"]]
     assert names and set(names) == {name}

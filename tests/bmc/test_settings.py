@@ -14,9 +14,14 @@ from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings, BmcSettingsErr
 from receiver.settings import SettingsError, load_settings
 
 SECRET = "pa55-secret"
-BASE = {"SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "SECURE_EXPORT_AUDIENCES": "api://x",
-        "SECURE_EXPORT_ITSM": "bmc-helix", "SECURE_EXPORT_BMC_URL": "https://acme-restapi.onbmc.com/",
-        "SECURE_EXPORT_BMC_USERNAME": "svc", "SECURE_EXPORT_BMC_PASSWORD": SECRET}
+BASE = {
+    "SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "SECURE_EXPORT_AUDIENCES": "api://x",
+    "SECURE_EXPORT_ITSM": "bmc-helix",
+    "SECURE_EXPORT_BMC_URL": "https://acme-restapi.onbmc.com/",
+    "SECURE_EXPORT_BMC_USERNAME": "svc",
+    "SECURE_EXPORT_BMC_PASSWORD": SECRET,
+}
 
 
 def test_valid_settings_build_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,8 +44,14 @@ def test_valid_settings_build_the_backend(monkeypatch: pytest.MonkeyPatch) -> No
         ({"SECURE_EXPORT_BMC_USERNAME": None}, "SECURE_EXPORT_BMC_USERNAME: is required"),
         ({"SECURE_EXPORT_BMC_PASSWORD": None}, "SECURE_EXPORT_BMC_PASSWORD: is required"),
         ({"SECURE_EXPORT_BMC_URL": "http://acme-restapi.onbmc.com"}, "SECURE_EXPORT_BMC_URL: must use https"),
-        ({"SECURE_EXPORT_BMC_URL": "https://acme-restapi.onbmc.com/api/arsys"}, "SECURE_EXPORT_BMC_URL: must be the REST API base URL"),
-        ({"SECURE_EXPORT_BMC_RESOLVED_STATUS_REASON": "Fixed"}, "SECURE_EXPORT_BMC_RESOLVED_STATUS_REASON: must be one of"),
+        (
+            {"SECURE_EXPORT_BMC_URL": "https://acme-restapi.onbmc.com/api/arsys"},
+            "SECURE_EXPORT_BMC_URL: must be the REST API base URL",
+        ),
+        (
+            {"SECURE_EXPORT_BMC_RESOLVED_STATUS_REASON": "Fixed"},
+            "SECURE_EXPORT_BMC_RESOLVED_STATUS_REASON: must be one of",
+        ),
         ({"SECURE_EXPORT_BMC_CORRELATION_FIELD": "x' OR 'a"}, "SECURE_EXPORT_BMC_CORRELATION_FIELD"),
         ({"SECURE_EXPORT_BMC_SEVERITY_MAP": '{"Sev1": {"impact": 5, "urgency": 1}}'}, "SECURE_EXPORT_BMC_SEVERITY_MAP"),
         ({"SECURE_EXPORT_BMC_SERVICE_TYPE": "Incident"}, "SECURE_EXPORT_BMC_SERVICE_TYPE"),
@@ -69,8 +80,13 @@ def test_plain_http_is_allowed_only_on_loopback() -> None:
 def test_serve_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_EXPORT_")}
     env |= BASE | {"SECURE_EXPORT_DB": str(tmp_path / "x.db"), "SECURE_EXPORT_BMC_URL": "http://bmc.example.com"}
-    done = subprocess.run([sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "SECURE_EXPORT_BMC_URL: must use https" in done.stderr
     assert SECRET not in done.stderr and "Traceback" not in done.stderr
@@ -80,5 +96,6 @@ def test_a_misspelt_bmc_variable_gets_a_suggestion() -> None:
     from receiver.settings import unknown_variables
 
     lines = unknown_variables(BASE | {"SECURE_EXPORT_BMC_ASSIGNED_GRUOP": "Cloud Operations"})
-    assert lines == ["SECURE_EXPORT_BMC_ASSIGNED_GRUOP: unknown variable, ignored; "
-                     "did you mean SECURE_EXPORT_BMC_ASSIGNED_GROUP?"]
+    assert lines == [
+        "SECURE_EXPORT_BMC_ASSIGNED_GRUOP: unknown variable, ignored; did you mean SECURE_EXPORT_BMC_ASSIGNED_GROUP?"
+    ]

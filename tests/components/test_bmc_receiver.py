@@ -15,10 +15,18 @@ from tests.components.support import CONTAINER_APP, declare, one
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "bmc-Passw0rd-for-test"
 TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
-BASE = {"location": "westeurope", "resource_group_name": "rg-rx", "image_registry": "ghcr.io",
-        "image_repository": "example/secure-export", "image_tag": "1.2.3", "tenant_id": TENANT,
-        "audiences": ["api://rx"], "itsm": "bmc-helix", "bmc_url": "https://acme-restapi.onbmc.com",
-        "bmc_username": "svc-azure-monitor"}
+BASE = {
+    "location": "westeurope",
+    "resource_group_name": "rg-rx",
+    "image_registry": "ghcr.io",
+    "image_repository": "example/secure-export",
+    "image_tag": "1.2.3",
+    "tenant_id": TENANT,
+    "audiences": ["api://rx"],
+    "itsm": "bmc-helix",
+    "bmc_url": "https://acme-restapi.onbmc.com",
+    "bmc_username": "svc-azure-monitor",
+}
 
 
 def _env(app):
@@ -39,10 +47,13 @@ def test_bmc_settings_reach_the_container_and_the_password_only_as_a_secret():
     assert "configuration" in app.secret_inputs
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"bmc_url": "http://acme-restapi.onbmc.com"}, "bmc_url must be an https:// URL"),
-    ({"bmc_password": None}, "needs bmc_username and bmc_password"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bmc_url": "http://acme-restapi.onbmc.com"}, "bmc_url must be an https:// URL"),
+        ({"bmc_password": None}, "needs bmc_username and bmc_password"),
+    ],
+)
 def test_receiver_service_refuses_incomplete_bmc_settings(change, message):
     args = {**BASE, "bmc_password": PASSWORD, **change}
     with pytest.raises(ValueError, match=message):
@@ -70,13 +81,28 @@ def test_a_bmc_stack_plans_with_the_password_masked(tmp_path):
     assert "v1:Y2lwaGVydGV4dA==" not in json.dumps(plan)
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (lambda c: c.pop("secure-export:bmcHelixPassword"), "secure-export: receiver.itsm is bmc-helix: set secure-export:bmcHelix"),
-    (lambda c: c.pop("secure-export:bmcHelix"), "secure-export:bmcHelixPassword"),
-    (lambda c: c.update({"secure-export:bmcHelixPassword": "plain"}), "secure-export:bmcHelixPassword: must be a Pulumi secret"),
-    (lambda c: c["secure-export:bmcHelix"].update(url="http://acme-restapi.onbmc.com"), "secure-export:bmcHelix.url"),
-    (lambda c: c["secure-export:bmcHelix"].pop("username"), "secure-export:bmcHelix.username: required value is missing"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda c: c.pop("secure-export:bmcHelixPassword"),
+            "secure-export: receiver.itsm is bmc-helix: set secure-export:bmcHelix",
+        ),
+        (lambda c: c.pop("secure-export:bmcHelix"), "secure-export:bmcHelixPassword"),
+        (
+            lambda c: c.update({"secure-export:bmcHelixPassword": "plain"}),
+            "secure-export:bmcHelixPassword: must be a Pulumi secret",
+        ),
+        (
+            lambda c: c["secure-export:bmcHelix"].update(url="http://acme-restapi.onbmc.com"),
+            "secure-export:bmcHelix.url",
+        ),
+        (
+            lambda c: c["secure-export:bmcHelix"].pop("username"),
+            "secure-export:bmcHelix.username: required value is missing",
+        ),
+    ],
+)
 def test_bmc_config_errors_name_the_keys(tmp_path, change, expected):
     with pytest.raises(ConfigError) as caught:
         load_stack_file(_stack(tmp_path, change), display="stacks/Pulumi.bmc.yaml")

@@ -42,7 +42,7 @@ def test_every_stack_file_is_valid(path):
     loaded = load_stack_file(path)
     assert loaded.config.action_group.short_name
     config = loaded.config
-    assert (config.receiver.image.registry if config.receiver else config.direct_endpoint.url.startswith("https://"))
+    assert config.receiver.image.registry if config.receiver else config.direct_endpoint.url.startswith("https://")
 
 
 def test_prod_uses_servicenow_with_a_secret_password_and_more_rules_than_dev():
@@ -66,7 +66,9 @@ def _log_rule(**overrides):
     rule = {
         "name": "dev-heartbeat",
         "severity": 2,
-        "scopes": ["/subscriptions/6f1c2d3e-0a4b-4c5d-8e9f-0a1b2c3d4e5f/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w"],
+        "scopes": [
+            "/subscriptions/6f1c2d3e-0a4b-4c5d-8e9f-0a1b2c3d4e5f/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w"
+        ],
         "evaluationFrequency": "PT5M",
         "windowSize": "PT15M",
         "query": "Heartbeat",
@@ -117,7 +119,9 @@ BAD = {
         "secure-export:alertRules.metric[0].criteria[0].dynamic: minFailingPeriods must not exceed evaluationPeriods",
     ),
     "log-failing-periods": (
-        lambda c: c["secure-export:alertRules"].update(log=[_log_rule(failingPeriods={"evaluationPeriods": 2, "minFailingPeriods": 3})]),
+        lambda c: c["secure-export:alertRules"].update(
+            log=[_log_rule(failingPeriods={"evaluationPeriods": 2, "minFailingPeriods": 3})]
+        ),
         "secure-export:alertRules.log[0].failingPeriods: minFailingPeriods must not exceed evaluationPeriods",
     ),
     "unknown-top-key": (lambda c: c.update({"secure-export:colour": "blue"}), "secure-export:colour: unknown key"),

@@ -117,7 +117,12 @@ def _multi_metric(scopes: list[str], target: str = "Microsoft.Network/applicatio
         "evaluationFrequency": "PT1M",
         "windowSize": "PT5M",
         "criteria": [
-            {"metricName": "UnhealthyHostCount", "timeAggregation": "Maximum", "operator": "GreaterThan", "threshold": 0}
+            {
+                "metricName": "UnhealthyHostCount",
+                "timeAggregation": "Maximum",
+                "operator": "GreaterThan",
+                "threshold": 0,
+            }
         ],
     }
 
@@ -193,7 +198,9 @@ def test_several_evaluation_periods_with_a_binned_time_column_are_accepted(tmp_p
 
 def test_several_evaluation_periods_on_a_query_plan_cannot_read_are_warned_about(tmp_path):
     (warning,) = _warnings(tmp_path, _with_log(query="AppRequests | where Success == false", failingPeriods=PERIODS))
-    assert warning.startswith("stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: ")
+    assert warning.startswith(
+        "stacks/Pulumi.case.yaml: secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: "
+    )
     assert "cannot tell" in warning
 
 
@@ -245,7 +252,9 @@ METRIC = {
     "scopes": [f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"],
     "evaluationFrequency": "PT5M",
     "windowSize": "PT15M",
-    "criteria": [{"metricName": "Percentage CPU", "timeAggregation": "Average", "operator": "GreaterThan", "threshold": 90}],
+    "criteria": [
+        {"metricName": "Percentage CPU", "timeAggregation": "Average", "operator": "GreaterThan", "threshold": 90}
+    ],
 }
 
 
@@ -262,7 +271,9 @@ METRIC = {
 )
 def test_frequencies_windows_and_mute_durations_azure_does_not_take_are_refused(tmp_path, change, key, text):
     problems = _problems(tmp_path, change)
-    assert any(p.startswith(f"stacks/Pulumi.case.yaml: secure-export:alertRules.{key}: ") and text in p for p in problems)
+    assert any(
+        p.startswith(f"stacks/Pulumi.case.yaml: secure-export:alertRules.{key}: ") and text in p for p in problems
+    )
 
 
 def test_equal_durations_in_another_spelling_are_accepted(tmp_path):
@@ -270,12 +281,23 @@ def test_equal_durations_in_another_spelling_are_accepted(tmp_path):
 
 
 def test_log_lookback_beyond_two_days_is_refused(tmp_path):
-    change = _with_log(windowSize="P1D", query=BINNED.replace("15m", "1d"), timeAggregation="Total",
-                       metricMeasureColumn="Errors", failingPeriods={"evaluationPeriods": 3, "minFailingPeriods": 1})
+    change = _with_log(
+        windowSize="P1D",
+        query=BINNED.replace("15m", "1d"),
+        timeAggregation="Total",
+        metricMeasureColumn="Errors",
+        failingPeriods={"evaluationPeriods": 3, "minFailingPeriods": 1},
+    )
     (problem,) = _problems(tmp_path, change)
     assert "secure-export:alertRules.log[0].failingPeriods.evaluationPeriods: 3 periods of P1D" in problem
     with pytest.raises(ValueError, match="48 hours"):
-        declare(_rules(log_alerts=[log_rule(window_size="P1D", failing_periods={"evaluation_periods": 3, "min_failing_periods": 1})]))
+        declare(
+            _rules(
+                log_alerts=[
+                    log_rule(window_size="P1D", failing_periods={"evaluation_periods": 3, "min_failing_periods": 1})
+                ]
+            )
+        )
 
 
 def test_more_than_six_log_dimensions_are_refused(tmp_path):
@@ -411,7 +433,8 @@ def test_more_activity_log_rules_than_a_subscription_holds_are_refused(tmp_path)
 
 def test_every_documented_rule_names_a_key_and_a_source():
     rows = [
-        line for line in (REPO / "docs" / "deploy-rules.md").read_text().splitlines()
+        line
+        for line in (REPO / "docs" / "deploy-rules.md").read_text().splitlines()
         if line.startswith("| ") and not line.startswith(("| #", "| rule", "| ---"))
     ]
     assert len(rows) >= 19

@@ -54,8 +54,16 @@ def _program(**overrides):
 
     def program():
         export = SecureExport("sx", args)
-        for name in ("receiver_url", "webhook_url", "tenant_id", "client_id", "identifier_uri",
-                     "access_token_version", "direct_endpoint_tool", "resource_group_name"):
+        for name in (
+            "receiver_url",
+            "webhook_url",
+            "tenant_id",
+            "client_id",
+            "identifier_uri",
+            "access_token_version",
+            "direct_endpoint_tool",
+            "resource_group_name",
+        ):
             pulumi.export(name, getattr(export, name))
 
     return program
@@ -124,22 +132,40 @@ def _dev_receiver() -> dict:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda c: c.update({"secure-export:receiver": _dev_receiver()}),
-         "secure-export: secure-export:receiver and secure-export:directEndpoint exclude each other"),
-        (lambda c: c.pop("secure-export:directEndpoint"),
-         "secure-export: give secure-export:receiver (deploy the bundled receiver) or secure-export:directEndpoint"),
-        (lambda c: c["secure-export:directEndpoint"].update(url="http://contoso.service-now.com/x"),
-         "secure-export:directEndpoint.url: string should match pattern"),
-        (lambda c: c["secure-export:directEndpoint"].update(url="https://contoso.service-now.com/api/now/table/em_event"),
-         "secure-export:directEndpoint: url for tool servicenow-em must be Event Management's inbound-event API"),
-        (lambda c: c["secure-export:directEndpoint"].update(url=SN_URL.replace("azuremonitor", "aws")),
-         "must be Event Management's inbound-event API"),
-        (lambda c: c["secure-export:directEndpoint"].update(url=SN_URL.replace("https://", "https://svc:pw@")),
-         "url must not carry credentials"),
-        (lambda c: c["secure-export:directEndpoint"].update(tool="jira"),
-         "secure-export:directEndpoint.tool: input should be 'servicenow-em', 'bmc-helix' or 'other'"),
-        (lambda c: c.update({"secure-export:servicenow": {"url": "https://contoso.service-now.com"}}),
-         "secure-export:servicenow configure the bundled receiver"),
+        (
+            lambda c: c.update({"secure-export:receiver": _dev_receiver()}),
+            "secure-export: secure-export:receiver and secure-export:directEndpoint exclude each other",
+        ),
+        (
+            lambda c: c.pop("secure-export:directEndpoint"),
+            "secure-export: give secure-export:receiver (deploy the bundled receiver) or secure-export:directEndpoint",
+        ),
+        (
+            lambda c: c["secure-export:directEndpoint"].update(url="http://contoso.service-now.com/x"),
+            "secure-export:directEndpoint.url: string should match pattern",
+        ),
+        (
+            lambda c: c["secure-export:directEndpoint"].update(
+                url="https://contoso.service-now.com/api/now/table/em_event"
+            ),
+            "secure-export:directEndpoint: url for tool servicenow-em must be Event Management's inbound-event API",
+        ),
+        (
+            lambda c: c["secure-export:directEndpoint"].update(url=SN_URL.replace("azuremonitor", "aws")),
+            "must be Event Management's inbound-event API",
+        ),
+        (
+            lambda c: c["secure-export:directEndpoint"].update(url=SN_URL.replace("https://", "https://svc:pw@")),
+            "url must not carry credentials",
+        ),
+        (
+            lambda c: c["secure-export:directEndpoint"].update(tool="jira"),
+            "secure-export:directEndpoint.tool: input should be 'servicenow-em', 'bmc-helix' or 'other'",
+        ),
+        (
+            lambda c: c.update({"secure-export:servicenow": {"url": "https://contoso.service-now.com"}}),
+            "secure-export:servicenow configure the bundled receiver",
+        ),
     ],
     ids=["both", "neither", "http", "sn-path", "sn-source", "userinfo", "tool", "unused-servicenow"],
 )
@@ -194,15 +220,18 @@ def test_tool_side_follows_the_token_version_and_the_tool():
     assert "api://x" in v1 and "https://login.microsoftonline.com/t-1/.well-known/openid-configuration" in v1
     assert f"appid = {AZNS}" in v1
     bmc = "\n".join(tool_side_lines({**base, "accessTokenVersion": 2, "directEndpointTool": "bmc-helix"}))
-    assert "Create Incident from Azure Alerts" in bmc and "Azure tenant ID: t-1" in bmc and "Application ID:  c-1" in bmc
+    assert (
+        "Create Incident from Azure Alerts" in bmc and "Azure tenant ID: t-1" in bmc and "Application ID:  c-1" in bmc
+    )
     other = "\n".join(tool_side_lines({**base, "accessTokenVersion": 2, "directEndpointTool": "other"}))
     assert "issuer https://login.microsoftonline.com/t-1/v2.0, audience c-1" in other
     assert tool_side_lines({**base, "receiverUrl": "https://r"}) == []
 
 
 def test_console_script_plans_the_itom_stack():
-    done = subprocess.run([str(SECURE_EXPORT), "plan", "--stack", "itom"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [str(SECURE_EXPORT), "plan", "--stack", "itom"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "ContainerApp" not in done.stdout and "ReceiverService" not in done.stdout
     assert f"webhookUrl: {SN_URL}" in done.stdout
@@ -215,9 +244,18 @@ def test_action_group_takes_exactly_one_of_receiver_base_url_and_service_uri():
     def program(**urls):
         def run():
             identity = SecureWebhookIdentity("id", {"display_name": "x"})
-            SecureWebhookActionGroup("ag", {
-                "resource_group_name": "rg", "short_name": "ag", "application_object_id": identity.application_object_id,
-                "identifier_uri": identity.identifier_uri, "tenant_id": identity.tenant_id, **urls})
+            SecureWebhookActionGroup(
+                "ag",
+                {
+                    "resource_group_name": "rg",
+                    "short_name": "ag",
+                    "application_object_id": identity.application_object_id,
+                    "identifier_uri": identity.identifier_uri,
+                    "tenant_id": identity.tenant_id,
+                    **urls,
+                },
+            )
+
         return run
 
     for urls in ({}, {"receiver_base_url": "https://r.example.net", "service_uri": SN_URL}):

@@ -35,7 +35,8 @@ def test_a_failed_run_leaves_no_future_to_log_its_error_again():
     # A future whose exception nobody retrieved logs it from its destructor, whenever that runs
     # (on CPython 3.11.7, inside another ast.parse it breaks that parse); 46 were left before.
     unseen = [
-        o for o in gc.get_objects()
+        o
+        for o in gc.get_objects()
         if isinstance(o, asyncio.Future) and o.done() and not o.cancelled() and o._log_traceback
     ]
     assert unseen == []
@@ -59,7 +60,10 @@ def test_executor_threads_loops_are_closed_after_a_run():
 def test_plan_exits_without_unclosed_event_loops():
     completed = subprocess.run(
         [sys.executable, "-W", "always::ResourceWarning", "-m", "secure_export.cli", "plan", "--stack", "dev"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "unclosed event loop" not in completed.stderr

@@ -38,7 +38,9 @@ def test_postgresql_private_by_default_entra_only_tls_and_no_share() -> None:
     result = declare(_receiver(database={"kind": "postgresql"}))
     server = one(result, SERVER)
     assert server.inputs["authConfig"] == {
-        "activeDirectoryAuth": "Enabled", "passwordAuth": "Disabled", "tenantId": BASE["tenant_id"],
+        "activeDirectoryAuth": "Enabled",
+        "passwordAuth": "Disabled",
+        "tenantId": BASE["tenant_id"],
     }
     assert "administratorLogin" not in server.inputs and "administratorLoginPassword" not in server.inputs
     assert server.inputs["network"]["publicNetworkAccess"] == "Disabled"
@@ -70,10 +72,19 @@ def test_postgresql_private_by_default_entra_only_tls_and_no_share() -> None:
 
 
 def test_public_network_is_the_documented_alternative_and_ha_is_zone_redundant() -> None:
-    result = declare(_receiver(database={
-        "kind": "postgresql", "network": "public", "sku_name": "Standard_D2ds_v5", "sku_tier": "GeneralPurpose",
-        "high_availability": "zone-redundant", "backup_retention_days": 35, "geo_redundant_backup": True,
-    }))
+    result = declare(
+        _receiver(
+            database={
+                "kind": "postgresql",
+                "network": "public",
+                "sku_name": "Standard_D2ds_v5",
+                "sku_tier": "GeneralPurpose",
+                "high_availability": "zone-redundant",
+                "backup_retention_days": 35,
+                "geo_redundant_backup": True,
+            }
+        )
+    )
     server = one(result, SERVER)
     assert server.inputs["network"] == {"publicNetworkAccess": "Enabled"}
     assert server.inputs["highAvailability"] == {"mode": "ZoneRedundant"}

@@ -16,8 +16,16 @@ OPERATORS = ["oncall@contoso.com", "platform@contoso.com"]
 
 def _revision(password: str) -> str:
     def program():
-        ReceiverService("rx", {**BASE, "itsm": "servicenow", "servicenow_url": "https://example.service-now.com",
-                               "servicenow_username": "svc-user", "servicenow_password": pulumi.Output.secret(password)})
+        ReceiverService(
+            "rx",
+            {
+                **BASE,
+                "itsm": "servicenow",
+                "servicenow_url": "https://example.service-now.com",
+                "servicenow_username": "svc-user",
+                "servicenow_password": pulumi.Output.secret(password),
+            },
+        )
 
     app = one(declare(program), CONTAINER_APP)
     return str(_env(app)[CREDENTIALS_REVISION_VARIABLE]["value"])
@@ -85,12 +93,17 @@ def test_the_watch_queries_parse_the_receiver_s_own_log_lines():
 
     from receiver.logs import JsonFormatter
 
-    record = logging.LogRecord("receiver.dispatch", logging.ERROR, __file__, 1, "inbox row parked as failed", None, None)
+    record = logging.LogRecord(
+        "receiver.dispatch", logging.ERROR, __file__, 1, "inbox row parked as failed", None, None
+    )
     record.event = "dispatch_parked"
     line = json.loads(JsonFormatter().format(record))
     assert line["event"] == "dispatch_parked"  # what `tostring(e.event) == 'dispatch_parked'` reads
-    for key, events in (("parked", ["dispatch_parked"]), ("paused", ["dispatch_paused"]),
-                        ("refused-tokens", ["auth_refused", "subscription_refused"])):
+    for key, events in (
+        ("parked", ["dispatch_parked"]),
+        ("paused", ["dispatch_paused"]),
+        ("refused-tokens", ["auth_refused", "subscription_refused"]),
+    ):
         for event in events:
             assert f"'{event}'" in QUERIES[key]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pulumi
 import pytest
 import yaml
 
@@ -17,8 +16,10 @@ from tests.components.test_receiver_service import BASE
 
 ROUTING = {
     "routes": [
-        {"match": {"severity": ["Sev0", "Sev1"], "resourceGroup": ["rg-shop-prod"]},
-         "set": {"assignmentGroup": "Shop On-Call", "impact": 1, "urgency": 1}},
+        {
+            "match": {"severity": ["Sev0", "Sev1"], "resourceGroup": ["rg-shop-prod"]},
+            "set": {"assignmentGroup": "Shop On-Call", "impact": 1, "urgency": 1},
+        },
     ],
     "default": {"assignmentGroup": "Azure Monitor Triage"},
 }
@@ -96,7 +97,10 @@ def test_routing_without_a_receiver_is_refused(tmp_path: Path) -> None:
     document = _dev()
     config = document["config"]
     config.pop("secure-export:receiver", None)
-    config["secure-export:directEndpoint"] = {"tool": "servicenow-em", "url": "https://acme.service-now.com/api/sn_em_connector/em/inbound_event?source=azuremonitor"}
+    config["secure-export:directEndpoint"] = {
+        "tool": "servicenow-em",
+        "url": "https://acme.service-now.com/api/sn_em_connector/em/inbound_event?source=azuremonitor",
+    }
     config["secure-export:routing"] = ROUTING
     problems = "\n".join(_problems(_write(tmp_path, "direct", document)))
     assert "secure-export:routing configure the bundled receiver" in problems

@@ -79,7 +79,10 @@ def test_receiver_trusts_the_identity_the_watched_subscriptions_and_the_rules_ow
 
 
 def test_configured_subscriptions_replace_the_derived_ones_and_keep_the_rules_own():
-    receiver = {**ARGS["receiver"], "allowed_subscriptions": ["33333333-3333-4333-8333-333333333333", RULES_SUB.upper()]}
+    receiver = {
+        **ARGS["receiver"],
+        "allowed_subscriptions": ["33333333-3333-4333-8333-333333333333", RULES_SUB.upper()],
+    }
     env = _env(one(declare(_export(receiver=receiver)), CONTAINER_APP))
     assert env["SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS"] == f"33333333-3333-4333-8333-333333333333,{RULES_SUB.upper()}"
 

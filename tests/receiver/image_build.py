@@ -62,14 +62,14 @@ def run(argv: Sequence[str], *, timeout: float, log: Path, stdin: Any = None) ->
     """Run a step, appending its output to ``log``; its stdout, or :class:`ImageBuildError`."""
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(argv)}\n")
-    result = subprocess.run(
-        list(argv), stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    result = subprocess.run(list(argv), stdin=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     with log.open("a") as out:
         out.write(result.stdout + result.stderr)
     if result.returncode != 0:
         tail = (result.stdout + result.stderr)[-3000:]
-        raise ImageBuildError(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed (exit {result.returncode}):\n{tail}")
+        raise ImageBuildError(
+            f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed (exit {result.returncode}):\n{tail}"
+        )
     return result.stdout
 
 
@@ -238,7 +238,11 @@ def host_pip_settings(python: str = sys.executable) -> PipSettings:
     cert = options.get("cert") or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
     if cert and Path(cert).is_file():
         settings.cert = Path(cert)
-    secret = [url for url in [settings.index_url or "", *settings.extra_index_urls, settings.proxy or ""] if url and _has_credentials(url)]
+    secret = [
+        url
+        for url in [settings.index_url or "", *settings.extra_index_urls, settings.proxy or ""]
+        if url and _has_credentials(url)
+    ]
     if secret:
         raise ImageBuildError(
             "the host's pip index or proxy URL carries credentials; they would be baked into the base "
@@ -267,7 +271,12 @@ def import_base(rootfs: Path, tag: str, log: Path) -> None:
         ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as tar:
         try:
-            run(["podman", "import", "--change", f"ENV PATH={BASE_PATH}", "-", tag], timeout=600, log=log, stdin=tar.stdout)
+            run(
+                ["podman", "import", "--change", f"ENV PATH={BASE_PATH}", "-", tag],
+                timeout=600,
+                log=log,
+                stdin=tar.stdout,
+            )
         finally:
             assert tar.stdout is not None
             tar.stdout.close()
@@ -344,7 +353,9 @@ def remove_images(*tags: str) -> None:
 
 def image_exists(tag: str) -> bool:
     """Whether podman still has ``tag``."""
-    return subprocess.run(["podman", "image", "exists", tag], capture_output=True, timeout=60, check=False).returncode == 0
+    return (
+        subprocess.run(["podman", "image", "exists", tag], capture_output=True, timeout=60, check=False).returncode == 0
+    )
 
 
 # -- running the image's own command ------------------------------------------------------------
@@ -354,12 +365,16 @@ def user_ids(user: str, rootfs: Path) -> tuple[int, int]:
     """``uid:gid`` of the image's ``USER`` (numeric, or a name from the image's /etc/passwd)."""
     name, _, group = user.partition(":")
     passwd = {
-        fields[0]: fields for fields in (line.split(":") for line in (rootfs / "etc" / "passwd").read_text().splitlines()) if len(fields) > 3
+        fields[0]: fields
+        for fields in (line.split(":") for line in (rootfs / "etc" / "passwd").read_text().splitlines())
+        if len(fields) > 3
     }
     uid = int(name) if name.isdigit() else int(passwd[name][2])
     if group:
         groups = {
-            fields[0]: fields for fields in (line.split(":") for line in (rootfs / "etc" / "group").read_text().splitlines()) if len(fields) > 2
+            fields[0]: fields
+            for fields in (line.split(":") for line in (rootfs / "etc" / "group").read_text().splitlines())
+            if len(fields) > 2
         }
         gid = int(group) if group.isdigit() else int(groups[group][2])
     else:

@@ -59,7 +59,10 @@ class Replica:
         log = (self.workdir / f"{self.name}-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         if wait:
@@ -104,7 +107,12 @@ class Replica:
 
 
 def deliver(
-    replicas: list[Replica], issuer: LocalIssuer, body: bytes, *, first: int = 0, timeout: float = 90,
+    replicas: list[Replica],
+    issuer: LocalIssuer,
+    body: bytes,
+    *,
+    first: int = 0,
+    timeout: float = 90,
     statuses: list[int] | None = None,
 ) -> int:
     """POST ``body`` until a replica answers 202 (as Azure retries 503 and failed connections).
@@ -119,7 +127,9 @@ def deliver(
         replica = replicas[index % len(replicas)]
         try:
             response = httpx.post(
-                f"{replica.url}/api/alerts", content=body, timeout=10,
+                f"{replica.url}/api/alerts",
+                content=body,
+                timeout=10,
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             )
             if response.status_code == 202:

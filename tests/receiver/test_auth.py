@@ -26,12 +26,12 @@ from receiver.auth import (
 from receiver.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
 from tests.receiver.tokens import (
     NEGATIVE_CASES,
+    UNKNOWN_KID,
     VALID_CASES,
     TokenCase,
     bearer,
     foreign_key,
     policy_for,
-    UNKNOWN_KID,
     unknown_kids,
 )
 
@@ -113,12 +113,17 @@ def test_every_negative_case_gets_its_status(issuer: LocalIssuer, attacker: Loca
                     assert error.detail
                     token = (authorization or "").partition(" ")[2]
                     assert not token or token not in error.detail
-                    assert error.code == {401: "invalid_token", 403: "forbidden", 503: "unknown_signing_key"}[error.status]
-                    assert error.headers == {
-                        401: {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                        403: {},
-                        503: {"Retry-After": "30"},  # the keys were fetched just now; 30 s is the refetch interval
-                    }[error.status]
+                    assert (
+                        error.code == {401: "invalid_token", 403: "forbidden", 503: "unknown_signing_key"}[error.status]
+                    )
+                    assert (
+                        error.headers
+                        == {
+                            401: {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                            403: {},
+                            503: {"Retry-After": "30"},  # the keys were fetched just now; 30 s is the refetch interval
+                        }[error.status]
+                    )
         return results
 
     results = asyncio.run(run())
@@ -511,6 +516,7 @@ def test_start_with_jwks_down_is_not_ready_then_recovers(fresh_issuer: LocalIssu
 
 def test_scheduled_refresh_picks_up_new_keys(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
+
     async def run() -> tuple[int, int]:
         keys = JwksCache(issuer.jwks_uri, refresh_interval=0.05, min_unknown_kid_interval=3600)
         await keys.start()

@@ -99,7 +99,9 @@ def test_subscription_not_allowed_is_403(receiver: RunningReceiver, issuer: Loca
     before = stored_rows(receiver)
     for version in (1, 2):
         response = post(
-            receiver, bearer(issuer.mint(version=version)), alert_body(f"foreign-{version}", subscription=OTHER_SUBSCRIPTION)
+            receiver,
+            bearer(issuer.mint(version=version)),
+            alert_body(f"foreign-{version}", subscription=OTHER_SUBSCRIPTION),
         )
         assert_error_answer(response, 403)
         assert OTHER_SUBSCRIPTION in response.json()["detail"]
@@ -134,9 +136,12 @@ REFETCH_INTERVAL = 30.0
 
 def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
     clock = ManualClock()
-    with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
-    ) as rx:
+    with (
+        LocalIssuer() as issuer,
+        start_receiver(
+            tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
+        ) as rx,
+    ):
         old_key = issuer.signing_key
         assert post(rx, bearer(issuer.mint()), alert_body("before-rotation")).status_code == 202
         fetches_before = issuer.fetch_count
@@ -163,9 +168,12 @@ def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(
     # DESIGN.md: an unknown kid while a refetch is rate-limited is 503 with Retry-After, never
     # 401 (Azure does not retry a 401, so the rotation would lose every alert of the window).
     clock = ManualClock()
-    with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
-    ) as rx:
+    with (
+        LocalIssuer() as issuer,
+        start_receiver(
+            tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
+        ) as rx,
+    ):
         clock.advance(REFETCH_INTERVAL + 1)
         made_up = post(rx, bearer(unknown_kids(issuer, 1)[0]), alert_body("made-up"))
         assert_error_answer(made_up, 401)  # it caused a refetch: the fresh set lacks that kid
@@ -190,9 +198,12 @@ def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(
 
 def test_flood_of_unknown_kids_is_bounded_to_one_fetch_per_interval(tmp_path: Path) -> None:
     clock = ManualClock()
-    with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
-    ) as rx:
+    with (
+        LocalIssuer() as issuer,
+        start_receiver(
+            tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=REFETCH_INTERVAL, jwks_clock=clock
+        ) as rx,
+    ):
         for interval in range(2):
             clock.advance(REFETCH_INTERVAL)
             fetches_before = issuer.fetch_count
@@ -211,9 +222,10 @@ def test_flood_of_unknown_kids_is_bounded_to_one_fetch_per_interval(tmp_path: Pa
 
 
 def test_jwks_outage_keeps_known_keys_working(tmp_path: Path) -> None:
-    with LocalIssuer() as issuer, start_receiver(
-        tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=0
-    ) as rx:
+    with (
+        LocalIssuer() as issuer,
+        start_receiver(tmp_path, issuer, jwks_refresh_seconds=3600, jwks_min_refetch_seconds=0) as rx,
+    ):
         issuer.failing = True
         unknown = post(rx, bearer(unknown_kids(issuer, 1)[0]), alert_body("outage-unknown"))
         # The refetch failed, so nobody knows whether the kid is genuine (a rotation during an

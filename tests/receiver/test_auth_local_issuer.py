@@ -12,8 +12,24 @@ import pytest
 
 from receiver.local_issuer import AZNS_APP_ID, LocalIssuer
 
-V1_CLAIMS = {"aud", "iss", "iat", "nbf", "exp", "aio", "idp", "oid", "rh", "roles", "sub", "tid", "uti", "ver",
-             "appid", "appidacr"}
+V1_CLAIMS = {
+    "aud",
+    "iss",
+    "iat",
+    "nbf",
+    "exp",
+    "aio",
+    "idp",
+    "oid",
+    "rh",
+    "roles",
+    "sub",
+    "tid",
+    "uti",
+    "ver",
+    "appid",
+    "appidacr",
+}
 
 
 @pytest.fixture

@@ -23,9 +23,7 @@ from tests.receiver.test_embedded import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The real console entry point in a child process (what a user types)."""
     return subprocess.run(
         [sys.executable, "-m", "secure_export.cli", *args],
@@ -71,9 +69,7 @@ def test_work_items_json_is_an_array_with_exactly_the_design_fields(
     assert isinstance(second["alert_ids"], list) and isinstance(second["notes"], list)
 
 
-def test_cmdb_json_is_an_array_with_exactly_the_design_fields(
-    db: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cmdb_json_is_an_array_with_exactly_the_design_fields(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main("cmdb", ["--json", "--db", str(db)]) == 0
     cis = json.loads(capsys.readouterr().out)
     assert [ci["name"] for ci in cis] == ["vm-web-01", "db-01"]
@@ -117,9 +113,7 @@ def test_missing_database_is_a_clear_error_and_is_not_created(command: str, tmp_
     assert not missing.exists()
 
 
-def test_a_file_that_is_not_a_database_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     junk = tmp_path / "junk.db"
     junk.write_text("this is not sqlite, just text long enough to have a header " * 20)
     assert main("cmdb", ["--db", str(junk)]) == 1
@@ -175,17 +169,13 @@ def test_parked_deliveries_are_visible(db: Path, capsys: pytest.CaptureFixture[s
     assert "Parked deliveries (1)" in capsys.readouterr().out
 
 
-def test_failed_on_a_missing_database_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_failed_on_a_missing_database_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main("work-items", ["--failed", "--db", str(tmp_path / "absent.db")]) == 1
     assert "no database at" in capsys.readouterr().err
     assert not (tmp_path / "absent.db").exists()
 
 
-def test_paths_with_uri_characters_are_read_as_plain_paths(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_paths_with_uri_characters_are_read_as_plain_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     odd = tmp_path / "ops #1 ?50% done" / "secure-export.db"
     odd.parent.mkdir()
     apply_all(odd, [fired("a1")])

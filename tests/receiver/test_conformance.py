@@ -47,6 +47,7 @@ def _corpus(*, refused: bool) -> list[Path]:
 def _corpus_present() -> None:
     require(bool(_FILES), _MISSING)
 
+
 SUBSCRIPTION = "aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-conformance/providers/Microsoft.Compute/virtualMachines/vm-conformance"
 
@@ -118,9 +119,7 @@ def test_the_corpus_has_every_kind_the_readme_describes() -> None:
     assert any("resolved" in name for name in names)
 
 
-@pytest.mark.parametrize(
-    "path", _corpus(refused=False), ids=_sample_id
-)
+@pytest.mark.parametrize("path", _corpus(refused=False), ids=_sample_id)
 def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, issuer: LocalIssuer) -> None:
     deliveries = _deliveries(path)
     essentials = deliveries[-1]["data"]["essentials"]
@@ -146,9 +145,7 @@ def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, 
     assert [ci["name"] for ci in cis] == names
     for ci in cis:
         targets = [
-            t
-            for t in essentials.get("alertTargetIDs") or []
-            if t.rsplit("/", 1)[-1].lower() == ci["name"].lower()
+            t for t in essentials.get("alertTargetIDs") or [] if t.rsplit("/", 1)[-1].lower() == ci["name"].lower()
         ]
         assert ci["azure_resource_id"] == (targets[0] if targets else None)
     if essentials.get("alertRule"):
@@ -157,9 +154,7 @@ def test_sample_is_accepted_and_becomes_a_work_item(path: Path, tmp_path: Path, 
         assert target in item["description"]
 
 
-@pytest.mark.parametrize(
-    "path", _corpus(refused=True), ids=_sample_id
-)
+@pytest.mark.parametrize("path", _corpus(refused=True), ids=_sample_id)
 def test_not_the_common_schema_is_refused_with_422(path: Path, tmp_path: Path, issuer: LocalIssuer) -> None:
     with start_receiver(tmp_path, issuer) as receiver:
         response = receiver.post_alert(path.read_bytes(), issuer.mint())
@@ -182,9 +177,7 @@ def test_resolved_sample_alone_leaves_no_open_work_item(tmp_path: Path, issuer: 
     assert item["state"] == "Resolved"
 
 
-def test_rule_target_groups_the_same_sample_fired_on_two_instances(
-    tmp_path: Path, issuer: LocalIssuer
-) -> None:
+def test_rule_target_groups_the_same_sample_fired_on_two_instances(tmp_path: Path, issuer: LocalIssuer) -> None:
     fired = json.loads((SAMPLES / "platform-metric-static-fired.test-action.json").read_text())
     second = copy.deepcopy(fired)
     second["data"]["essentials"]["alertId"] += "-second-instance"

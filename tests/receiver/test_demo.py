@@ -80,9 +80,7 @@ def test_demo_kept_database_holds_the_expected_items(tmp_path: Path) -> None:
 
     cis = {ci["name"]: ci for ci in list_configuration_items(str(db))}
     assert set(cis) == {"vm-web-01", "vm-web-02", "vm-batch-07", "stshopdata"}
-    assert all(
-        ci["azure_resource_id"] and ci["azure_resource_id"].endswith("/" + name) for name, ci in cis.items()
-    )
+    assert all(ci["azure_resource_id"] and ci["azure_resource_id"].endswith("/" + name) for name, ci in cis.items())
     assert by_rule["checkout-http-5xx"]["configuration_items"] == ["vm-web-01", "vm-web-02"]
 
     # Running again against the kept file applies a new set of alert instances, not replays: the

@@ -53,9 +53,14 @@ def test_rule_target_key_is_normalised() -> None:
         "alertTargetIDs": ["/subscriptions/s/resourcegroups/rg/vm/a", "/subscriptions/s/resourcegroups/rg/vm/b"],
     }
     assert correlation_key(first, "rule-target") == correlation_key(second, "rule-target")
-    assert correlation_key(first, "rule-target") == "cpu-high|/subscriptions/s/resourcegroups/rg/vm/a,/subscriptions/s/resourcegroups/rg/vm/b"
+    assert (
+        correlation_key(first, "rule-target")
+        == "cpu-high|/subscriptions/s/resourcegroups/rg/vm/a,/subscriptions/s/resourcegroups/rg/vm/b"
+    )
     assert correlation_key(first, "alert") != correlation_key(second, "alert")
-    with_rule_id = dict(first, alertRuleID="/subscriptions/s/resourceGroups/rg/providers/microsoft.insights/metricAlerts/CPU-High")
+    with_rule_id = dict(
+        first, alertRuleID="/subscriptions/s/resourceGroups/rg/providers/microsoft.insights/metricAlerts/CPU-High"
+    )
     assert correlation_key(with_rule_id, "rule-target").startswith(
         "/subscriptions/s/resourcegroups/rg/providers/microsoft.insights/metricalerts/cpu-high|"
     )
@@ -74,7 +79,8 @@ def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
 async def _fill(inbox: Inbox, deliveries: list[tuple[str, str]]) -> None:
     for name, condition in deliveries:
         await inbox.put(
-            alert_body(name, condition)["data"]["essentials"]["alertId"], condition,
+            alert_body(name, condition)["data"]["essentials"]["alertId"],
+            condition,
             json.dumps(alert_body(name, condition)).encode(),
         )
 

@@ -71,8 +71,9 @@ def test_not_ready_backend_pauses_without_consuming_attempts_and_resumes(
 
     async def scenario() -> tuple[list[int], str | None, int]:
         inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, concurrency=4, max_attempts=MAX_ATTEMPTS,
-                                backoff_base=0.005, backoff_cap=BACKOFF_CAP)
+        dispatcher = Dispatcher(
+            inbox, backend, concurrency=4, max_attempts=MAX_ATTEMPTS, backoff_base=0.005, backoff_cap=BACKOFF_CAP
+        )
         inbox.set_on_committed(dispatcher.notify)
         await inbox.open()
         await dispatcher.start()

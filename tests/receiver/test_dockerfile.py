@@ -88,9 +88,7 @@ def test_multi_stage_on_a_slim_python_311_base(parsed: list[tuple[str, str]]) ->
     defaults = build_args(parsed)
     runtime_from = all_stages[-1][0][1]
     assert base_image(runtime_from, defaults) == "python:3.11-slim"
-    copies_from_builder = [
-        args for keyword, args in all_stages[-1] if keyword == "COPY" and "--from=" in args
-    ]
+    copies_from_builder = [args for keyword, args in all_stages[-1] if keyword == "COPY" and "--from=" in args]
     assert copies_from_builder, "the runtime stage must take the built venv from the builder"
 
 
@@ -130,9 +128,7 @@ def test_installs_only_the_receiver_extra_and_copies_only_what_it_needs(
     parsed: list[tuple[str, str]],
 ) -> None:
     runs = " ".join(args for keyword, args in parsed if keyword == "RUN")
-    installs = [
-        token for token in shlex.split(runs) if token.startswith(".[") or token.startswith("secure-export[")
-    ]
+    installs = [token for token in shlex.split(runs) if token.startswith(".[") or token.startswith("secure-export[")]
     assert installs == [".[receiver]"], installs
     assert "pulumi" not in runs.lower()
 
@@ -157,9 +153,7 @@ def test_database_lives_on_a_volume_the_user_can_write(parsed: list[tuple[str, s
     assert db_dir in volumes
     uid = next(args for keyword, args in runtime if keyword == "USER").split(":")[0]
     runs = " ".join(args for keyword, args in runtime if keyword == "RUN")
-    assert re.search(rf"chown {uid}(:\d+)? {re.escape(db_dir)}\b", runs), (
-        "the data directory must belong to the user"
-    )
+    assert re.search(rf"chown {uid}(:\d+)? {re.escape(db_dir)}\b", runs), "the data directory must belong to the user"
 
 
 def test_build_context_excludes_local_state() -> None:

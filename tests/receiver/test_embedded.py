@@ -205,9 +205,7 @@ def test_repeated_deliveries_change_nothing(tmp_path: Path) -> None:
 def test_replay_of_a_resolved_after_refire_does_not_resolve_the_new_item(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     key = "cpu-high|vm-web-01"
-    apply_all(
-        db, [fired("a1", key=key), resolved("a1", key=key), fired("a2", key=key), resolved("a1", key=key)]
-    )
+    apply_all(db, [fired("a1", key=key), resolved("a1", key=key), fired("a2", key=key), resolved("a1", key=key)])
     first, second = list_work_items(str(db))
     assert (first["state"], second["state"]) == ("Resolved", "New")
 
@@ -241,9 +239,7 @@ def test_rule_target_groups_occurrences_and_resolves_when_all_instances_resolved
 def test_rule_target_instance_resolved_early_does_not_hold_the_group_open(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     key = "cpu-high|vm"
-    apply_all(
-        db, [fired("a1", key=key), resolved("a2", key=key), fired("a2", key=key), resolved("a1", key=key)]
-    )
+    apply_all(db, [fired("a1", key=key), resolved("a2", key=key), fired("a2", key=key), resolved("a1", key=key)])
     [item] = list_work_items(str(db))
     assert item["occurrences"] == 2
     assert item["state"] == "Resolved"
@@ -278,9 +274,7 @@ def test_ci_binding_matches_names_case_insensitively_and_takes_the_resource_id(t
 
 def test_ci_keeps_a_known_resource_id_and_late_events_do_not_move_last_seen_back(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(
-        db, [fired("a1", minutes=10), fired("a2", minutes=1, target_ids=()), resolved("a1", minutes=30)]
-    )
+    apply_all(db, [fired("a1", minutes=10), fired("a2", minutes=1, target_ids=()), resolved("a1", minutes=30)])
     [ci] = list_configuration_items(str(db))
     assert ci["azure_resource_id"] == VM_ID
     assert ci["first_seen"] == "2026-11-26T06:01:00.000Z"
@@ -366,9 +360,7 @@ def test_bad_database_path_is_permanent_at_start_and_transient_per_event(tmp_pat
     asyncio.run(run())
 
 
-def test_a_failure_mid_event_leaves_nothing_half_applied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failure_mid_event_leaves_nothing_half_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "s.db"
 
     def broken(*args: object) -> list[int]:

@@ -46,8 +46,15 @@ def test_sigkill_during_dispatch_then_restart_gives_each_alert_exactly_one_work_
     # ALERTS instances of one rule on one VM, applied in any order across the kill: within a reopen
     # window a later one may rightly reopen an earlier one's item. This test counts one item per
     # instance, so the window is off (reopening: test_lifecycle.py).
-    first = start_receiver(tmp_path, issuer, subprocess=True, db=str(db), dispatch_concurrency=WORKERS,
-                           backend="tests.receiver.harness:gated_embedded", reopen_window="0")
+    first = start_receiver(
+        tmp_path,
+        issuer,
+        subprocess=True,
+        db=str(db),
+        dispatch_concurrency=WORKERS,
+        backend="tests.receiver.harness:gated_embedded",
+        reopen_window="0",
+    )
     try:
         for n in range(ALERTS):
             assert first.post_alert(alert_body(n), token).status_code == 202

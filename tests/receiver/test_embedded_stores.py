@@ -30,13 +30,19 @@ _ROUTE = RouteDecision(
 SCENARIOS: dict[str, list[AlertEvent]] = {
     "fired then resolved": [fired("a1"), resolved("a1")],
     "grouped by rule and target": [
-        fired("a1", key="rule|vm"), fired("a2", key="rule|vm", minutes=1), fired("a3", key="rule|vm", minutes=2),
-        resolved("a1", key="rule|vm"), resolved("a2", key="rule|vm", minutes=11),
+        fired("a1", key="rule|vm"),
+        fired("a2", key="rule|vm", minutes=1),
+        fired("a3", key="rule|vm", minutes=2),
+        resolved("a1", key="rule|vm"),
+        resolved("a2", key="rule|vm", minutes=11),
     ],
     "resolved before fired": [resolved("late"), fired("late"), fired("b"), resolved("b")],
     "replays change nothing": [fired("a1"), fired("a1"), resolved("a1"), resolved("a1"), fired("a1")],
     "a new item after the group resolved": [
-        fired("a1", key="k"), resolved("a1", key="k"), fired("a2", key="k", minutes=20), fired("a3", key="k", minutes=21),
+        fired("a1", key="k"),
+        resolved("a1", key="k"),
+        fired("a2", key="k", minutes=20),
+        fired("a3", key="k", minutes=21),
     ],
     "configuration items": [
         fired("c1", configuration_items=("vm-web-01", "VM-WEB-01", "db-01")),

@@ -53,9 +53,21 @@ json_values = st.recursive(
 )
 
 ESSENTIAL_FIELDS = [
-    "alertId", "alertRule", "severity", "signalType", "monitorCondition", "monitoringService",
-    "alertTargetIDs", "configurationItems", "originAlertId", "firedDateTime", "resolvedDateTime",
-    "description", "essentialsVersion", "alertContextVersion", "investigationLink",
+    "alertId",
+    "alertRule",
+    "severity",
+    "signalType",
+    "monitorCondition",
+    "monitoringService",
+    "alertTargetIDs",
+    "configurationItems",
+    "originAlertId",
+    "firedDateTime",
+    "resolvedDateTime",
+    "description",
+    "essentialsVersion",
+    "alertContextVersion",
+    "investigationLink",
 ]
 
 
@@ -105,7 +117,9 @@ header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0
 
 @pytest.fixture(scope="module")
 def rx(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> Iterator[RunningReceiver]:
-    with start_receiver(tmp_path_factory.mktemp("fuzz"), issuer, backend=RecordingBackend(), max_body_bytes=65536) as running:
+    with start_receiver(
+        tmp_path_factory.mktemp("fuzz"), issuer, backend=RecordingBackend(), max_body_bytes=65536
+    ) as running:
         yield running
 
 
@@ -138,11 +152,37 @@ def test_fuzzed_bodies_never_get_5xx(rx: RunningReceiver, token: str, body: byte
 @seed(FUZZ_SEED)
 @FUZZ
 @given(
-    content_type=st.one_of(st.none(), header_text, st.sampled_from(["application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8;x=y", "APPLICATION/JSON"])),
-    authorization=st.one_of(st.none(), header_text, header_text.map(lambda t: ("Bearer " + t).strip()), st.just("Bearer")),
+    content_type=st.one_of(
+        st.none(),
+        header_text,
+        st.sampled_from(
+            [
+                "application/json",
+                "application/json; charset=utf-8",
+                "application/json;charset=UTF-8;x=y",
+                "APPLICATION/JSON",
+            ]
+        ),
+    ),
+    authorization=st.one_of(
+        st.none(), header_text, header_text.map(lambda t: ("Bearer " + t).strip()), st.just("Bearer")
+    ),
     extra=st.dictionaries(
         st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=15).filter(
-            lambda name: name.strip("-") and name not in ("content-length", "transfer-encoding", "host", "content-type", "authorization", "expect", "connection", "upgrade")
+            lambda name: (
+                name.strip("-")
+                and name
+                not in (
+                    "content-length",
+                    "transfer-encoding",
+                    "host",
+                    "content-type",
+                    "authorization",
+                    "expect",
+                    "connection",
+                    "upgrade",
+                )
+            )
         ),
         header_text,
         max_size=4,
@@ -162,8 +202,9 @@ def test_fuzzed_headers_never_get_5xx(
 MALFORMED = [
     pytest.param(b"\x00\x01\x02\r\n\r\n", id="binary"),
     pytest.param(b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", id="negative-length"),
-    pytest.param(b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nContent-Length: 20\r\n\r\n",
-                 id="two-lengths"),
+    pytest.param(
+        b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nContent-Length: 20\r\n\r\n", id="two-lengths"
+    ),
     pytest.param(b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk"),
     pytest.param(b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="huge-url"),
     pytest.param(b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", id="short-body"),
@@ -210,9 +251,17 @@ raw_header_value = st.binary(max_size=80).map(lambda raw: raw.replace(b"\r", b""
 @seed(FUZZ_SEED)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(authorization=raw_header_value, content_type=st.one_of(st.just(b"application/json"), raw_header_value))
-def test_raw_header_bytes_never_get_5xx(rx: RunningReceiver, token: str, authorization: bytes, content_type: bytes) -> None:
+def test_raw_header_bytes_never_get_5xx(
+    rx: RunningReceiver, token: str, authorization: bytes, content_type: bytes
+) -> None:
     # Bytes httpx would refuse to send (non-ASCII, controls): what a hostile client can still send.
-    head = b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type + b"\r\nAuthorization: " + authorization + b"\r\n"
+    head = (
+        b"POST /api/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        + content_type
+        + b"\r\nAuthorization: "
+        + authorization
+        + b"\r\n"
+    )
     answer = _raw_post(rx.url, head, json.dumps(alert_body("raw")).encode())
     status = int(answer.split(b" ", 2)[1])
     assert status < 500, answer[:300]

@@ -63,7 +63,9 @@ def test_subprocess_logs_are_json_lines_without_tokens(tmp_path: Path, issuer: L
 
 
 def test_formatter_scrubs_tokens_and_secret_fields() -> None:
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "got Bearer abc.def.ghi and eyJhbGciOi.eyJzdWIi.c2ln", (), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "got Bearer abc.def.ghi and eyJhbGciOi.eyJzdWIi.c2ln", (), None
+    )
     record.authorization = "Bearer secret-value"
     record.client_secret = "hunter2"
     record.note = "token eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.sig in text"

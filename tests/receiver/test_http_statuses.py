@@ -21,7 +21,9 @@ def backend() -> RecordingBackend:
 
 
 @pytest.fixture(scope="module")
-def rx(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer, backend: RecordingBackend) -> Iterator[RunningReceiver]:
+def rx(
+    tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer, backend: RecordingBackend
+) -> Iterator[RunningReceiver]:
     with start_receiver(tmp_path_factory.mktemp("http"), issuer, backend=backend, max_body_bytes=LIMIT) as running:
         yield running
 
@@ -41,9 +43,7 @@ def _assert_json_error(response: httpx.Response, status: int, code: str | None =
 def _inbox_rows(rx: RunningReceiver, alert_id: str) -> list[tuple[str, str]]:
     conn = sqlite3.connect(rx.db_path)
     try:
-        return conn.execute(
-            "SELECT alert_id, monitor_condition FROM inbox WHERE alert_id = ?", (alert_id,)
-        ).fetchall()
+        return conn.execute("SELECT alert_id, monitor_condition FROM inbox WHERE alert_id = ?", (alert_id,)).fetchall()
     finally:
         conn.close()
 
@@ -119,7 +119,15 @@ def test_not_json_gets_400(rx: RunningReceiver, issuer: LocalIssuer, body: bytes
         lambda b: b["data"]["essentials"].update(severity="Sev9"),
         lambda b: b.update(data=[1, 2]),
     ],
-    ids=["wrong-schema-id", "no-schema-id", "no-alert-id", "bad-condition", "targets-not-list", "bad-severity", "data-list"],
+    ids=[
+        "wrong-schema-id",
+        "no-schema-id",
+        "no-alert-id",
+        "bad-condition",
+        "targets-not-list",
+        "bad-severity",
+        "data-list",
+    ],
 )
 def test_not_common_schema_gets_422(rx: RunningReceiver, issuer: LocalIssuer, mutate) -> None:  # type: ignore[no-untyped-def]
     body = alert_body("schema")
@@ -183,7 +191,10 @@ def test_content_type_verdicts_hold_on_repeats_and_past_the_memo_bound(
         response = rx.post_alert(alert_body(f"memo-bad-{attempt}"), token, content_type="text/plain")
         _assert_json_error(response, 415, "unsupported_media_type")
     for index in range(40):
-        good_type, bad_type = f"application/json; charset=utf-8; v={index}", f"application/json; charset=latin-1; v={index}"
+        good_type, bad_type = (
+            f"application/json; charset=utf-8; v={index}",
+            f"application/json; charset=latin-1; v={index}",
+        )
         good = rx.post_alert(alert_body(f"memo-good-{index}"), token, content_type=good_type)
         assert good.status_code == 202, good.text
         bad = rx.post_alert(alert_body(f"memo-bad-x{index}"), token, content_type=bad_type)

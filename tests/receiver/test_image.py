@@ -42,10 +42,17 @@ class BuiltImage:
     gid: int
     log: Path
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """``argv`` inside the image as its user, with its environment (plus ``env``)."""
         command = image_build.chroot_argv(
-            self.rootfs, self.uid, self.gid, self.config.get("WorkingDir") or "/", image_build.image_env(self.config, **(env or {})), argv
+            self.rootfs,
+            self.uid,
+            self.gid,
+            self.config.get("WorkingDir") or "/",
+            image_build.image_env(self.config, **(env or {})),
+            argv,
         )
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -139,7 +146,9 @@ def running(image: BuiltImage, issuer: LocalIssuer, tmp_path_factory: pytest.Tem
     try:
         deadline = time.monotonic() + 60
         while (url := _listening_url(stderr)) is None:
-            assert process.poll() is None, f"the image's command exited {process.returncode}:\n{stderr.read_text()[-3000:]}"
+            assert process.poll() is None, (
+                f"the image's command exited {process.returncode}:\n{stderr.read_text()[-3000:]}"
+            )
             assert time.monotonic() < deadline, f"the image's receiver did not start:\n{stderr.read_text()[-3000:]}"
             time.sleep(0.1)
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
@@ -210,9 +219,7 @@ def test_the_database_is_written_under_data_by_the_user(image: BuiltImage, runni
     if image.written is None:
         pytest.skip("podman's storage driver keeps no separate container layer; the rest was checked")
     # The container's own layer holds everything it wrote: only the data directory.
-    written = sorted(
-        str(path.relative_to(image.written)) for path in image.written.rglob("*") if not path.is_dir()
-    )
+    written = sorted(str(path.relative_to(image.written)) for path in image.written.rglob("*") if not path.is_dir())
     assert written and all(path.startswith("data/") for path in written), written
 
 

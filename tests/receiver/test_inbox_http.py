@@ -48,7 +48,9 @@ def test_concurrent_requests_share_commits(tmp_path: Path, issuer: LocalIssuer) 
         token = issuer.mint()
 
         async def burst() -> list[int]:
-            async with httpx.AsyncClient(base_url=rx.url, limits=httpx.Limits(max_connections=50), timeout=30) as client:
+            async with httpx.AsyncClient(
+                base_url=rx.url, limits=httpx.Limits(max_connections=50), timeout=30
+            ) as client:
                 headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
                 responses = await asyncio.gather(
                     *(

@@ -118,7 +118,9 @@ def test_rows_survive_reopen_and_leave_pending_only_when_done_or_parked(db: str)
         await inbox.close()
         states = dict(await _sql(db, "SELECT alert_id, state FROM inbox"))
         assert states == {"alert-0": "done", "alert-1": "pending", "alert-2": "parked", "alert-3": "pending"}
-        assert await _sql(db, "SELECT work_item, last_error FROM inbox WHERE alert_id IN ('alert-0', 'alert-2') ORDER BY id") == [
+        assert await _sql(
+            db, "SELECT work_item, last_error FROM inbox WHERE alert_id IN ('alert-0', 'alert-2') ORDER BY id"
+        ) == [
             ("WI0000001", None),
             (None, "refused: bad field"),
         ]
@@ -172,7 +174,11 @@ def test_prune_deletes_only_old_done_and_discarded_rows(db: str) -> None:
         assert await inbox.prune(7 * 86400) == 0
         assert await inbox.prune_discarded(7 * 86400) == 0
         await inbox.close()
-        assert sorted(r[0] for r in await _sql(db, "SELECT alert_id FROM inbox")) == ["new-done", "old-parked", "pending"]
+        assert sorted(r[0] for r in await _sql(db, "SELECT alert_id FROM inbox")) == [
+            "new-done",
+            "old-parked",
+            "pending",
+        ]
 
     _run(scenario)
 

@@ -86,12 +86,17 @@ def test_routed_fields_reach_the_work_item_and_set_its_priority(tmp_path: Path, 
         send(rx, issuer, body(1, severity="Sev1"), body(2, severity="Sev3"))
         on_call, triage = items(rx)
     assert (on_call["assignment_group"], on_call["category"], on_call["subcategory"]) == (
-        "App On-Call", "Software", "Compute",
+        "App On-Call",
+        "Software",
+        "Compute",
     )
     assert (on_call["impact"], on_call["urgency"], on_call["priority"]) == (1, 1, 1)  # the route beats Sev1 → 2
     assert any("Routed to App On-Call by routes[0]" in note for note in on_call["notes"])
     assert (triage["assignment_group"], triage["category"], triage["impact"], triage["priority"]) == (
-        "Azure Monitor Triage", None, None, 4,  # the default sets no levels: the severity map's Sev3 → 4
+        "Azure Monitor Triage",
+        None,
+        None,
+        4,  # the default sets no levels: the severity map's Sev3 → 4
     )
 
 
@@ -100,7 +105,12 @@ def test_without_a_routing_file_items_have_no_group(tmp_path: Path, issuer: Loca
         send(rx, issuer, body(1))
         [item] = items(rx)
     assert [item[k] for k in ("assignment_group", "category", "subcategory", "impact", "urgency", "reopened")] == [
-        None, None, None, None, None, 0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        0,
     ]
 
 

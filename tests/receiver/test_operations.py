@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -34,8 +33,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "secure_export.cli", *args], capture_output=True, text=True, timeout=60,
-        env=env, cwd=cwd or REPO,
+        [sys.executable, "-m", "secure_export.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd or REPO,
     )
 
 
@@ -79,7 +82,10 @@ def test_trace_json_has_the_design_shape_and_names_the_embedded_work_item(tmp_pa
     [delivery] = document["deliveries"]
     assert set(delivery) == {"id", "condition", "state", "attempts", "last_error", "received_at"}  # exactly
     assert {k: delivery[k] for k in ("id", "condition", "state", "attempts", "last_error")} == {
-        "id": row_id, "condition": "Fired", "state": "parked", "attempts": 3,
+        "id": row_id,
+        "condition": "Fired",
+        "state": "parked",
+        "attempts": 3,
         "last_error": "permanent backend error: refused",
     }
     assert delivery["received_at"].endswith("Z") and document["work_items"] == []
@@ -89,7 +95,9 @@ def test_trace_json_has_the_design_shape_and_names_the_embedded_work_item(tmp_pa
     assert embedded["deliveries"] == [] and embedded["work_items"] == [{"number": "INC0000001", "url": None}]
 
 
-def test_trace_of_an_unknown_alert_exits_1_and_says_where_to_look(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trace_of_an_unknown_alert_exits_1_and_says_where_to_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "s.db"
     _parked_db(db, 1)
     assert main("trace", ["nope", "--db", str(db)]) == 1
@@ -107,11 +115,16 @@ def test_replay_and_discard_change_only_parked_rows_and_keep_who_and_why(tmp_pat
     assert count_by_state(str(db)) == {"pending": 1, "done": 0, "parked": 1, "discarded": 1}
     [discarded] = trace(str(db), _alert_id(2), details=True)["deliveries"]
     assert (discarded["state"], discarded["discarded_by"], discarded["discard_reason"]) == (
-        "discarded", "alice", "duplicate of INC0000042",
+        "discarded",
+        "alice",
+        "duplicate of INC0000042",
     )
     [replayed] = trace(str(db), _alert_id(1), details=True)["deliveries"]
     assert (replayed["state"], replayed["attempts"], replayed["replays"], replayed["replayed_by"]) == (
-        "pending", 0, 1, "bob",
+        "pending",
+        0,
+        1,
+        "bob",
     )
     assert replay(str(db), None).changed == [third]  # --all: every parked row, here the one left
 
@@ -135,16 +148,24 @@ def test_cli_replay_discard_usage_and_exit_statuses(tmp_path: Path) -> None:
     assert not (tmp_path / "absent.db").exists()
 
 
-def test_replay_of_a_row_parked_in_an_earlier_run_reaches_the_running_serve(tmp_path: Path, issuer: LocalIssuer) -> None:
+def test_replay_of_a_row_parked_in_an_earlier_run_reaches_the_running_serve(
+    tmp_path: Path, issuer: LocalIssuer
+) -> None:
     db = tmp_path / "secure-export.db"
     [row_id] = _parked_db(db, 5)
     env = _clean_env(
-        SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES=issuer.audience,
-        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri, SECURE_EXPORT_DB=str(db), SECURE_EXPORT_OPS_POLL_SECONDS="0.2",
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES=issuer.audience,
+        SECURE_EXPORT_JWKS_URI=issuer.jwks_uri,
+        SECURE_EXPORT_DB=str(db),
+        SECURE_EXPORT_OPS_POLL_SECONDS="0.2",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         url = ServeLog(process).url()  # serve bound port 0 and logged where, once started
@@ -225,7 +246,10 @@ def test_public_readiness_gives_no_reasons_when_an_ops_port_is_set(tmp_path: Pat
 def test_work_items_resolve_and_close_by_number_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "s.db"
     apply_all(db, [fired("a1"), fired("a2", rule="disk-full")])
-    assert main("work-items", ["resolve", "inc0000001", "--note", "restarted the VM", "--by", "dave", "--db", str(db)]) == 0
+    assert (
+        main("work-items", ["resolve", "inc0000001", "--note", "restarted the VM", "--by", "dave", "--db", str(db)])
+        == 0
+    )
     assert "INC0000001 is Resolved" in capsys.readouterr().out
     assert main("work-items", ["resolve", "INC0000001", "--note", "again", "--db", str(db)]) == 1
     assert "only a New work item can be resolved" in capsys.readouterr().err
@@ -323,7 +347,9 @@ def test_version_and_a_misspelt_command() -> None:
 
 def test_serve_lists_every_configuration_problem_at_once_with_values_and_suggestions(tmp_path: Path) -> None:
     result = _cli(
-        "serve", "--port", "0",
+        "serve",
+        "--port",
+        "0",
         env=_clean_env(
             SECURE_EXPORT_AUDIENCE="api://x",  # misspelt: AUDIENCES
             SECURE_EXPORT_TENANT_ID="contoso.onmicrosoft.com",
@@ -340,8 +366,12 @@ def test_serve_lists_every_configuration_problem_at_once_with_values_and_suggest
     lines = result.stderr.splitlines()
     named = {line.split(":", 1)[0] for line in lines[1:]}
     assert named == {
-        "SECURE_EXPORT_AUDIENCES", "SECURE_EXPORT_TENANT_ID", "SECURE_EXPORT_CORRELATION",
-        "SECURE_EXPORT_SERVICENOW_URL", "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS", "SECURE_EXPORT_AUDIENCE",
+        "SECURE_EXPORT_AUDIENCES",
+        "SECURE_EXPORT_TENANT_ID",
+        "SECURE_EXPORT_CORRELATION",
+        "SECURE_EXPORT_SERVICENOW_URL",
+        "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS",
+        "SECURE_EXPORT_AUDIENCE",
     }, result.stderr
     assert any("'contoso.onmicrosoft.com'" in line for line in lines)
     assert any(line.startswith("SECURE_EXPORT_CORRELATION") and "'rule'" in line for line in lines)
@@ -353,9 +383,15 @@ def test_serve_lists_every_configuration_problem_at_once_with_values_and_suggest
 def test_an_unknown_variable_alone_is_a_warning_with_a_suggestion(tmp_path: Path, issuer: LocalIssuer) -> None:
     from receiver.settings import unknown_variables
 
-    lines = unknown_variables({"SECURE_EXPORT_INBOX_RETENTION_DAY": "3", "SECURE_EXPORT_DB": "x",
-                               "SECURE_EXPORT_ITSM_REVISION": "set by the component",
-                               "SECURE_EXPORT_SERVICENOW_PASWORD": "p", "SECURE_EXPORT_BMC_URL": "https://x"})
+    lines = unknown_variables(
+        {
+            "SECURE_EXPORT_INBOX_RETENTION_DAY": "3",
+            "SECURE_EXPORT_DB": "x",
+            "SECURE_EXPORT_ITSM_REVISION": "set by the component",
+            "SECURE_EXPORT_SERVICENOW_PASWORD": "p",
+            "SECURE_EXPORT_BMC_URL": "https://x",
+        }
+    )
     assert lines == [
         "SECURE_EXPORT_INBOX_RETENTION_DAY: unknown variable, ignored; did you mean SECURE_EXPORT_INBOX_RETENTION_DAYS?",
         "SECURE_EXPORT_SERVICENOW_PASWORD: unknown variable, ignored; did you mean SECURE_EXPORT_SERVICENOW_PASSWORD?",
@@ -363,12 +399,14 @@ def test_an_unknown_variable_alone_is_a_warning_with_a_suggestion(tmp_path: Path
 
 
 def test_serve_refuses_an_ops_port_equal_to_the_main_port(tmp_path: Path, issuer: LocalIssuer) -> None:
-    env = _clean_env(SECURE_EXPORT_TENANT_ID=issuer.tenant_id, SECURE_EXPORT_AUDIENCES="a",
-                     SECURE_EXPORT_OPS_PORT="8181", SECURE_EXPORT_DB=str(tmp_path / "x.db"))
+    env = _clean_env(
+        SECURE_EXPORT_TENANT_ID=issuer.tenant_id,
+        SECURE_EXPORT_AUDIENCES="a",
+        SECURE_EXPORT_OPS_PORT="8181",
+        SECURE_EXPORT_DB=str(tmp_path / "x.db"),
+    )
     result = _cli("serve", "--port", "8181", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "SECURE_EXPORT_OPS_PORT: must differ from --port" in result.stderr
-
-
 
 
 def test_a_dispatch_summary_line_counts_accepted_and_applied_alerts(

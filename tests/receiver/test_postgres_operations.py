@@ -35,14 +35,17 @@ def replica(tmp_path: Path, issuer: LocalIssuer, postgres_url: str) -> Iterator[
 
 def _post(replica: Replica, issuer: LocalIssuer, n: int, condition: str = "Fired") -> httpx.Response:
     return httpx.post(
-        f"{replica.url}/api/alerts", content=json.dumps(alert_body(n, condition)).encode(), timeout=15,
+        f"{replica.url}/api/alerts",
+        content=json.dumps(alert_body(n, condition)).encode(),
+        timeout=15,
         headers={"Authorization": f"Bearer {issuer.mint()}", "Content-Type": "application/json"},
     )
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "secure_export.cli", *args], capture_output=True, text=True,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "secure_export.cli", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def test_database_outage_answers_503_with_retry_after_readyz_says_why_and_everything_resumes(
@@ -63,8 +66,11 @@ def test_database_outage_answers_503_with_retry_after_readyz_says_why_and_everyt
         postgres_cluster.start()
     wait_until(lambda: httpx.get(f"{replica.url}/readyz", timeout=15).status_code == 200, 60, "not ready again")
     deliver([replica], issuer, json.dumps(alert_body(2)).encode())
-    wait_until(lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(2,)], 60,
-               lambda: f"work items not created after the outage:\n{replica.log()}")
+    wait_until(
+        lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(2,)],
+        60,
+        lambda: f"work items not created after the outage:\n{replica.log()}",
+    )
     assert query(postgres_url, "SELECT state, count(*) FROM inbox GROUP BY state") == [("done", 2)]
 
 
@@ -88,8 +94,11 @@ def test_a_parked_row_replayed_with_the_cli_reaches_the_dispatching_replica(
     replayed = _cli(env, "replay", "--id", str(row_id), "--by", "alice", "--json")
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout) == {"changed": [row_id], "skipped": []}
-    wait_until(lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(1,)], 30,
-               lambda: f"the replayed row was not dispatched:\n{replica.log()}")
+    wait_until(
+        lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(1,)],
+        30,
+        lambda: f"the replayed row was not dispatched:\n{replica.log()}",
+    )
     traced = json.loads(_cli(env, "trace", str(alert_body(7)["data"]["essentials"]["alertId"]), "--json").stdout)
     [delivery] = traced["deliveries"]
     assert (delivery["state"], delivery["replayed_by"], delivery["work_item"]) == ("done", "alice", "INC0000001")
@@ -106,7 +115,9 @@ def test_a_parked_row_replayed_with_the_cli_reaches_the_dispatching_replica(
     missing = _cli(env, "work-items", "close", "INC0000099", "--note", "x")
     assert missing.returncode == 1 and "no work item INC0000099" in missing.stderr, missing.stderr
     again = _cli(env, "discard", "--id", str(row_id), "--reason", "x", "--json")
-    assert again.returncode == 1 and json.loads(again.stdout)["skipped"] == [{"id": row_id, "reason": "it is done, not parked"}]
+    assert again.returncode == 1 and json.loads(again.stdout)["skipped"] == [
+        {"id": row_id, "reason": "it is done, not parked"}
+    ]
 
 
 def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_expires(
@@ -148,8 +159,9 @@ def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_expires(
         postgres_cluster.set_password(original)
 
 
-def test_password_from_pgpassword_and_tls_required(postgres_cluster: PostgresCluster, postgres_url: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_from_pgpassword_and_tls_required(
+    postgres_cluster: PostgresCluster, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     database_name = postgres_url.rsplit("/", 1)[1]
     monkeypatch.setenv("PGPASSWORD", postgres_cluster.password)
 
@@ -164,7 +176,10 @@ def test_password_from_pgpassword_and_tls_required(postgres_cluster: PostgresClu
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://u:s3cret@db.example/app?sslmode=disable", "sslmode=disable in the PostgreSQL URL is not allowed: TLS is required"),
+        (
+            "postgresql://u:s3cret@db.example/app?sslmode=disable",
+            "sslmode=disable in the PostgreSQL URL is not allowed: TLS is required",
+        ),
         ("postgresql://u:s3cret@db.example/app?sslmode=prefer", "sslmode=prefer in the PostgreSQL URL is not allowed"),
         ("postgresql://u:s3cret@db.example", "names no database"),
         ("postgresql://db.example/app", "names no user"),
@@ -181,8 +196,11 @@ def test_bad_database_urls_are_refused_naming_the_variable_without_the_password(
 
 
 def test_db_auth_is_validated() -> None:
-    base = {"SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "SECURE_EXPORT_AUDIENCES": "api://x",
-            "SECURE_EXPORT_DB": "postgresql://app@db.example/alerts"}
+    base = {
+        "SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "SECURE_EXPORT_AUDIENCES": "api://x",
+        "SECURE_EXPORT_DB": "postgresql://app@db.example/alerts",
+    }
     assert load_settings({**base, "SECURE_EXPORT_DB_AUTH": "Entra"}).db_auth == "entra"
     with pytest.raises(SettingsError, match="SECURE_EXPORT_DB_AUTH"):
         load_settings({**base, "SECURE_EXPORT_DB_AUTH": "token"})
@@ -235,6 +253,9 @@ def test_the_lifecycle_rules_it_cannot_run_on_postgresql_are_named_at_start(
 ) -> None:
     # Flap damping and the stateless TTL keep their timers in the SQLite inbox (docs/postgresql.md).
     assert _post(replica, issuer, 1).status_code == 202
-    wait_until(lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(1,)], 60,
-               lambda: f"no work item:\n{replica.log()}")
+    wait_until(
+        lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(1,)],
+        60,
+        lambda: f"no work item:\n{replica.log()}",
+    )
     assert '"lifecycle_unsupported"' in replica.log(), replica.log()

@@ -64,11 +64,21 @@ def _burst(replicas: list[Replica], issuer: LocalIssuer, alerts: range, statuses
     def one(n: int) -> None:
         rng = random.Random(n)
         first = rng.randrange(2)
-        accepted = deliver(replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=first, statuses=statuses)
+        accepted = deliver(
+            replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=first, statuses=statuses
+        )
         taken.add(accepted)
         if rng.random() < 0.3:  # Azure retried a delivery whose 202 it did not see
-            taken.add(deliver(replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=accepted + 1, statuses=statuses))
-        taken.add(deliver(replicas, issuer, json.dumps(alert_body(n, "Resolved")).encode(), first=accepted + 1, statuses=statuses))
+            taken.add(
+                deliver(
+                    replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=accepted + 1, statuses=statuses
+                )
+            )
+        taken.add(
+            deliver(
+                replicas, issuer, json.dumps(alert_body(n, "Resolved")).encode(), first=accepted + 1, statuses=statuses
+            )
+        )
 
     taken: set[int] = set()
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -80,7 +90,11 @@ def _burst(replicas: list[Replica], issuer: LocalIssuer, alerts: range, statuses
 def _work_items(env: dict[str, str], cwd: Path) -> list[dict[str, Any]]:
     listing = subprocess.run(
         [sys.executable, "-m", "secure_export.cli", "work-items", "--json"],
-        capture_output=True, text=True, timeout=60, env=env, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd,
     )
     assert listing.returncode == 0, listing.stderr
     return json.loads(listing.stdout)
@@ -92,8 +106,14 @@ def _assert_exactly_once_in_order(url: str, replicas: list[Replica], alerts: ran
             url, "SELECT count(*) FROM inbox"
         ) == [(2 * len(alerts),)]
 
-    wait_until(settled, 120, lambda: f"inbox not settled: {query(url, 'SELECT state, count(*) FROM inbox GROUP BY state')}\n"
-               + "\n".join(r.log()[-2000:] for r in replicas))
+    wait_until(
+        settled,
+        120,
+        lambda: (
+            f"inbox not settled: {query(url, 'SELECT state, count(*) FROM inbox GROUP BY state')}\n"
+            + "\n".join(r.log()[-2000:] for r in replicas)
+        ),
+    )
     items = _work_items(replicas[0].env, cwd)
     assert len(items) == len(alerts), f"{len(items)} work items for {len(alerts)} alerts"
     numbers = [item["number"] for item in items]

@@ -41,7 +41,11 @@ def test_design_example_routes_first_match_and_default(design_routing: Path) -> 
     routing = load_routing(str(design_routing))
     shop = routing.decide(RoutingSubject(severity="Sev1", target_ids=(VM,)))
     assert (shop.rule, shop.assignment_group, shop.category, shop.impact, shop.urgency) == (
-        "routes[0]", "Shop On-Call", "Hardware", 1, 1,
+        "routes[0]",
+        "Shop On-Call",
+        "Hardware",
+        1,
+        1,
     )
     # Every key must hold: the right group but a Sev2 falls through to the default.
     assert routing.decide(RoutingSubject(severity="Sev2", target_ids=(VM,))).assignment_group == "Azure Monitor Triage"
@@ -49,9 +53,9 @@ def test_design_example_routes_first_match_and_default(design_routing: Path) -> 
     assert routing.decide(RoutingSubject(custom_properties={"Team": "IDENTITY"})).assignment_group == "Identity Team"
     keyvault = RoutingSubject(monitoring_service="activity log - administrative", alert_rule="KeyVault-secret-deleted")
     assert routing.decide(keyvault).rule == "routes[2]"
-    assert routing.decide(RoutingSubject(monitoring_service="Activity Log - Administrative", alert_rule="vm-x")).rule == (
-        "default"
-    )
+    assert routing.decide(
+        RoutingSubject(monitoring_service="Activity Log - Administrative", alert_rule="vm-x")
+    ).rule == ("default")
     default = routing.decide(RoutingSubject())
     assert (default.rule, default.assignment_group, default.category) == ("default", "Azure Monitor Triage", None)
 
@@ -228,7 +232,11 @@ def test_durations_take_seconds_and_iso_8601(tmp_path: Path) -> None:
     routing.write_text("{}\n")
     settings = load_settings(
         _env(tmp_path, routing)
-        | {"SECURE_EXPORT_REOPEN_WINDOW": "PT30M", "SECURE_EXPORT_STATELESS_TTL": "P1DT12H", "SECURE_EXPORT_FLAP_QUIET": "90"}
+        | {
+            "SECURE_EXPORT_REOPEN_WINDOW": "PT30M",
+            "SECURE_EXPORT_STATELESS_TTL": "P1DT12H",
+            "SECURE_EXPORT_FLAP_QUIET": "90",
+        }
     )
     assert (settings.reopen_window, settings.stateless_ttl, settings.flap_quiet) == (1800.0, 129600.0, 90.0)
     assert load_settings(_env(tmp_path, routing)).stateless_ttl is None  # default: off

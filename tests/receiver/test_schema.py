@@ -33,7 +33,9 @@ if not SAMPLES.is_dir():
     SAMPLES = Path("/work/shared/samples/common-alert-schema")
 
 NOT_COMMON = "legacy2022-budget-aip-notification.not-common-schema.json"
-FULL = sorted(p.name for p in SAMPLES.glob("*.json") if not p.name.endswith(".alertcontext.json") and p.name != NOT_COMMON)
+FULL = sorted(
+    p.name for p in SAMPLES.glob("*.json") if not p.name.endswith(".alertcontext.json") and p.name != NOT_COMMON
+)
 FRAGMENTS = sorted(p.name for p in SAMPLES.glob("*.alertcontext.json"))
 
 # monitoringService of each published alertContext fragment (from the doc heading it came from)
@@ -200,8 +202,15 @@ def test_summary_is_one_bounded_line() -> None:
 
 @pytest.mark.parametrize(
     "context",
-    [None, {}, {"condition": {"allOf": "not a list"}}, {"condition": {"allOf": [{"metricValue": {"nested": 1}}]}},
-     {"AlertData": {"BudgetName": ["odd"]}}, {"expression": 12}, {"operationName": 5, "properties": "x"}],
+    [
+        None,
+        {},
+        {"condition": {"allOf": "not a list"}},
+        {"condition": {"allOf": [{"metricValue": {"nested": 1}}]}},
+        {"AlertData": {"BudgetName": ["odd"]}},
+        {"expression": 12},
+        {"operationName": 5, "properties": "x"},
+    ],
 )
 def test_unexpected_context_shapes_get_no_view_but_are_accepted(context: Any) -> None:
     alert = parse_alert(encode(wrap(context, monitoringService="Platform")))
@@ -250,8 +259,13 @@ def test_optional_essentials_may_be_missing() -> None:
 
 
 def test_unknown_fields_and_services_are_kept() -> None:
-    obj = wrap({"quantumFlux": [1, 2, {"deep": True}]}, monitoringService="Quantum Monitor", futureField={"a": 1},
-               investigationLink="https://portal.azure.com/#view/x", intendedResource="/subscriptions/x/y")
+    obj = wrap(
+        {"quantumFlux": [1, 2, {"deep": True}]},
+        monitoringService="Quantum Monitor",
+        futureField={"a": 1},
+        investigationLink="https://portal.azure.com/#view/x",
+        intendedResource="/subscriptions/x/y",
+    )
     obj["newTopLevel"] = "kept"
     obj["data"]["extraSection"] = {"k": "v"}
     alert = parse_alert(encode(obj))
@@ -438,10 +452,27 @@ def test_arbitrary_bytes_never_escape_as_other_errors(body: bytes) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(essentials_patch=st.dictionaries(
-    st.sampled_from(["alertId", "monitorCondition", "severity", "alertTargetIDs", "configurationItems",
-                     "firedDateTime", "resolvedDateTime", "alertRule", "signalType", "unknownField"]),
-    json_values, max_size=5), context=json_values)
+@given(
+    essentials_patch=st.dictionaries(
+        st.sampled_from(
+            [
+                "alertId",
+                "monitorCondition",
+                "severity",
+                "alertTargetIDs",
+                "configurationItems",
+                "firedDateTime",
+                "resolvedDateTime",
+                "alertRule",
+                "signalType",
+                "unknownField",
+            ]
+        ),
+        json_values,
+        max_size=5,
+    ),
+    context=json_values,
+)
 def test_arbitrary_field_values_give_a_model_or_422(essentials_patch: dict[str, Any], context: Any) -> None:
     obj = wrap(context)
     obj["data"]["essentials"].update(essentials_patch)

@@ -82,7 +82,9 @@ def test_unsupported_url_scheme_is_refused_at_start(tmp_path: Path, url: str, sc
         ("POSTGRESQL://db.example.org/secure_export", "names no user"),
     ],
 )
-def test_a_postgresql_url_that_cannot_work_is_refused_naming_what_to_change(tmp_path: Path, url: str, expected: str) -> None:
+def test_a_postgresql_url_that_cannot_work_is_refused_naming_what_to_change(
+    tmp_path: Path, url: str, expected: str
+) -> None:
     line = assert_one_line_refusal(serve(tmp_path, url), "PostgreSQL URL", expected)
     assert "s3cret-pw" not in line and "db.example.org" not in line
     assert list(tmp_path.iterdir()) == []
@@ -167,7 +169,9 @@ def _command(tmp_path: Path, *argv: str, db_env: str | None = None) -> subproces
         (("discard", "--id", "1", "--reason", "test"), "mysql://receiver:s3cret-pw@db.example.org/x"),
     ],
 )
-def test_every_command_with_a_database_refuses_a_url_the_same_way(tmp_path: Path, argv: tuple[str, ...], db_env: str | None) -> None:
+def test_every_command_with_a_database_refuses_a_url_the_same_way(
+    tmp_path: Path, argv: tuple[str, ...], db_env: str | None
+) -> None:
     result = _command(tmp_path, *argv, db_env=db_env)
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.splitlines()

@@ -19,8 +19,19 @@ def _env(tenant: str) -> dict[str, str]:
     return {"SECURE_EXPORT_TENANT_ID": tenant, "SECURE_EXPORT_AUDIENCES": "api://secure-export"}
 
 
-@pytest.mark.parametrize("tenant", ["contoso.onmicrosoft.com", "contoso.com", "common", "organizations",
-                                    GUID.replace("-", ""), "{" + GUID + "}", GUID + "x", GUID[:-1]])
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        "contoso.onmicrosoft.com",
+        "contoso.com",
+        "common",
+        "organizations",
+        GUID.replace("-", ""),
+        "{" + GUID + "}",
+        GUID + "x",
+        GUID[:-1],
+    ],
+)
 def test_anything_but_a_guid_is_refused_with_a_pointer_to_the_directory_id(tenant: str) -> None:
     with pytest.raises(SettingsError) as raised:
         load_settings(_env(tenant))
@@ -34,8 +45,12 @@ def test_guid_is_normalised_to_the_lower_case_azure_ad_puts_in_tokens() -> None:
     assert settings.tenant_id == GUID
     assert settings.jwks_uri == f"https://login.microsoftonline.com/{GUID}/discovery/v2.0/keys"
     # The issuers the verifier compares byte for byte are built from the normalised id.
-    policy = AuthPolicy(tenant_id=settings.tenant_id, audiences=settings.audiences,
-                        allowed_callers=settings.allowed_callers, required_role=settings.required_role)
+    policy = AuthPolicy(
+        tenant_id=settings.tenant_id,
+        audiences=settings.audiences,
+        allowed_callers=settings.allowed_callers,
+        required_role=settings.required_role,
+    )
     assert policy.v1_issuer == f"https://sts.windows.net/{GUID}/"
     assert policy.v2_issuer == f"https://login.microsoftonline.com/{GUID}/v2.0"
 
@@ -45,7 +60,11 @@ def test_serve_with_a_domain_name_exits_2_naming_the_variable(tmp_path: Path) ->
     env |= _env("contoso.onmicrosoft.com") | {"SECURE_EXPORT_DB": str(tmp_path / "r.db")}
     result = subprocess.run(
         [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
-        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 2, result.stderr
     assert "SECURE_EXPORT_TENANT_ID" in result.stderr and "Directory (tenant) ID" in result.stderr

@@ -146,8 +146,10 @@ def with_kid(issuer: LocalIssuer, kid: Any, *, drop: bool = False) -> str:
 def unknown_kids(issuer: LocalIssuer, count: int) -> list[str]:
     """Genuinely signed tokens naming ``count`` different kids the JWKS does not hold (a kid flood)."""
     claims = issuer.claims()
-    return [raw_rs256({"typ": "JWT", "kid": f"unknown-{n}-{uuid.uuid4().hex}"}, claims, issuer.signing_key)
-            for n in range(count)]
+    return [
+        raw_rs256({"typ": "JWT", "kid": f"unknown-{n}-{uuid.uuid4().hex}"}, claims, issuer.signing_key)
+        for n in range(count)
+    ]
 
 
 def injected_key(issuer: LocalIssuer, attacker: LocalIssuer, parameter: str) -> str:
@@ -232,7 +234,9 @@ NEGATIVE_CASES: tuple[TokenCase, ...] = (
     _tok(401, "truncated signature", truncated_signature),
     _tok(401, "bit-flipped signature", flipped_signature),
     _tok(401, "empty signature", lambda i: with_signature(i.mint(), "")),
-    _tok(401, "payload tampered (caller changed, signature kept)", lambda i: tampered_payload(i, appid=OTHER_DAEMON_APP)),
+    _tok(
+        401, "payload tampered (caller changed, signature kept)", lambda i: tampered_payload(i, appid=OTHER_DAEMON_APP)
+    ),
     _tok(UNKNOWN_KID, "unknown key", foreign_key),
     _tok(401, "foreign key reusing our kid", lambda i: foreign_key(i, reuse_kid=True)),
     _tok(401, "missing kid", lambda i: with_kid(i, None, drop=True)),
@@ -261,12 +265,16 @@ NEGATIVE_CASES: tuple[TokenCase, ...] = (
     # issuer, tenant, audience, version
     _mint(401, "wrong iss: other tenant", iss=f"https://sts.windows.net/{OTHER_TENANT}/"),
     _mint(401, "wrong iss: common", iss="https://sts.windows.net/common/"),
-    TokenCase("wrong iss: no trailing slash", 401,
-              lambda i, a: bearer(i.mint(iss=f"https://sts.windows.net/{i.tenant_id}"))),
+    TokenCase(
+        "wrong iss: no trailing slash", 401, lambda i, a: bearer(i.mint(iss=f"https://sts.windows.net/{i.tenant_id}"))
+    ),
     TokenCase("wrong iss: v2 issuer in a v1 token", 401, lambda i, a: bearer(i.mint(iss=i.issuer(2)))),
     TokenCase("wrong iss: suffix", 401, lambda i, a: bearer(i.mint(version=2, iss=i.issuer(2) + "x"))),
-    TokenCase("wrong iss: look-alike host", 401,
-              lambda i, a: bearer(i.mint(version=2, iss=f"https://login.microsoftonline.com.evil/{i.tenant_id}/v2.0"))),
+    TokenCase(
+        "wrong iss: look-alike host",
+        401,
+        lambda i, a: bearer(i.mint(version=2, iss=f"https://login.microsoftonline.com.evil/{i.tenant_id}/v2.0")),
+    ),
     _mint(401, "no iss", iss=None),
     _mint(401, "tid differs from iss", tid=OTHER_TENANT),
     _mint(401, "no tid", tid=None),
@@ -296,13 +304,20 @@ VALID_CASES: tuple[TokenCase, ...] = (
     TokenCase("valid v1", 202, lambda i, a: bearer(i.mint(version=1))),
     TokenCase("valid v2", 202, lambda i, a: bearer(i.mint(version=2))),
     TokenCase("valid v1, lowercase scheme", 202, lambda i, a: "bearer " + i.mint(version=1)),
-    TokenCase("valid, carries a jku that is ignored", 202,
-              lambda i, a: bearer(i.sign(i.claims(), {"kid": i.kid, "jku": a.jwks_uri}))),
-    TokenCase("valid, exp 30 s ago (within the 60 s skew)", 202,
-              lambda i, a: bearer(i.mint(now=_now() - 3630, lifetime=3600))),
+    TokenCase(
+        "valid, carries a jku that is ignored",
+        202,
+        lambda i, a: bearer(i.sign(i.claims(), {"kid": i.kid, "jku": a.jwks_uri})),
+    ),
+    TokenCase(
+        "valid, exp 30 s ago (within the 60 s skew)", 202, lambda i, a: bearer(i.mint(now=_now() - 3630, lifetime=3600))
+    ),
     TokenCase("valid, nbf 30 s ahead (within the 60 s skew)", 202, lambda i, a: bearer(i.mint(nbf=_now() + 30))),
-    TokenCase("valid, hand-built RS256 (control for the kid cases)", 202,
-              lambda i, a: bearer(raw_rs256({"typ": "JWT", "kid": i.kid}, i.claims(), i.signing_key))),
+    TokenCase(
+        "valid, hand-built RS256 (control for the kid cases)",
+        202,
+        lambda i, a: bearer(raw_rs256({"typ": "JWT", "kid": i.kid}, i.claims(), i.signing_key)),
+    ),
     TokenCase("valid, idtyp app", 202, lambda i, a: bearer(i.mint(idtyp="app"))),
 )
 """Tokens that must be accepted (202 at the HTTP level)."""

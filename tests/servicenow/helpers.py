@@ -47,11 +47,18 @@ def event(n: int = 1, condition: Condition = Condition.FIRED, **overrides: Any) 
         "condition_summary": "Percentage CPU Average GreaterThan 90 (value 97.5)",
     }
     fields.update(overrides)
-    fields.setdefault("essentials", {
-        "alertId": aid, "alertRule": fields["rule"], "severity": fields["severity"],
-        "monitorCondition": str(condition), "alertTargetIDs": list(fields["target_ids"]),
-        "configurationItems": list(fields["configuration_items"]), "originAlertId": "abc",
-    })
+    fields.setdefault(
+        "essentials",
+        {
+            "alertId": aid,
+            "alertRule": fields["rule"],
+            "severity": fields["severity"],
+            "monitorCondition": str(condition),
+            "alertTargetIDs": list(fields["target_ids"]),
+            "configurationItems": list(fields["configuration_items"]),
+            "originAlertId": "abc",
+        },
+    )
     return AlertEvent(**fields)
 
 
@@ -71,7 +78,9 @@ def refused_gets(fake: FakeServiceNow, *, probe: bool) -> int:
     probes instead of sleeping, then checks that no lookup happened meanwhile.
     """
     return sum(
-        r.status == 401 and r.method == "GET" and r.path.startswith("/api/now/table/incident")
+        r.status == 401
+        and r.method == "GET"
+        and r.path.startswith("/api/now/table/incident")
         and (r.params.get("sysparm_limit") == "1") == probe
         for r in list(fake.requests)
     )
@@ -79,8 +88,13 @@ def refused_gets(fake: FakeServiceNow, *, probe: bool) -> int:
 
 def settings(fake: FakeServiceNow, **overrides: Any) -> ServiceNowSettings:
     """Backend settings for ``fake`` (basic auth unless overridden)."""
-    values: dict[str, Any] = {"url": fake.url, "username": USER, "password": PASSWORD,
-                              "readiness_cache_seconds": 0, "timeout_seconds": 5}
+    values: dict[str, Any] = {
+        "url": fake.url,
+        "username": USER,
+        "password": PASSWORD,
+        "readiness_cache_seconds": 0,
+        "timeout_seconds": 5,
+    }
     values.update(overrides)
     return ServiceNowSettings.load(**values)
 
@@ -115,8 +129,7 @@ def with_backend(
 
     async def main() -> T:
         backend_settings = settings(fake, **overrides)
-        backend = (ServiceNowBackend(backend_settings, clock=clock) if clock
-                   else ServiceNowBackend(backend_settings))
+        backend = ServiceNowBackend(backend_settings, clock=clock) if clock else ServiceNowBackend(backend_settings)
         await backend.start()
         try:
             return await body(backend)

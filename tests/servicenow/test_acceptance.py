@@ -22,8 +22,7 @@ from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, st
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
 from tests.servicenow_fake import FakeServiceNow
 
-VM_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/"
-         "virtualMachines/vm-app-01")
+VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +39,14 @@ def instance(fake: FakeServiceNow) -> FakeServiceNow:
     return fake
 
 
-def _receiver(tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow, *, env: dict[str, Any] | None = None,
-              **backend_settings: Any) -> RunningReceiver:
+def _receiver(
+    tmp_path: Path,
+    issuer: LocalIssuer,
+    fake: FakeServiceNow,
+    *,
+    env: dict[str, Any] | None = None,
+    **backend_settings: Any,
+) -> RunningReceiver:
     window = float((env or {}).get("reopen_window", 3600))  # as create_backend passes SECURE_EXPORT_REOPEN_WINDOW
     backend = ServiceNowBackend(settings(fake, **backend_settings), reopen_window=window)
     return start_receiver(tmp_path, issuer, backend=backend, **(env or {}))
@@ -81,8 +86,7 @@ def test_concurrent_fired_deliveries_for_one_key_make_one_incident(
 
         def deliver(n: int) -> None:
             with httpx.Client(base_url=rx.url, timeout=30) as client:
-                response = client.post("/api/alerts", json=alert_body(n),
-                                       headers={"authorization": f"Bearer {token}"})
+                response = client.post("/api/alerts", json=alert_body(n), headers={"authorization": f"Bearer {token}"})
                 statuses.append(response.status_code)
 
         threads = [threading.Thread(target=deliver, args=(n,)) for n in (1, 2, 3, 4, 5) * 2]
@@ -164,8 +168,9 @@ def test_rate_limits_and_an_outage_lose_nothing_and_duplicate_nothing(
 def test_an_expired_oauth_token_is_refreshed_and_the_call_retried_once(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow
 ) -> None:
-    with _receiver(tmp_path, issuer, instance, username=None, password=None, client_id=CLIENT_ID,
-                   client_secret=CLIENT_SECRET) as rx:
+    with _receiver(
+        tmp_path, issuer, instance, username=None, password=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as rx:
         token = issuer.mint()
         assert rx.post_alert(alert_body(1), token).status_code == 202
         rx.wait_dispatched()
@@ -182,15 +187,18 @@ def test_an_expired_oauth_token_is_refreshed_and_the_call_retried_once(
 def test_wrong_credentials_make_readyz_503_with_the_reason_and_keep_the_alerts(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow
 ) -> None:
-    with _receiver(tmp_path, issuer, instance, password="not-the-password",
-                   env={"dispatch_max_attempts": 10_000}) as rx:
+    with _receiver(
+        tmp_path, issuer, instance, password="not-the-password", env={"dispatch_max_attempts": 10_000}
+    ) as rx:
         ready = rx.get("/readyz")
         assert ready.status_code == 503
         assert "refused the credentials" in ready.json()["detail"] and "401" in ready.json()["detail"]
         assert "not-the-password" not in ready.text
         assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
-        rx.wait_until(lambda: any(r.status == 401 and r.path.endswith("/incident") for r in instance.requests),
-                      what="a refused apply")
+        rx.wait_until(
+            lambda: any(r.status == 401 and r.path.endswith("/incident") for r in instance.requests),
+            what="a refused apply",
+        )
         assert rx.inbox_counts() == {"pending": 1, "done": 0, "parked": 0}
         assert not instance.rows("incident")
         instance.add_user(USER, "not-the-password")  # the operator fixes the account
@@ -238,8 +246,12 @@ def test_secure_export_itsm_servicenow_selects_this_backend_from_the_environment
     tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow
 ) -> None:
     """The production wiring: ``create_backend`` → ``ServiceNowBackend.from_env`` in a separate process."""
-    env = {"itsm": "servicenow", "servicenow_url": instance.url, "servicenow_username": USER,
-           "servicenow_password": PASSWORD}
+    env = {
+        "itsm": "servicenow",
+        "servicenow_url": instance.url,
+        "servicenow_username": USER,
+        "servicenow_password": PASSWORD,
+    }
     with start_receiver(tmp_path, issuer, subprocess=True, **env) as rx:
         assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
         rx.wait_dispatched()
@@ -276,8 +288,13 @@ def test_a_refused_incident_is_parked_with_servicenow_s_message_for_operators(
 def test_a_close_code_the_instance_does_not_offer_stops_the_receiver(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow
 ) -> None:
-    env = {"itsm": "servicenow", "servicenow_url": instance.url, "servicenow_username": USER,
-           "servicenow_password": PASSWORD, "servicenow_close_code": "Fixed it"}
+    env = {
+        "itsm": "servicenow",
+        "servicenow_url": instance.url,
+        "servicenow_username": USER,
+        "servicenow_password": PASSWORD,
+        "servicenow_close_code": "Fixed it",
+    }
     with pytest.raises(RuntimeError):
         start_receiver(tmp_path, issuer, subprocess=True, **env)
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("receiver-*.log"))

@@ -13,7 +13,10 @@ DB_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsof
 
 def test_binds_the_ci_found_by_resource_id_and_lists_every_ci(fake: FakeServiceNow) -> None:
     fake.insert("cmdb_ci", {"name": "sql-01", "object_id": DB_ID})
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(VM_ID, DB_ID), configuration_items=("vm-web-01", "sql-01", "ghost"))))
+    with_backend(
+        fake,
+        lambda b: b.apply(event(1, target_ids=(VM_ID, DB_ID), configuration_items=("vm-web-01", "sql-01", "ghost"))),
+    )
     [incident] = fake.rows("incident")
     assert incident["cmdb_ci"] == fake.rows("cmdb_ci", name="vm-web-01")[0]["sys_id"]
     description = incident["description"]
@@ -30,8 +33,9 @@ def test_falls_back_to_the_name_when_no_resource_id_matches(fake: FakeServiceNow
 
 def test_resource_id_lookup_ignores_case_and_uses_the_configured_field(fake: FakeServiceNow) -> None:
     db = fake.insert("cmdb_ci", {"name": "db", "serial_number": DB_ID.lower()})
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(DB_ID,), configuration_items=())),
-                 ci_lookup_field="serial_number")
+    with_backend(
+        fake, lambda b: b.apply(event(1, target_ids=(DB_ID,), configuration_items=())), ci_lookup_field="serial_number"
+    )
     assert fake.rows("incident")[0]["cmdb_ci"] == db["sys_id"]
     assert all(r.params["sysparm_query"].startswith("serial_number=") for r in fake.table_requests("cmdb_ci"))
 
@@ -59,8 +63,19 @@ def test_hits_and_misses_are_cached_until_the_ttl_expires(fake: FakeServiceNow) 
     with_backend(fake, body, clock=clock, ci_cache_ttl_seconds=300)
 
 
-@pytest.mark.parametrize("name", ["vm^ORname!=x", "a^NQsys_id!=0", "javascript:gs.getUserID()",
-                                  "JavaScript:gs.sleep(1000)", "vm web", "vm\nname=x", "vm-web-01\n", "x" * 300])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vm^ORname!=x",
+        "a^NQsys_id!=0",
+        "javascript:gs.getUserID()",
+        "JavaScript:gs.sleep(1000)",
+        "vm web",
+        "vm\nname=x",
+        "vm-web-01\n",
+        "x" * 300,
+    ],
+)
 def test_hostile_ci_names_never_reach_a_query(fake: FakeServiceNow, name: str) -> None:
     with_backend(fake, lambda b: b.apply(event(1, target_ids=(), configuration_items=(name,))))
     assert not fake.table_requests("cmdb_ci")
@@ -88,8 +103,9 @@ def test_cis_are_never_created_unless_configured(fake: FakeServiceNow) -> None:
     new_id = VM_ID.replace("vm-web-01", "vm-new")
     with_backend(fake, lambda b: b.apply(event(1, target_ids=(new_id,), configuration_items=("vm-new",))))
     assert not fake.table_requests("cmdb_ci", "POST")
-    with_backend(fake, lambda b: b.apply(event(2, target_ids=(new_id,), configuration_items=("vm-new",))),
-                 create_cis=True)
+    with_backend(
+        fake, lambda b: b.apply(event(2, target_ids=(new_id,), configuration_items=("vm-new",))), create_cis=True
+    )
     [created] = fake.rows("cmdb_ci", name="vm-new")
     assert created["object_id"] == new_id
     assert fake.rows("incident", cmdb_ci=created["sys_id"])

@@ -50,8 +50,10 @@ def test_wrong_credentials_for_longer_than_the_retry_budget_park_nothing_once_fi
         applies, probes = refused_gets(fake, probe=False), refused_gets(fake, probe=True)
         # Paused for longer than the attempts' budget: 2 x MAX_ATTEMPTS readiness re-checks, each
         # at least the backoff cap apart (the longest wait between two attempts of a row).
-        rx.wait_until(lambda: refused_gets(fake, probe=True) >= probes + 2 * MAX_ATTEMPTS,
-                      what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused")
+        rx.wait_until(
+            lambda: refused_gets(fake, probe=True) >= probes + 2 * MAX_ATTEMPTS,
+            what=f"{2 * MAX_ATTEMPTS} readiness re-checks while paused",
+        )
         assert refused_gets(fake, probe=False) == applies  # no apply while paused
         assert rx.inbox_counts() == {"pending": 6, "done": 0, "parked": 0}
         assert rx.runtime.dispatcher.paused_reason and "refused the credentials" in rx.runtime.dispatcher.paused_reason

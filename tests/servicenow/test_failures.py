@@ -19,7 +19,7 @@ from tests.servicenow.helpers import (
     settings,
     with_backend,
 )
-from tests.servicenow_fake import Fault, FakeServiceNow
+from tests.servicenow_fake import FakeServiceNow, Fault
 
 
 def test_429_is_transient_with_retry_after_capped(fake: FakeServiceNow) -> None:
@@ -56,6 +56,7 @@ def test_a_429_is_waited_out_and_sent_again_without_failing_the_delivery(fake: F
 @pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
 def test_server_errors_are_transient(fake: FakeServiceNow, status: int) -> None:
     """5xx and 408 Request Timeout are temporary (retried); guards dropping 408 from the transient set."""
+
     async def body(backend: ServiceNowBackend) -> None:
         fake.inject(Fault("status", status, remaining=1, path_prefix="/api/now/table/incident"))
         with pytest.raises(TransientBackendError, match=str(status)) as caught:
@@ -119,7 +120,9 @@ def test_a_data_policy_refusal_is_permanent_and_names_the_fields(fake: FakeServi
 def test_invalid_close_code_stops_start_with_the_valid_choices(fake: FakeServiceNow) -> None:
     async def main() -> None:
         backend = ServiceNowBackend(settings(fake, close_code="Fixed it"))
-        with pytest.raises(PermanentBackendError, match="SECURE_EXPORT_SERVICENOW_CLOSE_CODE='Fixed it'.*Solution provided"):
+        with pytest.raises(
+            PermanentBackendError, match="SECURE_EXPORT_SERVICENOW_CLOSE_CODE='Fixed it'.*Solution provided"
+        ):
             await backend.start()
         assert not (await backend.readiness()).ready
         await backend.close()
@@ -160,8 +163,15 @@ def test_oauth_token_is_reused_and_refreshed_before_expiry(fake: FakeServiceNow,
         await backend.apply(event(4))
         assert backend.token_requests == 2
 
-    with_backend(fake, body, clock=clock, auth=grant, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                 token_refresh_margin_seconds=60)
+    with_backend(
+        fake,
+        body,
+        clock=clock,
+        auth=grant,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        token_refresh_margin_seconds=60,
+    )
     assert len(fake.rows("incident")) == 4
     assert not [r for r in fake.requests if r.status == 401]
     assert {r.auth for r in fake.requests if r.path.startswith("/api/")} == {"Bearer"}

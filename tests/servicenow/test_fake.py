@@ -17,8 +17,9 @@ def _get(fake: FakeServiceNow, table: str, **params: str) -> httpx.Response:
 
 
 def test_post_answers_201_with_location_and_result_envelope(fake: FakeServiceNow) -> None:
-    response = httpx.post(f"{fake.url}/api/now/table/incident", json={"short_description": "x", "bogus": "y"},
-                          auth=AUTH, headers=JSON)
+    response = httpx.post(
+        f"{fake.url}/api/now/table/incident", json={"short_description": "x", "bogus": "y"}, auth=AUTH, headers=JSON
+    )
     assert response.status_code == 201
     record = response.json()["result"]
     assert response.headers["Location"].endswith(f"/api/now/table/incident/{record['sys_id']}")
@@ -31,19 +32,27 @@ def test_unknown_query_field_is_silently_dropped_and_matches_everything(fake: Fa
         fake.insert("incident", {"short_description": f"i{n}", "correlation_id": f"c{n}"})
     assert len(_get(fake, "incident", sysparm_query="correlaton_id=c1").json()["result"]) == 3
     assert len(_get(fake, "incident", sysparm_query="correlation_id=c1").json()["result"]) == 1
-    assert len(_get(fake, "incident", sysparm_query="correlation_id=c1", sysparm_limit="2",
-                    sysparm_fields="sys_id,nope").json()["result"]) == 1
+    assert (
+        len(
+            _get(
+                fake, "incident", sysparm_query="correlation_id=c1", sysparm_limit="2", sysparm_fields="sys_id,nope"
+            ).json()["result"]
+        )
+        == 1
+    )
 
 
 def test_or_binds_tighter_than_and_and_orderby_sorts(fake: FakeServiceNow) -> None:
     fake.insert("cmdb_ci", {"name": "alpha", "operational_status": "1"})
     fake.insert("cmdb_ci", {"name": "beta", "operational_status": "2"})
     fake.insert("cmdb_ci", {"name": "gamma", "operational_status": "1"})
-    rows = _get(fake, "cmdb_ci", sysparm_query="operational_status=1^name=alpha^ORname=beta",
-                sysparm_fields="name").json()["result"]
+    rows = _get(
+        fake, "cmdb_ci", sysparm_query="operational_status=1^name=alpha^ORname=beta", sysparm_fields="name"
+    ).json()["result"]
     assert [r["name"] for r in rows] == ["alpha"]
-    rows = _get(fake, "cmdb_ci", sysparm_query="nameLIKEa^name!=vm-web-01^ORDERBYDESCname",
-                sysparm_fields="name").json()["result"]
+    rows = _get(
+        fake, "cmdb_ci", sysparm_query="nameLIKEa^name!=vm-web-01^ORDERBYDESCname", sysparm_fields="name"
+    ).json()["result"]
     assert [r["name"] for r in rows] == ["gamma", "beta", "alpha"]
 
 
@@ -100,30 +109,40 @@ def test_javascript_values_are_evaluated_server_side(fake: FakeServiceNow) -> No
 
 def test_reference_fields_follow_display_value_and_exclude_reference_link(fake: FakeServiceNow) -> None:
     ci = fake.rows("cmdb_ci")[0]
-    httpx.post(f"{fake.url}/api/now/table/incident", json={"cmdb_ci": ci["sys_id"], "state": "2"},
-               auth=AUTH, headers=JSON)
+    httpx.post(
+        f"{fake.url}/api/now/table/incident", json={"cmdb_ci": ci["sys_id"], "state": "2"}, auth=AUTH, headers=JSON
+    )
     raw = _get(fake, "incident", sysparm_fields="cmdb_ci,state").json()["result"][0]
     assert raw["cmdb_ci"]["value"] == ci["sys_id"] and raw["cmdb_ci"]["link"].endswith(ci["sys_id"])
     flat = _get(fake, "incident", sysparm_fields="cmdb_ci", sysparm_exclude_reference_link="true").json()["result"][0]
     assert flat == {"cmdb_ci": ci["sys_id"]}
-    shown = _get(fake, "incident", sysparm_fields="cmdb_ci,state", sysparm_display_value="true",
-                 sysparm_exclude_reference_link="true").json()["result"][0]
+    shown = _get(
+        fake,
+        "incident",
+        sysparm_fields="cmdb_ci,state",
+        sysparm_display_value="true",
+        sysparm_exclude_reference_link="true",
+    ).json()["result"][0]
     assert shown == {"cmdb_ci": "vm-web-01", "state": "In Progress"}
     both = _get(fake, "incident", sysparm_fields="state", sysparm_display_value="all").json()["result"][0]
     assert both == {"state": {"display_value": "In Progress", "value": "2"}}
 
 
 def test_journal_fields_read_back_empty_and_live_in_sys_journal_field(fake: FakeServiceNow) -> None:
-    created = httpx.post(f"{fake.url}/api/now/table/incident", json={"work_notes": "first"},
-                         auth=AUTH, headers=JSON).json()["result"]
+    created = httpx.post(
+        f"{fake.url}/api/now/table/incident", json={"work_notes": "first"}, auth=AUTH, headers=JSON
+    ).json()["result"]
     assert created["work_notes"] == ""
-    httpx.patch(f"{fake.url}/api/now/table/incident/{created['sys_id']}", json={"work_notes": "second"},
-                auth=AUTH, headers=JSON)
+    httpx.patch(
+        f"{fake.url}/api/now/table/incident/{created['sys_id']}", json={"work_notes": "second"}, auth=AUTH, headers=JSON
+    )
     assert fake.journal(created["sys_id"]) == ["first", "second"]
 
 
 def test_resolving_without_close_code_is_refused_by_the_data_policy(fake: FakeServiceNow) -> None:
-    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"]["sys_id"]
+    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"][
+        "sys_id"
+    ]
     url = f"{fake.url}/api/now/table/incident/{sys_id}"
     refused = httpx.patch(url, json={"state": "6", "close_notes": "done"}, auth=AUTH, headers=JSON)
     assert refused.status_code == 403
@@ -131,23 +150,30 @@ def test_resolving_without_close_code_is_refused_by_the_data_policy(fake: FakeSe
     assert "Resolution code" in refused.json()["error"]["detail"]
     closed = httpx.patch(url, json={"state": "7"}, auth=AUTH, headers=JSON)
     assert closed.status_code == 403
-    ok = httpx.patch(url, json={"state": "6", "close_code": "Solution provided", "close_notes": "done"},
-                     auth=AUTH, headers=JSON)
+    ok = httpx.patch(
+        url, json={"state": "6", "close_code": "Solution provided", "close_notes": "done"}, auth=AUTH, headers=JSON
+    )
     assert ok.status_code == 200 and ok.json()["result"]["state"] == "6"
 
 
 def test_a_close_code_that_is_no_active_choice_is_dropped_and_the_data_policy_names_it(fake: FakeServiceNow) -> None:
-    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"]["sys_id"]
+    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"][
+        "sys_id"
+    ]
     url = f"{fake.url}/api/now/table/incident/{sys_id}"
     for code in ("Solved (Permanently)", "Closed/Resolved by Caller"):  # unknown; inactive
-        refused = httpx.patch(url, json={"state": "6", "close_code": code, "close_notes": "done"}, auth=AUTH, headers=JSON)
+        refused = httpx.patch(
+            url, json={"state": "6", "close_code": code, "close_notes": "done"}, auth=AUTH, headers=JSON
+        )
         assert refused.status_code == 403 and "Resolution code" in refused.json()["error"]["detail"]
     assert fake.rows("incident", sys_id=sys_id)[0].get("close_code", "") == ""
 
 
 def test_an_instance_with_only_a_ui_policy_lets_rest_resolve_without_close_info(fake: FakeServiceNow) -> None:
     fake.close_info_policy = "ui"
-    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"]["sys_id"]
+    sys_id = httpx.post(f"{fake.url}/api/now/table/incident", json={}, auth=AUTH, headers=JSON).json()["result"][
+        "sys_id"
+    ]
     resolved = httpx.patch(f"{fake.url}/api/now/table/incident/{sys_id}", json={"state": "6"}, auth=AUTH, headers=JSON)
     assert resolved.status_code == 200 and resolved.json()["result"]["state"] == "6"
 
@@ -155,8 +181,10 @@ def test_an_instance_with_only_a_ui_policy_lets_rest_resolve_without_close_info(
 def test_wrong_credentials_get_the_401_envelope(fake: FakeServiceNow) -> None:
     response = httpx.get(f"{fake.url}/api/now/table/incident", auth=(USER, "wrong"), headers=JSON)
     assert response.status_code == 401
-    assert response.json() == {"error": {"message": "User Not Authenticated",
-                                         "detail": "Required to provide Auth information"}, "status": "failure"}
+    assert response.json() == {
+        "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
+        "status": "failure",
+    }
 
 
 @pytest.mark.parametrize("grant", ["password", "client_credentials"])
@@ -189,14 +217,19 @@ def test_rate_limit_outage_and_dropped_connections_are_injectable(fake: FakeServ
         _get(fake, "incident")
     fake.drop_next(1, after_processing=True)
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.post(f"{fake.url}/api/now/table/incident", json={"short_description": "lost answer"},
-                   auth=AUTH, headers=JSON)
+        httpx.post(
+            f"{fake.url}/api/now/table/incident", json={"short_description": "lost answer"}, auth=AUTH, headers=JSON
+        )
     assert fake.rows("incident", short_description="lost answer")
 
 
 def test_jsonv2_inserts_em_event_rows(fake: FakeServiceNow) -> None:
-    response = httpx.post(f"{fake.url}/api/global/em/jsonv2", auth=AUTH, headers=JSON,
-                          json={"records": [{"source": "s", "node": "n", "severity": "1", "message_key": "k"}]})
+    response = httpx.post(
+        f"{fake.url}/api/global/em/jsonv2",
+        auth=AUTH,
+        headers=JSON,
+        json={"records": [{"source": "s", "node": "n", "severity": "1", "message_key": "k"}]},
+    )
     assert response.status_code == 200
     assert response.json()["result"] == {"Default Bulk Endpoint": "1 events were inserted"}
     assert fake.rows("em_event", message_key="k")[0]["node"] == "n"

@@ -19,8 +19,9 @@ def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:
 
 def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fake: FakeServiceNow) -> None:
     group = "0123456789abcdef0123456789abcdef"
-    with_backend(fake, lambda b: b.apply(event(1)), assignment_group=group, category="software",
-                 contact_type="monitoring")
+    with_backend(
+        fake, lambda b: b.apply(event(1)), assignment_group=group, category="software", contact_type="monitoring"
+    )
     [incident] = fake.rows("incident")
     assert incident["correlation_id"] == correlation_id(alert_id(1))
     assert incident["correlation_id"].startswith("azmon:") and alert_id(1) not in incident["correlation_id"]
@@ -28,7 +29,10 @@ def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fak
     assert (incident["impact"], incident["urgency"], incident["priority"]) == ("1", "2", "2")  # Sev1
     assert incident["state"] == "1" and incident["active"] == "true"
     assert (incident["assignment_group"], incident["category"], incident["contact_type"]) == (
-        group, "software", "monitoring")
+        group,
+        "software",
+        "monitoring",
+    )
     assert alert_id(1) in incident["description"]
     assert "Percentage CPU Average GreaterThan 90" in incident["description"]
     assert "https://portal.azure.com/" in incident["description"]
@@ -154,8 +158,10 @@ def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) 
 
 def test_two_open_incidents_for_one_key_park_with_a_clear_reason(fake: FakeServiceNow) -> None:
     for _ in range(2):
-        fake.insert("incident", {"correlation_id": correlation_id(alert_id(1)), "state": "1", "active": "true",
-                                 "number": "INC0000099"})
+        fake.insert(
+            "incident",
+            {"correlation_id": correlation_id(alert_id(1)), "state": "1", "active": "true", "number": "INC0000099"},
+        )
     with pytest.raises(PermanentBackendError, match="more than one open incident"):
         with_backend(fake, lambda b: b.apply(event(1)))
 
@@ -210,8 +216,9 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
 
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, correlation_key=key))
-        fake.tables["incident"][0].update(state="6", close_code="Solution provided", close_notes="by hand",
-                                          resolved_at="2026-11-26 06:20:00")
+        fake.tables["incident"][0].update(
+            state="6", close_code="Solution provided", close_notes="by hand", resolved_at="2026-11-26 06:20:00"
+        )
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))  # a new instance reopens
         assert fake.rows("incident")[0]["state"] == "2"
@@ -261,9 +268,15 @@ def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNo
         [incident] = fake.rows("incident")
         # 600 older occurrences of other alerts, then alert 2 fires: its marker is on the second page.
         for n in range(600):
-            fake.insert("sys_journal_field", {
-                "element_id": incident["sys_id"], "element": "work_notes", "name": "incident",
-                "value": f"Occurrence {n}\n{occurrence_marker(alert_id(1000 + n), Condition.RESOLVED)}"})
+            fake.insert(
+                "sys_journal_field",
+                {
+                    "element_id": incident["sys_id"],
+                    "element": "work_notes",
+                    "name": "incident",
+                    "value": f"Occurrence {n}\n{occurrence_marker(alert_id(1000 + n), Condition.RESOLVED)}",
+                },
+            )
         await backend.apply(event(2, correlation_key=key))
         notes = len(fake.journal(incident["sys_id"]))
         await backend.apply(event(2, correlation_key=key))  # replay: already noted on page 2

@@ -78,8 +78,9 @@ def test_metrics_show_servicenow_calls_by_table_method_and_status(
 def test_metrics_show_oauth_token_requests_by_outcome(
     tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
 ) -> None:
-    backend = ServiceNowBackend(settings(fake, username=None, password=None, client_id=CLIENT_ID,
-                                         client_secret=CLIENT_SECRET))
+    backend = ServiceNowBackend(
+        settings(fake, username=None, password=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    )
     with start_receiver(tmp_path, issuer, backend=backend) as rx:
         token = issuer.mint()
         assert rx.post_alert(alert_body(1), token).status_code == 202
@@ -101,8 +102,9 @@ def test_metrics_show_oauth_token_requests_by_outcome(
 def test_refused_oauth_credentials_are_counted_as_refused(
     tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow
 ) -> None:
-    backend = ServiceNowBackend(settings(fake, username=None, password=None, client_id=CLIENT_ID,
-                                         client_secret="not-the-secret"))
+    backend = ServiceNowBackend(
+        settings(fake, username=None, password=None, client_id=CLIENT_ID, client_secret="not-the-secret")
+    )
     with start_receiver(tmp_path, issuer, backend=backend) as rx:
         assert rx.get("/readyz").status_code == 503
         tokens = _samples(rx, TOKENS)

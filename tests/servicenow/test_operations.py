@@ -45,7 +45,12 @@ def _free_port() -> int:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "secure_export.cli", *args], capture_output=True, text=True, timeout=60, env=env, cwd=REPO
+        [sys.executable, "-m", "secure_export.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO,
     )
 
 
@@ -88,7 +93,10 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "secure_export.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     log = ServeLog(process)
     try:
@@ -106,8 +114,10 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
         body = alert_body(7)
         alert_id = body["data"]["essentials"]["alertId"]
         answer = httpx.post(
-            f"{url}/api/alerts", content=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {issuer.mint()}", "Content-Type": "application/json"}, timeout=10,
+            f"{url}/api/alerts",
+            content=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {issuer.mint()}", "Content-Type": "application/json"},
+            timeout=10,
         )
         assert answer.status_code == 202, answer.text
 

@@ -34,7 +34,8 @@ def test_two_replicas_on_servicenow_kill_the_dispatcher_mid_burst_one_incident_e
     tmp_path: Path, local_issuer: LocalIssuer, fake: FakeServiceNow, postgres_url: str
 ) -> None:
     env = replica_env(
-        local_issuer, postgres_url,
+        local_issuer,
+        postgres_url,
         SECURE_EXPORT_ITSM="servicenow",
         SECURE_EXPORT_SERVICENOW_URL=fake.url,
         SECURE_EXPORT_SERVICENOW_USERNAME=USER,
@@ -62,9 +63,12 @@ def test_two_replicas_on_servicenow_kill_the_dispatcher_mid_burst_one_incident_e
         killer.join(90)
         assert accepted_by == {0, 1}
         wait_until(
-            lambda: query(postgres_url, "SELECT count(*) FROM inbox WHERE state <> 'done'") == [(0,)]
-            and query(postgres_url, "SELECT count(*) FROM inbox") == [(2 * len(alerts),)],
-            120, lambda: "\n".join(r.log()[-3000:] for r in pair),
+            lambda: (
+                query(postgres_url, "SELECT count(*) FROM inbox WHERE state <> 'done'") == [(0,)]
+                and query(postgres_url, "SELECT count(*) FROM inbox") == [(2 * len(alerts),)]
+            ),
+            120,
+            lambda: "\n".join(r.log()[-3000:] for r in pair),
         )
         for n in alerts:
             alert_id = alert_body(n)["data"]["essentials"]["alertId"]

@@ -90,10 +90,15 @@ def test_names_resolve_to_sys_ids_and_the_route_sets_every_field(fake: FakeServi
     drive(fake, routed(event(1)), routed(event(2, correlation_key="other")))
     first, second = fake.rows("incident")
     assert (first["assignment_group"], first["business_service"], first["caller_id"]) == (
-        ids["shop"], ids["service"], ids["caller"],
+        ids["shop"],
+        ids["service"],
+        ids["caller"],
     )
     assert (first["category"], first["subcategory"], first["u_team"], first["contact_type"]) == (
-        "Hardware", "CPU", "shop", "monitoring",
+        "Hardware",
+        "CPU",
+        "shop",
+        "monitoring",
     )
     # The route's impact/urgency beat the severity map (Sev1 → 1/2): priority from ServiceNow's matrix.
     assert (first["impact"], first["urgency"], first["priority"]) == ("3", "1", "3")
@@ -220,8 +225,15 @@ def test_another_instance_joins_an_incident_only_when_flap_damping_held_it(fake:
     # Open with nothing firing but no held Resolved: another replica is half-way through resolving it.
     drive(fake, lifecycle_event(3))
     [mid] = fake.rows("incident")
-    fake.insert("sys_journal_field", {"element_id": mid["sys_id"], "element": "work_notes", "name": "incident",
-                                      "value": occurrence_marker(alert_id(3), Condition.RESOLVED)})
+    fake.insert(
+        "sys_journal_field",
+        {
+            "element_id": mid["sys_id"],
+            "element": "work_notes",
+            "name": "incident",
+            "value": occurrence_marker(alert_id(3), Condition.RESOLVED),
+        },
+    )
     drive(fake, lifecycle_event(4))
     assert sorted(row["correlation_id"] for row in fake.rows("incident")) == sorted(
         [correlation_id(alert_id(3)), correlation_id(alert_id(4))]
@@ -230,8 +242,10 @@ def test_another_instance_joins_an_incident_only_when_flap_damping_held_it(fake:
 
 def test_a_receiver_resolution_with_nothing_open_creates_nothing(fake: FakeServiceNow) -> None:
     ttl = dataclasses.replace(
-        lifecycle_event(9, Condition.RESOLVED), alert_id="secure-export-lifecycle/stateless-ttl/x/1",
-        lifecycle_reason="stateless-ttl", lifecycle_note="Resolved by secure-export",
+        lifecycle_event(9, Condition.RESOLVED),
+        alert_id="secure-export-lifecycle/stateless-ttl/x/1",
+        lifecycle_reason="stateless-ttl",
+        lifecycle_note="Resolved by secure-export",
     )
     drive(fake, ttl)
     assert fake.rows("incident") == []

@@ -9,8 +9,11 @@ import pytest
 from receiver.itsm.servicenow import ServiceNowBackend
 from receiver.itsm.servicenow_settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
 
-BASE = {"SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com/",
-        "SECURE_EXPORT_SERVICENOW_USERNAME": "svc", "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret"}
+BASE = {
+    "SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com/",
+    "SECURE_EXPORT_SERVICENOW_USERNAME": "svc",
+    "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret",
+}
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
@@ -19,9 +22,15 @@ def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 
 
 def test_from_env_reads_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, BASE | {"SECURE_EXPORT_SERVICENOW_TARGET": "event",
-                              "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev2": {"impact": 1, "urgency": 3}}',
-                              "SECURE_EXPORT_SERVICENOW_CREATE_CIS": "true"})
+    _env(
+        monkeypatch,
+        BASE
+        | {
+            "SECURE_EXPORT_SERVICENOW_TARGET": "event",
+            "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev2": {"impact": 1, "urgency": 3}}',
+            "SECURE_EXPORT_SERVICENOW_CREATE_CIS": "true",
+        },
+    )
     backend = ServiceNowBackend.from_env(object())
     s = backend.settings
     assert s.url == "https://acme.service-now.com" and s.target is Target.EVENT and s.create_cis
@@ -31,8 +40,10 @@ def test_from_env_reads_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_secrets_never_appear_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, BASE | {"SECURE_EXPORT_SERVICENOW_CLIENT_ID": "cid",
-                              "SECURE_EXPORT_SERVICENOW_CLIENT_SECRET": "client-s3cret"})
+    _env(
+        monkeypatch,
+        BASE | {"SECURE_EXPORT_SERVICENOW_CLIENT_ID": "cid", "SECURE_EXPORT_SERVICENOW_CLIENT_SECRET": "client-s3cret"},
+    )
     s = ServiceNowSettings.load()
     assert "pa55-secret" not in repr(s) and "client-s3cret" not in repr(s)
     assert s.effective_auth is AuthMode.OAUTH_PASSWORD
@@ -42,20 +53,36 @@ def test_secrets_never_appear_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     ("changes", "named"),
     [
         ({"SECURE_EXPORT_SERVICENOW_URL": None}, "SECURE_EXPORT_SERVICENOW_URL: is required"),
-        ({"SECURE_EXPORT_SERVICENOW_URL": "http://acme.service-now.com"}, "SECURE_EXPORT_SERVICENOW_URL: must use https"),
+        (
+            {"SECURE_EXPORT_SERVICENOW_URL": "http://acme.service-now.com"},
+            "SECURE_EXPORT_SERVICENOW_URL: must use https",
+        ),
         ({"SECURE_EXPORT_SERVICENOW_TARGET": "alert"}, "SECURE_EXPORT_SERVICENOW_TARGET"),
-        ({"SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD": "object_id^ORname!=x"}, "SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD"),
+        (
+            {"SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD": "object_id^ORname!=x"},
+            "SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD",
+        ),
         ({"SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD": "object_id\n"}, "SECURE_EXPORT_SERVICENOW_CI_LOOKUP_FIELD"),
-        ({"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev9": {"impact": 1, "urgency": 1}}'}, "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP"),
-        ({"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev1": {"impact": 4, "urgency": 1}}'}, "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP"),
-        ({"SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP": "Service Desk"}, "SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP: must be a 32-character hex sys_id"),
+        (
+            {"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev9": {"impact": 1, "urgency": 1}}'},
+            "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP",
+        ),
+        (
+            {"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev1": {"impact": 4, "urgency": 1}}'},
+            "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP",
+        ),
+        (
+            {"SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP": "Service Desk"},
+            "SECURE_EXPORT_SERVICENOW_ASSIGNMENT_GROUP: must be a 32-character hex sys_id",
+        ),
         ({"SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS": "0"}, "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS"),
         ({"SECURE_EXPORT_SERVICENOW_PASSWORD": None}, "no credentials"),
         ({"SECURE_EXPORT_SERVICENOW_AUTH": "oauth-client-credentials"}, "SECURE_EXPORT_SERVICENOW_CLIENT_ID"),
     ],
 )
-def test_invalid_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None],
-                                                  named: str) -> None:
+def test_invalid_configuration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None], named: str
+) -> None:
     values = dict(BASE)
     for name, value in changes.items():
         if value is None:
@@ -80,13 +107,23 @@ def test_serve_refuses_a_bad_servicenow_configuration_naming_the_variable(tmp_pa
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_EXPORT_")}
-    env |= {"SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47", "SECURE_EXPORT_AUDIENCES": "api://x",
-            "SECURE_EXPORT_DB": str(tmp_path / "x.db"), "SECURE_EXPORT_ITSM": "servicenow",
-            "SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com",
-            "SECURE_EXPORT_SERVICENOW_USERNAME": "svc", "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret",
-            "SECURE_EXPORT_SERVICENOW_TARGET": "alerts"}
-    done = subprocess.run([sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env |= {
+        "SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "SECURE_EXPORT_AUDIENCES": "api://x",
+        "SECURE_EXPORT_DB": str(tmp_path / "x.db"),
+        "SECURE_EXPORT_ITSM": "servicenow",
+        "SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com",
+        "SECURE_EXPORT_SERVICENOW_USERNAME": "svc",
+        "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret",
+        "SECURE_EXPORT_SERVICENOW_TARGET": "alerts",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "SECURE_EXPORT_SERVICENOW_TARGET" in done.stderr and "pa55-secret" not in done.stderr
     assert "Traceback" not in done.stderr

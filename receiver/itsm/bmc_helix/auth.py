@@ -74,19 +74,23 @@ class JwtSession:
         if token is None:
             return
         try:
-            response = await self._http.post(f"{self._settings.url}{LOGOUT_PATH}",
-                                             headers={"Authorization": f"{SCHEME} {token}"})
+            response = await self._http.post(
+                f"{self._settings.url}{LOGOUT_PATH}", headers={"Authorization": f"{SCHEME} {token}"}
+            )
             log.info("bmc logout", extra={"event": "bmc_logout", "status": response.status_code})
         except httpx.HTTPError as error:
-            log.warning("bmc logout failed; the token expires by itself",
-                        extra={"event": "bmc_logout_failed", "error": type(error).__name__})
+            log.warning(
+                "bmc logout failed; the token expires by itself",
+                extra={"event": "bmc_logout_failed", "error": type(error).__name__},
+            )
 
     async def _login(self) -> None:
         settings = self._settings
         form = {"username": settings.username, "password": settings.password.get_secret_value()}
         try:
-            response = await self._http.post(f"{settings.url}{LOGIN_PATH}", data=form,
-                                             headers={"Accept": "text/plain, application/json"})
+            response = await self._http.post(
+                f"{settings.url}{LOGIN_PATH}", data=form, headers={"Accept": "text/plain, application/json"}
+            )
         except httpx.TimeoutException:
             self.outcomes["unavailable"] += 1
             raise TransientBackendError("BMC's /api/jwt/login did not answer in time") from None

@@ -25,8 +25,8 @@ import httpx
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
 from receiver.itsm.bmc_helix.errors import ar_message
-from receiver.itsm.retry_after import retry_after
 from receiver.itsm.bmc_helix.settings import BmcSettings
+from receiver.itsm.retry_after import retry_after
 
 log = logging.getLogger("secure_export.bmc_helix")
 
@@ -70,8 +70,9 @@ class ArClient:
 
     async def create(self, form: str, values: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
         """Create an entry; returns the ``fields`` BMC echoes back."""
-        body = await self._call("POST", form, entry_path(form), params={"fields": fields_param(fields)},
-                                body={"values": dict(values)})
+        body = await self._call(
+            "POST", form, entry_path(form), params={"fields": fields_param(fields)}, body={"values": dict(values)}
+        )
         echoed = body.get("values") if isinstance(body, dict) else None
         return echoed if isinstance(echoed, dict) else {}
 
@@ -79,8 +80,15 @@ class ArClient:
         """Change the given fields of one entry."""
         await self._call("PUT", form, entry_path(form, entry_id), body={"values": dict(values)})
 
-    async def _call(self, method: str, form: str, path: str, *, params: Mapping[str, str] | None = None,
-                    body: Mapping[str, Any] | None = None) -> Any:
+    async def _call(
+        self,
+        method: str,
+        form: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
         try:
             header = await self._session.header()
             response = await self._send(method, form, path, params, body, header)
@@ -95,26 +103,38 @@ class ArClient:
                 hook(error)
             raise
 
-    async def _send(self, method: str, form: str, path: str, params: Mapping[str, str] | None,
-                    body: Mapping[str, Any] | None, header: str) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        form: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        header: str,
+    ) -> httpx.Response:
         headers = {"Accept": "application/json", "Authorization": header}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
             response = await self._http.request(
-                method, f"{self._settings.url}{path}", params=dict(params or {}),
-                content=None if body is None else json.dumps(body).encode(), headers=headers,
+                method,
+                f"{self._settings.url}{path}",
+                params=dict(params or {}),
+                content=None if body is None else json.dumps(body).encode(),
+                headers=headers,
             )
         except httpx.TimeoutException:
             self.calls[(form, method, "timeout")] += 1
             raise TransientBackendError(
-                f"BMC did not answer {method} {form} within {self._settings.timeout_seconds:g}s") from None
+                f"BMC did not answer {method} {form} within {self._settings.timeout_seconds:g}s"
+            ) from None
         except httpx.TransportError as error:
             self.calls[(form, method, "error")] += 1
             raise TransientBackendError(f"cannot reach BMC for {method} {form}: {type(error).__name__}") from None
         self.calls[(form, method, str(response.status_code))] += 1
-        log.debug("bmc call", extra={"event": "bmc_call", "method": method, "form": form,
-                                      "status": response.status_code})
+        log.debug(
+            "bmc call", extra={"event": "bmc_call", "method": method, "form": form, "status": response.status_code}
+        )
         return response
 
     def _result(self, method: str, form: str, response: httpx.Response) -> Any:
@@ -126,15 +146,19 @@ class ArClient:
                 return response.json()
             except ValueError:
                 raise TransientBackendError(
-                    f"BMC answered {method} {form} with HTTP {status} but no JSON (maintenance page?)") from None
+                    f"BMC answered {method} {form} with HTTP {status} but no JSON (maintenance page?)"
+                ) from None
         message = ar_message(response)
         if status in (429, 503):
-            raise TransientBackendError(f"BMC asked to wait on {method} {form}: HTTP {status} {message}",
-                                        retry_after=retry_after(response, self._settings.retry_after_cap_seconds))
+            raise TransientBackendError(
+                f"BMC asked to wait on {method} {form}: HTTP {status} {message}",
+                retry_after=retry_after(response, self._settings.retry_after_cap_seconds),
+            )
         if status == 401:
             raise CredentialsRejected(
                 f"BMC refused the session of {self._settings.username!r} on {method} {form} right after a fresh "
-                f"login: HTTP 401 {message}; check SECURE_EXPORT_BMC_USERNAME and its permissions")
+                f"login: HTTP 401 {message}; check SECURE_EXPORT_BMC_USERNAME and its permissions"
+            )
         if status >= 500 or status == 408:
             raise TransientBackendError(f"BMC failed {method} {form}: HTTP {status} {message}")
         raise PermanentBackendError(f"BMC refused {method} {form}: HTTP {status} {message}")

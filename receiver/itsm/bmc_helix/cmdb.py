@@ -53,8 +53,9 @@ class CiFinder:
         """The CI to bind (first match by resource id, then by name) and one line per lookup."""
         outcomes = [await self._lookup(self._settings.ci_id_attribute, rid) for rid in event.target_ids]
         seen = {o.match.name.casefold() for o in outcomes if o.match}
-        outcomes += [await self._lookup("Name", name) for name in event.configuration_items
-                     if name.casefold() not in seen]
+        outcomes += [
+            await self._lookup("Name", name) for name in event.configuration_items if name.casefold() not in seen
+        ]
         bound = next((o.match for o in outcomes if o.match), None)
         return bound, [f"{o.label}: {o.note}" for o in outcomes]
 
@@ -71,13 +72,19 @@ class CiFinder:
         fields = list(dict.fromkeys(("Name", "ReconciliationIdentity", "ClassId", "DatasetId", attribute)))
         rows = await self._client.entries(CI_FORM, condition, fields)
         # Check what came back: the match must really be the value asked for, in the dataset asked for.
-        matching = [row for row in rows if str(row.get(attribute) or "").casefold() == wanted.casefold()
-                    and row.get("DatasetId") == self._settings.ci_dataset and row.get("ReconciliationIdentity")]
+        matching = [
+            row
+            for row in rows
+            if str(row.get(attribute) or "").casefold() == wanted.casefold()
+            and row.get("DatasetId") == self._settings.ci_dataset
+            and row.get("ReconciliationIdentity")
+        ]
         match: Ci | None = None
         if len(matching) == 1:
             row = matching[0]
-            match = Ci(str(row.get("Name") or wanted), str(row["ReconciliationIdentity"]),
-                       str(row.get("ClassId") or ""))
+            match = Ci(
+                str(row.get("Name") or wanted), str(row["ReconciliationIdentity"]), str(row.get("ClassId") or "")
+            )
             note = f"{match.name} ({match.class_id or 'CI'}, ReconciliationIdentity {match.reconciliation_id})"
         elif matching:
             note = "ambiguous: several CIs match, none bound"

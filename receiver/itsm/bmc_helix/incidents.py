@@ -61,8 +61,15 @@ class IncidentDesk:
         incident = await self._open_incident(corr)
         if incident is None:
             number = await self._create(event, corr, marker)
-            log.info("bmc incident created", extra={"event": "bmc_incident_created", "number": number,
-                                                    "correlation_id": corr, "alert_id": event.alert_id})
+            log.info(
+                "bmc incident created",
+                extra={
+                    "event": "bmc_incident_created",
+                    "number": number,
+                    "correlation_id": corr,
+                    "alert_id": event.alert_id,
+                },
+            )
             return number
         number = str(incident["Incident Number"])
         in_logs, in_fields = await self._markers(incident)
@@ -70,15 +77,19 @@ class IncidentDesk:
             _log_replay(number, event)
             return number
         reopen = incident.get("Status") == RESOLVED and (
-            occurrence_marker(event.alert_id, Condition.RESOLVED) not in in_logs | in_fields)
+            occurrence_marker(event.alert_id, Condition.RESOLVED) not in in_logs | in_fields
+        )
         if reopen:
             # Back to Assigned when a group owns it (BMC requires one for that status), else New.
             status = REOPENED if incident.get("Assigned Group") else "New"
-            await self._client.update(INCIDENT_FORM, str(incident["Request ID"]),
-                                      {"Status": status, "Status_Reason": None})
+            await self._client.update(
+                INCIDENT_FORM, str(incident["Request ID"]), {"Status": status, "Status_Reason": None}
+            )
         await self._work_log(number, f"Occurrence: {alert_text.summary(event, 80)}", _occurrence_note(event, marker))
-        log.info("bmc occurrence noted", extra={"event": "bmc_occurrence", "number": number,
-                                                "alert_id": event.alert_id, "reopened": reopen})
+        log.info(
+            "bmc occurrence noted",
+            extra={"event": "bmc_occurrence", "number": number, "alert_id": event.alert_id, "reopened": reopen},
+        )
         return number
 
     async def resolved(self, event: AlertEvent) -> str | None:
@@ -90,12 +101,16 @@ class IncidentDesk:
         incident = await self._open_incident(corr)
         if incident is None:
             if await self._any_incident(corr):
-                log.info("bmc resolved: incident already closed",
-                         extra={"event": "bmc_already_closed", "correlation_id": corr, "alert_id": event.alert_id})
+                log.info(
+                    "bmc resolved: incident already closed",
+                    extra={"event": "bmc_already_closed", "correlation_id": corr, "alert_id": event.alert_id},
+                )
                 return None
             number = await self._create(event, corr, marker, resolved=True)
-            log.info("bmc resolved before fired: recorded a resolved incident",
-                     extra={"event": "bmc_resolved_before_fired", "number": number, "alert_id": event.alert_id})
+            log.info(
+                "bmc resolved before fired: recorded a resolved incident",
+                extra={"event": "bmc_resolved_before_fired", "number": number, "alert_id": event.alert_id},
+            )
             return number
         number = str(incident["Incident Number"])
         in_logs, in_fields = await self._markers(incident)
@@ -109,33 +124,59 @@ class IncidentDesk:
         firing = still_firing(in_logs | in_fields | {marker})
         resolve = not firing and incident.get("Status") not in (RESOLVED, *FINISHED)
         if resolve:
-            await self._client.update(INCIDENT_FORM, str(incident["Request ID"]), {
-                "Status": RESOLVED,
-                "Status_Reason": self._settings.resolved_status_reason,
-                "Resolution": _resolution(event, marker),
-            })
+            await self._client.update(
+                INCIDENT_FORM,
+                str(incident["Request ID"]),
+                {
+                    "Status": RESOLVED,
+                    "Status_Reason": self._settings.resolved_status_reason,
+                    "Resolution": _resolution(event, marker),
+                },
+            )
         await self._work_log(number, "Resolved by Azure Monitor", _resolved_note(event, marker, len(firing)))
-        log.info("bmc resolved noted", extra={"event": "bmc_resolved", "number": number, "alert_id": event.alert_id,
-                                              "incident_resolved": resolve, "still_firing": len(firing)})
+        log.info(
+            "bmc resolved noted",
+            extra={
+                "event": "bmc_resolved",
+                "number": number,
+                "alert_id": event.alert_id,
+                "incident_resolved": resolve,
+                "still_firing": len(firing),
+            },
+        )
         return number
 
     # -- incidents ---------------------------------------------------------------------------
 
     def _fields(self) -> list[str]:
-        return ["Request ID", "Incident Number", "Status", "Assigned Group", self._settings.correlation_field,
-                "Detailed Decription", "Resolution"]
+        return [
+            "Request ID",
+            "Incident Number",
+            "Status",
+            "Assigned Group",
+            self._settings.correlation_field,
+            "Detailed Decription",
+            "Resolution",
+        ]
 
     async def _open_incident(self, corr: str) -> dict[str, Any] | None:
         field = self._settings.correlation_field
         condition = q.all_of(q.equals(field, corr), *(q.not_equals("Status", status) for status in FINISHED))
         rows = await self._client.entries(INCIDENT_FORM, condition, self._fields())
-        matching = [row for row in rows if row.get(field) == corr and row.get("Status") not in FINISHED
-                    and row.get("Request ID") and row.get("Incident Number")]
+        matching = [
+            row
+            for row in rows
+            if row.get(field) == corr
+            and row.get("Status") not in FINISHED
+            and row.get("Request ID")
+            and row.get("Incident Number")
+        ]
         if len(matching) > 1:
             numbers = ", ".join(str(row.get("Incident Number")) for row in matching)
             raise PermanentBackendError(
                 f"BMC holds more than one open incident with {field} {corr} ({numbers}); "
-                "resolve or cancel the duplicates, then retry this delivery")
+                "resolve or cancel the duplicates, then retry this delivery"
+            )
         return matching[0] if matching else None
 
     async def _any_incident(self, corr: str) -> bool:
@@ -166,8 +207,11 @@ class IncidentDesk:
         if ci is not None:
             values |= {"HPD_CI": ci.name, "HPD_CI_ReconID": ci.reconciliation_id}
         if resolved:
-            values |= {"Status": RESOLVED, "Status_Reason": settings.resolved_status_reason,
-                       "Resolution": _resolution(event, marker, before_fired=True)}
+            values |= {
+                "Status": RESOLVED,
+                "Status_Reason": settings.resolved_status_reason,
+                "Resolution": _resolution(event, marker, before_fired=True),
+            }
         echoed = await self._client.create(CREATE_FORM, values, ["Incident Number"])
         return str(echoed.get("Incident Number") or "")
 
@@ -177,8 +221,12 @@ class IncidentDesk:
         in_logs: set[str] = set()
         for page in range(_WORKLOG_PAGES):
             rows = await self._client.entries(
-                WORKLOG_FORM, q.equals("Incident Number", number), ["Incident Number", "Detailed Description"],
-                limit=_WORKLOG_PAGE, offset=page * _WORKLOG_PAGE)
+                WORKLOG_FORM,
+                q.equals("Incident Number", number),
+                ["Incident Number", "Detailed Description"],
+                limit=_WORKLOG_PAGE,
+                offset=page * _WORKLOG_PAGE,
+            )
             for row in rows:
                 if row.get("Incident Number") == number:
                     in_logs |= markers_in(row.get("Detailed Description"))
@@ -188,14 +236,18 @@ class IncidentDesk:
         return in_logs, in_fields
 
     async def _work_log(self, number: str, summary: str, details: str) -> None:
-        await self._client.create(WORKLOG_FORM, {
-            "Incident Number": number,
-            "Work Log Type": "General Information",
-            "Description": summary[:SUMMARY_LIMIT],
-            "Detailed Description": details,
-            "View Access": "Internal",
-            "Secure Work Log": "No",
-        }, ["Work Log ID"])
+        await self._client.create(
+            WORKLOG_FORM,
+            {
+                "Incident Number": number,
+                "Work Log Type": "General Information",
+                "Description": summary[:SUMMARY_LIMIT],
+                "Detailed Description": details,
+                "View Access": "Internal",
+                "Secure Work Log": "No",
+            },
+            ["Work Log ID"],
+        )
 
 
 def _occurrence_note(event: AlertEvent, marker: str) -> str:
@@ -220,6 +272,7 @@ def _resolution(event: AlertEvent, marker: str, *, before_fired: bool = False) -
 
 
 def _log_replay(number: str, event: AlertEvent) -> None:
-    log.info(f"bmc {str(event.condition).lower()} already noted (replay)",
-             extra={"event": "bmc_replay", "number": number, "alert_id": event.alert_id,
-                    "condition": str(event.condition)})
+    log.info(
+        f"bmc {str(event.condition).lower()} already noted (replay)",
+        extra={"event": "bmc_replay", "number": number, "alert_id": event.alert_id, "condition": str(event.condition)},
+    )

@@ -26,16 +26,34 @@ IMPACTS = ("1-Extensive/Widespread", "2-Significant/Large", "3-Moderate/Limited"
 URGENCIES = ("1-Critical", "2-High", "3-Medium", "4-Low")
 """``Urgency`` selection values of the incident forms."""
 RESOLVED_REASONS = (
-    "Automated Resolution Reported", "Customer Follow-Up Required", "Future Enhancement", "Monitoring Incident",
-    "No Further Action Required", "Temporary Corrective Action",
+    "Automated Resolution Reported",
+    "Customer Follow-Up Required",
+    "Future Enhancement",
+    "Monitoring Incident",
+    "No Further Action Required",
+    "Temporary Corrective Action",
 )
 """``Status_Reason`` values BMC offers with Status ``Resolved`` (docs/bmc-helix.md, [BMC-STATUS-REASON])."""
 REPORTED_SOURCES = (
-    "Direct Input", "Email", "External Escalation", "Fax", "Self Service", "Systems Management", "Phone",
-    "Voice Mail", "Walk In", "Web", "Other", "BMC Impact Manager Event",
+    "Direct Input",
+    "Email",
+    "External Escalation",
+    "Fax",
+    "Self Service",
+    "Systems Management",
+    "Phone",
+    "Voice Mail",
+    "Walk In",
+    "Web",
+    "Other",
+    "BMC Impact Manager Event",
 )
-SERVICE_TYPES = ("User Service Restoration", "User Service Request", "Infrastructure Restoration",
-                 "Infrastructure Event")
+SERVICE_TYPES = (
+    "User Service Restoration",
+    "User Service Request",
+    "Infrastructure Restoration",
+    "Infrastructure Event",
+)
 
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _.-]{0,79}")
 _CLASS_OR_DATASET = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,79}")
@@ -188,8 +206,11 @@ class BmcSettings(BaseSettings):
         try:
             if environ is None:
                 return cls(**overrides)
-            values = {key[len(ENV_PREFIX):].lower(): value for key, value in environ.items()
-                      if key.upper().startswith(ENV_PREFIX)}
+            values = {
+                key[len(ENV_PREFIX) :].lower(): value
+                for key, value in environ.items()
+                if key.upper().startswith(ENV_PREFIX)
+            }
             return cls.model_validate(values | overrides)
         except ValidationError as error:
             raise BmcSettingsError(describe_validation_error(error)) from None
