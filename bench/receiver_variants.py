@@ -23,7 +23,7 @@ VARIANTS = ("answer-only", "no-storage", "no-dispatch")
 
 
 def _answer_only() -> None:
-    from receiver.app import AlertEndpoint
+    from receiver.http.app import AlertEndpoint
 
     accepted = b'{"status":"accepted"}'
 
@@ -35,7 +35,7 @@ def _answer_only() -> None:
 
 
 def _no_storage() -> None:
-    from receiver.inbox import Inbox, PutResult
+    from receiver.storage.sqlite.inbox import Inbox, PutResult
 
     async def put(self: Inbox, alert_id: str, condition: str, body: bytes, **_: Any) -> PutResult:
         return PutResult(None, False)
@@ -44,7 +44,7 @@ def _no_storage() -> None:
 
 
 def _no_dispatch() -> None:
-    from receiver.dispatch import Dispatcher
+    from receiver.dispatch.dispatcher import Dispatcher
 
     def notify(self: Dispatcher, rows: Any = None) -> None:
         return None

@@ -196,7 +196,7 @@ def validate_jwks_uri(uri: str) -> str:
     """Return ``uri`` if keys may be fetched from it, else raise ``ValueError`` saying why.
 
     https is required; plain http only for a loopback host (127.0.0.0/8, ::1, localhost), which is
-    where the demo's and the tests' :class:`~receiver.local_issuer.LocalIssuer` listens.
+    where the demo's and the tests' :class:`~receiver.demo.local_issuer.LocalIssuer` listens.
     """
     parts = urlsplit(uri)
     host = (parts.hostname or "").lower()

@@ -192,7 +192,7 @@ class ReceiverSettings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _check_db(cls, value: str) -> str:
-        from receiver.database import database_location  # the one reading of SECURE_EXPORT_DB
+        from receiver.storage.location import database_location  # the one reading of SECURE_EXPORT_DB
 
         location = database_location(value)  # a PostgreSQL URL's problems name what to change, never the URL
         location.require_directory()
@@ -257,7 +257,7 @@ def _given(value: Any) -> str:
     """`` (got 'x')`` for a value worth echoing (the settings outside ``_NOT_ECHOED`` hold no secrets), else nothing."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         if isinstance(value, str) and "://" in value:
-            from receiver.storage.pg_connect import redact
+            from receiver.storage.postgres.connect import redact
 
             value = redact(value)  # a database URL may carry its password
         return f" (got {value!r})"

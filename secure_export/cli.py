@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command in _RECEIVER_COMMANDS:
-        from receiver.cli import main as receiver_main
+        from receiver.cli.commands import main as receiver_main
 
         return receiver_main(command, rest)
     if command == _PLAN_COMMAND:

@@ -77,7 +77,7 @@ class AlertEvent:
     lifecycle_note: str | None = None
     """The note the backend writes when it resolves for ``lifecycle_reason``."""
     hold: str | None = None
-    """For a Resolved of a flapping rule (``receiver.lifecycle``): the note to write instead of resolving."""
+    """For a Resolved of a flapping rule (``receiver.dispatch.lifecycle``): the note to write instead of resolving."""
     recovery: bool = False
     """A Fired that reports a recovery (resource health back to ``Available``): it resolves the
     open item of the same rule and resource and never opens one."""

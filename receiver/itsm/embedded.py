@@ -42,7 +42,7 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
-from receiver.write_lock import begin_immediate, write_transaction
+from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 __all__ = [
     "DEFAULT_PRIORITY_MAP",

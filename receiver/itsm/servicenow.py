@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from receiver.itsm import alert_text
+from receiver.alerts import text as alert_text
 from receiver.itsm.base import (
     AlertEvent,
     Backend,

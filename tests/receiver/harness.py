@@ -2,7 +2,7 @@
 
 Usage::
 
-    from receiver.local_issuer import LocalIssuer
+    from receiver.demo.local_issuer import LocalIssuer
     from tests.receiver.harness import start_receiver, alert_body
 
     with LocalIssuer() as issuer, start_receiver(tmp_path, issuer) as rx:
@@ -10,7 +10,7 @@ Usage::
         assert response.status_code == 202
         rx.wait_dispatched()
 
-* In-process (default): the app runs on a thread (:class:`receiver.server.BackgroundServer`);
+* In-process (default): the app runs on a thread (:class:`receiver.http.server.BackgroundServer`);
   ``backend=`` may be any :class:`~receiver.itsm.base.Backend` instance (e.g.
   :class:`RecordingBackend`), else the one ``SECURE_EXPORT_ITSM`` selects (embedded).
 * ``subprocess=True``: a separate Python process (``python -m tests.receiver.harness``) for crash
@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from receiver.inbox import count_by_state
+from receiver.storage.sqlite.inbox import count_by_state
 from receiver.itsm.base import (
     AlertEvent,
     Backend,
@@ -551,7 +551,7 @@ def start_receiver(
     jwks_clock: Callable[[], float] | None = None,
     **env: Any,
 ) -> RunningReceiver:
-    """Start a receiver trusting ``issuer`` (a :class:`receiver.local_issuer.LocalIssuer`).
+    """Start a receiver trusting ``issuer`` (a :class:`receiver.demo.local_issuer.LocalIssuer`).
 
     ``jwks_clock`` (in-process only) is the monotonic clock of the app's key cache
     (``JwksCache(clock=...)``), set before the first fetch: a test moves it by hand to cross the
@@ -565,7 +565,7 @@ def start_receiver(
         return _start_subprocess(Path(tmp_path), environ, db_path, backend)
     if isinstance(backend, str):
         raise TypeError("an in-process receiver takes a Backend instance, not a factory name")
-    from receiver.server import BackgroundServer
+    from receiver.http.server import BackgroundServer
     from receiver.settings import load_settings
 
     settings = load_settings(environ)
@@ -679,8 +679,8 @@ def _main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a test receiver (settings from SECURE_EXPORT_*).")
     parser.add_argument("--backend", default=None, help="module:factory(settings) of the backend")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from receiver.logs import configure_logging
-    from receiver.server import run
+    from receiver.observability.logs import configure_logging
+    from receiver.http.server import run
     from receiver.settings import load_settings
 
     settings = load_settings()

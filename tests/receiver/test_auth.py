@@ -23,7 +23,7 @@ from receiver.auth import (
     single_authorization,
     validate_jwks_uri,
 )
-from receiver.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
+from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
 from tests.receiver.tokens import (
     NEGATIVE_CASES,
     UNKNOWN_KID,

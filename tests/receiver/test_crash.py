@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from receiver.dispatch import build_event
+from receiver.dispatch.dispatcher import build_event
 from receiver.itsm.embedded import list_work_items
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import DurableFakeBackend, alert_body, read_durable_fake, start_receiver
 
 BURST = 200

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from receiver.dispatch import Dispatcher, build_event, correlation_key
-from receiver.inbox import Inbox, InboxRow, count_by_state
+from receiver.dispatch.dispatcher import Dispatcher, build_event, correlation_key
+from receiver.storage.sqlite.inbox import Inbox, InboxRow, count_by_state
 from receiver.itsm.base import Condition
 from tests.receiver.harness import RecordingBackend, alert_body
 

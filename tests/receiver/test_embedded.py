@@ -301,7 +301,7 @@ def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path, monkeyp
     db = tmp_path / "s.db"
     apply_all(db, [fired("a1")])
     # The lock poll's sleep says "found the lock taken, waiting": the test waits for that, not for time.
-    import receiver.write_lock as write_lock
+    import receiver.storage.sqlite.write_lock as write_lock
 
     polling = threading.Event()
     real_sleep = write_lock.time.sleep

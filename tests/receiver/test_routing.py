@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.dispatch import build_event
-from receiver.routing import load_configured, route_event
+from receiver.dispatch.dispatcher import build_event
+from receiver.dispatch.routing import load_configured, route_event
 from receiver.settings import SettingsError, load_settings
 from secure_export.routing import RoutingError, RoutingSubject, load_routing, parse_routing
 

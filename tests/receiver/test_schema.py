@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.schema import (
+from receiver.alerts.schema import (
     ActivityLogContext,
     AlertParseError,
     CommonAlert,

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
-from receiver.storage.pg_dispatch import DispatchLease
+from receiver.storage.postgres.lease import DispatchLease
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ async def start_shared_dispatch(
 
     # Only wake-ups, never rows in memory: another replica's commit may hold lower ids than
     # this one's, and the dispatcher would move past them. Its loader reads "after row N" from
-    # the database, where ids are committed in order (receiver.storage.postgres.INSERT_LOCK).
+    # the database, where ids are committed in order (receiver.storage.postgres.inbox.INSERT_LOCK).
     inbox.set_on_committed(lambda _rows: dispatcher.notify(None))
     inbox.set_on_remote_commit(remote)
     await dispatcher.start_backend()  # a standby answers /readyz about its backend too

@@ -76,10 +76,10 @@ def _resolve_db(value: str | None) -> str:
 def _checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f"--db / ${DB_ENV}") -> str | int:
     """``value`` as a SQLite file path, or exit status 2 after one line saying why it is refused.
 
-    The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.database`); ``new_file``
+    The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.storage.location`); ``new_file``
     also requires the directory the file is to be created in.
     """
-    from receiver.database import PostgresDatabase, database_location
+    from receiver.storage.location import PostgresDatabase, database_location
 
     try:
         location = database_location(value)
@@ -113,7 +113,7 @@ def _serve(argv: list[str]) -> int:
     if not 0 <= args.port <= 65535:
         sys.stderr.write(f"secure-export serve: --port must be 0..65535, not {args.port}\n")
         return 2
-    from receiver.server import serve
+    from receiver.http.server import serve
 
     return serve(args.host, args.port)
 
@@ -141,7 +141,7 @@ def _demo(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.demo import run_demo
+    from receiver.demo.run import run_demo
 
     if args.db is None:
         return run_demo()
@@ -287,8 +287,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
-    """Run an operation, turning an :class:`~receiver.inbox_ops.OpsError` into its message and exit 1."""
-    from receiver.inbox_ops import OpsError
+    """Run an operation, turning an :class:`~receiver.storage.sqlite.operations.OpsError` into its message and exit 1."""
+    from receiver.storage.sqlite.operations import OpsError
     from receiver.storage import is_postgres
 
     if "://" in db and not is_postgres(db):
@@ -324,7 +324,7 @@ def _trace(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.inbox_ops import trace
+    from receiver.storage.sqlite.operations import trace
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):
@@ -442,7 +442,7 @@ def _replay(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.inbox_ops import replay
+    from receiver.storage.sqlite.operations import replay
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):
@@ -465,7 +465,7 @@ def _discard(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.inbox_ops import discard
+    from receiver.storage.sqlite.operations import discard
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):

@@ -1,6 +1,6 @@
 """Prometheus metrics of one receiver app, on a registry of its own.
 
-Each :func:`receiver.app.create_app` gets a fresh :class:`ReceiverMetrics` (no global default
+Each :func:`receiver.http.app.create_app` gets a fresh :class:`ReceiverMetrics` (no global default
 registry), so tests and benchmarks can run many apps in one process. Counters owned by other
 objects (inbox commits, token verifications, JWKS fetches) are read at scrape time by a small
 collector instead of being copied on every request.

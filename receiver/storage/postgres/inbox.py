@@ -1,6 +1,6 @@
 """The inbox on PostgreSQL, shared by several receiver replicas (``SECURE_EXPORT_DB=postgresql://...``).
 
-Same contract as :class:`receiver.inbox.Inbox` (the SQLite store): ``put`` returns only after the
+Same contract as :class:`receiver.storage.sqlite.inbox.Inbox` (the SQLite store): ``put`` returns only after the
 commit, idempotent on ``(alert_id, monitor_condition)`` through the ``inbox_delivery`` unique
 constraint; rows leave ``pending`` only when done or parked. Differences, and why:
 
@@ -28,10 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from receiver.inbox import InboxOpenError, InboxRow, InboxUnavailable, PutResult, _iso_at
+from receiver.storage.sqlite.inbox import InboxOpenError, InboxRow, InboxUnavailable, PutResult, _iso_at
 from receiver.itsm.base import WorkItemRef
-from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
-from receiver.storage.pg_schema import SchemaTooNew, migrate
+from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
+from receiver.storage.postgres.schema import SchemaTooNew, migrate
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``secure-export demo``: the whole alert path on this machine, no cloud, authentication on.
 
-1. A :class:`~receiver.local_issuer.LocalIssuer` stands in for Azure AD: an RSA key pair, its
+1. A :class:`~receiver.demo.local_issuer.LocalIssuer` stands in for Azure AD: an RSA key pair, its
    JWKS served on 127.0.0.1, tokens minted with the claims Azure sends for an action group.
 2. A real receiver (the same app as ``secure-export serve``) runs in-process on 127.0.0.1 with
    the embedded backend, configured to trust that issuer and only the demo subscription.
@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from receiver.demo_alerts import DEMO_ROUTING, DEMO_SUBSCRIPTION_ID, DemoAlert, demo_alerts, refire
+from receiver.demo.alerts import DEMO_ROUTING, DEMO_SUBSCRIPTION_ID, DemoAlert, demo_alerts, refire
 
 APPLY_TIMEOUT_SECONDS = 10.0
 """How long to wait for the dispatcher to apply everything before declaring failure."""
@@ -68,8 +68,8 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 
 def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
     from receiver.itsm.embedded import EmbeddedBackend
-    from receiver.local_issuer import LocalIssuer, generate_signing_key
-    from receiver.server import BackgroundServer
+    from receiver.demo.local_issuer import LocalIssuer, generate_signing_key
+    from receiver.http.server import BackgroundServer
     from receiver.settings import load_settings
 
     started = time.monotonic()
@@ -188,7 +188,7 @@ def _report(
     reopened: dict[str, Any],
 ) -> None:
     """Print the work items and CIs, one item in full, and a one-line summary of this run."""
-    from receiver.cli import print_configuration_items, print_work_items
+    from receiver.cli.commands import print_configuration_items, print_work_items
     from receiver.itsm.embedded import list_configuration_items
 
     out.write("\n")
@@ -264,7 +264,7 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]
     An item flap damping holds open (the demo run again and again within the reopen window makes
     its stateful alerts flap) counts as applied: its note says so.
     """
-    from receiver.inbox import count_by_state, list_parked
+    from receiver.storage.sqlite.inbox import count_by_state, list_parked
     from receiver.itsm.embedded import list_work_items
 
     expected = {alert.alert_id: ("Resolved" if alert.resolved else "New") for alert in alerts}

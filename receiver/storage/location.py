@@ -61,7 +61,7 @@ def database_location(value: str) -> SqliteFile | PostgresDatabase:
         return SqliteFile(text)
     scheme = match.group(1).lower()
     if scheme in _POSTGRESQL_SCHEMES:
-        from receiver.storage.pg_connect import check_url
+        from receiver.storage.postgres.connect import check_url
 
         check_url(text)  # a DatabaseUrlError (ValueError) says what to change, without the URL
         return PostgresDatabase(text)

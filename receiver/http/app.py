@@ -3,7 +3,7 @@
 Why Starlette and not FastAPI: the service has four routes and one hot path whose whole job is
 "check size, type and token, parse once, commit, answer". FastAPI would add request/response
 model validation, dependency injection and OpenAPI generation on every call, and it would parse
-the body a second time; the common alert schema is already validated by ``receiver.schema``
+the body a second time; the common alert schema is already validated by ``receiver.alerts.schema``
 (pydantic) exactly once. Starlette gives routing, lifespan and streaming bodies with the least
 work per request, which is what the throughput target (close to a bare handler) needs.
 
@@ -55,14 +55,14 @@ from receiver.auth import (
     check_subscriptions,
     single_authorization,
 )
-from receiver.dispatch import SYNTHETIC_ALERT_PREFIX, Dispatcher
-from receiver.inbox import InboxUnavailable
+from receiver.dispatch.dispatcher import SYNTHETIC_ALERT_PREFIX, Dispatcher
+from receiver.storage.sqlite.inbox import InboxUnavailable
 from receiver.itsm.base import Backend, PermanentBackendError
-from receiver.lifecycle import Lifecycle
-from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from receiver.metrics import ReceiverMetrics, route_label
-from receiver.routing import load_configured
-from receiver.schema import AlertParseError, parse_alert
+from receiver.dispatch.lifecycle import Lifecycle
+from receiver.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from receiver.observability.metrics import ReceiverMetrics, route_label
+from receiver.dispatch.routing import load_configured
+from receiver.alerts.schema import AlertParseError, parse_alert
 from receiver.settings import ReceiverSettings
 from receiver.storage import InboxStore
 
@@ -119,9 +119,9 @@ class Runtime:
     dispatcher: Dispatcher
     metrics: ReceiverMetrics
     ops_watcher: Any = None
-    """The :class:`~receiver.ops_watch.OpsWatcher` while the app runs."""
+    """The :class:`~receiver.dispatch.ops_watch.OpsWatcher` while the app runs."""
     dispatch_lease: Any = None
-    """PostgreSQL: the :class:`~receiver.storage.pg_dispatch.DispatchLease` of this replica."""
+    """PostgreSQL: the :class:`~receiver.storage.postgres.lease.DispatchLease` of this replica."""
     shutting_down: bool = False
     started: bool = False
     in_flight: int = 0
@@ -328,7 +328,7 @@ class AlertEndpoint:
         alert_id = essentials.alert_id
         condition = essentials.monitor_condition
         if alert_id.startswith(SYNTHETIC_ALERT_PREFIX):
-            # Only the receiver writes such rows (receiver.lifecycle): a caller must not resolve items with them.
+            # Only the receiver writes such rows (receiver.dispatch.lifecycle): a caller must not resolve items with them.
             detail = f"alertId must not start with {SYNTHETIC_ALERT_PREFIX!r}"
             return 422, _encode({"error": "not_common_alert_schema", "detail": detail}), []
         if self.allowed_subscriptions is not None:
@@ -512,7 +512,7 @@ def create_app(
         jwks = verifier.keys
     metrics = ReceiverMetrics()
     from receiver.storage import is_postgres, open_store
-    from receiver.storage.pg_connect import redact
+    from receiver.storage.postgres.connect import redact
 
     inbox = open_store(
         settings.db,
@@ -588,10 +588,10 @@ def create_app(
                             "detail": "flap damping and SECURE_EXPORT_STATELESS_TTL run with an SQLite inbox only (docs/postgresql.md)",
                         },
                     )
-                from receiver.ops_watch import OpsWatcher, prune_resolved_loop
+                from receiver.dispatch.ops_watch import OpsWatcher, prune_resolved_loop
 
                 if is_postgres(settings.db):
-                    from receiver.storage.shared import start_shared_dispatch
+                    from receiver.storage.postgres.shared import start_shared_dispatch
 
                     runtime.dispatch_lease = await start_shared_dispatch(inbox, dispatcher, settings, stack)
                 else:
@@ -601,7 +601,7 @@ def create_app(
                     await watcher.start()
                     stack.push_async_callback(watcher.stop)
                     runtime.ops_watcher = watcher
-                from receiver.activity import summary_loop
+                from receiver.observability.activity import summary_loop
 
                 summary = asyncio.create_task(summary_loop(runtime, settings.activity_log_seconds))
                 stack.callback(summary.cancel)
@@ -634,7 +634,7 @@ def create_app(
                 runtime.shutting_down = True
                 log.info("receiver stopping", extra={"event": "receiver_stopping", "pending": inbox.depth()})
 
-    from receiver.ops_http import routes as ops_routes
+    from receiver.http.operations import routes as ops_routes
 
     endpoint = AlertEndpoint(runtime)
     split = settings.ops_port is not None
@@ -657,7 +657,7 @@ def create_app(
         lifespan=lifespan,
     )
     # With SECURE_EXPORT_OPS_PORT the operations live on an app of their own, served on that port
-    # by the same process (receiver.server); it shares this runtime and has no lifespan.
+    # by the same process (receiver.http.server); it shares this runtime and has no lifespan.
     app.state.ops_app = (
         Starlette(
             routes=operations,

@@ -4,7 +4,7 @@ They are served on ``SECURE_EXPORT_OPS_PORT`` when it is set (kept inside the Co
 environment, never on the internet-facing ingress), else on the main port beside ``/metrics``,
 where they answer loopback clients only (they carry no authentication of their own).
 Each calls the same function as its CLI command, on a worker thread, then pokes the
-:class:`~receiver.ops_watch.OpsWatcher` so a replay is dispatched at once.
+:class:`~receiver.dispatch.ops_watch.OpsWatcher` so a replay is dispatched at once.
 
 | request | answer |
 | --- | --- |
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.inbox_ops import OpsError, discard, replay, trace
+from receiver.storage.sqlite.operations import OpsError, discard, replay, trace
 from receiver.urls import is_loopback_host
 
 Handler = Callable[[Request], Awaitable[Response]]

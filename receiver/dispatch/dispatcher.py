@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from receiver.inbox import Inbox, InboxRow
+from receiver.storage.sqlite.inbox import Inbox, InboxRow
 from receiver.itsm.base import (
     AlertEvent,
     Backend,
@@ -52,7 +52,7 @@ from receiver.itsm.base import (
     TransientBackendError,
     WorkItemRef,
 )
-from receiver.routing import EMPTY_ROUTING, route_event
+from receiver.dispatch.routing import EMPTY_ROUTING, route_event
 
 if TYPE_CHECKING:
     from secure_export.routing import RoutingFile
@@ -134,7 +134,7 @@ def build_event(body: bytes, mode: str, alert: Any = None) -> AlertEvent:
     summary = None
     try:
         # Deferred import: schema's models are only needed here and in the request path.
-        from receiver.schema import CommonAlert, condition_summary
+        from receiver.alerts.schema import CommonAlert, condition_summary
 
         summary = condition_summary(alert if alert is not None else CommonAlert.from_object(document))
     except Exception as error:  # noqa: BLE001 - a summary is a nicety, never a reason to fail
@@ -176,7 +176,7 @@ def build_event(body: bytes, mode: str, alert: Any = None) -> AlertEvent:
 SYNTHETIC_ALERT_PREFIX = "secure-export-lifecycle/"
 """Alert ids of the Resolved rows the receiver stores itself; refused from callers."""
 LIFECYCLE_KEY = "secureExportLifecycle"
-"""Top-level key of a Resolved the receiver stores itself (``receiver.lifecycle``): ``{"reason": ...}``."""
+"""Top-level key of a Resolved the receiver stores itself (``receiver.dispatch.lifecycle``): ``{"reason": ...}``."""
 
 RECOVERY_STATUSES = frozenset({"available"})
 """Resource health statuses that mean the resource recovered (docs/routing.md, lifecycle)."""
@@ -229,7 +229,7 @@ class Dispatcher:
         self.routing = routing if routing is not None else EMPTY_ROUTING
         """Routing rules (``SECURE_EXPORT_ROUTING``): each event gets its decision before the backend sees it."""
         self.lifecycle = lifecycle
-        """A :class:`receiver.lifecycle.Lifecycle` told of every applied event (stateless TTL), or None."""
+        """A :class:`receiver.dispatch.lifecycle.Lifecycle` told of every applied event (stateless TTL), or None."""
         self.backend = backend
         self.correlation = correlation
         self.max_attempts = max_attempts

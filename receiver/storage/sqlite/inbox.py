@@ -25,7 +25,7 @@ Design (why it is fast and safe):
 Row states: ``pending`` (waiting for the backend), ``done`` (the backend confirmed it, with the work
 item or incident it became), ``parked`` (failed permanently or too often; listed by
 :func:`list_parked` and ``secure-export work-items``), ``discarded`` (a parked row an operator gave
-up on, kept with who and why; see ``receiver.inbox_ops``). A row leaves ``pending`` only when the
+up on, kept with who and why; see ``receiver.storage.sqlite.operations``). A row leaves ``pending`` only when the
 backend confirmed it or it was parked — never silently.
 One receiver process per database file.
 """
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.itsm.base import WorkItemRef
-from receiver.write_lock import begin_immediate, write_transaction
+from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ class Inbox:
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn(conn)`` in the writer's next transaction (a savepoint of its own); its result.
 
-        For the receiver's own tables beside the inbox (``receiver.lifecycle``): one writer, one lock.
+        For the receiver's own tables beside the inbox (``receiver.dispatch.lifecycle``): one writer, one lock.
         """
         return await self._call(fn)
 

@@ -2,8 +2,8 @@
 
 They work on the database file directly, beside a running receiver (SQLite's write lock keeps
 them apart): every change bumps ``inbox_meta.ops_generation``, which the running receiver watches
-(:class:`receiver.ops_watch.OpsWatcher`) so replayed rows are dispatched without a restart. The
-HTTP ops endpoints (``receiver.ops_http``) call the same functions. Nothing is ever deleted here:
+(:class:`receiver.dispatch.ops_watch.OpsWatcher`) so replayed rows are dispatched without a restart. The
+HTTP ops endpoints (``receiver.http.operations``) call the same functions. Nothing is ever deleted here:
 a discarded row stays, with who discarded it and why, until its retention period ends.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from receiver.inbox import OPS_GENERATION_KEY, connect, ensure_schema
-from receiver.write_lock import write_transaction
+from receiver.storage.sqlite.inbox import OPS_GENERATION_KEY, connect, ensure_schema
+from receiver.storage.sqlite.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
 _MAX_REASON = 2000
@@ -58,7 +58,7 @@ def operator() -> str:
 
 
 def _now_iso() -> str:
-    from receiver.inbox import _iso_at
+    from receiver.storage.sqlite.inbox import _iso_at
 
     return _iso_at(time.time())
 
@@ -125,7 +125,7 @@ def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, An
     contract's keys.
     """
     if _is_postgres(db_path):
-        from receiver.storage.pg_ops import trace as on_postgres
+        from receiver.storage.postgres.operations import trace as on_postgres
 
         return on_postgres(db_path, alert_id)
     conn = open_database(db_path, write=False)
@@ -254,7 +254,7 @@ def replay(db_path: str, ids: Iterable[int] | None, *, by: str | None = None) ->
     recorded. A running receiver picks the rows up within ``SECURE_EXPORT_OPS_POLL_SECONDS``.
     """
     if _is_postgres(db_path):
-        from receiver.storage.pg_ops import replay as on_postgres
+        from receiver.storage.postgres.operations import replay as on_postgres
 
         return on_postgres(db_path, ids, by=by)
     return _change(
@@ -269,7 +269,7 @@ def replay(db_path: str, ids: Iterable[int] | None, *, by: str | None = None) ->
 def discard(db_path: str, ids: Iterable[int], *, reason: str, by: str | None = None) -> OpsResult:
     """Parked rows marked ``discarded`` with who and why; they are kept until retention removes them."""
     if _is_postgres(db_path):
-        from receiver.storage.pg_ops import discard as on_postgres
+        from receiver.storage.postgres.operations import discard as on_postgres
 
         return on_postgres(db_path, ids, reason=reason, by=by)
     reason = " ".join(reason.split())

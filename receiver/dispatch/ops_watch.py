@@ -14,9 +14,9 @@ import contextlib
 import logging
 import sqlite3
 
-from receiver.dispatch import Dispatcher
-from receiver.inbox import Inbox
-from receiver.inbox_ops import ops_generation
+from receiver.dispatch.dispatcher import Dispatcher
+from receiver.storage.sqlite.inbox import Inbox
+from receiver.storage.sqlite.operations import ops_generation
 
 log = logging.getLogger(__name__)
 

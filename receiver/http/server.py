@@ -9,7 +9,7 @@ lifespan drains the inbox writer and stops the dispatcher.
 :class:`BackgroundServer` runs the same app with uvicorn on a thread of its own, bound to
 ``127.0.0.1`` on a port the OS picks, and exposes ``.url``: the demo, tests and benchmarks use it.
 
-``python -m receiver.server [--host H] [--port P]`` is the same as ``secure-export serve``.
+``python -m receiver.http.server [--host H] [--port P]`` is the same as ``secure-export serve``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def uvicorn_config(app: Any, *, host: str, port: int, settings: ReceiverSettings
 
 
 def _build_app(settings: ReceiverSettings, backend: Any = None) -> Any:
-    from receiver.app import create_app
+    from receiver.http.app import create_app
 
     return create_app(settings, backend=backend)
 
@@ -202,7 +202,7 @@ def run(
         return EXIT_OK
     # The lifespan logged why, as one line; a database that cannot be opened is configuration.
     error = getattr(getattr(getattr(app, "state", None), "receiver", None), "startup_error", None)
-    from receiver.inbox import InboxOpenError
+    from receiver.storage.sqlite.inbox import InboxOpenError
 
     return EXIT_BAD_CONFIG if isinstance(error, InboxOpenError) else EXIT_FAILED
 
@@ -270,7 +270,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
         return EXIT_BAD_CONFIG
     import os
 
-    from receiver.logs import configure_logging
+    from receiver.observability.logs import configure_logging
     from receiver.settings import unknown_variables
 
     for line in unknown_variables(os.environ):
@@ -351,7 +351,7 @@ class BackgroundServer:
 
     @property
     def runtime(self) -> Any:
-        """The receiver's :class:`receiver.app.Runtime` (inbox, dispatcher, metrics...), if any."""
+        """The receiver's :class:`receiver.http.app.Runtime` (inbox, dispatcher, metrics...), if any."""
         return getattr(getattr(self.app, "state", None), "receiver", None)
 
     def start(self) -> BackgroundServer:
@@ -422,8 +422,8 @@ class BackgroundServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m receiver.server [--host H] [--port P]``."""
-    parser = argparse.ArgumentParser(prog="python -m receiver.server", description="Run the receiver.")
+    """``python -m receiver.http.server [--host H] [--port P]``."""
+    parser = argparse.ArgumentParser(prog="python -m receiver.http.server", description="Run the receiver.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Shared dispatch on PostgreSQL: one replica at a time holds the dispatch lease and applies rows.
 
 The lease is the session-level advisory lock :data:`DISPATCH_LOCK` on a connection of its own.
-The holder runs the ordinary :class:`receiver.dispatch.Dispatcher` (per-key FIFO, retries,
+The holder runs the ordinary :class:`receiver.dispatch.dispatcher.Dispatcher` (per-key FIFO, retries,
 parking), so every correlation key is applied by one replica, in arrival order; the others
 accept alerts and stand by. The lease ends:
 
@@ -25,7 +25,7 @@ import contextlib
 import logging
 from typing import Any
 
-from receiver.storage.pg_connect import Database, connection_errors
+from receiver.storage.postgres.connect import Database, connection_errors
 
 log = logging.getLogger(__name__)
 

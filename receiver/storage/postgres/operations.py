@@ -1,4 +1,4 @@
-"""Operators' actions on a PostgreSQL inbox: trace, replay, discard (see :mod:`receiver.inbox_ops`).
+"""Operators' actions on a PostgreSQL inbox: trace, replay, discard (see :mod:`receiver.storage.sqlite.operations`).
 
 Same results as on SQLite. Every replay or discard also sends ``NOTIFY secure_export_inbox``
 with an ``ops:`` payload, so the replica that dispatches picks replayed rows up at once.
@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from receiver.inbox import _iso_at
-from receiver.inbox_ops import _MAX_REASON, OpsError, OpsResult, operator
-from receiver.storage.pg_connect import Database, DatabaseUrlError, connection_errors, redact
-from receiver.storage.postgres import CHANNEL
+from receiver.storage.sqlite.inbox import _iso_at
+from receiver.storage.sqlite.operations import _MAX_REASON, OpsError, OpsResult, operator
+from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
+from receiver.storage.postgres.inbox import CHANNEL
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "
@@ -48,7 +48,7 @@ def _run(url: str, work: Any) -> Any:
 
 
 def trace(url: str, alert_id: str) -> dict[str, Any]:
-    """Every delivery of ``alert_id`` and the work items it became (the shape of :func:`receiver.inbox_ops.trace`)."""
+    """Every delivery of ``alert_id`` and the work items it became (the shape of :func:`receiver.storage.sqlite.operations.trace`)."""
 
     async def work(conn: Any) -> dict[str, Any]:
         rows = await conn.fetch(f"SELECT {_DELIVERY} FROM inbox WHERE alert_id = $1 ORDER BY id", alert_id)
