@@ -35,7 +35,8 @@ def _answer_only() -> None:
 
 
 def _no_storage() -> None:
-    from receiver.storage.sqlite.inbox import Inbox, PutResult
+    from receiver.storage.records import PutResult
+    from receiver.storage.sqlite.inbox import Inbox
 
     async def put(self: Inbox, alert_id: str, condition: str, body: bytes, **_: Any) -> PutResult:
         return PutResult(None, False)

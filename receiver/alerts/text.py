@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from receiver.itsm.base import AlertEvent
+from receiver.alerts.events import AlertEvent
 
 
 def summary(event: AlertEvent, limit: int) -> str:

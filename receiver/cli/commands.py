@@ -288,8 +288,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
     """Run an operation, turning an :class:`~receiver.storage.sqlite.operations.OpsError` into its message and exit 1."""
-    from receiver.storage.sqlite.operations import OpsError
     from receiver.storage import is_postgres
+    from receiver.storage.sqlite.operations import OpsError
 
     if "://" in db and not is_postgres(db):
         sys.stderr.write(

@@ -33,26 +33,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from receiver.storage.sqlite.inbox import Inbox, InboxRow
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    Condition,
-    PermanentBackendError,
-    TransientBackendError,
-    WorkItemRef,
-)
+from receiver.alerts.events import AlertEvent, UnusableRow, event_from_alert, event_from_body
 from receiver.dispatch.routing import EMPTY_ROUTING, route_event
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.storage.records import InboxRow
+from receiver.storage.sqlite.inbox import Inbox
 
 if TYPE_CHECKING:
     from secure_export.routing import RoutingFile
@@ -66,129 +59,6 @@ _BUSY_PUTS = 40
 _YIELD_STEP_SECONDS = 0.01
 _MAX_YIELD_SECONDS = 0.25
 _STOP = None
-
-
-class UnusableRow(Exception):
-    """A stored body that cannot become an :class:`AlertEvent` (parked at once)."""
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value != "" else None
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple(item for item in value if isinstance(item, str) and item)
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def correlation_key(essentials: Mapping[str, Any], mode: str) -> str:
-    """The key that groups deliveries into one work item (see module docstring)."""
-    alert_id = str(essentials.get("alertId", ""))
-    if mode != "rule-target":
-        return alert_id
-    rule = (
-        _text(essentials.get("alertRuleID"))
-        or _text(essentials.get("alertRuleId"))
-        or _text(essentials.get("alertRule"))
-        or ""
-    )
-    targets = sorted({target.strip().lower() for target in _strings(essentials.get("alertTargetIDs"))})
-    if not rule and not targets:
-        # Nothing to group by: fall back to the alert itself rather than lumping strangers together.
-        return alert_id
-    return f"{rule.strip().lower()}|{','.join(targets)}"
-
-
-def build_event(body: bytes, mode: str, alert: Any = None) -> AlertEvent:
-    """Turn a stored request body into the :class:`AlertEvent` a backend receives.
-
-    ``alert``, when given, is the ``CommonAlert`` the request already parsed from ``body``: it
-    spares a second parse.
-    """
-    if alert is not None:
-        document = alert.raw
-    else:
-        try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise UnusableRow(f"stored alert cannot be read: {error}") from None
-    try:
-        essentials = document["data"]["essentials"]
-        alert_id = essentials["alertId"]
-        condition = Condition(essentials["monitorCondition"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise UnusableRow(f"stored alert cannot be read: {type(error).__name__}: {error}") from None
-    if not isinstance(alert_id, str) or not alert_id:
-        raise UnusableRow("stored alert has no alertId")
-    summary = None
-    try:
-        # Deferred import: schema's models are only needed here and in the request path.
-        from receiver.alerts.schema import CommonAlert, condition_summary
-
-        summary = condition_summary(alert if alert is not None else CommonAlert.from_object(document))
-    except Exception as error:  # noqa: BLE001 - a summary is a nicety, never a reason to fail
-        log.debug("no condition summary", extra={"event": "summary_failed", "error": str(error)})
-    severity = essentials.get("severity")
-    data = document.get("data") if isinstance(document, dict) else None
-    custom = data.get("customProperties") if isinstance(data, dict) else None
-    context = data.get("alertContext") if isinstance(data, dict) else None
-    # Only rows the receiver stored itself carry a lifecycle block (the request path refuses the prefix).
-    lifecycle = document.get(LIFECYCLE_KEY) if alert_id.startswith(SYNTHETIC_ALERT_PREFIX) else None
-    own_key = lifecycle.get("key") if isinstance(lifecycle, dict) else None
-    return AlertEvent(
-        alert_id=alert_id,
-        condition=condition,
-        # A Resolved the receiver stored itself names the key of the item it resolves.
-        correlation_key=own_key if isinstance(own_key, str) and own_key else correlation_key(essentials, mode),
-        rule=_text(essentials.get("alertRule")) or "",
-        severity=severity if severity in ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4") else None,
-        signal_type=_text(essentials.get("signalType")),
-        monitoring_service=_text(essentials.get("monitoringService")),
-        target_ids=_strings(essentials.get("alertTargetIDs")),
-        configuration_items=_strings(essentials.get("configurationItems")),
-        description=_text(essentials.get("description")),
-        fired_at=_timestamp(essentials.get("firedDateTime")),
-        resolved_at=_timestamp(essentials.get("resolvedDateTime")),
-        investigation_link=_text(essentials.get("investigationLink")),
-        condition_summary=summary,
-        essentials=dict(essentials),
-        custom_properties=(
-            {str(k): str(v) for k, v in custom.items() if v is not None} if isinstance(custom, dict) else {}
-        ),
-        lifecycle_key=correlation_key(essentials, "rule-target"),
-        lifecycle_reason=_text(lifecycle.get("reason")) if isinstance(lifecycle, dict) else None,
-        lifecycle_note=_text(lifecycle.get("note")) if isinstance(lifecycle, dict) else None,
-        recovery=condition is Condition.FIRED and is_recovery(essentials, context),
-    )
-
-
-SYNTHETIC_ALERT_PREFIX = "secure-export-lifecycle/"
-"""Alert ids of the Resolved rows the receiver stores itself; refused from callers."""
-LIFECYCLE_KEY = "secureExportLifecycle"
-"""Top-level key of a Resolved the receiver stores itself (``receiver.dispatch.lifecycle``): ``{"reason": ...}``."""
-
-RECOVERY_STATUSES = frozenset({"available"})
-"""Resource health statuses that mean the resource recovered (docs/routing.md, lifecycle)."""
-
-
-def is_recovery(essentials: Mapping[str, Any], context: Any) -> bool:
-    """A resource health event that reports the resource ``Available`` again."""
-    if str(essentials.get("monitoringService", "")).casefold() != "resource health":
-        return False
-    properties = context.get("properties") if isinstance(context, dict) else None
-    status = properties.get("currentHealthStatus") if isinstance(properties, dict) else None
-    return isinstance(status, str) and status.strip().casefold() in RECOVERY_STATUSES
 
 
 @dataclass(slots=True)
@@ -456,7 +326,14 @@ class Dispatcher:
         event: AlertEvent | None
         problem: str | None = None
         try:
-            event = route_event(self.routing, build_event(row.body, self.correlation, row.payload))
+            event = route_event(
+                self.routing,
+                (
+                    event_from_alert(row.alert, self.correlation)
+                    if row.alert is not None
+                    else event_from_body(row.body, self.correlation)
+                ),
+            )
             key = event.correlation_key
         except UnusableRow as error:
             event, problem, key = None, str(error), row.alert_id

@@ -34,9 +34,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.dispatch.dispatcher import LIFECYCLE_KEY, SYNTHETIC_ALERT_PREFIX
+from receiver.alerts.events import LIFECYCLE_KEY, SYNTHETIC_ALERT_PREFIX, AlertEvent, Condition
 from receiver.storage.sqlite.inbox import Inbox
-from receiver.itsm.base import AlertEvent, Condition
 from secure_export.durations import format_duration
 
 log = logging.getLogger(__name__)

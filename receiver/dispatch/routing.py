@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from receiver.itsm.base import AlertEvent
+from receiver.alerts.events import AlertEvent
 from secure_export.routing import RoutingFile, RoutingSubject, load_routing
 
 __all__ = ["EMPTY_ROUTING", "load_configured", "route_event"]

@@ -46,6 +46,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.alerts.events import SYNTHETIC_ALERT_PREFIX
+from receiver.alerts.schema import AlertParseError, parse_alert
 from receiver.auth import (
     AuthError,
     AuthPolicy,
@@ -55,16 +57,15 @@ from receiver.auth import (
     check_subscriptions,
     single_authorization,
 )
-from receiver.dispatch.dispatcher import SYNTHETIC_ALERT_PREFIX, Dispatcher
-from receiver.storage.sqlite.inbox import InboxUnavailable
-from receiver.itsm.base import Backend, PermanentBackendError
+from receiver.dispatch.dispatcher import Dispatcher
 from receiver.dispatch.lifecycle import Lifecycle
+from receiver.dispatch.routing import load_configured
+from receiver.itsm.base import Backend, PermanentBackendError
 from receiver.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from receiver.observability.metrics import ReceiverMetrics, route_label
-from receiver.dispatch.routing import load_configured
-from receiver.alerts.schema import AlertParseError, parse_alert
 from receiver.settings import ReceiverSettings
 from receiver.storage import InboxStore
+from receiver.storage.records import InboxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ class AlertEndpoint:
                 )
                 return error.status, _encode(error.to_json()), _header_list(error.headers)
         try:
-            result = await self.inbox.put(alert_id, condition, body, payload=alert, timeout=self.put_timeout)
+            result = await self.inbox.put(alert_id, condition, body, alert=alert, timeout=self.put_timeout)
         except (InboxUnavailable, TimeoutError) as error:
             log.warning(
                 "inbox unavailable; answered 503",

@@ -202,7 +202,7 @@ def run(
         return EXIT_OK
     # The lifespan logged why, as one line; a database that cannot be opened is configuration.
     error = getattr(getattr(getattr(app, "state", None), "receiver", None), "startup_error", None)
-    from receiver.storage.sqlite.inbox import InboxOpenError
+    from receiver.storage.records import InboxOpenError
 
     return EXIT_BAD_CONFIG if isinstance(error, InboxOpenError) else EXIT_FAILED
 

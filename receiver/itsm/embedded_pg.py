@@ -19,15 +19,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    Condition,
-    PermanentBackendError,
-    Readiness,
-    TransientBackendError,
-    WorkItemRef,
-)
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
 from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
 from receiver.itsm.embedded import (
     MISSING_SEVERITY_KEY,

@@ -13,8 +13,8 @@ import sqlite3
 import time
 from typing import Any, Literal
 
-from receiver.storage.sqlite.operations import OpsError, operator
 from receiver.itsm.embedded import _SCHEMA, _now, list_work_items, upgrade_schema
+from receiver.storage.sqlite.operations import OpsError, operator
 from receiver.storage.sqlite.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0

@@ -46,7 +46,11 @@ def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
     for variant in ("answer-only", "no-storage", "no-dispatch"):
         completed = subprocess.run([sys.executable, "-c", probe, variant], capture_output=True, text=True, check=True)
         seen[variant] = completed.stdout.split()
-    assert seen["answer-only"] == ["receiver.storage.sqlite.inbox", "receiver.dispatch.dispatcher", "bench.receiver_variants"]
+    assert seen["answer-only"] == [
+        "receiver.storage.sqlite.inbox",
+        "receiver.dispatch.dispatcher",
+        "bench.receiver_variants",
+    ]
     assert seen["no-storage"] == ["bench.receiver_variants", "receiver.dispatch.dispatcher", "receiver.http.app"]
     assert seen["no-dispatch"] == ["receiver.storage.sqlite.inbox", "bench.receiver_variants", "receiver.http.app"]
 

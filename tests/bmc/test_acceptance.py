@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.bmc_helix import BmcHelixBackend
 from receiver.itsm.markers import correlation_id
-from receiver.demo.local_issuer import LocalIssuer
 from tests.bmc.helpers import PASSWORD, USER, settings
 from tests.bmc_fake import FakeBmc
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver

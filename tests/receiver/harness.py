@@ -46,14 +46,9 @@ from typing import Any
 
 import httpx
 
+from receiver.alerts.events import AlertEvent
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
 from receiver.storage.sqlite.inbox import count_by_state
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    PermanentBackendError,
-    TransientBackendError,
-    WorkItemRef,
-)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "SECURE_EXPORT_"
@@ -679,8 +674,8 @@ def _main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a test receiver (settings from SECURE_EXPORT_*).")
     parser.add_argument("--backend", default=None, help="module:factory(settings) of the backend")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from receiver.observability.logs import configure_logging
     from receiver.http.server import run
+    from receiver.observability.logs import configure_logging
     from receiver.settings import load_settings
 
     settings = load_settings()

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from receiver.alerts.events import AlertEvent
 from receiver.dispatch.dispatcher import Dispatcher
+from receiver.itsm.base import Readiness, TransientBackendError
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
-from receiver.itsm.base import AlertEvent, Readiness, TransientBackendError
 from tests.receiver.harness import RecordingBackend, alert_body
 
 MAX_ATTEMPTS = 3

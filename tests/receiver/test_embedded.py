@@ -14,12 +14,8 @@ from typing import Any
 
 import pytest
 
-from receiver.itsm.base import (
-    AlertEvent,
-    Condition,
-    PermanentBackendError,
-    TransientBackendError,
-)
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.embedded import (
     DatabaseNotFoundError,
     EmbeddedBackend,

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from receiver.demo.local_issuer import LocalIssuer
+from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
 from tests.servicenow_fake import FakeServiceNow

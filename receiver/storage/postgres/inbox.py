@@ -26,12 +26,15 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from receiver.storage.sqlite.inbox import InboxOpenError, InboxRow, InboxUnavailable, PutResult, _iso_at
 from receiver.itsm.base import WorkItemRef
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
+
+if TYPE_CHECKING:
+    from receiver.alerts.schema import CommonAlert
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ CHANNEL = "secure_export_inbox"
 RECOUNT_SECONDS = 5.0
 LISTEN_RETRY_SECONDS = 1.0
 _MAX_BATCH = 1000
-_MAX_PAYLOADS = 10_000
+_MAX_PARSED = 10_000
 """Parsed alerts of this replica's own recent rows kept for the dispatcher (spares a second parse)."""
 _INSERT = """
 WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($5)),
@@ -68,16 +71,16 @@ def _row(record: Any) -> InboxRow:
 
 
 class _Put:
-    __slots__ = ("alert_id", "condition", "body", "received_at", "payload", "future")
+    __slots__ = ("alert_id", "condition", "body", "received_at", "alert", "future")
 
     def __init__(
-        self, alert_id: str, condition: str, body: bytes, payload: Any, future: asyncio.Future[PutResult]
+        self, alert_id: str, condition: str, body: bytes, alert: CommonAlert | None, future: asyncio.Future[PutResult]
     ) -> None:
         self.alert_id = alert_id
         self.condition = condition
         self.body = body
-        self.payload = payload
-        self.received_at = _iso_at(time.time())
+        self.alert = alert
+        self.received_at = iso_at(time.time())
         self.future = future
 
 
@@ -111,7 +114,7 @@ class PostgresInbox:
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._puts_waiting = 0
-        self._payloads: OrderedDict[int, Any] = OrderedDict()
+        self._parsed: OrderedDict[int, CommonAlert] = OrderedDict()
         self._done: list[tuple[int, WorkItemRef | None, asyncio.Future[None]]] = []
         self._done_task: asyncio.Task[None] | None = None
         self._depth = 0
@@ -201,14 +204,14 @@ class PostgresInbox:
         monitor_condition: str,
         body: bytes,
         *,
-        payload: Any = None,
+        alert: CommonAlert | None = None,
         timeout: float | None = None,
     ) -> PutResult:
         """Store one delivery durably; returns once committed. Raises :class:`InboxUnavailable`."""
         if self._closed:
             raise InboxUnavailable("the inbox is shutting down")
         future: asyncio.Future[PutResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Put(alert_id, monitor_condition, body, payload, future))
+        self._queue.put_nowait(_Put(alert_id, monitor_condition, body, alert, future))
         self._puts_waiting += 1
         try:
             if timeout is None:
@@ -277,14 +280,14 @@ class PostgresInbox:
             row_id = ids.get((item.alert_id, item.condition))
             if row_id is not None:
                 new_rows.append(
-                    InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.payload)
+                    InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.alert)
                 )
         new_rows.sort(key=lambda row: row.id)
         for row in new_rows:
-            if row.payload is not None:
-                self._payloads[row.id] = row.payload
-        while len(self._payloads) > _MAX_PAYLOADS:
-            self._payloads.popitem(last=False)
+            if row.alert is not None:
+                self._parsed[row.id] = row.alert
+        while len(self._parsed) > _MAX_PARSED:
+            self._parsed.popitem(last=False)
         self.commits += 1
         self.rows_written += len(new_rows)
         self._depth += len(new_rows)
@@ -321,8 +324,8 @@ class PostgresInbox:
         rows = []
         for record in records:
             row = _row(record)
-            payload = self._payloads.pop(row.id, None)
-            rows.append(dataclasses.replace(row, payload=payload) if payload is not None else row)
+            alert = self._parsed.pop(row.id, None)
+            rows.append(dataclasses.replace(row, alert=alert) if alert is not None else row)
         return rows
 
     async def replayed(self, up_to_id: int, limit: int = 5000) -> list[InboxRow]:
@@ -346,7 +349,7 @@ class PostgresInbox:
                 "work_item = COALESCE($3, work_item), work_item_url = COALESCE($4, work_item_url) "
                 "WHERE id = $1 AND state = 'pending'",
                 row_id,
-                _iso_at(time.time()),
+                iso_at(time.time()),
                 number,
                 url,
             )
@@ -371,7 +374,7 @@ class PostgresInbox:
             batch, self._done = self._done, []
             ids = [row_id for row_id, _, _ in batch]
             refs = [(row_id, ref.number, ref.url) for row_id, ref, _ in batch if ref is not None]
-            now = _iso_at(time.time())
+            now = iso_at(time.time())
 
             async def confirm(conn: Any) -> str:
                 async with conn.transaction():
@@ -420,7 +423,7 @@ class PostgresInbox:
                 row_id,
                 attempts,
                 error[:2000],
-                _iso_at(time.time()),
+                iso_at(time.time()),
             )
         )
         changed = _count(status)
@@ -436,7 +439,7 @@ class PostgresInbox:
         return await self._prune("discarded", "discarded_at", older_than_seconds, limit)
 
     async def _prune(self, state: str, column: str, older_than_seconds: float, limit: int) -> int:
-        cutoff = _iso_at(time.time() - older_than_seconds)
+        cutoff = iso_at(time.time() - older_than_seconds)
         status = await self._run(
             lambda c: c.execute(
                 f"DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE state = '{state}' "
@@ -472,7 +475,7 @@ class PostgresInbox:
             lambda c: c.execute(
                 "INSERT INTO inbox_meta (key, value) VALUES ('probe', $1) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                _iso_at(time.time()),
+                iso_at(time.time()),
             )
         )
 

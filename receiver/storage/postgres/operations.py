@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from receiver.storage.sqlite.inbox import _iso_at
-from receiver.storage.sqlite.operations import _MAX_REASON, OpsError, OpsResult, operator
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
+from receiver.storage.sqlite.inbox import _iso_at
+from receiver.storage.sqlite.operations import _MAX_REASON, OpsError, OpsResult, operator
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "

@@ -40,13 +40,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.itsm.base import WorkItemRef
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
+
+if TYPE_CHECKING:
+    from receiver.alerts.schema import CommonAlert
 
 log = logging.getLogger(__name__)
 
@@ -99,44 +101,8 @@ _MAX_BATCH = 2048
 """Upper bound of items in one transaction, so one huge burst cannot starve the futures' loop hop."""
 
 
-class InboxUnavailable(Exception):
-    """The inbox could not store the row (disk full, read-only, locked): answer 503, Azure retries."""
-
-
-class InboxOpenError(InboxUnavailable):
-    """The database could not be opened at start: a configuration problem (``serve`` exits 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    """Outcome of :meth:`Inbox.put`."""
-
-    row_id: int | None
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    """A pending row as the dispatcher sees it."""
-
-    id: int
-    alert_id: str
-    monitor_condition: str
-    body: bytes
-    received_at: str
-    attempts: int
-    next_attempt_at: float | None
-    payload: Any = None
-    """For rows handed over in memory: what the request already parsed (a ``CommonAlert``)."""
-
-
-def _iso_at(timestamp: float) -> str:
-    """``timestamp`` (seconds since the epoch) as ISO-8601 UTC to the millisecond, with a ``Z``."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _now_iso() -> str:
-    return _iso_at(time.time())
+    return iso_at(time.time())
 
 
 def _received_at(cache: list[Any]) -> str:
@@ -147,7 +113,7 @@ def _received_at(cache: list[Any]) -> str:
     now = time.time()
     millisecond = int(now * 1000)
     if millisecond != cache[0]:
-        cache[0], cache[1] = millisecond, _iso_at(millisecond / 1000)
+        cache[0], cache[1] = millisecond, iso_at(millisecond / 1000)
     return cache[1]
 
 
@@ -209,16 +175,23 @@ class _Item:
 class _Put(_Item):
     """A new delivery; the writer inserts all puts of a batch with one statement."""
 
-    __slots__ = ("alert_id", "condition", "body", "received_at", "payload")
+    __slots__ = ("alert_id", "condition", "body", "received_at", "alert")
 
     def __init__(
-        self, loop: Any, future: Any, alert_id: str, condition: str, body: bytes, payload: Any, received_at: str
+        self,
+        loop: Any,
+        future: Any,
+        alert_id: str,
+        condition: str,
+        body: bytes,
+        alert: CommonAlert | None,
+        received_at: str,
     ) -> None:
         super().__init__(loop, future)
         self.alert_id = alert_id
         self.condition = condition
         self.body = body
-        self.payload = payload
+        self.alert = alert
         self.received_at = received_at
 
 
@@ -334,12 +307,12 @@ class Inbox:
         monitor_condition: str,
         body: bytes,
         *,
-        payload: Any = None,
+        alert: CommonAlert | None = None,
         timeout: float | None = None,
     ) -> PutResult:
         """Store one delivery durably; returns once committed. Raises :class:`InboxUnavailable`.
 
-        ``payload`` (the parsed alert) is not stored; it rides along to the dispatcher so the body
+        ``alert`` (the parsed alert) is not stored; it rides along to the dispatcher so the body
         is not parsed a second time. With ``timeout``, :class:`TimeoutError` is raised when the
         commit has not happened within that many seconds (the row may still be committed later;
         a repeated delivery then finds it).
@@ -349,7 +322,7 @@ class Inbox:
         loop = self._loop
         assert loop is not None
         future = loop.create_future()
-        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, payload, _received_at(self._clock_cache)))
+        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, alert, _received_at(self._clock_cache)))
         self._puts_waiting += 1
         if timeout is None:
             return await future
@@ -454,7 +427,7 @@ class Inbox:
         within minutes, so after the retention period their keys and bodies only take space.
         Parked and pending rows are never deleted. Returns the number of rows deleted.
         """
-        cutoff = _iso_at(time.time() - older_than_seconds)
+        cutoff = iso_at(time.time() - older_than_seconds)
 
         def delete(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
@@ -470,7 +443,7 @@ class Inbox:
 
     async def prune_discarded(self, older_than_seconds: float, *, limit: int = 5000) -> int:
         """Delete up to ``limit`` discarded rows whose discarding is older than the given age."""
-        cutoff = _iso_at(time.time() - older_than_seconds)
+        cutoff = iso_at(time.time() - older_than_seconds)
 
         def delete(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
@@ -730,7 +703,7 @@ class Inbox:
                 row_id = first + offset
                 item.result = PutResult(row_id, False)
                 rows.append(
-                    InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.payload)
+                    InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.alert)
                 )
         return rows
 
