@@ -48,15 +48,10 @@ from starlette.routing import Route
 
 from receiver.alerts.events import SYNTHETIC_ALERT_PREFIX
 from receiver.alerts.schema import AlertParseError, parse_alert
-from receiver.auth import (
-    AuthError,
-    AuthPolicy,
-    JwksCache,
-    TokenVerifier,
-    alert_subscriptions,
-    check_subscriptions,
-    single_authorization,
-)
+from receiver.auth.errors import AuthError
+from receiver.auth.jwks import JwksCache
+from receiver.auth.subscriptions import alert_subscriptions, check_subscriptions
+from receiver.auth.tokens import AuthPolicy, TokenVerifier, single_authorization
 from receiver.dispatch.dispatcher import Dispatcher
 from receiver.dispatch.lifecycle import Lifecycle
 from receiver.dispatch.routing import load_configured
