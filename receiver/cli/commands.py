@@ -289,7 +289,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
     """Run an operation, turning an :class:`~receiver.storage.sqlite.operations.OpsError` into its message and exit 1."""
     from receiver.storage import is_postgres
-    from receiver.storage.sqlite.operations import OpsError
+    from receiver.storage.operations import OpsError
 
     if "://" in db and not is_postgres(db):
         sys.stderr.write(
@@ -324,7 +324,7 @@ def _trace(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.storage.sqlite.operations import trace
+    from receiver.storage.operations import trace
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):
@@ -442,7 +442,7 @@ def _replay(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.storage.sqlite.operations import replay
+    from receiver.storage.operations import replay
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):
@@ -465,7 +465,7 @@ def _discard(argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.storage.sqlite.operations import discard
+    from receiver.storage.operations import discard
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):

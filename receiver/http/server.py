@@ -351,7 +351,7 @@ class BackgroundServer:
 
     @property
     def runtime(self) -> Any:
-        """The receiver's :class:`receiver.http.app.Runtime` (inbox, dispatcher, metrics...), if any."""
+        """The receiver's :class:`receiver.http.state.ReceiverState` (inbox, dispatcher, metrics...), if any."""
         return getattr(getattr(self.app, "state", None), "receiver", None)
 
     def start(self) -> BackgroundServer:
