@@ -68,7 +68,7 @@ class ReceiverApp(Starlette):
         super().__init__(**kwargs)
         self._alerts = alerts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/api/alerts" and scope["method"] == "POST":
             scope["app"] = self
             await self._alerts(scope, receive, send)

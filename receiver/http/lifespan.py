@@ -10,13 +10,13 @@ from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
 
-from receiver.dispatch.ops_watch import OpsWatcher, prune_resolved_loop
+from receiver.dispatch.ops_watch import OpsWatcher, PrunesResolved, prune_resolved_loop
 from receiver.http.state import ReceiverState
 from receiver.itsm.base import PermanentBackendError
 from receiver.observability.activity import summary_loop
-from receiver.storage import is_postgres
 from receiver.storage.postgres.connect import redact
 from receiver.storage.records import InboxUnavailable
+from receiver.storage.sqlite.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def receiver_lifespan(state: ReceiverState) -> Callable[[Starlette], AbstractAsy
                         },
                     )
 
-                if is_postgres(settings.db):
+                if not isinstance(inbox, Inbox):
                     from receiver.storage.postgres.shared import start_shared_dispatch
 
                     state.dispatch_lease = await start_shared_dispatch(inbox, dispatcher, settings, stack)
@@ -71,7 +71,7 @@ def receiver_lifespan(state: ReceiverState) -> Callable[[Starlette], AbstractAsy
 
                 summary = asyncio.create_task(summary_loop(state, settings.activity_log_seconds))
                 stack.callback(summary.cancel)
-                if settings.resolved_retention_days and hasattr(backend, "prune_resolved"):
+                if settings.resolved_retention_days and isinstance(backend, PrunesResolved):
                     pruner = asyncio.create_task(prune_resolved_loop(backend, settings.resolved_retention_days * 86400))
                     stack.callback(pruner.cancel)
             except Exception as error:
