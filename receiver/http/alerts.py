@@ -151,7 +151,8 @@ class AlertEndpoint:
         alert_id = essentials.alert_id
         condition = essentials.monitor_condition
         if alert_id.startswith(SYNTHETIC_ALERT_PREFIX):
-            # Only the receiver writes such rows (receiver.dispatch.lifecycle): a caller must not resolve items with them.
+            # Only the receiver writes such rows (receiver.dispatch.lifecycle): a caller must not resolve items with
+            # them.
             detail = f"alertId must not start with {SYNTHETIC_ALERT_PREFIX!r}"
             return 422, encode_json({"error": "not_common_alert_schema", "detail": detail}), []
         if self.allowed_subscriptions is not None:
