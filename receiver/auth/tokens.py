@@ -53,7 +53,8 @@ class AuthPolicy:
             raise ValueError("AuthPolicy.required_role is empty; set SECURE_EXPORT_REQUIRED_ROLE")
         if not 0 <= self.clock_skew_seconds <= MAX_CLOCK_SKEW_SECONDS:
             raise ValueError(
-                f"clock skew {self.clock_skew_seconds} s is outside 0..{MAX_CLOCK_SKEW_SECONDS:g} s; use a small leeway such as 60"
+                f"clock skew {self.clock_skew_seconds} s is outside 0..{MAX_CLOCK_SKEW_SECONDS:g} s; "
+                "use a small leeway such as 60"
             )
 
     @property

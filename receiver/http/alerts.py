@@ -1,4 +1,4 @@
-"""``POST /api/alerts``: size, type, token, parse, allow-list, commit, answer (docs/receiver.md, the order of checks)."""
+"""``POST /api/alerts``: size, type, token, parse, allow-list, commit, answer (docs/receiver.md has the order)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ def check_url(url: str) -> str:
     mode = modes[-1] if modes else "require"
     if mode not in STRONG_SSLMODES:
         raise DatabaseUrlError(
-            f"sslmode={mode} in the PostgreSQL URL is not allowed: TLS is required; use sslmode=require, verify-ca or verify-full"
+            f"sslmode={mode} in the PostgreSQL URL is not allowed: TLS is required; "
+            "use sslmode=require, verify-ca or verify-full"
         )
     return mode
 
@@ -106,7 +107,7 @@ class CachedToken:
 
 
 def entra_token_source(scope: str = ENTRA_SCOPE) -> TokenSource:
-    """Tokens of the app's managed identity (``DefaultAzureCredential``: ``AZURE_CLIENT_ID`` picks a user-assigned one)."""
+    """Tokens of the app's managed identity (``DefaultAzureCredential``; ``AZURE_CLIENT_ID`` picks one)."""
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)

@@ -392,7 +392,8 @@ class PostgresInbox:
         """Remember a failed attempt (survives restarts and a move to another replica)."""
         await self._run(
             lambda c: c.execute(
-                "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1 AND state = 'pending'",
+                "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 "
+                "WHERE id = $1 AND state = 'pending'",
                 row_id,
                 attempts,
                 error[:2000],

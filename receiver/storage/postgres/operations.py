@@ -48,7 +48,7 @@ def _run(url: str, work: Any) -> Any:
 
 
 def trace(url: str, alert_id: str) -> dict[str, Any]:
-    """Every delivery of ``alert_id`` and the work items it became (the shape of :func:`receiver.storage.sqlite.operations.trace`)."""
+    """Every delivery of ``alert_id`` and the work items it became (the shape of the SQLite trace)."""
 
     async def work(conn: Any) -> dict[str, Any]:
         rows = await conn.fetch(f"SELECT {_DELIVERY} FROM inbox WHERE alert_id = $1 ORDER BY id", alert_id)

@@ -779,7 +779,9 @@ def _open_existing(db_path: str) -> sqlite3.Connection | None:
 
 
 def list_parked(db_path: str) -> list[dict[str, Any]]:
-    """Rows parked as failed, oldest first: ``id`` (for ``replay``/``discard``), ``alert_id``, ``monitor_condition``, ``attempts``,
+    """Rows parked as failed, oldest first.
+
+    Each has ``id`` (for ``replay``/``discard``), ``alert_id``, ``monitor_condition``, ``attempts``,
     ``last_error``, ``received_at``, ``parked_at``. An absent database or inbox gives ``[]``;
     the file is never created by reading.
     """
