@@ -1,11 +1,4 @@
-"""Connecting to PostgreSQL: the URL's TLS rule, password or Entra ID token authentication, the pool.
-
-``SECURE_EXPORT_DB_AUTH=password`` takes the password from the URL or ``PGPASSWORD``;
-``entra`` asks azure-identity for an access token of the app's managed identity (scope
-:data:`ENTRA_SCOPE`) whenever a connection is opened, reusing it until
-:data:`TOKEN_REFRESH_MARGIN_SECONDS` before it expires. TLS is required: a URL without
-``sslmode`` gets ``require``; a weaker mode is refused (see :func:`check_url`).
-"""
+"""Connecting to PostgreSQL: URL checks (TLS required), Entra ID tokens refreshed before expiry, the pool."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """Operators' actions on an SQLite inbox: trace an alert, replay or discard parked deliveries.
 
-They work on the database file directly, beside a running receiver (SQLite's write lock keeps
-them apart): every change bumps ``inbox_meta.ops_generation``, which the running receiver watches
-(:class:`receiver.dispatch.ops_watch.OpsWatcher`) so replayed rows are dispatched without a restart. The
-HTTP ops endpoints (``receiver.http.operations``) call the same functions. Nothing is ever deleted here:
-a discarded row stays, with who discarded it and why, until its retention period ends.
+They work beside a running receiver and bump ``ops_generation`` so it notices (docs/operations.md).
 """
 
 from __future__ import annotations
