@@ -37,7 +37,9 @@ _STOP = None
 
 
 @dataclass(slots=True)
-class _Entry:
+class _KeyedRow:
+    """An inbox row waiting in its correlation key's queue, with its event (or why it has none)."""
+
     row_id: int
     alert_id: str
     condition: str
@@ -87,7 +89,7 @@ class Dispatcher:
         self.metrics = metrics
         self._rng = rng
         self._clock = clock
-        self._keys: dict[str, deque[_Entry]] = {}
+        self._keys: dict[str, deque[_KeyedRow]] = {}
         self._in_memory = 0
         self._last_id = 0
         self._ready: asyncio.Queue[str | None] = asyncio.Queue()
@@ -312,7 +314,7 @@ class Dispatcher:
             key = event.correlation_key
         except UnusableRow as error:
             event, problem, key = None, str(error), row.alert_id
-        entry = _Entry(
+        entry = _KeyedRow(
             row_id=row.id,
             alert_id=row.alert_id,
             condition=row.monitor_condition,
@@ -401,7 +403,7 @@ class Dispatcher:
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** min(attempt - 1, 60)))
         return float(self._rng() * ceiling)
 
-    async def _attempt(self, entry: _Entry) -> bool:
+    async def _attempt(self, entry: _KeyedRow) -> bool:
         """Apply one row once; True when it is finished (done or parked), False to retry later."""
         backend_name = getattr(self.backend, "name", "backend")
         if entry.event is None:
@@ -551,7 +553,7 @@ class Dispatcher:
             extra={"event": "mark_done_failed", "row_id": row_id, "error": str(error)},
         )
 
-    async def _park(self, entry: _Entry, reason_text: str, *, reason: str) -> None:
+    async def _park(self, entry: _KeyedRow, reason_text: str, *, reason: str) -> None:
         self.parked += 1
         if self.metrics is not None:
             self.metrics.parked.labels(reason=reason).inc()
