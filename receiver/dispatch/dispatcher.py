@@ -23,6 +23,7 @@ from receiver.storage import InboxStore
 from receiver.storage.records import InboxRow
 
 if TYPE_CHECKING:
+    from receiver.dispatch.lifecycle import Lifecycle
     from secure_export.routing import RoutingFile
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,13 @@ class Dispatcher:
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
         routing: RoutingFile | None = None,
-        lifecycle: Any = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.inbox = inbox
         self.routing = routing if routing is not None else EMPTY_ROUTING
         """Routing rules (``SECURE_EXPORT_ROUTING``): each event gets its decision before the backend sees it."""
         self.lifecycle = lifecycle
-        """A :class:`receiver.dispatch.lifecycle.Lifecycle` told of every applied event (stateless TTL), or None."""
+        """Flap damping and lifecycle timers: told of every applied event, swept while dispatching; or None."""
         self.backend = backend
         self.correlation = correlation
         self.max_attempts = max_attempts
@@ -142,6 +143,9 @@ class Dispatcher:
         self._tasks.append(asyncio.create_task(self._run_loader(), name="dispatch-loader"))
         for number in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._run_worker(), name=f"dispatch-worker-{number}"))
+        if self.lifecycle is not None:
+            # Timers are swept where events are applied: on PostgreSQL, by the dispatch lease holder only.
+            await self.lifecycle.start_sweeping()
 
     async def start_backend(self) -> None:
         """Start the backend once, without dispatching (a standby replica's readiness needs it).
@@ -187,6 +191,8 @@ class Dispatcher:
         Rows not confirmed by the backend stay pending in the inbox for the next start.
         """
         self._stopping = True
+        if self.lifecycle is not None:
+            await self.lifecycle.stop_sweeping()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

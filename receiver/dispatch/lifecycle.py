@@ -1,7 +1,8 @@
 """Work-item lifecycle beyond Fired/Resolved: flap damping and resolving what Azure never resolves.
 
 The reopen window itself is applied by each backend (it needs the backend's own items); this
-module keeps what must outlive a restart in the inbox's database, beside the inbox:
+module decides, and keeps what must outlive a restart (or a move of the dispatch lease to another
+replica) in the inbox's database through a :class:`receiver.storage.lifecycle.LifecycleStore`:
 
 * ``lifecycle_firing``/``lifecycle_clear``/``lifecycle_refires``: per rule and targets (the event's
   ``lifecycle_key``), the alert instances firing, when the last one resolved, and every Fired that
@@ -14,10 +15,11 @@ module keeps what must outlive a restart in the inbox's database, beside the inb
   restarted) by every Fired of a :data:`STATELESS_SERVICES` alert when ``SECURE_EXPORT_STATELESS_TTL``
   is on; ``flap-quiet`` as above, cancelled by a Fired.
 
-A due timer becomes an ordinary inbox row: a Resolved the receiver writes itself, with a unique
-alert id and a ``secureExportLifecycle`` block (reason, correlation key, note). So it is durable,
-ordered with the key's other deliveries by the dispatcher, retried like any delivery, and visible in
-``secure-export trace``. The backends resolve the whole item of that key with the note.
+A due timer becomes an ordinary inbox row, in the transaction that deletes the timer: a Resolved
+the receiver writes itself, with an alert id derived from the timer and a ``secureExportLifecycle``
+block (reason, correlation key, note). So it is durable, ordered with the key's other deliveries by
+the dispatcher, retried like any delivery, and visible in ``secure-export trace``. The backends
+resolve the whole item of that key with the note.
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from receiver.alerts.events import LIFECYCLE_KEY, SYNTHETIC_ALERT_PREFIX, AlertEvent, Condition
-from receiver.storage.sqlite.inbox import Inbox
+from receiver.storage.lifecycle import Delivery, LifecycleStore, Timer
 from secure_export.durations import format_duration
 
 log = logging.getLogger(__name__)
@@ -61,34 +62,6 @@ STATELESS_SERVICES = frozenset(
 activity log (administrative, policy, autoscale, security, recommendation), service health, resource health, cost
 and budget alerts, and log alerts of the legacy Log Analytics API."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lifecycle_timers (
-    correlation_key TEXT NOT NULL,
-    reason          TEXT NOT NULL CHECK (reason IN ('stateless-ttl', 'flap-quiet')),
-    due_at          REAL NOT NULL,
-    after_seconds   REAL NOT NULL,
-    essentials      TEXT NOT NULL,
-    PRIMARY KEY (correlation_key, reason)
-);
-CREATE INDEX IF NOT EXISTS lifecycle_timers_due ON lifecycle_timers (due_at);
-CREATE TABLE IF NOT EXISTS lifecycle_firing (
-    lifecycle_key TEXT NOT NULL,
-    alert_id      TEXT NOT NULL,
-    fired_at      REAL NOT NULL,
-    PRIMARY KEY (lifecycle_key, alert_id)
-);
-CREATE TABLE IF NOT EXISTS lifecycle_clear (
-    lifecycle_key TEXT PRIMARY KEY,
-    cleared_at    REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS lifecycle_refires (
-    lifecycle_key TEXT NOT NULL,
-    alert_id      TEXT NOT NULL,
-    at            REAL NOT NULL,
-    PRIMARY KEY (lifecycle_key, alert_id)
-);
-"""
-
 _FIRING_RETENTION_SECONDS = 30 * 86400.0
 """Alert instances still marked firing after this long are forgotten (their Resolved was lost)."""
 
@@ -105,11 +78,16 @@ def _iso(moment: float) -> str:
 
 
 class Lifecycle:
-    """Flap damping and lifecycle timers for one receiver (see the module docstring)."""
+    """Flap damping and lifecycle timers for one receiver (see the module docstring).
+
+    The dispatcher calls :meth:`before_apply`/:meth:`after_apply` around each backend call and
+    starts and stops the sweeper with itself (:meth:`start_sweeping`, :meth:`stop_sweeping`), so
+    on PostgreSQL both happen only on the replica holding the dispatch lease.
+    """
 
     def __init__(
         self,
-        inbox: Inbox,
+        store: LifecycleStore,
         *,
         reopen_window: float = 3600.0,
         stateless_ttl: float | None = None,
@@ -118,7 +96,7 @@ class Lifecycle:
         sweep_interval: float = 15.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.inbox = inbox
+        self.store = store
         self.reopen_window = reopen_window
         self.stateless_ttl = stateless_ttl
         self.flap_cycles = flap_cycles
@@ -128,28 +106,22 @@ class Lifecycle:
         self._task: asyncio.Task[None] | None = None
         self.resolutions = 0
         """Resolutions the receiver has stored itself (due timers turned into inbox rows)."""
-        self._flap_timers = True
-        """Whether a flap-quiet timer may exist (a Fired then cancels it); only this process writes them."""
 
     async def open(self) -> None:
-        """Create the tables (idempotent) and start the sweeper."""
-
-        def create(conn: sqlite3.Connection) -> bool:
-            # Statement by statement: executescript would commit the writer's transaction.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            return (
-                conn.execute("SELECT 1 FROM lifecycle_timers WHERE reason = 'flap-quiet' LIMIT 1").fetchone()
-                is not None
-            )
-
-        self._flap_timers = await self.inbox.run_in_transaction(create)
-        if self._task is None:
-            self._task = asyncio.create_task(self._sweep_loop(), name="lifecycle-sweeper")
+        """Make sure the store's tables exist (the sweeper starts with the dispatcher)."""
+        await self.store.open()
 
     async def close(self) -> None:
-        """Stop the sweeper; timers stay in the database for the next start."""
+        """Stop the sweeper; timers stay in the database for the next start (or the next lease holder)."""
+        await self.stop_sweeping()
+
+    async def start_sweeping(self) -> None:
+        """Start the sweeper (idempotent): due timers become inbox rows every ``sweep_interval``."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._sweep_loop(), name="lifecycle-sweeper")
+
+    async def stop_sweeping(self) -> None:
+        """Stop the sweeper; a sweep cut short rolls back and its timers stay."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -168,20 +140,7 @@ class Lifecycle:
             or is_stateless(event)
         ):
             return event
-        since = self._clock() - self.reopen_window
-
-        def count(conn: sqlite3.Connection) -> int:
-            # One statement (each costs the writer thread a GIL round trip).
-            others, refires = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ?1 AND alert_id != ?2),"
-                " (SELECT COUNT(*) FROM lifecycle_refires WHERE lifecycle_key = ?1 AND at >= ?3)",
-                (event.lifecycle_key, event.alert_id, since),
-            ).fetchone()
-            if others:
-                return 0  # another instance still fires: this Resolved does not end a cycle
-            return int(refires) + 1
-
-        cycles = await self.inbox.run_in_transaction(count)
+        cycles = await self.store.cycles(event.lifecycle_key, event.alert_id, self._clock() - self.reopen_window)
         if cycles <= self.flap_cycles:
             return event
         note = (
@@ -195,66 +154,21 @@ class Lifecycle:
         """Record the fire or resolve, set or cancel timers; idempotent, so a replay may call it again."""
         now = self._clock()
         key, lifecycle_key = event.correlation_key, event.lifecycle_key
+        if event.lifecycle_reason is not None or event.recovery:
+            await self.store.ended(lifecycle_key)  # the item resolved as a whole
+            return
         template = json.dumps(dict(event.essentials), sort_keys=True, default=str)
-        stateless = is_stateless(event)
-
-        def record(conn: sqlite3.Connection) -> None:
-            if event.lifecycle_reason is not None or event.recovery:
-                # The item resolved as a whole: nothing of this rule fires any more.
-                conn.execute("DELETE FROM lifecycle_firing WHERE lifecycle_key = ?", (lifecycle_key,))
-                return
-            if event.condition is Condition.RESOLVED:
-                conn.execute(
-                    "DELETE FROM lifecycle_firing WHERE lifecycle_key = ? AND alert_id = ?",
-                    (lifecycle_key, event.alert_id),
-                )
-                # Cleared when nothing of the rule fires any more.
-                conn.execute(
-                    "INSERT INTO lifecycle_clear (lifecycle_key, cleared_at) SELECT ?1, ?2"
-                    " WHERE NOT EXISTS (SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ?1)"
-                    " ON CONFLICT (lifecycle_key) DO UPDATE SET cleared_at = excluded.cleared_at",
-                    (lifecycle_key, now),
-                )
-                if event.hold:
-                    self._flap_timers = True
-                    self._set_timer(conn, key, "flap-quiet", now, self.flap_quiet, template)
-                return
-            if self._flap_timers:
-                conn.execute("DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = 'flap-quiet'", (key,))
-            if stateless:
-                if self.stateless_ttl:
-                    self._set_timer(conn, key, "stateless-ttl", now, self.stateless_ttl, template)
-                return  # never resolved by Azure: not tracked as firing, never flapping
-            # A cycle begins when this Fired finds nothing of its rule firing, shortly after it cleared.
-            refire = conn.execute(
-                "SELECT NOT EXISTS (SELECT 1 FROM lifecycle_firing WHERE lifecycle_key = ?1)"
-                " AND EXISTS (SELECT 1 FROM lifecycle_clear WHERE lifecycle_key = ?1 AND cleared_at >= ?2)",
-                (lifecycle_key, now - self.reopen_window),
-            ).fetchone()[0]
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO lifecycle_firing (lifecycle_key, alert_id, fired_at) VALUES (?, ?, ?)",
-                (lifecycle_key, event.alert_id, now),
-            ).rowcount
-            if refire and inserted:  # not for a replay
-                conn.execute(
-                    "INSERT OR IGNORE INTO lifecycle_refires (lifecycle_key, alert_id, at) VALUES (?, ?, ?)",
-                    (lifecycle_key, event.alert_id, now),
-                )
-                conn.execute(
-                    "DELETE FROM lifecycle_refires WHERE lifecycle_key = ? AND at < ?",
-                    (lifecycle_key, now - max(self.reopen_window, 0.0)),
-                )
-
-        await self.inbox.run_in_transaction(record)
-
-    @staticmethod
-    def _set_timer(conn: sqlite3.Connection, key: str, reason: str, now: float, after: float, template: str) -> None:
-        conn.execute(
-            "INSERT INTO lifecycle_timers (correlation_key, reason, due_at, after_seconds, essentials)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (correlation_key, reason) DO UPDATE SET"
-            " due_at = excluded.due_at, after_seconds = excluded.after_seconds, essentials = excluded.essentials",
-            (key, reason, now + after, after, template),
-        )
+        if event.condition is Condition.RESOLVED:
+            hold = Timer(key, "flap-quiet", now + self.flap_quiet, self.flap_quiet, template) if event.hold else None
+            await self.store.resolved(lifecycle_key, event.alert_id, now, hold)
+        elif is_stateless(event):
+            # Never resolved by Azure: not tracked as firing, never flapping.
+            ttl = self.stateless_ttl
+            await self.store.fired_stateless(
+                key, Timer(key, "stateless-ttl", now + ttl, ttl, template) if ttl else None
+            )
+        else:
+            await self.store.fired(key, lifecycle_key, event.alert_id, now, self.reopen_window)
 
     # -- the sweeper -------------------------------------------------------------------------
 
@@ -269,60 +183,45 @@ class Lifecycle:
             await asyncio.sleep(self.sweep_interval)
 
     async def sweep(self) -> int:
-        """Turn every due timer into a stored Resolved; returns how many. Safe to repeat after a crash."""
+        """Turn every due timer into a stored Resolved; returns how many. Safe to repeat, and to race."""
         now = self._clock()
+        await self.store.forget_firing_before(now - _FIRING_RETENTION_SECONDS)
 
-        def due(conn: sqlite3.Connection) -> list[tuple[str, str, float, float, str]]:
-            rows = conn.execute(
-                "SELECT correlation_key, reason, due_at, after_seconds, essentials FROM lifecycle_timers"
-                " WHERE due_at <= ? ORDER BY due_at LIMIT ?",
-                (now, _SWEEP_BATCH),
-            ).fetchall()
-            return [(str(r[0]), str(r[1]), float(r[2]), float(r[3]), str(r[4])) for r in rows]
-
-        timers = await self.inbox.run_in_transaction(due)
-        await self.inbox.run_in_transaction(
-            lambda conn: (
-                conn.execute("DELETE FROM lifecycle_firing WHERE fired_at < ?", (now - _FIRING_RETENTION_SECONDS,))
-                and None
+        def delivery(timer: Timer) -> Delivery:
+            return synthetic_resolved(
+                timer.correlation_key,
+                timer.reason,
+                timer.due_at,
+                timer.after_seconds,
+                json.loads(timer.essentials),
+                now,
             )
-        )
-        for key, reason, due_at, after, template in timers:
-            alert_id, body = synthetic_resolved(key, reason, due_at, after, json.loads(template), now)
-            # The alert id is derived from the timer, so a put repeated after a crash is a duplicate.
-            await self.inbox.put(alert_id, Condition.RESOLVED.value, body)
 
-            def forget(conn: sqlite3.Connection, key: str = key, reason: str = reason, due_at: float = due_at) -> None:
-                # Only this due time: a Fired that restarted the clock meanwhile keeps its timer.
-                conn.execute(
-                    "DELETE FROM lifecycle_timers WHERE correlation_key = ? AND reason = ? AND due_at = ?",
-                    (key, reason, due_at),
-                )
-
-            await self.inbox.run_in_transaction(forget)
-            self.resolutions += 1
+        stored = await self.store.take_due(now, _SWEEP_BATCH, delivery)
+        for resolution in stored:
+            self.resolutions += resolution.inserted
             log.info(
                 "lifecycle resolution stored",
-                extra={"event": "lifecycle_resolution", "reason": reason, "alert_id": alert_id},
+                extra={
+                    "event": "lifecycle_resolution",
+                    "reason": resolution.timer.reason,
+                    "alert_id": resolution.alert_id,
+                    "duplicate": not resolution.inserted,
+                },
             )
-        return len(timers)
+        return len(stored)
 
     async def pending_timers(self) -> list[dict[str, Any]]:
         """The timers not yet due, for tests and operators: key, reason, due time."""
-
-        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = conn.execute(
-                "SELECT correlation_key, reason, due_at FROM lifecycle_timers ORDER BY due_at"
-            ).fetchall()
-            return [{"correlation_key": r[0], "reason": r[1], "due_at": _iso(float(r[2]))} for r in rows]
-
-        result: list[dict[str, Any]] = await self.inbox.run_in_transaction(read)
-        return result
+        return [
+            {"correlation_key": t.correlation_key, "reason": t.reason, "due_at": _iso(t.due_at)}
+            for t in await self.store.timers()
+        ]
 
 
 def synthetic_resolved(
     key: str, reason: str, due_at: float, after: float, essentials: dict[str, Any], now: float
-) -> tuple[str, bytes]:
+) -> Delivery:
     """The alert id and body of the Resolved the receiver stores for a due timer."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     alert_id = f"{SYNTHETIC_ALERT_PREFIX}{reason}/{digest}/{int(due_at * 1000)}"

@@ -107,7 +107,8 @@ def create_app(
     else:
         jwks = verifier.keys
     metrics = ReceiverMetrics()
-    from receiver.storage import is_postgres, open_store
+    from receiver.storage import open_store
+    from receiver.storage.lifecycle import open_lifecycle_store
 
     inbox = open_store(
         settings.db,
@@ -129,19 +130,14 @@ def create_app(
         apply_timeout=settings.dispatch_apply_timeout_seconds,
         metrics=metrics,
         routing=load_configured(settings.routing),
-        # Flap damping and the stateless TTL keep their timers in the SQLite inbox; on PostgreSQL they
-        # do not run yet (docs/postgresql.md, "Lifecycle rules"), which the start log says.
-        lifecycle=(
-            None
-            if is_postgres(settings.db)
-            else Lifecycle(
-                inbox,  # type: ignore[arg-type]
-                reopen_window=settings.reopen_window,
-                stateless_ttl=settings.stateless_ttl,
-                flap_cycles=settings.flap_cycles,
-                flap_quiet=settings.flap_quiet,
-                sweep_interval=settings.lifecycle_sweep_seconds,
-            )
+        # Flap damping and the stateless TTL keep their state in the inbox's database, either store.
+        lifecycle=Lifecycle(
+            open_lifecycle_store(inbox),
+            reopen_window=settings.reopen_window,
+            stateless_ttl=settings.stateless_ttl,
+            flap_cycles=settings.flap_cycles,
+            flap_quiet=settings.flap_quiet,
+            sweep_interval=settings.lifecycle_sweep_seconds,
         ),
     )
     inbox.set_on_committed(dispatcher.notify)

@@ -46,17 +46,6 @@ def receiver_lifespan(state: ReceiverState) -> Callable[[Starlette], AbstractAsy
                 if dispatcher.lifecycle is not None:
                     await dispatcher.lifecycle.open()
                     stack.push_async_callback(dispatcher.lifecycle.close)
-                else:
-                    log.warning(
-                        "lifecycle rules not run on PostgreSQL",
-                        extra={
-                            "event": "lifecycle_unsupported",
-                            "flap_cycles": settings.flap_cycles,
-                            "stateless_ttl": settings.stateless_ttl,
-                            "detail": "flap damping and SECURE_EXPORT_STATELESS_TTL run with an SQLite inbox only "
-                            "(docs/postgresql.md)",
-                        },
-                    )
 
                 if not isinstance(inbox, Inbox):
                     from receiver.storage.postgres.shared import start_shared_dispatch

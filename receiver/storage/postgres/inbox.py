@@ -13,8 +13,8 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from receiver.itsm.base import WorkItemRef
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 INSERT_LOCK = 0x5EC0_0002
 """Transaction advisory lock taken by every inserting transaction (commit order = id order)."""
@@ -115,6 +117,8 @@ class PostgresInbox:
         self.lock_wait_seconds = 0.0
         self.pruned = 0
         self.last_error: str | None = None
+        self._tx_rows: dict[Any, list[InboxRow]] = {}
+        """Rows stored with :meth:`insert_in_transaction`, per connection, until their transaction ends."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -300,6 +304,51 @@ class PostgresInbox:
                 return await fn(conn)
         except connection_errors() as error:
             raise InboxUnavailable(f"inbox database unavailable: {error or type(error).__name__}") from error
+
+    async def run_in_transaction(self, fn: Callable[[Any], Awaitable[_T]]) -> _T:
+        """``await fn(conn)`` in one transaction on a pooled connection; its result.
+
+        For the receiver's own tables beside the inbox (``receiver.storage.postgres.lifecycle``).
+        Rows ``fn`` stored with :meth:`insert_in_transaction` reach the dispatcher after the commit.
+        """
+
+        async def run(conn: Any) -> _T:
+            self._tx_rows[conn] = []
+            try:
+                async with conn.transaction():
+                    result = await fn(conn)
+                rows = self._tx_rows.get(conn, [])
+            finally:
+                self._tx_rows.pop(conn, None)
+            if rows:
+                self.commits += 1
+                self.rows_written += len(rows)
+                self._depth += len(rows)
+                if self._on_committed is not None:
+                    self._on_committed(rows)
+            return result
+
+        result: _T = await self._run(run)
+        return result
+
+    async def insert_in_transaction(
+        self, conn: Any, alert_id: str, monitor_condition: str, body: bytes
+    ) -> InboxRow | None:
+        """Inside ``run_in_transaction``'s ``fn``: store a delivery in that transaction; None if it exists.
+
+        Takes :data:`INSERT_LOCK` as every inserting transaction does (ids commit in order) until
+        the caller's commit, and notifies the other replicas at that commit.
+        """
+        received_at = iso_at(time.time())
+        records = await conn.fetch(
+            _INSERT, [alert_id], [monitor_condition], [body], [received_at], INSERT_LOCK, CHANNEL, f"{self.replica}:"
+        )
+        row_id = next((r[2] for r in records if r[2] is not None), None)
+        if row_id is None:
+            return None
+        row = InboxRow(row_id, alert_id, monitor_condition, body, received_at, 0, None)
+        self._tx_rows.setdefault(conn, []).append(row)
+        return row
 
     async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
         """Pending rows with ``id > after_id`` in arrival order (at most ``limit``).

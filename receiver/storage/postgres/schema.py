@@ -120,6 +120,37 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             ADD COLUMN reopened INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        4,
+        """
+        -- The lifecycle rules' state (receiver.storage.postgres.lifecycle), the same tables as on SQLite.
+        CREATE TABLE lifecycle_timers (
+            correlation_key TEXT NOT NULL,
+            reason TEXT NOT NULL CHECK (reason IN ('stateless-ttl', 'flap-quiet')),
+            due_at DOUBLE PRECISION NOT NULL,
+            after_seconds DOUBLE PRECISION NOT NULL,
+            essentials TEXT NOT NULL,
+            PRIMARY KEY (correlation_key, reason)
+        );
+        CREATE INDEX lifecycle_timers_due ON lifecycle_timers (due_at);
+        CREATE TABLE lifecycle_firing (
+            lifecycle_key TEXT NOT NULL,
+            alert_id TEXT NOT NULL,
+            fired_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (lifecycle_key, alert_id)
+        );
+        CREATE TABLE lifecycle_clear (
+            lifecycle_key TEXT PRIMARY KEY,
+            cleared_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE lifecycle_refires (
+            lifecycle_key TEXT NOT NULL,
+            alert_id TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (lifecycle_key, alert_id)
+        );
+        """,
+    ),
 )
 
 

@@ -237,6 +237,8 @@ class Inbox:
         self.lock_waits = 0
         """Transactions that had to wait for another connection's write lock."""
         self.lock_wait_seconds = 0.0
+        self._op_rows: list[InboxRow] = []
+        """Rows the running operation stored with :meth:`insert_in_transaction` (writer thread only)."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -325,6 +327,26 @@ class Inbox:
         For the receiver's own tables beside the inbox (``receiver.dispatch.lifecycle``): one writer, one lock.
         """
         return await self._call(fn)
+
+    def insert_in_transaction(
+        self, conn: sqlite3.Connection, alert_id: str, monitor_condition: str, body: bytes
+    ) -> InboxRow | None:
+        """Inside ``run_in_transaction``'s ``fn``: store a delivery in that transaction; None if it exists.
+
+        The row commits (or rolls back) with the caller's other statements and then reaches the
+        dispatcher like a put's (``on_committed``), so it is counted and applied in id order.
+        """
+        received_at = _now_iso()
+        cur = conn.execute(
+            "INSERT INTO inbox (alert_id, monitor_condition, body, received_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (alert_id, monitor_condition) DO NOTHING",
+            (alert_id, monitor_condition, body, received_at),
+        )
+        if cur.rowcount != 1 or cur.lastrowid is None:
+            return None
+        row = InboxRow(cur.lastrowid, alert_id, monitor_condition, body, received_at, 0, None)
+        self._op_rows.append(row)
+        return row
 
     async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]:
         """Pending rows with ``id > after_id`` in arrival order (at most ``limit``)."""
@@ -606,12 +628,15 @@ class Inbox:
             for item in ops:
                 # A savepoint per operation: one failing statement fails only its own caller.
                 conn.execute("SAVEPOINT op")
+                self._op_rows = []
                 try:
                     item.run(conn, self)
                 except Exception as error:  # noqa: BLE001 - handed to that operation's caller
                     conn.execute("ROLLBACK TO op")
                     item.error = error
+                    self._op_rows = []
                 conn.execute("RELEASE op")
+                new_rows.extend(self._op_rows)  # after the puts' rows: higher ids
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             try:
