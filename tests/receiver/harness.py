@@ -48,6 +48,7 @@ import httpx
 
 from receiver.alerts.events import AlertEvent
 from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.storage import is_postgres
 from receiver.storage.sqlite.inbox import count_by_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -383,6 +384,19 @@ def read_durable_fake(db_path: str | Path) -> tuple[list[tuple[str, str]], list[
 # --- running receivers ----------------------------------------------------------------------
 
 
+async def _postgres_counts(url: str) -> dict[str, int]:
+    import asyncpg
+
+    counts = {"pending": 0, "done": 0, "parked": 0}
+    conn = await asyncpg.connect(url, ssl="require")
+    try:
+        if await conn.fetchval("SELECT to_regclass('inbox') IS NOT NULL"):
+            counts.update({r[0]: r[1] for r in await conn.fetch("SELECT state, count(*) FROM inbox GROUP BY state")})
+    finally:
+        await conn.close()
+    return counts
+
+
 def receiver_env(tmp_path: Path, issuer: Any, **env: Any) -> dict[str, str]:
     """The ``SECURE_EXPORT_*`` variables of a test receiver trusting ``issuer``."""
     values: dict[str, str] = {
@@ -479,7 +493,9 @@ class RunningReceiver:
 
     # --- state
     def inbox_counts(self) -> dict[str, int]:
-        """``{"pending", "done", "parked"}`` row counts of the inbox."""
+        """``{"pending", "done", "parked"}`` row counts of the inbox (an SQLite file or a PostgreSQL URL)."""
+        if is_postgres(self.db_path):
+            return asyncio.run(_postgres_counts(self.db_path))
         return count_by_state(self.db_path)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

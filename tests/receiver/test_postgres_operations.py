@@ -246,16 +246,3 @@ def test_a_commit_on_one_replica_wakes_the_other_at_once(postgres_url: str) -> N
         await second.close()
 
     asyncio.run(scenario())
-
-
-def test_the_lifecycle_rules_it_cannot_run_on_postgresql_are_named_at_start(
-    replica: Replica, issuer: LocalIssuer, postgres_url: str
-) -> None:
-    # Flap damping and the stateless TTL keep their timers in the SQLite inbox (docs/postgresql.md).
-    assert _post(replica, issuer, 1).status_code == 202
-    wait_until(
-        lambda: query(postgres_url, "SELECT count(*) FROM work_items") == [(1,)],
-        60,
-        lambda: f"no work item:\n{replica.log()}",
-    )
-    assert '"lifecycle_unsupported"' in replica.log(), replica.log()
