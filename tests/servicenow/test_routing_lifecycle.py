@@ -271,13 +271,14 @@ def issuer() -> Iterator[LocalIssuer]:
         yield local
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("mode", ["alert", "rule-target"])
 def test_stateless_ttl_resolves_the_incident_after_a_restart(
-    tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow, mode: str
+    tmp_path: Path, issuer: LocalIssuer, fake: FakeServiceNow, mode: str, store: str, request: pytest.FixtureRequest
 ) -> None:
     document = alert_body(1)
     document["data"]["essentials"]["monitoringService"] = "Activity Log - Administrative"
-    db = str(tmp_path / "ttl.db")
+    db = str(tmp_path / "ttl.db") if store == "sqlite" else str(request.getfixturevalue("postgres_url"))
     env = {"correlation": mode, "stateless_ttl": "2", "lifecycle_sweep_seconds": "0.05", "db": db}
     with start_receiver(tmp_path, issuer, backend=backend_for(fake), **env) as rx:
         assert rx.post_alert(document, issuer.mint()).status_code == 202
