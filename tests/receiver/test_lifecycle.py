@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_work_items
 from receiver.itsm.work_item_ops import close_work_item
+from receiver.storage.readers import list_work_items
 from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
 
 ROUTING = """
@@ -30,6 +30,23 @@ default: {assignmentGroup: Azure Monitor Triage}
 """
 
 MODES = ["alert", "rule-target"]
+
+_EMBEDDED_PG_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="the embedded PostgreSQL backend (receiver/itsm/embedded_pg.py) neither reopens (reopen window), "
+    "nor keeps a held Resolved open (event.hold), nor applies the receiver's own Resolved (event.lifecycle_reason); "
+    "the lifecycle store itself runs on PostgreSQL: tests/receiver/test_lifecycle_stores.py and, with ServiceNow, "
+    "tests/servicenow/test_postgres_lifecycle.py",
+)
+STORES = ["sqlite", pytest.param("postgresql", marks=_EMBEDDED_PG_GAP)]
+"""Tests of rules whose state the lifecycle store keeps run on both stores (the inbox's database)."""
+
+
+def database(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """``SECURE_EXPORT_DB`` of a fresh database of ``store``."""
+    if store == "sqlite":
+        return str(tmp_path / "lifecycle.db")
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +193,13 @@ def test_an_item_a_person_resolved_is_reopened_like_in_servicenow(
 # -- flap damping -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_flapping_alert_stays_open_and_resolves_after_a_quiet_period(
-    tmp_path: Path, issuer: LocalIssuer, mode: str
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
 ) -> None:
-    with receiver(tmp_path, issuer, mode, flap_cycles="2", flap_quiet="1") as rx:
+    db = database(store, tmp_path, request)
+    with receiver(tmp_path, issuer, mode, flap_cycles="2", flap_quiet="1", db=db) as rx:
         send(rx, issuer, body(1), body(1, "Resolved", resolved="06:01"))
         send(rx, issuer, body(2, fired="06:02"), body(2, "Resolved", resolved="06:03"))
         assert items(rx)[0]["state"] == "Resolved"  # two cycles: not more than 2 yet
@@ -204,11 +223,13 @@ def test_a_flapping_alert_stays_open_and_resolves_after_a_quiet_period(
 ACTIVITY = "Activity Log - Administrative"
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
 def test_stateless_items_resolve_after_the_ttl_and_a_repeat_restarts_the_clock(
-    tmp_path: Path, issuer: LocalIssuer, mode: str
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
 ) -> None:
-    with receiver(tmp_path, issuer, mode, stateless_ttl="1.5", reopen_window="0") as rx:
+    db = database(store, tmp_path, request)
+    with receiver(tmp_path, issuer, mode, stateless_ttl="1.5", reopen_window="0", db=db) as rx:
         started = time.monotonic()
         send(rx, issuer, body(1, service=ACTIVITY))
         time.sleep(0.9)
@@ -230,21 +251,27 @@ def test_stateless_items_resolve_after_the_ttl_and_a_repeat_restarts_the_clock(
         )
 
 
-def test_stateful_alerts_get_no_ttl(tmp_path: Path, issuer: LocalIssuer) -> None:
-    with receiver(tmp_path, issuer, stateless_ttl="0.3") as rx:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_stateful_alerts_get_no_ttl(
+    tmp_path: Path, issuer: LocalIssuer, store: str, request: pytest.FixtureRequest
+) -> None:
+    with receiver(tmp_path, issuer, stateless_ttl="0.3", db=database(store, tmp_path, request)) as rx:
         send(rx, issuer, body(1))
         time.sleep(1.0)
         assert items(rx)[0]["state"] == "New"
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
-def test_a_restart_in_the_middle_of_a_ttl_keeps_the_clock(tmp_path: Path, issuer: LocalIssuer, mode: str) -> None:
-    db = tmp_path / "restart.db"
-    with receiver(tmp_path, issuer, mode, stateless_ttl="2", db=str(db)) as rx:
+def test_a_restart_in_the_middle_of_a_ttl_keeps_the_clock(
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
+) -> None:
+    db = database(store, tmp_path, request)
+    with receiver(tmp_path, issuer, mode, stateless_ttl="2", db=db) as rx:
         send(rx, issuer, body(1, service=ACTIVITY))
         started = time.monotonic()
-    assert [i["state"] for i in list_work_items(str(db))] == ["New"]
-    with receiver(tmp_path, issuer, mode, stateless_ttl="2", db=str(db)) as rx:
+    assert [i["state"] for i in list_work_items(db)] == ["New"]
+    with receiver(tmp_path, issuer, mode, stateless_ttl="2", db=db) as rx:
         rx.wait_until(lambda: items(rx)[0]["state"] == "Resolved", 15, "the TTL to resolve after a restart")
         assert time.monotonic() - started >= 1.9
         # The receiver's own Resolved is an ordinary, traceable delivery, applied once.
