@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def deliver(
         time.sleep(0.02 + random.random() * 0.05)
 
 
-def wait_until(condition: Any, timeout: float, message: str) -> None:
+def wait_until(condition: Any, timeout: float, message: str | Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, message() if callable(message) else message

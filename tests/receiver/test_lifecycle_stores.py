@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ async def _resolutions(db: str) -> list[tuple[str, str]]:
         await inbox.close()
 
 
-def _run(scenario: Callable[[], Awaitable[None]]) -> None:
+def _run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
 
 
