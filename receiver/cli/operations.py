@@ -16,7 +16,7 @@ from receiver.cli.tables import print_json, print_trace
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
     """Run an operation; an :class:`~receiver.storage.operations.OpsError` becomes its message and exit 1."""
     from receiver.storage import is_postgres
-    from receiver.storage.operations import OpsError
+    from receiver.storage.records import OpsError
 
     if "://" in db and not is_postgres(db):
         sys.stderr.write(

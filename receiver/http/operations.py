@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.storage.operations import OpsError, discard, replay, trace
+from receiver.storage.operations import discard, replay, trace
+from receiver.storage.records import OpsError
 from receiver.urls import is_loopback_host
 
 if TYPE_CHECKING:

@@ -12,10 +12,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from receiver.storage.operations import OpsError, OpsResult, operator
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
-from receiver.storage.records import iso_at
+from receiver.storage.records import OpsError, OpsResult, iso_at, operator
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "

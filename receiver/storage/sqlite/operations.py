@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from receiver.storage.operations import DatabaseMissing, NotOurDatabase, OpsResult, operator
-from receiver.storage.records import iso_at
+from receiver.storage.records import DatabaseMissing, NotOurDatabase, OpsResult, iso_at, operator
 from receiver.storage.sqlite.inbox import OPS_GENERATION_KEY, connect, ensure_schema
 from receiver.storage.sqlite.write_lock import write_transaction
 
