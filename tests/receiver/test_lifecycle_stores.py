@@ -21,6 +21,8 @@ from receiver.alerts.events import SYNTHETIC_ALERT_PREFIX, AlertEvent, event_fro
 from receiver.dispatch.lifecycle import Lifecycle, synthetic_resolved
 from receiver.storage import InboxRow, InboxStore, open_store
 from receiver.storage.lifecycle import open_lifecycle_store
+from receiver.storage.postgres.inbox import PostgresInbox
+from receiver.storage.sqlite.inbox import Inbox
 from tests.receiver.harness import alert_body
 
 
@@ -172,6 +174,47 @@ def test_a_timer_whose_resolved_is_stored_already_is_deleted_without_a_second_ro
         assert lifecycle.resolutions == 0  # the row existed: not stored twice
         assert await lifecycle.store.timers() == []
         assert len(await _resolutions(db)) == 1
+        await inbox.close()
+
+    _run(scenario)
+
+
+def test_an_inbox_row_stored_in_a_failed_transaction_is_neither_kept_nor_announced(db: str) -> None:
+    """The seam a sweep relies on: the inbox row and the timer's deletion commit or roll back together."""
+
+    class Failed(Exception):
+        pass
+
+    async def scenario() -> None:
+        inbox = open_store(db)
+        await inbox.open()
+        committed: list[InboxRow] = []
+        inbox.set_on_committed(committed.extend)
+        if isinstance(inbox, PostgresInbox):
+
+            async def store(conn: Any, fail: bool) -> None:
+                await inbox.insert_in_transaction(conn, "a", "Resolved", b"{}")
+                if fail:
+                    raise Failed
+
+            with pytest.raises(Failed):
+                await inbox.run_in_transaction(lambda conn: store(conn, True))
+            await inbox.run_in_transaction(lambda conn: store(conn, False))
+        else:
+            assert isinstance(inbox, Inbox)
+            sqlite_inbox = inbox
+
+            def store_sqlite(conn: Any, fail: bool) -> None:
+                sqlite_inbox.insert_in_transaction(conn, "a", "Resolved", b"{}")
+                if fail:
+                    raise Failed
+
+            with pytest.raises(Failed):
+                await inbox.run_in_transaction(lambda conn: store_sqlite(conn, True))
+            await inbox.run_in_transaction(lambda conn: store_sqlite(conn, False))
+        [row] = committed  # only the committed one reached the dispatcher
+        assert [r.id for r in await inbox.pending()] == [row.id]
+        assert inbox.depth() == 1
         await inbox.close()
 
     _run(scenario)
