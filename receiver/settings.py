@@ -294,8 +294,8 @@ def known_variables() -> list[str]:
     """Every ``SECURE_EXPORT_*`` name the receiver reads (for "did you mean")."""
     from receiver.itsm.bmc_helix.settings import ENV_PREFIX as BMC_PREFIX
     from receiver.itsm.bmc_helix.settings import BmcSettings
-    from receiver.itsm.servicenow_settings import ENV_PREFIX as SERVICENOW_PREFIX
-    from receiver.itsm.servicenow_settings import ServiceNowSettings
+    from receiver.itsm.servicenow.settings import ENV_PREFIX as SERVICENOW_PREFIX
+    from receiver.itsm.servicenow.settings import ServiceNowSettings
 
     names = [env_name(field) for field in ReceiverSettings.model_fields]
     names += [SERVICENOW_PREFIX + field.upper() for field in ServiceNowSettings.model_fields]
@@ -321,7 +321,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 def _backend_problems(values: Mapping[str, str] | None) -> list[str]:
     """The ServiceNow variables' problems, so that one run reports every bad variable."""
-    from receiver.itsm.servicenow_settings import ServiceNowSettings, problem_lines
+    from receiver.itsm.servicenow.settings import ServiceNowSettings, problem_lines
 
     try:
         if values is None:

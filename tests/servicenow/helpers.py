@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow_settings import ServiceNowSettings
+from receiver.itsm.servicenow.settings import ServiceNowSettings
 from tests.servicenow_fake import FakeServiceNow
 
 T = TypeVar("T")

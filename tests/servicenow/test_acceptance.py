@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.itsm.markers import correlation_id
+from receiver.itsm.servicenow import ServiceNowBackend
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
 from tests.servicenow_fake import FakeServiceNow

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.itsm.markers import correlation_id
+from receiver.itsm.servicenow import ServiceNowBackend
 from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import USER, refused_gets, settings
 from tests.servicenow_fake import FakeServiceNow

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from receiver.alerts.events import Condition
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.itsm.markers import correlation_id
+from receiver.itsm.servicenow import ServiceNowBackend
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
 from tests.servicenow_fake import FakeServiceNow
 

@@ -9,7 +9,8 @@ import pytest
 
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, lifecycle_id, occurrence_marker
+from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
+from receiver.itsm.servicenow import ServiceNowBackend
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
 from tests.servicenow_fake import FakeServiceNow, Fault
 

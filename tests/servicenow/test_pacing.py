@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from receiver.itsm.servicenow_pacing import Pacer
+from receiver.itsm.servicenow.pacing import Pacer
 
 
 def test_a_429_lowers_the_limit_once_per_cooldown_and_successes_raise_it_back() -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.markers import occurrence_marker
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.itsm.markers import correlation_id, occurrence_marker
+from receiver.itsm.servicenow import ServiceNowBackend
 from secure_export.routing import RoutingSubject, parse_routing
 from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import VM_ID, alert_id, event, run, settings

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow_settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
+from receiver.itsm.servicenow.settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
 
 BASE = {
     "SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com/",

@@ -26,7 +26,7 @@ deduplicates by ``message_key`` (the hashed correlation key) and its own rules o
 
 Failures map onto the backend contract: 429 becomes :class:`TransientBackendError` with the capped
 ``Retry-After``; 5xx, timeouts and connection errors are transient; 401 is
-:class:`~receiver.itsm.servicenow_auth.CredentialsRejected` (transient: alerts wait, ``/readyz``
+:class:`~receiver.itsm.servicenow.auth.CredentialsRejected` (transient: alerts wait, ``/readyz``
 says why); other 4xx are :class:`PermanentBackendError` carrying ServiceNow's own message.
 """
 
@@ -53,24 +53,15 @@ from receiver.itsm.markers import correlation_id, held_marker, is_held, lifecycl
 from receiver.itsm.markers import markers_in as _markers_in
 from receiver.itsm.markers import still_firing as _still_firing
 from receiver.itsm.retry_after import retry_after as _retry_after
-from receiver.itsm.servicenow_auth import Authenticator, Credential, CredentialsRejected
-from receiver.itsm.servicenow_pacing import Pacer
-from receiver.itsm.servicenow_routing import NameResolver
-from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
-from receiver.itsm.servicenow_visibility import IncidentVisibility
+from receiver.itsm.servicenow.auth import Authenticator, Credential, CredentialsRejected
+from receiver.itsm.servicenow.pacing import Pacer
+from receiver.itsm.servicenow.routing import NameResolver
+from receiver.itsm.servicenow.settings import ServiceNowSettings, Target
+from receiver.itsm.servicenow.visibility import IncidentVisibility
 
 log = logging.getLogger("secure_export.servicenow")
 
-__all__ = [
-    "CredentialsRejected",
-    "ServiceNowBackend",
-    "ServiceNowSettings",
-    "ServiceNowSettingsError",
-    "correlation_id",
-    "lifecycle_id",
-    "occurrence_marker",
-    "query_safe",
-]
+__all__ = ["ServiceNowBackend", "query_safe"]
 
 STATE_IN_PROGRESS = "2"
 STATE_RESOLVED = "6"
@@ -144,7 +135,7 @@ class _ServiceNowHttp:
         self.calls: Counter[tuple[str, str, str]] = Counter()
         """Requests by ``(table, method, status)``; status is the HTTP code, ``timeout`` or ``error``."""
         self.pacer = Pacer(settings.max_connections)
-        """Requests in flight, adapted to the instance's rate limit (receiver/itsm/servicenow_pacing.py)."""
+        """Requests in flight, adapted to the instance's rate limit (receiver/itsm/servicenow/pacing.py)."""
         self.on_credentials_rejected: list[Callable[[CredentialsRejected], None]] = []
 
     async def call(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from receiver.itsm.base import TransientBackendError
-from receiver.itsm.servicenow_settings import AuthMode, ServiceNowSettings
+from receiver.itsm.servicenow.settings import AuthMode, ServiceNowSettings
 
 log = logging.getLogger("secure_export.servicenow")
 
