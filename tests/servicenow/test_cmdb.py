@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow.backend import query_safe
+from receiver.itsm.servicenow.cmdb import query_safe
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, event, with_backend
 from tests.servicenow_fake import FakeServiceNow
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from receiver.alerts.events import Condition
 from receiver.itsm.markers import correlation_id, occurrence_marker
 from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow.backend import query_safe
+from receiver.itsm.servicenow.cmdb import query_safe
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, with_backend
 from tests.servicenow_fake import FakeServiceNow
 

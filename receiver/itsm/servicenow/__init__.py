@@ -4,7 +4,7 @@ One concern per module; :mod:`.backend` wires them into :class:`ServiceNowBacken
 docs/servicenow.md describes the behaviour and the configuration.
 """
 
-from receiver.itsm.servicenow.auth import CredentialsRejected
+from receiver.itsm.base import CredentialsRejected
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings, ServiceNowSettingsError
 
