@@ -52,6 +52,6 @@ class ReadinessProbe:
         except TransientBackendError as error:
             result = Readiness(True, f"{tool} unreachable, alerts wait in the inbox: {error}")
         except PermanentBackendError:
-            result = Readiness(True)  # authenticated; the probed table may simply be hidden by an ACL
+            result = Readiness(True)  # authenticated; the probed table or form may simply be hidden from this user
         self.remember(result)
         return result

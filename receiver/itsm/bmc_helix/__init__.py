@@ -6,7 +6,7 @@ and failure classes), ``qualification`` (escaped ``q`` parameters), ``cmdb`` (CI
 ``backend`` (the :class:`~receiver.itsm.base.Backend`). docs/bmc-helix.md describes it all.
 """
 
-from receiver.itsm.bmc_helix.auth import CredentialsRejected
+from receiver.itsm.base import CredentialsRejected
 from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
 

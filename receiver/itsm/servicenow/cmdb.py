@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from receiver.alerts.events import AlertEvent
+from receiver.itsm.expiring_cache import ExpiringCache
 from receiver.itsm.servicenow.client import ServiceNowClient
 from receiver.itsm.servicenow.settings import ServiceNowSettings
 
 log = logging.getLogger("secure_export.servicenow")
 
 _QUERY_SAFE = re.compile(r"[A-Za-z0-9._:/-]{1,255}")
-_CACHE_MAX = 10_000
 
 
 def query_safe(value: str) -> bool:
@@ -57,8 +57,9 @@ class CmdbBinder:
     ) -> None:
         self._settings = settings
         self._client = client
-        self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, ConfigurationItem | None, str]] = {}
+        self._cache: ExpiringCache[tuple[str, str], CiLookup] = ExpiringCache(
+            settings.ci_cache_ttl_seconds, clock=clock
+        )
 
     async def bind(self, event: AlertEvent) -> tuple[ConfigurationItem | None, list[str]]:
         """Look every resource id and CI name up; the first match is bound, all are described."""
@@ -82,8 +83,8 @@ class CmdbBinder:
             return CiLookup(label, None, "not looked up (characters outside [A-Za-z0-9._:/-])")
         key = (field, value.casefold())
         cached = self._cache.get(key)
-        if cached is not None and cached[0] > self._clock():
-            return CiLookup(label, cached[1], cached[2])
+        if cached is not None:
+            return CiLookup(label, cached.item, cached.note)
         table = self._settings.ci_table
         fields = ",".join(dict.fromkeys(("sys_id", "name", "sys_class_name", field)))
         rows = await self._client.rows(table, f"{field}={value}", fields)
@@ -97,17 +98,9 @@ class CmdbBinder:
             note = "ambiguous: several CIs match, none bound"
         else:
             note = "not found in the CMDB"
-        self._remember(key, item, note)
-        return CiLookup(label, item, note)
-
-    def _remember(self, key: tuple[str, str], item: ConfigurationItem | None, note: str) -> None:
-        now = self._clock()
-        if len(self._cache) >= _CACHE_MAX:
-            # Bounded: drop what expired, and if every entry is still fresh, start over.
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-        self._cache[key] = (now + self._settings.ci_cache_ttl_seconds, item, note)
+        lookup = CiLookup(label, item, note)
+        self._cache.put(key, lookup)
+        return lookup
 
     async def _create(self, event: AlertEvent) -> CiLookup:
         resource_id = next((r for r in event.target_ids if query_safe(r)), None)
@@ -126,7 +119,7 @@ class CmdbBinder:
         sys_id = str(result.get("sys_id")) if isinstance(result, dict) else ""
         if not sys_id:
             return CiLookup(f"new CI {name}", None, "not created: ServiceNow returned no sys_id")
-        self._cache.pop((self._settings.ci_lookup_field, (resource_id or "").casefold()), None)
-        self._cache.pop(("name", name.casefold()), None)
+        self._cache.forget((self._settings.ci_lookup_field, (resource_id or "").casefold()))
+        self._cache.forget(("name", name.casefold()))
         log.info("servicenow ci created", extra={"event": "servicenow_ci_created", "ci_name": name, "sys_id": sys_id})
         return CiLookup(f"new CI {name}", ConfigurationItem(sys_id, name), f"created in {table} (sys_id {sys_id})")
