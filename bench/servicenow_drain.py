@@ -1,7 +1,7 @@
 """Draining a storm into a slow, rate-limited ServiceNow: how close to the rate limit, and what Azure sees meanwhile.
 
 The receiver runs as ``secure-export serve`` with the ServiceNow backend pointed at the local
-stand-in (``tests/servicenow_fake.py``, in this process), which answers every API request after
+stand-in (``tests/itsm_fakes/servicenow.py``, in this process), which answers every API request after
 ``drain_delay_seconds`` and allows ``drain_rate_limit`` requests in any one-second window (429 with
 ``Retry-After`` beyond, as ServiceNow's rate limit rules do). A storm of ``drain_alerts`` distinct
 alerts (plus 10 % repeated deliveries) arrives at once; while the dispatcher drains it, a probe
@@ -42,7 +42,7 @@ def run(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     from receiver.demo.local_issuer import LocalIssuer
     from receiver.itsm.markers import correlation_id
     from receiver.storage.sqlite.inbox import count_by_state
-    from tests.servicenow_fake import FakeServiceNow
+    from tests.itsm_fakes.servicenow import FakeServiceNow
 
     alerts = config.drain_alerts
     count = alerts + alerts // 9  # 10 % of the deliveries repeat an earlier alert (loadgen: int(count * 0.1))

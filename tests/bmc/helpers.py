@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event, run
 
 __all__ = [

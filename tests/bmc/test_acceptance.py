@@ -13,7 +13,7 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.bmc_helix import BmcHelixBackend
 from receiver.itsm.markers import correlation_id
 from tests.bmc.helpers import PASSWORD, USER, settings
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.servicenow import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings
-from tests.servicenow_fake import FakeServiceNow
+from tests.itsm_fakes.servicenow import FakeServiceNow
 
 T = TypeVar("T")
 

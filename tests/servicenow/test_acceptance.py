@@ -19,9 +19,9 @@ import pytest
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.markers import correlation_id
 from receiver.itsm.servicenow import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
-from tests.servicenow_fake import FakeServiceNow
 
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"
 

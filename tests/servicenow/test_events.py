@@ -7,8 +7,8 @@ import json
 from receiver.alerts.events import Condition
 from receiver.itsm.markers import correlation_id
 from receiver.itsm.servicenow import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
-from tests.servicenow_fake import FakeServiceNow
 
 
 def test_fired_and_resolved_produce_em_event_rows(fake: FakeServiceNow) -> None:

@@ -11,8 +11,8 @@ from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError
 from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
 from receiver.itsm.servicenow import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow, Fault
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
-from tests.servicenow_fake import FakeServiceNow, Fault
 
 
 def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:

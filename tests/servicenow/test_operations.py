@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.receiver.harness import ServeLog, alert_body
 from tests.servicenow.helpers import PASSWORD, USER
-from tests.servicenow_fake import FakeServiceNow
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ What it reproduces, strictly, because the backend must get each of these right o
 * business rules: the customer must be a People record, ``z1D_Action=CREATE``, ``Assigned`` needs an
   assigned group, ``Resolved`` needs a resolved ``Status_Reason`` and a ``Resolution``, ``Closed`` is
   refused unless :attr:`FakeBmc.closing_allowed`, ``HPD_CI_ReconID`` must name a CI;
-* failure injection as in the local ServiceNow (:class:`tests.servicenow_fake.Fault`): status codes
+* failure injection as in the local ServiceNow (:class:`tests.itsm_fakes.servicenow.Fault`): status codes
   (429/503 with ``Retry-After``), outages until ended, slow answers, connections dropped before or
   after the request took effect.
 """
@@ -43,8 +43,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from receiver.itsm.bmc_helix.settings import IMPACTS, REPORTED_SOURCES, RESOLVED_REASONS, SERVICE_TYPES, URGENCIES
-from tests.servicenow_fake import Fault, RecordedRequest
-from tests.servicenow_fake import _Handler as _BaseHandler
+from tests.itsm_fakes.servicenow import Fault, RecordedRequest
+from tests.itsm_fakes.servicenow import _Handler as _BaseHandler
 
 CHAR, DIARY, ENUM = "char", "diary", "enum"
 STATUSES = ("New", "Assigned", "In Progress", "Pending", "Resolved", "Closed", "Cancelled")
