@@ -9,7 +9,8 @@ import pytest
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.servicenow import CredentialsRejected, ServiceNowBackend
-from tests.itsm_fakes.servicenow import FakeServiceNow, Fault
+from tests.itsm_fakes.loopback import Fault
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import (
     CLIENT_ID,
     CLIENT_SECRET,
