@@ -1,4 +1,4 @@
-"""SECURE_EXPORT_BMC_* validation: checked at start with the other settings, each variable named, secrets never shown."""
+"""SECURE_EXPORT_BMC_* validation: checked at start with the other settings, each variable named, no secret shown."""
 
 from __future__ import annotations
 

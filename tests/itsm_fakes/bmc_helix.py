@@ -1,29 +1,8 @@
 """A faithful local BMC Helix ITSM (AR System REST API): a real HTTP server on 127.0.0.1 for tests.
 
-What it reproduces, strictly, because the backend must get each of these right on a real server:
-
-* ``POST /api/jwt/login`` (form-encoded ``username``/``password``; the token as plain text; 401 with
-  AR error 623 otherwise), ``POST /api/jwt/logout``; every entry call needs exactly
-  ``Authorization: AR-JWT <token>``; tokens expire (:attr:`FakeBmc.token_lifetime`) or are revoked;
-* ``/api/arsys/v1/entry/{form}[/{id}]`` with percent-encoded form names and ids, only for the forms
-  the backend may use (``HPD:IncidentInterface_Create`` POST, ``HPD:IncidentInterface`` GET/PUT,
-  ``HPD:WorkLog`` POST/GET, ``BMC.CORE:BMC_BaseElement`` GET); any other form is AR error 303;
-* field names checked per form (AR error 314), including BMC's own spellings
-  (``Detailed_Decription`` on the create form, ``Detailed Decription`` on the interface form);
-  selection fields (Status, Impact, Urgency, Status_Reason, Reported Source, Service Type, work log
-  type) only take their documented values (306); required fields (326); 100-character summaries;
-* the qualification language of ``q``: ``'Field'`` operands with ``''`` escapes, ``"values"`` with
-  ``""`` escapes, numbers, ``$NULL$``, ``= != < > <= >= LIKE``, ``AND OR NOT`` and parentheses;
-  anything else is a syntax error (1587); every parsed qualification is kept for assertions;
-* ``fields=values(...)``, ``limit``, ``offset``; the ``{"entries": [{"values": ...}]}`` envelope;
-  201 with ``Location`` on create, 204 on update; AR error lists
-  ``[{"messageType", "messageNumber", "messageText", "messageAppendedText"}]``;
-* business rules: the customer must be a People record, ``z1D_Action=CREATE``, ``Assigned`` needs an
-  assigned group, ``Resolved`` needs a resolved ``Status_Reason`` and a ``Resolution``, ``Closed`` is
-  refused unless :attr:`FakeBmc.closing_allowed`, ``HPD_CI_ReconID`` must name a CI;
-* failure injection as in the local ServiceNow (:class:`tests.itsm_fakes.loopback.Fault`): status codes
-  (429/503 with ``Retry-After``), outages until ended, slow answers, connections dropped before or
-  after the request took effect.
+JWT login, the incident, work log and CMDB forms with their field names, selection values and
+required fields, the qualification language, BMC's business rules and the shared fault injection:
+docs/bmc-helix.md, "The local BMC Helix used by the tests".
 """
 
 from __future__ import annotations

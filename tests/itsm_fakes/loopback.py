@@ -165,7 +165,7 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     fake: LoopbackFake
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
+    disable_nagle_algorithm = True  # headers and body are separate writes: without it, delayed ACKs stall each answer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass

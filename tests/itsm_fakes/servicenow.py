@@ -1,41 +1,8 @@
 """A faithful local ServiceNow instance: a real HTTP server on 127.0.0.1 for tests.
 
-What it reproduces, because the backend must cope with each of these on a real instance:
-
-* Table API on ``/api/now[/v1|/v2]/table/{table}[/{sys_id}]``: GET list/record, POST (201 and
-  ``Location``), PATCH/PUT, DELETE; the ``{"result": …}`` and ``{"error": {"message", "detail"},
-  "status": "failure"}`` envelopes; ``Accept``/``Content-Type`` checks;
-* ``sysparm_query`` with ``=``, ``!=``, ``LIKE``, ``NOT LIKE`` (spelt with a space, as ServiceNow's
-  operator reference spells "does not contain"; ``NOTLIKE`` is not in that reference and is dropped
-  like any part the stand-in cannot parse), ``STARTSWITH``, ``ENDSWITH``, ``IN``,
-  ``ISEMPTY``, ``ISNOTEMPTY``, ``^``, ``^OR`` (binding tighter than ``^``), ``^NQ``, ``ORDERBY``/
-  ``ORDERBYDESC`` — and the *silent dropping* of conditions on unknown fields; values beginning
-  ``javascript:`` are "evaluated" (recorded in :attr:`FakeServiceNow.scripts_evaluated`, yield ``""``);
-  string comparison is case-insensitive as on a MariaDB-backed instance;
-* ``sysparm_fields`` (unknown names ignored), ``sysparm_limit``, ``sysparm_offset``,
-  ``sysparm_display_value`` (``true``/``false``/``all``), ``sysparm_exclude_reference_link``;
-* tables ``incident``, ``cmdb_ci``, ``sys_choice``, ``em_event``, ``sys_user``, ``sys_user_group``,
-  ``sys_journal_field``; journal fields (``work_notes``, ``comments``) are written to
-  ``sys_journal_field`` and read back as ``""``; ``priority`` is computed from impact × urgency;
-* read ACLs (:meth:`FakeServiceNow.hide`): a table or some of its rows the integration user may not
-  read are left out of a list answer, which stays **200** with an empty or partial ``result`` (the
-  limit is applied before the ACL, so a page can be short while more rows follow); a record read
-  answers 404 "Record doesn't exist or ACL restricts the record retrieval". ServiceNow answers 403
-  only when a query filters on a field the user may not read, or for a write;
-* choice values: a ``close_code`` that is not an active ``sys_choice`` is dropped silently on write
-  (:attr:`FakeServiceNow.checked_choices`);
-* business rules: ``state=6`` without ``close_code`` and ``close_notes`` is refused with 403, as the
-  stock "Make close info mandatory when resolved or closed" data policy does through REST
-  (:attr:`FakeServiceNow.close_info_policy`, see docs/servicenow.md); ``state=7`` (Closed) is refused
-  with 403 unless :attr:`closing_allowed`;
-* Event Management ``POST /api/global/em/jsonv2`` inserting ``em_event`` rows;
-* basic auth and OAuth (``/oauth_token.do``: password, client_credentials and refresh_token grants),
-  401 envelopes, tokens that expire or are revoked;
-* injectable faults: status codes (429 with ``Retry-After`` and rate-limit headers, 503 HTML pages),
-  outages that last until the test ends them, slow answers, and connections dropped before or after
-  the request was processed.
-
-The test drives it from Python; every method is thread-safe (the server runs in its own thread).
+Table API, encoded queries (unknown parts dropped silently, as ServiceNow does), journal fields,
+read ACLs, data policies, basic auth and OAuth, Event Management, injectable faults: the list is in
+docs/servicenow.md, "The local ServiceNow used by the tests". Every method is thread-safe.
 """
 
 from __future__ import annotations

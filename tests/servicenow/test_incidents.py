@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
 from receiver.itsm.servicenow import ServiceNowBackend
 from tests.itsm_fakes.loopback import Fault
@@ -144,11 +144,11 @@ def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) 
 
     async def body(backend: ServiceNowBackend) -> None:
         fake.drop_next(1, after_processing=True, method="POST", path_prefix="/api/now/table/incident")
-        with pytest.raises(Exception):
+        with pytest.raises(TransientBackendError, match="cannot reach ServiceNow"):
             await backend.apply(event(1))
         await backend.apply(event(1))
         fake.drop_next(1, after_processing=True, method="PATCH")
-        with pytest.raises(Exception):
+        with pytest.raises(TransientBackendError, match="cannot reach ServiceNow"):
             await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1, Condition.RESOLVED))
 

@@ -1,14 +1,7 @@
 """AR System REST calls on ``/api/arsys/v1/entry/{form}`` with the JWT session and failure classification.
 
-* 401: the token is dropped and the call repeated once after a fresh login; a second 401 is
-  :class:`~receiver.itsm.base.CredentialsRejected`.
-* 429 and 503: :class:`TransientBackendError` with the capped ``Retry-After``; other 5xx, 408,
-  timeouts and connection errors: transient.
-* Any other 4xx: :class:`PermanentBackendError` with BMC's own message (a required field, a value
-  outside a selection, a filter's refusal): retrying cannot help.
-
-Form names and entry ids are percent-encoded into the path (``HPD:Help Desk``, ids such as
-``INC000000000101|INC000000000101``); qualifications come from :mod:`.qualification` only.
+A 401 logs in again once; 429 and 503 are transient with ``Retry-After``; other 4xx are permanent
+with BMC's own message (docs/bmc-helix.md, "Failures"). Form names and ids are percent-encoded.
 """
 
 from __future__ import annotations
