@@ -1,11 +1,4 @@
-"""Notice operators' replays and discards made beside the running receiver (by the CLI, on the same file).
-
-``secure-export replay`` changes rows in the database file and bumps ``inbox_meta.ops_generation``;
-this task reads that one value every ``poll_seconds`` on a read-only connection of its own and, when
-it changed, recounts the inbox and hands replayed rows to the dispatcher. So a replay takes effect
-within a poll interval, without a restart. The ops HTTP endpoints call :meth:`OpsWatcher.poke` to
-act at once.
-"""
+"""Notice operators' replays and discards made beside the running receiver, and prune old work items."""
 
 from __future__ import annotations
 
@@ -13,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from typing import Protocol, runtime_checkable
 
 from receiver.dispatch.dispatcher import Dispatcher
 from receiver.storage.sqlite.inbox import Inbox
@@ -98,7 +92,14 @@ class OpsWatcher:
                 )
 
 
-async def prune_resolved_loop(backend: object, older_than_seconds: float, *, interval: float = 3600.0) -> None:
+@runtime_checkable
+class PrunesResolved(Protocol):
+    """A backend that keeps work items itself and can delete those resolved long ago (the embedded one)."""
+
+    async def prune_resolved(self, older_than_seconds: float) -> int: ...
+
+
+async def prune_resolved_loop(backend: PrunesResolved, older_than_seconds: float, *, interval: float = 3600.0) -> None:
     """Every ``interval`` seconds, delete the embedded backend's work items resolved before the retention period."""
     prune = backend.prune_resolved
     while True:

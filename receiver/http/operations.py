@@ -1,17 +1,7 @@
-"""The operations endpoints: trace, replay, discard and (embedded backend) resolve/close a work item.
+"""The operations endpoints: trace, replay, discard, and resolve/close an embedded work item.
 
-They are served on ``SECURE_EXPORT_OPS_PORT`` when it is set (kept inside the Container Apps
-environment, never on the internet-facing ingress), else on the main port beside ``/metrics``,
-where they answer loopback clients only (they carry no authentication of their own).
-Each calls the same function as its CLI command, on a worker thread, then pokes the
-:class:`~receiver.dispatch.ops_watch.OpsWatcher` so a replay is dispatched at once.
-
-| request | answer |
-| --- | --- |
-| ``GET /ops/trace/{alert_id}`` | 200, the ``trace --json`` document |
-| ``POST /ops/replay`` ``{"ids": [n, ...]}`` or ``{"all": true}``, optional ``"by"`` | 200 ``{"changed": [...], "skipped": [...]}`` |
-| ``POST /ops/discard`` ``{"ids": [...], "reason": "...", "by": "..."}`` | 200, same shape; 422 without a reason |
-| ``POST /ops/work-items/{number}/resolve`` or ``/close`` ``{"note": "...", "by": "..."}`` | 200 the work item; 404 unknown number |
+Served on ``SECURE_EXPORT_OPS_PORT`` when set, else beside ``/metrics`` for loopback clients only;
+each calls the same function as its CLI command (docs/operations.md lists requests and answers).
 """
 
 from __future__ import annotations
@@ -19,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.storage.sqlite.operations import OpsError, discard, replay, trace
+from receiver.storage.operations import discard, replay, trace
+from receiver.storage.records import OpsError
 from receiver.urls import is_loopback_host
+
+if TYPE_CHECKING:
+    from receiver.http.state import ReceiverState
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -86,16 +80,16 @@ def _loopback_only(handler: Handler) -> Handler:
     return guarded
 
 
-def routes(runtime: Any, *, loopback_only: bool = False) -> list[Route]:
-    """The ops routes for one receiver ``runtime`` (its settings, inbox watcher and backend).
+def routes(state: ReceiverState, *, loopback_only: bool = False) -> list[Route]:
+    """The ops routes for one receiver ``state`` (its settings, inbox watcher and backend).
 
     ``loopback_only``: on the main port (no ops port configured) they change and reveal state
     without authentication of their own, so only this machine may call them there.
     """
-    db = runtime.settings.db
+    db = state.settings.db
 
     def poke() -> None:
-        watcher = getattr(runtime, "ops_watcher", None)
+        watcher = state.ops_watcher
         if watcher is not None:
             watcher.poke()
 
@@ -145,7 +139,7 @@ def routes(runtime: Any, *, loopback_only: bool = False) -> list[Route]:
     async def work_item_endpoint(request: Request) -> Response:
         from receiver.itsm.work_item_ops import WorkItemNotFound, close_work_item
 
-        if getattr(runtime.backend, "name", "") != "embedded":
+        if getattr(state.backend, "name", "") != "embedded":
             return _problem(
                 409, "not_embedded", "work items are resolved and closed in the ITSM tool itself for this backend"
             )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from receiver.alerts.events import AlertEvent
+from receiver.storage.records import WorkItemRef
 
 
 class BackendError(Exception):
@@ -52,14 +53,6 @@ class CredentialsRejected(TransientBackendError):
 
 
 @dataclass(frozen=True, slots=True)
-class WorkItemRef:
-    """What a delivery became in the ITSM tool: its work item or incident number, and a link to it."""
-
-    number: str
-    url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Readiness:
     """Whether a backend can take work now, and why not."""
 
@@ -72,10 +65,10 @@ class Backend(abc.ABC):
 
     name: str = "backend"
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to start
         """Open connections and check configuration; raise ``PermanentBackendError`` when it is wrong."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook: most backends hold nothing to release
         """Release connections; called once at shutdown."""
 
     async def readiness(self) -> Readiness:
@@ -87,8 +80,9 @@ class Backend(abc.ABC):
         """Apply one event: Fired opens (or notes an occurrence on) a work item, Resolved resolves it.
 
         Returns the work item or incident the event was applied to, when there is one (the inbox
-        records it for ``secure-export trace``). Must be idempotent for the same ``(event.alert_id, event.condition)``; must never leave an
-        open work item behind when a Resolved arrived before its Fired.
+        records it for ``secure-export trace``). Must be idempotent for the same
+        ``(event.alert_id, event.condition)``; must never leave an open work item behind when a
+        Resolved arrived before its Fired.
         """
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
 from receiver.itsm.embedded import (
     MISSING_SEVERITY_KEY,
@@ -36,6 +36,7 @@ from receiver.itsm.embedded import (
 from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
+from receiver.storage.records import WorkItemRef
 
 _log = logging.getLogger(__name__)
 
@@ -135,11 +136,11 @@ class EmbeddedPostgresBackend(Backend):
         """Delete Resolved/Closed work items resolved longer ago than that (with their links and notes)."""
         import time
 
-        from receiver.storage.sqlite.inbox import _iso_at
+        from receiver.storage.records import iso_at
 
         if self._pool is None:
             return 0
-        cutoff = _iso_at(time.time() - older_than_seconds)
+        cutoff = iso_at(time.time() - older_than_seconds)
         async with self._pool.acquire() as conn:
             status = await conn.execute(
                 "DELETE FROM work_items WHERE id IN (SELECT id FROM work_items WHERE state IN ('Resolved', 'Closed') "

@@ -11,7 +11,7 @@ from typing import Literal
 
 from receiver.itsm.embedded import _now
 from receiver.storage.postgres.connect import Database, DbAuth
-from receiver.storage.sqlite.operations import OpsError
+from receiver.storage.records import OpsError
 
 
 class WorkItemNotFoundError(OpsError):

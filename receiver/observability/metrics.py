@@ -1,39 +1,9 @@
-"""Prometheus metrics of one receiver app, on a registry of its own.
-
-Each :func:`receiver.http.app.create_app` gets a fresh :class:`ReceiverMetrics` (no global default
-registry), so tests and benchmarks can run many apps in one process. Counters owned by other
-objects (inbox commits, token verifications, JWKS fetches) are read at scrape time by a small
-collector instead of being copied on every request.
-
-Names (all prefixed ``secure_export_``):
-
-* ``http_requests_total{route,status}`` — every answer, by route template (unknown paths: ``other``).
-* ``http_request_duration_seconds{route}`` — time to answer.
-* ``http_requests_in_flight`` — requests being answered now (the scrape included).
-* ``alerts_accepted_total{condition,duplicate}`` — 202s for ``POST /api/alerts``.
-* ``inbox_depth`` — rows waiting for the backend; ``inbox_parked`` — rows parked as failed.
-* ``inbox_commits_total``, ``inbox_rows_written_total``, ``inbox_write_failures_total``,
-  ``inbox_lock_waits_total``, ``inbox_lock_wait_seconds_total`` (waits for another connection's lock).
-* ``backend_calls_total{backend,outcome}`` — outcome ``ok``, ``transient``, ``permanent``.
-* ``backend_errors_total{backend,kind}`` — failures by exception class.
-* ``dispatch_parked_total{reason}`` — ``permanent`` or ``max_attempts``.
-* ``token_verifications_total{result}`` — verification work, not accepted tokens: ``rsa`` counts
-  every RS256 signature check (including checks that failed and tokens later refused for a claim),
-  ``cache_hit`` counts tokens accepted from the verified-token cache. Tokens refused before any
-  signature check (malformed, wrong algorithm, unknown key id) appear in neither.
-* ``jwks_fetches_total`` — HTTP fetches of the signing keys, failed ones included;
-  ``jwks_fetch_errors_total`` — those that failed (the previous keys stay in use).
-* ``dispatch_paused`` — 1 while dispatching is paused because the backend reported not ready,
-  else 0; ``dispatch_pauses_total`` — how often that happened.
-
-A backend that has metrics of its own defines ``bind_metrics(registry)``; ``create_app`` calls
-it with this app's :class:`CollectorRegistry` so the backend's collectors appear on ``/metrics``.
-"""
+"""Prometheus metrics of one receiver app, on a registry of its own (names: docs/receiver.md, "Metrics")."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -49,8 +19,8 @@ def route_label(path: str) -> str:
     return path if path in _KNOWN_ROUTES else "other"
 
 
-class _AttributeCounters(Collector):
-    """Reports integer attributes of live objects as counters at scrape time."""
+class ScrapedCounters(Collector):
+    """Counters owned by other objects, read through the typed interfaces below at scrape time."""
 
     def __init__(self) -> None:
         self._sources: list[tuple[str, str, Callable[[], Iterable[tuple[dict[str, str], float]]]]] = []
@@ -68,12 +38,39 @@ class _AttributeCounters(Collector):
             yield family
 
 
-def _attr(obj: Any, *names: str) -> float:
-    for name in names:
-        value = getattr(obj, name, None)
-        if isinstance(value, int | float):
-            return float(value)
-    return 0.0
+class InboxCounters(Protocol):
+    """What an inbox store reports (both stores implement it; mypy checks the binding)."""
+
+    commits: int
+    rows_written: int
+    write_failures: int
+    lock_waits: int
+    lock_wait_seconds: float
+
+    def depth(self) -> int: ...
+
+    def parked(self) -> int: ...
+
+
+class VerifierCounters(Protocol):
+    """What the token verifier reports."""
+
+    rsa_verifications: int
+    cache_hits: int
+
+
+class KeySetCounters(Protocol):
+    """What the signing-key cache reports."""
+
+    fetches: int
+    fetch_errors: int
+
+
+class DispatchCounters(Protocol):
+    """What the dispatcher reports."""
+
+    pauses: int
+    paused_reason: str | None
 
 
 class ReceiverMetrics:
@@ -117,7 +114,7 @@ class ReceiverMetrics:
             "1 while dispatching is paused because the backend reported not ready, else 0",
             registry=r,
         )
-        self._objects = _AttributeCounters()
+        self._objects = ScrapedCounters()
         r.register(self._objects)
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
@@ -142,37 +139,37 @@ class ReceiverMetrics:
         """Report the number of requests being answered right now (including the scrape itself)."""
         self.in_flight.set_function(lambda: float(in_flight()))
 
-    def bind_inbox(self, inbox: Any) -> None:
+    def bind_inbox(self, inbox: InboxCounters) -> None:
         """Read depth, parked rows and commit counters from the inbox at scrape time."""
         self.inbox_depth.set_function(lambda: float(inbox.depth()))
         self.inbox_parked.set_function(lambda: float(inbox.parked()))
         self._objects.add(
             "secure_export_inbox_commits",
             "Inbox transactions committed (one fsync each)",
-            lambda: [({}, _attr(inbox, "commits"))],
+            lambda: [({}, float(inbox.commits))],
         )
         self._objects.add(
             "secure_export_inbox_rows_written",
             "New inbox rows committed",
-            lambda: [({}, _attr(inbox, "rows_written"))],
+            lambda: [({}, float(inbox.rows_written))],
         )
         self._objects.add(
             "secure_export_inbox_write_failures",
             "Inbox transactions that failed (answered 503)",
-            lambda: [({}, _attr(inbox, "write_failures"))],
+            lambda: [({}, float(inbox.write_failures))],
         )
         self._objects.add(
             "secure_export_inbox_lock_waits",
             "Inbox transactions that waited for another connection's lock",
-            lambda: [({}, _attr(inbox, "lock_waits"))],
+            lambda: [({}, float(inbox.lock_waits))],
         )
         self._objects.add(
             "secure_export_inbox_lock_wait_seconds",
             "Time inbox transactions spent waiting for the lock",
-            lambda: [({}, _attr(inbox, "lock_wait_seconds"))],
+            lambda: [({}, float(inbox.lock_wait_seconds))],
         )
 
-    def bind_auth(self, verifier: Any, jwks: Any) -> None:
+    def bind_auth(self, verifier: VerifierCounters, jwks: KeySetCounters) -> None:
         """Read token verification and JWKS fetch counters at scrape time."""
         self._objects.add(
             "secure_export_token_verifications",
@@ -180,22 +177,22 @@ class ReceiverMetrics:
             "(failed checks and tokens then refused for a claim included); result=cache_hit counts tokens "
             "accepted from the verified-token cache without a check. Accepted alerts: alerts_accepted_total",
             lambda: [
-                ({"result": "rsa"}, _attr(verifier, "rsa_verifications")),
-                ({"result": "cache_hit"}, _attr(verifier, "cache_hits")),
+                ({"result": "rsa"}, float(verifier.rsa_verifications)),
+                ({"result": "cache_hit"}, float(verifier.cache_hits)),
             ],
         )
         self._objects.add(
             "secure_export_jwks_fetches",
             "HTTP fetches of the signing keys, failed ones included",
-            lambda: [({}, _attr(jwks, "fetches"))],
+            lambda: [({}, float(jwks.fetches))],
         )
         self._objects.add(
             "secure_export_jwks_fetch_errors",
             "Fetches of the signing keys that failed (the keys held stay in use)",
-            lambda: [({}, _attr(jwks, "fetch_errors"))],
+            lambda: [({}, float(jwks.fetch_errors))],
         )
 
-    def bind_dispatcher(self, dispatcher: Any) -> None:
+    def bind_dispatcher(self, dispatcher: DispatchCounters) -> None:
         """Report whether dispatching is paused now, and how often it paused, at scrape time.
 
         A pause (backend not ready) leaves rows pending with no backend call and no error counted,
@@ -205,7 +202,7 @@ class ReceiverMetrics:
         self._objects.add(
             "secure_export_dispatch_pauses",
             "Times dispatching paused because the backend reported not ready",
-            lambda: [({}, _attr(dispatcher, "pauses"))],
+            lambda: [({}, float(dispatcher.pauses))],
         )
 
     def render(self) -> bytes:

@@ -47,7 +47,8 @@ from typing import Any
 import httpx
 
 from receiver.alerts.events import AlertEvent
-from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError
+from receiver.storage.records import WorkItemRef
 from receiver.storage.sqlite.inbox import count_by_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -431,7 +432,7 @@ class RunningReceiver:
     # --- in-process internals
     @property
     def runtime(self) -> Any:
-        """The app's Runtime (in-process only): inbox, dispatcher, metrics, verifier."""
+        """The app's ReceiverState (in-process only): inbox, dispatcher, metrics, verifier."""
         return self.server.runtime if self.server is not None else None
 
     # --- HTTP

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, MetricFamily, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, MetricFamily, Readiness, TransientBackendError
 from receiver.itsm.bmc_helix.auth import JwtSession
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.cmdb import CiFinder
@@ -23,6 +23,7 @@ from receiver.itsm.bmc_helix.incidents import INCIDENT_FORM, IncidentDesk
 from receiver.itsm.bmc_helix.settings import BmcSettings
 from receiver.itsm.key_locks import KeyLocks
 from receiver.itsm.readiness import ReadinessProbe
+from receiver.storage.records import WorkItemRef
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

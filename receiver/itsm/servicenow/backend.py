@@ -21,7 +21,6 @@ from receiver.itsm.base import (
     PermanentBackendError,
     Readiness,
     TransientBackendError,
-    WorkItemRef,
 )
 from receiver.itsm.key_locks import KeyLocks
 from receiver.itsm.readiness import ReadinessProbe
@@ -36,6 +35,7 @@ from receiver.itsm.servicenow.incidents import SYS_ID, IncidentTable
 from receiver.itsm.servicenow.routing import NameResolver
 from receiver.itsm.servicenow.settings import ServiceNowSettings, Target
 from receiver.itsm.servicenow.visibility import IncidentVisibility
+from receiver.storage.records import WorkItemRef
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

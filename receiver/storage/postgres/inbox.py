@@ -1,19 +1,6 @@
-"""The inbox on PostgreSQL, shared by several receiver replicas (``SECURE_EXPORT_DB=postgresql://...``).
+"""The inbox on PostgreSQL, shared by every replica: group commit per replica, LISTEN/NOTIFY wake-ups.
 
-Same contract as :class:`receiver.storage.sqlite.inbox.Inbox` (the SQLite store): ``put`` returns only after the
-commit, idempotent on ``(alert_id, monitor_condition)`` through the ``inbox_delivery`` unique
-constraint; rows leave ``pending`` only when done or parked. Differences, and why:
-
-* **Group commit per replica, one inserter at a time across replicas.** A writer task takes every
-  queued delivery and inserts them in one transaction that first takes the transaction-level
-  advisory lock :data:`INSERT_LOCK`. So ids are committed in increasing order on the whole
-  cluster, which the dispatcher's "everything after row N" reading and per-key arrival order
-  rely on (with concurrent inserters, id 10 could commit after id 11 had been read).
-* **NOTIFY** ``secure_export_inbox`` in the inserting transaction wakes every replica's listener
-  at the commit; the listener reconnects by itself after a database restart.
-* Pending and parked counts are this replica's view, recounted from the database every
-  :data:`RECOUNT_SECONDS` (other replicas change them too).
-* Any connection or server error becomes :class:`InboxUnavailable` (the request gets 503).
+docs/postgresql.md describes claims, ordering and losing the database.
 """
 
 from __future__ import annotations
@@ -21,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import secrets
 import time
@@ -28,10 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from receiver.itsm.base import WorkItemRef
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
-from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, WorkItemRef, iso_at
 
 if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert
@@ -149,7 +136,7 @@ class PostgresInbox:
             async with self._pool.acquire() as conn:
                 await migrate(conn)
             await self._recount()
-        except (*connection_errors(), SchemaTooNew) as error:
+        except (*connection_errors(), SchemaTooNew) as error:  # type: ignore[misc]  # mypy cannot check a starred tuple of exception types
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
@@ -375,23 +362,8 @@ class PostgresInbox:
             ids = [row_id for row_id, _, _ in batch]
             refs = [(row_id, ref.number, ref.url) for row_id, ref, _ in batch if ref is not None]
             now = iso_at(time.time())
-
-            async def confirm(conn: Any) -> str:
-                async with conn.transaction():
-                    status: str = await conn.execute(
-                        "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL "
-                        "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
-                        ids,
-                        now,
-                    )
-                    if refs:
-                        await conn.executemany(
-                            "UPDATE inbox SET work_item = $2, work_item_url = $3 WHERE id = $1", refs
-                        )
-                return status
-
             try:
-                status = await self._run(confirm)
+                status = await self._run(functools.partial(_confirm_batch, ids=ids, refs=refs, now=now))
             except InboxUnavailable as error:
                 for _, _, future in batch:
                     if not future.done():
@@ -406,7 +378,8 @@ class PostgresInbox:
         """Remember a failed attempt (survives restarts and a move to another replica)."""
         await self._run(
             lambda c: c.execute(
-                "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1 AND state = 'pending'",
+                "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 "
+                "WHERE id = $1 AND state = 'pending'",
                 row_id,
                 attempts,
                 error[:2000],
@@ -500,7 +473,7 @@ class PostgresInbox:
             try:
                 conn = await self.database.connect()
                 self._listener = conn
-                conn.add_termination_listener(lambda _conn: lost.set())
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._notified)
                 self._wake_remote("")  # anything committed while we were not listening
                 while not lost.is_set() and not conn.is_closed():
@@ -553,6 +526,20 @@ class PostgresInbox:
             except Exception as error:  # noqa: BLE001 - housekeeping: try again later
                 log.warning("inbox pruning failed", extra={"event": "prune_failed", "error": str(error)})
             await asyncio.sleep(interval)
+
+
+async def _confirm_batch(conn: Any, *, ids: list[int], refs: list[tuple[int, str, str | None]], now: str) -> str:
+    """Mark rows done, and record the work item each became, in one transaction; the UPDATE's status."""
+    async with conn.transaction():
+        status: str = await conn.execute(
+            "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL "
+            "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
+            ids,
+            now,
+        )
+        if refs:
+            await conn.executemany("UPDATE inbox SET work_item = $2, work_item_url = $3 WHERE id = $1", refs)
+    return status
 
 
 def _is_configuration(error: BaseException) -> bool:

@@ -14,8 +14,7 @@ from typing import Any
 
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
-from receiver.storage.sqlite.inbox import _iso_at
-from receiver.storage.sqlite.operations import _MAX_REASON, OpsError, OpsResult, operator
+from receiver.storage.records import OpsError, OpsResult, iso_at, operator
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "
@@ -48,7 +47,7 @@ def _run(url: str, work: Any) -> Any:
 
 
 def trace(url: str, alert_id: str) -> dict[str, Any]:
-    """Every delivery of ``alert_id`` and the work items it became (the shape of :func:`receiver.storage.sqlite.operations.trace`)."""
+    """Every delivery of ``alert_id`` and the work items it became (the shape of the SQLite trace)."""
 
     async def work(conn: Any) -> dict[str, Any]:
         rows = await conn.fetch(f"SELECT {_DELIVERY} FROM inbox WHERE alert_id = $1 ORDER BY id", alert_id)
@@ -117,19 +116,16 @@ def replay(url: str, ids: Iterable[int] | None, *, by: str | None = None) -> Ops
         ids,
         "UPDATE inbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, parked_at = NULL, "
         "replays = replays + 1, replayed_at = $1, replayed_by = $2 WHERE id = $3 AND state = 'parked'",
-        (_iso_at(time.time()), by or operator()),
+        (iso_at(time.time()), by or operator()),
     )
 
 
 def discard(url: str, ids: Iterable[int], *, reason: str, by: str | None = None) -> OpsResult:
     """Parked rows marked ``discarded`` with who and why."""
-    reason = " ".join(reason.split())
-    if not reason:
-        raise OpsError("a reason is required to discard a delivery (--reason TEXT)")
     return _change(
         url,
         ids,
         "UPDATE inbox SET state = 'discarded', discarded_at = $1, discarded_by = $2, discard_reason = $3 "
         "WHERE id = $4 AND state = 'parked'",
-        (_iso_at(time.time()), by or operator(), reason[:_MAX_REASON]),
+        (iso_at(time.time()), by or operator(), reason),
     )
