@@ -175,7 +175,8 @@ def targets(drain: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "target": f"drain: last incident within {TARGET_DRAIN_RATIO}x the rate-limit bound",
-            "figure": f"{drain['last_incident_s']} s vs {drain['bound_s']} s ({ratio}x; {drain['api_requests_429']} 429s)",
+            "figure": f"{drain['last_incident_s']} s vs {drain['bound_s']} s "
+            f"({ratio}x; {drain['api_requests_429']} 429s)",
             "met": None if ratio is None else ratio <= TARGET_DRAIN_RATIO,
         },
         {
@@ -197,13 +198,14 @@ def table(drain: dict[str, Any]) -> list[str]:
     latency = drain["probe"]["latency"]
     return [
         "",
-        f"Drain into ServiceNow ({drain['response_delay_ms']:.0f} ms per answer, {drain['rate_limit_per_s']:g} requests/s, "
-        f"429 + Retry-After beyond)",
-        f"  {drain['alerts']} distinct alerts ({drain['deliveries']} deliveries) answered in {drain['storm_answered_s']} s",
+        f"Drain into ServiceNow ({drain['response_delay_ms']:.0f} ms per answer, "
+        f"{drain['rate_limit_per_s']:g} requests/s, 429 + Retry-After beyond)",
+        f"  {drain['alerts']} distinct alerts ({drain['deliveries']} deliveries) "
+        f"answered in {drain['storm_answered_s']} s",
         f"  last incident after {drain['last_incident_s']} s; bound {drain['bound_s']} s "
         f"({drain['requests_per_incident']} requests per incident) -> {drain['ratio_to_bound']}x; "
         f"2-requests-per-incident floor {drain['bound_two_requests_per_incident_s']} s",
         f"  API requests {drain['api_requests']}, of which 429: {drain['api_requests_429']}",
-        f"  202 latency while draining ({drain['probe']['rate_per_s']:g}/s repeated deliveries): p50 {latency['p50_ms']} "
-        f"p99 {latency['p99_ms']} max {latency['max_ms']} ms",
+        f"  202 latency while draining ({drain['probe']['rate_per_s']:g}/s repeated deliveries): "
+        f"p50 {latency['p50_ms']} p99 {latency['p99_ms']} max {latency['max_ms']} ms",
     ]
