@@ -123,7 +123,8 @@ def test_table_json_and_png_are_written(tmp_path: Path) -> None:
 def test_profile_summary_ranks_frames(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     raw.write_text(
-        "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20);raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
+        "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20);"
+        "raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
         "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20) 10\n"
     )
     summary = summarize(raw)
