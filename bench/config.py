@@ -14,7 +14,7 @@ class BenchConfig(BaseModel):
     flat_seconds: float = Field(default=10.0, gt=0, le=300)
     flat_connections: int = Field(default=64, ge=1, le=1024)
     use_wrk: bool = True
-    """Flat-out load with wrk (installed from Debian's packages when missing and possible); else the asyncio generator."""
+    """Flat-out load with wrk (apt-installed when missing and possible); else the asyncio generator."""
     rates: list[float] = Field(default_factory=lambda: [100.0, 500.0, 1000.0, 2000.0], min_length=1)
     rate_seconds: float = Field(default=10.0, gt=0, le=300)
     rate_max_connections: int = Field(default=512, ge=1, le=4096)

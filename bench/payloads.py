@@ -52,7 +52,8 @@ def _document(rng: random.Random, conditions: int, extra_properties: int) -> dic
         blob = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(96))
         all_of.append(
             {
-                "searchQuery": f"{query} | where Computer == '{computer}' | summarize count() by bin(TimeGenerated, 5m)",
+                "searchQuery": f"{query} | where Computer == '{computer}' "
+                "| summarize count() by bin(TimeGenerated, 5m)",
                 "metricMeasureColumn": None,
                 "targetResourceTypes": "['Microsoft.Compute/virtualMachines']",
                 "operator": "GreaterThan",

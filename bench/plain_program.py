@@ -40,7 +40,10 @@ STACK_NAME = "secure-export"
 
 def vm_id(index: int) -> str:
     """Resource id of the ``index``-th watched virtual machine."""
-    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachines/vm-{index:05d}"
+    return (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+        f"/providers/Microsoft.Compute/virtualMachines/vm-{index:05d}"
+    )
 
 
 def _metric_alert(monitor: Any, logical_name: str, index: int, resource_group_name: Any, action_group_id: Any) -> Any:

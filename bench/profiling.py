@@ -82,7 +82,10 @@ def machine_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float
 
 
 def thread_cpu_used(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:
-    """CPU seconds each thread used between two :func:`thread_cpu_seconds` readings (the main thread's id is the pid)."""
+    """CPU seconds each thread used between two :func:`thread_cpu_seconds` readings.
+
+    The main thread's id is the pid.
+    """
     return {tid: after[tid] - before.get(tid, 0.0) for tid in after}
 
 

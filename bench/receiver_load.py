@@ -204,7 +204,8 @@ class ReceiverBench:
         """Flat-out load on one server: its figures, the accepted alert ids (asyncio client only), requests sent."""
         config = self.config
         self.progress(
-            f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s ({client})"
+            f"flat out against the {server.name}: {config.flat_connections} connections "
+            f"for {config.flat_seconds:.0f} s ({client})"
         )
         seed = self._next_seed()
         threads_before = profiling.thread_cpu_seconds(server.pid)

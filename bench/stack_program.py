@@ -80,7 +80,7 @@ def write_stack_file(directory: Path, rules: int) -> Path:
 
 
 def run_generated_stack(stack_file: Path) -> int:
-    """Plan the stack file with this checkout's program, as ``secure-export plan`` does; return how many resources it declared."""
+    """Plan ``stack_file`` with this checkout's program as ``secure-export plan`` does; the resources declared."""
     from components.plan import plan_file
 
     return len(plan_file(stack_file, stack=STACK, project_dir=REPOSITORY).resources)

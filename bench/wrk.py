@@ -62,7 +62,9 @@ function done(summary, latency, requests)
     oth = oth + t:get("other")
   end
   io.write(string.format(
-    '%(mark)s{"accepted": %%d, "other": %%d, "requests": %%d, "duration_us": %%d, "errors": {"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, "status": %%d}, "latency_us": {"p50": %%d, "p95": %%d, "p99": %%d, "max": %%d}}\n',
+    '%(mark)s{"accepted": %%d, "other": %%d, "requests": %%d, "duration_us": %%d, ' ..
+    '"errors": {"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, "status": %%d}, ' ..
+    '"latency_us": {"p50": %%d, "p95": %%d, "p99": %%d, "max": %%d}}\n',
     acc, oth, summary.requests, summary.duration,
     summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout, summary.errors.status,
     latency:percentile(50.0), latency:percentile(95.0), latency:percentile(99.0), latency.max))
