@@ -31,10 +31,7 @@ class BenchConfig(BaseModel):
     """py-spy sampling of the receiver under flat-out load; 0 skips profiling."""
     program_rule_counts: list[int] = Field(default_factory=lambda: [10, 100, 1000, 5000])
     program_repeats: int = Field(default=2, ge=1, le=10)
-    """Runs per (program, N); the fastest wall time and the smallest peak memory are reported.
-
-    Two by default: on a shared 2-core machine one run in a few lands on someone else's burst,
-    and the three programs (components, plain, plain-full) then take about 3 minutes in all."""
+    """Runs per (program, N), in rounds; the fastest wall time and the smallest peak memory are reported."""
     drain_alerts: int = Field(default=5000, ge=10, le=100_000)
     """Distinct alerts of the drain scenario (bench/servicenow_drain.py)."""
     drain_rate_limit: float = Field(default=25.0, gt=0, le=1000)

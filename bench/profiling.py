@@ -1,8 +1,7 @@
 """Sampling profile of a running server process with py-spy, summarized as the top frames.
 
-py-spy attaches to the server from outside (no code change, about 1% overhead at 100 Hz), so the
-profile shows the receiver as it runs under load. The raw collapsed stacks are kept next to the
-results for a flame graph (``flamegraph.pl`` or speedscope read them).
+Also the per-thread and whole-machine CPU readings from ``/proc`` that the flat-out figures use.
+The raw collapsed stacks are kept next to the results for a flame graph.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""Draining a storm into a slow, rate-limited ServiceNow: how close to the rate limit, and what Azure sees meanwhile.
+"""Draining a storm into a slow, rate-limited ServiceNow stand-in: time to the last incident against
+the rate limit's bound, the 202 latency meanwhile, and exactly one incident per alert.
 
-The receiver runs as ``secure-export serve`` with the ServiceNow backend pointed at the local
-stand-in (``tests/servicenow_fake.py``, in this process), which answers every API request after
-``drain_delay_seconds`` and allows ``drain_rate_limit`` requests in any one-second window (429 with
-``Retry-After`` beyond, as ServiceNow's rate limit rules do). A storm of ``drain_alerts`` distinct
-alerts (plus 10 % repeated deliveries) arrives at once; while the dispatcher drains it, a probe
-sends repeated deliveries at ``drain_probe_rate`` per second and records the 202 latency.
-
-Figures: the time from the storm's first request until the last incident exists, against the
-physical bound (the API requests the backend made, 429s excluded, divided by the rate limit); the
-429s; the probe's p99; incidents per alert (exactly one each: nothing lost, nothing doubled) and
-the inbox's parked rows.
+Methodology: docs/benchmarks.md, "How the drain into ServiceNow is measured".
 """
 
 from __future__ import annotations

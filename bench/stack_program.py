@@ -1,10 +1,7 @@
-"""The component stack with N generated alert rules, planned offline the way ``secure-export plan`` does.
+"""The component stack with N generated alert rules, planned offline as ``secure-export plan`` does.
 
-A generated ``Pulumi.bench.yaml`` with N metric rules shaped like the plain program's is planned by
-:func:`components.plan.plan_file`, so the measured path is the real one: the stack file is
-validated, then the repository's ``__main__.py`` runs under the components' offline engine
-(:func:`components.offline.run_program`). The plain programs (bench/plain_program.py) run under
-the same engine, so all pay the same mock cost.
+A generated ``Pulumi.bench.yaml`` goes through the plan function that command uses, so the measured
+path is the real one: validation, then the repository's ``__main__.py`` under the offline engine.
 """
 
 from __future__ import annotations

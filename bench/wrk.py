@@ -1,9 +1,7 @@
-"""Flat-out load with ``wrk`` (C, one thread) when it is available: far less CPU per request
-than any Python client, so the baseline's figure is the server's and not the generator's.
+"""Flat-out load with ``wrk`` (C, one thread) when it is available, so the baseline's figure is the
+server's and not the client's; installed with apt-get when missing and possible.
 
-``wrk`` comes from Debian's package; :func:`ensure_wrk` installs it (as root, with apt-get) when it
-is missing, and the benchmark falls back to the asyncio generator when that is not possible. The
-Lua script sends the same requests as :mod:`bench.loadgen`: the same body templates, distinct
+The Lua script sends the same requests as :mod:`bench.loadgen`: the same body templates, distinct
 alert ids, tokens round-robin.
 """
 
