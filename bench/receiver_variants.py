@@ -68,13 +68,18 @@ def _no_dispatch() -> None:
 _PATCHES = {"answer-only": _answer_only, "no-storage": _no_storage, "no-dispatch": _no_dispatch}
 
 
+def apply(variant: str) -> None:
+    """Switch off ``variant``'s layer in this process; call before the receiver's app is built."""
+    _PATCHES[variant]()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Apply ``VARIANT``'s patch, then run the ``secure-export`` command line with the rest."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in _PATCHES:
         sys.stderr.write(f"usage: python -m bench.receiver_variants {{{'|'.join(VARIANTS)}}} serve [options]\n")
         return 2
-    _PATCHES[args[0]]()
+    apply(args[0])
     from secure_export.cli import main as cli_main
 
     return cli_main(args[1:])

@@ -38,7 +38,7 @@ def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
 
     assert main(["bogus"]) == 2
     probe = (
-        "import sys, bench.receiver_variants as v; v._PATCHES[sys.argv[1]]();"
+        "import sys, bench.receiver_variants as v; v.apply(sys.argv[1]);"
         "from receiver.storage.sqlite.inbox import Inbox;"
         "from receiver.dispatch.dispatcher import Dispatcher;"
         "from receiver.http.alerts import AlertEndpoint;"
