@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.bmc_helix.settings import BmcSettings
 from tests.itsm_fakes.backends import with_started
 from tests.itsm_fakes.bmc_helix import FakeBmc
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event, run

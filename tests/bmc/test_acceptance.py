@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.bmc_helix import BmcHelixBackend
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.markers import correlation_id
 from tests.bmc.helpers import PASSWORD, USER, settings
 from tests.itsm_fakes.bmc_helix import FakeBmc

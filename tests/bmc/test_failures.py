@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.bmc_helix import BmcHelixBackend, CredentialsRejected
+from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from tests.bmc.helpers import PASSWORD, ManualClock, event, with_backend
 from tests.itsm_fakes.bmc_helix import FakeBmc
 

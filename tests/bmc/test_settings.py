@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from receiver.itsm import create_backend
-from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings, BmcSettingsError
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
 from receiver.settings import SettingsError, load_settings
 
 SECRET = "pa55-secret"

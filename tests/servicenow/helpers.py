@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings
 from tests.itsm_fakes.backends import with_started
 from tests.itsm_fakes.servicenow import FakeServiceNow

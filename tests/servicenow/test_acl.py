@@ -20,7 +20,7 @@ import pytest
 
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import event, run, settings, with_backend
 

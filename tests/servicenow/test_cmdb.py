@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.cmdb import query_safe
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, event, with_backend

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings, ServiceNowSettingsError
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.receiver.harness import alert_body, start_receiver

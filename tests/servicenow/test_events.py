@@ -6,7 +6,7 @@ import json
 
 from receiver.alerts.events import Condition
 from receiver.itsm.markers import correlation_id
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
 

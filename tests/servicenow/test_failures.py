@@ -7,8 +7,8 @@ import time
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.servicenow import CredentialsRejected, ServiceNowBackend
+from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.loopback import Fault
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import (

@@ -10,7 +10,7 @@ import pytest
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.loopback import Fault
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
 from tests.receiver.tokens import flipped_signature
@@ -138,7 +138,8 @@ def test_the_backends_report_their_counters_through_the_typed_interface(fake: Fa
     from prometheus_client import CollectorRegistry, generate_latest
 
     from receiver.itsm.base import BackendCounters
-    from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings
+    from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+    from receiver.itsm.bmc_helix.settings import BmcSettings
     from tests.servicenow.helpers import event, run
 
     async def one_incident(backend: ServiceNowBackend) -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from receiver.alerts.events import Condition
 from receiver.itsm.markers import correlation_id, occurrence_marker
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.cmdb import query_safe
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, with_backend

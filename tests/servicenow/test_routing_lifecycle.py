@@ -13,7 +13,7 @@ import pytest
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.markers import correlation_id, occurrence_marker
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from secure_export.routing import RoutingSubject, parse_routing
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.receiver.harness import alert_body, start_receiver

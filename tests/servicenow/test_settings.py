@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
 
 BASE = {

@@ -1,11 +1,5 @@
-"""The ServiceNow backend (``SECURE_EXPORT_ITSM=servicenow``): incidents or Event Management events.
+"""The ServiceNow backend (``SECURE_EXPORT_ITSM=servicenow``): Table API incidents or Event Management events.
 
-One concern per module; :mod:`.backend` wires them into :class:`ServiceNowBackend`.
-docs/servicenow.md describes the behaviour and the configuration.
+One concern per module; :mod:`.backend` wires them into ``ServiceNowBackend``. docs/servicenow.md
+describes the behaviour, the configuration and a map of the modules.
 """
-
-from receiver.itsm.base import CredentialsRejected
-from receiver.itsm.servicenow.backend import ServiceNowBackend
-from receiver.itsm.servicenow.settings import ServiceNowSettings, ServiceNowSettingsError
-
-__all__ = ["CredentialsRejected", "ServiceNowBackend", "ServiceNowSettings", "ServiceNowSettingsError"]
