@@ -25,7 +25,7 @@ import pytest
 from receiver.demo.local_issuer import LocalIssuer
 from tests.prerequisites import missing
 from tests.support import image_build
-from tests.support.receivers import alert_body
+from tests.support.alerts import alert_body
 
 pytestmark = pytest.mark.image
 

@@ -16,7 +16,8 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from tests.servicenow.helpers import USER, refused_gets, settings
 from tests.servicenow_fake import FakeServiceNow
-from tests.support.receivers import alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 MAX_ATTEMPTS = 3
 

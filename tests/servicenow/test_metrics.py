@@ -15,7 +15,8 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, settings
 from tests.servicenow_fake import FakeServiceNow
-from tests.support.receivers import RunningReceiver, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
 from tests.support.tokens import flipped_signature
 
 CALLS = "secure_export_servicenow_http_requests_total"

@@ -25,7 +25,8 @@ import pytest
 from receiver.demo.local_issuer import LocalIssuer
 from tests.servicenow.helpers import PASSWORD, USER
 from tests.servicenow_fake import FakeServiceNow
-from tests.support.receivers import ServeLog, alert_body
+from tests.support.alerts import alert_body
+from tests.support.serve_log import ServeLog
 
 REPO = Path(__file__).resolve().parents[2]
 

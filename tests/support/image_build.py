@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO / "receiver" / "Dockerfile"
+from tests.support.paths import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "receiver" / "Dockerfile"
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -301,7 +302,7 @@ def build_image(base_tag: str, tag: str, log: Path) -> None:
             str(DOCKERFILE),
             "-t",
             tag,
-            str(REPO),
+            str(REPO_ROOT),
         ],
         timeout=1800,
         log=log,

@@ -6,12 +6,16 @@ the way Azure does (retrying 503s and broken connections, on whichever replica a
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,7 @@ import httpx
 
 from receiver.demo.local_issuer import LocalIssuer
 from tests.postgres import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.alerts import alert_body
 
 
 def replica_env(issuer: LocalIssuer, db: str, **extra: str) -> dict[str, str]:
@@ -145,8 +148,53 @@ def deliver(
         time.sleep(0.02 + random.random() * 0.05)
 
 
-def wait_until(condition: Any, timeout: float, message: str) -> None:
+def wait_until(condition: Callable[[], object], timeout: float, message: str | Callable[[], str]) -> None:
+    """Poll ``condition`` every 0.2 s until it is true; fails with ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, message() if callable(message) else message
         time.sleep(0.2)
+
+
+async def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, ssl="require")
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` returns from the database at ``url`` (a libpq URL; TLS required)."""
+    return asyncio.run(_query(url, sql))
+
+
+def burst(replicas: list[Replica], issuer: LocalIssuer, alerts: range, statuses: list[int]) -> set[int]:
+    """Each alert: Fired on one replica (sometimes retried on the other), then Resolved on the other."""
+
+    def one(n: int) -> None:
+        rng = random.Random(n)
+        first = rng.randrange(2)
+        accepted = deliver(
+            replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=first, statuses=statuses
+        )
+        taken.add(accepted)
+        if rng.random() < 0.3:  # Azure retried a delivery whose 202 it did not see
+            taken.add(
+                deliver(
+                    replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=accepted + 1, statuses=statuses
+                )
+            )
+        taken.add(
+            deliver(
+                replicas, issuer, json.dumps(alert_body(n, "Resolved")).encode(), first=accepted + 1, statuses=statuses
+            )
+        )
+
+    taken: set[int] = set()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(one, n) for n in alerts]:
+            future.result()
+    return taken

@@ -25,10 +25,8 @@ import pytest
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import list_configuration_items, list_work_items
 from tests.prerequisites import require
+from tests.support.paths import SAMPLES
 from tests.support.receivers import start_receiver
-
-REPO = Path(__file__).resolve().parents[3]
-SAMPLES = REPO.parent / "shared" / "samples" / "common-alert-schema"
 
 _MISSING = f"conformance corpus not found at {SAMPLES} (shared/ is expected beside the repository)"
 _FILES = sorted(SAMPLES.glob("*.json")) if SAMPLES.is_dir() else []
@@ -49,7 +47,10 @@ def _corpus_present() -> None:
 
 
 SUBSCRIPTION = "aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
-VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-conformance/providers/Microsoft.Compute/virtualMachines/vm-conformance"
+VM_ID = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-conformance"
+    "/providers/Microsoft.Compute/virtualMachines/vm-conformance"
+)
 
 # fragment name prefix -> (monitoringService, signalType) of the essentials it is published under
 _FRAGMENT_ESSENTIALS: list[tuple[str, str, str]] = [
@@ -77,7 +78,9 @@ def _wrap_fragment(path: Path, fragment: dict[str, Any]) -> dict[str, Any]:
     stem = path.name.removeprefix("legacy2020-")
     service, signal = next((s, t) for prefix, s, t in _FRAGMENT_ESSENTIALS if stem.startswith(prefix))
     essentials = {
-        "alertId": f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/conformance-{_sample_id(path)}",
+        "alertId": (
+            f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/conformance-{_sample_id(path)}"
+        ),
         "alertRule": f"conformance-{_sample_id(path)}",
         "severity": "Sev2",
         "signalType": signal,

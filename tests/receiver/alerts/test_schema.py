@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,11 +25,7 @@ from receiver.alerts.schema import (
     context_view,
     parse_alert,
 )
-
-# The conformance corpus lives beside the checkout (../shared/samples), see its SOURCES.md.
-SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "samples" / "common-alert-schema"
-if not SAMPLES.is_dir():
-    SAMPLES = Path("/work/shared/samples/common-alert-schema")
+from tests.support.paths import SAMPLES
 
 NOT_COMMON = "legacy2022-budget-aip-notification.not-common-schema.json"
 FULL = sorted(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from receiver.auth import (
     validate_jwks_uri,
 )
 from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
+from tests.support.clock import ManualClock
 from tests.support.tokens import (
     NEGATIVE_CASES,
     UNKNOWN_KID,
@@ -35,36 +36,7 @@ from tests.support.tokens import (
     unknown_kids,
 )
 
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (no sleeping)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-# ``issuer`` (conftest.py) is shared by the module; tests that rotate keys, break the JWKS or count
-# its fetches take ``fresh_issuer`` instead.
-
-
-@pytest.fixture
-def fresh_issuer() -> Iterator[LocalIssuer]:
-    """An issuer of this test alone."""
-    with LocalIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def attacker() -> Iterator[LocalIssuer]:
-    """An attacker's own issuer: its JWKS must never be fetched by the receiver."""
-    with LocalIssuer(audience="api://attacker") as running:
-        yield running
+pytestmark = pytest.mark.anyio
 
 
 @contextlib.asynccontextmanager
@@ -98,35 +70,30 @@ async def outcome(verifier: TokenVerifier, authorization: str | None) -> int:
 # -- the matrix ----------------------------------------------------------------------------------
 
 
-def test_every_negative_case_gets_its_status(issuer: LocalIssuer, attacker: LocalIssuer) -> None:
-    async def run() -> list[tuple[str, int, int]]:
-        results = []
-        async with verifier_for(issuer) as verifier:
-            for case in NEGATIVE_CASES:
-                authorization = case.build(issuer, attacker)
-                try:
-                    await verifier.verify(authorization)
-                    results.append((case.name, case.status, 202))
-                except AuthError as error:
-                    results.append((case.name, case.status, error.status))
-                    # The answer must say why without echoing the token.
-                    assert error.detail
-                    token = (authorization or "").partition(" ")[2]
-                    assert not token or token not in error.detail
-                    assert (
-                        error.code == {401: "invalid_token", 403: "forbidden", 503: "unknown_signing_key"}[error.status]
-                    )
-                    assert (
-                        error.headers
-                        == {
-                            401: {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                            403: {},
-                            503: {"Retry-After": "30"},  # the keys were fetched just now; 30 s is the refetch interval
-                        }[error.status]
-                    )
-        return results
+async def test_every_negative_case_gets_its_status(issuer: LocalIssuer, attacker: LocalIssuer) -> None:
+    results = []
+    async with verifier_for(issuer) as verifier:
+        for case in NEGATIVE_CASES:
+            authorization = case.build(issuer, attacker)
+            try:
+                await verifier.verify(authorization)
+                results.append((case.name, case.status, 202))
+            except AuthError as error:
+                results.append((case.name, case.status, error.status))
+                # The answer must say why without echoing the token.
+                assert error.detail
+                token = (authorization or "").partition(" ")[2]
+                assert not token or token not in error.detail
+                assert error.code == {401: "invalid_token", 403: "forbidden", 503: "unknown_signing_key"}[error.status]
+                assert (
+                    error.headers
+                    == {
+                        401: {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                        403: {},
+                        503: {"Retry-After": "30"},  # the keys were fetched just now; 30 s is the refetch interval
+                    }[error.status]
+                )
 
-    results = asyncio.run(run())
     wrong = [(name, want, got) for name, want, got in results if want != got]
     assert not wrong, f"cases with the wrong status (name, expected, got): {wrong}"
     assert len(results) == len(NEGATIVE_CASES) > 50
@@ -134,7 +101,7 @@ def test_every_negative_case_gets_its_status(issuer: LocalIssuer, attacker: Loca
     assert attacker.fetch_count == 0
 
 
-def test_unknown_kid_cases_get_401_once_a_refetch_shows_the_kid_is_not_there(
+async def test_unknown_kid_cases_get_401_once_a_refetch_shows_the_kid_is_not_there(
     fresh_issuer: LocalIssuer, attacker: LocalIssuer
 ) -> None:
     # The 503 of the matrix is only "come back later": with a refetch allowed, the same tokens are
@@ -142,32 +109,25 @@ def test_unknown_kid_cases_get_401_once_a_refetch_shows_the_kid_is_not_there(
     cases = [case for case in NEGATIVE_CASES if case.status == UNKNOWN_KID]
     assert len(cases) >= 5
 
-    async def run() -> list[int]:
-        async with verifier_for(fresh_issuer, min_unknown_kid_interval=0) as verifier:
-            return [await outcome(verifier, case.build(fresh_issuer, attacker)) for case in cases]
+    async with verifier_for(fresh_issuer, min_unknown_kid_interval=0) as verifier:
+        statuses = [await outcome(verifier, case.build(fresh_issuer, attacker)) for case in cases]
 
-    assert asyncio.run(run()) == [401] * len(cases)
+    assert statuses == [401] * len(cases)
     assert attacker.fetch_count == 0
 
 
 @pytest.mark.parametrize("case", VALID_CASES, ids=lambda case: case.name)
-def test_valid_tokens_are_accepted(issuer: LocalIssuer, attacker: LocalIssuer, case: TokenCase) -> None:
-    async def run() -> int:
-        async with verifier_for(issuer) as verifier:
-            return await outcome(verifier, case.build(issuer, attacker))
-
-    assert asyncio.run(run()) == 202
+async def test_valid_tokens_are_accepted(issuer: LocalIssuer, attacker: LocalIssuer, case: TokenCase) -> None:
+    async with verifier_for(issuer) as verifier:
+        assert await outcome(verifier, case.build(issuer, attacker)) == 202
     assert attacker.fetch_count == 0
 
 
-def test_valid_v1_and_v2_tokens_prove_the_caller(issuer: LocalIssuer) -> None:
-    async def run() -> tuple[Caller, Caller]:
-        async with verifier_for(issuer) as verifier:
-            return await verifier.verify(bearer(issuer.mint(version=1))), await verifier.verify(
-                bearer(issuer.mint(version=2))
-            )
+async def test_valid_v1_and_v2_tokens_prove_the_caller(issuer: LocalIssuer) -> None:
+    async with verifier_for(issuer) as verifier:
+        v1 = await verifier.verify(bearer(issuer.mint(version=1)))
+        v2 = await verifier.verify(bearer(issuer.mint(version=2)))
 
-    v1, v2 = asyncio.run(run())
     assert (v1.token_version, v2.token_version) == (1, 2)
     for caller in (v1, v2):
         assert caller.app_id == AZNS_APP_ID
@@ -176,30 +136,26 @@ def test_valid_v1_and_v2_tokens_prove_the_caller(issuer: LocalIssuer) -> None:
         assert caller.expires_at > time.time()
 
 
-def test_audience_must_be_configured_for_each_version(issuer: LocalIssuer) -> None:
+async def test_audience_must_be_configured_for_each_version(issuer: LocalIssuer) -> None:
     """Only the App ID URI configured: v1 tokens pass, v2 tokens (which carry the client id) do not."""
+    policy = policy_for(issuer, audiences=frozenset({issuer.audience}))
+    async with verifier_for(issuer, policy=policy) as verifier:
+        v1 = await outcome(verifier, bearer(issuer.mint(version=1)))
+        v2 = await outcome(verifier, bearer(issuer.mint(version=2)))
 
-    async def run() -> tuple[int, int]:
-        policy = policy_for(issuer, audiences=frozenset({issuer.audience}))
-        async with verifier_for(issuer, policy=policy) as verifier:
-            return await outcome(verifier, bearer(issuer.mint(version=1))), await outcome(
-                verifier, bearer(issuer.mint(version=2))
-            )
-
-    assert asyncio.run(run()) == (202, 401)
+    assert (v1, v2) == (202, 401)
 
 
-def test_configured_role_and_callers_are_used(issuer: LocalIssuer) -> None:
-    async def run() -> tuple[int, int, int]:
-        policy = policy_for(issuer, required_role="Custom.Role", allowed_callers=frozenset({"my-app"}))
-        async with verifier_for(issuer, policy=policy) as verifier:
-            return (
-                await outcome(verifier, bearer(issuer.mint(appid="my-app", roles=["Custom.Role"]))),
-                await outcome(verifier, bearer(issuer.mint(appid="my-app"))),
-                await outcome(verifier, bearer(issuer.mint(roles=["Custom.Role"]))),
-            )
+async def test_configured_role_and_callers_are_used(issuer: LocalIssuer) -> None:
+    policy = policy_for(issuer, required_role="Custom.Role", allowed_callers=frozenset({"my-app"}))
+    async with verifier_for(issuer, policy=policy) as verifier:
+        statuses = (
+            await outcome(verifier, bearer(issuer.mint(appid="my-app", roles=["Custom.Role"]))),
+            await outcome(verifier, bearer(issuer.mint(appid="my-app"))),
+            await outcome(verifier, bearer(issuer.mint(roles=["Custom.Role"]))),
+        )
 
-    assert asyncio.run(run()) == (202, 403, 403)
+    assert statuses == (202, 403, 403)
 
 
 # -- clock skew, pinned with a frozen clock -------------------------------------------------------
@@ -217,28 +173,22 @@ def test_configured_role_and_callers_are_used(issuer: LocalIssuer) -> None:
         ({"iat": 61}, 401),
     ],
 )
-def test_clock_skew_boundaries(issuer: LocalIssuer, claims: dict[str, int], expected: int) -> None:
+async def test_clock_skew_boundaries(issuer: LocalIssuer, claims: dict[str, int], expected: int) -> None:
     now = 1_900_000_000.0
     absolute = {name: int(now) + offset for name, offset in claims.items()}
 
-    async def run() -> int:
-        async with verifier_for(issuer, clock=lambda: now) as verifier:
-            return await outcome(verifier, bearer(issuer.mint(now=now - 600, **absolute)))
-
-    assert asyncio.run(run()) == expected
+    async with verifier_for(issuer, clock=lambda: now) as verifier:
+        assert await outcome(verifier, bearer(issuer.mint(now=now - 600, **absolute))) == expected
 
 
-def test_skew_is_configurable(issuer: LocalIssuer) -> None:
+@pytest.mark.parametrize(("skew", "expected"), [(60, 401), (300, 202)])
+async def test_skew_is_configurable(issuer: LocalIssuer, skew: float, expected: int) -> None:
     now = 1_900_000_000.0
     token = bearer(issuer.mint(now=now - 3600 - 100, lifetime=3600))  # expired 100 s ago
 
-    async def run(skew: float) -> int:
-        policy = policy_for(issuer, clock_skew_seconds=skew)
-        async with verifier_for(issuer, policy=policy, clock=lambda: now) as verifier:
-            return await outcome(verifier, token)
-
-    assert asyncio.run(run(60)) == 401
-    assert asyncio.run(run(300)) == 202
+    policy = policy_for(issuer, clock_skew_seconds=skew)
+    async with verifier_for(issuer, policy=policy, clock=lambda: now) as verifier:
+        assert await outcome(verifier, token) == expected
 
 
 @pytest.mark.parametrize(
@@ -261,134 +211,119 @@ def test_policy_rejects_unsafe_configuration(issuer: LocalIssuer, fields: dict[s
 # -- verified-token cache -----------------------------------------------------------------------
 
 
-def test_repeated_token_costs_no_second_rsa_verification(issuer: LocalIssuer) -> None:
-    async def run() -> TokenVerifier:
-        async with verifier_for(issuer) as verifier:
-            token = bearer(issuer.mint())
-            first = await verifier.verify(token)
-            for _ in range(5):
-                assert await verifier.verify(token) == first
-            return verifier
+async def test_repeated_token_costs_no_second_rsa_verification(issuer: LocalIssuer) -> None:
+    async with verifier_for(issuer) as verifier:
+        token = bearer(issuer.mint())
+        first = await verifier.verify(token)
+        for _ in range(5):
+            assert await verifier.verify(token) == first
 
-    verifier = asyncio.run(run())
     assert verifier.rsa_verifications == 1
     assert verifier.cache_hits == 5
 
 
-def test_cached_token_still_fails_once_expired(issuer: LocalIssuer) -> None:
-    clock = FakeClock(1_900_000_000.0)
+async def test_cached_token_still_fails_once_expired(issuer: LocalIssuer) -> None:
+    clock = ManualClock(1_900_000_000.0)
     token = bearer(issuer.mint(now=clock.now, lifetime=600))
 
-    async def run() -> tuple[list[int], TokenVerifier]:
-        statuses = []
-        async with verifier_for(issuer, clock=clock) as verifier:
-            statuses.append(await outcome(verifier, token))  # verified, cached
-            statuses.append(await outcome(verifier, token))  # cache hit
-            clock.advance(600 + 30)  # past exp, within skew: verified again, not from the cache
-            statuses.append(await outcome(verifier, token))
-            clock.advance(31)  # past exp + skew
-            statuses.append(await outcome(verifier, token))
-            statuses.append(await outcome(verifier, token))
-        return statuses, verifier
+    statuses = []
+    async with verifier_for(issuer, clock=clock) as verifier:
+        statuses.append(await outcome(verifier, token))  # verified, cached
+        statuses.append(await outcome(verifier, token))  # cache hit
+        clock.advance(600 + 30)  # past exp, within skew: verified again, not from the cache
+        statuses.append(await outcome(verifier, token))
+        clock.advance(31)  # past exp + skew
+        statuses.append(await outcome(verifier, token))
+        statuses.append(await outcome(verifier, token))
 
-    statuses, verifier = asyncio.run(run())
     assert statuses == [202, 202, 202, 401, 401]
     assert verifier.cache_hits == 1
     assert verifier.rsa_verifications == 4
 
 
-def test_cache_is_bounded_and_keyed_by_the_whole_token(issuer: LocalIssuer) -> None:
-    async def run() -> tuple[TokenVerifier, int]:
-        async with verifier_for(issuer, cache_size=2) as verifier:
-            tokens = [bearer(issuer.mint()) for _ in range(3)]
-            for token in tokens:
-                await verifier.verify(token)
-            await verifier.verify(tokens[2])  # still cached
-            await verifier.verify(tokens[0])  # evicted: verified again
-            # A cached token with a tampered signature is a different token.
-            tampered = tokens[2][:-2] + ("AA" if not tokens[2].endswith("AA") else "BB")
-            return verifier, await outcome(verifier, tampered)
+async def test_cache_is_bounded_and_keyed_by_the_whole_token(issuer: LocalIssuer) -> None:
+    async with verifier_for(issuer, cache_size=2) as verifier:
+        tokens = [bearer(issuer.mint()) for _ in range(3)]
+        for token in tokens:
+            await verifier.verify(token)
+        await verifier.verify(tokens[2])  # still cached
+        await verifier.verify(tokens[0])  # evicted: verified again
+        # A cached token with a tampered signature is a different token.
+        tampered = tokens[2][:-2] + ("AA" if not tokens[2].endswith("AA") else "BB")
+        tampered_status = await outcome(verifier, tampered)
 
-    verifier, tampered_status = asyncio.run(run())
     assert verifier.cache_hits == 1
     assert verifier.rsa_verifications == 5
     assert tampered_status == 401
 
 
-def test_cache_is_keyed_by_the_exact_header_and_never_skips_its_checks(issuer: LocalIssuer) -> None:
+async def test_cache_is_keyed_by_the_exact_header_and_never_skips_its_checks(issuer: LocalIssuer) -> None:
     # The cache is keyed by the whole Authorization header: another spelling of the same token is
     # judged on its own (and accepted), a header that merely contains a cached token is not.
-    async def run() -> tuple[TokenVerifier, list[int]]:
-        async with verifier_for(issuer) as verifier:
-            token = issuer.mint()
-            await verifier.verify(f"Bearer {token}")
-            statuses = [
-                await outcome(verifier, f"Bearer {token}"),
-                await outcome(verifier, f"bearer {token}"),
-                await outcome(verifier, f"Bearer {token} extra"),
-                await outcome(verifier, f"Basic {token}"),
-            ]
-            return verifier, statuses
+    async with verifier_for(issuer) as verifier:
+        token = issuer.mint()
+        await verifier.verify(f"Bearer {token}")
+        statuses = [
+            await outcome(verifier, f"Bearer {token}"),
+            await outcome(verifier, f"bearer {token}"),
+            await outcome(verifier, f"Bearer {token} extra"),
+            await outcome(verifier, f"Basic {token}"),
+        ]
 
-    verifier, statuses = asyncio.run(run())
     assert statuses == [202, 202, 401, 401]
     assert verifier.cache_hits == 1
     assert verifier.rsa_verifications == 2
 
 
-def test_cached_token_is_dropped_when_its_key_is_withdrawn(fresh_issuer: LocalIssuer) -> None:
+async def test_cached_token_is_dropped_when_its_key_is_withdrawn(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
-    keys_clock = FakeClock()
+    keys_clock = ManualClock()
 
-    async def run() -> list[int]:
-        async with verifier_for(issuer, keys_clock=keys_clock) as verifier:
-            old = bearer(issuer.mint())
-            first = await outcome(verifier, old)
-            issuer.rotate()  # old key removed from the JWKS
-            keys_clock.advance(31)
-            assert await verifier.keys.refresh()
-            seen = [first, await outcome(verifier, old), await outcome(verifier, bearer(issuer.mint()))]
-            keys_clock.advance(30)  # a refetch is allowed again: it confirms the old kid is gone
-            return [*seen, await outcome(verifier, old)]
+    async with verifier_for(issuer, keys_clock=keys_clock) as verifier:
+        old = bearer(issuer.mint())
+        seen = [await outcome(verifier, old)]
+        issuer.rotate()  # old key removed from the JWKS
+        keys_clock.advance(31)
+        assert await verifier.keys.refresh()
+        seen += [await outcome(verifier, old), await outcome(verifier, bearer(issuer.mint()))]
+        keys_clock.advance(30)  # a refetch is allowed again: it confirms the old kid is gone
+        seen.append(await outcome(verifier, old))
 
     # 503 right after the refresh (a refetch is rate-limited), then 401 for good.
-    assert asyncio.run(run()) == [202, 503, 202, 401]
+    assert seen == [202, 503, 202, 401]
 
 
 # -- key rotation and refetch rate limit --------------------------------------------------------
 
 
-def test_key_rotation_accepted_after_one_rate_limited_refetch(fresh_issuer: LocalIssuer) -> None:
+async def test_key_rotation_accepted_after_one_rate_limited_refetch(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
-    keys_clock = FakeClock()
+    keys_clock = ManualClock()
 
-    async def run() -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        async with verifier_for(issuer, keys_clock=keys_clock, min_unknown_kid_interval=30) as verifier:
-            old_token = bearer(issuer.mint())
-            seen["old before"] = await outcome(verifier, old_token)
-            seen["fetches at start"] = verifier.keys.fetches
-            keys_clock.advance(31)
-            issuer.rotate()
-            new_token = bearer(issuer.mint())
-            seen["new"] = await outcome(verifier, new_token)
-            seen["fetches after new kid"] = verifier.keys.fetches
-            # A second rotation within the interval is not fetched again: 503, come back when a
-            # refetch may run (never 401: Azure would drop the alert) ...
-            issuer.rotate()
-            newer_token = bearer(issuer.mint())
-            keys_clock.advance(12.5)
-            with pytest.raises(AuthError) as deferred:
-                await verifier.verify(newer_token)
-            seen["newer within interval"] = (deferred.value.status, deferred.value.code, deferred.value.headers)
-            seen["fetches within interval"] = verifier.keys.fetches
-            # ... and the same token, retried after Retry-After, triggers the refetch and is accepted.
-            keys_clock.advance(int(deferred.value.headers["Retry-After"]))
-            seen["newer after interval"] = await outcome(verifier, newer_token)
-            seen["fetches at end"] = verifier.keys.fetches
-        return seen
+    seen: dict[str, Any] = {}
+    async with verifier_for(issuer, keys_clock=keys_clock, min_unknown_kid_interval=30) as verifier:
+        old_token = bearer(issuer.mint())
+        seen["old before"] = await outcome(verifier, old_token)
+        seen["fetches at start"] = verifier.keys.fetches
+        keys_clock.advance(31)
+        issuer.rotate()
+        new_token = bearer(issuer.mint())
+        seen["new"] = await outcome(verifier, new_token)
+        seen["fetches after new kid"] = verifier.keys.fetches
+        # A second rotation within the interval is not fetched again: 503, come back when a
+        # refetch may run (never 401: Azure would drop the alert) ...
+        issuer.rotate()
+        newer_token = bearer(issuer.mint())
+        keys_clock.advance(12.5)
+        with pytest.raises(AuthError) as deferred:
+            await verifier.verify(newer_token)
+        seen["newer within interval"] = (deferred.value.status, deferred.value.code, deferred.value.headers)
+        seen["fetches within interval"] = verifier.keys.fetches
+        # ... and the same token, retried after Retry-After, triggers the refetch and is accepted.
+        keys_clock.advance(int(deferred.value.headers["Retry-After"]))
+        seen["newer after interval"] = await outcome(verifier, newer_token)
+        seen["fetches at end"] = verifier.keys.fetches
 
-    seen = asyncio.run(run())
     assert seen["old before"] == 202
     assert seen["fetches at start"] == 1
     assert seen["new"] == 202
@@ -409,7 +344,7 @@ def test_key_rotation_accepted_after_one_rate_limited_refetch(fresh_issuer: Loca
         ("no exp", {"exp": None}),
     ],
 )
-def test_unknown_kid_token_that_fails_on_its_claims_gets_401_not_503(
+async def test_unknown_kid_token_that_fails_on_its_claims_gets_401_not_503(
     fresh_issuer: LocalIssuer, why: str, claims: dict[str, Any]
 ) -> None:
     # A retry cannot help a token that is refused whatever its key: no 503 for it.
@@ -418,50 +353,46 @@ def test_unknown_kid_token_that_fails_on_its_claims_gets_401_not_503(
     body = {**issuer.claims(), **claims}
     body = {name: value for name, value in body.items() if value is not None}
 
-    async def run() -> tuple[int, int]:
-        async with verifier_for(issuer, min_unknown_kid_interval=30) as verifier:
-            bad = await outcome(verifier, bearer(issuer.sign(body, {"kid": attacker_key.kid}, key=attacker_key)))
-            good_claims = issuer.sign(issuer.claims(), {"kid": attacker_key.kid}, key=attacker_key)
-            return bad, await outcome(verifier, bearer(good_claims))
+    async with verifier_for(issuer, min_unknown_kid_interval=30) as verifier:
+        bad = await outcome(verifier, bearer(issuer.sign(body, {"kid": attacker_key.kid}, key=attacker_key)))
+        good_claims = issuer.sign(issuer.claims(), {"kid": attacker_key.kid}, key=attacker_key)
+        good = await outcome(verifier, bearer(good_claims))
 
-    assert asyncio.run(run()) == (401, UNKNOWN_KID), why
+    assert (bad, good) == (401, UNKNOWN_KID), why
 
 
-def test_token_signed_with_removed_key_is_rejected_after_rotation(fresh_issuer: LocalIssuer) -> None:
+async def test_token_signed_with_removed_key_is_rejected_after_rotation(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
-    keys_clock = FakeClock()
+    keys_clock = ManualClock()
     old_key = issuer.signing_key
 
-    async def run() -> tuple[int, int]:
-        async with verifier_for(issuer, keys_clock=keys_clock, cache_size=0) as verifier:
-            before = await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
-            issuer.rotate()
-            keys_clock.advance(31)
-            await outcome(verifier, bearer(issuer.mint()))  # new kid: triggers the refetch
-            # Right after that refetch the old kid cannot be looked up again (503); once it can, 401.
-            within = await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
-            keys_clock.advance(30)
-            return before, within, await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
+    async with verifier_for(issuer, keys_clock=keys_clock, cache_size=0) as verifier:
+        before = await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
+        issuer.rotate()
+        keys_clock.advance(31)
+        await outcome(verifier, bearer(issuer.mint()))  # new kid: triggers the refetch
+        # Right after that refetch the old kid cannot be looked up again (503); once it can, 401.
+        within = await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
+        keys_clock.advance(30)
+        after = await outcome(verifier, bearer(issuer.sign(issuer.claims(), key=old_key)))
 
-    assert asyncio.run(run()) == (202, 503, 401)
+    assert (before, within, after) == (202, 503, 401)
 
 
-def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(fresh_issuer: LocalIssuer) -> None:
+async def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
-    keys_clock = FakeClock()
+    keys_clock = ManualClock()
 
-    async def run() -> tuple[list[list[int]], int, int]:
-        async with verifier_for(issuer, keys_clock=keys_clock, min_unknown_kid_interval=30) as verifier:
-            flood = [bearer(token) for token in unknown_kids(issuer, 40)]
-            keys_clock.advance(31)
-            waves = [list(await asyncio.gather(*(outcome(verifier, token) for token in flood)))]
-            waves.append([await outcome(verifier, token) for token in flood])
-            after_flood = verifier.keys.fetches
-            keys_clock.advance(31)
-            waves.append(list(await asyncio.gather(*(outcome(verifier, token) for token in flood))))
-            return waves, after_flood, verifier.keys.fetches
+    async with verifier_for(issuer, keys_clock=keys_clock, min_unknown_kid_interval=30) as verifier:
+        flood = [bearer(token) for token in unknown_kids(issuer, 40)]
+        keys_clock.advance(31)
+        waves = [list(await asyncio.gather(*(outcome(verifier, token) for token in flood)))]
+        waves.append([await outcome(verifier, token) for token in flood])
+        after_flood = verifier.keys.fetches
+        keys_clock.advance(31)
+        waves.append(list(await asyncio.gather(*(outcome(verifier, token) for token in flood))))
+        at_end = verifier.keys.fetches
 
-    waves, after_flood, at_end = asyncio.run(run())
     # A concurrent wave shares one refetch, which shows their kids are not in the set: 401. Right
     # after it, a refetch is rate-limited, so the same kids cannot be looked up: 503.
     assert waves == [[401] * 40, [UNKNOWN_KID] * 40, [401] * 40]
@@ -470,75 +401,58 @@ def test_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval(fresh_issue
     assert issuer.fetch_count == 3
 
 
-def test_jwks_outage_keeps_last_known_good_keys(fresh_issuer: LocalIssuer) -> None:
+async def test_jwks_outage_keeps_last_known_good_keys(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
-    keys_clock = FakeClock()
+    keys_clock = ManualClock()
 
-    async def run() -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        async with verifier_for(issuer, keys_clock=keys_clock) as verifier:
-            issuer.failing = True
-            keys_clock.advance(31)
-            seen["refresh ok"] = await verifier.keys.refresh()
-            seen["loaded"] = verifier.keys.loaded
-            seen["known key"] = await outcome(verifier, bearer(issuer.mint()))
-            keys_clock.advance(31)
-            seen["unknown key"] = await outcome(verifier, bearer(foreign_key(issuer)))
-            seen["errors"] = verifier.keys.fetch_errors
-            seen["last error"] = verifier.keys.last_error
-        return seen
-
-    seen = asyncio.run(run())
-    assert seen["refresh ok"] is False
-    assert seen["loaded"] is True
-    assert seen["known key"] == 202
-    # The refetch for the unknown kid failed: nobody knows whether the kid is genuine, so "retry".
-    assert seen["unknown key"] == 503
-    assert seen["errors"] == 2
-    assert "500" in seen["last error"]
+    async with verifier_for(issuer, keys_clock=keys_clock) as verifier:
+        issuer.failing = True
+        keys_clock.advance(31)
+        assert await verifier.keys.refresh() is False
+        assert verifier.keys.loaded is True
+        assert await outcome(verifier, bearer(issuer.mint())) == 202
+        keys_clock.advance(31)
+        # The refetch for the unknown kid failed: nobody knows whether the kid is genuine, so "retry".
+        assert await outcome(verifier, bearer(foreign_key(issuer))) == 503
+        assert verifier.keys.fetch_errors == 2
+        assert "500" in verifier.keys.last_error
 
 
-def test_start_with_jwks_down_is_not_ready_then_recovers(fresh_issuer: LocalIssuer) -> None:
+async def test_start_with_jwks_down_is_not_ready_then_recovers(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
-    keys_clock = FakeClock()
+    keys_clock = ManualClock()
     issuer.failing = True
 
-    async def run() -> list[Any]:
-        async with verifier_for(issuer, keys_clock=keys_clock) as verifier:
-            seen: list[Any] = [verifier.keys.loaded, await outcome(verifier, bearer(issuer.mint()))]
-            issuer.failing = False
-            keys_clock.advance(31)
-            seen += [await outcome(verifier, bearer(issuer.mint())), verifier.keys.loaded]
-            return seen
+    async with verifier_for(issuer, keys_clock=keys_clock) as verifier:
+        seen: list[Any] = [verifier.keys.loaded, await outcome(verifier, bearer(issuer.mint()))]
+        issuer.failing = False
+        keys_clock.advance(31)
+        seen += [await outcome(verifier, bearer(issuer.mint())), verifier.keys.loaded]
 
-    assert asyncio.run(run()) == [False, 503, 202, True]
+    assert seen == [False, 503, 202, True]
 
 
-def test_scheduled_refresh_picks_up_new_keys(fresh_issuer: LocalIssuer) -> None:
+async def test_scheduled_refresh_picks_up_new_keys(fresh_issuer: LocalIssuer) -> None:
     issuer = fresh_issuer
 
-    async def run() -> tuple[int, int]:
-        keys = JwksCache(issuer.jwks_uri, refresh_interval=0.05, min_unknown_kid_interval=3600)
-        await keys.start()
-        try:
-            new_kid = issuer.rotate().kid
-            for _ in range(200):  # bounded wait for the background refresh, not a speed assertion
-                if keys.has_key(new_kid):
-                    break
-                await asyncio.sleep(0.01)
-            return int(keys.has_key(new_kid)), keys.fetches
-        finally:
-            await keys.close()
-
-    found, fetches = asyncio.run(run())
-    assert found == 1
-    assert fetches >= 2
+    keys = JwksCache(issuer.jwks_uri, refresh_interval=0.05, min_unknown_kid_interval=3600)
+    await keys.start()
+    try:
+        new_kid = issuer.rotate().kid
+        for _ in range(200):  # bounded wait for the background refresh, not a speed assertion
+            if keys.has_key(new_kid):
+                break
+            await asyncio.sleep(0.01)
+        assert keys.has_key(new_kid)
+        assert keys.fetches >= 2
+    finally:
+        await keys.close()
 
 
 # -- JWKS content and URI rules -----------------------------------------------------------------
 
 
-def test_only_rsa_signing_keys_are_used() -> None:
+async def test_only_rsa_signing_keys_are_used() -> None:
     good, other = generate_signing_key(), generate_signing_key()
     document = {
         "keys": [
@@ -556,32 +470,27 @@ def test_only_rsa_signing_keys_are_used() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=json.dumps(document).encode())
 
-    async def run() -> frozenset[str]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            keys = JwksCache("https://login.example.test/t/discovery/v2.0/keys", http=http)
-            await keys.start()
-            await keys.close()
-            return keys.kids
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        keys = JwksCache("https://login.example.test/t/discovery/v2.0/keys", http=http)
+        await keys.start()
+        await keys.close()
 
-    assert asyncio.run(run()) == {good.kid}
+    assert keys.kids == {good.kid}
 
 
 @pytest.mark.parametrize(
     ("status", "body"),
     [(200, b"not json"), (200, b'{"keys": "nope"}'), (200, b'{"keys": []}'), (404, b"{}"), (200, b"[" * 100_000)],
 )
-def test_unusable_jwks_documents_are_fetch_errors(status: int, body: bytes) -> None:
+async def test_unusable_jwks_documents_are_fetch_errors(status: int, body: bytes) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, content=body)
 
-    async def run() -> JwksCache:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            keys = JwksCache("https://login.example.test/t/discovery/v2.0/keys", http=http)
-            await keys.start()
-            await keys.close()
-            return keys
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        keys = JwksCache("https://login.example.test/t/discovery/v2.0/keys", http=http)
+        await keys.start()
+        await keys.close()
 
-    keys = asyncio.run(run())
     assert not keys.loaded
     assert keys.fetch_errors == 1
     assert keys.last_error
@@ -632,17 +541,15 @@ _authorization_values = st.one_of(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(_authorization_values, min_size=1, max_size=20))
-def test_arbitrary_authorization_values_are_401(issuer: LocalIssuer, values: list[str | None]) -> None:
-    async def run() -> list[int]:
-        statuses = []
-        async with verifier_for(issuer, min_unknown_kid_interval=3600) as verifier:
-            for authorization in values:
-                with pytest.raises(AuthError) as raised:
-                    await verifier.verify(authorization)
-                statuses.append(raised.value.status)
-        return statuses
+async def test_arbitrary_authorization_values_are_401(issuer: LocalIssuer, values: list[str | None]) -> None:
+    statuses = []
+    async with verifier_for(issuer, min_unknown_kid_interval=3600) as verifier:
+        for authorization in values:
+            with pytest.raises(AuthError) as raised:
+                await verifier.verify(authorization)
+            statuses.append(raised.value.status)
 
-    assert set(asyncio.run(run())) == {401}
+    assert set(statuses) == {401}
 
 
 def test_several_authorization_headers_are_refused(issuer: LocalIssuer) -> None:

@@ -18,18 +18,12 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.servicenow.helpers import ManualClock
-from tests.support.receivers import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
+from tests.support.alerts import SUBSCRIPTION, alert_body
+from tests.support.clock import ManualClock
+from tests.support.receivers import RunningReceiver, start_receiver
 from tests.support.tokens import NEGATIVE_CASES, VALID_CASES, TokenCase, bearer, unknown_kids
 
 OTHER_SUBSCRIPTION = "11111111-1111-1111-1111-111111111111"
-
-
-@pytest.fixture(scope="module")
-def attacker() -> Iterator[LocalIssuer]:
-    """The attacker's own issuer; the receiver must never fetch its JWKS."""
-    with LocalIssuer(audience="api://attacker") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

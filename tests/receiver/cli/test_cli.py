@@ -19,8 +19,7 @@ from tests.receiver.test_embedded import (
     fired,
     resolved,
 )
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.support.paths import REPO_ROOT
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -31,7 +30,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         text=True,
         timeout=60,
         env=env,
-        cwd=cwd or REPO,
+        cwd=cwd or REPO_ROOT,
     )
 
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.support.receivers import ServeLog, alert_body
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.support.alerts import alert_body
+from tests.support.serve_log import ServeLog
 
 
 def _env(**values: str) -> dict[str, str]:

@@ -21,8 +21,6 @@ from receiver.itsm.embedded import (
     list_work_items,
 )
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 def test_demo_command_exits_0_and_prints_resolved_work_items_and_cis(tmp_path: Path) -> None:
     result = subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,12 +29,6 @@ V1_CLAIMS = {
     "appid",
     "appidacr",
 }
-
-
-@pytest.fixture
-def fresh_issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as running:
-        yield running
 
 
 def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

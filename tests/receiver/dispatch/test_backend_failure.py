@@ -13,7 +13,9 @@ from pathlib import Path
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.storage.sqlite.inbox import list_parked
-from tests.support.receivers import RecordingBackend, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+from tests.support.receivers import start_receiver
 
 
 def test_outage_then_recovery_applies_every_alert_exactly_once(tmp_path: Path, issuer: LocalIssuer) -> None:

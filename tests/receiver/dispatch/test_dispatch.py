@@ -7,12 +7,17 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from receiver.alerts.events import Condition, correlation_key, event_from_body
 from receiver.alerts.schema import Essentials
 from receiver.dispatch.dispatcher import Dispatcher
 from receiver.storage.records import InboxRow
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
-from tests.support.receivers import RecordingBackend, alert_body
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+
+pytestmark = pytest.mark.anyio
 
 
 def test_build_event_maps_the_essentials() -> None:
@@ -93,7 +98,7 @@ async def _fill(inbox: Inbox, deliveries: list[tuple[str, str]]) -> None:
         )
 
 
-def test_order_per_key_and_bounded_concurrency(tmp_path: Path) -> None:
+async def test_order_per_key_and_bounded_concurrency(tmp_path: Path) -> None:
     db = str(tmp_path / "dispatch.db")
     backend = RecordingBackend()
     backend.delay = 0.005
@@ -101,22 +106,20 @@ def test_order_per_key_and_bounded_concurrency(tmp_path: Path) -> None:
     for n in range(40):
         deliveries += [(f"k{n}", "Fired"), (f"k{n}", "Resolved")]
 
-    async def scenario() -> None:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, concurrency=4, backoff_base=0.01, backoff_cap=0.05)
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        backend.fail_transient(10)  # some failures on the way: order must still hold
-        await _fill(inbox, deliveries)
-        for _ in range(1000):
-            if inbox.depth() == 0:
-                break
-            await asyncio.sleep(0.01)
-        await dispatcher.stop()
-        await inbox.close()
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(inbox, backend, concurrency=4, backoff_base=0.01, backoff_cap=0.05)
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    backend.fail_transient(10)  # some failures on the way: order must still hold
+    await _fill(inbox, deliveries)
+    for _ in range(1000):
+        if inbox.depth() == 0:
+            break
+        await asyncio.sleep(0.01)
+    await dispatcher.stop()
+    await inbox.close()
 
-    asyncio.run(scenario())
     assert count_by_state(db) == {"pending": 0, "done": 80, "parked": 0}
     assert len(backend.applied) == 80
     for n in range(40):
@@ -127,56 +130,52 @@ def test_order_per_key_and_bounded_concurrency(tmp_path: Path) -> None:
     assert 1 < backend.max_concurrent <= 4
 
 
-def test_rule_target_mode_serialises_one_group(tmp_path: Path) -> None:
+async def test_rule_target_mode_serialises_one_group(tmp_path: Path) -> None:
     db = str(tmp_path / "dispatch.db")
     backend = RecordingBackend()
     backend.delay = 0.005
     # Ten alert instances of one rule on one target: one correlation key, applied one by one in order.
     deliveries = [(f"g{n}", "Fired") for n in range(10)]
 
-    async def scenario() -> None:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, correlation="rule-target", concurrency=8)
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        await _fill(inbox, deliveries)
-        for _ in range(1000):
-            if inbox.depth() == 0:
-                break
-            await asyncio.sleep(0.01)
-        await dispatcher.stop()
-        await inbox.close()
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(inbox, backend, correlation="rule-target", concurrency=8)
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    await _fill(inbox, deliveries)
+    for _ in range(1000):
+        if inbox.depth() == 0:
+            break
+        await asyncio.sleep(0.01)
+    await dispatcher.stop()
+    await inbox.close()
 
-    asyncio.run(scenario())
     assert [a.rsplit("/", 1)[1] for a, _ in backend.applied] == [f"test-g{n}" for n in range(10)]
     assert backend.max_concurrent == 1
     assert len({event.correlation_key for event in backend.events}) == 1
 
 
-def test_stop_leaves_unconfirmed_rows_pending(tmp_path: Path) -> None:
+async def test_stop_leaves_unconfirmed_rows_pending(tmp_path: Path) -> None:
     db = str(tmp_path / "dispatch.db")
     backend = RecordingBackend()
     backend.outage()
 
-    async def scenario() -> None:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, backoff_base=0.01, backoff_cap=0.02, max_attempts=10_000)
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        await _fill(inbox, [("s1", "Fired"), ("s2", "Fired")])
-        while len(backend.calls) < 4:
-            await asyncio.sleep(0.01)
-        await dispatcher.stop(grace=1.0)
-        await inbox.close()
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(inbox, backend, backoff_base=0.01, backoff_cap=0.02, max_attempts=10_000)
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    await _fill(inbox, [("s1", "Fired"), ("s2", "Fired")])
+    while len(backend.calls) < 4:
+        await asyncio.sleep(0.01)
+    await dispatcher.stop(grace=1.0)
+    await inbox.close()
 
-    asyncio.run(scenario())
     counts = count_by_state(db)
     assert counts == {"pending": 2, "done": 0, "parked": 0}
 
 
-def test_backend_that_cannot_start_is_retried_while_rows_wait(tmp_path: Path) -> None:
+async def test_backend_that_cannot_start_is_retried_while_rows_wait(tmp_path: Path) -> None:
     db = str(tmp_path / "dispatch.db")
 
     class SlowStarter(RecordingBackend):
@@ -190,29 +189,26 @@ def test_backend_that_cannot_start_is_retried_while_rows_wait(tmp_path: Path) ->
 
     backend = SlowStarter()
 
-    async def scenario() -> list[str | None]:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(inbox, backend, backoff_base=0.01, backoff_cap=0.02)
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        errors = [dispatcher.backend_error]
-        await _fill(inbox, [("late", "Fired")])
-        while inbox.depth():
-            await asyncio.sleep(0.01)
-        errors.append(dispatcher.backend_error)
-        await dispatcher.stop()
-        await inbox.close()
-        return errors
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(inbox, backend, backoff_base=0.01, backoff_cap=0.02)
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    errors = [dispatcher.backend_error]
+    await _fill(inbox, [("late", "Fired")])
+    while inbox.depth():
+        await asyncio.sleep(0.01)
+    errors.append(dispatcher.backend_error)
+    await dispatcher.stop()
+    await inbox.close()
 
-    errors = asyncio.run(scenario())
     assert errors[0] and "ITSM tool unreachable" in errors[0]
     assert errors[1] is None
     assert backend.started
     assert backend.applied == [(alert_body("late")["data"]["essentials"]["alertId"], "Fired")]
 
 
-def test_backlog_beyond_memory_limit_is_read_back_in_order(tmp_path: Path) -> None:
+async def test_backlog_beyond_memory_limit_is_read_back_in_order(tmp_path: Path) -> None:
     db = str(tmp_path / "dispatch.db")
     backend = RecordingBackend()
     backend.outage()
@@ -220,28 +216,25 @@ def test_backlog_beyond_memory_limit_is_read_back_in_order(tmp_path: Path) -> No
     for n in range(15):
         deliveries += [(f"b{n}", "Fired"), (f"b{n}", "Resolved")]
 
-    async def scenario() -> int:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(
-            inbox, backend, max_in_memory=4, concurrency=2, backoff_base=0.005, backoff_cap=0.01, max_attempts=10_000
-        )
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        await _fill(inbox, deliveries)
-        while len(backend.calls) < 20:
-            await asyncio.sleep(0.01)
-        peak = dispatcher.in_memory()
-        backend.recover()
-        for _ in range(1000):
-            if inbox.depth() == 0:
-                break
-            await asyncio.sleep(0.01)
-        await dispatcher.stop()
-        await inbox.close()
-        return peak
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(
+        inbox, backend, max_in_memory=4, concurrency=2, backoff_base=0.005, backoff_cap=0.01, max_attempts=10_000
+    )
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    await _fill(inbox, deliveries)
+    while len(backend.calls) < 20:
+        await asyncio.sleep(0.01)
+    peak = dispatcher.in_memory()
+    backend.recover()
+    for _ in range(1000):
+        if inbox.depth() == 0:
+            break
+        await asyncio.sleep(0.01)
+    await dispatcher.stop()
+    await inbox.close()
 
-    peak = asyncio.run(scenario())
     assert peak <= 4  # the rest waited on disk
     assert count_by_state(db) == {"pending": 0, "done": 30, "parked": 0}
     assert len(backend.applied) == 30 and len(set(backend.applied)) == 30
@@ -285,37 +278,34 @@ class _ScriptedInbox:
         return done
 
 
-def test_rows_committed_while_the_loader_catches_up_are_never_skipped() -> None:
+async def test_rows_committed_while_the_loader_catches_up_are_never_skipped() -> None:
     # The interleaving a storm produced: a commit is announced after the loader's read ran but
     # before the loader resumed (so the read missed it and the announcement only woke the loader);
     # during the loader's next read another commit is announced. Taking that second commit
     # straight from memory must not make the loader skip the first one.
     backend = RecordingBackend()
 
-    async def scenario() -> list[int]:
-        inbox = _ScriptedInbox()
-        dispatcher = Dispatcher(inbox, backend)  # type: ignore[arg-type]
-        for row_id in (1, 2, 3):
-            inbox.commit(row_id)
-        await dispatcher.start()
-        after_id, answer = await inbox.reads.get()
-        answer.set_result(inbox.snapshot(after_id))  # the read saw rows 1-3 ...
-        dispatcher.notify([inbox.commit(4)])  # ... row 4 is announced before the loader resumes
-        after_id, answer = await inbox.reads.get()
-        dispatcher.notify([inbox.commit(5)])  # announced while the next read is in flight
-        answer.set_result(inbox.snapshot(after_id))
-        for _ in range(500):
-            while not inbox.reads.empty():
-                after_id, answer = inbox.reads.get_nowait()
-                answer.set_result(inbox.snapshot(after_id))
-            if not inbox.rows:
-                break
-            await asyncio.sleep(0.01)
-        left = sorted(inbox.rows)
-        await dispatcher.stop(grace=1.0)
-        return left
+    inbox = _ScriptedInbox()
+    dispatcher = Dispatcher(inbox, backend)  # type: ignore[arg-type]
+    for row_id in (1, 2, 3):
+        inbox.commit(row_id)
+    await dispatcher.start()
+    after_id, answer = await inbox.reads.get()
+    answer.set_result(inbox.snapshot(after_id))  # the read saw rows 1-3 ...
+    dispatcher.notify([inbox.commit(4)])  # ... row 4 is announced before the loader resumes
+    after_id, answer = await inbox.reads.get()
+    dispatcher.notify([inbox.commit(5)])  # announced while the next read is in flight
+    answer.set_result(inbox.snapshot(after_id))
+    for _ in range(500):
+        while not inbox.reads.empty():
+            after_id, answer = inbox.reads.get_nowait()
+            answer.set_result(inbox.snapshot(after_id))
+        if not inbox.rows:
+            break
+        await asyncio.sleep(0.01)
+    left = sorted(inbox.rows)
+    await dispatcher.stop(grace=1.0)
 
-    left = asyncio.run(scenario())
     assert left == [], f"rows {left} were never dispatched"
     # Each row exactly once: five keys, so only the order across keys may vary.
     assert sorted(backend.applied) == sorted(
@@ -323,16 +313,14 @@ def test_rows_committed_while_the_loader_catches_up_are_never_skipped() -> None:
     )
 
 
-def test_the_recording_backend_shows_a_replay_and_a_fired_after_its_resolved() -> None:
+async def test_the_recording_backend_shows_a_replay_and_a_fired_after_its_resolved() -> None:
     """The tests above compare ``backend.applied`` with exact sequences, so it must keep repeats."""
     backend = RecordingBackend()
     fired, resolved = (event_from_body(json.dumps(alert_body("r", c)).encode(), "alert") for c in ("Fired", "Resolved"))
 
-    async def scenario() -> None:
-        for event in (fired, resolved, fired, fired):
-            await backend.apply(event)
+    for event in (fired, resolved, fired, fired):
+        await backend.apply(event)
 
-    asyncio.run(scenario())
     alert_id = fired.alert_id
     assert backend.applied == [(alert_id, "Fired"), (alert_id, "Resolved"), (alert_id, "Fired"), (alert_id, "Fired")]
     assert backend.events == [fired, resolved, fired, fired]

@@ -20,7 +20,10 @@ from receiver.alerts.events import AlertEvent
 from receiver.dispatch.dispatcher import Dispatcher
 from receiver.itsm.base import Readiness, TransientBackendError
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
-from tests.support.receivers import RecordingBackend, alert_body
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+
+pytestmark = pytest.mark.anyio
 
 MAX_ATTEMPTS = 3
 BACKOFF_CAP = 0.02
@@ -62,7 +65,7 @@ async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-u
         await asyncio.sleep(0.01)
 
 
-def test_not_ready_backend_pauses_without_consuming_attempts_and_resumes(
+async def test_not_ready_backend_pauses_without_consuming_attempts_and_resumes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="receiver.dispatch.dispatcher")
@@ -70,30 +73,28 @@ def test_not_ready_backend_pauses_without_consuming_attempts_and_resumes(
     backend = LockedOutBackend()
     names = [f"p{n}" for n in range(6)]
 
-    async def scenario() -> tuple[list[int], str | None, int]:
-        inbox = Inbox(db)
-        dispatcher = Dispatcher(
-            inbox, backend, concurrency=4, max_attempts=MAX_ATTEMPTS, backoff_base=0.005, backoff_cap=BACKOFF_CAP
-        )
-        inbox.set_on_committed(dispatcher.notify)
-        await inbox.open()
-        await dispatcher.start()
-        await _fill(inbox, names)
-        await _until(lambda: backend.refused > 0 and dispatcher.paused_reason is not None)
-        # Locked out for longer than max_attempts x backoff takes to park a row: 2 x MAX_ATTEMPTS
-        # readiness re-checks, each at least the backoff cap apart (counted, not slept).
-        checks = backend.readiness_checks
-        await _until(lambda: backend.readiness_checks >= checks + 2 * MAX_ATTEMPTS)
-        refused_while_paused = backend.refused
-        pending = await inbox.pending(limit=100)
-        reason = dispatcher.paused_reason
-        backend.locked = False  # the operator fixes the credentials
-        await _until(lambda: inbox.depth() == 0)
-        await dispatcher.stop()
-        await inbox.close()
-        return [row.attempts for row in pending], reason, refused_while_paused
+    inbox = Inbox(db)
+    dispatcher = Dispatcher(
+        inbox, backend, concurrency=4, max_attempts=MAX_ATTEMPTS, backoff_base=0.005, backoff_cap=BACKOFF_CAP
+    )
+    inbox.set_on_committed(dispatcher.notify)
+    await inbox.open()
+    await dispatcher.start()
+    await _fill(inbox, names)
+    await _until(lambda: backend.refused > 0 and dispatcher.paused_reason is not None)
+    # Locked out for longer than max_attempts x backoff takes to park a row: 2 x MAX_ATTEMPTS
+    # readiness re-checks, each at least the backoff cap apart (counted, not slept).
+    checks = backend.readiness_checks
+    await _until(lambda: backend.readiness_checks >= checks + 2 * MAX_ATTEMPTS)
+    refused_while_paused = backend.refused
+    pending = await inbox.pending(limit=100)
+    reason = dispatcher.paused_reason
+    backend.locked = False  # the operator fixes the credentials
+    await _until(lambda: inbox.depth() == 0)
+    await dispatcher.stop()
+    await inbox.close()
+    attempts, reason, refused = [row.attempts for row in pending], reason, refused_while_paused
 
-    attempts, reason, refused = asyncio.run(scenario())
     assert reason == "credentials refused (HTTP 401)"
     assert attempts == [0] * len(names) * 2  # nothing counted toward max_attempts
     # No hammering: while paused, at most the calls already under way when the pause began.
@@ -124,18 +125,18 @@ async def _drain(db: str, backend: RecordingBackend, names: list[str], **options
     return dispatcher
 
 
-def test_an_outage_with_the_backend_ready_still_parks_after_max_attempts(tmp_path: Path) -> None:
+async def test_an_outage_with_the_backend_ready_still_parks_after_max_attempts(tmp_path: Path) -> None:
     db = str(tmp_path / "outage.db")
     backend = RecordingBackend()  # readiness: ready, as a backend stays through an outage
     backend.outage()
 
-    dispatcher = asyncio.run(_drain(db, backend, ["o1"], max_attempts=MAX_ATTEMPTS))
+    dispatcher = await _drain(db, backend, ["o1"], max_attempts=MAX_ATTEMPTS)
     assert dispatcher.pauses == 0
     assert count_by_state(db) == {"pending": 0, "done": 0, "parked": 2}
     assert len(backend.calls) == 2 * MAX_ATTEMPTS
 
 
-def test_a_readiness_check_that_fails_does_not_stall_dispatching(tmp_path: Path) -> None:
+async def test_a_readiness_check_that_fails_does_not_stall_dispatching(tmp_path: Path) -> None:
     db = str(tmp_path / "broken-probe.db")
 
     class BrokenProbe(RecordingBackend):
@@ -145,6 +146,6 @@ def test_a_readiness_check_that_fails_does_not_stall_dispatching(tmp_path: Path)
     backend = BrokenProbe()
     backend.fail_transient(1)
 
-    dispatcher = asyncio.run(_drain(db, backend, ["b1"]))
+    dispatcher = await _drain(db, backend, ["b1"])
     assert dispatcher.pauses == 0 and dispatcher.failures == 1
     assert count_by_state(db) == {"pending": 0, "done": 2, "parked": 0}

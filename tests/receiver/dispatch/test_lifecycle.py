@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import pytest
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import list_work_items
 from receiver.itsm.work_item_ops import close_work_item
-from tests.support.receivers import RunningReceiver, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
 
 ROUTING = """
 routes:
@@ -30,12 +30,6 @@ default: {assignmentGroup: Azure Monitor Triage}
 """
 
 MODES = ["alert", "rule-target"]
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as local:
-        yield local
 
 
 def body(

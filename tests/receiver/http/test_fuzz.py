@@ -25,7 +25,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.support.receivers import RecordingBackend, RunningReceiver, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+from tests.support.receivers import RunningReceiver, start_receiver
 
 FUZZ_SEED = int(os.environ.get("SECURE_EXPORT_FUZZ_SEED") or secrets.randbelow(2**32))
 """The seed of every generated input in this run (replay with ``SECURE_EXPORT_FUZZ_SEED=<seed>``)."""

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from receiver.settings import AZNS_WEBHOOK_APP_ID, ReceiverSettings, SettingsError, load_settings
+from tests.support.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[3]
 TENANT = "5e1f0c2a-7d3b-4a6e-9c8f-0b1d2e3f4a5b"
 
 
@@ -96,7 +96,7 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "receiver.http.server", *args],
         env=clean,
-        cwd=str(REPO),
+        cwd=str(REPO_ROOT),
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,11 +126,11 @@ def test_serve_on_a_taken_port_exits_1(tmp_path: Path) -> None:
 def test_backend_refusing_its_configuration_stops_the_start(tmp_path: Path) -> None:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     clean.update(_env(tenant_id=TENANT, audiences="a", db=str(tmp_path / "r.db"), jwks_uri="http://127.0.0.1:9/keys"))
-    clean["PYTHONPATH"] = str(REPO)
+    clean["PYTHONPATH"] = str(REPO_ROOT)
     result = subprocess.run(
-        [sys.executable, "-m", "tests.support.receivers", "--backend", "tests.support.receivers:refusing_backend"],
+        [sys.executable, "-m", "tests.support.receivers", "--backend", "tests.support.backends:refusing_backend"],
         env=clean,
-        cwd=str(REPO),
+        cwd=str(REPO_ROOT),
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.storage.sqlite.inbox import count_by_state
-from tests.support.receivers import RecordingBackend, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+from tests.support.receivers import start_receiver
 
 
 def _refuses_connections(host: str, port: int) -> bool:
@@ -53,7 +55,7 @@ def test_in_flight_request_completes_during_shutdown(tmp_path: Path, issuer: Loc
 
 def test_sigterm_lets_the_subprocess_finish_and_exit_0(tmp_path: Path, issuer: LocalIssuer) -> None:
     db = str(tmp_path / "term.db")
-    rx = start_receiver(tmp_path, issuer, subprocess=True, db=db, backend="tests.support.receivers:durable_fake")
+    rx = start_receiver(tmp_path, issuer, subprocess=True, db=db, backend="tests.support.backends:durable_fake")
     host, port = rx.url.removeprefix("http://").split(":")
     body = json.dumps(alert_body("term")).encode()
     head = (

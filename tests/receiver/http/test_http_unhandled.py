@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.support.receivers import RecordingBackend, RunningReceiver, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+from tests.support.receivers import RunningReceiver, start_receiver
 
 
 class Boom(RuntimeError):

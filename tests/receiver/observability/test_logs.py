@@ -9,7 +9,9 @@ from pathlib import Path
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.observability.logs import JsonFormatter, redact
-from tests.support.receivers import RecordingBackend, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+from tests.support.receivers import start_receiver
 
 
 def test_request_tokens_never_reach_the_logs(tmp_path: Path, issuer: LocalIssuer) -> None:
@@ -49,7 +51,7 @@ def test_request_tokens_never_reach_the_logs(tmp_path: Path, issuer: LocalIssuer
 def test_subprocess_logs_are_json_lines_without_tokens(tmp_path: Path, issuer: LocalIssuer) -> None:
     token = issuer.mint()
     rx = start_receiver(
-        tmp_path, issuer, subprocess=True, backend="tests.support.receivers:durable_fake", log_level="DEBUG"
+        tmp_path, issuer, subprocess=True, backend="tests.support.backends:durable_fake", log_level="DEBUG"
     )
     try:
         assert rx.post_alert(alert_body("sub-log"), token).status_code == 202

@@ -12,11 +12,16 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from receiver.alerts.events import event_from_body
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import list_work_items
-from tests.support.receivers import DurableFakeBackend, alert_body, read_durable_fake, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import DurableFakeBackend, read_durable_fake
+from tests.support.receivers import start_receiver
+
+pytestmark = pytest.mark.anyio
 
 BURST = 200
 
@@ -46,12 +51,12 @@ def _accepted(responses: list[httpx.Response]) -> set[tuple[str, str]]:
     return {(r.json()["alertId"], r.json()["monitorCondition"]) for r in responses}
 
 
-def test_sigkill_after_burst_embedded_backend(tmp_path: Path, issuer: LocalIssuer) -> None:
+async def test_sigkill_after_burst_embedded_backend(tmp_path: Path, issuer: LocalIssuer) -> None:
     db = str(tmp_path / "crash.db")
     bodies = _deliveries()
     rx = start_receiver(tmp_path, issuer, subprocess=True, db=db)
     try:
-        accepted = _accepted(asyncio.run(_burst(rx.url, issuer.mint(), bodies)))
+        accepted = _accepted(await _burst(rx.url, issuer.mint(), bodies))
     finally:
         rx.kill()
     # Every 202 was on disk before it was sent.
@@ -75,20 +80,20 @@ def test_sigkill_after_burst_embedded_backend(tmp_path: Path, issuer: LocalIssue
         assert item["state"] == expected, item["alert_ids"]
 
 
-def test_sigkill_after_burst_durable_fake_backend(tmp_path: Path, issuer: LocalIssuer) -> None:
+async def test_sigkill_after_burst_durable_fake_backend(tmp_path: Path, issuer: LocalIssuer) -> None:
     db = str(tmp_path / "crash-fake.db")
     bodies = _deliveries()
-    factory = "tests.support.receivers:durable_fake"
+    factory = "tests.support.backends:durable_fake"
     rx = start_receiver(tmp_path, issuer, subprocess=True, db=db, backend=factory)
     try:
-        accepted = _accepted(asyncio.run(_burst(rx.url, issuer.mint(), bodies)))
+        accepted = _accepted(await _burst(rx.url, issuer.mint(), bodies))
     finally:
         rx.kill()
     restarted = start_receiver(tmp_path, issuer, subprocess=True, db=db, backend=factory)
     try:
         restarted.wait_dispatched(timeout=60)
         # A second burst of the same deliveries after the restart: all duplicates, nothing new.
-        again = asyncio.run(_burst(restarted.url, issuer.mint(), bodies[:50]))
+        again = await _burst(restarted.url, issuer.mint(), bodies[:50])
         assert all(r.status_code == 202 and r.json()["duplicate"] for r in again)
         restarted.wait_dispatched(timeout=60)
     finally:
@@ -99,7 +104,7 @@ def test_sigkill_after_burst_durable_fake_backend(tmp_path: Path, issuer: LocalI
     assert set(calls) == accepted
 
 
-def test_durable_fake_backend_takes_concurrent_applies(tmp_path: Path) -> None:
+async def test_durable_fake_backend_takes_concurrent_applies(tmp_path: Path) -> None:
     """The dispatcher calls ``apply`` from several workers at once; each must succeed the first time.
 
     The fake's one SQLite connection used to be shared by concurrent ``asyncio.to_thread`` calls:
@@ -114,15 +119,13 @@ def test_durable_fake_backend_takes_concurrent_applies(tmp_path: Path) -> None:
         for body in (alert_body(f"concurrent-{n}", "Fired"), alert_body(f"concurrent-{n}", "Resolved"))
     ]
 
-    async def run() -> list[BaseException | None]:
-        backend = DurableFakeBackend(db)
-        await backend.start()
-        try:
-            return await asyncio.gather(*(backend.apply(e) for e in events), return_exceptions=True)
-        finally:
-            await backend.close()
+    backend = DurableFakeBackend(db)
+    await backend.start()
+    try:
+        outcomes = await asyncio.gather(*(backend.apply(e) for e in events), return_exceptions=True)
+    finally:
+        await backend.close()
 
-    outcomes = asyncio.run(run())
     assert [o for o in outcomes if o is not None] == []
     calls, effects = read_durable_fake(db)
     assert len(calls) == len(effects) == len(set(effects)) == 80

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
+import httpx
+import pytest
+
 from receiver.demo.local_issuer import LocalIssuer
-from tests.support.receivers import RecordingBackend, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import RecordingBackend
+from tests.support.receivers import start_receiver
 
 
 def test_locked_inbox_answers_503_with_retry_after_then_recovers(tmp_path: Path, issuer: LocalIssuer) -> None:
@@ -34,12 +41,8 @@ def test_locked_inbox_answers_503_with_retry_after_then_recovers(tmp_path: Path,
         assert rx.metric("secure_export_inbox_write_failures_total") >= 1
 
 
-def test_concurrent_requests_share_commits(tmp_path: Path, issuer: LocalIssuer) -> None:
-    import asyncio
-    import json
-
-    import httpx
-
+@pytest.mark.anyio
+async def test_concurrent_requests_share_commits(tmp_path: Path, issuer: LocalIssuer) -> None:
     class Unreachable(RecordingBackend):
         async def start(self) -> None:
             raise ConnectionError("ITSM tool unreachable")  # nothing is dispatched: only puts commit
@@ -47,20 +50,15 @@ def test_concurrent_requests_share_commits(tmp_path: Path, issuer: LocalIssuer) 
     with start_receiver(tmp_path, issuer, backend=Unreachable()) as rx:
         token = issuer.mint()
 
-        async def burst() -> list[int]:
-            async with httpx.AsyncClient(
-                base_url=rx.url, limits=httpx.Limits(max_connections=50), timeout=30
-            ) as client:
-                headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-                responses = await asyncio.gather(
-                    *(
-                        client.post("/api/alerts", content=json.dumps(alert_body(f"group-{n}")), headers=headers)
-                        for n in range(200)
-                    )
+        async with httpx.AsyncClient(base_url=rx.url, limits=httpx.Limits(max_connections=50), timeout=30) as client:
+            headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+            responses = await asyncio.gather(
+                *(
+                    client.post("/api/alerts", content=json.dumps(alert_body(f"group-{n}")), headers=headers)
+                    for n in range(200)
                 )
-            return [response.status_code for response in responses]
-
-        assert asyncio.run(burst()) == [202] * 200
+            )
+        assert [response.status_code for response in responses] == [202] * 200
         rows = rx.metric("secure_export_inbox_rows_written_total")
         commits = rx.metric("secure_export_inbox_commits_total")
         assert rows == 200

@@ -26,9 +26,12 @@ from receiver.itsm.embedded import EmbeddedBackend, list_work_items
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
 from receiver.storage.sqlite.operations import discard, replay, trace
 from tests.receiver.test_embedded import apply_all, fired, resolved
-from tests.support.receivers import ServeLog, alert_body, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.paths import REPO_ROOT
+from tests.support.receivers import start_receiver
+from tests.support.serve_log import ServeLog
 
-REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.anyio
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -38,7 +41,7 @@ def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
         text=True,
         timeout=60,
         env=env,
-        cwd=cwd or REPO,
+        cwd=cwd or REPO_ROOT,
     )
 
 
@@ -48,23 +51,24 @@ def _clean_env(**values: str) -> dict[str, str]:
     return env
 
 
+async def _park(path: Path, *alert_numbers: int) -> list[int]:
+    """One parked Fired delivery per number in the inbox at ``path`` (as a refusing backend leaves them)."""
+    inbox = Inbox(str(path))
+    await inbox.open()
+    ids = []
+    for n in alert_numbers:
+        body = alert_body(n)
+        result = await inbox.put(body["data"]["essentials"]["alertId"], "Fired", json.dumps(body).encode())
+        assert result.row_id is not None
+        await inbox.park(result.row_id, 3, "permanent backend error: refused")
+        ids.append(result.row_id)
+    await inbox.close()
+    return ids
+
+
 def _parked_db(path: Path, *alert_numbers: int) -> list[int]:
-    """An inbox with one parked Fired delivery per number (as a refusing backend leaves them)."""
-
-    async def run() -> list[int]:
-        inbox = Inbox(str(path))
-        await inbox.open()
-        ids = []
-        for n in alert_numbers:
-            body = alert_body(n)
-            result = await inbox.put(body["data"]["essentials"]["alertId"], "Fired", json.dumps(body).encode())
-            assert result.row_id is not None
-            await inbox.park(result.row_id, 3, "permanent backend error: refused")
-            ids.append(result.row_id)
-        await inbox.close()
-        return ids
-
-    return asyncio.run(run())
+    """:func:`_park` for the tests that stay synchronous: they drive the CLI in child processes."""
+    return asyncio.run(_park(path, *alert_numbers))
 
 
 def _alert_id(n: int) -> str:
@@ -296,7 +300,8 @@ def test_a_database_of_the_first_schema_is_upgraded_and_keeps_its_rows(tmp_path:
             priority INTEGER NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL, opened_at TEXT NOT NULL,
             resolved_at TEXT, occurrences INTEGER NOT NULL DEFAULT 1);
         INSERT INTO inbox (alert_id, monitor_condition, body, received_at, state, attempts, last_error, parked_at)
-            VALUES ('old-1', 'Fired', '{}', '2026-01-01T00:00:00.000Z', 'parked', 2, 'boom', '2026-01-01T00:01:00.000Z');
+            VALUES ('old-1', 'Fired', '{}', '2026-01-01T00:00:00.000Z', 'parked', 2, 'boom',
+                    '2026-01-01T00:01:00.000Z');
         INSERT INTO work_items (number, correlation_key, state, priority, title, description, opened_at)
             VALUES ('INC0000001', 'k', 'New', 3, 't', 'd', '2026-01-01T00:00:00.000Z');
         """
@@ -309,26 +314,24 @@ def test_a_database_of_the_first_schema_is_upgraded_and_keeps_its_rows(tmp_path:
     assert list_work_items(str(db))[0]["state"] == "Closed"
 
 
-def test_discarded_rows_and_resolved_work_items_leave_after_their_retention(tmp_path: Path) -> None:
+async def test_discarded_rows_and_resolved_work_items_leave_after_their_retention(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    first, second = _parked_db(db, 1, 2)
+    first, second = await _park(db, 1, 2)
     discard(str(db), [first], reason="noise")
-    apply_all(db, [fired("a1"), resolved("a1"), fired("a2", rule="other")])
-
-    async def prune(older_than: float) -> tuple[int, int]:
-        inbox = Inbox(str(db))
-        await inbox.open()
-        backend = EmbeddedBackend(str(db))
-        await backend.start()
-        try:
-            return await inbox.prune_discarded(older_than), await backend.prune_resolved(older_than)
-        finally:
-            await inbox.close()
-            await backend.close()
-
-    assert asyncio.run(prune(10 * 365 * 86400)) == (0, 0)  # nothing is that old yet
-    time.sleep(0.01)
-    assert asyncio.run(prune(0)) == (1, 1)
+    inbox = Inbox(str(db))
+    backend = EmbeddedBackend(str(db))
+    await inbox.open()
+    await backend.start()
+    try:
+        for event in (fired("a1"), resolved("a1"), fired("a2", rule="other")):
+            await backend.apply(event)
+        ten_years = 10 * 365 * 86400
+        assert (await inbox.prune_discarded(ten_years), await backend.prune_resolved(ten_years)) == (0, 0)
+        await asyncio.sleep(0.01)
+        assert (await inbox.prune_discarded(0), await backend.prune_resolved(0)) == (1, 1)
+    finally:
+        await inbox.close()
+        await backend.close()
     assert count_by_state(str(db)) == {"pending": 0, "done": 0, "parked": 1}
     assert [item["state"] for item in list_work_items(str(db))] == ["New"]  # the open one stays
 
@@ -393,7 +396,8 @@ def test_an_unknown_variable_alone_is_a_warning_with_a_suggestion(tmp_path: Path
         }
     )
     assert lines == [
-        "SECURE_EXPORT_INBOX_RETENTION_DAY: unknown variable, ignored; did you mean SECURE_EXPORT_INBOX_RETENTION_DAYS?",
+        "SECURE_EXPORT_INBOX_RETENTION_DAY: unknown variable, ignored; "
+        "did you mean SECURE_EXPORT_INBOX_RETENTION_DAYS?",
         "SECURE_EXPORT_SERVICENOW_PASWORD: unknown variable, ignored; did you mean SECURE_EXPORT_SERVICENOW_PASSWORD?",
     ]
 

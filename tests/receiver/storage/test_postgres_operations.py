@@ -19,9 +19,10 @@ from receiver.settings import SettingsError, load_settings
 from receiver.storage.postgres.connect import CachedToken, Database, Token
 from receiver.storage.postgres.inbox import PostgresInbox
 from tests.postgres import PostgresCluster
-from tests.receiver.storage.test_postgres_replicas import query
-from tests.support.receivers import alert_body
-from tests.support.replicas import Replica, deliver, replica_env, wait_until
+from tests.support.alerts import alert_body
+from tests.support.replicas import Replica, deliver, query, replica_env, wait_until
+
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -74,20 +75,23 @@ def test_database_outage_answers_503_with_retry_after_readyz_says_why_and_everyt
     assert query(postgres_url, "SELECT state, count(*) FROM inbox GROUP BY state") == [("done", 2)]
 
 
-def test_a_parked_row_replayed_with_the_cli_reaches_the_dispatching_replica(
-    replica: Replica, issuer: LocalIssuer, postgres_url: str
-) -> None:
-    async def park() -> int:
-        inbox = PostgresInbox(postgres_url)
-        await inbox.open()
-        body = alert_body(7)
-        result = await inbox.put(body["data"]["essentials"]["alertId"], "Fired", json.dumps(body).encode())
-        assert result.row_id is not None
-        await inbox.park(result.row_id, 3, "permanent backend error: refused")
-        await inbox.close()
-        return result.row_id
+@pytest.fixture
+async def parked_row(replica: Replica, postgres_url: str, anyio_backend: str) -> int:
+    """The id of a row the running replica's database holds as parked (alert 7, Fired)."""
+    inbox = PostgresInbox(postgres_url)
+    await inbox.open()
+    body = alert_body(7)
+    result = await inbox.put(body["data"]["essentials"]["alertId"], "Fired", json.dumps(body).encode())
+    assert result.row_id is not None
+    await inbox.park(result.row_id, 3, "permanent backend error: refused")
+    await inbox.close()
+    return result.row_id
 
-    row_id = asyncio.run(park())
+
+def test_a_parked_row_replayed_with_the_cli_reaches_the_dispatching_replica(
+    replica: Replica, postgres_url: str, parked_row: int
+) -> None:
+    row_id = parked_row
     env = {**replica.env}
     parked = json.loads(_cli(env, "work-items", "--failed", "--json").stdout)
     assert [row["id"] for row in parked] == [row_id]
@@ -120,7 +124,7 @@ def test_a_parked_row_replayed_with_the_cli_reaches_the_dispatching_replica(
     ]
 
 
-def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_expires(
+async def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_expires(
     postgres_cluster: PostgresCluster, postgres_url: str
 ) -> None:
     """The Entra token logic against the real server; a changing password stands in for the tokens."""
@@ -134,7 +138,7 @@ def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_expires(
 
     url = postgres_cluster.url(postgres_url.rsplit("/", 1)[1], password=False)
 
-    async def scenario() -> None:
+    try:
         database = Database(url, token_source=source)
         assert isinstance(database.password, CachedToken)
         database.password._clock = lambda: now[0]
@@ -152,25 +156,19 @@ def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_expires(
         pool = await database.create_pool(min_size=2, max_size=2)
         assert await pool.fetchval("SELECT 2") == 2
         await pool.close()
-
-    try:
-        asyncio.run(scenario())
     finally:
         postgres_cluster.set_password(original)
 
 
-def test_password_from_pgpassword_and_tls_required(
+async def test_password_from_pgpassword_and_tls_required(
     postgres_cluster: PostgresCluster, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database_name = postgres_url.rsplit("/", 1)[1]
     monkeypatch.setenv("PGPASSWORD", postgres_cluster.password)
 
-    async def scenario() -> None:
-        conn = await Database(postgres_cluster.url(database_name, password=False)).connect()
-        assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
-        await conn.close()
-
-    asyncio.run(scenario())
+    conn = await Database(postgres_cluster.url(database_name, password=False)).connect()
+    assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+    await conn.close()
 
 
 @pytest.mark.parametrize(
@@ -221,31 +219,28 @@ def test_work_items_on_an_unreachable_database_says_so_without_the_password() ->
     assert time.monotonic() - started < 30
 
 
-def test_a_commit_on_one_replica_wakes_the_other_at_once(postgres_url: str) -> None:
-    async def scenario() -> None:
-        first, second = PostgresInbox(postgres_url), PostgresInbox(postgres_url)
-        await first.open()
-        await second.open()
-        woken: asyncio.Queue[str] = asyncio.Queue()
-        first.set_on_remote_commit(woken.put_nowait)
-        await asyncio.sleep(0.3)  # the listener subscribed
-        while not woken.empty():
-            woken.get_nowait()  # the wake-up after (re)connecting
-        result = await second.put("a", "Fired", b"{}")
-        payload = await asyncio.wait_for(woken.get(), timeout=5)
-        assert payload == f"{second.replica}:{result.row_id}"
-        own: asyncio.Queue[str] = asyncio.Queue()
-        second.set_on_remote_commit(own.put_nowait)
-        await asyncio.sleep(0.3)
-        while not own.empty():
-            own.get_nowait()
-        await second.put("b", "Fired", b"{}")
-        await asyncio.sleep(0.5)
-        assert own.empty()  # a replica is not woken by its own commits (it hands the rows over itself)
-        await first.close()
-        await second.close()
-
-    asyncio.run(scenario())
+async def test_a_commit_on_one_replica_wakes_the_other_at_once(postgres_url: str) -> None:
+    first, second = PostgresInbox(postgres_url), PostgresInbox(postgres_url)
+    await first.open()
+    await second.open()
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    first.set_on_remote_commit(woken.put_nowait)
+    await asyncio.sleep(0.3)  # the listener subscribed
+    while not woken.empty():
+        woken.get_nowait()  # the wake-up after (re)connecting
+    result = await second.put("a", "Fired", b"{}")
+    payload = await asyncio.wait_for(woken.get(), timeout=5)
+    assert payload == f"{second.replica}:{result.row_id}"
+    own: asyncio.Queue[str] = asyncio.Queue()
+    second.set_on_remote_commit(own.put_nowait)
+    await asyncio.sleep(0.3)
+    while not own.empty():
+        own.get_nowait()
+    await second.put("b", "Fired", b"{}")
+    await asyncio.sleep(0.5)
+    assert own.empty()  # a replica is not woken by its own commits (it hands the rows over itself)
+    await first.close()
+    await second.close()
 
 
 def test_the_lifecycle_rules_it_cannot_run_on_postgresql_are_named_at_start(

@@ -9,15 +9,12 @@ unique.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +22,7 @@ import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
 from tests.postgres import PostgresCluster
-from tests.support.receivers import alert_body
-from tests.support.replicas import Replica, deliver, replica_env, wait_until
-
-
-async def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    import asyncpg
-
-    conn = await asyncpg.connect(url, ssl="require")
-    try:
-        return [tuple(row) for row in await conn.fetch(sql)]
-    finally:
-        await conn.close()
-
-
-def query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    return asyncio.run(_query(url, sql))
+from tests.support.replicas import Replica, burst, query, replica_env, wait_until
 
 
 @pytest.fixture
@@ -56,35 +38,6 @@ def replicas(tmp_path: Path, issuer: LocalIssuer, postgres_url: str) -> Iterator
     finally:
         for replica in pair:
             replica.stop()
-
-
-def _burst(replicas: list[Replica], issuer: LocalIssuer, alerts: range, statuses: list[int]) -> set[int]:
-    """Each alert: Fired on one replica (sometimes retried on the other), then Resolved on the other."""
-
-    def one(n: int) -> None:
-        rng = random.Random(n)
-        first = rng.randrange(2)
-        accepted = deliver(
-            replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=first, statuses=statuses
-        )
-        taken.add(accepted)
-        if rng.random() < 0.3:  # Azure retried a delivery whose 202 it did not see
-            taken.add(
-                deliver(
-                    replicas, issuer, json.dumps(alert_body(n, "Fired")).encode(), first=accepted + 1, statuses=statuses
-                )
-            )
-        taken.add(
-            deliver(
-                replicas, issuer, json.dumps(alert_body(n, "Resolved")).encode(), first=accepted + 1, statuses=statuses
-            )
-        )
-
-    taken: set[int] = set()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for future in [pool.submit(one, n) for n in alerts]:
-            future.result()
-    return taken
 
 
 def _work_items(env: dict[str, str], cwd: Path) -> list[dict[str, Any]]:
@@ -152,7 +105,7 @@ def test_two_replicas_kill_one_mid_burst_every_alert_exactly_once(
 
     killer = threading.Thread(target=kill_and_restart)
     killer.start()
-    accepted_by = _burst(replicas, issuer, alerts, statuses)
+    accepted_by = burst(replicas, issuer, alerts, statuses)
     killer.join(90)
     assert killer_done.is_set() and replicas[0].starts == 2
     _assert_exactly_once_in_order(postgres_url, replicas, alerts, tmp_path)
@@ -177,7 +130,7 @@ def test_database_restart_under_load_loses_nothing(
 
     restarter = threading.Thread(target=restart_database)
     restarter.start()
-    _burst(replicas, issuer, alerts, statuses)
+    burst(replicas, issuer, alerts, statuses)
     restarter.join(60)
     assert restarted.is_set()
     assert 503 in statuses, "the database outage was never seen as 503 (restart too early or too late?)"

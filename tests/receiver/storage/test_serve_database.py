@@ -1,9 +1,9 @@
 """``SECURE_EXPORT_DB`` as ``secure-export serve`` reads it: refused at start, one line, exit 2.
 
 A URL scheme the receiver does not support must never become a SQLite file with a strange name
-(``postgresql://`` is PostgreSQL: a bad one is refused naming what to change, never the URL); a missing directory is not created;
-a database that cannot be opened is one line, with no traceback and no asyncio noise after it.
-Each case runs the real command in a child process.
+(``postgresql://`` is PostgreSQL: a bad one is refused naming what to change, never the URL); a
+missing directory is not created; a database that cannot be opened is one line, with no traceback
+and no asyncio noise after it. Each case runs the real command in a child process.
 """
 
 from __future__ import annotations
