@@ -135,11 +135,11 @@ class EmbeddedPostgresBackend(Backend):
         """Delete Resolved/Closed work items resolved longer ago than that (with their links and notes)."""
         import time
 
-        from receiver.storage.sqlite.inbox import _iso_at
+        from receiver.storage.records import iso_at
 
         if self._pool is None:
             return 0
-        cutoff = _iso_at(time.time() - older_than_seconds)
+        cutoff = iso_at(time.time() - older_than_seconds)
         async with self._pool.acquire() as conn:
             status = await conn.execute(
                 "DELETE FROM work_items WHERE id IN (SELECT id FROM work_items WHERE state IN ('Resolved', 'Closed') "

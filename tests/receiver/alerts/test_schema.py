@@ -11,20 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.alerts.schema import (
+from receiver.alerts.contexts import (
     ActivityLogContext,
-    AlertParseError,
-    CommonAlert,
     CostBudgetContext,
     LogAnalyticsV1Context,
     LogQueryContext,
     MetricContext,
     PrometheusContext,
     SmartDetectorContext,
-    condition_summary,
     context_view,
-    parse_alert,
 )
+from receiver.alerts.schema import AlertParseError, CommonAlert, parse_alert
+from receiver.alerts.summary import condition_summary
 from tests.support.paths import SAMPLES
 
 NOT_COMMON = "legacy2022-budget-aip-notification.not-common-schema.json"

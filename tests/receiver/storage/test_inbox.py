@@ -178,12 +178,16 @@ async def test_a_failing_operation_fails_only_its_caller_and_the_writer_lives_on
         conn.execute("INSERT INTO inbox_meta (key, value) VALUES ('x', 'y')")
         raise RuntimeError("a bug in an operation")
 
-    results = await asyncio.gather(inbox.run_in_transaction(broken), inbox.put("ok", "Fired", b"{}"), return_exceptions=True)
+    results = await asyncio.gather(
+        inbox.run_in_transaction(broken), inbox.put("ok", "Fired", b"{}"), return_exceptions=True
+    )
     assert isinstance(results[0], RuntimeError)
     assert results[1].duplicate is False
     # The broken operation's own write was rolled back; the writer still works.
     assert (
-        await inbox.run_in_transaction(lambda conn: conn.execute("SELECT count(*) FROM inbox_meta WHERE key = 'x'").fetchone()[0])
+        await inbox.run_in_transaction(
+            lambda conn: conn.execute("SELECT count(*) FROM inbox_meta WHERE key = 'x'").fetchone()[0]
+        )
         == 0
     )
     assert (await inbox.put("after", "Fired", b"{}")).duplicate is False

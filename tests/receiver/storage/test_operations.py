@@ -23,8 +23,8 @@ import pytest
 from receiver.cli.commands import main
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import EmbeddedBackend, list_work_items
+from receiver.storage.operations import discard, replay, trace
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
-from receiver.storage.sqlite.operations import discard, replay, trace
 from tests.receiver.test_embedded import apply_all, fired, resolved
 from tests.support.alerts import alert_body
 from tests.support.paths import REPO_ROOT
