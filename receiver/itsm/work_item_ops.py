@@ -14,7 +14,7 @@ import time
 from typing import Any, Literal
 
 from receiver.itsm.embedded import _SCHEMA, _now, list_work_items, upgrade_schema
-from receiver.storage.operations import OpsError, operator
+from receiver.storage.records import OpsError, operator
 from receiver.storage.sqlite.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
@@ -25,7 +25,7 @@ class WorkItemNotFound(OpsError):
 
 
 def _connect(db_path: str) -> sqlite3.Connection:
-    from receiver.storage.operations import NotOurDatabase
+    from receiver.storage.records import NotOurDatabase
     from receiver.storage.sqlite.operations import open_database
 
     try:

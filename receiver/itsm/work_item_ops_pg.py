@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Literal
 
 from receiver.itsm.embedded import _now
-from receiver.storage.operations import OpsError
 from receiver.storage.postgres.connect import Database, DbAuth
+from receiver.storage.records import OpsError
 
 
 class WorkItemNotFoundError(OpsError):

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from receiver.alerts.events import AlertEvent
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.settings import ReceiverSettings
+from receiver.storage.records import WorkItemRef
 
 
 class RecordingBackend(Backend):
