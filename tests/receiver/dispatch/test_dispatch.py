@@ -81,12 +81,12 @@ def test_rule_target_key_is_normalised() -> None:
 
 def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
     high = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 1.0)  # type: ignore[arg-type]
-    assert [high._backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert [high.backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
     low = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 0.0)  # type: ignore[arg-type]
-    assert low._backoff(5) == 0.0
-    assert high._backoff(1, retry_after=30.0) == 30.0
-    assert high._backoff(1, retry_after=3600.0) == 60.0  # a Retry-After is capped too
-    assert high._backoff(10_000) == 60.0  # no overflow on huge attempt numbers
+    assert low.backoff(5) == 0.0
+    assert high.backoff(1, retry_after=30.0) == 30.0
+    assert high.backoff(1, retry_after=3600.0) == 60.0  # a Retry-After is capped too
+    assert high.backoff(10_000) == 60.0  # no overflow on huge attempt numbers
 
 
 async def _fill(inbox: Inbox, deliveries: list[tuple[str, str]]) -> None:

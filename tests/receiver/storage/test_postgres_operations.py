@@ -139,9 +139,8 @@ async def test_rotating_tokens_new_connections_use_a_fresh_one_before_the_old_ex
     url = postgres_cluster.url(postgres_url.rsplit("/", 1)[1], password=False)
 
     try:
-        database = Database(url, token_source=source)
+        database = Database(url, token_source=source, clock=lambda: now[0])
         assert isinstance(database.password, CachedToken)
-        database.password._clock = lambda: now[0]
         for _ in range(2):
             conn = await database.connect()
             assert await conn.fetchval("SELECT 1") == 1
