@@ -16,8 +16,9 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings, ServiceNowSettingsError
 from tests.itsm_fakes.servicenow import FakeServiceNow
-from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import PASSWORD, USER, refused_gets, run
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 NEW_PASSWORD = "rotated: purple monkey dishwasher"
 

@@ -16,8 +16,9 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.markers import correlation_id
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.servicenow import FakeServiceNow
-from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import USER, refused_gets, settings
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 MAX_ATTEMPTS = 3
 

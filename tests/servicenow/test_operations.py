@@ -24,8 +24,9 @@ import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
 from tests.itsm_fakes.servicenow import FakeServiceNow
-from tests.receiver.harness import ServeLog, alert_body
 from tests.servicenow.helpers import PASSWORD, USER
+from tests.support.alerts import alert_body
+from tests.support.serve_log import ServeLog
 
 REPO = Path(__file__).resolve().parents[2]
 
