@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.bmc_helix import BmcHelixBackend, CredentialsRejected
+from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from tests.bmc.helpers import PASSWORD, ManualClock, event, with_backend
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 
 
 async def _raises(backend: BmcHelixBackend, kind: type[Exception], *events) -> Exception:

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.receiver.harness import alert_body
-from tests.receiver.replicas import Replica, deliver, replica_env, wait_until
-from tests.receiver.test_postgres_replicas import query
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import PASSWORD, USER
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.replicas import Replica, deliver, query, replica_env, wait_until
 
 LEASE_TAKEN = '"dispatch_lease_taken"'
 
