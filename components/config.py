@@ -27,9 +27,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.deploy_rules import stack_findings
-from components.placeholders import config_placeholders, placeholder_ciphertext
-from components.validation import (
+from secure_export.components.deploy_rules import stack_findings
+from secure_export.components.placeholders import config_placeholders, placeholder_ciphertext
+from secure_export.components.validation import (
     check_scopes,
     check_severity,
     check_short_name,
@@ -165,7 +165,7 @@ class MetricRuleConfig(_EvaluatedRuleConfig):
 
     @model_validator(mode="after")
     def _multi_resource_target(self) -> MetricRuleConfig:
-        from components.alert_rules import _is_multi_resource
+        from secure_export.components.alert_rules import _is_multi_resource
 
         if _is_multi_resource(self.scopes) and not (self.target_resource_type and self.target_resource_region):
             raise ValueError(

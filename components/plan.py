@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from components.config import ConfigError, load_stack_file, stack_file
-from components.offline import (
+from secure_export.components.config import ConfigError, load_stack_file, stack_file
+from secure_export.components.offline import (
     SECRET_MASK,
     PlanResult,
     masked,
@@ -28,7 +28,7 @@ from components.offline import (
     public_inputs,
     run_program,
 )
-from components.tool_side import tool_side_lines
+from secure_export.components.tool_side import tool_side_lines
 
 
 def find_project_dir(start: Path | None = None) -> Path:

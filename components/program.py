@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
-from components.config import StackConfig
-from components.secure_export import SecureExport
+from secure_export.components.config import StackConfig
+from secure_export.components.secure_export import SecureExport
 
 COMPONENT_NAME = "secure-export"
 

@@ -5,17 +5,17 @@ from typing import NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import authorization, resources
 
-from components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
-from components.alert_rules import (
+from secure_export.components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
+from secure_export.components.alert_rules import (
     ActivityLogAlertRuleArgs,
     AlertRules,
     LogAlertRuleArgs,
     MetricAlertRuleArgs,
     watched_subscriptions,
 )
-from components.identity import SecureWebhookIdentity
-from components.receiver_database import DatabaseSettings
-from components.receiver_service import ReceiverService
+from secure_export.components.identity import SecureWebhookIdentity
+from secure_export.components.receiver_database import DatabaseSettings
+from secure_export.components.receiver_service import ReceiverService
 
 
 class ReceiverSettingsArgs(TypedDict):

@@ -2,7 +2,7 @@
 
 This file also runs on its own, by path, inside a temporary worktree of an older revision, with that
 revision's code first on the import path; so it imports nothing of this package and only the parts
-of ``components.plan`` that every revision with an offline plan has (``plan_stack``, ``to_json``).
+of ``secure_export.components.plan`` that every revision with an offline plan has (``plan_stack``, ``to_json``).
 It prints one JSON object: ``{"ok": true, "plan": {...}}`` or ``{"ok": false, "kind": "config" |
 "program", "problems": [...]}``. Fingerprints are HMACs keyed with a salt the caller makes up per
 run (``SECURE_EXPORT_DIFF_SALT``): equal secrets compare equal, and nothing about them is printed.
@@ -79,7 +79,7 @@ def configured_secrets(stack_file: Path) -> frozenset[str]:
 
 def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     """Plan ``stack`` with the ``components`` package on the import path; raise its ConfigError on bad config."""
-    from components.plan import plan_stack, to_json
+    from secure_export.components.plan import plan_stack, to_json
 
     result = plan_stack(project_dir, stack)
     document: dict[str, Any] = to_json(result)
@@ -98,7 +98,7 @@ def salt_from_environment() -> bytes:
 
 def run(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     """Return the side's answer: the plan, or why there is none."""
-    from components.config import ConfigError
+    from secure_export.components.config import ConfigError
 
     try:
         return {"ok": True, "plan": plan_document(project_dir, stack, salt)}

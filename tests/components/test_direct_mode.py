@@ -8,10 +8,10 @@ import pulumi
 import pytest
 import yaml
 
-from components import SecureExport
-from components.config import ConfigError, load_stack_file
-from components.plan import plan_stack, render_tree, to_json
-from components.tool_side import tool_side_lines
+from secure_export.components import SecureExport
+from secure_export.components.config import ConfigError, load_stack_file
+from secure_export.components.plan import plan_stack, render_tree, to_json
+from secure_export.components.tool_side import tool_side_lines
 from tests.components.support import (
     ACTION_GROUP,
     ACTIVITY_ALERT,
@@ -239,7 +239,7 @@ def test_console_script_plans_the_itom_stack():
 
 
 def test_action_group_takes_exactly_one_of_receiver_base_url_and_service_uri():
-    from components import SecureWebhookActionGroup, SecureWebhookIdentity
+    from secure_export.components import SecureWebhookActionGroup, SecureWebhookIdentity
 
     def program(**urls):
         def run():

@@ -5,8 +5,8 @@ import yaml
 from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.schema import generate_schema
 
-import components
-from components import COMPONENTS, PACKAGE_NAME
+import secure_export.components as components
+from secure_export.components import COMPONENTS, PACKAGE_NAME
 
 PACKAGE_DIR = Path(components.__file__).resolve().parent
 

@@ -5,9 +5,9 @@ import hashlib
 import pulumi
 import pytest
 
-from components import ReceiverService
-from components.receiver_service import CREDENTIALS_REVISION_VARIABLE, OPS_PORT
-from components.receiver_watch import QUERIES
+from secure_export.components import ReceiverService
+from secure_export.components.receiver_service import CREDENTIALS_REVISION_VARIABLE, OPS_PORT
+from secure_export.components.receiver_watch import QUERIES
 from tests.components.support import ACTION_GROUP, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, declare, of_type, one
 from tests.components.test_receiver_service import BASE, PASSWORD, _env, _receiver, _servicenow
 

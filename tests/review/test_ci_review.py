@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.review.test_diff_git import commit, edit, git
+from tests.review.test_diff_git import commit, copy_program, edit, git
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".github" / "review.sh"
@@ -26,9 +26,7 @@ def repo(tmp_path: Path) -> Path:
     """A repository with the program and two stacks on main, and a branch 'change' checked out."""
     root = tmp_path / "repo"
     root.mkdir()
-    shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("__main__.py", "Pulumi.yaml"):
-        shutil.copy(REPO / name, root / name)
+    copy_program(root)
     (root / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", root / "stacks" / "Pulumi.dev.yaml")
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", root / "stacks" / "Pulumi.qa.yaml")

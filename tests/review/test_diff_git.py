@@ -21,12 +21,19 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def copy_program(repo: Path) -> None:
+    """Copy this project's Pulumi program into ``repo``: its code (secure_export/ and the components/ its
+    ``secure_export/components`` link points to), ``__main__.py`` and ``Pulumi.yaml``."""
+    for package in ("secure_export", "components"):
+        shutil.copytree(REPO / package, repo / package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(REPO / name, repo / name)
+
+
 def make_project(repo: Path) -> None:
     """Copy this project's Pulumi program and its dev stack into ``repo``."""
     repo.mkdir(parents=True)
-    shutil.copytree(REPO / "components", repo / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("__main__.py", "Pulumi.yaml"):
-        shutil.copy(REPO / name, repo / name)
+    copy_program(repo)
     (repo / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", repo / "stacks" / "Pulumi.dev.yaml")
 
