@@ -6,8 +6,8 @@ Run it with `pulumi up --stack <name>` (config in stacks/Pulumi.<name>.yaml), or
 
 import pulumi
 
-from secure_export.components.config import ConfigError, load_pulumi_config
-from secure_export.components.program import declare
+from secure_export.stack.config import ConfigError, load_pulumi_config
+from secure_export.stack.program import declare
 
 try:
     config = load_pulumi_config()

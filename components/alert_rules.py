@@ -5,14 +5,14 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
-from secure_export.components.deploy_rules import (
+from secure_export.stack.deploy_rules import (
     activity_log_count_findings,
     activity_log_rule_findings,
     log_rule_findings,
     metric_rule_findings,
     refusal_text,
 )
-from secure_export.components.validation import (
+from secure_export.stack.validation import (
     check_frequency_within_window,
     check_scopes,
     check_severity,

@@ -6,7 +6,7 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_azuread as azuread
 
-from secure_export.components.validation import (
+from secure_export.stack.validation import (
     AZNS_AAD_WEBHOOK_CLIENT_ID,
     SECURE_WEBHOOK_ROLE,
     stable_role_id,

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from secure_export.components.config import ConfigError, load_stack_file, stack_file
+from secure_export.stack.config import ConfigError, load_stack_file, stack_file
 from secure_export.components.offline import (
     SECRET_MASK,
     PlanResult,

@@ -19,7 +19,7 @@ from pulumi_azure_native import (
 
 from secure_export.components.receiver_database import DatabaseSettings, ReceiverDatabase
 from secure_export.components.receiver_watch import watch_receiver
-from secure_export.components.validation import checked_tenant_id, subscription_of
+from secure_export.stack.validation import checked_tenant_id, subscription_of
 
 RECEIVER_PORT = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""

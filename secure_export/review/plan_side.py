@@ -98,7 +98,7 @@ def salt_from_environment() -> bytes:
 
 def run(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     """Return the side's answer: the plan, or why there is none."""
-    from secure_export.components.config import ConfigError
+    from secure_export.stack.config import ConfigError
 
     try:
         return {"ok": True, "plan": plan_document(project_dir, stack, salt)}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from secure_export.components import ReceiverService
-from secure_export.components.config import ConfigError, load_stack_file
+from secure_export.stack.config import ConfigError, load_stack_file
 from secure_export.components.plan import plan_file, to_json
 from tests.components.support import CONTAINER_APP, declare, one
 

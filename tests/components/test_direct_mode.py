@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from secure_export.components import SecureExport
-from secure_export.components.config import ConfigError, load_stack_file
+from secure_export.stack.config import ConfigError, load_stack_file
 from secure_export.components.plan import plan_stack, render_tree, to_json
 from secure_export.components.tool_side import tool_side_lines
 from tests.components.support import (

@@ -5,7 +5,7 @@ import pytest
 
 from secure_export.components import SecureWebhookIdentity
 from secure_export.components.offline import FakeCloud
-from secure_export.components.validation import stable_role_id
+from secure_export.stack.validation import stable_role_id
 from tests.components.support import (
     APP_ROLE_ASSIGNMENT,
     APPLICATION,

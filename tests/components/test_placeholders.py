@@ -1,4 +1,4 @@
-"""Placeholders (components/placeholders.py): plan warns about each one left in a stack, naming its key."""
+"""Placeholders (secure_export/stack/placeholders.py): plan warns about each one left in a stack, naming its key."""
 
 import base64
 import os
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from secure_export.components.config import load_stack_file
-from secure_export.components.placeholders import example_guid, placeholder_ciphertext, placeholder_digest
+from secure_export.stack.config import load_stack_file
+from secure_export.stack.placeholders import example_guid, placeholder_ciphertext, placeholder_digest
 
 REPO = Path(__file__).resolve().parents[2]
 PROD = "stacks/Pulumi.prod.yaml"

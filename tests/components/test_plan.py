@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from secure_export.components.config import load_stack_file
+from secure_export.stack.config import load_stack_file
 from secure_export.components.plan import main, plan_stack, render_tree, to_json
 from tests.components.support import (
     ACTION_GROUP,

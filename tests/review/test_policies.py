@@ -20,7 +20,7 @@ from pulumi_policy.policy import _NotApplicableError
 
 from secure_export.components.plan import main as plan_main
 from secure_export.components.plan import plan_stack, to_json
-from secure_export.components.validation import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+from secure_export.stack.validation import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
 from secure_export.review import policies
 from secure_export.review.policies import RULES, Resource, evaluate
 from secure_export.review.policy_check import check, plan_resources

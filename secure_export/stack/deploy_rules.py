@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from secure_export.components.validation import duration_seconds, subscription_of
+from secure_export.stack.validation import duration_seconds, subscription_of
 
 Path = tuple[str | int, ...]
 

@@ -27,9 +27,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from secure_export.components.deploy_rules import stack_findings
-from secure_export.components.placeholders import config_placeholders, placeholder_ciphertext
-from secure_export.components.validation import (
+from secure_export.stack.deploy_rules import stack_findings
+from secure_export.stack.placeholders import config_placeholders, placeholder_ciphertext
+from secure_export.stack.validation import (
     check_scopes,
     check_severity,
     check_short_name,

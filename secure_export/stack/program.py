@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from secure_export.components.config import StackConfig
+from secure_export.stack.config import StackConfig
 from secure_export.components.secure_export import SecureExport
 
 COMPONENT_NAME = "secure-export"
