@@ -1,9 +1,9 @@
 """The component stack with N generated alert rules, planned offline the way ``secure-export plan`` does.
 
 A generated ``Pulumi.bench.yaml`` with N metric rules shaped like the plain program's is planned by
-:func:`secure_export.components.plan.plan_file`, so the measured path is the real one: the stack file is
+:func:`secure_export.plan.run.plan_file`, so the measured path is the real one: the stack file is
 validated, then the repository's ``__main__.py`` runs under the components' offline engine
-(:func:`secure_export.components.offline.run_program`). The plain programs (bench/plain_program.py) run under
+(:func:`secure_export.plan.offline.run_program`). The plain programs (bench/plain_program.py) run under
 the same engine, so all pay the same mock cost.
 """
 
@@ -81,7 +81,7 @@ def write_stack_file(directory: Path, rules: int) -> Path:
 
 def run_generated_stack(stack_file: Path) -> int:
     """Plan the stack file with this checkout's program, as ``secure-export plan`` does; return how many resources it declared."""
-    from secure_export.components.plan import plan_file
+    from secure_export.plan.run import plan_file
 
     return len(plan_file(stack_file, stack=STACK, project_dir=REPOSITORY).resources)
 
@@ -89,7 +89,7 @@ def run_generated_stack(stack_file: Path) -> int:
 def run_plain(kind: str, rules: int) -> int:
     """Run a plain program under the same offline engine: ``plain`` (the literal one, ``rules``
     metric alerts only) or ``plain-full`` (the stack's resources, no components)."""
-    from secure_export.components.offline import run_program
+    from secure_export.plan.offline import run_program
 
     program = plain_full_program(rules) if kind == "plain-full" else plain_program(rules)
     result = run_program(program, stack=STACK, project="secure-export")

@@ -1,8 +1,9 @@
 """One side of ``secure-export diff``: a stack's offline plan as JSON, secrets as comparable fingerprints.
 
 This file also runs on its own, by path, inside a temporary worktree of an older revision, with that
-revision's code first on the import path; so it imports nothing of this package and only the parts
-of ``secure_export.components.plan`` that every revision with an offline plan has (``plan_stack``, ``to_json``).
+revision's code first on the import path; so it imports nothing of this package at the top, and of the
+revision only what every revision with an offline plan has (``plan_stack``, ``to_json``, ``ConfigError``),
+from where that revision keeps them (:func:`planner`).
 It prints one JSON object: ``{"ok": true, "plan": {...}}`` or ``{"ok": false, "kind": "config" |
 "program", "problems": [...]}``. Fingerprints are HMACs keyed with a salt the caller makes up per
 run (``SECURE_EXPORT_DIFF_SALT``): equal secrets compare equal, and nothing about them is printed.
@@ -15,9 +16,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +80,25 @@ def configured_secrets(stack_file: Path) -> frozenset[str]:
     )
 
 
-def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
-    """Plan ``stack`` with the ``components`` package on the import path; raise its ConfigError on bad config."""
-    from secure_export.components.plan import plan_stack, to_json
+def planner(project_dir: Path) -> tuple[Callable[[Path, str], Any], Callable[[Any], dict[str, Any]], type[Exception]]:
+    """Return the revision's own ``plan_stack``, ``to_json`` and ``ConfigError``, by the layout it has.
 
+    Since issue #11 they live in ``secure_export/plan/`` and ``secure_export/stack/``; before, in
+    ``components/plan.py``. The revision's tree leads the import path.
+    """
+    if (project_dir / "secure_export" / "plan").is_dir():
+        render = importlib.import_module("secure_export.plan.render")
+        run = importlib.import_module("secure_export.plan.run")
+        config = importlib.import_module("secure_export.stack.config")
+        return run.plan_stack, render.to_json, config.ConfigError
+    plan = importlib.import_module("components.plan")
+    # Whichever module held the config model then, components/plan.py imported ConfigError from it.
+    return plan.plan_stack, plan.to_json, plan.ConfigError
+
+
+def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
+    """Plan ``stack`` with the revision's own code; raise its ConfigError on bad config."""
+    plan_stack, to_json, _ = planner(project_dir)
     result = plan_stack(project_dir, stack)
     document: dict[str, Any] = to_json(result)
     configured = configured_secrets(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
@@ -98,11 +116,11 @@ def salt_from_environment() -> bytes:
 
 def run(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     """Return the side's answer: the plan, or why there is none."""
-    from secure_export.stack.config import ConfigError
+    config_error = planner(project_dir)[2]
 
     try:
         return {"ok": True, "plan": plan_document(project_dir, stack, salt)}
-    except ConfigError as exc:
+    except config_error as exc:
         return {"ok": False, "kind": "config", "problems": list(exc.problems)}
     except Exception as exc:  # noqa: BLE001 - the caller reports which side failed, in one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -397,7 +397,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_plan_exits_non_zero_naming_the_key_without_a_traceback(tmp_path, capsys, case):
-    from secure_export.components.plan import main
+    from secure_export.plan.cli import main
 
     change, key = REFUSED[case]
     (tmp_path / "stacks").mkdir()

@@ -10,8 +10,9 @@ import yaml
 
 from secure_export.components import SecureExport
 from secure_export.stack.config import ConfigError, load_stack_file
-from secure_export.components.plan import plan_stack, render_tree, to_json
-from secure_export.components.tool_side import tool_side_lines
+from secure_export.plan.render import render_tree, to_json
+from secure_export.plan.run import plan_stack
+from secure_export.plan.tool_side import tool_side_lines
 from tests.components.support import (
     ACTION_GROUP,
     ACTIVITY_ALERT,

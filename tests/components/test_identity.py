@@ -4,7 +4,7 @@ import pulumi
 import pytest
 
 from secure_export.components import SecureWebhookIdentity
-from secure_export.components.offline import FakeCloud
+from secure_export.plan.offline import FakeCloud
 from secure_export.stack.validation import stable_role_id
 from tests.components.support import (
     APP_ROLE_ASSIGNMENT,

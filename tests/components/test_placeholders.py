@@ -77,7 +77,7 @@ def test_detectors():
 
 
 def test_plan_prints_the_warnings_to_stderr_one_line_each_and_exits_0(capsys, monkeypatch):
-    from secure_export.components.plan import main
+    from secure_export.plan.cli import main
 
     monkeypatch.chdir(REPO)
     assert main(["--stack", "prod", "--json"]) == 0
@@ -90,7 +90,7 @@ def test_plan_prints_the_warnings_to_stderr_one_line_each_and_exits_0(capsys, mo
 
 def test_the_program_logs_the_same_warnings_under_pulumi_up():
     # __main__.py reads the engine's config and warns through pulumi.log, as `pulumi up` shows it.
-    from secure_export.components.plan import plan_stack
+    from secure_export.plan.run import plan_stack
 
     logged = [message for level, message in plan_stack(REPO, "prod").engine_log if level == "WARNING"]
     assert any(m.startswith("stack prod: secure-export:receiver.image.digest: placeholder: ") for m in logged), logged

@@ -18,8 +18,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
-from secure_export.components.plan import main as plan_main
-from secure_export.components.plan import plan_stack, to_json
+from secure_export.plan.cli import main as plan_main
+from secure_export.plan.render import to_json
+from secure_export.plan.run import plan_stack
 from secure_export.stack.validation import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
 from secure_export.review import policies
 from secure_export.review.policies import RULES, Resource, evaluate

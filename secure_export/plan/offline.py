@@ -90,7 +90,7 @@ class PlanResult:
     engine_log: list[tuple[str, str]] = field(default_factory=list)
     """What the program logged through ``pulumi.log`` (level name, message), in order."""
     warnings: list[str] = field(default_factory=list)
-    """The stack config's warnings (filled by ``secure_export.components.plan``), one line each naming its key."""
+    """The stack config's warnings (filled by ``secure_export.plan.run``), one line each naming its key."""
 
 
 def _rewrite(value: Any, visit: Callable[[Any, Any], tuple[Any, bool] | None], key: Any = None) -> tuple[Any, bool]:
