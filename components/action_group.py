@@ -5,11 +5,9 @@ from typing import NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
+from secure_export.contract import ALERTS_PATH
 from secure_export.stack.deploy_rules import WEBHOOK_RECEIVER_NAME, action_group_findings, snake_path
 from secure_export.stack.validation import check_short_name, checked_tenant_id
-
-ALERTS_PATH = "/api/alerts"
-"""Path of the receiver's alert endpoint, appended to its base URL."""
 
 
 class EmailReceiverArgs(TypedDict):

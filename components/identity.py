@@ -6,11 +6,8 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_azuread as azuread
 
-from secure_export.stack.validation import (
-    AZNS_AAD_WEBHOOK_CLIENT_ID,
-    SECURE_WEBHOOK_ROLE,
-    stable_role_id,
-)
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+from secure_export.stack.validation import stable_role_id
 
 
 class SecureWebhookIdentityArgs(TypedDict):

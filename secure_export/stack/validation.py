@@ -14,11 +14,7 @@ from typing import Any
 
 import pulumi
 
-AZNS_AAD_WEBHOOK_CLIENT_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-"""Client id of Microsoft's first-party *AzNS AAD Webhook* application (Azure Monitor docs: "Do not change")."""
-
-SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
-"""The app role Azure Monitor action groups must hold on the receiver's application."""
+from secure_export.contract import SECURE_WEBHOOK_ROLE
 
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"

@@ -107,11 +107,11 @@ def test_routing_without_a_receiver_is_refused(tmp_path: Path) -> None:
 
 
 def test_with_postgresql_the_routing_file_is_mounted_alone_and_still_starts_a_new_revision() -> None:
-    from secure_export.components.receiver_service import CREDENTIALS_REVISION_VARIABLE
+    from secure_export.contract import ENV_ITSM_REVISION
 
     def revision(inputs: dict) -> str:
         env = {e["name"]: e.get("value") for e in inputs["template"]["containers"][0]["env"]}
-        return str(env[CREDENTIALS_REVISION_VARIABLE])
+        return str(env[ENV_ITSM_REVISION])
 
     first = _app(json.dumps(ROUTING), database={"kind": "postgresql"})
     assert [v["name"] for v in first["template"]["volumes"]] == ["routing"]  # no inbox share with PostgreSQL

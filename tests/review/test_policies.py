@@ -21,7 +21,7 @@ from pulumi_policy.policy import _NotApplicableError
 from secure_export.plan.cli import main as plan_main
 from secure_export.plan.render import to_json
 from secure_export.plan.run import plan_stack
-from secure_export.stack.validation import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
 from secure_export.review import policies
 from secure_export.review.policies import RULES, Resource, evaluate
 from secure_export.review.policy_check import check, plan_resources
@@ -285,11 +285,6 @@ def test_a_plain_secret_in_the_plan_is_caught_because_the_plan_masks_it():
     ]
     messages = policies.check_env_no_plain_secrets(app(env=env))
     assert len(messages) == 2 and "a URL with a password" in messages[0] and "a masked Pulumi secret" in messages[1]
-
-
-def test_the_rules_constants_match_the_components():
-    assert policies.AZNS_AAD_WEBHOOK_CLIENT_ID == AZNS_AAD_WEBHOOK_CLIENT_ID
-    assert policies.SECURE_WEBHOOK_ROLE == SECURE_WEBHOOK_ROLE
 
 
 def test_the_pack_serves_its_policies_to_an_engine_over_grpc():
