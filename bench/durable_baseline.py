@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from receiver.server import uvicorn_config
+    from receiver.http.server import uvicorn_config
 
     settings = cast("Any", _BaselineSettings())
     uvicorn.Server(uvicorn_config(create_app(args.db), host=args.host, port=args.port, settings=settings)).run()

@@ -1,7 +1,7 @@
 """Receiver load scenarios, each run the same way against the receiver and the baseline.
 
 The receiver runs as ``secure-export serve`` in its own process (embedded backend, a temp SQLite
-file, a :class:`~receiver.local_issuer.LocalIssuer` standing in for Azure AD); the baseline as
+file, a :class:`~receiver.demo.local_issuer.LocalIssuer` standing in for Azure AD); the baseline as
 ``python -m bench.baseline`` with the same uvicorn options; each load in a third process
 (``python -m bench.loadgen``), so server and generator each get a core.
 """
@@ -107,7 +107,7 @@ class ReceiverBench:
 
     def run(self) -> dict[str, Any]:
         """Start the issuer and both servers, run every scenario, stop everything."""
-        from receiver.local_issuer import LocalIssuer
+        from receiver.demo.local_issuer import LocalIssuer
 
         config = self.config
         with tempfile.TemporaryDirectory(prefix="secure-export-bench-") as temp, LocalIssuer() as issuer:

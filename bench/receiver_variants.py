@@ -23,7 +23,7 @@ VARIANTS = ("answer-only", "no-storage", "no-dispatch")
 
 
 def _answer_only() -> None:
-    from receiver.app import AlertEndpoint
+    from receiver.http.alerts import AlertEndpoint
 
     accepted = b'{"status":"accepted"}'
 
@@ -31,11 +31,12 @@ def _answer_only() -> None:
         await self._read_body(receive)
         return 202, accepted, []
 
-    AlertEndpoint._handle = handle  # type: ignore[method-assign]
+    AlertEndpoint._answer = handle  # type: ignore[method-assign]
 
 
 def _no_storage() -> None:
-    from receiver.inbox import Inbox, PutResult
+    from receiver.storage.records import PutResult
+    from receiver.storage.sqlite.inbox import Inbox
 
     async def put(self: Inbox, alert_id: str, condition: str, body: bytes, **_: Any) -> PutResult:
         return PutResult(None, False)
@@ -44,7 +45,7 @@ def _no_storage() -> None:
 
 
 def _no_dispatch() -> None:
-    from receiver.dispatch import Dispatcher
+    from receiver.dispatch.dispatcher import Dispatcher
 
     def notify(self: Dispatcher, rows: Any = None) -> None:
         return None

@@ -39,9 +39,9 @@ _SEED = 7001
 
 def run(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     """Run the drain scenario once; returns its figures."""
-    from receiver.inbox import count_by_state
+    from receiver.demo.local_issuer import LocalIssuer
     from receiver.itsm.servicenow import correlation_id
-    from receiver.local_issuer import LocalIssuer
+    from receiver.storage.sqlite.inbox import count_by_state
     from tests.servicenow_fake import FakeServiceNow
 
     alerts = config.drain_alerts

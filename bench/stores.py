@@ -100,7 +100,7 @@ class StoresBench:
 
     def run(self) -> dict[str, Any]:
         """Start the issuer and a PostgreSQL cluster, run the rows, stop everything."""
-        from receiver.local_issuer import LocalIssuer
+        from receiver.demo.local_issuer import LocalIssuer
 
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests.postgres import running_cluster, unavailable_reason

@@ -1,13 +1,6 @@
-"""The receiver's configuration: every ``SECURE_EXPORT_*`` environment variable, validated once at start.
+"""The receiver's configuration: every ``SECURE_EXPORT_*`` variable, validated once at start.
 
-``load_settings()`` is the only place the environment is read. A bad or missing variable raises
-:class:`SettingsError` whose message names each offending variable on its own line, so
-``secure-export serve`` can print it and exit 2 without a traceback.
-
-The variables of ``docs/design.md`` keep their exact names and defaults; the operational ones
-(clock skew, JWKS refresh, dispatch retry policy, priority map, logging, timeouts) are documented
-in ``docs/receiver.md``. ServiceNow settings (``SECURE_EXPORT_SERVICENOW_*``) are deliberately not
-here: the ServiceNow backend reads and validates them itself, so this class never holds its secrets.
+One exit 2 names every bad variable (docs/receiver.md, "Configuration").
 """
 
 from __future__ import annotations
@@ -192,7 +185,7 @@ class ReceiverSettings(BaseSettings):
     @field_validator("db")
     @classmethod
     def _check_db(cls, value: str) -> str:
-        from receiver.database import database_location  # the one reading of SECURE_EXPORT_DB
+        from receiver.storage.location import database_location  # the one reading of SECURE_EXPORT_DB
 
         location = database_location(value)  # a PostgreSQL URL's problems name what to change, never the URL
         location.require_directory()
@@ -229,7 +222,7 @@ class ReceiverSettings(BaseSettings):
     @model_validator(mode="after")
     def _fill_jwks_uri(self) -> ReceiverSettings:
         uri = self.jwks_uri.strip() or DEFAULT_JWKS_URI.format(tenant=self.tenant_id)
-        from receiver.auth import validate_jwks_uri  # the one rule for where keys may come from
+        from receiver.auth.jwks import validate_jwks_uri  # the one rule for where keys may come from
 
         try:
             validate_jwks_uri(uri)
@@ -257,7 +250,7 @@ def _given(value: Any) -> str:
     """`` (got 'x')`` for a value worth echoing (the settings outside ``_NOT_ECHOED`` hold no secrets), else nothing."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         if isinstance(value, str) and "://" in value:
-            from receiver.storage.pg_connect import redact
+            from receiver.storage.postgres.connect import redact
 
             value = redact(value)  # a database URL may carry its password
         return f" (got {value!r})"

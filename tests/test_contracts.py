@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.local_issuer import LocalIssuer, generate_signing_key
+from receiver.demo.local_issuer import LocalIssuer, generate_signing_key
 from tests.receiver import tokens
 
 REPO = Path(__file__).resolve().parents[1]

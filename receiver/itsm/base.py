@@ -18,69 +18,9 @@ Any other exception is treated as transient: a bug must not drop an alert.
 from __future__ import annotations
 
 import abc
-import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from secure_export.routing import RouteDecision
-
-
-class Condition(enum.StrEnum):
-    """``essentials.monitorCondition`` of the common alert schema."""
-
-    FIRED = "Fired"
-    RESOLVED = "Resolved"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
-    """One accepted delivery, as a backend needs it (built by the dispatcher from an inbox row)."""
-
-    alert_id: str
-    """``essentials.alertId``: the Azure alert instance, shared by its Fired and Resolved."""
-    condition: Condition
-    correlation_key: str
-    """What groups deliveries into one work item: the alert id under ``SECURE_EXPORT_CORRELATION=alert``,
-    rule and target under ``rule-target``."""
-    rule: str
-    """``essentials.alertRule`` (the rule's name)."""
-    severity: str | None
-    """``Sev0``..``Sev4``; ``None`` where Azure sends none (cost alerts)."""
-    signal_type: str | None = None
-    monitoring_service: str | None = None
-    target_ids: tuple[str, ...] = ()
-    """``essentials.alertTargetIDs``: Azure resource ids."""
-    configuration_items: tuple[str, ...] = ()
-    """``essentials.configurationItems``: CI names to bind in the CMDB."""
-    description: str | None = None
-    fired_at: datetime | None = None
-    resolved_at: datetime | None = None
-    investigation_link: str | None = None
-    """``essentials.investigationLink`` when Azure sends one (newer payloads)."""
-    condition_summary: str | None = None
-    """A short human-readable summary of what crossed which threshold, from ``alertContext``."""
-    essentials: Mapping[str, Any] = field(default_factory=dict)
-    """The raw ``essentials`` object, for backends that forward it (ServiceNow ``additional_info``)."""
-    custom_properties: Mapping[str, str] = field(default_factory=dict)
-    """``data.customProperties`` of the alert (routing matches on them)."""
-    lifecycle_key: str = ""
-    """Rule and targets (the ``rule-target`` key) whatever the correlation mode: the reopen window
-    and flap damping look for an earlier item of the same rule on the same resources by it."""
-    route: RouteDecision | None = None
-    """Assignment group and fields from the routing file (set by the dispatcher); ``None``: unrouted."""
-    lifecycle_reason: str | None = None
-    """Why the receiver itself resolves this item (``stateless-ttl``, ``flap-quiet``, ``recovered``),
-    for a Resolved it made; ``None`` for what Azure sent."""
-    lifecycle_note: str | None = None
-    """The note the backend writes when it resolves for ``lifecycle_reason``."""
-    hold: str | None = None
-    """For a Resolved of a flapping rule (``receiver.lifecycle``): the note to write instead of resolving."""
-    recovery: bool = False
-    """A Fired that reports a recovery (resource health back to ``Available``): it resolves the
-    open item of the same rule and resource and never opens one."""
+from receiver.alerts.events import AlertEvent
 
 
 class BackendError(Exception):
@@ -121,10 +61,10 @@ class Backend(abc.ABC):
 
     name: str = "backend"
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to start
         """Open connections and check configuration; raise ``PermanentBackendError`` when it is wrong."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook: most backends hold nothing to release
         """Release connections; called once at shutdown."""
 
     async def readiness(self) -> Readiness:

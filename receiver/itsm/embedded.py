@@ -32,17 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm import embedded_lifecycle as lifecycle
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    Condition,
-    PermanentBackendError,
-    Readiness,
-    TransientBackendError,
-    WorkItemRef,
-)
-from receiver.write_lock import begin_immediate, write_transaction
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 __all__ = [
     "DEFAULT_PRIORITY_MAP",

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from receiver.itsm.base import AlertEvent
+from receiver.alerts.events import AlertEvent
 from secure_export.durations import format_duration
 
 ROUTED_COLUMNS = {

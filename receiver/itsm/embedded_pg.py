@@ -1,7 +1,7 @@
 """The embedded ITSM backend on PostgreSQL: work items and CIs beside the shared inbox.
 
 The same semantics as :mod:`receiver.itsm.embedded` (docs/work-items.md), stored in the tables
-of migration 2 (:mod:`receiver.storage.pg_schema`). What is specific to several replicas:
+of migration 2 (:mod:`receiver.storage.postgres.schema`). What is specific to several replicas:
 
 * **Numbers come from a sequence** (the ``work_items`` identity; ``number`` is generated from
   it), so two replicas never hand out the same number. A rolled-back transaction leaves a gap.
@@ -19,15 +19,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    Condition,
-    PermanentBackendError,
-    Readiness,
-    TransientBackendError,
-    WorkItemRef,
-)
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
 from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
 from receiver.itsm.embedded import (
     MISSING_SEVERITY_KEY,
@@ -41,8 +34,8 @@ from receiver.itsm.embedded import (
     work_item_number,
 )
 from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
-from receiver.storage.pg_connect import Database, DbAuth, TokenSource, connection_errors, redact
-from receiver.storage.pg_schema import SchemaTooNew, migrate
+from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
+from receiver.storage.postgres.schema import SchemaTooNew, migrate
 
 _log = logging.getLogger(__name__)
 
@@ -142,11 +135,11 @@ class EmbeddedPostgresBackend(Backend):
         """Delete Resolved/Closed work items resolved longer ago than that (with their links and notes)."""
         import time
 
-        from receiver.inbox import _iso_at
+        from receiver.storage.records import iso_at
 
         if self._pool is None:
             return 0
-        cutoff = _iso_at(time.time() - older_than_seconds)
+        cutoff = iso_at(time.time() - older_than_seconds)
         async with self._pool.acquire() as conn:
             status = await conn.execute(
                 "DELETE FROM work_items WHERE id IN (SELECT id FROM work_items WHERE state IN ('Resolved', 'Closed') "

@@ -17,7 +17,7 @@ import hashlib
 import re
 from typing import Any
 
-from receiver.itsm.base import Condition
+from receiver.alerts.events import Condition
 
 MARKER = re.compile(r"semark-([0-9a-f]{24})-(fired|resolved|held)")
 

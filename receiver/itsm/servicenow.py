@@ -46,16 +46,9 @@ from typing import Any
 
 import httpx
 
-from receiver.itsm import alert_text
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    Condition,
-    PermanentBackendError,
-    Readiness,
-    TransientBackendError,
-    WorkItemRef,
-)
+from receiver.alerts import text as alert_text
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
 from receiver.itsm.markers import correlation_id, held_marker, is_held, lifecycle_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
 from receiver.itsm.markers import still_firing as _still_firing

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from receiver.itsm.base import AlertEvent
+from receiver.alerts.events import AlertEvent
 from secure_export.routing import check_name
 
 log = logging.getLogger("secure_export.servicenow")

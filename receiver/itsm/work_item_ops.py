@@ -13,9 +13,9 @@ import sqlite3
 import time
 from typing import Any, Literal
 
-from receiver.inbox_ops import OpsError, operator
 from receiver.itsm.embedded import _SCHEMA, _now, list_work_items, upgrade_schema
-from receiver.write_lock import write_transaction
+from receiver.storage.records import OpsError, operator
+from receiver.storage.sqlite.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
 
@@ -25,7 +25,8 @@ class WorkItemNotFound(OpsError):
 
 
 def _connect(db_path: str) -> sqlite3.Connection:
-    from receiver.inbox_ops import NotOurDatabase, open_database
+    from receiver.storage.records import NotOurDatabase
+    from receiver.storage.sqlite.operations import open_database
 
     try:
         conn = open_database(db_path, write=True)
@@ -108,9 +109,9 @@ def prune_resolved(conn: sqlite3.Connection, older_than_seconds: float, *, limit
     Runs inside the caller's transaction. Their ``applied_events`` go too: a delivery of one of
     their alerts after that long is treated as new.
     """
-    from receiver.inbox import _iso_at
+    from receiver.storage.records import iso_at
 
-    cutoff = _iso_at(time.time() - older_than_seconds)
+    cutoff = iso_at(time.time() - older_than_seconds)
     ids = [
         row[0]
         for row in conn.execute(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from receiver.inbox_ops import OpsError
 from receiver.itsm.embedded import _now
-from receiver.storage.pg_connect import Database, DbAuth
+from receiver.storage.postgres.connect import Database, DbAuth
+from receiver.storage.records import OpsError
 
 
 class WorkItemNotFoundError(OpsError):

@@ -1,7 +1,7 @@
 """Where the receiver keeps accepted alerts: the store seam and the factory that picks a store.
 
-``SECURE_EXPORT_DB`` is either a path (SQLite, :class:`receiver.inbox.Inbox`, the embedded
-default for one replica) or a ``postgresql://`` libpq URL (:class:`receiver.storage.postgres.PostgresInbox`,
+``SECURE_EXPORT_DB`` is either a path (SQLite, :class:`receiver.storage.sqlite.inbox.Inbox`, the embedded
+default for one replica) or a ``postgresql://`` libpq URL (:class:`receiver.storage.postgres.inbox.PostgresInbox`,
 for several replicas). Both satisfy :class:`InboxStore`; the app, the dispatcher and the ops watcher
 depend only on that protocol. docs/postgresql.md describes the PostgreSQL store.
 """
@@ -9,10 +9,13 @@ depend only on that protocol. docs/postgresql.md describes the PostgreSQL store.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from receiver.inbox import InboxRow, InboxUnavailable, PutResult
 from receiver.itsm.base import WorkItemRef
+from receiver.storage.records import InboxRow, InboxUnavailable, PutResult
+
+if TYPE_CHECKING:
+    from receiver.alerts.schema import CommonAlert
 
 __all__ = ["InboxRow", "InboxStore", "InboxUnavailable", "PutResult", "is_postgres", "open_store"]
 
@@ -39,7 +42,13 @@ class InboxStore(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def put(
-        self, alert_id: str, monitor_condition: str, body: bytes, *, payload: Any = None, timeout: float | None = None
+        self,
+        alert_id: str,
+        monitor_condition: str,
+        body: bytes,
+        *,
+        alert: CommonAlert | None = None,
+        timeout: float | None = None,
     ) -> PutResult: ...
     async def pending(self, after_id: int = 0, limit: int = 500) -> list[InboxRow]: ...
     async def replayed(self, up_to_id: int, limit: int = 5000) -> list[InboxRow]: ...
@@ -69,7 +78,7 @@ def open_store(
     Nothing is opened here; the caller awaits ``open()``.
     """
     if is_postgres(db):
-        from receiver.storage.postgres import PostgresInbox
+        from receiver.storage.postgres.inbox import PostgresInbox
 
         return PostgresInbox(
             db,
@@ -78,7 +87,7 @@ def open_store(
             retention_seconds=retention_seconds,
             discarded_retention_seconds=discarded_retention_seconds,
         )
-    from receiver.inbox import Inbox
+    from receiver.storage.sqlite.inbox import Inbox
 
     return Inbox(
         db,

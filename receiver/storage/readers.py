@@ -42,14 +42,14 @@ def list_configuration_items(db: str) -> list[dict[str, Any]]:
 
 
 def list_parked(db: str) -> list[dict[str, Any]]:
-    """Parked inbox rows, oldest first (see :func:`receiver.inbox.list_parked`)."""
+    """Parked inbox rows, oldest first (see :func:`receiver.storage.sqlite.inbox.list_parked`)."""
     if not is_postgres(db):
-        from receiver.inbox import list_parked as from_sqlite
+        from receiver.storage.sqlite.inbox import list_parked as from_sqlite
 
         return from_sqlite(db)
 
     async def read() -> list[dict[str, Any]]:
-        from receiver.storage.pg_connect import Database
+        from receiver.storage.postgres.connect import Database
 
         conn = await Database(db, auth=db_auth()).connect()
         try:
@@ -68,7 +68,7 @@ def list_parked(db: str) -> list[dict[str, Any]]:
 
 def read_postgres(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a listing against PostgreSQL; an unreachable or refusing database is a message and exit 1."""
-    from receiver.storage.pg_connect import DatabaseUrlError, connection_errors, redact
+    from receiver.storage.postgres.connect import DatabaseUrlError, connection_errors, redact
 
     try:
         show()

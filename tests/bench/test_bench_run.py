@@ -39,16 +39,20 @@ def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
     assert main(["bogus"]) == 2
     probe = (
         "import sys, bench.receiver_variants as v; v._PATCHES[sys.argv[1]]();"
-        "from receiver.inbox import Inbox; from receiver.dispatch import Dispatcher; from receiver.app import AlertEndpoint;"
+        "from receiver.storage.sqlite.inbox import Inbox; from receiver.dispatch.dispatcher import Dispatcher; from receiver.http.alerts import AlertEndpoint;"
         "print(Inbox.put.__module__, Dispatcher.notify.__module__, AlertEndpoint._handle.__module__)"
     )
     seen = {}
     for variant in ("answer-only", "no-storage", "no-dispatch"):
         completed = subprocess.run([sys.executable, "-c", probe, variant], capture_output=True, text=True, check=True)
         seen[variant] = completed.stdout.split()
-    assert seen["answer-only"] == ["receiver.inbox", "receiver.dispatch", "bench.receiver_variants"]
-    assert seen["no-storage"] == ["bench.receiver_variants", "receiver.dispatch", "receiver.app"]
-    assert seen["no-dispatch"] == ["receiver.inbox", "bench.receiver_variants", "receiver.app"]
+    assert seen["answer-only"] == [
+        "receiver.storage.sqlite.inbox",
+        "receiver.dispatch.dispatcher",
+        "bench.receiver_variants",
+    ]
+    assert seen["no-storage"] == ["bench.receiver_variants", "receiver.dispatch.dispatcher", "receiver.http.app"]
+    assert seen["no-dispatch"] == ["receiver.storage.sqlite.inbox", "bench.receiver_variants", "receiver.http.app"]
 
 
 def test_program_cost_children_plan_every_program() -> None:

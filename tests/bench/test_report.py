@@ -123,11 +123,11 @@ def test_table_json_and_png_are_written(tmp_path: Path) -> None:
 def test_profile_summary_ranks_frames(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     raw.write_text(
-        "main (receiver/cli.py:10);post_alert (receiver/app.py:20);raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
-        "main (receiver/cli.py:10);post_alert (receiver/app.py:20) 10\n"
+        "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20);raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
+        "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20) 10\n"
     )
     summary = summarize(raw)
     assert summary["samples"] == 40
     assert summary["top_self"][0] == {"frame": "raw_decode (json/decoder.py)", "samples": 30, "percent": 75.0}
     inclusive = {entry["frame"]: entry["samples"] for entry in summary["top_inclusive_receiver"]}
-    assert inclusive["post_alert (receiver/app.py)"] == 40
+    assert inclusive["post_alert (receiver/http/app.py)"] == 40

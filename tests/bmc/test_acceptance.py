@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.bmc_helix import BmcHelixBackend
 from receiver.itsm.markers import correlation_id
-from receiver.local_issuer import LocalIssuer
 from tests.bmc.helpers import PASSWORD, USER, settings
 from tests.bmc_fake import FakeBmc
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
@@ -53,7 +53,7 @@ def _incident(fake: FakeBmc, n: int) -> dict[str, Any]:
 def test_fired_three_times_then_resolved_makes_one_bound_resolved_incident(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from receiver.cli import main as cli_main
+    from receiver.cli.commands import main as cli_main
 
     with _receiver(tmp_path, issuer, instance) as rx:
         token = issuer.mint()
@@ -129,7 +129,7 @@ def test_an_outage_is_retried_from_the_inbox(tmp_path: Path, issuer: LocalIssuer
 def test_a_refused_incident_is_parked_with_bmcs_own_message(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from receiver.cli import main as cli_main
+    from receiver.cli.commands import main as cli_main
 
     with _receiver(tmp_path, issuer, instance, customer_last_name="Nobody") as rx:
         assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.itsm.base import Condition, PermanentBackendError, TransientBackendError
+from receiver.alerts.events import Condition
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.bmc_helix import BmcHelixBackend, CredentialsRejected
 from tests.bmc.helpers import PASSWORD, ManualClock, event, with_backend
 from tests.bmc_fake import FakeBmc

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from receiver.itsm.base import Condition, PermanentBackendError, TransientBackendError
+from receiver.alerts.events import Condition
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.bmc_helix import BmcHelixBackend
 from receiver.itsm.markers import correlation_id, occurrence_marker
 from tests.bmc.helpers import VM_ID, alert_id, event, with_backend

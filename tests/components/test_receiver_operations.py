@@ -91,10 +91,10 @@ def test_the_watch_queries_parse_the_receiver_s_own_log_lines():
     import json
     import logging
 
-    from receiver.logs import JsonFormatter
+    from receiver.observability.logs import JsonFormatter
 
     record = logging.LogRecord(
-        "receiver.dispatch", logging.ERROR, __file__, 1, "inbox row parked as failed", None, None
+        "receiver.dispatch.dispatcher", logging.ERROR, __file__, 1, "inbox row parked as failed", None, None
     )
     record.event = "dispatch_parked"
     line = json.loads(JsonFormatter().format(record))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 
 
 @pytest.fixture(scope="module")

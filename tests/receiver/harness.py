@@ -2,7 +2,7 @@
 
 Usage::
 
-    from receiver.local_issuer import LocalIssuer
+    from receiver.demo.local_issuer import LocalIssuer
     from tests.receiver.harness import start_receiver, alert_body
 
     with LocalIssuer() as issuer, start_receiver(tmp_path, issuer) as rx:
@@ -10,7 +10,7 @@ Usage::
         assert response.status_code == 202
         rx.wait_dispatched()
 
-* In-process (default): the app runs on a thread (:class:`receiver.server.BackgroundServer`);
+* In-process (default): the app runs on a thread (:class:`receiver.http.server.BackgroundServer`);
   ``backend=`` may be any :class:`~receiver.itsm.base.Backend` instance (e.g.
   :class:`RecordingBackend`), else the one ``SECURE_EXPORT_ITSM`` selects (embedded).
 * ``subprocess=True``: a separate Python process (``python -m tests.receiver.harness``) for crash
@@ -46,14 +46,9 @@ from typing import Any
 
 import httpx
 
-from receiver.inbox import count_by_state
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    PermanentBackendError,
-    TransientBackendError,
-    WorkItemRef,
-)
+from receiver.alerts.events import AlertEvent
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.storage.sqlite.inbox import count_by_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "SECURE_EXPORT_"
@@ -436,7 +431,7 @@ class RunningReceiver:
     # --- in-process internals
     @property
     def runtime(self) -> Any:
-        """The app's Runtime (in-process only): inbox, dispatcher, metrics, verifier."""
+        """The app's ReceiverState (in-process only): inbox, dispatcher, metrics, verifier."""
         return self.server.runtime if self.server is not None else None
 
     # --- HTTP
@@ -551,7 +546,7 @@ def start_receiver(
     jwks_clock: Callable[[], float] | None = None,
     **env: Any,
 ) -> RunningReceiver:
-    """Start a receiver trusting ``issuer`` (a :class:`receiver.local_issuer.LocalIssuer`).
+    """Start a receiver trusting ``issuer`` (a :class:`receiver.demo.local_issuer.LocalIssuer`).
 
     ``jwks_clock`` (in-process only) is the monotonic clock of the app's key cache
     (``JwksCache(clock=...)``), set before the first fetch: a test moves it by hand to cross the
@@ -565,7 +560,7 @@ def start_receiver(
         return _start_subprocess(Path(tmp_path), environ, db_path, backend)
     if isinstance(backend, str):
         raise TypeError("an in-process receiver takes a Backend instance, not a factory name")
-    from receiver.server import BackgroundServer
+    from receiver.http.server import BackgroundServer
     from receiver.settings import load_settings
 
     settings = load_settings(environ)
@@ -679,8 +674,8 @@ def _main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a test receiver (settings from SECURE_EXPORT_*).")
     parser.add_argument("--backend", default=None, help="module:factory(settings) of the backend")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from receiver.logs import configure_logging
-    from receiver.server import run
+    from receiver.http.server import run
+    from receiver.observability.logs import configure_logging
     from receiver.settings import load_settings
 
     settings = load_settings()

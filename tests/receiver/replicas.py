@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.postgres import free_port
 
 REPO = Path(__file__).resolve().parents[2]

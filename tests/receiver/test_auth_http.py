@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.receiver.tokens import NEGATIVE_CASES, VALID_CASES, TokenCase, bearer, unknown_kids
 from tests.servicenow.helpers import ManualClock

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from receiver.local_issuer import AZNS_APP_ID, LocalIssuer
+from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer
 
 V1_CLAIMS = {
     "aud",

@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from receiver.inbox import list_parked
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
+from receiver.storage.sqlite.inbox import list_parked
 from tests.receiver.harness import RecordingBackend, alert_body, start_receiver
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.cli import main
+from receiver.cli.commands import main
 from tests.receiver.test_embedded import (
     CI_FIELDS,
     VM_ID,
@@ -137,7 +137,7 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def park_one(db: Path, error: str) -> None:
     """Put one delivery in the receiver's inbox and park it, as the dispatcher does on failure."""
-    from receiver.inbox import Inbox
+    from receiver.storage.sqlite.inbox import Inbox
 
     async def run() -> None:
         inbox = Inbox(str(db))

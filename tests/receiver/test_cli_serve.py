@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import ServeLog, alert_body
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from receiver.dispatch import build_event
+from receiver.alerts.events import event_from_body
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import list_work_items
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import DurableFakeBackend, alert_body, read_durable_fake, start_receiver
 
 BURST = 200
@@ -109,7 +109,7 @@ def test_durable_fake_backend_takes_concurrent_applies(tmp_path: Path) -> None:
     """
     db = str(tmp_path / "fake.db")
     events = [
-        build_event(json.dumps(body).encode(), "alert")
+        event_from_body(json.dumps(body).encode(), "alert")
         for n in range(40)
         for body in (alert_body(f"concurrent-{n}", "Fired"), alert_body(f"concurrent-{n}", "Resolved"))
     ]

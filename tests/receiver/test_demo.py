@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from receiver.demo import run_demo
-from receiver.demo_alerts import demo_alerts
-from receiver.itsm.base import AlertEvent, PermanentBackendError
+from receiver.alerts.events import AlertEvent
+from receiver.alerts.schema import parse_alert
+from receiver.demo.alerts import demo_alerts
+from receiver.demo.run import run_demo
+from receiver.itsm.base import PermanentBackendError
 from receiver.itsm.embedded import (
     EmbeddedBackend,
     list_configuration_items,
     list_work_items,
 )
-from receiver.schema import parse_alert
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,15 +7,17 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from receiver.dispatch import Dispatcher, build_event, correlation_key
-from receiver.inbox import Inbox, InboxRow, count_by_state
-from receiver.itsm.base import Condition
+from receiver.alerts.events import Condition, correlation_key, event_from_body
+from receiver.alerts.schema import Essentials
+from receiver.dispatch.dispatcher import Dispatcher
+from receiver.storage.records import InboxRow
+from receiver.storage.sqlite.inbox import Inbox, count_by_state
 from tests.receiver.harness import RecordingBackend, alert_body
 
 
 def test_build_event_maps_the_essentials() -> None:
     body = alert_body("map", "Resolved")
-    event = build_event(json.dumps(body).encode(), "alert")
+    event = event_from_body(json.dumps(body).encode(), "alert")
     essentials = body["data"]["essentials"]
     assert event.alert_id == essentials["alertId"]
     assert event.correlation_key == essentials["alertId"]
@@ -36,32 +38,38 @@ def test_build_event_tolerates_nulls() -> None:
     body = alert_body("nulls")
     essentials = body["data"]["essentials"]
     essentials.update(severity=None, alertTargetIDs=None, configurationItems=None, firedDateTime=None, alertRule=None)
-    event = build_event(json.dumps(body).encode(), "rule-target")
+    event = event_from_body(json.dumps(body).encode(), "rule-target")
     assert event.severity is None and event.target_ids == () and event.fired_at is None and event.rule == ""
     assert event.correlation_key == essentials["alertId"]  # nothing to group by: the alert itself
 
 
 def test_rule_target_key_is_normalised() -> None:
     first = {
+        "monitorCondition": "Fired",
         "alertId": "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/1",
         "alertRule": "CPU-High",
         "alertTargetIDs": ["/subscriptions/S/resourceGroups/RG/vm/B", "/subscriptions/s/resourcegroups/rg/vm/a"],
     }
     second = {
+        "monitorCondition": "Fired",
         "alertId": "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/2",
         "alertRule": "cpu-high",
         "alertTargetIDs": ["/subscriptions/s/resourcegroups/rg/vm/a", "/subscriptions/s/resourcegroups/rg/vm/b"],
     }
-    assert correlation_key(first, "rule-target") == correlation_key(second, "rule-target")
+    assert correlation_key(Essentials.model_validate(first), "rule-target") == correlation_key(
+        Essentials.model_validate(second), "rule-target"
+    )
     assert (
-        correlation_key(first, "rule-target")
+        correlation_key(Essentials.model_validate(first), "rule-target")
         == "cpu-high|/subscriptions/s/resourcegroups/rg/vm/a,/subscriptions/s/resourcegroups/rg/vm/b"
     )
-    assert correlation_key(first, "alert") != correlation_key(second, "alert")
+    assert correlation_key(Essentials.model_validate(first), "alert") != correlation_key(
+        Essentials.model_validate(second), "alert"
+    )
     with_rule_id = dict(
         first, alertRuleID="/subscriptions/s/resourceGroups/rg/providers/microsoft.insights/metricAlerts/CPU-High"
     )
-    assert correlation_key(with_rule_id, "rule-target").startswith(
+    assert correlation_key(Essentials.model_validate(with_rule_id), "rule-target").startswith(
         "/subscriptions/s/resourcegroups/rg/providers/microsoft.insights/metricalerts/cpu-high|"
     )
 
@@ -318,7 +326,7 @@ def test_rows_committed_while_the_loader_catches_up_are_never_skipped() -> None:
 def test_the_recording_backend_shows_a_replay_and_a_fired_after_its_resolved() -> None:
     """The tests above compare ``backend.applied`` with exact sequences, so it must keep repeats."""
     backend = RecordingBackend()
-    fired, resolved = (build_event(json.dumps(alert_body("r", c)).encode(), "alert") for c in ("Fired", "Resolved"))
+    fired, resolved = (event_from_body(json.dumps(alert_body("r", c)).encode(), "alert") for c in ("Fired", "Resolved"))
 
     async def scenario() -> None:
         for event in (fired, resolved, fired, fired):

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from receiver.dispatch import Dispatcher
-from receiver.inbox import Inbox, count_by_state
-from receiver.itsm.base import AlertEvent, Readiness, TransientBackendError
+from receiver.alerts.events import AlertEvent
+from receiver.dispatch.dispatcher import Dispatcher
+from receiver.itsm.base import Readiness, TransientBackendError
+from receiver.storage.sqlite.inbox import Inbox, count_by_state
 from tests.receiver.harness import RecordingBackend, alert_body
 
 MAX_ATTEMPTS = 3
@@ -64,7 +65,7 @@ async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-u
 def test_not_ready_backend_pauses_without_consuming_attempts_and_resumes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="receiver.dispatch")
+    caplog.set_level(logging.INFO, logger="receiver.dispatch.dispatcher")
     db = str(tmp_path / "pause.db")
     backend = LockedOutBackend()
     names = [f"p{n}" for n in range(6)]

@@ -14,12 +14,8 @@ from typing import Any
 
 import pytest
 
-from receiver.itsm.base import (
-    AlertEvent,
-    Condition,
-    PermanentBackendError,
-    TransientBackendError,
-)
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.embedded import (
     DatabaseNotFoundError,
     EmbeddedBackend,
@@ -301,7 +297,7 @@ def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path, monkeyp
     db = tmp_path / "s.db"
     apply_all(db, [fired("a1")])
     # The lock poll's sleep says "found the lock taken, waiting": the test waits for that, not for time.
-    import receiver.write_lock as write_lock
+    import receiver.storage.sqlite.write_lock as write_lock
 
     polling = threading.Event()
     real_sleep = write_lock.time.sleep

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import list_work_items
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body, read_blocked, start_receiver
 
 ALERTS = 40

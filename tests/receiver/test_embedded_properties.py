@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.itsm.base import AlertEvent
+from receiver.alerts.events import AlertEvent
 from receiver.itsm.embedded import list_work_items
 from tests.receiver.test_embedded import apply_all, fired, resolved
 

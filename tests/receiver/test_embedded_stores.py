@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from receiver.itsm.base import AlertEvent, Backend
+from receiver.alerts.events import AlertEvent
+from receiver.itsm.base import Backend
 from receiver.itsm.embedded import EmbeddedBackend
 from receiver.itsm.embedded_pg import EmbeddedPostgresBackend
 from receiver.storage.readers import list_configuration_items, list_work_items

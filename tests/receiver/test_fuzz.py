@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import RecordingBackend, RunningReceiver, alert_body, start_receiver
 
 FUZZ_SEED = int(os.environ.get("SECURE_EXPORT_FUZZ_SEED") or secrets.randbelow(2**32))

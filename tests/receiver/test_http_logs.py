@@ -7,8 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from receiver.local_issuer import LocalIssuer
-from receiver.logs import JsonFormatter, redact
+from receiver.demo.local_issuer import LocalIssuer
+from receiver.observability.logs import JsonFormatter, redact
 from tests.receiver.harness import RecordingBackend, alert_body, start_receiver
 
 

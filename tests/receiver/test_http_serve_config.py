@@ -94,7 +94,7 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("SECURE_EXPORT_")}
     clean.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "receiver.server", *args],
+        [sys.executable, "-m", "receiver.http.server", *args],
         env=clean,
         cwd=str(REPO),
         capture_output=True,

@@ -6,8 +6,8 @@ import json
 import socket
 from pathlib import Path
 
-from receiver.inbox import count_by_state
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
+from receiver.storage.sqlite.inbox import count_by_state
 from tests.receiver.harness import RecordingBackend, alert_body, start_receiver
 
 

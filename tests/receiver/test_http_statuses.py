@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import RecordingBackend, RunningReceiver, alert_body, start_receiver
 
 LIMIT = 16384

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import RecordingBackend, RunningReceiver, alert_body, start_receiver
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.prerequisites import missing
 from tests.receiver import image_build
 from tests.receiver.harness import alert_body

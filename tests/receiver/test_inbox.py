@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.inbox import Inbox, InboxOpenError, InboxUnavailable, count_by_state, list_parked
+from receiver.storage.records import InboxOpenError, InboxUnavailable
+from receiver.storage.sqlite.inbox import Inbox, count_by_state, list_parked
 
 
 def _run(coro):  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import RecordingBackend, alert_body, start_receiver
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import list_work_items
 from receiver.itsm.work_item_ops import close_work_item
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
 
 ROUTING = """
@@ -289,7 +289,7 @@ def test_resource_health_available_resolves_the_unavailable_item(
 
 
 def test_work_items_filters_by_group_and_state(tmp_path: Path, issuer: LocalIssuer, capsys: Any) -> None:
-    from receiver.cli import main
+    from receiver.cli.commands import main
 
     with receiver(tmp_path, issuer) as rx:
         send(rx, issuer, body(1, severity="Sev1"), body(2, severity="Sev3"), body(2, "Resolved"))

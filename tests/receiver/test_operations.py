@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from receiver.cli import main
-from receiver.inbox import Inbox, count_by_state
-from receiver.inbox_ops import discard, replay, trace
+from receiver.cli.commands import main
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded import EmbeddedBackend, list_work_items
-from receiver.local_issuer import LocalIssuer
+from receiver.storage.operations import discard, replay, trace
+from receiver.storage.sqlite.inbox import Inbox, count_by_state
 from tests.receiver.harness import ServeLog, alert_body, start_receiver
 from tests.receiver.test_embedded import apply_all, fired, resolved
 
@@ -414,7 +414,7 @@ def test_a_dispatch_summary_line_counts_accepted_and_applied_alerts(
 ) -> None:
     import logging
 
-    caplog.set_level(logging.INFO, logger="receiver.activity")
+    caplog.set_level(logging.INFO, logger="receiver.observability.activity")
     with start_receiver(tmp_path, issuer, activity_log_seconds="0.2") as rx:
         token = issuer.mint()
         for n in (1, 2):

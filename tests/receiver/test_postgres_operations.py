@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.settings import SettingsError, load_settings
-from receiver.storage.pg_connect import CachedToken, Database, Token
-from receiver.storage.postgres import PostgresInbox
+from receiver.storage.postgres.connect import CachedToken, Database, Token
+from receiver.storage.postgres.inbox import PostgresInbox
 from tests.postgres import PostgresCluster
 from tests.receiver.harness import alert_body
 from tests.receiver.replicas import Replica, deliver, replica_env, wait_until

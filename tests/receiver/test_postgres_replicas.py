@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.postgres import PostgresCluster
 from tests.receiver.harness import alert_body
 from tests.receiver.replicas import Replica, deliver, replica_env, wait_until

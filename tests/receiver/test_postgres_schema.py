@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from receiver.storage.pg_schema import MIGRATIONS, SchemaTooNew, migrate
+from receiver.storage.postgres.schema import MIGRATIONS, SchemaTooNew, migrate
 
 
 def test_replicas_migrating_at_once_apply_each_version_once(postgres_url: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.dispatch import build_event
-from receiver.routing import load_configured, route_event
+from receiver.alerts.events import event_from_body
+from receiver.dispatch.routing import load_configured, route_event
 from receiver.settings import SettingsError, load_settings
 from secure_export.routing import RoutingError, RoutingSubject, load_routing, parse_routing
 
@@ -186,7 +186,7 @@ def test_the_receiver_attaches_the_decision_to_each_event(design_routing: Path) 
             "customProperties": {"team": "web"},
         },
     }
-    event = route_event(load_configured(str(design_routing)), build_event(json.dumps(body).encode(), "alert"))
+    event = route_event(load_configured(str(design_routing)), event_from_body(json.dumps(body).encode(), "alert"))
     assert event.route is not None and event.route.assignment_group == "Shop On-Call"
     assert event.custom_properties == {"team": "web"}
     assert route_event(load_configured(None), event).route.assignment_group is None  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.database import SqliteFile, database_location
+from receiver.storage.location import SqliteFile, database_location
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 

@@ -1,7 +1,7 @@
 """Attack-token builders and the negative token matrix shared by the unit and HTTP auth tests.
 
 Each :class:`TokenCase` builds an ``Authorization`` header value from a running
-:class:`~receiver.local_issuer.LocalIssuer` (and, for key-injection cases, an attacker's own
+:class:`~receiver.demo.local_issuer.LocalIssuer` (and, for key-injection cases, an attacker's own
 issuer whose JWKS must never be fetched) and says which status DESIGN.md gives it: 401 for a token
 that is missing, malformed, unverifiable or out of policy, 403 for a genuine token that is not
 allowed. The matrix follows ``shared/reference/itsm-and-tokens.md`` §2.4.
@@ -22,8 +22,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from receiver.auth import AuthPolicy
-from receiver.local_issuer import AZNS_APP_ID, LocalIssuer, SigningKey, generate_signing_key
+from receiver.auth.tokens import AuthPolicy
+from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, SigningKey, generate_signing_key
 
 OTHER_TENANT = "0b0b0b0b-1111-4222-8333-444455556666"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from receiver.itsm.base import AlertEvent, Condition
+from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.servicenow import ServiceNowBackend
 from receiver.itsm.servicenow_settings import ServiceNowSettings
 from tests.servicenow_fake import FakeServiceNow

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
 from tests.servicenow_fake import FakeServiceNow
@@ -268,7 +268,7 @@ def test_a_refused_incident_is_parked_with_servicenow_s_message_for_operators(
 ) -> None:
     import json
 
-    from receiver.cli import main as cli_main
+    from receiver.cli.commands import main as cli_main
 
     instance.mandatory_on_insert = {"assignment_group"}
     with _receiver(tmp_path, issuer, instance) as rx:

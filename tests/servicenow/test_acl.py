@@ -18,7 +18,8 @@ import logging
 
 import pytest
 
-from receiver.itsm.base import Condition, PermanentBackendError, TransientBackendError
+from receiver.alerts.events import Condition
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.servicenow import ServiceNowBackend
 from tests.servicenow.helpers import event, run, settings, with_backend
 from tests.servicenow_fake import FakeServiceNow

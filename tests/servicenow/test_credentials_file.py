@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import PASSWORD, USER, refused_gets, run
 from tests.servicenow_fake import FakeServiceNow

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import USER, refused_gets, settings
 from tests.servicenow_fake import FakeServiceNow

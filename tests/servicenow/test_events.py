@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from receiver.itsm.base import Condition
+from receiver.alerts.events import Condition
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
 from tests.servicenow_fake import FakeServiceNow

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from receiver.itsm.base import Condition, PermanentBackendError, TransientBackendError
+from receiver.alerts.events import Condition
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.servicenow import CredentialsRejected, ServiceNowBackend
 from tests.servicenow.helpers import (
     CLIENT_ID,

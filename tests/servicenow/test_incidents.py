@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from receiver.itsm.base import Condition, PermanentBackendError
+from receiver.alerts.events import Condition
+from receiver.itsm.base import PermanentBackendError
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, lifecycle_id, occurrence_marker
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
 from tests.servicenow_fake import FakeServiceNow, Fault

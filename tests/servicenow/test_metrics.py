@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
 from tests.receiver.tokens import flipped_signature
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, settings

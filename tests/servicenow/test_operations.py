@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from receiver.local_issuer import LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
 from tests.receiver.harness import ServeLog, alert_body
 from tests.servicenow.helpers import PASSWORD, USER
 from tests.servicenow_fake import FakeServiceNow
@@ -153,7 +153,7 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
         [delivery] = done["deliveries"]
         assert set(delivery) == {"id", "condition", "state", "attempts", "last_error", "received_at"}
         assert (delivery["id"], delivery["condition"], delivery["state"]) == (row_id, "Fired", "done")
-        from receiver.inbox_ops import trace
+        from receiver.storage.operations import trace
 
         [detail] = trace(env["SECURE_EXPORT_DB"], alert_id, details=True)["deliveries"]
         assert (detail["replays"], detail["replayed_by"]) == (1, "on-call")

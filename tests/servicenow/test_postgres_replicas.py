@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import correlation_id
-from receiver.local_issuer import LocalIssuer
 from tests.receiver.harness import alert_body
 from tests.receiver.replicas import Replica, replica_env, wait_until
 from tests.receiver.test_postgres_replicas import _burst, query

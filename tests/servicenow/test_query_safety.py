@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.itsm.base import Condition
+from receiver.alerts.events import Condition
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, occurrence_marker, query_safe
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, with_backend
 from tests.servicenow_fake import FakeServiceNow

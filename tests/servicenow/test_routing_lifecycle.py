@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from receiver.itsm.base import AlertEvent, Condition
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.markers import occurrence_marker
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from receiver.local_issuer import LocalIssuer
 from secure_export.routing import RoutingSubject, parse_routing
 from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import VM_ID, alert_id, event, run, settings

@@ -17,15 +17,8 @@ from typing import Any
 
 import httpx
 
-from receiver.itsm.base import (
-    AlertEvent,
-    Backend,
-    Condition,
-    PermanentBackendError,
-    Readiness,
-    TransientBackendError,
-    WorkItemRef,
-)
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
 from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.cmdb import CiFinder

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from receiver.itsm.base import AlertEvent
+from receiver.alerts.events import AlertEvent
 from receiver.itsm.bmc_helix import qualification as q
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.settings import BmcSettings

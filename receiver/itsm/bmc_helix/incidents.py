@@ -23,8 +23,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from receiver.itsm import alert_text
-from receiver.itsm.base import AlertEvent, Condition, PermanentBackendError
+from receiver.alerts import text as alert_text
+from receiver.alerts.events import AlertEvent, Condition
+from receiver.itsm.base import PermanentBackendError
 from receiver.itsm.bmc_helix import qualification as q
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.cmdb import CiFinder
