@@ -1,6 +1,7 @@
 """secure-export Pulumi components: reuse them from any Pulumi program.
 
-    from secure_export.components import SecureWebhookIdentity, SecureWebhookActionGroup, AlertRules, ReceiverService, SecureExport
+    from secure_export.components import SecureExport, SecureWebhookIdentity, SecureWebhookActionGroup
+    from secure_export.components import AlertRules, ReceiverService
 
 They are also a Pulumi component package (``PulumiPlugin.yaml`` in this directory), so programs in
 other languages can use them after ``pulumi package add``.

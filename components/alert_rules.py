@@ -55,7 +55,8 @@ class MetricCriterionArgs(TypedDict):
     time_aggregation: str
     """Average, Minimum, Maximum, Total or Count."""
     operator: str
-    """Static: Equals, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual. Dynamic: GreaterThan, LessThan, GreaterOrLessThan."""
+    """Static: Equals, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual. Dynamic: GreaterThan, LessThan,
+    GreaterOrLessThan."""
     name: NotRequired[str | None]
     """Criterion name (defaults to the metric name)."""
     metric_namespace: NotRequired[str | None]
@@ -243,7 +244,8 @@ def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) ->
     dynamic, threshold = c.get("dynamic"), c.get("threshold")
     if (dynamic is None) == (threshold is None):
         raise ValueError(
-            f"AlertRules {component}: metric rule {rule_name!r}: criterion {name!r} needs exactly one of threshold (static) or dynamic"
+            f"AlertRules {component}: metric rule {rule_name!r}: criterion {name!r} needs exactly one of "
+            "threshold (static) or dynamic"
         )
     dimensions = [monitor.MetricDimensionArgs(**d) for d in _dimensions(c.get("dimensions")) or []] or None
     static_threshold: float = threshold  # type: ignore[assignment]
@@ -336,7 +338,8 @@ def watched_subscriptions(
 
 
 class AlertRules(pulumi.ComponentResource):
-    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are stateful (autoMitigate) so that Resolved reaches the ITSM tool, unless a log rule opts out."""
+    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are
+    stateful (autoMitigate) so that Resolved reaches the ITSM tool, unless a log rule opts out."""
 
     metric_alert_ids: pulumi.Output[list[str]]
     """Resource ids of the metric alert rules."""
@@ -368,7 +371,7 @@ class AlertRules(pulumi.ComponentResource):
         seen = set()
         log_ids = [self._log(rule, seen, str(location)) for rule in log_rules]
         seen = set()
-        for finding in activity_log_count_findings(args.get("activity_log_alerts") or []):  # type: ignore[arg-type]
+        for finding in activity_log_count_findings(args.get("activity_log_alerts") or []):
             raise ValueError(f"AlertRules {name}: activity_log_alerts {finding.message}")
         activity_ids = [self._activity(rule, seen) for rule in args.get("activity_log_alerts") or []]
 
@@ -434,7 +437,8 @@ class AlertRules(pulumi.ComponentResource):
         failing = rule.get("failing_periods") or FailingPeriodsArgs(evaluation_periods=1, min_failing_periods=1)
         if failing["min_failing_periods"] > failing["evaluation_periods"]:
             raise ValueError(
-                f"AlertRules {name}: log rule {rule_name!r}: failing_periods.min_failing_periods exceeds evaluation_periods"
+                f"AlertRules {name}: log rule {rule_name!r}: "
+                "failing_periods.min_failing_periods exceeds evaluation_periods"
             )
         mute = rule.get("mute_actions_duration")
         if mute:
@@ -508,6 +512,6 @@ _IDS_PER_CHUNK = 64
 
 def _all(ids: list[pulumi.Output[str]]) -> pulumi.Output[list[str]]:
     if len(ids) <= _IDS_PER_CHUNK:
-        return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])  # type: ignore[return-value]
+        return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])
     chunks = [pulumi.Output.all(*ids[i : i + _IDS_PER_CHUNK]) for i in range(0, len(ids), _IDS_PER_CHUNK)]
     return pulumi.Output.all(*chunks).apply(lambda parts: [i for part in parts for i in part])

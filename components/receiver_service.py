@@ -88,7 +88,8 @@ class ReceiverServiceArgs(TypedDict):
     image_digest: NotRequired[str | None]
     """Image digest (sha256:...), preferred for production; give this or image_tag."""
     registry_resource_id: NotRequired[str | None]
-    """Resource id of an Azure Container Registry to pull from with a user-assigned managed identity (granted AcrPull). Unset: the image is public."""
+    """Resource id of an Azure Container Registry to pull from with a user-assigned managed identity (granted AcrPull).
+    Unset: the image is public."""
     container_app_name: NotRequired[str | None]
     """Azure name of the container app (2..32 lowercase letters, digits, hyphens). Defaults to the component name."""
     allowed_callers: NotRequired[list[str] | None]
@@ -124,9 +125,11 @@ class ReceiverServiceArgs(TypedDict):
     min_replicas: NotRequired[int | None]
     """Minimum replicas, at least 1 so alerts are never answered by a cold start (default 1)."""
     max_replicas: NotRequired[int | None]
-    """Maximum replicas (default 1; more than 1 needs database kind postgresql: SQLite on the file share has a single writer)."""
+    """Maximum replicas (default 1; more than 1 needs database kind postgresql: SQLite on the file share has a single
+    writer)."""
     database: NotRequired[DatabaseSettings | None]
-    """The inbox's database: sqlite (default, an Azure Files share) or postgresql (a flexible server, several replicas)."""
+    """The inbox's database: sqlite (default, an Azure Files share) or postgresql (a flexible server, several
+    replicas)."""
     concurrent_requests: NotRequired[int | None]
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[int | None]
@@ -139,7 +142,9 @@ class ReceiverServiceArgs(TypedDict):
     stateless_ttl: NotRequired[str | None]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
     operator_emails: NotRequired[list[str] | None]
-    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
+    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries,
+    dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never
+    through the receiver's webhook."""
     no_delivery_window: NotRequired[str | None]
     """ISO 8601 window of the "Azure sent alerts but none reached the ITSM tool" rule (default PT1H)."""
     refused_token_threshold: NotRequired[int | None]
@@ -227,7 +232,9 @@ def _choice(name: str, field: str, value: str | None, allowed: tuple[str, ...]) 
 
 
 class ReceiverService(pulumi.ComponentResource):
-    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an HTTP scale rule and ServiceNow or BMC Helix credentials held as container-app secrets."""
+    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure
+    Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an
+    HTTP scale rule and ServiceNow or BMC Helix credentials held as container-app secrets."""
 
     url: pulumi.Output[str]
     """HTTPS base URL of the receiver (no path)."""
@@ -274,7 +281,7 @@ class ReceiverService(pulumi.ComponentResource):
         tags = args.get("tags")
         child = pulumi.ResourceOptions(parent=self)
 
-        rg_name: pulumi.Input[str] = args.get("resource_group_name")  # type: ignore[assignment]
+        rg_name: pulumi.Input[str] = args.get("resource_group_name")
         if args.get("create_resource_group", True) is not False:
             rg = resources.ResourceGroup(
                 f"{name}-rg", resource_group_name=rg_name, location=location, tags=tags, opts=child
@@ -508,7 +515,8 @@ class ReceiverService(pulumi.ComponentResource):
         )
 
     def _sqlite_share(self, name: str, rg_name: Any, location: str, environment: Any, tags: Any) -> tuple[Any, Any]:
-        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name and the account's keys."""
+        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name and the
+        account's keys."""
         child = pulumi.ResourceOptions(parent=self)
         # The inbox (SQLite) must outlive revisions and restarts: an Azure Files share, one writer.
         account = storage.StorageAccount(

@@ -25,7 +25,7 @@ RECEIVER_PORT: Final = 8080
 """Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
 
 OPS_PORT: Final = 9090
-"""Port of the receiver's operations app in Azure (``SECURE_EXPORT_OPS_PORT``), reachable only inside the environment."""
+"""Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``), reachable only inside its environment."""
 
 DATA_DIR: Final = "/data"
 """The image's data volume (receiver/Dockerfile ``VOLUME``): the inbox and the embedded backend's database."""

@@ -102,7 +102,7 @@ def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     result = plan_stack(project_dir, stack)
     document: dict[str, Any] = to_json(result)
     configured = configured_secrets(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
-    for resource, record in zip(document["resources"], result.resources):
+    for resource, record in zip(document["resources"], result.resources, strict=False):
         if (resource["type"], resource["name"]) == (record.type, record.name):
             resource["inputs"] = fingerprinted(resource["inputs"], record.inputs, salt, configured)
     return document
@@ -121,7 +121,8 @@ def run(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     try:
         return {"ok": True, "plan": plan_document(project_dir, stack, salt)}
     except config_error as exc:
-        return {"ok": False, "kind": "config", "problems": list(exc.problems)}
+        # Every revision's ConfigError carries ``problems``, one line each.
+        return {"ok": False, "kind": "config", "problems": list(getattr(exc, "problems", None) or [str(exc)])}
     except Exception as exc:  # noqa: BLE001 - the caller reports which side failed, in one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"ok": False, "kind": "program", "problems": [message]}

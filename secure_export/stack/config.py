@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from secure_export.routing import RoutingFile
 from secure_export.stack.deploy_rules import stack_findings
 from secure_export.stack.placeholders import config_placeholders, placeholder_ciphertext
 from secure_export.stack.validation import (
@@ -35,7 +36,12 @@ from secure_export.stack.validation import (
     check_short_name,
     duration_seconds,
 )
-from secure_export.routing import RoutingFile
+
+if TYPE_CHECKING:
+    # Only the types: the components (and Pulumi) load when the program declares them, not with the config.
+    from secure_export.components.alert_rules import ActivityLogAlertRuleArgs, LogAlertRuleArgs, MetricAlertRuleArgs
+    from secure_export.components.receiver_database import DatabaseSettings
+    from secure_export.components.secure_export import SecureExportArgs
 
 NAMESPACE = "secure-export"
 """The project name, and the namespace of this program's config keys."""
@@ -340,9 +346,10 @@ class DatabaseConfig(_Model):
             )
         return self
 
-    def to_args(self) -> dict[str, Any]:
+    def to_args(self) -> DatabaseSettings:
         """The ``database`` argument of ReceiverService (unset fields left to its defaults)."""
-        return {name: value for name, value in self.model_dump().items() if value is not None}
+        # The fields are DatabaseSettings' keys, one for one (tests/components/test_config.py pins it).
+        return cast("DatabaseSettings", self.model_dump(exclude_none=True))
 
 
 class ReceiverConfig(_Model):
@@ -533,7 +540,7 @@ class StackConfig(_Model):
         secrets = (self.servicenow_password, self.servicenow_client_secret, self.bmc_helix_password)
         return [s.get_secret_value() for s in secrets if s]
 
-    def to_args(self) -> dict[str, Any]:
+    def to_args(self) -> SecureExportArgs:
         """Return the ``SecureExportArgs`` for this configuration, secrets wrapped as Pulumi secrets."""
         import pulumi
 
@@ -541,11 +548,16 @@ class StackConfig(_Model):
         servicenow = self.servicenow
         as_args = _rules_as_args(self)
 
-        def secret(value: SecretStr | None) -> Any:
+        def secret(value: SecretStr | None) -> pulumi.Output[str] | None:
             return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
 
+        direct = self.direct_endpoint
+        # The rule models' fields are the rule TypedDicts' keys (tests/components/test_config.py pins it).
+        metric = cast("list[MetricAlertRuleArgs]", as_args["metric"])
+        log = cast("list[LogAlertRuleArgs]", as_args["log"])
+        activity = cast("list[ActivityLogAlertRuleArgs]", as_args["activity_log"])
         return {
-            "direct_endpoint": self.direct_endpoint.model_dump() if self.direct_endpoint else None,
+            "direct_endpoint": {"tool": direct.tool, "url": direct.url} if direct else None,
             "location": self.location,
             "resource_group_name": self.resource_group_name,
             "create_resource_group": self.create_resource_group,
@@ -556,7 +568,10 @@ class StackConfig(_Model):
             "owner_object_ids": self.identity.extra_owners or None,
             "action_group_short_name": self.action_group.short_name,
             "action_group_name": self.action_group.name,
-            "email_receivers": [e.model_dump() for e in self.action_group.email_receivers] or None,
+            "email_receivers": [
+                {"name": e.name, "email_address": e.email_address} for e in self.action_group.email_receivers
+            ]
+            or None,
             "receiver": None
             if receiver is None
             else {
@@ -597,9 +612,9 @@ class StackConfig(_Model):
             "servicenow_client_secret": secret(self.servicenow_client_secret),
             "bmc_username": self.bmc_helix.username if self.bmc_helix else None,
             "bmc_password": secret(self.bmc_helix_password),
-            "metric_alerts": as_args["metric"] or None,
-            "log_alerts": as_args["log"] or None,
-            "activity_log_alerts": as_args["activity_log"] or None,
+            "metric_alerts": metric or None,
+            "log_alerts": log or None,
+            "activity_log_alerts": activity or None,
         }
 
 

@@ -1,4 +1,4 @@
-"""Deploy-time rules (secure_export/stack/deploy_rules.py): what Azure refuses is refused at plan time, naming the key."""
+"""Deploy rules (secure_export/stack/deploy_rules.py): what Azure refuses is refused at plan time, naming the key."""
 
 from pathlib import Path
 from typing import Any

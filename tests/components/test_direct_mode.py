@@ -1,4 +1,4 @@
-"""Direct mode (``secure-export:directEndpoint``): no receiver, the action group posts to the ITSM tool's own endpoint."""
+"""Direct mode (``secure-export:directEndpoint``): no receiver, the action group posts to the ITSM tool's endpoint."""
 
 import subprocess
 import sys
@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from secure_export.components import SecureExport
-from secure_export.stack.config import ConfigError, load_stack_file
 from secure_export.plan.render import render_tree, to_json
 from secure_export.plan.run import plan_stack
 from secure_export.plan.tool_side import tool_side_lines
+from secure_export.stack.config import ConfigError, load_stack_file
 from tests.components.support import (
     ACTION_GROUP,
     ACTIVITY_ALERT,

@@ -6,8 +6,8 @@ import pulumi
 import pytest
 
 from secure_export.components import ReceiverService
-from secure_export.contract import ENV_ITSM_REVISION, OPS_PORT
 from secure_export.components.receiver_watch import QUERIES
+from secure_export.contract import ENV_ITSM_REVISION, OPS_PORT
 from tests.components.support import ACTION_GROUP, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, declare, of_type, one
 from tests.components.test_receiver_service import BASE, PASSWORD, _env, _receiver, _servicenow
 
@@ -66,7 +66,7 @@ def test_operators_get_an_e_mail_only_action_group_and_five_rules_on_the_receive
     app = one(result, CONTAINER_APP)
     rules = {r.name: r for r in of_type(result, LOG_ALERT)}
     assert set(rules) == {f"rx-watch-{role}" for role in ("parked", "paused", "refused-tokens", "no-delivery")}
-    for role, rule in rules.items():
+    for rule in rules.values():
         assert rule.inputs["scopes"] == [workspace_id]
         assert rule.inputs["actions"]["actionGroups"] == [group_id]
         [condition] = rule.inputs["criteria"]["allOf"]

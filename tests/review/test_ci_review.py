@@ -89,14 +89,15 @@ def test_a_review_too_long_for_a_comment_keeps_its_summaries_and_drops_the_secti
     edit(repo / "components" / "action_group.py", "enabled=True,", "enabled=False,")
     commit(repo, "disable the group")
     _, comment, _ = review(repo)
-    fit = lambda limit: (
-        subprocess.run(  # noqa: E731
+
+    def fit(limit: int) -> str:
+        return subprocess.run(
             ["bash", str(SCRIPT), "--fit", str(repo / "review.md"), str(limit)],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-    )
+
     assert fit(len(comment) + 10) == comment
     short = fit(500)
     assert "<details>" not in short and "job summary has all of it" in short

@@ -18,10 +18,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
 from secure_export.plan.cli import main as plan_main
 from secure_export.plan.render import to_json
 from secure_export.plan.run import plan_stack
-from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
 from secure_export.review import policies
 from secure_export.review.policies import RULES, Resource, evaluate
 from secure_export.review.policy_check import check, plan_resources
@@ -236,7 +236,7 @@ def test_the_offline_engine_records_retain_on_delete(prod):
     plan, options = prod
     by_client = {
         r["inputs"].get("clientId"): o
-        for r, o in zip(plan["resources"], options)
+        for r, o in zip(plan["resources"], options, strict=True)
         if r["type"] == policies.SERVICE_PRINCIPAL
     }
     assert by_client[AZNS_AAD_WEBHOOK_CLIENT_ID]["retainOnDelete"] is True
@@ -268,8 +268,8 @@ def test_plan_policy_reports_each_violation_and_fails_on_a_mandatory_one(prod):
     text = out.getvalue()
     assert "mandatory: container-app-https-only: azure-native:app:ContainerApp secure-export-receiver-app:" in text
     assert (
-        "mandatory: alert-rules-stateful: azure-native:monitor:MetricAlert secure-export-rules-metric-prod-sql-dtu-high:"
-        in text
+        "mandatory: alert-rules-stateful: azure-native:monitor:MetricAlert "
+        "secure-export-rules-metric-prod-sql-dtu-high:" in text
     )
     assert "advisory: azns-service-principal-retained: azuread:index/servicePrincipal:ServicePrincipal" in text
     assert "policies: 4 mandatory and 1 advisory violation(s)" in text
