@@ -6,7 +6,8 @@ Run it with `pulumi up --stack <name>` (config in stacks/Pulumi.<name>.yaml), or
 
 import pulumi
 
-from secure_export.stack.config import ConfigError, load_pulumi_config
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_pulumi_config
 from secure_export.stack.program import declare
 
 try:

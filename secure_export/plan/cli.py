@@ -13,7 +13,8 @@ from pathlib import Path
 
 from secure_export.plan.render import render_tree, to_json
 from secure_export.plan.run import find_project_dir, plan_stack
-from secure_export.stack.config import ConfigError, stack_file
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import stack_file
 
 
 def _parser() -> argparse.ArgumentParser:

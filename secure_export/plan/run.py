@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from secure_export.plan.offline import PlanResult, no_full_collections, run_program
-from secure_export.stack.config import load_stack_file, stack_file
+from secure_export.stack.loading import load_stack_file, stack_file
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 """The checkout (or installation) this module belongs to: the project when none is found or given."""

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from secure_export.stack.config import ConfigError, load_stack_file, stack_file
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file, stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from secure_export.components import AlertRules
-from secure_export.stack.config import ConfigError, load_stack_file
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import LOG_ALERT, declare, log_rule, one
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ from secure_export.components import SecureExport
 from secure_export.plan.render import render_tree, to_json
 from secure_export.plan.run import plan_stack
 from secure_export.plan.tool_side import tool_side_lines
-from secure_export.stack.config import ConfigError, load_stack_file
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import (
     ACTION_GROUP,
     ACTIVITY_ALERT,

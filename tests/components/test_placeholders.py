@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from secure_export.stack.config import load_stack_file
+from secure_export.stack.loading import load_stack_file
 from secure_export.stack.placeholders import example_guid, placeholder_ciphertext, placeholder_digest
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 from secure_export.plan.cli import main
 from secure_export.plan.render import render_tree, to_json
 from secure_export.plan.run import plan_stack
-from secure_export.stack.config import load_stack_file
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import (
     ACTION_GROUP,
     APP_ROLE_ASSIGNMENT,

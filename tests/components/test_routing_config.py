@@ -82,7 +82,7 @@ def test_the_component_refuses_an_invalid_routing_file_naming_the_key() -> None:
 
 
 def test_the_prod_stack_routes_and_its_plan_mounts_the_file() -> None:
-    from secure_export.stack.config import load_stack_file
+    from secure_export.stack.loading import load_stack_file
 
     repo = Path(__file__).resolve().parents[2]
     loaded = load_stack_file(repo / "stacks" / "Pulumi.prod.yaml")
