@@ -17,6 +17,7 @@ from secure_export.stack.validation import (
     check_scopes,
     check_severity,
     duration_seconds,
+    is_multi_resource,
     subscription_of,
 )
 
@@ -188,11 +189,6 @@ class AlertRulesArgs(TypedDict):
     """Activity log alert rules."""
     tags: NotRequired[dict[str, str] | None]
     """Tags on every rule."""
-
-
-def _is_multi_resource(scopes: list[str]) -> bool:
-    # A subscription or resource-group scope watches every matching resource in it.
-    return len(scopes) > 1 or any(len(s.strip("/").split("/")) <= 4 for s in scopes)
 
 
 def _check_rule(component: str, kind: str, rule: dict[str, Any], seen: set[str]) -> str:
@@ -395,7 +391,7 @@ class AlertRules(pulumi.ComponentResource):
             raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
         _refuse_deploy_rules(name, "metric", rule_name, metric_rule_findings(rule))
         dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
-        multi = _is_multi_resource(scopes)
+        multi = is_multi_resource(scopes)
         if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
             raise ValueError(
                 f"AlertRules {name}: metric rule {rule_name!r}: a multi-resource rule needs "

@@ -26,6 +26,7 @@ from secure_export.stack.validation import (
     check_severity,
     check_short_name,
     duration_seconds,
+    is_multi_resource,
 )
 
 if TYPE_CHECKING:
@@ -157,9 +158,7 @@ class MetricRuleConfig(_EvaluatedRuleConfig):
 
     @model_validator(mode="after")
     def _multi_resource_target(self) -> MetricRuleConfig:
-        from secure_export.components.alert_rules import _is_multi_resource
-
-        if _is_multi_resource(self.scopes) and not (self.target_resource_type and self.target_resource_region):
+        if is_multi_resource(self.scopes) and not (self.target_resource_type and self.target_resource_region):
             raise ValueError(
                 "a rule over several resources, a resource group or a subscription needs "
                 "targetResourceType and targetResourceRegion"

@@ -110,6 +110,12 @@ def check_scopes(value: object) -> list[str]:
     return list(value)
 
 
+def is_multi_resource(scopes: list[str]) -> bool:
+    """Whether a metric rule's scopes watch several resources (a rule then needs a target type and region)."""
+    # A subscription or resource-group scope watches every matching resource in it.
+    return len(scopes) > 1 or any(len(s.strip("/").split("/")) <= 4 for s in scopes)
+
+
 def subscription_of(resource_id: str) -> str | None:
     """Return the subscription id of an Azure resource id, or None if it names none."""
     parts = resource_id.split("/")

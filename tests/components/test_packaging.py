@@ -59,3 +59,15 @@ def test_the_receiver_image_context_without_components_still_builds(tmp_path):
     files = _built_files(tmp_path, ("secure_export", "receiver"))
     assert not [f for f in files if "components" in f.split("/")[:-1]]
     assert "secure_export/contract.py" in files and "receiver/__init__.py" in files
+
+
+def test_the_components_do_not_import_the_stack_config():
+    # Config is read at the edge (the program); a consumer calls the components with plain arguments.
+    script = (
+        "import sys\n"
+        "import secure_export.components\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('secure_export.stack.config', 'secure_export.stack.loading',"
+        " 'secure_export.plan'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
