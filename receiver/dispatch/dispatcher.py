@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.alerts.events import AlertEvent, UnusableRow, event_from_alert, event_from_body
 from receiver.dispatch.routing import EMPTY_ROUTING, route_event
-from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError
 from receiver.storage import InboxStore
-from receiver.storage.records import InboxRow
+from receiver.storage.records import InboxRow, WorkItemRef
 
 if TYPE_CHECKING:
     from secure_export.routing import RoutingFile

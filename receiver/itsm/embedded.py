@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm import embedded_lifecycle as lifecycle
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
+from receiver.storage.records import WorkItemRef
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 __all__ = [

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
 from receiver.itsm.embedded import (
     MISSING_SEVERITY_KEY,
@@ -36,6 +36,7 @@ from receiver.itsm.embedded import (
 from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
+from receiver.storage.records import WorkItemRef
 
 _log = logging.getLogger(__name__)
 

@@ -29,6 +29,14 @@ class PutResult:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkItemRef:
+    """What a delivery became in the ITSM tool: its work item or incident number, and a link to it."""
+
+    number: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InboxRow:
     """A pending row as the dispatcher sees it."""
 

@@ -16,10 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from receiver.itsm.base import WorkItemRef
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
-from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, WorkItemRef, iso_at
 
 if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.itsm.base import WorkItemRef
-from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, WorkItemRef, iso_at
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 if TYPE_CHECKING:
