@@ -211,7 +211,7 @@ def _check_rule(component: str, kind: str, rule: dict[str, Any], seen: set[str])
         raise ValueError(f"{where}: severity {exc}") from None
     for field in ("evaluation_frequency", "window_size"):
         try:
-            duration_seconds(rule.get(field))  # type: ignore[arg-type]
+            duration_seconds(rule.get(field))  # type: ignore[arg-type]  # a missing value raises the same ValueError
         except ValueError as exc:
             raise ValueError(f"{where}: {field} {exc}") from None
     try:
@@ -244,7 +244,7 @@ def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) ->
             "threshold (static) or dynamic"
         )
     dimensions = [monitor.MetricDimensionArgs(**d) for d in _dimensions(c.get("dimensions")) or []] or None
-    static_threshold: float = threshold  # type: ignore[assignment]
+    static_threshold: float = threshold  # type: ignore[assignment]  # not None: exactly one of the two is set
     if dynamic is not None:
         return monitor.DynamicMetricCriteriaArgs(
             criterion_type="DynamicThresholdCriterion",

@@ -413,6 +413,7 @@ class ReceiverService(pulumi.ComponentResource):
             app_depends_on.extend(database.ready)
 
         app_name = _app_name(args.get("container_app_name") or name)
+        # The nested dicts below are inferred as dict[str, object], which no overload's TypedDicts accept.
         container_app = app.ContainerApp(  # type: ignore[call-overload]
             f"{name}-app",
             container_app_name=app_name,

@@ -199,7 +199,7 @@ class SecureExport(pulumi.ComponentResource):
             opts=child,
         )
 
-        listed: list[str] | None = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]
+        listed: list[str] | None = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]  # a dict copy: values are object
         if listed is None:
             listed = watched_subscriptions(
                 args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")
@@ -228,6 +228,7 @@ class SecureExport(pulumi.ComponentResource):
             receiver = ReceiverService(
                 f"{name}-receiver",
                 {
+                    # The receiver settings are a subset of ReceiverServiceArgs' keys; their copy is dict[str, object].
                     **receiver_settings,  # type: ignore[typeddict-item]
                     "location": args["location"],
                     "resource_group_name": args["resource_group_name"],
@@ -255,7 +256,7 @@ class SecureExport(pulumi.ComponentResource):
                 "resource_group_name": resource_group_name,
                 "short_name": args.get("action_group_short_name"),
                 "action_group_name": args.get("action_group_name"),
-                **webhook,  # type: ignore[typeddict-item]
+                **webhook,  # type: ignore[typeddict-item]  # receiver_base_url or service_uri: one key, chosen above
                 "application_object_id": identity.application_object_id,
                 "identifier_uri": identity.identifier_uri,
                 "tenant_id": identity.tenant_id,

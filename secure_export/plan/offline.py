@@ -445,7 +445,7 @@ def run_program(
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
     engine_log = _EngineLog()
-    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]  # None resets it; the SDK annotates Resource only
     pulumi.runtime.set_mocks(
         fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger
     )
