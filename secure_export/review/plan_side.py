@@ -1,14 +1,8 @@
 """One side of ``secure-export diff``: a stack's offline plan as JSON, secrets as comparable fingerprints.
 
-This file also runs on its own, by path, inside a temporary worktree of an older revision, with that
-revision's code first on the import path; so it imports nothing of this package at the top, and of the
-revision only what every revision with an offline plan has (``plan_stack``, ``to_json``, ``ConfigError``),
-from where that revision keeps them (:func:`planner`).
-It prints one JSON object: ``{"ok": true, "plan": {...}}`` or ``{"ok": false, "kind": "config" |
-"program", "problems": [...]}``. Fingerprints are HMACs keyed with a salt the caller makes up per
-run (``SECURE_EXPORT_DIFF_SALT``): equal secrets compare equal, and nothing about them is printed.
-Only secrets that come from the stack file are fingerprinted; key material the offline engine made
-up (a workspace's shared key) is one constant token, so it never counts as a change.
+Run by path in a temporary worktree of a revision, with that revision's code first on the import path,
+it imports only what every revision's plan has (:func:`planner`) and prints one JSON object
+(docs/review.md, "`secure-export diff`").
 """
 
 from __future__ import annotations
