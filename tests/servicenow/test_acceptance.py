@@ -18,9 +18,10 @@ import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
 from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import SUBSCRIPTION, alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
 
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"
 

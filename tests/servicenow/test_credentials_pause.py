@@ -14,9 +14,10 @@ import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import USER, refused_gets, settings
 from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 MAX_ATTEMPTS = 3
 

@@ -13,10 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow import ServiceNowBackend
-from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
-from tests.receiver.tokens import flipped_signature
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, settings
 from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
+from tests.support.tokens import flipped_signature
 
 CALLS = "secure_export_servicenow_http_requests_total"
 TOKENS = "secure_export_servicenow_token_requests_total"

@@ -15,9 +15,10 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.markers import occurrence_marker
 from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
 from secure_export.routing import RoutingSubject, parse_routing
-from tests.receiver.harness import alert_body, start_receiver
 from tests.servicenow.helpers import VM_ID, alert_id, event, run, settings
 from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 RULE_TARGET = "cpu-high|" + VM_ID.lower()
 ROUTING = parse_routing(
