@@ -1,20 +1,7 @@
 """Pacing ServiceNow requests under its rate limit, learned from its 429 answers.
 
-ServiceNow's rate limit rules answer 429 with ``Retry-After`` once a user's request budget is spent.
-Retrying each refused request after ``Retry-After`` keeps nothing from being lost, but a client that
-keeps sending at full concurrency gets most of its requests refused, and each refused request costs
-its delivery a second or more. So the pacer learns the rate the instance allows:
-
-* on a 429, the requests that succeeded during the last second are what the instance allows per
-  second (when there were at least five): from then on requests are spaced evenly at that rate, and the
-  number in flight is lowered by a quarter (at most once per ``cooldown``; additive increase,
-  multiplicative decrease, as TCP does, never below one);
-* every success raises the in-flight limit by ``1/limit``; after ``probe_after`` seconds without a
-  429 the rate grows by 5 % a second, so a raised limit is found again.
-
-The refused request itself waits ``Retry-After`` (plus a little jitter, so the refused ones do not
-return in one burst) and is sent again, without costing the inbox row an attempt, until
-``rate_limit_wait_seconds`` of waiting are spent; then the dispatcher's own retry takes over.
+The rate and the in-flight limit adapt (additive increase, multiplicative decrease); a refused
+request waits ``Retry-After`` with jitter and is sent again. docs/servicenow.md, "Rate limits".
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""Routed fields for ServiceNow incidents: names from the routing file resolved to sys_ids, with a cache.
+"""Routing names (assignment group, business service, caller) resolved to sys_ids, with a cache.
 
-``assignmentGroup``, ``businessService`` and ``caller`` are given by name (what an admin sees) and
-looked up in ``sys_user_group``, ``cmdb_ci_service`` and ``sys_user`` (``user_name``, else ``name``).
-Hits and misses are cached for ``ttl`` seconds. A name that does not exist (or names several
-records) is remembered with when it was last needed: ``/readyz`` detail and the metric
-``secure_export_routing_unresolved_names`` show it, and the incident goes to the default group with a
-work note saying so: never parked for it, never dropped.
-
-Names reach ``sysparm_query`` only after the routing model refused ``^``, control characters and a
-``javascript:`` prefix (ServiceNow's encoded queries have no escape); ``fields`` values only ever go
-into the JSON body of the POST.
+A name that does not resolve is remembered for ``/readyz`` and the metric; the incident goes to the
+default group with a work note (docs/routing.md). Names reach ``sysparm_query`` only after the
+routing model refused what encoded queries cannot escape.
 """
 
 from __future__ import annotations

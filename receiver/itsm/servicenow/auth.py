@@ -17,19 +17,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from receiver.itsm.base import TransientBackendError
-from receiver.itsm.servicenow_settings import AuthMode, ServiceNowSettings
+from receiver.itsm.base import CredentialsRejected, TransientBackendError
+from receiver.itsm.servicenow.settings import AuthMode, ServiceNowSettings
 
 log = logging.getLogger("secure_export.servicenow")
-
-
-class CredentialsRejected(TransientBackendError):
-    """ServiceNow refused the configured credentials (401, or an OAuth error).
-
-    Transient on purpose: the alerts wait in the inbox until an operator fixes the credentials;
-    ``/readyz`` reports this reason meanwhile, and since the backend then reports not ready the
-    dispatcher pauses rather than counting the refused attempts toward its limit.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,29 +1,8 @@
 """A faithful local BMC Helix ITSM (AR System REST API): a real HTTP server on 127.0.0.1 for tests.
 
-What it reproduces, strictly, because the backend must get each of these right on a real server:
-
-* ``POST /api/jwt/login`` (form-encoded ``username``/``password``; the token as plain text; 401 with
-  AR error 623 otherwise), ``POST /api/jwt/logout``; every entry call needs exactly
-  ``Authorization: AR-JWT <token>``; tokens expire (:attr:`FakeBmc.token_lifetime`) or are revoked;
-* ``/api/arsys/v1/entry/{form}[/{id}]`` with percent-encoded form names and ids, only for the forms
-  the backend may use (``HPD:IncidentInterface_Create`` POST, ``HPD:IncidentInterface`` GET/PUT,
-  ``HPD:WorkLog`` POST/GET, ``BMC.CORE:BMC_BaseElement`` GET); any other form is AR error 303;
-* field names checked per form (AR error 314), including BMC's own spellings
-  (``Detailed_Decription`` on the create form, ``Detailed Decription`` on the interface form);
-  selection fields (Status, Impact, Urgency, Status_Reason, Reported Source, Service Type, work log
-  type) only take their documented values (306); required fields (326); 100-character summaries;
-* the qualification language of ``q``: ``'Field'`` operands with ``''`` escapes, ``"values"`` with
-  ``""`` escapes, numbers, ``$NULL$``, ``= != < > <= >= LIKE``, ``AND OR NOT`` and parentheses;
-  anything else is a syntax error (1587); every parsed qualification is kept for assertions;
-* ``fields=values(...)``, ``limit``, ``offset``; the ``{"entries": [{"values": ...}]}`` envelope;
-  201 with ``Location`` on create, 204 on update; AR error lists
-  ``[{"messageType", "messageNumber", "messageText", "messageAppendedText"}]``;
-* business rules: the customer must be a People record, ``z1D_Action=CREATE``, ``Assigned`` needs an
-  assigned group, ``Resolved`` needs a resolved ``Status_Reason`` and a ``Resolution``, ``Closed`` is
-  refused unless :attr:`FakeBmc.closing_allowed`, ``HPD_CI_ReconID`` must name a CI;
-* failure injection as in the local ServiceNow (:class:`tests.servicenow_fake.Fault`): status codes
-  (429/503 with ``Retry-After``), outages until ended, slow answers, connections dropped before or
-  after the request took effect.
+JWT login, the incident, work log and CMDB forms with their field names, selection values and
+required fields, the qualification language, BMC's business rules and the shared fault injection:
+docs/bmc-helix.md, "The local BMC Helix used by the tests".
 """
 
 from __future__ import annotations
@@ -32,19 +11,16 @@ import itertools
 import json
 import re
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from receiver.itsm.bmc_helix.settings import IMPACTS, REPORTED_SOURCES, RESOLVED_REASONS, SERVICE_TYPES, URGENCIES
-from tests.servicenow_fake import Fault, RecordedRequest
-from tests.servicenow_fake import _Handler as _BaseHandler
+from tests.itsm_fakes.loopback import Answer, Fault, LoopbackFake, RecordedRequest
 
 CHAR, DIARY, ENUM = "char", "diary", "enum"
 STATUSES = ("New", "Assigned", "In Progress", "Pending", "Resolved", "Closed", "Cancelled")
@@ -201,11 +177,13 @@ class Parsed:
     tree: Any
 
 
-class FakeBmc:
+class FakeBmc(LoopbackFake):
     """A local BMC Helix ITSM on 127.0.0.1 (port chosen by the OS); use as a context manager."""
 
+    thread_name = "fake-bmc"
+
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        super().__init__()
         self.users: dict[str, str] = {}
         self.people: set[tuple[str, str]] = set()
         self.tokens: dict[str, float] = {}
@@ -214,46 +192,10 @@ class FakeBmc:
         self.incidents: list[dict[str, Any]] = []
         self.worklogs: list[dict[str, Any]] = []
         self.cis: list[dict[str, Any]] = []
-        self.faults: list[Fault] = []
-        self.requests: list[RecordedRequest] = []
         self.qualifications: list[Parsed] = []
         self.logins: list[str] = []
         self.logouts: list[str] = []
         self._numbers = itertools.count(101)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> FakeBmc:
-        """Listen on a free loopback port and serve in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-bmc", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeBmc:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``."""
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- set-up and inspection ---------------------------------------------------------------
 
@@ -303,59 +245,14 @@ class FakeBmc:
                 if (m := _ENTRY.match(unquote(r.path))) and m["form"] == form and (method is None or r.method == method)
             ]
 
-    # -- faults (the same kinds as the local ServiceNow) -------------------------------------
-
-    def inject(self, fault: Fault) -> Fault:
-        """Add a fault; it applies to the next matching requests."""
-        with self._lock:
-            self.faults.append(fault)
-            return fault
-
-    def rate_limit(self, times: int, *, retry_after: int | str = 1, path_prefix: str = "/api/") -> Fault:
-        """The next ``times`` requests get 429 with ``Retry-After``."""
-        return self.inject(Fault("status", 429, retry_after=str(retry_after), remaining=times, path_prefix=path_prefix))
-
-    def start_outage(self, status: int = 503, *, retry_after: str | None = None, path_prefix: str = "/") -> Fault:
-        """Every request fails with ``status`` until :meth:`end_outage`."""
-        return self.inject(Fault("status", status, retry_after=retry_after, remaining=None, path_prefix=path_prefix))
-
-    def end_outage(self) -> None:
-        """End every outage started by :meth:`start_outage`."""
-        with self._lock:
-            self.faults = [f for f in self.faults if f.remaining is not None]
-
-    def drop_next(
-        self, times: int = 1, *, after_processing: bool = False, method: str | None = None, path_prefix: str = "/api/"
-    ) -> Fault:
-        """Close the connection without an answer, before or after the request took effect."""
-        return self.inject(
-            Fault("drop_after" if after_processing else "drop", remaining=times, method=method, path_prefix=path_prefix)
-        )
-
-    def slow_next(self, times: int, seconds: float, *, path_prefix: str = "/api/") -> Fault:
-        """Delay the next answers by ``seconds``."""
-        return self.inject(Fault("delay", seconds=seconds, remaining=times, path_prefix=path_prefix))
-
     def revoke_tokens(self) -> None:
         """Invalidate every issued token server-side (the client still believes in them)."""
         with self._lock:
             self.tokens = {token: 0.0 for token in self.tokens}
 
-    def take_fault(self, method: str, path: str) -> Fault | None:
-        """The first fault matching a request, used up by one."""
-        with self._lock:
-            for fault in self.faults:
-                if fault.matches(method, path):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    fault.hits += 1
-                    return fault
-            return None
-
-    def record(self, request: RecordedRequest) -> None:
-        """Keep a request for later assertions."""
-        with self._lock:
-            self.requests.append(request)
+    def fault_answer(self, fault: Fault) -> Answer:
+        """A 5xx maintenance page, or an AR error list (429, 503 with ``Retry-After``)."""
+        return _fault_answer(fault)
 
     # -- request handling --------------------------------------------------------------------
 
@@ -744,47 +641,6 @@ def _evaluate(tree: Any, row: Mapping[str, Any]) -> bool:
 
 
 # -- HTTP plumbing ----------------------------------------------------------------------------
-
-
-class _Handler(_BaseHandler):
-    fake: FakeBmc  # type: ignore[assignment]
-
-    def _serve(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        fault = self.fake.take_fault(method, parts.path)
-        if fault is not None and fault.kind == "delay":
-            time.sleep(fault.seconds)
-            fault = None
-        if fault is not None and fault.kind == "drop":
-            self._drop(method, parts.path, params, raw)
-            return
-        if fault is not None and fault.kind == "status":
-            status, extra, body = _fault_answer(fault)
-        else:
-            status, extra, body = self.fake.handle(method, parts.path, params, headers, raw)
-        try:
-            parsed: Any = json.loads(raw) if raw and "json" in headers.get("content-type", "") else raw.decode()
-        except ValueError:
-            parsed = raw.decode(errors="replace")
-        self.fake.record(
-            RecordedRequest(
-                method, parts.path, params, parsed, status, headers.get("authorization", "").partition(" ")[0]
-            )
-        )
-        if fault is not None and fault.kind == "drop_after":
-            self._drop(method, parts.path, params, raw, recorded=True)
-            return
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
 
 
 def _fault_answer(fault: Fault) -> tuple[int, dict[str, str], bytes]:

@@ -1,41 +1,8 @@
 """A faithful local ServiceNow instance: a real HTTP server on 127.0.0.1 for tests.
 
-What it reproduces, because the backend must cope with each of these on a real instance:
-
-* Table API on ``/api/now[/v1|/v2]/table/{table}[/{sys_id}]``: GET list/record, POST (201 and
-  ``Location``), PATCH/PUT, DELETE; the ``{"result": …}`` and ``{"error": {"message", "detail"},
-  "status": "failure"}`` envelopes; ``Accept``/``Content-Type`` checks;
-* ``sysparm_query`` with ``=``, ``!=``, ``LIKE``, ``NOT LIKE`` (spelt with a space, as ServiceNow's
-  operator reference spells "does not contain"; ``NOTLIKE`` is not in that reference and is dropped
-  like any part the stand-in cannot parse), ``STARTSWITH``, ``ENDSWITH``, ``IN``,
-  ``ISEMPTY``, ``ISNOTEMPTY``, ``^``, ``^OR`` (binding tighter than ``^``), ``^NQ``, ``ORDERBY``/
-  ``ORDERBYDESC`` — and the *silent dropping* of conditions on unknown fields; values beginning
-  ``javascript:`` are "evaluated" (recorded in :attr:`FakeServiceNow.scripts_evaluated`, yield ``""``);
-  string comparison is case-insensitive as on a MariaDB-backed instance;
-* ``sysparm_fields`` (unknown names ignored), ``sysparm_limit``, ``sysparm_offset``,
-  ``sysparm_display_value`` (``true``/``false``/``all``), ``sysparm_exclude_reference_link``;
-* tables ``incident``, ``cmdb_ci``, ``sys_choice``, ``em_event``, ``sys_user``, ``sys_user_group``,
-  ``sys_journal_field``; journal fields (``work_notes``, ``comments``) are written to
-  ``sys_journal_field`` and read back as ``""``; ``priority`` is computed from impact × urgency;
-* read ACLs (:meth:`FakeServiceNow.hide`): a table or some of its rows the integration user may not
-  read are left out of a list answer, which stays **200** with an empty or partial ``result`` (the
-  limit is applied before the ACL, so a page can be short while more rows follow); a record read
-  answers 404 "Record doesn't exist or ACL restricts the record retrieval". ServiceNow answers 403
-  only when a query filters on a field the user may not read, or for a write;
-* choice values: a ``close_code`` that is not an active ``sys_choice`` is dropped silently on write
-  (:attr:`FakeServiceNow.checked_choices`);
-* business rules: ``state=6`` without ``close_code`` and ``close_notes`` is refused with 403, as the
-  stock "Make close info mandatory when resolved or closed" data policy does through REST
-  (:attr:`FakeServiceNow.close_info_policy`, see docs/servicenow.md); ``state=7`` (Closed) is refused
-  with 403 unless :attr:`closing_allowed`;
-* Event Management ``POST /api/global/em/jsonv2`` inserting ``em_event`` rows;
-* basic auth and OAuth (``/oauth_token.do``: password, client_credentials and refresh_token grants),
-  401 envelopes, tokens that expire or are revoked;
-* injectable faults: status codes (429 with ``Retry-After`` and rate-limit headers, 503 HTML pages),
-  outages that last until the test ends them, slow answers, and connections dropped before or after
-  the request was processed.
-
-The test drives it from Python; every method is thread-safe (the server runs in its own thread).
+Table API, encoded queries (unknown parts dropped silently, as ServiceNow does), journal fields,
+read ACLs, data policies, basic auth and OAuth, Event Management, injectable faults: the list is in
+docs/servicenow.md, "The local ServiceNow used by the tests". Every method is thread-safe.
 """
 
 from __future__ import annotations
@@ -45,16 +12,15 @@ import itertools
 import json
 import re
 import secrets
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+from tests.itsm_fakes.loopback import Answer, Fault, LoopbackFake, RecordedRequest
 
 REFERENCE = "reference"
 JOURNAL = "journal"
@@ -208,39 +174,6 @@ def _now() -> str:
 
 
 @dataclass
-class Fault:
-    """One injected misbehaviour; ``remaining=None`` lasts until removed (an outage)."""
-
-    kind: str
-    """``status``, ``drop`` (before processing), ``drop_after`` (processed, answer lost) or ``delay``."""
-    status: int = 503
-    retry_after: str | None = None
-    seconds: float = 0.0
-    remaining: int | None = 1
-    path_prefix: str = "/"
-    method: str | None = None
-    hits: int = 0
-
-    def matches(self, method: str, path: str) -> bool:
-        """Whether this fault applies to a request."""
-        if self.remaining is not None and self.remaining <= 0:
-            return False
-        return path.startswith(self.path_prefix) and (self.method is None or self.method == method)
-
-
-@dataclass
-class RecordedRequest:
-    """A request as the fake saw it (for assertions about what the client sent)."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    body: Any
-    status: int
-    auth: str = ""
-
-
-@dataclass
 class _Token:
     username: str | None
     client_id: str
@@ -262,12 +195,14 @@ class _Query:
     order: list[tuple[str, bool]] = field(default_factory=list)
 
 
-class FakeServiceNow:
+class FakeServiceNow(LoopbackFake):
     """A local ServiceNow instance on 127.0.0.1 (port chosen by the OS); use as a context manager."""
 
+    thread_name = "fake-servicenow"
+
     def __init__(self, *, instance_name: str = "fake") -> None:
+        super().__init__()
         self.instance_name = instance_name
-        self._lock = threading.RLock()
         self.tables: dict[str, list[dict[str, str]]] = {name: [] for name in SCHEMAS}
         self.users: dict[str, str] = {}
         self.oauth_clients: dict[str, str] = {}
@@ -287,8 +222,6 @@ class FakeServiceNow:
         """Read ACLs by table: ``None`` hides every row, a predicate hides the rows it is true for."""
         self.mandatory_on_insert: set[str] = set()
         """Incident fields a data policy makes mandatory on insert (403 when missing)."""
-        self.faults: list[Fault] = []
-        self.requests: list[RecordedRequest] = []
         self.scripts_evaluated: list[str] = []
         self._numbers = itertools.count(10001)
         self.response_delay = 0.0
@@ -298,8 +231,6 @@ class FakeServiceNow:
         self.throttled = 0
         """429 answers the throttle gave."""
         self._throttle_window: list[float] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         for sequence, code in enumerate(CURRENT_CLOSE_CODES):
             self.insert(
                 "sys_choice",
@@ -324,39 +255,6 @@ class FakeServiceNow:
                 "language": "en",
             },
         )
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> FakeServiceNow:
-        """Listen on a free loopback port and serve in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-servicenow", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeServiceNow:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``."""
-        assert self._server is not None, "start() the fake first"
-        port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -400,25 +298,6 @@ class FakeServiceNow:
 
     # -- faults ------------------------------------------------------------------------------
 
-    def inject(self, fault: Fault) -> Fault:
-        """Add a fault; it applies to the next matching requests."""
-        with self._lock:
-            self.faults.append(fault)
-            return fault
-
-    def rate_limit(self, times: int, *, retry_after: int | str = 1, path_prefix: str = "/api/") -> Fault:
-        """The next ``times`` API requests get 429 with ``Retry-After``."""
-        return self.inject(Fault("status", 429, retry_after=str(retry_after), remaining=times, path_prefix=path_prefix))
-
-    def start_outage(self, status: int = 503, *, path_prefix: str = "/") -> Fault:
-        """Every request fails with ``status`` until :meth:`end_outage`."""
-        return self.inject(Fault("status", status, remaining=None, path_prefix=path_prefix))
-
-    def end_outage(self) -> None:
-        """End every outage started by :meth:`start_outage`."""
-        with self._lock:
-            self.faults = [f for f in self.faults if f.remaining is not None]
-
     def throttle(self, per_second: float | None, *, delay: float = 0.0) -> None:
         """Allow ``per_second`` API requests in any one-second window (429 with ``Retry-After`` beyond);
         every answer takes ``delay`` seconds. ``None`` lifts the limit."""
@@ -439,17 +318,6 @@ class FakeServiceNow:
                 return max(0.0, 1.0 - (now - self._throttle_window[0]))
             self._throttle_window.append(now)
             return None
-
-    def drop_next(
-        self, times: int = 1, *, after_processing: bool = False, method: str | None = None, path_prefix: str = "/api/"
-    ) -> Fault:
-        """Close the connection without an answer, before or after the request took effect."""
-        kind = "drop_after" if after_processing else "drop"
-        return self.inject(Fault(kind, remaining=times, method=method, path_prefix=path_prefix))
-
-    def slow_next(self, times: int, seconds: float, *, path_prefix: str = "/api/") -> Fault:
-        """Delay the next answers by ``seconds``."""
-        return self.inject(Fault("delay", seconds=seconds, remaining=times, path_prefix=path_prefix))
 
     def hide(self, table: str, rows: Callable[[Mapping[str, str]], bool] | None = None) -> None:
         """A read ACL: hide ``table`` (every row, or those ``rows`` is true for) from API reads.
@@ -487,15 +355,21 @@ class FakeServiceNow:
                     out.append(r)
             return out
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.matches(method, path):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    fault.hits += 1
-                    return fault
-            return None
+    def before_answer(self, path: str, fault: Fault | None) -> Fault | None:
+        """A slow instance (:attr:`response_delay`) and its rate limit (:meth:`throttle`) on API paths."""
+        if not path.startswith("/api/"):
+            return fault
+        if self.response_delay:
+            time.sleep(self.response_delay)
+        wait = self._over_limit()
+        if wait is not None and fault is None:
+            # Retry-After in whole seconds, as ServiceNow sends it (rounded up, at least 1).
+            return Fault("status", 429, retry_after=str(max(1, int(wait + 0.999))), remaining=0)
+        return fault
+
+    def fault_answer(self, fault: Fault) -> Answer:
+        """429 with ServiceNow's rate limit headers, a 5xx HTML page, or the error envelope."""
+        return _fault_answer(fault)
 
     # -- request handling (called from the server threads) -----------------------------------
 
@@ -556,11 +430,6 @@ class FakeServiceNow:
                 self.tables[table].remove(row)
                 return 204, {}, b""
             return _error(405, "Method not Supported", f"{method} is not supported for this resource")
-
-    def record(self, request: RecordedRequest) -> None:
-        """Keep a request for later assertions."""
-        with self._lock:
-            self.requests.append(request)
 
     def _authenticate(self, header: str) -> str | None:
         scheme, _, value = header.partition(" ")
@@ -830,84 +699,6 @@ class FakeServiceNow:
                 self.insert("em_event", values | {"state": "Ready", "sys_created_by": who})
                 count += 1
         return _json(200, {"result": {"Default Bulk Endpoint": f"{count} events were inserted"}})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeServiceNow
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes; avoid 40 ms delayed-ACK stalls
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._serve("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._serve("PATCH")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        fault = self.fake._take_fault(method, parts.path)
-        if self.fake.response_delay and parts.path.startswith("/api/"):
-            time.sleep(self.fake.response_delay)
-        wait = self.fake._over_limit() if parts.path.startswith("/api/") else None
-        if wait is not None and fault is None:
-            # Retry-After in whole seconds, as ServiceNow sends it (rounded up, at least 1).
-            fault = Fault("status", 429, retry_after=str(max(1, int(wait + 0.999))), remaining=0)
-        if fault is not None and fault.kind == "delay":
-            time.sleep(fault.seconds)
-            fault = None
-        if fault is not None and fault.kind == "drop":
-            self._drop(method, parts.path, params, raw)
-            return
-        if fault is not None and fault.kind == "status":
-            status, extra, body = _fault_answer(fault)
-        else:
-            status, extra, body = self.fake.handle(method, parts.path, params, headers, raw)
-        try:
-            parsed_body: Any = (
-                json.loads(raw) if raw and "json" in headers.get("content-type", "") else raw.decode(errors="replace")
-            )
-        except ValueError:
-            parsed_body = raw.decode(errors="replace")
-        self.fake.record(
-            RecordedRequest(
-                method, parts.path, params, parsed_body, status, headers.get("authorization", "").partition(" ")[0]
-            )
-        )
-        if fault is not None and fault.kind == "drop_after":
-            self._drop(method, parts.path, params, raw, recorded=True)
-            return
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-
-    def _drop(self, method: str, path: str, params: dict[str, str], raw: bytes, *, recorded: bool = False) -> None:
-        if not recorded:
-            self.fake.record(RecordedRequest(method, path, params, raw.decode(errors="replace"), 0))
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _fault_answer(fault: Fault) -> tuple[int, dict[str, str], bytes]:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from receiver.urls import is_loopback_host
+from receiver.itsm import backend_settings
+from receiver.itsm.backend_settings import SEVERITIES, BackendSettingsError, RestBackendSettings
 
 ENV_PREFIX = "SECURE_EXPORT_SERVICENOW_"
-
-SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[0-9a-f]{32}")
@@ -60,14 +59,14 @@ DEFAULT_EVENT_SEVERITY_MAP: dict[str, int] = {"Sev0": 1, "Sev1": 2, "Sev2": 4, "
 """Azure severity to ``em_event.severity``, as ServiceNow's own Azure Monitor connector maps it."""
 
 
-class ServiceNowSettingsError(ValueError):
+class ServiceNowSettingsError(BackendSettingsError):
     """The ``SECURE_EXPORT_SERVICENOW_*`` configuration is invalid; the message names the variables."""
 
 
-class ServiceNowSettings(BaseSettings):
+class ServiceNowSettings(RestBackendSettings):
     """Every setting of the ServiceNow backend (environment ``SECURE_EXPORT_SERVICENOW_<NAME>``)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     url: str
     """Instance base URL, e.g. ``https://acme.service-now.com``; plain ``http`` only for loopback."""
@@ -102,33 +101,19 @@ class ServiceNowSettings(BaseSettings):
     """JSON such as ``{"Sev1": {"impact": 1, "urgency": 1}}``; severities left out keep the default."""
     event_severity_map: dict[str, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
     event_source: str = "Azure Monitor"
-    unknown_severity: str = "Sev3"
-    """Severity assumed when Azure sends none (budget alerts)."""
-
-    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
-    connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
-    retry_after_cap_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
     rate_limit_wait_seconds: Annotated[float, Field(ge=0, le=300)] = 20.0
     """A request refused with 429 waits ``Retry-After`` and is sent again until this much waiting is spent
     (below the dispatcher's 30 s apply timeout); then the delivery is retried later like any failure."""
-    ci_cache_ttl_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
-    readiness_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
-    readiness_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
-    """Budget of the ``/readyz`` probe; the receiver gives a backend 3 s in all."""
-    token_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
-    max_connections: Annotated[int, Field(ge=1, le=100)] = 10
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute https URL such as https://acme.service-now.com")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("must use https: credentials would travel in clear text")
-        if parts.query or parts.fragment or parts.username:
-            raise ValueError("must be the instance base URL, without query, fragment or credentials")
-        return value.strip().rstrip("/")
+        return backend_settings.base_url(
+            value,
+            example="https://acme.service-now.com",
+            what="the instance base URL, without query, fragment or credentials",
+            allow_path=True,
+        )
 
     @field_validator("ci_lookup_field", "ci_table")
     @classmethod
@@ -145,27 +130,20 @@ class ServiceNowSettings(BaseSettings):
             raise ValueError("must be a 32-character hex sys_id")
         return value
 
+    @field_validator("severity_map", "event_severity_map", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return backend_settings.json_value(value, '{"Sev1": {"impact": 1, "urgency": 1}}')
+
     @field_validator("severity_map", "event_severity_map")
     @classmethod
     def _severities(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - set(SEVERITIES))
-        if unknown:
-            raise ValueError(f"unknown severities {unknown}; use {', '.join(SEVERITIES)}")
-        return value
-
-    @field_validator("unknown_severity")
-    @classmethod
-    def _unknown_severity(cls, value: str) -> str:
-        if value not in SEVERITIES:
-            raise ValueError(f"must be one of {', '.join(SEVERITIES)}")
-        return value
+        return backend_settings.severity_keys(value)
 
     @field_validator("close_code", "event_source")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value.strip()
+        return backend_settings.not_blank(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -205,7 +183,8 @@ class ServiceNowSettings(BaseSettings):
             raise ValueError("OAuth client credentials need SECURE_EXPORT_SERVICENOW_CLIENT_ID and _CLIENT_SECRET")
         if mode is AuthMode.OAUTH_PASSWORD and not (have_user and have_client):
             raise ValueError(
-                "the OAuth password grant needs SECURE_EXPORT_SERVICENOW_CLIENT_ID, _CLIENT_SECRET, _USERNAME and _PASSWORD"
+                "the OAuth password grant needs SECURE_EXPORT_SERVICENOW_CLIENT_ID, _CLIENT_SECRET, "
+                "_USERNAME and _PASSWORD"
             )
         return self
 
@@ -238,12 +217,24 @@ class ServiceNowSettings(BaseSettings):
         return self.event_severity_map.get(key) or DEFAULT_EVENT_SEVERITY_MAP[key]
 
     @classmethod
-    def load(cls, **overrides: Any) -> ServiceNowSettings:
-        """Read and validate the environment; raise :class:`ServiceNowSettingsError` naming each bad variable."""
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServiceNowSettings:
+        """Read and validate the environment (or only ``environ``).
+
+        Raises :class:`ServiceNowSettingsError` naming each bad variable.
+        """
         try:
-            return cls(**overrides)
+            return backend_settings.load(cls, ENV_PREFIX, environ, overrides)
         except ValidationError as error:
-            raise ServiceNowSettingsError(describe_validation_error(error)) from None
+            raise ServiceNowSettingsError(problem_lines(error), "invalid ServiceNow configuration:") from None
+
+
+def problems(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per bad ``SECURE_EXPORT_SERVICENOW_*`` variable (the process environment, or only ``environ``)."""
+    try:
+        ServiceNowSettings.load(environ)
+    except ServiceNowSettingsError as error:
+        return error.problems
+    return []
 
 
 def read_secret_file(path: str, variable: str) -> str:
@@ -264,20 +255,6 @@ _SECRET_FIELDS = frozenset({"password", "client_secret", "username", "client_id"
 
 def problem_lines(error: ValidationError) -> list[str]:
     """One line per problem, naming the environment variable; values are echoed except credentials."""
-    lines = []
-    for item in error.errors(include_url=False):
-        field = str(item["loc"][0]) if item["loc"] else ""
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "SECURE_EXPORT_SERVICENOW_*"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        given = item.get("input")
-        if item["type"] == "missing":
-            message = "is required"
-        elif field and field not in _SECRET_FIELDS and isinstance(given, str | int | float) and "got " not in message:
-            message += f" (got {given!r})"
-        lines.append(f"{name}: {message}")
-    return list(dict.fromkeys(lines))
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """Every problem on its own line, naming the variable and never echoing a credential."""
-    return "invalid ServiceNow configuration:\n" + "\n".join(problem_lines(error))
+    return backend_settings.problem_lines(
+        error, ENV_PREFIX, missing="is required", echoed=ServiceNowSettings.model_fields, secret=_SECRET_FIELDS
+    )

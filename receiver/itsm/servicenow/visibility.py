@@ -1,11 +1,7 @@
 """Whether the ServiceNow integration user can read back the incidents it creates.
 
-A read ACL on ``incident`` does not make ServiceNow answer 403: queries answer 200 with the rows
-the user may not see left out. The backend would then never find the open incident of a key and
-would open a new one for every delivery. The first incident the backend creates is looked up
-again; while it cannot be found, :meth:`IncidentVisibility.problem` names the fix, the backend
-refuses work (transient: alerts wait in the inbox) and reports itself not ready, so the dispatcher
-pauses instead of filling ServiceNow with duplicates. The check is repeated until it passes.
+A read ACL hides rows without a 403; until the first created incident is found again, the backend
+refuses work and reports not ready (docs/servicenow.md, "Read ACLs").
 """
 
 from __future__ import annotations
