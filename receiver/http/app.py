@@ -27,6 +27,7 @@ from receiver.http.state import ReceiverState
 from receiver.itsm.base import Backend, BackendCounters
 from receiver.observability.metrics import ReceiverMetrics
 from receiver.settings import ReceiverSettings
+from secure_export.contract import ALERTS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class ReceiverApp(Starlette):
         self._alerts = alerts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/api/alerts" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["path"] == ALERTS_PATH and scope["method"] == "POST":
             scope["app"] = self
             await self._alerts(scope, receive, send)
             return
@@ -170,12 +171,12 @@ def create_app(
         *ops_routes(state, loopback_only=not split),
     ]
     public = [
-        Route("/api/alerts", endpoint, methods=["POST"]),
+        Route(ALERTS_PATH, endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz_endpoint(state, detailed=False), methods=["GET", "HEAD"]),
     ]
     app = ReceiverApp(
-        alerts=ErrorGuard.for_handler(endpoint.handle, state, "/api/alerts"),
+        alerts=ErrorGuard.for_handler(endpoint.handle, state, ALERTS_PATH),
         routes=public if split else [public[0], *operations],
         middleware=[Middleware(ErrorGuard, state=state)],
         exception_handlers={HTTPException: http_exception},
