@@ -12,11 +12,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ENV_PREFIX = "SECURE_EXPORT_"
-AZNS_WEBHOOK_APP_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-"""Client id of Microsoft's first-party *AzNS AAD Webhook* application: the caller of secure webhooks."""
+from secure_export.contract import (
+    AZNS_AAD_WEBHOOK_CLIENT_ID,
+    LOCAL_DB_PATH,
+    SECURE_WEBHOOK_ROLE,
+    SEVERITIES,
+    VARIABLE_PREFIX,
+)
+
 DEFAULT_JWKS_URI = "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
-SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 DEFAULT_PRIORITY_MAP: dict[str, int] = {"Sev0": 1, "Sev1": 2, "Sev2": 3, "Sev3": 4, "Sev4": 5}
 
 _TENANT_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -37,21 +41,21 @@ def _split_csv(value: Any) -> Any:
 class ReceiverSettings(BaseSettings):
     """Validated receiver configuration (environment variables ``SECURE_EXPORT_<FIELD>``)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=VARIABLE_PREFIX, case_sensitive=False, extra="ignore", frozen=True)
 
     # --- contract variables (docs/design.md) -------------------------------------------------
     tenant_id: str
     """The Azure AD tenant (GUID) whose tokens are accepted."""
     audiences: Annotated[frozenset[str], NoDecode]
     """Accepted ``aud`` values: the application's identifier URI and/or client id."""
-    allowed_callers: Annotated[frozenset[str], NoDecode] = frozenset({AZNS_WEBHOOK_APP_ID})
+    allowed_callers: Annotated[frozenset[str], NoDecode] = frozenset({AZNS_AAD_WEBHOOK_CLIENT_ID})
     """Accepted ``appid`` (v1) / ``azp`` (v2): by default only Azure's action groups."""
     allowed_subscriptions: Annotated[frozenset[str] | None, NoDecode] = None
     """Subscription ids whose alerts are accepted (lower-cased); ``None`` accepts all."""
-    required_role: str = "ActionGroupsSecureWebhook"
+    required_role: str = SECURE_WEBHOOK_ROLE
     jwks_uri: str = ""
     """Signing keys; empty means the tenant's Azure AD v2.0 key set (filled in after validation)."""
-    db: str = "./secure-export.db"
+    db: str = LOCAL_DB_PATH
     """An SQLite file (one replica), or a ``postgresql://`` libpq URL (several replicas; docs/postgresql.md)."""
     db_auth: Literal["password", "entra"] = "password"
     """PostgreSQL only: ``password`` (from the URL or ``PGPASSWORD``) or ``entra`` (the managed identity's token)."""
@@ -239,7 +243,7 @@ class ReceiverSettings(BaseSettings):
 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
-    return ENV_PREFIX + field.upper()
+    return VARIABLE_PREFIX + field.upper()
 
 
 _NOT_ECHOED = frozenset({"db"})
@@ -303,7 +307,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     known = known_variables()
     known_set = set(known)
     lines = []
-    for name in sorted(key.upper() for key in environ if key.upper().startswith(ENV_PREFIX)):
+    for name in sorted(key.upper() for key in environ if key.upper().startswith(VARIABLE_PREFIX)):
         if name in known_set:
             continue
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
@@ -343,7 +347,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
 
     source = os.environ if environ is None else environ
     values = {
-        key[len(ENV_PREFIX) :].lower(): value for key, value in source.items() if key.upper().startswith(ENV_PREFIX)
+        key[len(VARIABLE_PREFIX) :].lower(): value
+        for key, value in source.items()
+        if key.upper().startswith(VARIABLE_PREFIX)
     }
     problems: list[str] = []
     settings: ReceiverSettings | None = None

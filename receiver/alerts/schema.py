@@ -27,6 +27,7 @@ COMMON_ALERT_SCHEMA_ID = "azureMonitorCommonAlertSchema"
 MAX_DEPTH = 64
 """Deepest nesting of objects/arrays accepted. Real payloads nest about 8 levels."""
 
+# The values of secure_export.contract.SEVERITIES, spelled out because a type needs literals (a test holds them equal).
 Severity = Literal["Sev0", "Sev1", "Sev2", "Sev3", "Sev4"]
 
 

@@ -15,11 +15,10 @@ import jwt
 
 from receiver.auth.errors import AuthError, KeySetNotCurrent
 from receiver.auth.jwks import MAX_KID_LENGTH, JwksCache
+from secure_export.contract import SECURE_WEBHOOK_ROLE
 
 log = logging.getLogger(__name__)
 
-AZNS_APP_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-"""Microsoft's first-party *AzNS AAD Webhook* application: the default allowed caller."""
 
 MAX_TOKEN_LENGTH = 16 * 1024
 """Entra access tokens are 1–3 KB; anything this large is refused before it is parsed."""
@@ -38,7 +37,7 @@ class AuthPolicy:
     audiences: frozenset[str]
     allowed_callers: frozenset[str]
     """``appid`` (v1) / ``azp`` (v2) values accepted."""
-    required_role: str = "ActionGroupsSecureWebhook"
+    required_role: str = SECURE_WEBHOOK_ROLE
     clock_skew_seconds: float = 60.0
     """Leeway applied to ``exp``, ``nbf`` and ``iat`` (0..600 s; Microsoft.IdentityModel defaults to 300)."""
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from receiver.cli.listings import cmdb, work_items
 from receiver.cli.operations import discard_command, replay_command, trace_command
-from receiver.cli.options import DEFAULT_HOST, DEFAULT_PORT, parse_args
+from receiver.cli.options import DEFAULT_HOST, parse_args
+from secure_export.contract import RECEIVER_PORT
 
 
 def main(command: str, argv: list[str]) -> int:
@@ -48,7 +49,7 @@ def _serve(argv: list[str]) -> int:
         ),
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=int, default=RECEIVER_PORT, help=f"TCP port (default {RECEIVER_PORT})")
     args = parse_args(parser, argv)
     if isinstance(args, int):
         return args

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from receiver.cli.operations import close_work_item_command
-from receiver.cli.options import DB_ENV, database_argument, listing_parser, parse_args
+from receiver.cli.options import database_argument, listing_parser, parse_args
 from receiver.cli.tables import print_configuration_items, print_json, print_parked, print_work_items
+from secure_export.contract import ENV_DB
 
 
 def work_items(argv: list[str]) -> int:
@@ -129,13 +130,13 @@ def _read(prog: str, db: str, show: Callable[[], None]) -> int:
         if not _is_ours(db):
             sys.stderr.write(
                 f"{prog}: {db!r} is not a secure-export database (it has neither an inbox nor work items); "
-                f"check --db or ${DB_ENV}\n"
+                f"check --db or ${ENV_DB}\n"
             )
             return 1
         show()
     except DatabaseNotFoundError:
         sys.stderr.write(
-            f"{prog}: no database at {db!r}. Point --db (or ${DB_ENV}) at the receiver's SQLite "
+            f"{prog}: no database at {db!r}. Point --db (or ${ENV_DB}) at the receiver's SQLite "
             "file; it is created by 'secure-export serve' or kept by 'secure-export demo --db PATH'.\n"
         )
         return 1

@@ -6,16 +6,9 @@ import argparse
 import os
 import sys
 
-DEFAULT_DB = "./secure-export.db"
-
-
-DB_ENV = "SECURE_EXPORT_DB"
-
+from secure_export.contract import ENV_DB, LOCAL_DB_PATH
 
 DEFAULT_HOST = "127.0.0.1"
-
-
-DEFAULT_PORT = 8080
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
@@ -34,7 +27,7 @@ def listing_parser(prog: str, description: str) -> argparse.ArgumentParser:
         "--db",
         metavar="PATH",
         default=None,
-        help=f"SQLite file to read (default: ${DB_ENV}, else {DEFAULT_DB})",
+        help=f"SQLite file to read (default: ${ENV_DB}, else {LOCAL_DB_PATH})",
     )
     return parser
 
@@ -44,15 +37,15 @@ def db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         metavar="PATH",
         default=None,
-        help=f"the receiver's SQLite file or postgresql:// URL (default: ${DB_ENV}, else {DEFAULT_DB})",
+        help=f"the receiver's SQLite file or postgresql:// URL (default: ${ENV_DB}, else {LOCAL_DB_PATH})",
     )
 
 
 def resolve_db(value: str | None) -> str:
-    return value or os.environ.get(DB_ENV) or DEFAULT_DB
+    return value or os.environ.get(ENV_DB) or LOCAL_DB_PATH
 
 
-def checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f"--db / ${DB_ENV}") -> str | int:
+def checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f"--db / ${ENV_DB}") -> str | int:
     """``value`` as a SQLite file path, or exit status 2 after one line saying why it is refused.
 
     The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.storage.location`); ``new_file``

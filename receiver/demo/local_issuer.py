@@ -20,8 +20,10 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+
 __all__ = [
-    "AZNS_APP_ID",
+    "AZNS_AAD_WEBHOOK_CLIENT_ID",
     "DEMO_CLIENT_ID",
     "DEMO_TENANT_ID",
     "LocalIssuer",
@@ -37,13 +39,9 @@ DEMO_TENANT_ID = "5e1f0c2a-7d3b-4a6e-9c8f-0b1d2e3f4a5b"
 DEMO_CLIENT_ID = "0f6c9a1e-2b4d-4e8f-a3c5-7d9e1b2c4f60"
 """Client id of the demo receiver application: the ``aud`` of v2 tokens (made up)."""
 
-AZNS_APP_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-"""Client id of Microsoft's first-party *AzNS AAD Webhook* app: ``appid`` (v1) / ``azp`` (v2)."""
 
 AZNS_OBJECT_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 """Object id of the AzNS service principal in the demo tenant: the ``oid``/``sub`` of its tokens."""
-
-ROLE = "ActionGroupsSecureWebhook"
 
 
 def _b64url_uint(value: int) -> str:
@@ -108,7 +106,7 @@ class LocalIssuer:
         audience: str = "api://secure-export-demo",
         *,
         client_id: str = DEMO_CLIENT_ID,
-        caller_app_id: str = AZNS_APP_ID,
+        caller_app_id: str = AZNS_AAD_WEBHOOK_CLIENT_ID,
         caller_object_id: str = AZNS_OBJECT_ID,
         key_size: int = 2048,
         clock: Callable[[], float] = time.time,
@@ -277,7 +275,7 @@ class LocalIssuer:
             "idp": f"https://sts.windows.net/{self.tenant_id}/",
             "oid": self.caller_object_id,
             "rh": "0.local-issuer.",
-            "roles": [ROLE],
+            "roles": [SECURE_WEBHOOK_ROLE],
             "sub": self.caller_object_id,
             "tid": self.tenant_id,
             "uti": base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii"),

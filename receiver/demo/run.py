@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import httpx
 
 from receiver.demo.alerts import DEMO_ROUTING, DEMO_SUBSCRIPTION_ID, DemoAlert, demo_alerts, refire
+from secure_export.contract import ALERTS_PATH
 
 APPLY_TIMEOUT_SECONDS = 10.0
 """How long to wait for the dispatcher to apply everything before declaring failure."""
@@ -229,7 +230,7 @@ def _deliveries(alerts: list[DemoAlert]) -> Iterator[_Delivery]:
 
 def _post(client: httpx.Client, payload: dict[str, Any], token: str) -> httpx.Response:
     return client.post(
-        "/api/alerts",
+        ALERTS_PATH,
         content=json.dumps(payload).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )

@@ -24,9 +24,10 @@ from receiver.http.lifespan import receiver_lifespan
 from receiver.http.probes import healthz, metrics_endpoint, readyz_endpoint
 from receiver.http.responses import ASGIApp, Message, Receive, Scope, Send, http_exception
 from receiver.http.state import ReceiverState
-from receiver.itsm.base import Backend
+from receiver.itsm.base import Backend, BackendCounters
 from receiver.observability.metrics import ReceiverMetrics
 from receiver.settings import ReceiverSettings
+from secure_export.contract import ALERTS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class ReceiverApp(Starlette):
         self._alerts = alerts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/api/alerts" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["path"] == ALERTS_PATH and scope["method"] == "POST":
             scope["app"] = self
             await self._alerts(scope, receive, send)
             return
@@ -166,12 +167,12 @@ def create_app(
         *ops_routes(state, loopback_only=not split),
     ]
     public = [
-        Route("/api/alerts", endpoint, methods=["POST"]),
+        Route(ALERTS_PATH, endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz_endpoint(state, detailed=False), methods=["GET", "HEAD"]),
     ]
     app = ReceiverApp(
-        alerts=ErrorGuard.for_handler(endpoint.handle, state, "/api/alerts"),
+        alerts=ErrorGuard.for_handler(endpoint.handle, state, ALERTS_PATH),
         routes=public if split else [public[0], *operations],
         middleware=[Middleware(ErrorGuard, state=state)],
         exception_handlers={HTTPException: http_exception},
@@ -189,10 +190,11 @@ def create_app(
         else None
     )
     metrics.bind_requests(lambda: state.in_flight)
-    # Hook for backends with metrics of their own (e.g. ITSM HTTP calls by table and status):
-    # they register collectors on this app's registry, never on the global default one.
-    bind_metrics = getattr(backend, "bind_metrics", None)
-    if callable(bind_metrics):
-        bind_metrics(metrics.registry)
+    # A backend with metrics of its own (ServiceNow, BMC Helix) publishes them on this app's registry,
+    # never on the global default one, through the typed BackendCounters interface.
+    if isinstance(backend, BackendCounters):
+        from receiver.itsm.counters import register_counters
+
+        register_counters(metrics.registry, backend)
     app.state.receiver = state
     return app

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import uvicorn
 
 from receiver.settings import ReceiverSettings, SettingsError, load_settings
+from secure_export.contract import RECEIVER_PORT
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def run(
     settings: ReceiverSettings,
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
+    port: int = RECEIVER_PORT,
     backend: Any = None,
     sock: socket.socket | None = None,
     ops_sock: socket.socket | None = None,
@@ -249,7 +250,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(host: str = "127.0.0.1", port: int = 8080) -> int:
+def serve(host: str = "127.0.0.1", port: int = RECEIVER_PORT) -> int:
     """``secure-export serve``: configuration from the environment; returns the exit code.
 
     Exit codes: 0 after a clean shutdown, 2 for invalid configuration (each bad variable named on
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m receiver.http.server [--host H] [--port P]``."""
     parser = argparse.ArgumentParser(prog="python -m receiver.http.server", description="Run the receiver.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=RECEIVER_PORT)
     args = parser.parse_args(argv)
     return serve(args.host, args.port)
 

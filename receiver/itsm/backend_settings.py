@@ -17,8 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from receiver.urls import is_loopback_host
-
-SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
+from secure_export.contract import SEVERITIES
 
 Settings = TypeVar("Settings", bound=BaseSettings)
 

@@ -1,6 +1,6 @@
 """Publishes a backend's :class:`~receiver.itsm.base.BackendCounters` on a Prometheus registry.
 
-Imported only by a receiver that serves metrics (``bind_metrics``), so a backend never needs
+Imported only by a receiver that serves metrics (``create_app``), so a backend never needs
 ``prometheus_client`` to run.
 """
 

@@ -9,9 +9,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from secure_export.contract import ALERTS_PATH
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_KNOWN_ROUTES = frozenset({"/api/alerts", "/healthz", "/readyz", "/metrics"})
+_KNOWN_ROUTES = frozenset({ALERTS_PATH, "/healthz", "/readyz", "/metrics"})
 
 
 def route_label(path: str) -> str:

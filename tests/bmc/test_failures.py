@@ -7,6 +7,7 @@ import pytest
 from receiver.alerts.events import Condition
 from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
 from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.counters import register_counters
 from tests.bmc.helpers import PASSWORD, ManualClock, event, with_backend
 from tests.itsm_fakes.bmc_helix import FakeBmc
 
@@ -133,7 +134,7 @@ def test_metrics_count_calls_by_form_and_logins(fake: FakeBmc) -> None:
 
     async def body(backend: BmcHelixBackend) -> bytes:
         registry = CollectorRegistry()
-        backend.bind_metrics(registry)
+        register_counters(registry, backend)
         await backend.apply(event(1))
         return generate_latest(registry)
 

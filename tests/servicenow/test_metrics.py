@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.demo.local_issuer import LocalIssuer
+from receiver.itsm.counters import register_counters
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, settings
@@ -166,7 +167,7 @@ def test_the_backends_report_their_counters_through_the_typed_interface(fake: Fa
     assert families["secure_export_servicenow_http_requests"].samples[("incident", "POST", "201")] == 1.0
     assert families["secure_export_routing_unresolved_names"].kind == "gauge"
     registry = CollectorRegistry()
-    backend.bind_metrics(registry)
+    register_counters(registry, backend)
     text = generate_latest(registry).decode()
     assert 'secure_export_servicenow_http_requests_total{method="POST",status="201",table="incident"} 1.0' in text
     assert {f.name for f in bmc.metric_families()} == {

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from receiver.auth.tokens import AuthPolicy
-from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, SigningKey, generate_signing_key
+from receiver.demo.local_issuer import LocalIssuer, SigningKey, generate_signing_key
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID
 
 OTHER_TENANT = "0b0b0b0b-1111-4222-8333-444455556666"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -57,7 +58,7 @@ def policy_for(issuer: LocalIssuer, **overrides: Any) -> AuthPolicy:
     fields: dict[str, Any] = {
         "tenant_id": issuer.tenant_id,
         "audiences": frozenset(issuer.audiences),
-        "allowed_callers": frozenset({AZNS_APP_ID}),
+        "allowed_callers": frozenset({AZNS_AAD_WEBHOOK_CLIENT_ID}),
     }
     fields.update(overrides)
     return AuthPolicy(**fields)
@@ -289,7 +290,7 @@ NEGATIVE_CASES: tuple[TokenCase, ...] = (
     # authorisation (genuine tokens, not allowed)
     _mint(403, "wrong caller (v1 appid)", appid=OTHER_DAEMON_APP),
     _mint(403, "wrong caller (v2 azp)", version=2, azp=OTHER_DAEMON_APP),
-    _mint(403, "v1 token naming the caller only in azp", appid=None, azp=AZNS_APP_ID),
+    _mint(403, "v1 token naming the caller only in azp", appid=None, azp=AZNS_AAD_WEBHOOK_CLIENT_ID),
     _mint(403, "missing role", roles=None),
     _mint(403, "empty roles", roles=[]),
     _mint(403, "other role", roles=["Reader"]),

@@ -26,7 +26,7 @@ from receiver.itsm.readiness import ReadinessProbe
 from receiver.storage.records import WorkItemRef
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    pass
 
 
 class BmcHelixBackend(Backend):
@@ -138,12 +138,6 @@ class BmcHelixBackend(Backend):
                 {(outcome,): float(count) for outcome, count in self.login_outcomes.items()},
             ),
         ]
-
-    def bind_metrics(self, registry: CollectorRegistry) -> None:
-        """Publish :meth:`metric_families` on the receiver's Prometheus ``registry`` (read at scrape time)."""
-        from receiver.itsm.counters import register_counters  # only a receiver with metrics needs it
-
-        register_counters(registry, self)
 
     def _api(self) -> ArClient:
         if self._client is None:

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import SettingsConfigDict
 
 from receiver.itsm import backend_settings
-from receiver.itsm.backend_settings import SEVERITIES, BackendSettingsError, RestBackendSettings, one_of
+from receiver.itsm.backend_settings import BackendSettingsError, RestBackendSettings, one_of
+from secure_export.contract import SEVERITIES
 
 ENV_PREFIX = "SECURE_EXPORT_BMC_"
 

@@ -38,7 +38,7 @@ from receiver.itsm.servicenow.visibility import IncidentVisibility
 from receiver.storage.records import WorkItemRef
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    pass
 
 log = logging.getLogger("secure_export.servicenow")
 
@@ -203,12 +203,6 @@ class ServiceNowBackend(Backend):
     def metric_families(self) -> Sequence[MetricFamily]:
         """``secure_export_servicenow_http_requests``, ``_token_requests`` and the unresolved routing names."""
         return metrics.metric_families(self.http_calls_by_method, self.token_outcomes, self.names.unresolved)
-
-    def bind_metrics(self, registry: CollectorRegistry) -> None:
-        """Publish :meth:`metric_families` on the receiver's Prometheus ``registry`` (read at scrape time)."""
-        from receiver.itsm.counters import register_counters  # only a receiver with metrics needs it
-
-        register_counters(registry, self)
 
     # -- apply -------------------------------------------------------------------------------
 

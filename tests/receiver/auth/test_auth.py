@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from receiver.auth.errors import AuthError
 from receiver.auth.jwks import JwksCache, validate_jwks_uri
 from receiver.auth.tokens import AuthPolicy, Caller, TokenVerifier, single_authorization
-from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
+from receiver.demo.local_issuer import LocalIssuer, generate_signing_key
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID
 from tests.support.clock import ManualClock
 from tests.support.tokens import (
     NEGATIVE_CASES,
@@ -124,7 +125,7 @@ async def test_valid_v1_and_v2_tokens_prove_the_caller(issuer: LocalIssuer) -> N
 
     assert (v1.token_version, v2.token_version) == (1, 2)
     for caller in (v1, v2):
-        assert caller.app_id == AZNS_APP_ID
+        assert caller.app_id == AZNS_AAD_WEBHOOK_CLIENT_ID
         assert caller.tenant_id == issuer.tenant_id
         assert caller.roles == ("ActionGroupsSecureWebhook",)
         assert caller.expires_at > time.time()

@@ -9,7 +9,8 @@ import httpx
 import jwt
 import pytest
 
-from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer
+from receiver.demo.local_issuer import LocalIssuer
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID
 
 V1_CLAIMS = {
     "aud",
@@ -50,7 +51,7 @@ def test_v1_token_has_the_claims_azure_sends(issuer: LocalIssuer) -> None:
     assert set(claims) == V1_CLAIMS
     assert claims["iss"] == f"https://sts.windows.net/{issuer.tenant_id}/"
     assert claims["aud"] == issuer.audience
-    assert claims["appid"] == AZNS_APP_ID and claims["appidacr"] == "2"
+    assert claims["appid"] == AZNS_AAD_WEBHOOK_CLIENT_ID and claims["appidacr"] == "2"
     assert claims["roles"] == ["ActionGroupsSecureWebhook"]
     assert claims["ver"] == "1.0" and claims["tid"] == issuer.tenant_id
     assert claims["nbf"] == claims["iat"] and claims["exp"] == claims["iat"] + 3600
@@ -62,7 +63,7 @@ def test_v2_token_has_the_claims_azure_sends(issuer: LocalIssuer) -> None:
     assert "x5t" not in header
     assert claims["iss"] == f"https://login.microsoftonline.com/{issuer.tenant_id}/v2.0"
     assert claims["aud"] == issuer.client_id  # v2 tokens always carry the client id
-    assert claims["azp"] == AZNS_APP_ID and claims["azpacr"] == "2"
+    assert claims["azp"] == AZNS_AAD_WEBHOOK_CLIENT_ID and claims["azpacr"] == "2"
     assert "appid" not in claims and claims["ver"] == "2.0"
     assert claims["exp"] == claims["iat"] + 600
     assert issuer.audiences == (issuer.audience, issuer.client_id)

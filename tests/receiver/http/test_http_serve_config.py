@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.settings import AZNS_WEBHOOK_APP_ID, ReceiverSettings, SettingsError, load_settings
+from receiver.settings import ReceiverSettings, SettingsError, load_settings
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID
 from tests.support.paths import REPO_ROOT
 
 TENANT = "5e1f0c2a-7d3b-4a6e-9c8f-0b1d2e3f4a5b"
@@ -24,7 +25,7 @@ def test_defaults_follow_the_design() -> None:
     settings = load_settings(_env(tenant_id=TENANT, audiences="api://secure-export"))
     assert isinstance(settings, ReceiverSettings)
     assert settings.audiences == frozenset({"api://secure-export"})
-    assert settings.allowed_callers == frozenset({AZNS_WEBHOOK_APP_ID})
+    assert settings.allowed_callers == frozenset({AZNS_AAD_WEBHOOK_CLIENT_ID})
     assert settings.allowed_subscriptions is None
     assert settings.required_role == "ActionGroupsSecureWebhook"
     assert settings.jwks_uri == f"https://login.microsoftonline.com/{TENANT}/discovery/v2.0/keys"

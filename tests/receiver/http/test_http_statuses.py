@@ -322,14 +322,16 @@ def test_readyz_503_until_signing_keys_load(tmp_path) -> None:  # type: ignore[n
 
 
 def test_backend_metrics_hook_reaches_metrics(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
-    from prometheus_client import Counter
+    from receiver.itsm.base import MetricFamily
 
     class Measured(RecordingBackend):
-        def bind_metrics(self, registry) -> None:  # type: ignore[no-untyped-def]
-            self.calls_counter = Counter("fake_itsm_calls", "calls to the fake ITSM tool", registry=registry)
+        applied_count = 0
+
+        def metric_families(self) -> list[MetricFamily]:
+            return [MetricFamily("fake_itsm_calls", "calls to the fake ITSM tool", (), {(): float(self.applied_count)})]
 
         async def apply(self, event):  # type: ignore[no-untyped-def]
-            self.calls_counter.inc()
+            self.applied_count += 1
             await super().apply(event)
 
     with start_receiver(tmp_path, issuer, backend=Measured()) as rx:
