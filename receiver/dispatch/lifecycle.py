@@ -119,6 +119,10 @@ class Lifecycle:
         """Start the sweeper (idempotent): due timers become inbox rows every ``sweep_interval``."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._sweep_loop(), name="lifecycle-sweeper")
+            log.info(
+                "lifecycle timers swept by this replica",
+                extra={"event": "lifecycle_sweeping", "interval_seconds": self.sweep_interval},
+            )
 
     async def stop_sweeping(self) -> None:
         """Stop the sweeper; a sweep cut short rolls back and its timers stay."""

@@ -23,6 +23,7 @@ from tests.support.alerts import alert_body
 from tests.support.replicas import Replica, deliver, query, replica_env, wait_until
 
 LEASE_TAKEN = '"dispatch_lease_taken"'
+SWEEPING = '"lifecycle_sweeping"'
 
 
 @pytest.fixture
@@ -79,9 +80,12 @@ def test_a_stateless_ttl_survives_killing_the_lease_holder_and_resolves_once(
         started = time.monotonic()
         wait_until(lambda: len(fake.rows("incident")) == 1, 30, lambda: pair[holder].log())
         wait_until(lambda: query(postgres_url, "SELECT count(*) FROM lifecycle_timers") == [(1,)], 10, "no timer")
+        # Only the lease holder sweeps the timers (docs/postgresql.md, "Lifecycle rules").
+        assert SWEEPING in pair[holder].log() and SWEEPING not in pair[standby].log()
         pair[holder].kill()  # mid-TTL: the clock is in the database, not in the killed process
         assert fake.rows("incident")[0]["state"] == "1"
         wait_until(lambda: LEASE_TAKEN in pair[standby].log(), 30, lambda: pair[standby].log())
+        wait_until(lambda: SWEEPING in pair[standby].log(), 10, "the new lease holder does not sweep")
         pair[holder].start()  # back as the standby
         wait_until(lambda: fake.rows("incident")[0]["state"] == "6", 60, lambda: pair[standby].log())
         assert time.monotonic() - started >= ttl - 0.5
