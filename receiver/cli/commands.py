@@ -257,7 +257,7 @@ def _close_work_item(action: str, argv: list[str]) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.itsm.work_item_ops import close_work_item
+    from receiver.itsm.embedded.operations import close_work_item
 
     checked = _checked_db(prog, _resolve_db(args.db))
     if isinstance(checked, int):
@@ -508,7 +508,7 @@ def _cmdb(argv: list[str]) -> int:
 
 def _read(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a read-only listing, turning database problems into a message and exit status 1."""
-    from receiver.itsm.embedded import DatabaseNotFoundError
+    from receiver.itsm.embedded.store import DatabaseNotFoundError
     from receiver.storage import is_postgres
 
     if is_postgres(db):

@@ -143,7 +143,7 @@ def routes(runtime: Any, *, loopback_only: bool = False) -> list[Route]:
         return _answer(200, result.to_json())
 
     async def work_item_endpoint(request: Request) -> Response:
-        from receiver.itsm.work_item_ops import WorkItemNotFound, close_work_item
+        from receiver.itsm.embedded.operations import WorkItemNotFound, close_work_item
 
         if getattr(runtime.backend, "name", "") != "embedded":
             return _problem(

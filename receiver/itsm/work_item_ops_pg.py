@@ -1,6 +1,6 @@
 """Operators resolving or closing an embedded work item by number on PostgreSQL.
 
-The PostgreSQL side of :func:`receiver.itsm.work_item_ops.close_work_item`: the same states and
+The PostgreSQL side of :func:`receiver.itsm.embedded.operations.close_work_item`: the same states and
 notes as on SQLite, under the work item's per-correlation-key lock, so a replica applying an alert
 of the same key waits for it (and then sees a ``Closed`` item as ended).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from receiver.itsm.embedded import _now
+from receiver.itsm.embedded.store import _now
 from receiver.storage.postgres.connect import Database, DbAuth
 from receiver.storage.sqlite.operations import OpsError
 

@@ -20,23 +20,23 @@ def db_auth() -> str:
 
 
 def list_work_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's work items (see :func:`receiver.itsm.embedded.list_work_items`)."""
+    """The embedded backend's work items (see :func:`receiver.itsm.embedded.store.list_work_items`)."""
     if is_postgres(db):
-        from receiver.itsm.embedded_pg import list_work_items as from_postgres
+        from receiver.itsm.embedded.postgres import list_work_items as from_postgres
 
         return asyncio.run(from_postgres(db, auth=db_auth()))
-    from receiver.itsm.embedded import list_work_items as from_sqlite
+    from receiver.itsm.embedded.store import list_work_items as from_sqlite
 
     return from_sqlite(db)
 
 
 def list_configuration_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's CIs (see :func:`receiver.itsm.embedded.list_configuration_items`)."""
+    """The embedded backend's CIs (see :func:`receiver.itsm.embedded.store.list_configuration_items`)."""
     if is_postgres(db):
-        from receiver.itsm.embedded_pg import list_configuration_items as from_postgres
+        from receiver.itsm.embedded.postgres import list_configuration_items as from_postgres
 
         return asyncio.run(from_postgres(db, auth=db_auth()))
-    from receiver.itsm.embedded import list_configuration_items as from_sqlite
+    from receiver.itsm.embedded.store import list_configuration_items as from_sqlite
 
     return from_sqlite(db)
 

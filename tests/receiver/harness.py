@@ -328,7 +328,7 @@ class GatedEmbeddedBackend(Backend):
     name = "gated-embedded"
 
     def __init__(self, db_path: str, complete: int) -> None:
-        from receiver.itsm.embedded import EmbeddedBackend
+        from receiver.itsm.embedded.store import EmbeddedBackend
 
         self._inner = EmbeddedBackend(db_path)
         self._blocked_path = Path(db_path + ".blocked")

@@ -16,7 +16,7 @@ import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.embedded import (
+from receiver.itsm.embedded.store import (
     DatabaseNotFoundError,
     EmbeddedBackend,
     list_configuration_items,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_work_items
-from receiver.itsm.work_item_ops import close_work_item
+from receiver.itsm.embedded.operations import close_work_item
+from receiver.itsm.embedded.store import list_work_items
 from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
 
 ROUTING = """

@@ -21,8 +21,9 @@ from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
-from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
-from receiver.itsm.embedded import (
+from receiver.itsm.embedded.lifecycle import routed_priority, routed_values
+from receiver.itsm.embedded.store import _ROUTED_FIELDS as ROUTED_FIELDS
+from receiver.itsm.embedded.store import (
     MISSING_SEVERITY_KEY,
     _description,
     _iso,
@@ -33,7 +34,6 @@ from receiver.itsm.embedded import (
     _validated_priority_map,
     work_item_number,
 )
-from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
 

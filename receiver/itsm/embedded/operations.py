@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any, Literal
 
-from receiver.itsm.embedded import _SCHEMA, _now, list_work_items, upgrade_schema
+from receiver.itsm.embedded.store import _SCHEMA, _now, list_work_items, upgrade_schema
 from receiver.storage.sqlite.operations import OpsError, operator
 from receiver.storage.sqlite.write_lock import write_transaction
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm import embedded_lifecycle as lifecycle
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.embedded import lifecycle
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 __all__ = [
@@ -284,7 +284,7 @@ class EmbeddedBackend(Backend):
 
     async def prune_resolved(self, older_than_seconds: float) -> int:
         """Delete Resolved/Closed work items resolved longer ago than that (see ``work_item_ops``)."""
-        from receiver.itsm.work_item_ops import prune_resolved
+        from receiver.itsm.embedded.operations import prune_resolved
 
         def prune() -> int:
             with write_transaction(self._writable_connection(), _BUSY_TIMEOUT_MS / 1000) as conn:
