@@ -508,7 +508,7 @@ def _cmdb(argv: list[str]) -> int:
 
 def _read(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a read-only listing, turning database problems into a message and exit status 1."""
-    from receiver.itsm.embedded.store import DatabaseNotFoundError
+    from receiver.storage.sqlite.connection import DatabaseNotFoundError
     from receiver.storage import is_postgres
 
     if is_postgres(db):

@@ -189,7 +189,7 @@ def _report(
 ) -> None:
     """Print the work items and CIs, one item in full, and a one-line summary of this run."""
     from receiver.cli.commands import print_configuration_items, print_work_items
-    from receiver.itsm.embedded.store import list_configuration_items
+    from receiver.itsm.embedded.queries import list_configuration_items
 
     out.write("\n")
     print_work_items(items, out)
@@ -264,7 +264,7 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]
     An item flap damping holds open (the demo run again and again within the reopen window makes
     its stateful alerts flap) counts as applied: its note says so.
     """
-    from receiver.itsm.embedded.store import list_work_items
+    from receiver.itsm.embedded.queries import list_work_items
     from receiver.storage.sqlite.inbox import count_by_state, list_parked
 
     expected = {alert.alert_id: ("Resolved" if alert.resolved else "New") for alert in alerts}

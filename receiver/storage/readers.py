@@ -20,25 +20,21 @@ def db_auth() -> str:
 
 
 def list_work_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's work items (see :func:`receiver.itsm.embedded.store.list_work_items`)."""
+    """The embedded backend's work items (see :mod:`receiver.itsm.embedded.queries`)."""
+    from receiver.itsm.embedded import queries
+
     if is_postgres(db):
-        from receiver.itsm.embedded.postgres import list_work_items as from_postgres
-
-        return asyncio.run(from_postgres(db, auth=db_auth()))
-    from receiver.itsm.embedded.store import list_work_items as from_sqlite
-
-    return from_sqlite(db)
+        return asyncio.run(queries.list_postgres_work_items(db, auth=db_auth()))
+    return queries.list_work_items(db)
 
 
 def list_configuration_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's CIs (see :func:`receiver.itsm.embedded.store.list_configuration_items`)."""
+    """The embedded backend's CIs (see :mod:`receiver.itsm.embedded.queries`)."""
+    from receiver.itsm.embedded import queries
+
     if is_postgres(db):
-        from receiver.itsm.embedded.postgres import list_configuration_items as from_postgres
-
-        return asyncio.run(from_postgres(db, auth=db_auth()))
-    from receiver.itsm.embedded.store import list_configuration_items as from_sqlite
-
-    return from_sqlite(db)
+        return asyncio.run(queries.list_postgres_configuration_items(db, auth=db_auth()))
+    return queries.list_configuration_items(db)
 
 
 def list_parked(db: str) -> list[dict[str, Any]]:

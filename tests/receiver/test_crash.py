@@ -15,7 +15,7 @@ import httpx
 
 from receiver.alerts.events import event_from_body
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded.store import list_work_items
+from receiver.itsm.embedded.queries import list_work_items
 from tests.receiver.harness import DurableFakeBackend, alert_body, read_durable_fake, start_receiver
 
 BURST = 200

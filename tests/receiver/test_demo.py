@@ -15,11 +15,8 @@ from receiver.alerts.schema import parse_alert
 from receiver.demo.alerts import demo_alerts
 from receiver.demo.run import run_demo
 from receiver.itsm.base import PermanentBackendError
-from receiver.itsm.embedded.store import (
-    EmbeddedBackend,
-    list_configuration_items,
-    list_work_items,
-)
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
+from receiver.itsm.embedded.store import EmbeddedBackend
 
 REPO = Path(__file__).resolve().parents[2]
 

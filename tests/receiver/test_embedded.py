@@ -16,12 +16,9 @@ import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.embedded.store import (
-    DatabaseNotFoundError,
-    EmbeddedBackend,
-    list_configuration_items,
-    list_work_items,
-)
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
+from receiver.itsm.embedded.store import EmbeddedBackend
+from receiver.storage.sqlite.connection import DatabaseNotFoundError
 
 SUB = "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
 VM_ID = f"{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"

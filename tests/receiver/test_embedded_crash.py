@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded.store import list_work_items
+from receiver.itsm.embedded.queries import list_work_items
 from tests.receiver.harness import alert_body, read_blocked, start_receiver
 
 ALERTS = 40

@@ -17,7 +17,7 @@ import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded.operations import close_work_item
-from receiver.itsm.embedded.store import list_work_items
+from receiver.itsm.embedded.queries import list_work_items
 from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
 
 ROUTING = """

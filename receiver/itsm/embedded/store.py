@@ -1,66 +1,33 @@
-"""The embedded ITSM backend: work items and a small CMDB in the receiver's own SQLite file.
+"""The embedded ITSM backend on SQLite: work items and a small CMDB in the receiver's own file.
 
-Semantics (documented for operators in ``docs/work-items.md``):
-
-* **Fired** opens a work item numbered ``INC0000001``…, or, when an open item with the same
-  ``correlation_key`` exists (``SECURE_EXPORT_CORRELATION=rule-target``), adds the alert instance
-  to it as one more occurrence.
-* **Resolved** marks its alert instance resolved; the work item resolves (``resolved_at`` and a
-  note) once every alert instance grouped on it has resolved.
-* **Resolved before Fired** (Azure retried the Fired later than the Resolved): the early Resolved
-  is remembered; the late Fired then records the alert without leaving anything open — a new
-  item is created already ``Resolved`` (so the incident stays visible in the history), or the
-  instance joins an open group as already resolved. A Resolved whose Fired never comes leaves
-  nothing behind but its ``applied_events`` row.
-* **CMDB**: every name in ``configurationItems`` becomes (or matches, case-insensitively) a CI;
-  its Azure resource id is the ``alertTargetIDs`` entry whose last path segment is that name.
-* **Idempotency**: ``applied_events(alert_id, condition)`` is written in the same transaction as
-  the change it records, so replaying an event (the dispatcher does after a crash) changes nothing.
+Events are applied on one worker thread, several to a transaction under load; docs/work-items.md
+gives the semantics and the batching.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
-from receiver.itsm.embedded import lifecycle
+from receiver.itsm.embedded import lifecycle, render, schema
+from receiver.itsm.embedded.clock import iso, now
+from receiver.itsm.embedded.operations import prune_resolved
+from receiver.itsm.embedded.priority import priority_for, routed_values, validated_priority_map
+from receiver.itsm.embedded.targets import ci_bindings
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
-__all__ = [
-    "DEFAULT_PRIORITY_MAP",
-    "MISSING_SEVERITY_KEY",
-    "DatabaseNotFoundError",
-    "EmbeddedBackend",
-    "list_configuration_items",
-    "list_work_items",
-]
+__all__ = ["EmbeddedBackend"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-MISSING_SEVERITY_KEY = "default"
-"""Priority-map key used for an alert without severity (cost alerts) or with an unknown one."""
-
-DEFAULT_PRIORITY_MAP: Mapping[str, int] = {
-    "Sev0": 1,
-    "Sev1": 2,
-    "Sev2": 3,
-    "Sev3": 4,
-    "Sev4": 5,
-    MISSING_SEVERITY_KEY: 3,
-}
-"""Azure severity → work item priority (1 Critical … 5 Planning). No severity → 3 (Moderate)."""
 
 _BUSY_TIMEOUT_MS = 5000
 
@@ -70,152 +37,9 @@ _MAX_BATCH = 256
 _MAX_LOCK_HOLD_SECONDS = 0.002
 """A transaction of several events commits once it has held the write lock this long."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS work_items (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    number          TEXT UNIQUE,
-    correlation_key TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('New', 'Resolved', 'Closed')),
-    severity        TEXT,
-    priority        INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 5),
-    title           TEXT NOT NULL,
-    description     TEXT NOT NULL,
-    opened_at       TEXT NOT NULL,
-    resolved_at     TEXT,
-    occurrences     INTEGER NOT NULL DEFAULT 1,
-    closed_at       TEXT,
-    assignment_group TEXT,
-    category        TEXT,
-    subcategory     TEXT,
-    impact          INTEGER,
-    urgency         INTEGER,
-    reopened        INTEGER NOT NULL DEFAULT 0,
-    lifecycle_key   TEXT,
-    resolved_by     TEXT
-);
--- At most one open work item per correlation key: the invariant behind "no duplicate".
-CREATE UNIQUE INDEX IF NOT EXISTS work_items_one_open_per_key
-    ON work_items (correlation_key) WHERE state = 'New';
-CREATE TABLE IF NOT EXISTS work_item_alerts (
-    work_item_id INTEGER NOT NULL REFERENCES work_items (id),
-    alert_id     TEXT NOT NULL UNIQUE,
-    fired_at     TEXT NOT NULL,
-    resolved_at  TEXT,
-    PRIMARY KEY (work_item_id, alert_id)
-);
-CREATE TABLE IF NOT EXISTS work_item_notes (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    work_item_id INTEGER NOT NULL REFERENCES work_items (id),
-    at           TEXT NOT NULL,
-    text         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS configuration_items (
-    id                INTEGER PRIMARY KEY AUTOINCREMENT,
-    name              TEXT NOT NULL,
-    name_key          TEXT NOT NULL UNIQUE,
-    azure_resource_id TEXT,
-    first_seen        TEXT NOT NULL,
-    last_seen         TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS work_item_cis (
-    work_item_id INTEGER NOT NULL REFERENCES work_items (id),
-    ci_id        INTEGER NOT NULL REFERENCES configuration_items (id),
-    PRIMARY KEY (work_item_id, ci_id)
-);
-CREATE TABLE IF NOT EXISTS applied_events (
-    alert_id     TEXT NOT NULL,
-    condition    TEXT NOT NULL,
-    work_item_id INTEGER,
-    event_at     TEXT NOT NULL,
-    applied_at   TEXT NOT NULL,
-    PRIMARY KEY (alert_id, condition)
-);
-"""
 
-
-def work_item_number(item_id: int) -> str:
-    """The number a work item shows (``INC0000001``); the same rule as the ``printf`` in ``_fired``."""
-    return f"INC{item_id:07d}"
-
-
-_WORK_ITEM_COLUMNS = (
-    "id, number, correlation_key, state, severity, priority, title, description, opened_at, resolved_at, occurrences"
-)
-"""The columns of the first ``work_items`` schema, copied over when an older database is upgraded."""
-
-
-def upgrade_schema(conn: sqlite3.Connection) -> None:
-    """Rebuild a ``work_items`` table of an earlier version (its ``CHECK`` did not allow ``Closed``).
-
-    SQLite cannot alter a constraint; the table is copied into the current shape in one
-    transaction (SQLite's documented procedure: new table, copy, drop, rename). Foreign keys must
-    not be enforced on ``conn`` meanwhile.
-    """
-    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work_items'").fetchone()
-    if row is None or "'Closed'" in row[0]:
-        return
-    with write_transaction(conn, _BUSY_TIMEOUT_MS / 1000):
-        again = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work_items'").fetchone()
-        if "'Closed'" not in again[0]:
-            create = _SCHEMA.split(";", 1)[0].replace("IF NOT EXISTS work_items", "work_items_new")
-            conn.execute(create)
-            conn.execute(
-                f"INSERT INTO work_items_new ({_WORK_ITEM_COLUMNS}) SELECT {_WORK_ITEM_COLUMNS} FROM work_items"
-            )
-            conn.execute("DROP TABLE work_items")
-            conn.execute("ALTER TABLE work_items_new RENAME TO work_items")
-            _log.info("work_items table upgraded", extra={"event": "work_items_upgraded"})
-
-
-class DatabaseNotFoundError(FileNotFoundError):
-    """The SQLite file named for reading does not exist (reading never creates one)."""
-
-
-def _validated_priority_map(priority_map: Mapping[str, int]) -> dict[str, int]:
-    allowed = set(DEFAULT_PRIORITY_MAP)
-    merged = dict(DEFAULT_PRIORITY_MAP)
-    for key, value in priority_map.items():
-        if key not in allowed:
-            raise ValueError(f"priority map key {key!r} is unknown; use Sev0..Sev4 or {MISSING_SEVERITY_KEY!r}")
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
-            raise ValueError(f"priority for {key!r} must be an integer 1..5, got {value!r}")
-        merged[key] = value
-    return merged
-
-
-def _iso(moment: datetime) -> str:
-    """ISO-8601 UTC with a ``Z``; naive datetimes (some legacy payloads) are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _now() -> str:
-    return _iso(datetime.now(UTC))
-
-
-def _resource_name(resource_id: str) -> str:
-    return resource_id.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _match_resource_id(name: str, target_ids: Iterable[str]) -> str | None:
-    """The target whose last path segment is ``name`` (or which *is* ``name``), case-insensitively."""
-    key = name.casefold()
-    for target in target_ids:
-        if target.casefold() == key or _resource_name(target).casefold() == key:
-            return target
-    return None
-
-
-def _unique_names(names: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    unique: list[str] = []
-    for raw in names:
-        name = raw.strip() if isinstance(raw, str) else ""
-        if name and name.casefold() not in seen:
-            seen.add(name.casefold())
-            unique.append(name)
-    return unique
+Outcome = tuple[str, int | None]
+"""What applying an event did (for the log), and the work item it touched."""
 
 
 class EmbeddedBackend(Backend):
@@ -240,7 +64,7 @@ class EmbeddedBackend(Backend):
         self._db_path = str(db_path)
         self.reopen_window = reopen_window
         """Seconds: a Fired reopens the item of its rule and targets that Azure resolved this recently."""
-        self._priority_map = _validated_priority_map(priority_map or {})
+        self._priority_map = validated_priority_map(priority_map or {})
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -280,11 +104,10 @@ class EmbeddedBackend(Backend):
         Returns the work item the event was applied to (``None`` for a Resolved that came first).
         """
         item_id = await self._submit(_Job(event, None))
-        return WorkItemRef(work_item_number(item_id)) if isinstance(item_id, int) else None
+        return WorkItemRef(schema.work_item_number(item_id)) if isinstance(item_id, int) else None
 
     async def prune_resolved(self, older_than_seconds: float) -> int:
-        """Delete Resolved/Closed work items resolved longer ago than that (see ``work_item_ops``)."""
-        from receiver.itsm.embedded.operations import prune_resolved
+        """Delete Resolved/Closed work items past retention (see :mod:`receiver.itsm.embedded.operations`)."""
 
         def prune() -> int:
             with write_transaction(self._writable_connection(), _BUSY_TIMEOUT_MS / 1000) as conn:
@@ -356,10 +179,10 @@ class EmbeddedBackend(Backend):
             # synchronous=FULL, whose fsync makes them durable together. Power loss before that
             # loses both, and the row is replayed (idempotently).
             conn.execute("PRAGMA synchronous = NORMAL")
-            upgrade_schema(conn)  # before foreign keys are enforced: it may rebuild work_items
+            schema.upgrade_schema(conn)  # before foreign keys are enforced: it may rebuild work_items
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.executescript(_SCHEMA)
-            lifecycle.ensure_columns(conn)
+            schema.create_tables(conn)
+            schema.ensure_columns(conn)
         except sqlite3.OperationalError as error:
             if conn is not None:
                 conn.close()
@@ -461,7 +284,7 @@ class EmbeddedBackend(Backend):
         self.transactions += 1
         return outcome
 
-    def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> tuple[str, int | None]:
+    def _apply_in_transaction(self, conn: sqlite3.Connection, event: AlertEvent) -> Outcome:
         """Apply ``event``; returns what happened and the work item it touched (if any)."""
         condition = Condition(event.condition)
         # Both conditions in one read (each statement is a GIL round trip for this thread): this
@@ -475,13 +298,13 @@ class EmbeddedBackend(Backend):
             return "replay ignored", earlier
         work_item_id: int | None
         if condition is Condition.FIRED:
-            event_at = _iso(event.fired_at) if event.fired_at else _now()
+            event_at = iso(event.fired_at) if event.fired_at else now()
             if event.recovery:
                 work_item_id, outcome = self._resolve_for(conn, event, "lifecycle_key", event.lifecycle_key, event_at)
             else:
                 work_item_id, outcome = self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
         else:
-            event_at = _iso(event.resolved_at) if event.resolved_at else _now()
+            event_at = iso(event.resolved_at) if event.resolved_at else now()
             if event.lifecycle_reason is not None:
                 work_item_id, outcome = self._resolve_for(
                     conn, event, "correlation_key", event.correlation_key, event_at
@@ -497,7 +320,7 @@ class EmbeddedBackend(Backend):
         conn.execute(
             "INSERT INTO applied_events (alert_id, condition, work_item_id, event_at, applied_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (event.alert_id, condition.value, work_item_id, event_at, _now()),
+            (event.alert_id, condition.value, work_item_id, event_at, now()),
         )
         return outcome, work_item_id
 
@@ -516,24 +339,23 @@ class EmbeddedBackend(Backend):
                 (item_id, event.alert_id, fired_at, early_resolved_at),
             )
             conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = ?", (item_id,))
-            text = f"New occurrence: alert {event.alert_id} fired at {fired_at}."
-            if early_resolved_at:
-                text += f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
-            self._note(conn, item_id, text)
+            _note(conn, item_id, render.occurrence_note(event, fired_at, early_resolved_at))
             return item_id, "occurrence added"
 
         previous = lifecycle.previous_item(conn, event)
-        if not early_resolved_at and lifecycle.held_open(conn, previous):
-            assert previous is not None
+        if not early_resolved_at and previous is not None and lifecycle.held_open(conn, previous):
             lifecycle.join_held(conn, previous, event, fired_at)
-            self._note(conn, int(previous["id"]), f"Fired again while flapping: alert {event.alert_id} at {fired_at}.")
+            _note(conn, int(previous["id"]), render.flapping_note(event, fired_at))
             return int(previous["id"]), "occurrence added (flapping)"
-        if not early_resolved_at and lifecycle.reopenable(conn, previous, fired_at, self.reopen_window):
-            assert previous is not None
-            self._note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))
+        if (
+            not early_resolved_at
+            and previous is not None
+            and lifecycle.reopenable(conn, previous, fired_at, self.reopen_window)
+        ):
+            _note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))
             return int(previous["id"]), "reopened"
         state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
-        routed = lifecycle.routed_values(event)
+        routed = routed_values(event)
         cursor = conn.execute(
             "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
             " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency,"
@@ -542,9 +364,9 @@ class EmbeddedBackend(Backend):
                 event.correlation_key,
                 state,
                 event.severity,
-                lifecycle.routed_priority(event, self._priority(event.severity)),
-                _title(event),
-                _description(event),
+                priority_for(event, self._priority_map),
+                render.title(event),
+                render.description(event),
                 fired_at,
                 resolved_at,
                 routed["assignment_group"],
@@ -562,21 +384,12 @@ class EmbeddedBackend(Backend):
             "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES (?, ?, ?, ?)",
             (item_id, event.alert_id, fired_at, early_resolved_at),
         )
-        self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
-        if event.route is not None and event.route.assignment_group:
-            self._note(
-                conn, item_id, f"Routed to {event.route.assignment_group} by {event.route.rule} of the routing file."
-            )
-        follows = lifecycle.not_reopened_note(previous)
-        if follows:
-            self._note(conn, item_id, follows)
+        _note(conn, item_id, render.opened_note(event, fired_at))
+        for text in (render.routed_note(event), lifecycle.not_reopened_note(previous)):
+            if text:
+                _note(conn, item_id, text)
         if early_resolved_at:
-            self._note(
-                conn,
-                item_id,
-                f"Resolved at once: Azure's Resolved ({early_resolved_at}) arrived before this Fired "
-                "(deliveries were retried out of order).",
-            )
+            _note(conn, item_id, render.resolved_first_note(early_resolved_at))
             return item_id, "created already resolved"
         return item_id, "created"
 
@@ -597,49 +410,44 @@ class EmbeddedBackend(Backend):
         )
         if instance["state"] != "New":
             return item_id, "already resolved"
-        still_firing = conn.execute(
-            "SELECT COUNT(*) FROM work_item_alerts WHERE work_item_id = ? AND resolved_at IS NULL",
-            (item_id,),
-        ).fetchone()[0]
+        still_firing = int(
+            conn.execute(
+                "SELECT COUNT(*) FROM work_item_alerts WHERE work_item_id = ? AND resolved_at IS NULL",
+                (item_id,),
+            ).fetchone()[0]
+        )
         if still_firing:
-            self._note(
-                conn,
-                item_id,
-                f"Alert {event.alert_id} resolved at {resolved_at}; {still_firing} grouped alert(s) still firing.",
-            )
+            _note(conn, item_id, render.still_firing_note(event, resolved_at, still_firing))
             return item_id, "instance resolved"
         if event.hold:
-            self._note(conn, item_id, event.hold)
+            _note(conn, item_id, event.hold)
             return item_id, "held (flapping)"
         conn.execute(
             "UPDATE work_items SET state = 'Resolved', resolved_at = ?, resolved_by = 'azure' WHERE id = ?",
             (resolved_at, item_id),
         )
-        self._note(conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}.")
+        _note(conn, item_id, render.resolved_note(event, resolved_at))
         return item_id, "resolved"
 
     def _resolve_for(
-        self, conn: sqlite3.Connection, event: AlertEvent, column: str, key: str, at: str
+        self,
+        conn: sqlite3.Connection,
+        event: AlertEvent,
+        column: lifecycle.KeyColumn,
+        key: str,
+        at: str,
     ) -> tuple[int | None, str]:
         """A resolution of the whole open item of ``key``: a recovery, or one the receiver made."""
         item_id = lifecycle.open_item_for(conn, column, key) if key else None
         if item_id is None:
             return None, "nothing open to resolve"
-        by = "azure" if event.recovery else "receiver"
-        lifecycle.resolve_whole_item(conn, item_id, at, by)
-        self._note(
-            conn,
-            item_id,
-            lifecycle.recovery_note(event)
-            if event.recovery
-            else (event.lifecycle_note or f"Resolved by secure-export ({event.lifecycle_reason})."),
-        )
+        lifecycle.resolve_whole_item(conn, item_id, at, "azure" if event.recovery else "receiver")
+        _note(conn, item_id, render.receiver_resolution_note(event))
         return item_id, "resolved"
 
     def _bind_cis(self, conn: sqlite3.Connection, event: AlertEvent, seen_at: str) -> list[int]:
         ci_ids: list[int] = []
-        for name in _unique_names(event.configuration_items):
-            resource_id = _match_resource_id(name, event.target_ids)
+        for name, resource_id in ci_bindings(event):
             existing = conn.execute(
                 "SELECT id FROM configuration_items WHERE name_key = ?", (name.casefold(),)
             ).fetchone()
@@ -662,12 +470,6 @@ class EmbeddedBackend(Backend):
             )
             ci_ids.append(ci_id)
         return ci_ids
-
-    def _note(self, conn: sqlite3.Connection, item_id: int, text: str) -> None:
-        conn.execute("INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, _now(), text))
-
-    def _priority(self, severity: str | None) -> int:
-        return self._priority_map.get(severity or "", self._priority_map[MISSING_SEVERITY_KEY])
 
 
 class _Job:
@@ -708,6 +510,10 @@ def _settle(jobs: list[_Job]) -> None:
             future.set_exception(job.error)
 
 
+def _note(conn: sqlite3.Connection, item_id: int, text: str) -> None:
+    conn.execute("INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, now(), text))
+
+
 def _log_applied(event: AlertEvent, outcome: str) -> None:
     # DEBUG, not INFO: the applied_events row is the durable record of every applied event, and a
     # log line per alert would cost the dispatcher a noticeable share of its CPU.
@@ -721,142 +527,3 @@ def _log_applied(event: AlertEvent, outcome: str) -> None:
                 "outcome": outcome,
             },
         )
-
-
-def _title(event: AlertEvent) -> str:
-    rule = event.rule or "Unnamed alert rule"
-    # Name what is affected: the CIs, else the first target if it is a resource (a bare
-    # subscription id, as service health sends, says nothing to a person).
-    targets = _unique_names(event.configuration_items) or [
-        _resource_name(t) for t in event.target_ids[:1] if "/providers/" in t.lower()
-    ]
-    on = f" on {', '.join(targets[:3])}" if targets else ""
-    return f"[{event.severity or 'No severity'}] {rule}{on}"
-
-
-def _description(event: AlertEvent) -> str:
-    lines = [
-        f"Azure Monitor alert rule {event.rule or '(unnamed)'} fired.",
-        f"Severity: {event.severity or 'none sent by Azure'}",
-        f"Signal: {event.signal_type or 'unknown'} ({event.monitoring_service or 'unknown service'})",
-    ]
-    if event.condition_summary:
-        lines.append(f"Condition: {event.condition_summary}")
-    if event.target_ids:
-        lines.append("Target resource(s):")
-        lines.extend(f"  {target}" for target in event.target_ids)
-    else:
-        lines.append("Target resource(s): none sent by Azure")
-    if event.configuration_items:
-        lines.append(f"Configuration items: {', '.join(_unique_names(event.configuration_items))}")
-    if event.description:
-        lines.append(f"Rule description: {event.description}")
-    if event.investigation_link:
-        lines.append(f"Investigation link: {event.investigation_link}")
-    else:
-        lines.append("Investigation link: none sent by Azure; find the alert in Azure Monitor by its id.")
-    lines.append(f"Alert id: {event.alert_id}")
-    return "\n".join(lines)
-
-
-# -- read side (the CLI) -------------------------------------------------------------------------
-
-
-def _open_for_reading(db_path: str) -> sqlite3.Connection:
-    if not os.path.isfile(db_path):
-        raise DatabaseNotFoundError(f"no database at {db_path!r}")
-    uri = Path(db_path).absolute().as_uri()
-    try:
-        # mode=rw never creates a file, and lets SQLite create the -shm a WAL reader needs.
-        conn = sqlite3.connect(f"{uri}?mode=rw", uri=True, timeout=5)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
-    except sqlite3.OperationalError:
-        # A copy the operator may only read (another user's file, a read-only mount).
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=5)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    return conn
-
-
-def _has_tables(conn: sqlite3.Connection, *names: str) -> bool:
-    found = {
-        row[0]
-        for row in conn.execute(
-            f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({','.join('?' * len(names))})",
-            names,
-        )
-    }
-    return found == set(names)
-
-
-def list_work_items(db_path: str) -> list[dict[str, Any]]:
-    """Every work item with the fields of DESIGN.md, oldest first.
-
-    Raises :class:`DatabaseNotFoundError` when ``db_path`` does not exist; a database the
-    backend never wrote to (only the inbox) has no work items.
-    """
-    conn = _open_for_reading(db_path)
-    try:
-        if not _has_tables(conn, "work_items", "work_item_alerts", "work_item_notes", "work_item_cis"):
-            return []
-        conn.execute("BEGIN")  # one consistent snapshot across the four tables
-        items = conn.execute("SELECT * FROM work_items ORDER BY id").fetchall()
-        alerts = _grouped(conn, "SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, rowid")
-        notes = _grouped(conn, "SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id")
-        cis = _grouped(
-            conn,
-            "SELECT l.work_item_id, c.name FROM work_item_cis l"
-            " JOIN configuration_items c ON c.id = l.ci_id ORDER BY c.id",
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return [
-        {
-            "id": row["id"],
-            "number": row["number"],
-            "correlation_key": row["correlation_key"],
-            "alert_ids": alerts.get(row["id"], []),
-            "state": row["state"],
-            "severity": row["severity"],
-            "priority": row["priority"],
-            "title": row["title"],
-            "description": row["description"],
-            "configuration_items": cis.get(row["id"], []),
-            "opened_at": row["opened_at"],
-            "resolved_at": row["resolved_at"],
-            "occurrences": row["occurrences"],
-            "notes": notes.get(row["id"], []),
-            # A database of an earlier version, not yet opened by a receiver, lacks these columns.
-            **{name: row[name] if name in row.keys() else None for name in _ROUTED_FIELDS},
-            "reopened": row["reopened"] if "reopened" in row.keys() else 0,
-        }
-        for row in items
-    ]
-
-
-_ROUTED_FIELDS = ("assignment_group", "category", "subcategory", "impact", "urgency")
-
-
-def list_configuration_items(db_path: str) -> list[dict[str, Any]]:
-    """Every CI with the fields of DESIGN.md, in order of first binding.
-
-    Raises :class:`DatabaseNotFoundError` when ``db_path`` does not exist.
-    """
-    conn = _open_for_reading(db_path)
-    try:
-        if not _has_tables(conn, "configuration_items"):
-            return []
-        rows = conn.execute(
-            "SELECT id, name, azure_resource_id, first_seen, last_seen FROM configuration_items ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
-    return [dict(row) for row in rows]
-
-
-def _grouped(conn: sqlite3.Connection, query: str) -> dict[int, list[str]]:
-    grouped: dict[int, list[str]] = {}
-    for key, value in conn.execute(query):
-        grouped.setdefault(int(key), []).append(value)
-    return grouped
