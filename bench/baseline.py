@@ -1,7 +1,8 @@
 """The baseline: the receiver's server stack with nothing behind it.
 
 Same framework (Starlette), same server (uvicorn configured by the receiver's own
-``receiver.http.server.uvicorn_config``: loop, HTTP parser, keep-alive, one worker), same route; the handler reads the body and answers 202 with a small JSON body — no
+``receiver.http.server.uvicorn_config``: loop, HTTP parser, keep-alive, one worker), same route; the handler reads the
+body and answers 202 with a small JSON body — no
 authentication, no parsing, no storage. The receiver's figures are reported as ratios to this
 one's, measured in the same run on the same machine.
 

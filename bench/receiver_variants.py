@@ -23,7 +23,7 @@ VARIANTS = ("answer-only", "no-storage", "no-dispatch")
 
 
 def _answer_only() -> None:
-    from receiver.http.app import AlertEndpoint
+    from receiver.http.alerts import AlertEndpoint
 
     accepted = b'{"status":"accepted"}'
 
@@ -31,7 +31,7 @@ def _answer_only() -> None:
         await self._read_body(receive)
         return 202, accepted, []
 
-    AlertEndpoint._handle = handle  # type: ignore[method-assign]
+    AlertEndpoint._answer = handle  # type: ignore[method-assign]
 
 
 def _no_storage() -> None:

@@ -229,7 +229,7 @@ class ReceiverSettings(BaseSettings):
     @model_validator(mode="after")
     def _fill_jwks_uri(self) -> ReceiverSettings:
         uri = self.jwks_uri.strip() or DEFAULT_JWKS_URI.format(tenant=self.tenant_id)
-        from receiver.auth import validate_jwks_uri  # the one rule for where keys may come from
+        from receiver.auth.jwks import validate_jwks_uri  # the one rule for where keys may come from
 
         try:
             validate_jwks_uri(uri)

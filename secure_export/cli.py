@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"secure-export {version()}\n")
         return 0
     command, rest = args[0], args[1:]
+    if command == "demo":
+        from receiver.demo.run import main as demo_main
+
+        return demo_main(rest)
     if command in _RECEIVER_COMMANDS:
         from receiver.cli.commands import main as receiver_main
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from receiver.alerts.schema import AlertParseError, CommonAlert, Essentials, condition_summary, parse_alert
+from receiver.alerts.schema import AlertParseError, CommonAlert, Essentials, parse_alert
+from receiver.alerts.summary import condition_summary
 
 if TYPE_CHECKING:
     from secure_export.routing import RouteDecision

@@ -1,24 +1,7 @@
-"""The Azure Monitor common alert schema: pydantic models and the one place request bodies are parsed.
+"""The Azure Monitor common alert schema as pydantic models, and the one place request bodies are parsed.
 
-:func:`parse_alert` turns a request body into a :class:`CommonAlert` or raises
-:class:`AlertParseError` with the status the receiver answers (DESIGN.md, "HTTP"):
-
-* 400 ``invalid_json`` — not UTF-8, not JSON, nesting deeper than :data:`MAX_DEPTH`, a number
-  beyond Python's integer-digit limit or outside the float range, or a top level that is not an
-  object;
-* 422 ``not_common_alert_schema`` — JSON, but ``schemaId`` is not ``azureMonitorCommonAlertSchema``,
-  ``data.essentials`` lacks ``alertId`` or ``monitorCondition`` (``Fired``/``Resolved``), or a known
-  field has the wrong type; the detail names the field.
-
-Types follow Microsoft's documentation *and* its published payloads (the conformance corpus in
-``shared/samples/common-alert-schema``): every essentials field except ``alertId`` and
-``monitorCondition`` may be missing or null (cost alerts send no severity, signal type or rule;
-service-health samples send no configuration items), timestamps may carry seven fractional digits
-or no zone (read as UTC). Unknown fields and unknown monitoring services are kept, never rejected:
-they stay on the models (``model_extra``) and in :attr:`CommonAlert.raw`.
-
-``alertContext`` differs per monitoring service; :func:`context_view` gives a typed view of the
-shapes that matter to an ITSM ticket and :func:`condition_summary` one line describing what fired.
+:func:`parse_alert` answers 400 (not JSON) or 422 (not the common schema) through
+:class:`AlertParseError`; unknown fields and services are kept, never rejected (docs/receiver.md).
 """
 
 from __future__ import annotations
@@ -39,31 +22,10 @@ from pydantic import (
     field_validator,
 )
 
-__all__ = [
-    "COMMON_ALERT_SCHEMA_ID",
-    "MAX_DEPTH",
-    "ActivityLogContext",
-    "AlertData",
-    "AlertParseError",
-    "CommonAlert",
-    "CostBudgetContext",
-    "Essentials",
-    "LogAnalyticsV1Context",
-    "LogQueryContext",
-    "MetricContext",
-    "PrometheusContext",
-    "SmartDetectorContext",
-    "condition_summary",
-    "context_view",
-    "parse_alert",
-]
-
 COMMON_ALERT_SCHEMA_ID = "azureMonitorCommonAlertSchema"
 
 MAX_DEPTH = 64
 """Deepest nesting of objects/arrays accepted. Real payloads nest about 8 levels."""
-
-SUMMARY_MAX_CHARS = 300
 
 Severity = Literal["Sev0", "Sev1", "Sev2", "Sev3", "Sev4"]
 
@@ -90,10 +52,7 @@ def _not_common_schema(detail: str) -> AlertParseError:
     return AlertParseError(422, "not_common_alert_schema", detail)
 
 
-# -- models ----------------------------------------------------------------------------------
-
-
-class _Open(BaseModel):
+class OpenModel(BaseModel):
     """Base of every model here: unknown fields are kept, never rejected."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False)
@@ -117,7 +76,7 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
-class Essentials(_Open):
+class Essentials(OpenModel):
     """``data.essentials``: the fields every common-schema alert shares."""
 
     alert_id: str = Field(alias="alertId", min_length=1)
@@ -148,7 +107,7 @@ class Essentials(_Open):
     _utc = field_validator("fired_date_time", "resolved_date_time", mode="after")(_as_utc)
 
 
-class AlertData(_Open):
+class AlertData(OpenModel):
     """``data``: essentials, the per-service ``alertContext`` and the rule's ``customProperties``."""
 
     essentials: Essentials
@@ -156,7 +115,7 @@ class AlertData(_Open):
     custom_properties: dict[str, Any] | None = Field(default=None, alias="customProperties")
 
 
-class CommonAlert(_Open):
+class CommonAlert(OpenModel):
     """A whole common-schema alert. :attr:`raw` is the JSON object as received, for durable storage."""
 
     schema_id: Literal["azureMonitorCommonAlertSchema"] = Field(alias="schemaId")
@@ -184,9 +143,6 @@ class CommonAlert(_Open):
             raise _not_common_schema(_describe(error)) from None
         alert._raw = obj
         return alert
-
-
-# -- parsing -----------------------------------------------------------------------------------
 
 
 def _finite_float(text: str) -> float:
@@ -286,256 +242,3 @@ def _describe(error: ValidationError) -> str:
     if more > 0:
         parts.append(f"and {more} more problem(s)")
     return "; ".join(parts)
-
-
-# -- alertContext views ------------------------------------------------------------------------
-
-
-class MetricCriterion(_Open):
-    """One ``condition.allOf`` entry of a metric alert (static, dynamic or availability test)."""
-
-    metric_name: str | None = Field(default=None, alias="metricName")
-    metric_namespace: str | None = Field(default=None, alias="metricNamespace")
-    operator: str | None = None
-    threshold: str | float | None = None
-    time_aggregation: str | None = Field(default=None, alias="timeAggregation")
-    metric_value: float | str | None = Field(default=None, alias="metricValue")
-    alert_sensitivity: str | None = Field(default=None, alias="alertSensitivity")
-    web_test_name: str | None = Field(default=None, alias="webTestName")
-    dimensions: list[Any] | None = None
-
-
-class MetricCondition(_Open):
-    """``alertContext.condition`` of a metric alert."""
-
-    window_size: str | None = Field(default=None, alias="windowSize")
-    all_of: list[MetricCriterion] = Field(default_factory=list, alias="allOf")
-
-
-class MetricContext(_Open):
-    """``alertContext`` of a Platform metric alert (``conditionType`` ``*MetricCriteria``/``DynamicThresholdCriteria``/``WebtestLocationAvailabilityCriteria``)."""
-
-    condition_type: str | None = Field(default=None, alias="conditionType")
-    condition: MetricCondition
-
-
-class LogQueryCriterion(_Open):
-    """One ``condition.allOf`` entry of a log search alert (Log Alerts V2 / Simple Log Alert)."""
-
-    search_query: str | None = Field(default=None, alias="searchQuery")
-    metric_measure_column: str | None = Field(
-        default=None, alias="metricMeasureColumn", validation_alias=AliasChoices("metricMeasureColumn", "metricMeasure")
-    )
-    operator: str | None = None
-    threshold: str | float | None = None
-    time_aggregation: str | None = Field(default=None, alias="timeAggregation")
-    metric_value: float | str | None = Field(default=None, alias="metricValue")
-    link_to_search_results_ui: str | None = Field(default=None, alias="linkToSearchResultsUI")
-
-
-class LogQueryCondition(_Open):
-    """``alertContext.condition`` of a log search alert."""
-
-    window_size: str | None = Field(default=None, alias="windowSize")
-    all_of: list[LogQueryCriterion] = Field(default_factory=list, alias="allOf")
-
-
-class LogQueryContext(_Open):
-    """``alertContext`` of a Log Alerts V2 / Simple Log Alert rule (``conditionType`` ``LogQueryCriteria``)."""
-
-    condition_type: Literal["LogQueryCriteria"] = Field(alias="conditionType")
-    condition: LogQueryCondition
-
-
-class LogAnalyticsV1Context(_Open):
-    """``alertContext`` of a legacy (API 2018-04-16) Log Analytics / Application Insights log alert."""
-
-    search_query: str | None = Field(default=None, alias="SearchQuery")
-    result_count: int | None = Field(default=None, alias="ResultCount")
-    operator: str | None = Field(default=None, alias="Operator")
-    threshold: float | str | None = Field(default=None, alias="Threshold")
-    alert_type: str | None = Field(default=None, alias="AlertType")
-    link_to_search_results: str | None = Field(default=None, alias="LinkToSearchResults")
-
-
-class ActivityLogContext(_Open):
-    """``alertContext`` of an activity-log alert (Administrative, Policy, Autoscale, Security,
-    ServiceHealth, Resource Health): the activity-log event envelope."""
-
-    operation_name: str | None = Field(default=None, alias="operationName")
-    status: str | None = None
-    caller: str | None = None
-    level: str | int | None = None
-    event_source: str | int | None = Field(default=None, alias="eventSource")
-    event_timestamp: str | None = Field(default=None, alias="eventTimestamp")
-    properties: dict[str, Any] | None = None
-
-
-class PrometheusContext(_Open):
-    """``alertContext`` of a Prometheus rule-group alert."""
-
-    expression: str
-    expression_value: str | float | None = Field(default=None, alias="expressionValue")
-    labels: dict[str, Any] | None = None
-    annotations: dict[str, Any] | None = None
-    rule_group: str | None = Field(default=None, alias="ruleGroup")
-
-
-class CostBudgetData(_Open):
-    """``alertContext.AlertData`` of a budget alert."""
-
-    budget_name: str | None = Field(default=None, alias="BudgetName")
-    threshold_type: str | None = Field(default=None, alias="ThresholdType")
-    budget_threshold: str | float | None = Field(default=None, alias="BudgetThreshold")
-    spent_amount: str | float | None = Field(default=None, alias="SpentAmount")
-    forecasted_total: str | float | None = Field(default=None, alias="ForecastedTotalForPeriod")
-    unit: str | None = Field(default=None, alias="Unit")
-
-
-class CostBudgetContext(_Open):
-    """``alertContext`` of a CostAlerts (budget) alert."""
-
-    alert_category: str | None = Field(default=None, alias="AlertCategory")
-    alert_data: CostBudgetData = Field(alias="AlertData")
-
-
-class SmartDetectorContext(_Open):
-    """``alertContext`` of an Application Insights smart-detection alert."""
-
-    detection_summary: str = Field(alias="DetectionSummary")
-    detected_value: str | None = Field(default=None, alias="DetectedValue")
-    normal_value: str | None = Field(default=None, alias="NormalValue")
-    smart_detector_name: str | None = Field(default=None, alias="SmartDetectorName")
-
-
-ContextView = (
-    MetricContext
-    | LogQueryContext
-    | LogAnalyticsV1Context
-    | ActivityLogContext
-    | PrometheusContext
-    | CostBudgetContext
-    | SmartDetectorContext
-)
-
-
-def context_view(alert: CommonAlert) -> ContextView | None:
-    """A typed view of ``alertContext``, chosen by its shape; None when no view fits.
-
-    Shapes are recognised by their keys rather than by ``monitoringService`` alone, because the
-    published labels vary (``Log Analytics`` vs ``Log Alerts V1 – Metric``, ``Resource Health`` vs
-    ``ResourceHealth``). A context that does not fit its view is not an error: the alert was
-    already accepted; it just gets no typed view.
-    """
-    context = alert.data.alert_context
-    if not isinstance(context, dict):
-        return None
-    view: type[BaseModel] | None = None
-    condition = context.get("condition")
-    if isinstance(condition, dict) and isinstance(condition.get("allOf"), list):
-        view = LogQueryContext if context.get("conditionType") == "LogQueryCriteria" else MetricContext
-    elif "SearchQuery" in context or "ResultCount" in context:
-        view = LogAnalyticsV1Context
-    elif "expression" in context:
-        view = PrometheusContext
-    elif isinstance(context.get("AlertData"), dict):
-        view = CostBudgetContext
-    elif "DetectionSummary" in context:
-        view = SmartDetectorContext
-    elif "operationName" in context or "eventSource" in context:
-        view = ActivityLogContext
-    if view is None:
-        return None
-    try:
-        return view.model_validate(context)  # type: ignore[return-value]
-    except ValidationError:
-        return None
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _join(*parts: Any) -> str:
-    return " ".join(_fmt(part) for part in parts if part not in (None, ""))
-
-
-def condition_summary(alert: CommonAlert) -> str | None:
-    """One line saying what fired: metric/operator/threshold/value, log query result, activity
-    operation, budget spend…, chosen by the context's shape; None when nothing useful is known."""
-    try:
-        text = _summary(context_view(alert), alert.essentials.monitoring_service)
-    except (TypeError, ValueError, AttributeError):  # a view with surprising contents: no summary
-        return None
-    if not text:
-        return None
-    text = " ".join(text.split())  # one line
-    return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 1] + "…"
-
-
-def _summary(view: ContextView | None, service: str | None) -> str | None:
-    if isinstance(view, MetricContext):
-        return "; ".join(_metric_criterion(criterion) for criterion in view.condition.all_of) or None
-    if isinstance(view, LogQueryContext):
-        return "; ".join(_log_criterion(criterion) for criterion in view.condition.all_of) or None
-    if isinstance(view, LogAnalyticsV1Context):
-        head = f"{view.alert_type}: " if view.alert_type else ""
-        body = f"result count = {view.result_count}" if view.result_count is not None else "log search"
-        rule = _join(view.operator, view.threshold)
-        query = f" [query: {view.search_query}]" if view.search_query else ""
-        return head + (f"{body}, {rule}" if rule else body) + query
-    if isinstance(view, PrometheusContext):
-        value = f" = {_fmt(view.expression_value)}" if view.expression_value is not None else ""
-        return f"{view.expression}{value}"
-    if isinstance(view, CostBudgetContext):
-        data = view.alert_data
-        forecast = data.threshold_type == "Forecasted" and data.forecasted_total is not None
-        amount = data.forecasted_total if forecast else data.spent_amount
-        budget = f"budget {data.budget_name}:" if data.budget_name else "budget:"
-        return _join(budget, "forecast" if forecast else "spent", amount, "of", data.budget_threshold, data.unit)
-    if isinstance(view, SmartDetectorContext):
-        detected = f" (detected {view.detected_value}, normal {view.normal_value})" if view.detected_value else ""
-        return view.detection_summary + detected
-    if isinstance(view, ActivityLogContext):
-        return _activity_summary(view, service)
-    return None
-
-
-def _metric_criterion(criterion: MetricCriterion) -> str:
-    name = criterion.metric_name or "metric"
-    if criterion.web_test_name:
-        name = f"{criterion.web_test_name} {name}"
-    measured = _join(name, f"({criterion.time_aggregation})" if criterion.time_aggregation else None)
-    if criterion.metric_value is not None:
-        measured += f" = {_fmt(criterion.metric_value)}"
-    rule = _join(criterion.operator, criterion.threshold)
-    if criterion.alert_sensitivity:
-        rule = _join(rule, f"(dynamic, {criterion.alert_sensitivity} sensitivity)")
-    return f"{measured}, {rule}" if rule else measured
-
-
-def _log_criterion(criterion: LogQueryCriterion) -> str:
-    measure = criterion.metric_measure_column or "result count"
-    measured = _join(measure, f"({criterion.time_aggregation})" if criterion.time_aggregation else None)
-    if criterion.metric_value is not None:
-        measured += f" = {_fmt(criterion.metric_value)}"
-    rule = _join(criterion.operator, criterion.threshold)
-    query = f" [query: {criterion.search_query}]" if criterion.search_query else ""
-    return (f"{measured}, {rule}" if rule else measured) + query
-
-
-def _activity_summary(view: ActivityLogContext, service: str | None) -> str | None:
-    props = view.properties or {}
-    title = props.get("title") if isinstance(props.get("title"), str) else None
-    normalized = (service or "").replace(" ", "").lower()
-    if normalized == "resourcehealth" and title:
-        previous, current = props.get("previousHealthStatus"), props.get("currentHealthStatus")
-        change = f" ({previous} -> {current})" if previous or current else ""
-        return f"{title}{change}"
-    if normalized == "servicehealth" and title:
-        incident = f"{props.get('incidentType')}:" if props.get("incidentType") else None
-        stage = f"[{props.get('stage')}]" if props.get("stage") else None
-        return _join(incident, title, stage)
-    return _join(view.operation_name, view.status) or title

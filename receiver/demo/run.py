@@ -16,6 +16,7 @@ Exit status 0 when every step behaved as expected, 1 otherwise (with the reason)
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -188,7 +189,7 @@ def _report(
     reopened: dict[str, Any],
 ) -> None:
     """Print the work items and CIs, one item in full, and a one-line summary of this run."""
-    from receiver.cli.commands import print_configuration_items, print_work_items
+    from receiver.cli.tables import print_configuration_items, print_work_items
     from receiver.itsm.embedded.queries import list_configuration_items
 
     out.write("\n")
@@ -312,3 +313,31 @@ def _running(server: Any) -> Iterator[Any]:
 
 if __name__ == "__main__":
     raise SystemExit(run_demo())
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="secure-export demo",
+        description=(
+            "The whole path on this machine, no cloud: a local key pair and JWKS stand in for "
+            "Azure AD, a real receiver with the embedded backend runs on 127.0.0.1, sample Azure "
+            "Monitor alerts are fired and then resolved over HTTP, and the resulting work items "
+            "and configuration items are printed. Authentication stays on throughout."
+        ),
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help="keep the demo's SQLite file here (default: a temporary file, removed afterwards); "
+        "an existing file gets a new set of alerts added",
+    )
+    from receiver.cli.options import checked_db, parse_args
+
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
+    if args.db is None:
+        return run_demo()
+    db = checked_db("secure-export demo", args.db, new_file=True, source="--db")
+    return db if isinstance(db, int) else run_demo(db_path=db)

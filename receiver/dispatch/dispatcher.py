@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -44,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 from receiver.alerts.events import AlertEvent, UnusableRow, event_from_alert, event_from_body
 from receiver.dispatch.routing import EMPTY_ROUTING, route_event
 from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.storage import InboxStore
 from receiver.storage.records import InboxRow
-from receiver.storage.sqlite.inbox import Inbox
 
 if TYPE_CHECKING:
     from secure_export.routing import RoutingFile
@@ -78,7 +79,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        inbox: Inbox,
+        inbox: InboxStore,
         backend: Backend,
         *,
         correlation: str = "alert",
@@ -424,7 +425,7 @@ class Dispatcher:
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.backoff_cap)
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** min(attempt - 1, 60)))
-        return self._rng() * ceiling
+        return float(self._rng() * ceiling)
 
     async def _attempt(self, entry: _Entry) -> bool:
         """Apply one row once; True when it is finished (done or parked), False to retry later."""
@@ -475,7 +476,7 @@ class Dispatcher:
             else:
                 # Not awaited: the next row goes ahead while this confirmation shares a commit.
                 self._confirmations.add(confirmation)
-                confirmation.add_done_callback(lambda future, row_id=entry.row_id: self._confirmed(future, row_id))
+                confirmation.add_done_callback(functools.partial(self._confirmed, row_id=entry.row_id))
             return True
         # A transient failure of some kind.
         self.failures += 1

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from typing import Protocol, runtime_checkable
 
 from receiver.dispatch.dispatcher import Dispatcher
 from receiver.storage.sqlite.inbox import Inbox
@@ -98,7 +99,14 @@ class OpsWatcher:
                 )
 
 
-async def prune_resolved_loop(backend: object, older_than_seconds: float, *, interval: float = 3600.0) -> None:
+@runtime_checkable
+class PrunesResolved(Protocol):
+    """A backend that keeps work items itself and can delete those resolved long ago (the embedded one)."""
+
+    async def prune_resolved(self, older_than_seconds: float) -> int: ...
+
+
+async def prune_resolved_loop(backend: PrunesResolved, older_than_seconds: float, *, interval: float = 3600.0) -> None:
     """Every ``interval`` seconds, delete the embedded backend's work items resolved before the retention period."""
     prune = backend.prune_resolved
     while True:

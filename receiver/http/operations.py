@@ -19,14 +19,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.storage.sqlite.operations import OpsError, discard, replay, trace
+from receiver.storage.operations import OpsError, discard, replay, trace
 from receiver.urls import is_loopback_host
+
+if TYPE_CHECKING:
+    from receiver.http.state import ReceiverState
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -86,16 +89,16 @@ def _loopback_only(handler: Handler) -> Handler:
     return guarded
 
 
-def routes(runtime: Any, *, loopback_only: bool = False) -> list[Route]:
-    """The ops routes for one receiver ``runtime`` (its settings, inbox watcher and backend).
+def routes(state: ReceiverState, *, loopback_only: bool = False) -> list[Route]:
+    """The ops routes for one receiver ``state`` (its settings, inbox watcher and backend).
 
     ``loopback_only``: on the main port (no ops port configured) they change and reveal state
     without authentication of their own, so only this machine may call them there.
     """
-    db = runtime.settings.db
+    db = state.settings.db
 
     def poke() -> None:
-        watcher = getattr(runtime, "ops_watcher", None)
+        watcher = state.ops_watcher
         if watcher is not None:
             watcher.poke()
 
@@ -145,7 +148,7 @@ def routes(runtime: Any, *, loopback_only: bool = False) -> list[Route]:
     async def work_item_endpoint(request: Request) -> Response:
         from receiver.itsm.embedded.operations import WorkItemNotFoundError, close_work_item
 
-        if getattr(runtime.backend, "name", "") != "embedded":
+        if getattr(state.backend, "name", "") != "embedded":
             return _problem(
                 409, "not_embedded", "work items are resolved and closed in the ITSM tool itself for this backend"
             )

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -67,7 +67,7 @@ class _OpsServer(uvicorn.Server):
         yield
 
 
-def _loop_bound_config(app: Any, *, lifespan: str, graceful: float) -> uvicorn.Config:
+def _loop_bound_config(app: Any, *, lifespan: Literal["auto", "on", "off"], graceful: float) -> uvicorn.Config:
     """uvicorn's configuration for a server run on an event loop the caller owns (``loop="none"``)."""
     return uvicorn.Config(
         app,
@@ -77,7 +77,8 @@ def _loop_bound_config(app: Any, *, lifespan: str, graceful: float) -> uvicorn.C
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=graceful,
+        # uvicorn annotates int but waits with asyncio.wait_for, which takes fractions of a second.
+        timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]
     )
 
 
@@ -351,7 +352,7 @@ class BackgroundServer:
 
     @property
     def runtime(self) -> Any:
-        """The receiver's :class:`receiver.http.app.Runtime` (inbox, dispatcher, metrics...), if any."""
+        """The receiver's :class:`receiver.http.state.ReceiverState` (inbox, dispatcher, metrics...), if any."""
         return getattr(getattr(self.app, "state", None), "receiver", None)
 
     def start(self) -> BackgroundServer:

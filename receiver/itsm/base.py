@@ -61,10 +61,10 @@ class Backend(abc.ABC):
 
     name: str = "backend"
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to start
         """Open connections and check configuration; raise ``PermanentBackendError`` when it is wrong."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook: most backends hold nothing to release
         """Release connections; called once at shutdown."""
 
     async def readiness(self) -> Readiness:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from receiver.http.state import ReceiverState
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,13 @@ def accepted_total(registry: Any) -> float:
     return total
 
 
-async def summary_loop(runtime: Any, interval: float) -> None:
+async def summary_loop(state: ReceiverState, interval: float) -> None:
     """Log ``dispatch_summary`` every ``interval`` seconds while there is something to say."""
-    dispatcher, inbox = runtime.dispatcher, runtime.inbox
-    last = (accepted_total(runtime.metrics.registry), dispatcher.applied, dispatcher.parked)
+    dispatcher, inbox = state.dispatcher, state.inbox
+    last = (accepted_total(state.metrics.registry), dispatcher.applied, dispatcher.parked)
     while True:
         await asyncio.sleep(interval)
-        now = (accepted_total(runtime.metrics.registry), dispatcher.applied, dispatcher.parked)
+        now = (accepted_total(state.metrics.registry), dispatcher.applied, dispatcher.parked)
         accepted, applied, parked = (int(b - a) for a, b in zip(last, now, strict=True))
         last = now
         pending = inbox.depth()

@@ -33,7 +33,7 @@ it with this app's :class:`CollectorRegistry` so the backend's collectors appear
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -49,8 +49,8 @@ def route_label(path: str) -> str:
     return path if path in _KNOWN_ROUTES else "other"
 
 
-class _AttributeCounters(Collector):
-    """Reports integer attributes of live objects as counters at scrape time."""
+class ScrapedCounters(Collector):
+    """Counters owned by other objects, read through the typed interfaces below at scrape time."""
 
     def __init__(self) -> None:
         self._sources: list[tuple[str, str, Callable[[], Iterable[tuple[dict[str, str], float]]]]] = []
@@ -68,12 +68,39 @@ class _AttributeCounters(Collector):
             yield family
 
 
-def _attr(obj: Any, *names: str) -> float:
-    for name in names:
-        value = getattr(obj, name, None)
-        if isinstance(value, int | float):
-            return float(value)
-    return 0.0
+class InboxCounters(Protocol):
+    """What an inbox store reports (both stores implement it; mypy checks the binding)."""
+
+    commits: int
+    rows_written: int
+    write_failures: int
+    lock_waits: int
+    lock_wait_seconds: float
+
+    def depth(self) -> int: ...
+
+    def parked(self) -> int: ...
+
+
+class VerifierCounters(Protocol):
+    """What the token verifier reports."""
+
+    rsa_verifications: int
+    cache_hits: int
+
+
+class KeySetCounters(Protocol):
+    """What the signing-key cache reports."""
+
+    fetches: int
+    fetch_errors: int
+
+
+class DispatchCounters(Protocol):
+    """What the dispatcher reports."""
+
+    pauses: int
+    paused_reason: str | None
 
 
 class ReceiverMetrics:
@@ -117,7 +144,7 @@ class ReceiverMetrics:
             "1 while dispatching is paused because the backend reported not ready, else 0",
             registry=r,
         )
-        self._objects = _AttributeCounters()
+        self._objects = ScrapedCounters()
         r.register(self._objects)
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
@@ -142,37 +169,37 @@ class ReceiverMetrics:
         """Report the number of requests being answered right now (including the scrape itself)."""
         self.in_flight.set_function(lambda: float(in_flight()))
 
-    def bind_inbox(self, inbox: Any) -> None:
+    def bind_inbox(self, inbox: InboxCounters) -> None:
         """Read depth, parked rows and commit counters from the inbox at scrape time."""
         self.inbox_depth.set_function(lambda: float(inbox.depth()))
         self.inbox_parked.set_function(lambda: float(inbox.parked()))
         self._objects.add(
             "secure_export_inbox_commits",
             "Inbox transactions committed (one fsync each)",
-            lambda: [({}, _attr(inbox, "commits"))],
+            lambda: [({}, float(inbox.commits))],
         )
         self._objects.add(
             "secure_export_inbox_rows_written",
             "New inbox rows committed",
-            lambda: [({}, _attr(inbox, "rows_written"))],
+            lambda: [({}, float(inbox.rows_written))],
         )
         self._objects.add(
             "secure_export_inbox_write_failures",
             "Inbox transactions that failed (answered 503)",
-            lambda: [({}, _attr(inbox, "write_failures"))],
+            lambda: [({}, float(inbox.write_failures))],
         )
         self._objects.add(
             "secure_export_inbox_lock_waits",
             "Inbox transactions that waited for another connection's lock",
-            lambda: [({}, _attr(inbox, "lock_waits"))],
+            lambda: [({}, float(inbox.lock_waits))],
         )
         self._objects.add(
             "secure_export_inbox_lock_wait_seconds",
             "Time inbox transactions spent waiting for the lock",
-            lambda: [({}, _attr(inbox, "lock_wait_seconds"))],
+            lambda: [({}, float(inbox.lock_wait_seconds))],
         )
 
-    def bind_auth(self, verifier: Any, jwks: Any) -> None:
+    def bind_auth(self, verifier: VerifierCounters, jwks: KeySetCounters) -> None:
         """Read token verification and JWKS fetch counters at scrape time."""
         self._objects.add(
             "secure_export_token_verifications",
@@ -180,22 +207,22 @@ class ReceiverMetrics:
             "(failed checks and tokens then refused for a claim included); result=cache_hit counts tokens "
             "accepted from the verified-token cache without a check. Accepted alerts: alerts_accepted_total",
             lambda: [
-                ({"result": "rsa"}, _attr(verifier, "rsa_verifications")),
-                ({"result": "cache_hit"}, _attr(verifier, "cache_hits")),
+                ({"result": "rsa"}, float(verifier.rsa_verifications)),
+                ({"result": "cache_hit"}, float(verifier.cache_hits)),
             ],
         )
         self._objects.add(
             "secure_export_jwks_fetches",
             "HTTP fetches of the signing keys, failed ones included",
-            lambda: [({}, _attr(jwks, "fetches"))],
+            lambda: [({}, float(jwks.fetches))],
         )
         self._objects.add(
             "secure_export_jwks_fetch_errors",
             "Fetches of the signing keys that failed (the keys held stay in use)",
-            lambda: [({}, _attr(jwks, "fetch_errors"))],
+            lambda: [({}, float(jwks.fetch_errors))],
         )
 
-    def bind_dispatcher(self, dispatcher: Any) -> None:
+    def bind_dispatcher(self, dispatcher: DispatchCounters) -> None:
         """Report whether dispatching is paused now, and how often it paused, at scrape time.
 
         A pause (backend not ready) leaves rows pending with no backend call and no error counted,
@@ -205,7 +232,7 @@ class ReceiverMetrics:
         self._objects.add(
             "secure_export_dispatch_pauses",
             "Times dispatching paused because the backend reported not ready",
-            lambda: [({}, _attr(dispatcher, "pauses"))],
+            lambda: [({}, float(dispatcher.pauses))],
         )
 
     def render(self) -> bytes:

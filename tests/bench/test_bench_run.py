@@ -39,7 +39,7 @@ def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
     assert main(["bogus"]) == 2
     probe = (
         "import sys, bench.receiver_variants as v; v._PATCHES[sys.argv[1]]();"
-        "from receiver.storage.sqlite.inbox import Inbox; from receiver.dispatch.dispatcher import Dispatcher; from receiver.http.app import AlertEndpoint;"
+        "from receiver.storage.sqlite.inbox import Inbox; from receiver.dispatch.dispatcher import Dispatcher; from receiver.http.alerts import AlertEndpoint;"
         "print(Inbox.put.__module__, Dispatcher.notify.__module__, AlertEndpoint._handle.__module__)"
     )
     seen = {}

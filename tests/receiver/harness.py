@@ -431,7 +431,7 @@ class RunningReceiver:
     # --- in-process internals
     @property
     def runtime(self) -> Any:
-        """The app's Runtime (in-process only): inbox, dispatcher, metrics, verifier."""
+        """The app's ReceiverState (in-process only): inbox, dispatcher, metrics, verifier."""
         return self.server.runtime if self.server is not None else None
 
     # --- HTTP

@@ -14,15 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.auth import (
-    AuthError,
-    AuthPolicy,
-    Caller,
-    JwksCache,
-    TokenVerifier,
-    single_authorization,
-    validate_jwks_uri,
-)
+from receiver.auth.errors import AuthError
+from receiver.auth.jwks import JwksCache, validate_jwks_uri
+from receiver.auth.tokens import AuthPolicy, Caller, TokenVerifier, single_authorization
 from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, generate_signing_key
 from tests.receiver.tokens import (
     NEGATIVE_CASES,

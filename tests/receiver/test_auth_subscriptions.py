@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.auth import AuthError, alert_subscriptions, check_subscriptions
+from receiver.auth.errors import AuthError
+from receiver.auth.subscriptions import alert_subscriptions, check_subscriptions
 
 SUB_A = "aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
 SUB_B = "11111111-1111-1111-1111-111111111111"

@@ -24,8 +24,8 @@ from receiver.cli.commands import main
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded.queries import list_work_items
 from receiver.itsm.embedded.store import EmbeddedBackend
+from receiver.storage.operations import discard, replay, trace
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
-from receiver.storage.sqlite.operations import discard, replay, trace
 from tests.receiver.harness import ServeLog, alert_body, start_receiver
 from tests.receiver.test_embedded import apply_all, fired, resolved
 

@@ -12,20 +12,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.alerts.schema import (
+from receiver.alerts.contexts import (
     ActivityLogContext,
-    AlertParseError,
-    CommonAlert,
     CostBudgetContext,
     LogAnalyticsV1Context,
     LogQueryContext,
     MetricContext,
     PrometheusContext,
     SmartDetectorContext,
-    condition_summary,
     context_view,
-    parse_alert,
 )
+from receiver.alerts.schema import AlertParseError, CommonAlert, parse_alert
+from receiver.alerts.summary import condition_summary
 
 # The conformance corpus lives beside the checkout (../shared/samples), see its SOURCES.md.
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "common-alert-schema"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.auth import AuthPolicy
+from receiver.auth.tokens import AuthPolicy
 from receiver.settings import SettingsError, load_settings
 
 GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from receiver.auth import AuthPolicy
+from receiver.auth.tokens import AuthPolicy
 from receiver.demo.local_issuer import AZNS_APP_ID, LocalIssuer, SigningKey, generate_signing_key
 
 OTHER_TENANT = "0b0b0b0b-1111-4222-8333-444455556666"

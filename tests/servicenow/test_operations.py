@@ -153,7 +153,7 @@ def test_a_parked_delivery_is_replayed_by_the_cli_while_serve_runs_and_trace_nam
         [delivery] = done["deliveries"]
         assert set(delivery) == {"id", "condition", "state", "attempts", "last_error", "received_at"}
         assert (delivery["id"], delivery["condition"], delivery["state"]) == (row_id, "Fired", "done")
-        from receiver.storage.sqlite.operations import trace
+        from receiver.storage.operations import trace
 
         [detail] = trace(env["SECURE_EXPORT_DB"], alert_id, details=True)["deliveries"]
         assert (detail["replays"], detail["replayed_by"]) == (1, "on-call")

@@ -14,10 +14,11 @@ from receiver.itsm.embedded import render, schema
 from receiver.itsm.embedded.clock import iso_ago, now
 from receiver.itsm.embedded.queries import list_postgres_work_items, list_work_items
 from receiver.storage import is_postgres
+from receiver.storage.operations import NotOurDatabase, OpsError, operator
 from receiver.storage.postgres.connect import Database, DbAuth
 from receiver.storage.readers import db_auth
 from receiver.storage.sqlite.connection import connect
-from receiver.storage.sqlite.operations import NotOurDatabase, OpsError, open_database, operator
+from receiver.storage.sqlite.operations import open_database
 from receiver.storage.sqlite.write_lock import write_transaction
 
 __all__ = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import secrets
 import time
@@ -149,7 +150,7 @@ class PostgresInbox:
             async with self._pool.acquire() as conn:
                 await migrate(conn)
             await self._recount()
-        except (*connection_errors(), SchemaTooNew) as error:
+        except (*connection_errors(), SchemaTooNew) as error:  # type: ignore[misc]  # mypy cannot check a starred tuple of exception types
             if self._pool is not None:
                 await self._pool.close()
                 self._pool = None
@@ -375,23 +376,8 @@ class PostgresInbox:
             ids = [row_id for row_id, _, _ in batch]
             refs = [(row_id, ref.number, ref.url) for row_id, ref, _ in batch if ref is not None]
             now = iso_at(time.time())
-
-            async def confirm(conn: Any) -> str:
-                async with conn.transaction():
-                    status: str = await conn.execute(
-                        "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL "
-                        "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
-                        ids,
-                        now,
-                    )
-                    if refs:
-                        await conn.executemany(
-                            "UPDATE inbox SET work_item = $2, work_item_url = $3 WHERE id = $1", refs
-                        )
-                return status
-
             try:
-                status = await self._run(confirm)
+                status = await self._run(functools.partial(_confirm_batch, ids=ids, refs=refs, now=now))
             except InboxUnavailable as error:
                 for _, _, future in batch:
                     if not future.done():
@@ -500,7 +486,7 @@ class PostgresInbox:
             try:
                 conn = await self.database.connect()
                 self._listener = conn
-                conn.add_termination_listener(lambda _conn: lost.set())
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._notified)
                 self._wake_remote("")  # anything committed while we were not listening
                 while not lost.is_set() and not conn.is_closed():
@@ -553,6 +539,20 @@ class PostgresInbox:
             except Exception as error:  # noqa: BLE001 - housekeeping: try again later
                 log.warning("inbox pruning failed", extra={"event": "prune_failed", "error": str(error)})
             await asyncio.sleep(interval)
+
+
+async def _confirm_batch(conn: Any, *, ids: list[int], refs: list[tuple[int, str, str | None]], now: str) -> str:
+    """Mark rows done, and record the work item each became, in one transaction; the UPDATE's status."""
+    async with conn.transaction():
+        status: str = await conn.execute(
+            "UPDATE inbox SET state = 'done', done_at = $2, last_error = NULL "
+            "WHERE id = ANY($1::bigint[]) AND state = 'pending'",
+            ids,
+            now,
+        )
+        if refs:
+            await conn.executemany("UPDATE inbox SET work_item = $2, work_item_url = $3 WHERE id = $1", refs)
+    return status
 
 
 def _is_configuration(error: BaseException) -> bool:

@@ -68,7 +68,7 @@ class DispatchLease:
             lost = asyncio.Event()
             try:
                 conn = await self.database.connect(timeout=self.check_seconds * 5)
-                conn.add_termination_listener(lambda _conn: lost.set())
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 for name, value in KEEPALIVE_SETTINGS.items():
                     await conn.execute(f"SET {name} = {value}")
                 while not await conn.fetchval(

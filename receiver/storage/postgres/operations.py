@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from receiver.storage.operations import OpsError, OpsResult, operator
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
-from receiver.storage.sqlite.inbox import _iso_at
-from receiver.storage.sqlite.operations import _MAX_REASON, OpsError, OpsResult, operator
+from receiver.storage.records import iso_at
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "
@@ -117,19 +117,16 @@ def replay(url: str, ids: Iterable[int] | None, *, by: str | None = None) -> Ops
         ids,
         "UPDATE inbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, parked_at = NULL, "
         "replays = replays + 1, replayed_at = $1, replayed_by = $2 WHERE id = $3 AND state = 'parked'",
-        (_iso_at(time.time()), by or operator()),
+        (iso_at(time.time()), by or operator()),
     )
 
 
 def discard(url: str, ids: Iterable[int], *, reason: str, by: str | None = None) -> OpsResult:
     """Parked rows marked ``discarded`` with who and why."""
-    reason = " ".join(reason.split())
-    if not reason:
-        raise OpsError("a reason is required to discard a delivery (--reason TEXT)")
     return _change(
         url,
         ids,
         "UPDATE inbox SET state = 'discarded', discarded_at = $1, discarded_by = $2, discard_reason = $3 "
         "WHERE id = $4 AND state = 'parked'",
-        (_iso_at(time.time()), by or operator(), reason[:_MAX_REASON]),
+        (iso_at(time.time()), by or operator(), reason),
     )

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from receiver.itsm.base import WorkItemRef
 from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -114,7 +116,7 @@ def _received_at(cache: list[Any]) -> str:
     millisecond = int(now * 1000)
     if millisecond != cache[0]:
         cache[0], cache[1] = millisecond, iso_at(millisecond / 1000)
-    return cache[1]
+    return str(cache[1])
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -321,7 +323,7 @@ class Inbox:
             raise InboxUnavailable("the inbox is shutting down")
         loop = self._loop
         assert loop is not None
-        future = loop.create_future()
+        future: asyncio.Future[PutResult] = loop.create_future()
         self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, alert, _received_at(self._clock_cache)))
         self._puts_waiting += 1
         if timeout is None:
@@ -335,12 +337,12 @@ class Inbox:
 
     # --- dispatcher API ----------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._thread is None:
             raise InboxUnavailable("the inbox is closed")
         loop = self._loop
         assert loop is not None
-        future = loop.create_future()
+        future: asyncio.Future[_T] = loop.create_future()
         self._queue.put(_Op(loop, future, fn))
         return await future
 

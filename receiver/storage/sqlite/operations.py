@@ -1,4 +1,4 @@
-"""Operators' actions on the inbox: trace an alert, replay or discard parked deliveries.
+"""Operators' actions on an SQLite inbox: trace an alert, replay or discard parked deliveries.
 
 They work on the database file directly, beside a running receiver (SQLite's write lock keeps
 them apart): every change bumps ``inbox_meta.ops_generation``, which the running receiver watches
@@ -9,58 +9,23 @@ a discarded row stays, with who discarded it and why, until its retention period
 
 from __future__ import annotations
 
-import getpass
 import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from receiver.storage.operations import DatabaseMissing, NotOurDatabase, OpsResult, operator
+from receiver.storage.records import iso_at
 from receiver.storage.sqlite.inbox import OPS_GENERATION_KEY, connect, ensure_schema
 from receiver.storage.sqlite.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0
-_MAX_REASON = 2000
-
-
-class OpsError(Exception):
-    """An operation cannot be done as asked; the message says why and what to do."""
-
-
-class DatabaseMissing(OpsError):
-    """The database file does not exist (an operation never creates one)."""
-
-
-class NotOurDatabase(OpsError):
-    """The file is an SQLite database, but not one this product wrote."""
-
-
-@dataclass(frozen=True, slots=True)
-class OpsResult:
-    """What a replay or discard changed, and which asked-for ids it could not change (with why)."""
-
-    changed: list[int]
-    skipped: dict[int, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON answer of the ops endpoints and of ``--json``."""
-        return {"changed": self.changed, "skipped": [{"id": k, "reason": v} for k, v in self.skipped.items()]}
-
-
-def operator() -> str:
-    """Who is acting: the OS user (``--by`` overrides it on the command line)."""
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in a container: fall back to the uid
-        return f"uid {os.getuid()}"
 
 
 def _now_iso() -> str:
-    from receiver.storage.sqlite.inbox import _iso_at
-
-    return _iso_at(time.time())
+    return iso_at(time.time())
 
 
 def _product_tables(conn: sqlite3.Connection) -> set[str]:
@@ -102,12 +67,6 @@ def open_database(db_path: str, *, write: bool) -> sqlite3.Connection:
     return conn
 
 
-def _is_postgres(db: str) -> bool:
-    from receiver.storage import is_postgres
-
-    return is_postgres(db)
-
-
 def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
     return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
@@ -124,10 +83,6 @@ def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, An
     ``replays``, ``replayed_*``, ``discarded_*``, ``discard_reason``); without, exactly the
     contract's keys.
     """
-    if _is_postgres(db_path):
-        from receiver.storage.postgres.operations import trace as on_postgres
-
-        return on_postgres(db_path, alert_id)
     conn = open_database(db_path, write=False)
     try:
         current = _has_column(conn, "inbox", "work_item")
@@ -253,10 +208,6 @@ def replay(db_path: str, ids: Iterable[int] | None, *, by: str | None = None) ->
     The last error stays on the row until the next attempt replaces it; who replayed and when is
     recorded. A running receiver picks the rows up within ``SECURE_EXPORT_OPS_POLL_SECONDS``.
     """
-    if _is_postgres(db_path):
-        from receiver.storage.postgres.operations import replay as on_postgres
-
-        return on_postgres(db_path, ids, by=by)
     return _change(
         db_path,
         ids,
@@ -268,19 +219,12 @@ def replay(db_path: str, ids: Iterable[int] | None, *, by: str | None = None) ->
 
 def discard(db_path: str, ids: Iterable[int], *, reason: str, by: str | None = None) -> OpsResult:
     """Parked rows marked ``discarded`` with who and why; they are kept until retention removes them."""
-    if _is_postgres(db_path):
-        from receiver.storage.postgres.operations import discard as on_postgres
-
-        return on_postgres(db_path, ids, reason=reason, by=by)
-    reason = " ".join(reason.split())
-    if not reason:
-        raise OpsError("a reason is required to discard a delivery (--reason TEXT)")
     return _change(
         db_path,
         ids,
         "UPDATE inbox SET state = 'discarded', discarded_at = ?, discarded_by = ?, discard_reason = ? "
         "WHERE id = ? AND state = 'parked'",
-        (_now_iso(), by or operator(), reason[:_MAX_REASON]),
+        (_now_iso(), by or operator(), reason),
     )
 
 

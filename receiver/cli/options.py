@@ -1,0 +1,77 @@
+"""What every receiver command shares: argument parsing and the ``--db`` option and its checks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_DB = "./secure-export.db"
+
+
+DB_ENV = "SECURE_EXPORT_DB"
+
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+DEFAULT_PORT = 8080
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """Parse, turning argparse's ``SystemExit`` (``--help`` → 0, bad usage → 2) into a status."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+
+
+def listing_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every listing command shares: ``--json`` and ``--db``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help=f"SQLite file to read (default: ${DB_ENV}, else {DEFAULT_DB})",
+    )
+    return parser
+
+
+def db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        default=None,
+        help=f"the receiver's SQLite file or postgresql:// URL (default: ${DB_ENV}, else {DEFAULT_DB})",
+    )
+
+
+def resolve_db(value: str | None) -> str:
+    return value or os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f"--db / ${DB_ENV}") -> str | int:
+    """``value`` as a SQLite file path, or exit status 2 after one line saying why it is refused.
+
+    The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.storage.location`); ``new_file``
+    also requires the directory the file is to be created in.
+    """
+    from receiver.storage.location import PostgresDatabase, database_location
+
+    try:
+        location = database_location(value)
+        if new_file:
+            if isinstance(location, PostgresDatabase):
+                raise ValueError("this command keeps its data in a SQLite file; give a file path such as ./demo.db")
+            location.require_directory()
+    except ValueError as error:
+        sys.stderr.write(f"{prog}: {source}: {error}\n")
+        return 2
+    return location.path
+
+
+def database_argument(prog: str, value: str | None) -> str | int:
+    """``--db`` (else ``$SECURE_EXPORT_DB``, else the default), checked: the location, or exit status 2."""
+    return checked_db(prog, resolve_db(value))
