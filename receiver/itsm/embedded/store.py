@@ -1,19 +1,15 @@
 """The embedded ITSM backend on SQLite: work items and a small CMDB in the receiver's own file.
 
-Events are applied on one worker thread, several to a transaction under load; docs/work-items.md
-gives the semantics and the batching.
+Events are applied on one writer thread (:class:`~receiver.storage.sqlite.writer.SQLiteWriter`),
+several to a transaction under load; docs/work-items.md gives the semantics and the batching.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
@@ -22,20 +18,32 @@ from receiver.itsm.embedded.clock import iso, now
 from receiver.itsm.embedded.operations import prune_resolved
 from receiver.itsm.embedded.priority import priority_for, routed_values, validated_priority_map
 from receiver.itsm.embedded.targets import ci_bindings
+from receiver.storage.sqlite.connection import connect
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
+from receiver.storage.sqlite.writer import SQLiteWriter, WriterJob
 
 __all__ = ["EmbeddedBackend"]
 
 _log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
-_BUSY_TIMEOUT_MS = 5000
+_BUSY_TIMEOUT = 5.0
+"""Seconds to wait for the write lock the inbox writer holds, before the event is retried later."""
 
 _MAX_BATCH = 256
-"""Most jobs the worker takes off its queue at once."""
+"""Most jobs the writer thread takes off its queue at once."""
 
 _MAX_LOCK_HOLD_SECONDS = 0.002
 """A transaction of several events commits once it has held the write lock this long."""
+
+
+class _EventJob(WriterJob[int | None]):
+    """An event to apply; answered with the id of the work item it touched (``None``: none)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: AlertEvent) -> None:
+        super().__init__()
+        self.event = event
 
 
 Outcome = tuple[str, int | None]
@@ -45,15 +53,10 @@ Outcome = tuple[str, int | None]
 class EmbeddedBackend(Backend):
     """Work items and CIs in SQLite: the default backend, for local use, tests and small teams.
 
-    All SQLite work runs on one dedicated thread with its own connection (WAL, busy timeout), so
-    the event loop never blocks and the inbox writer's connection to the same file can coexist.
-
-    Events that arrive while the thread is busy are **applied together in one transaction**
-    (each exactly as it would be alone, in arrival order), and their callers are answered with one
-    hop back to the event loop: under load a batch costs one write lock, one commit and one loop
-    hop instead of one each per event, and the thread holds Python's GIL for fewer, longer turns.
-    Should any event of a batch fail, the batch is rolled back and its events are applied again one
-    transaction each, so a failure stays with its own event.
+    Events that arrive while the writer thread is busy are applied together in one transaction
+    (each exactly as it would be alone, in arrival order). Should one of them fail, the
+    transaction is rolled back and its events are applied again one transaction each, so a
+    failure stays with its own event.
     """
 
     name = "embedded"
@@ -65,9 +68,9 @@ class EmbeddedBackend(Backend):
         self.reopen_window = reopen_window
         """Seconds: a Fired reopens the item of its rule and targets that Azure resolved this recently."""
         self._priority_map = validated_priority_map(priority_map or {})
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._writer: SQLiteWriter[_EventJob] = SQLiteWriter(
+            "embedded-itsm", self._open, self._apply_batch, max_batch=_MAX_BATCH
+        )
         self.transactions = 0
         """Write transactions committed (events applied / transactions = the batching factor)."""
 
@@ -78,22 +81,16 @@ class EmbeddedBackend(Backend):
 
     async def start(self) -> None:
         """Open the connection and create the tables if they are missing."""
-        await self._run(self._open)
+        await self._writer.call(lambda conn: None)
 
     async def close(self) -> None:
-        """Close the connection and stop the worker thread (after the work queued before)."""
-        thread = self._thread
-        if thread is None:
-            return
-        await self._run(self._close_connection)
-        self._jobs.put(None)
-        await asyncio.to_thread(thread.join)
-        self._thread = None
+        """Close the connection and stop the writer thread (after the work queued before)."""
+        await self._writer.stop()
 
     async def readiness(self) -> Readiness:
         """Ready when the database answers a trivial query."""
         try:
-            await self._run(lambda: self._connection().execute("SELECT 1").fetchone())
+            await self._writer.call(lambda conn: conn.execute("SELECT 1").fetchone())
         except Exception as error:  # noqa: BLE001 - any failure means "not ready", with the reason
             return Readiness(False, f"embedded backend database unavailable: {error}")
         return Readiness(True)
@@ -103,82 +100,30 @@ class EmbeddedBackend(Backend):
 
         Returns the work item the event was applied to (``None`` for a Resolved that came first).
         """
-        item_id = await self._submit(_Job(event, None))
-        return WorkItemRef(schema.work_item_number(item_id)) if isinstance(item_id, int) else None
+        job = _EventJob(event)
+        self._writer.submit(job)
+        item_id = await job.future
+        return WorkItemRef(schema.work_item_number(item_id)) if item_id is not None else None
 
     async def prune_resolved(self, older_than_seconds: float) -> int:
         """Delete Resolved/Closed work items past retention (see :mod:`receiver.itsm.embedded.operations`)."""
 
-        def prune() -> int:
-            with write_transaction(self._writable_connection(), _BUSY_TIMEOUT_MS / 1000) as conn:
+        def prune(conn: sqlite3.Connection) -> int:
+            with write_transaction(conn, _BUSY_TIMEOUT):
                 return prune_resolved(conn, older_than_seconds)
 
-        return await self._run(prune)
+        return await self._writer.call(prune)
 
-    # -- thread-side implementation ------------------------------------------------------------
+    # -- writer thread ---------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[], _T]) -> _T:
-        result: _T = await self._submit(_Job(None, fn))
-        return result
-
-    def _submit(self, job: _Job) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        job.loop = loop
-        job.future = loop.create_future()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="embedded-itsm", daemon=True)
-            self._thread.start()
-        self._jobs.put(job)
-        return job.future
-
-    def _work(self) -> None:
-        """The worker thread: take everything queued, apply events in batches, answer in one hop."""
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            jobs = [first]
-            stop = False
-            while len(jobs) < _MAX_BATCH:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                jobs.append(job)
-            events: list[_Job] = []
-            for job in jobs:
-                if job.fn is None:
-                    events.append(job)
-                    continue
-                if events:  # keep the order of calls and events
-                    self._apply_batch(events)
-                    events = []
-                try:
-                    job.result = job.fn()
-                except BaseException as error:  # noqa: BLE001 - handed to the caller
-                    job.error = error
-            if events:
-                self._apply_batch(events)
-            _answer(jobs)
-            if stop:
-                return
-
-    def _open(self) -> None:
-        if self._conn is not None:
-            return
+    def _open(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(self._db_path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is enough (and ~10x faster than FULL here): the work item's WAL frames
-            # precede the inbox's "done" commit in the same WAL file, and the inbox commits with
-            # synchronous=FULL, whose fsync makes them durable together. Power loss before that
-            # loses both, and the row is replayed (idempotently).
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # synchronous=NORMAL: the work item's WAL frames precede the inbox's "done" commit in
+            # the same WAL file, and the inbox commits with synchronous=FULL, whose fsync makes
+            # them durable together. Power loss before that loses both, and the row is replayed
+            # (idempotently).
+            conn = connect(self._db_path, busy_timeout=_BUSY_TIMEOUT, synchronous="NORMAL")
             schema.upgrade_schema(conn)  # before foreign keys are enforced: it may rebuild work_items
             conn.execute("PRAGMA foreign_keys = ON")
             schema.create_tables(conn)
@@ -195,27 +140,15 @@ class EmbeddedBackend(Backend):
         # Write locks are taken by _begin(), which polls; SQLite's busy handler would sleep longer.
         conn.execute("PRAGMA busy_timeout = 0")
         conn.row_factory = sqlite3.Row
-        self._conn = conn
+        return conn
 
-    def _close_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._open()
-        assert self._conn is not None
-        return self._conn
-
-    def _apply_batch(self, jobs: list[_Job]) -> None:
+    def _apply_batch(self, jobs: list[_EventJob]) -> None:
         """Apply the jobs' events in as few transactions as the lock-hold limit allows.
 
         A transaction is committed once it has held the write lock for
         :data:`_MAX_LOCK_HOLD_SECONDS`, so the inbox writer (whose commits the HTTP answers wait
-        for) is never shut out for long; a busy event loop can make each statement of this
-        thread wait for the GIL. Should an event fail, its transaction is rolled back and the
-        events it held are applied again one transaction each, so the failure stays with its event.
+        for) is never shut out for long. Should an event fail, its transaction is rolled back and
+        the events it held are applied again one transaction each.
         """
         pending = jobs
         while pending:
@@ -224,13 +157,12 @@ class EmbeddedBackend(Backend):
                 self._begin(conn)
             except BaseException as error:  # noqa: BLE001 - every event still waiting gets it
                 for job in pending:
-                    job.error = error
+                    job.fail(error)
                 return
             began = time.monotonic()
-            outcomes: list[tuple[str, int | None]] = []
+            outcomes: list[Outcome] = []
             try:
                 for job in pending:
-                    assert job.event is not None
                     outcomes.append(self._apply_in_transaction(conn, job.event))
                     if time.monotonic() - began >= _MAX_LOCK_HOLD_SECONDS:
                         break
@@ -241,22 +173,22 @@ class EmbeddedBackend(Backend):
                 tried, pending = pending[: len(outcomes) + 1], pending[len(outcomes) + 1 :]
                 for job in tried:
                     try:
-                        assert job.event is not None
-                        outcome, job.result = self._apply_sync(job.event)
-                        _log_applied(job.event, outcome)
+                        outcome, item_id = self._apply_alone(job.event)
                     except BaseException as error:  # noqa: BLE001 - handed to that event's caller
-                        job.error = error
+                        job.fail(error)
+                    else:
+                        job.succeed(item_id)
+                        _log_applied(job.event, outcome)
                 continue
             self.transactions += 1
             for job, (outcome, item_id) in zip(pending, outcomes, strict=False):
-                assert job.event is not None
-                job.result = item_id
+                job.succeed(item_id)
                 _log_applied(job.event, outcome)
             pending = pending[len(outcomes) :]
 
     def _writable_connection(self) -> sqlite3.Connection:
         try:
-            return self._connection()
+            return self._writer.connection()
         except PermanentBackendError as error:
             # start() already succeeded once or will be retried by the dispatcher; a file that
             # cannot be opened now (disk full, volume remounting) is worth retrying, not parking.
@@ -265,11 +197,11 @@ class EmbeddedBackend(Backend):
     def _begin(self, conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``, polling while the inbox writer holds the lock (see :func:`begin_immediate`)."""
         try:
-            begin_immediate(conn, _BUSY_TIMEOUT_MS / 1000)
+            begin_immediate(conn, _BUSY_TIMEOUT)
         except sqlite3.OperationalError as error:
             raise TransientBackendError(f"embedded backend database is busy: {error}") from error
 
-    def _apply_sync(self, event: AlertEvent) -> tuple[str, int | None]:
+    def _apply_alone(self, event: AlertEvent) -> Outcome:
         conn = self._writable_connection()
         self._begin(conn)
         try:
@@ -470,44 +402,6 @@ class EmbeddedBackend(Backend):
             )
             ci_ids.append(ci_id)
         return ci_ids
-
-
-class _Job:
-    """One unit of work for the worker thread: an event to apply, or a call to run."""
-
-    __slots__ = ("event", "fn", "loop", "future", "result", "error")
-
-    def __init__(self, event: AlertEvent | None, fn: Callable[[], Any] | None) -> None:
-        self.event = event
-        self.fn = fn
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.future: asyncio.Future[Any] | None = None
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-def _answer(jobs: list[_Job]) -> None:
-    """Hand the results to their callers with one hop per event loop (normally exactly one)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-    for job in jobs:
-        assert job.loop is not None
-        by_loop.setdefault(job.loop, []).append(job)
-    for loop, its_jobs in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, its_jobs)
-        except RuntimeError:  # that loop is closed: nobody is waiting any more
-            pass
-
-
-def _settle(jobs: list[_Job]) -> None:
-    for job in jobs:
-        future = job.future
-        if future is None or future.done():  # the caller gave up (timeout, cancellation)
-            continue
-        if job.error is None:
-            future.set_result(job.result)
-        else:
-            future.set_exception(job.error)
 
 
 def _note(conn: sqlite3.Connection, item_id: int, text: str) -> None:
