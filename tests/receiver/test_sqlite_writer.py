@@ -73,13 +73,19 @@ async def submit(w: SQLiteWriter[Job], name: str) -> asyncio.Future[str]:
     return job.future
 
 
+async def hold_first(w: SQLiteWriter[Job], owner: Owner) -> asyncio.Future[str]:
+    """Submit ``j0`` and wait until the handler holds it: what is submitted next queues up behind it."""
+    owner.gate.clear()
+    first = await submit(w, "j0")
+    await asyncio.to_thread(owner.entered.wait, 10)
+    return first
+
+
 @pytest.mark.anyio
 async def test_jobs_queued_while_the_thread_is_busy_form_one_batch_in_arrival_order(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     w = writer(owner)
-    first = await submit(w, "j0")
-    await asyncio.to_thread(owner.entered.wait, 10)  # the thread holds j0 in the handler
+    first = await hold_first(w, owner)
     rest = [await submit(w, f"j{i}") for i in range(1, 6)]
     owner.gate.set()
     assert await asyncio.gather(first, *rest) == [f"done j{i}" for i in range(6)]
@@ -91,10 +97,8 @@ async def test_jobs_queued_while_the_thread_is_busy_form_one_batch_in_arrival_or
 @pytest.mark.anyio
 async def test_max_batch_bounds_what_is_taken_at_once(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     w = writer(owner, max_batch=2)
-    futures = [await submit(w, "j0")]
-    await asyncio.to_thread(owner.entered.wait, 10)
+    futures = [await hold_first(w, owner)]
     futures += [await submit(w, f"j{i}") for i in range(1, 6)]
     owner.gate.set()
     await asyncio.gather(*futures)
@@ -105,10 +109,8 @@ async def test_max_batch_bounds_what_is_taken_at_once(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_calls_run_with_the_connection_between_runs_of_jobs_in_queue_order(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     w = writer(owner)
-    blocker = await submit(w, "j0")
-    await asyncio.to_thread(owner.entered.wait, 10)
+    blocker = await hold_first(w, owner)
 
     def call(name: str) -> Callable[[sqlite3.Connection], int]:
         def fn(conn: sqlite3.Connection) -> int:
@@ -131,10 +133,8 @@ async def test_calls_run_with_the_connection_between_runs_of_jobs_in_queue_order
 @pytest.mark.anyio
 async def test_a_failing_handler_fails_its_unanswered_jobs_and_the_writer_goes_on(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     w = writer(owner)
-    blocker = await submit(w, "j0")
-    await asyncio.to_thread(owner.entered.wait, 10)
+    blocker = await hold_first(w, owner)
     ok, boom, after = await submit(w, "ok"), await submit(w, "boom"), await submit(w, "after")
     owner.gate.set()
     assert await blocker == "done j0"
@@ -173,11 +173,9 @@ async def test_stop_finishes_what_was_queued_closes_the_connection_and_a_later_j
     tmp_path: Path,
 ) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     w = writer(owner)
     conns: list[sqlite3.Connection] = []
-    futures = [await submit(w, "j0")]
-    await asyncio.to_thread(owner.entered.wait, 10)
+    futures = [await hold_first(w, owner)]
     futures.append(asyncio.ensure_future(w.call(conns.append)))
     await asyncio.sleep(0)
     futures += [await submit(w, f"j{i}") for i in range(1, 4)]
@@ -199,10 +197,8 @@ async def test_stop_finishes_what_was_queued_closes_the_connection_and_a_later_j
 @pytest.mark.anyio
 async def test_a_caller_that_gave_up_does_not_disturb_the_others(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     w = writer(owner)
-    blocker = await submit(w, "j0")
-    await asyncio.to_thread(owner.entered.wait, 10)
+    blocker = await hold_first(w, owner)
     gone, kept = await submit(w, "gone"), await submit(w, "kept")
     gone.cancel()
     owner.gate.set()
@@ -214,7 +210,6 @@ async def test_a_caller_that_gave_up_does_not_disturb_the_others(tmp_path: Path)
 @pytest.mark.anyio
 async def test_a_batch_is_settled_with_one_hop_to_the_loop(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
-    owner.gate.clear()
     hops: list[list[str]] = []
     loop_thread: list[str] = []
 
@@ -224,8 +219,7 @@ async def test_a_batch_is_settled_with_one_hop_to_the_loop(tmp_path: Path) -> No
         settle_jobs(jobs)
 
     w = writer(owner, settle=settle)
-    futures = [await submit(w, "j0")]
-    await asyncio.to_thread(owner.entered.wait, 10)
+    futures = [await hold_first(w, owner)]
     futures += [await submit(w, f"j{i}") for i in range(1, 4)]
     owner.gate.set()
     await asyncio.gather(*futures)

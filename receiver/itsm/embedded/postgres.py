@@ -6,16 +6,17 @@ The semantics of the SQLite store (docs/work-items.md) in the tables of migratio
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
 from receiver.itsm.embedded import render
+from receiver.itsm.embedded.applied_log import log_applied
 from receiver.itsm.embedded.clock import iso, now
+from receiver.itsm.embedded.new_item import NEW_ITEM_COLUMNS, new_item_values
 from receiver.itsm.embedded.operations import prune_resolved_postgres
-from receiver.itsm.embedded.priority import priority_for, routed_values, validated_priority_map
+from receiver.itsm.embedded.priority import validated_priority_map
 from receiver.itsm.embedded.schema import work_item_number
 from receiver.itsm.embedded.targets import ci_bindings
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
@@ -23,12 +24,16 @@ from receiver.storage.postgres.schema import SchemaTooNew, migrate
 
 __all__ = ["EmbeddedPostgresBackend"]
 
-_log = logging.getLogger(__name__)
 
 _LOCK_AND_RELAX_COMMIT = (
     "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0))"
 )
 """Asynchronous commit for this transaction, then the lock of the event's correlation key."""
+
+_INSERT_ITEM = (
+    f"INSERT INTO work_items ({', '.join(NEW_ITEM_COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(NEW_ITEM_COLUMNS) + 1))}) RETURNING id"
+)
 
 
 class EmbeddedPostgresBackend(Backend):
@@ -114,15 +119,7 @@ class EmbeddedPostgresBackend(Backend):
         except connection_errors() as error:
             raise TransientBackendError(f"embedded backend write failed: {error or type(error).__name__}") from error
         self.transactions += 1
-        _log.debug(
-            "work item event applied",
-            extra={
-                "event": "work_item_applied",
-                "alert_id": event.alert_id,
-                "condition": str(event.condition),
-                "outcome": outcome,
-            },
-        )
+        log_applied(event, outcome)
         return WorkItemRef(work_item_number(item_id)) if item_id is not None else None
 
     async def prune_resolved(self, older_than_seconds: float, *, limit: int = 1000) -> int:
@@ -181,26 +178,12 @@ class EmbeddedPostgresBackend(Backend):
             await conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = $1", open_id)
             await _note(conn, open_id, render.occurrence_note(event, fired_at, early_resolved_at))
             return int(open_id), "occurrence added"
-        state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
-        routed = routed_values(event)
         item_id = int(
             await conn.fetchval(
-                "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
-                " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13) RETURNING id",
-                event.correlation_key,
-                state,
-                event.severity,
-                priority_for(event, self._priority_map),
-                render.title(event),
-                render.description(event),
-                fired_at,
-                resolved_at,
-                routed["assignment_group"],
-                routed["category"],
-                routed["subcategory"],
-                routed["impact"],
-                routed["urgency"],
+                _INSERT_ITEM,
+                *new_item_values(
+                    event, opened_at=fired_at, resolved_first_at=early_resolved_at, priority_map=self._priority_map
+                ),
             )
         )
         await conn.execute(

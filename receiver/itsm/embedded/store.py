@@ -6,7 +6,6 @@ several to a transaction under load; docs/work-items.md gives the semantics and 
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -14,9 +13,11 @@ from collections.abc import Mapping
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
 from receiver.itsm.embedded import lifecycle, render, schema
+from receiver.itsm.embedded.applied_log import log_applied
 from receiver.itsm.embedded.clock import iso, now
+from receiver.itsm.embedded.new_item import NEW_ITEM_COLUMNS, new_item_values
 from receiver.itsm.embedded.operations import prune_resolved
-from receiver.itsm.embedded.priority import priority_for, routed_values, validated_priority_map
+from receiver.itsm.embedded.priority import validated_priority_map
 from receiver.itsm.embedded.targets import ci_bindings
 from receiver.storage.sqlite.connection import connect
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
@@ -24,7 +25,6 @@ from receiver.storage.sqlite.writer import SQLiteWriter, WriterJob
 
 __all__ = ["EmbeddedBackend"]
 
-_log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT = 5.0
 """Seconds to wait for the write lock the inbox writer holds, before the event is retried later."""
@@ -34,6 +34,11 @@ _MAX_BATCH = 256
 
 _MAX_LOCK_HOLD_SECONDS = 0.002
 """A transaction of several events commits once it has held the write lock this long."""
+
+_INSERT_ITEM = (
+    f"INSERT INTO work_items ({', '.join(NEW_ITEM_COLUMNS)}, lifecycle_key, resolved_by)"
+    f" VALUES ({', '.join('?' * (len(NEW_ITEM_COLUMNS) + 2))})"
+)
 
 
 class _EventJob(WriterJob[int | None]):
@@ -178,12 +183,12 @@ class EmbeddedBackend(Backend):
                         job.fail(error)
                     else:
                         job.succeed(item_id)
-                        _log_applied(job.event, outcome)
+                        log_applied(job.event, outcome)
                 continue
             self.transactions += 1
             for job, (outcome, item_id) in zip(pending, outcomes, strict=False):
                 job.succeed(item_id)
-                _log_applied(job.event, outcome)
+                log_applied(job.event, outcome)
             pending = pending[len(outcomes) :]
 
     def _writable_connection(self) -> sqlite3.Connection:
@@ -286,26 +291,12 @@ class EmbeddedBackend(Backend):
         ):
             _note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))
             return int(previous["id"]), "reopened"
-        state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
-        routed = routed_values(event)
         cursor = conn.execute(
-            "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
-            " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency,"
-            " lifecycle_key, resolved_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_ITEM,
             (
-                event.correlation_key,
-                state,
-                event.severity,
-                priority_for(event, self._priority_map),
-                render.title(event),
-                render.description(event),
-                fired_at,
-                resolved_at,
-                routed["assignment_group"],
-                routed["category"],
-                routed["subcategory"],
-                routed["impact"],
-                routed["urgency"],
+                *new_item_values(
+                    event, opened_at=fired_at, resolved_first_at=early_resolved_at, priority_map=self._priority_map
+                ),
                 event.lifecycle_key or None,
                 "azure" if early_resolved_at else None,
             ),
@@ -406,18 +397,3 @@ class EmbeddedBackend(Backend):
 
 def _note(conn: sqlite3.Connection, item_id: int, text: str) -> None:
     conn.execute("INSERT INTO work_item_notes (work_item_id, at, text) VALUES (?, ?, ?)", (item_id, now(), text))
-
-
-def _log_applied(event: AlertEvent, outcome: str) -> None:
-    # DEBUG, not INFO: the applied_events row is the durable record of every applied event, and a
-    # log line per alert would cost the dispatcher a noticeable share of its CPU.
-    if _log.isEnabledFor(logging.DEBUG):
-        _log.debug(
-            "work item event applied",
-            extra={
-                "event": "work_item_applied",
-                "alert_id": event.alert_id,
-                "condition": str(event.condition),
-                "outcome": outcome,
-            },
-        )
