@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
+from receiver.itsm.base import PermanentBackendError, TransientBackendError, WorkItemRef
 from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
 from receiver.itsm.embedded.store import EmbeddedBackend
 from receiver.storage.sqlite.connection import DatabaseNotFoundError
@@ -374,3 +374,27 @@ def test_a_failure_mid_event_leaves_nothing_half_applied(tmp_path: Path, monkeyp
     asyncio.run(run())
     [item] = list_work_items(str(db))
     assert item["number"] == "INC0000001"
+
+
+def test_concurrent_events_share_transactions_and_a_failing_one_fails_alone(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    events = [fired(f"c{i}") for i in range(120)]
+    events[60] = replace(fired("bad"), condition="Bogus")  # type: ignore[arg-type]  # fails inside the batch
+
+    async def run() -> tuple[list[object], int]:
+        backend = EmbeddedBackend(str(db))
+        await backend.start()
+        try:
+            results = await asyncio.gather(*(backend.apply(event) for event in events), return_exceptions=True)
+            return list(results), backend.transactions
+        finally:
+            await backend.close()
+
+    results, transactions = asyncio.run(run())
+    assert isinstance(results[60], ValueError)
+    numbers = [ref.number for ref in results if isinstance(ref, WorkItemRef)]
+    assert len(numbers) == 119 and len(set(numbers)) == 119
+    assert transactions < 119  # events queued together were applied together
+    items = list_work_items(str(db))
+    assert sorted(item["number"] for item in items) == sorted(numbers)
+    assert fired("bad").alert_id not in {alert for item in items for alert in item["alert_ids"]}

@@ -124,7 +124,7 @@ async def test_calls_run_with_the_connection_between_runs_of_jobs_in_queue_order
     await asyncio.sleep(0)  # the call is queued when its task first runs
     b = await submit(w, "b")
     owner.gate.set()
-    assert await asyncio.gather(blocker, a, c1, b) == ["done j0", "done a", 42, "done b"]
+    assert [await blocker, await a, await c1, await b] == ["done j0", "done a", 42, "done b"]
     assert owner.events == ["j0", "a", "call-1", "b"]
     assert owner.batches == [["j0"], ["a"], ["b"]]
     await w.stop()
@@ -176,14 +176,15 @@ async def test_stop_finishes_what_was_queued_closes_the_connection_and_a_later_j
     w = writer(owner)
     conns: list[sqlite3.Connection] = []
     futures = [await hold_first(w, owner)]
-    futures.append(asyncio.ensure_future(w.call(conns.append)))
+    call = asyncio.ensure_future(w.call(conns.append))
     await asyncio.sleep(0)
     futures += [await submit(w, f"j{i}") for i in range(1, 4)]
     stopping = asyncio.ensure_future(w.stop())
     await asyncio.sleep(0.05)
     owner.gate.set()
     await stopping
-    assert [f.done() and not f.exception() for f in futures] == [True] * 5
+    assert call.done() and call.exception() is None and len(conns) == 1
+    assert [f.result() for f in futures] == [f"done j{i}" for i in range(4)]
     assert not w.running
     with pytest.raises(sqlite3.ProgrammingError):  # closed by stop()
         conns[0].execute("SELECT 1")
