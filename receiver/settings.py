@@ -1,13 +1,6 @@
-"""The receiver's configuration: every ``SECURE_EXPORT_*`` environment variable, validated once at start.
+"""The receiver's configuration: every ``SECURE_EXPORT_*`` variable, validated once at start.
 
-``load_settings()`` is the only place the environment is read. A bad or missing variable raises
-:class:`SettingsError` whose message names each offending variable on its own line, so
-``secure-export serve`` can print it and exit 2 without a traceback.
-
-The variables of ``docs/design.md`` keep their exact names and defaults; the operational ones
-(clock skew, JWKS refresh, dispatch retry policy, priority map, logging, timeouts) are documented
-in ``docs/receiver.md``. ServiceNow settings (``SECURE_EXPORT_SERVICENOW_*``) are deliberately not
-here: the ServiceNow backend reads and validates them itself, so this class never holds its secrets.
+One exit 2 names every bad variable (docs/receiver.md, "Configuration").
 """
 
 from __future__ import annotations

@@ -31,7 +31,10 @@ class MetricCondition(OpenModel):
 
 
 class MetricContext(OpenModel):
-    """``alertContext`` of a Platform metric alert (``conditionType`` ``*MetricCriteria``/``DynamicThresholdCriteria``/``WebtestLocationAvailabilityCriteria``)."""
+    """``alertContext`` of a Platform metric alert.
+
+    ``conditionType`` ``*MetricCriteria``, ``DynamicThresholdCriteria`` or ``WebtestLocationAvailabilityCriteria``.
+    """
 
     condition_type: str | None = Field(default=None, alias="conditionType")
     condition: MetricCondition

@@ -216,7 +216,7 @@ def parse_alert(body: bytes) -> CommonAlert:
         # schema, not broken bytes: 422, as DESIGN.md's status table says.
         raise _not_common_schema(f"the JSON body must be an object (the common alert schema), not {_json_kind(obj)}")
     # Nesting needs brackets: a body with at most MAX_DEPTH of them (counted in C, strings
-    # included, so never too few) cannot nest too deep, and the walk (~15 µs) is skipped.
+    # included, so never too few) cannot nest too deep, and the walk is skipped.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(obj):
         raise _invalid_json(f"the JSON nests deeper than {MAX_DEPTH} levels")
     schema_id = obj.get("schemaId")

@@ -53,7 +53,8 @@ class JwksCache:
     of made-up kids cannot hammer the key endpoint), one fetch at a time, and keep the last good
     key set when a fetch fails. An unknown ``kid`` that cannot be looked up now raises
     :class:`KeySetNotCurrent` (the caller answers 503), rather than being declared unknown. Only
-    ``kty`` RSA keys with ``use`` ``sig`` (or no ``use``) and no ``alg`` other than RS256 are used. A successful fetch replaces the set, so a key Azure removed
+    ``kty`` RSA keys with ``use`` ``sig`` (or no ``use``) and no ``alg`` other than RS256 are used.
+    A successful fetch replaces the set, so a key Azure removed
     stops being trusted.
     """
 

@@ -1,1 +1,1 @@
-"""cli."""
+"""The receiver's commands (``serve``, ``work-items``, ``cmdb``, ``trace``, ``replay``, ``discard``)."""

@@ -40,7 +40,7 @@ def work_items(argv: list[str]) -> int:
     db = database_argument(prog, args.db)
     if isinstance(db, int):
         return db
-    from receiver.storage.readers import list_work_items
+    from receiver.itsm.embedded.queries import list_work_items
 
     if args.failed:
         return _read(prog, db, lambda: print_parked(_parked(db), as_json=args.json))
@@ -102,7 +102,7 @@ def cmdb(argv: list[str]) -> int:
     db = database_argument("secure-export cmdb", args.db)
     if isinstance(db, int):
         return db
-    from receiver.storage.readers import list_configuration_items
+    from receiver.itsm.embedded.queries import list_configuration_items
 
     def show() -> None:
         cis = list_configuration_items(db)

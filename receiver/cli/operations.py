@@ -14,9 +14,9 @@ from receiver.cli.tables import print_json, print_trace
 
 
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
-    """Run an operation, turning an :class:`~receiver.storage.sqlite.operations.OpsError` into its message and exit 1."""
+    """Run an operation; an :class:`~receiver.storage.operations.OpsError` becomes its message and exit 1."""
     from receiver.storage import is_postgres
-    from receiver.storage.operations import OpsError
+    from receiver.storage.records import OpsError
 
     if "://" in db and not is_postgres(db):
         sys.stderr.write(

@@ -100,7 +100,8 @@ def print_trace(result: dict[str, Any]) -> None:
         write_table(headers, rows, out)
         if any(d["state"] == "parked" for d in deliveries):
             out.write(
-                "  parked: 'secure-export replay --id N' retries it, 'secure-export discard --id N --reason TEXT' gives it up\n"
+                "  parked: 'secure-export replay --id N' retries it, "
+                "'secure-export discard --id N --reason TEXT' gives it up\n"
             )
         if any(d["state"] == "pending" for d in deliveries):
             out.write("  pending: the dispatcher is still working on it (see the receiver's logs and /readyz)\n")

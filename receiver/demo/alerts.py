@@ -1,12 +1,4 @@
-"""The demo's alerts: realistic common-alert-schema payloads of the kinds Azure Monitor sends.
-
-Shaped after Microsoft's published samples (``alerts-payload-samples.md``; the conformance corpus
-in ``shared/samples`` holds the originals) and shipped inside the package, so ``secure-export
-demo`` works on a fresh clone. Stateful kinds (metric and log search alerts) come as a Fired and
-a Resolved with the same ``alertId``; activity-log kinds (administrative, resource health,
-service health) are stateless in Azure — it never sends a Resolved for them — so they come as a
-Fired only and their work items stay open until a person closes them.
-"""
+"""The demo's alerts: one of each kind Azure Monitor sends, Fired and Resolved, and the demo's routing file."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""A stand-in for Azure AD (Entra ID) on this machine: a signing key, its JWKS over HTTP, and tokens.
+"""A local stand-in for Entra ID: a signing key, a JWKS endpoint on loopback, and tokens as Azure Monitor sends them.
 
-``secure-export demo``, the tests and the benchmarks need tokens shaped exactly like the ones an
-Azure Monitor action group sends to a secure webhook, signed by a key the receiver can fetch from a
-JWKS endpoint. :class:`LocalIssuer` provides both without any cloud: an RSA key pair generated in
-memory, a small threaded HTTP server bound to ``127.0.0.1`` only (port chosen by the OS) that serves
-the public key set at the same path Azure uses (``/{tenant}/discovery/v2.0/keys``), and
-:meth:`LocalIssuer.mint`, which issues v1 or v2 access tokens with the claims of the first-party
-*AzNS AAD Webhook* application.
-
-It never turns checking off: the receiver verifies these tokens with exactly the code that
-verifies Azure's, pointed at this issuer's ``jwks_uri`` (plain http is accepted for loopback hosts
-only, see :mod:`receiver.auth`).
+For the demo, the tests and the benchmarks only (docs/authentication.md, "The local issuer").
 """
 
 from __future__ import annotations

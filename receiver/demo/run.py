@@ -1,18 +1,4 @@
-"""``secure-export demo``: the whole alert path on this machine, no cloud, authentication on.
-
-1. A :class:`~receiver.demo.local_issuer.LocalIssuer` stands in for Azure AD: an RSA key pair, its
-   JWKS served on 127.0.0.1, tokens minted with the claims Azure sends for an action group.
-2. A real receiver (the same app as ``secure-export serve``) runs in-process on 127.0.0.1 with
-   the embedded backend, configured to trust that issuer and only the demo subscription.
-3. Sample alerts of several kinds are POSTed over HTTP with bearer tokens: stateful ones fired
-   and then resolved, activity-log ones fired only (Azure sends no Resolved for them), plus an
-   Azure-style retry (a duplicate), a Resolved that overtakes its Fired, and two refused
-   attempts (a forged token → 401, a token without the app role → 403).
-4. The demo waits until the dispatcher has applied every accepted delivery, checks the outcome,
-   and prints the work items and configuration items.
-
-Exit status 0 when every step behaved as expected, 1 otherwise (with the reason).
-"""
+"""``secure-export demo``: the whole path on this machine with a local issuer and the embedded backend."""
 
 from __future__ import annotations
 

@@ -1,32 +1,6 @@
 """The dispatcher: applies inbox rows to the ITSM backend, in order per correlation key, with retry.
 
-How it works:
-
-* A **loader** reads pending rows from the inbox in arrival order, at start (rows left by a
-  previous run or a crash) and whenever the inbox commits new rows (it is woken at once, no
-  polling delay). It keeps at most ``max_in_memory`` rows in memory; the rest wait on disk.
-* Rows are grouped by **correlation key** (``SECURE_EXPORT_CORRELATION``): ``alert`` → the
-  alert id; ``rule-target`` → the alert rule (id, else name) and the sorted target resource
-  ids, lower-cased. Each key is a FIFO: a Fired and its Resolved are never applied concurrently
-  or out of arrival order.
-* ``concurrency`` **workers** take keys from a ready queue, so at most that many backend calls
-  run at once while different keys proceed in parallel. A key waiting for a retry holds no worker.
-* **Failures**: :class:`TransientBackendError` (and any unexpected exception or a timeout) is
-  retried after an exponential backoff with full jitter (``uniform(0, min(cap, base * 2**n))``);
-  a backend's ``retry_after`` is honoured, capped at ``backoff_cap``. The attempt count and the
-  last error are stored on the row, so the limit survives restarts. After ``max_attempts``, or at
-  once on :class:`PermanentBackendError`, the row is **parked**: it stays in the database with
-  its reason, is counted in metrics and listed by ``secure-export work-items``; later rows of the
-  same key then proceed.
-* **Backend not ready**: after a failed attempt the dispatcher asks ``backend.readiness()``. When
-  the backend says it is not ready (ServiceNow refusing the credentials, a wrong configuration),
-  that attempt is not counted and dispatching **pauses**: no backend calls, the reason logged once,
-  readiness re-checked every ``min(backoff_cap, pause_recheck)`` seconds, and everything resumes
-  when it is ready again. So an operator fixing credentials after an hour finds every alert still
-  pending rather than parked. An outage is *not* a reason to pause (backends stay ready through
-  one, see ``Backend.readiness``): outages consume attempts as above.
-* A row leaves the pending set only after ``backend.apply`` returned. A crash in between replays
-  the event at the next start; backends are idempotent per ``(alert_id, condition)``.
+Backoff, parking, pausing while the backend is not ready: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -44,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.alerts.events import AlertEvent, UnusableRow, event_from_alert, event_from_body
 from receiver.dispatch.routing import EMPTY_ROUTING, route_event
-from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError
 from receiver.storage import InboxStore
-from receiver.storage.records import InboxRow
+from receiver.storage.records import InboxRow, WorkItemRef
 
 if TYPE_CHECKING:
     from secure_export.routing import RoutingFile
@@ -63,7 +37,9 @@ _STOP = None
 
 
 @dataclass(slots=True)
-class _Entry:
+class _KeyedRow:
+    """An inbox row waiting in its correlation key's queue, with its event (or why it has none)."""
+
     row_id: int
     alert_id: str
     condition: str
@@ -113,7 +89,7 @@ class Dispatcher:
         self.metrics = metrics
         self._rng = rng
         self._clock = clock
-        self._keys: dict[str, deque[_Entry]] = {}
+        self._keys: dict[str, deque[_KeyedRow]] = {}
         self._in_memory = 0
         self._last_id = 0
         self._ready: asyncio.Queue[str | None] = asyncio.Queue()
@@ -338,7 +314,7 @@ class Dispatcher:
             key = event.correlation_key
         except UnusableRow as error:
             event, problem, key = None, str(error), row.alert_id
-        entry = _Entry(
+        entry = _KeyedRow(
             row_id=row.id,
             alert_id=row.alert_id,
             condition=row.monitor_condition,
@@ -427,7 +403,7 @@ class Dispatcher:
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** min(attempt - 1, 60)))
         return float(self._rng() * ceiling)
 
-    async def _attempt(self, entry: _Entry) -> bool:
+    async def _attempt(self, entry: _KeyedRow) -> bool:
         """Apply one row once; True when it is finished (done or parked), False to retry later."""
         backend_name = getattr(self.backend, "name", "backend")
         if entry.event is None:
@@ -577,7 +553,7 @@ class Dispatcher:
             extra={"event": "mark_done_failed", "row_id": row_id, "error": str(error)},
         )
 
-    async def _park(self, entry: _Entry, reason_text: str, *, reason: str) -> None:
+    async def _park(self, entry: _KeyedRow, reason_text: str, *, reason: str) -> None:
         self.parked += 1
         if self.metrics is not None:
             self.metrics.parked.labels(reason=reason).inc()

@@ -1,11 +1,4 @@
-"""Notice operators' replays and discards made beside the running receiver (by the CLI, on the same file).
-
-``secure-export replay`` changes rows in the database file and bumps ``inbox_meta.ops_generation``;
-this task reads that one value every ``poll_seconds`` on a read-only connection of its own and, when
-it changed, recounts the inbox and hands replayed rows to the dispatcher. So a replay takes effect
-within a poll interval, without a restart. The ops HTTP endpoints call :meth:`OpsWatcher.poke` to
-act at once.
-"""
+"""Notice operators' replays and discards made beside the running receiver, and prune old work items."""
 
 from __future__ import annotations
 

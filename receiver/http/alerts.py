@@ -1,4 +1,4 @@
-"""``POST /api/alerts``: size, type, token, parse, allow-list, commit, answer (docs/receiver.md, the order of checks)."""
+"""``POST /api/alerts``: size, type, token, parse, allow-list, commit, answer (docs/receiver.md has the order)."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ class AlertEndpoint:
         duplicate = result.duplicate
         self.metrics.child(self.metrics.alerts_accepted, condition, "true" if duplicate else "false").inc()
         # DEBUG, not INFO: the inbox row (received_at, body) is already the durable record of
-        # every accepted alert, and a log line per alert would cost the hot path ~10% of its CPU.
+        # every accepted alert, and a log line per alert would cost the hot path a visible share of its CPU.
         log.debug(
             "alert accepted",
             extra={"event": "alert_accepted", "alert_id": alert_id, "condition": condition, "duplicate": duplicate},

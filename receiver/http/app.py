@@ -1,30 +1,6 @@
-"""The receiver's ASGI application: ``POST /api/alerts``, ``/healthz``, ``/readyz``, ``/metrics``.
+"""The receiver's ASGI application: routes, middleware and lifespan wired together (``create_app``).
 
-Why Starlette and not FastAPI: the service has four routes and one hot path whose whole job is
-"check size, type and token, parse once, commit, answer". FastAPI would add request/response
-model validation, dependency injection and OpenAPI generation on every call, and it would parse
-the body a second time; the common alert schema is already validated by ``receiver.alerts.schema``
-(pydantic) exactly once. Starlette gives routing, lifespan and streaming bodies with the least
-work per request, which is what the throughput target (close to a bare handler) needs.
-
-The order of checks in ``POST /api/alerts`` (cheapest and least trusting first):
-
-1. size: ``Content-Length`` above ``SECURE_EXPORT_MAX_BODY_BYTES`` → 413 (the body is not read);
-2. ``Content-Type`` not ``application/json`` (``; charset=utf-8`` accepted) → 415;
-3. token → 401 (with ``WWW-Authenticate: Bearer error="invalid_token"``) or 403 — *before* the
-   body is read, so unauthenticated callers cost no parsing; 503 with ``Retry-After`` when its
-   ``kid`` is unknown and the key set cannot be refreshed yet (``receiver.auth``);
-4. the streamed body over the limit (no or lying ``Content-Length``) → 413;
-5. not JSON (incl. not UTF-8, nesting too deep, huge numbers) → 400; JSON but not the common schema
-   (also an array, a string, a number) → 422;
-6. subscription allow-list → 403;
-7. the inbox cannot commit → 503 with ``Retry-After`` (Azure retries 503);
-8. committed → 202 ``{"status":"accepted","alertId":..,"monitorCondition":..,"duplicate":bool}``.
-
-No answer is ever a 500 or carries a stack trace: an unexpected exception anywhere is logged
-(with its traceback, in the logs only) and answered ``503 {"error":"unavailable"}`` — a bug is
-then "try again" for Azure, which retries 503, rather than a lost alert. Unknown paths get 404
-and wrong methods 405, both with JSON bodies.
+Why Starlette, and the order of checks on ``POST /api/alerts``: docs/internals.md.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def receiver_lifespan(state: ReceiverState) -> Callable[[Starlette], AbstractAsy
                             "event": "lifecycle_unsupported",
                             "flap_cycles": settings.flap_cycles,
                             "stateless_ttl": settings.stateless_ttl,
-                            "detail": "flap damping and SECURE_EXPORT_STATELESS_TTL run with an SQLite inbox only (docs/postgresql.md)",
+                            "detail": "flap damping and SECURE_EXPORT_STATELESS_TTL run with an SQLite inbox only "
+                            "(docs/postgresql.md)",
                         },
                     )
 

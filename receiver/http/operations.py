@@ -1,17 +1,7 @@
-"""The operations endpoints: trace, replay, discard and (embedded backend) resolve/close a work item.
+"""The operations endpoints: trace, replay, discard, and resolve/close an embedded work item.
 
-They are served on ``SECURE_EXPORT_OPS_PORT`` when it is set (kept inside the Container Apps
-environment, never on the internet-facing ingress), else on the main port beside ``/metrics``,
-where they answer loopback clients only (they carry no authentication of their own).
-Each calls the same function as its CLI command, on a worker thread, then pokes the
-:class:`~receiver.dispatch.ops_watch.OpsWatcher` so a replay is dispatched at once.
-
-| request | answer |
-| --- | --- |
-| ``GET /ops/trace/{alert_id}`` | 200, the ``trace --json`` document |
-| ``POST /ops/replay`` ``{"ids": [n, ...]}`` or ``{"all": true}``, optional ``"by"`` | 200 ``{"changed": [...], "skipped": [...]}`` |
-| ``POST /ops/discard`` ``{"ids": [...], "reason": "...", "by": "..."}`` | 200, same shape; 422 without a reason |
-| ``POST /ops/work-items/{number}/resolve`` or ``/close`` ``{"note": "...", "by": "..."}`` | 200 the work item; 404 unknown number |
+Served on ``SECURE_EXPORT_OPS_PORT`` when set, else beside ``/metrics`` for loopback clients only;
+each calls the same function as its CLI command (docs/operations.md lists requests and answers).
 """
 
 from __future__ import annotations
@@ -25,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.storage.operations import OpsError, discard, replay, trace
+from receiver.storage.operations import discard, replay, trace
+from receiver.storage.records import OpsError
 from receiver.urls import is_loopback_host
 
 if TYPE_CHECKING:

@@ -1,15 +1,6 @@
-"""Running the receiver: ``serve()`` for ``secure-export serve``, :class:`BackgroundServer` in-process.
+"""Running the app with uvicorn: ``secure-export serve``, the ops port, and a background server for tests.
 
-``serve`` reads and validates the ``SECURE_EXPORT_*`` environment once (a bad variable is one
-clear line on stderr and exit code 2), sets up JSON-lines logging, and runs uvicorn with httptools
-(and uvloop where installed). On SIGTERM/SIGINT uvicorn stops accepting connections, lets the
-requests in flight finish (up to ``SECURE_EXPORT_GRACEFUL_SHUTDOWN_SECONDS``), then the app's
-lifespan drains the inbox writer and stops the dispatcher.
-
-:class:`BackgroundServer` runs the same app with uvicorn on a thread of its own, bound to
-``127.0.0.1`` on a port the OS picks, and exposes ``.url``: the demo, tests and benchmarks use it.
-
-``python -m receiver.http.server [--host H] [--port P]`` is the same as ``secure-export serve``.
+docs/internals.md explains the event loop and shutdown choices.
 """
 
 from __future__ import annotations
@@ -127,7 +118,7 @@ def uvicorn_config(app: Any, *, host: str, port: int, settings: ReceiverSettings
         "log_config": None,
         "server_header": False,
         # The receiver reads neither the client address nor the scheme, so X-Forwarded-* rewriting
-        # would only cost every request a middleware hop (~3% of its CPU).
+        # would only cost every request a middleware hop.
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "timeout_keep_alive": 75,  # longer than Azure's connection reuse; avoids reconnect churn
@@ -158,7 +149,7 @@ def run(
     ``host`` and that port when not given) by a second uvicorn server in the same loop.
     """
     # The inbox writer thread must get the GIL back quickly after each SQLite call while the event
-    # loop is busy; the default 5 ms switch interval would add up to 5 ms per call to every commit.
+    # loop is busy; the default switch interval would be added to every commit.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     app = _build_app(settings, backend)
     config = uvicorn_config(app, host=host, port=port, settings=settings)

@@ -21,6 +21,7 @@ import abc
 from dataclasses import dataclass
 
 from receiver.alerts.events import AlertEvent
+from receiver.storage.records import WorkItemRef
 
 
 class BackendError(Exception):
@@ -38,14 +39,6 @@ class TransientBackendError(BackendError):
 
 class PermanentBackendError(BackendError):
     """Retrying cannot help; the row is parked as failed with this message."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItemRef:
-    """What a delivery became in the ITSM tool: its work item or incident number, and a link to it."""
-
-    number: str
-    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

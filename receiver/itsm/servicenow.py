@@ -48,7 +48,7 @@ import httpx
 
 from receiver.alerts import text as alert_text
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.itsm.markers import correlation_id, held_marker, is_held, lifecycle_id, occurrence_marker
 from receiver.itsm.markers import markers_in as _markers_in
 from receiver.itsm.markers import still_firing as _still_firing
@@ -58,6 +58,7 @@ from receiver.itsm.servicenow_pacing import Pacer
 from receiver.itsm.servicenow_routing import NameResolver
 from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError, Target
 from receiver.itsm.servicenow_visibility import IncidentVisibility
+from receiver.storage.records import WorkItemRef
 
 log = logging.getLogger("secure_export.servicenow")
 

@@ -1,1 +1,1 @@
-"""observability."""
+"""What the receiver tells its operators: Prometheus metrics, structured logs, the periodic activity line."""

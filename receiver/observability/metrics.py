@@ -1,34 +1,4 @@
-"""Prometheus metrics of one receiver app, on a registry of its own.
-
-Each :func:`receiver.http.app.create_app` gets a fresh :class:`ReceiverMetrics` (no global default
-registry), so tests and benchmarks can run many apps in one process. Counters owned by other
-objects (inbox commits, token verifications, JWKS fetches) are read at scrape time by a small
-collector instead of being copied on every request.
-
-Names (all prefixed ``secure_export_``):
-
-* ``http_requests_total{route,status}`` — every answer, by route template (unknown paths: ``other``).
-* ``http_request_duration_seconds{route}`` — time to answer.
-* ``http_requests_in_flight`` — requests being answered now (the scrape included).
-* ``alerts_accepted_total{condition,duplicate}`` — 202s for ``POST /api/alerts``.
-* ``inbox_depth`` — rows waiting for the backend; ``inbox_parked`` — rows parked as failed.
-* ``inbox_commits_total``, ``inbox_rows_written_total``, ``inbox_write_failures_total``,
-  ``inbox_lock_waits_total``, ``inbox_lock_wait_seconds_total`` (waits for another connection's lock).
-* ``backend_calls_total{backend,outcome}`` — outcome ``ok``, ``transient``, ``permanent``.
-* ``backend_errors_total{backend,kind}`` — failures by exception class.
-* ``dispatch_parked_total{reason}`` — ``permanent`` or ``max_attempts``.
-* ``token_verifications_total{result}`` — verification work, not accepted tokens: ``rsa`` counts
-  every RS256 signature check (including checks that failed and tokens later refused for a claim),
-  ``cache_hit`` counts tokens accepted from the verified-token cache. Tokens refused before any
-  signature check (malformed, wrong algorithm, unknown key id) appear in neither.
-* ``jwks_fetches_total`` — HTTP fetches of the signing keys, failed ones included;
-  ``jwks_fetch_errors_total`` — those that failed (the previous keys stay in use).
-* ``dispatch_paused`` — 1 while dispatching is paused because the backend reported not ready,
-  else 0; ``dispatch_pauses_total`` — how often that happened.
-
-A backend that has metrics of its own defines ``bind_metrics(registry)``; ``create_app`` calls
-it with this app's :class:`CollectorRegistry` so the backend's collectors appear on ``/metrics``.
-"""
+"""Prometheus metrics of one receiver app, on a registry of its own (names: docs/receiver.md, "Metrics")."""
 
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from receiver.itsm.base import WorkItemRef
-from receiver.storage.records import InboxRow, InboxUnavailable, PutResult
+from receiver.storage.records import InboxRow, InboxUnavailable, PutResult, WorkItemRef
 
 if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert

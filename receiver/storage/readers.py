@@ -1,6 +1,7 @@
-"""Read-only listings for the CLI (``work-items``, ``cmdb``) on either store, picked by the ``--db`` value.
+"""Read-only access for the CLI on either store, picked by the ``--db`` value: parked deliveries, errors.
 
-For PostgreSQL the authentication follows ``SECURE_EXPORT_DB_AUTH`` like the receiver's.
+For PostgreSQL the authentication follows ``SECURE_EXPORT_DB_AUTH`` like the receiver's. The
+embedded backend's listings are :mod:`receiver.itsm.embedded.queries`.
 """
 
 from __future__ import annotations
@@ -17,24 +18,6 @@ from receiver.storage import is_postgres
 def db_auth() -> str:
     """``SECURE_EXPORT_DB_AUTH`` as the receiver reads it (``password`` when unset)."""
     return os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower() or "password"
-
-
-def list_work_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's work items (see :mod:`receiver.itsm.embedded.queries`)."""
-    from receiver.itsm.embedded import queries
-
-    if is_postgres(db):
-        return asyncio.run(queries.list_postgres_work_items(db, auth=db_auth()))
-    return queries.list_work_items(db)
-
-
-def list_configuration_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's CIs (see :mod:`receiver.itsm.embedded.queries`)."""
-    from receiver.itsm.embedded import queries
-
-    if is_postgres(db):
-        return asyncio.run(queries.list_postgres_configuration_items(db, auth=db_auth()))
-    return queries.list_configuration_items(db)
 
 
 def list_parked(db: str) -> list[dict[str, Any]]:

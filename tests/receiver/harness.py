@@ -47,7 +47,8 @@ from typing import Any
 import httpx
 
 from receiver.alerts.events import AlertEvent
-from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, TransientBackendError
+from receiver.storage.records import WorkItemRef
 from receiver.storage.sqlite.inbox import count_by_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ import pytest
 from receiver.alerts.events import AlertEvent
 from receiver.itsm.base import Backend
 from receiver.itsm.embedded.postgres import EmbeddedPostgresBackend
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
 from receiver.itsm.embedded.store import EmbeddedBackend
-from receiver.storage.readers import list_configuration_items, list_work_items
 from secure_export.routing import RouteDecision
 from tests.receiver.test_embedded import fired, resolved
 

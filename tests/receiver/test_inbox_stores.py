@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from receiver.itsm.base import WorkItemRef
 from receiver.storage import InboxStore, InboxUnavailable, open_store
+from receiver.storage.records import WorkItemRef
 
 Store = Callable[..., InboxStore]
 

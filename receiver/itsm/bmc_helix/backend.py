@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.cmdb import CiFinder
 from receiver.itsm.bmc_helix.incidents import INCIDENT_FORM, IncidentDesk
 from receiver.itsm.bmc_helix.settings import BmcSettings
+from receiver.storage.records import WorkItemRef
 
 
 class BmcHelixBackend(Backend):

@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from receiver.itsm.embedded import render, schema
 from receiver.itsm.embedded.clock import iso_ago, now
-from receiver.itsm.embedded.queries import list_postgres_work_items, list_work_items
+from receiver.itsm.embedded.queries import list_work_items
 from receiver.storage import is_postgres
-from receiver.storage.operations import NotOurDatabase, OpsError, operator
 from receiver.storage.postgres.connect import Database, DbAuth
 from receiver.storage.readers import db_auth
+from receiver.storage.records import NotOurDatabase, OpsError, operator
 from receiver.storage.sqlite.connection import connect
 from receiver.storage.sqlite.operations import open_database
 from receiver.storage.sqlite.write_lock import write_transaction
@@ -64,13 +64,10 @@ def close_work_item(db: str, number: str, *, action: Action | str, note: str, by
     number = number.strip().upper()
     text = render.operator_note(checked, by or operator(), note)
     if is_postgres(db):
-        auth = db_auth()
-        asyncio.run(close_in_postgres(db, number, action=checked, text=text, auth=auth))
-        items = asyncio.run(list_postgres_work_items(db, auth=auth))
+        asyncio.run(close_in_postgres(db, number, action=checked, text=text, auth=db_auth()))
     else:
         _close_in_sqlite(db, number, checked, text)
-        items = list_work_items(db)
-    return next(item for item in items if item["number"] == number)
+    return next(item for item in list_work_items(db) if item["number"] == number)
 
 
 def _not_found(number: str) -> WorkItemNotFoundError:

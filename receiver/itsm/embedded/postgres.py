@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.itsm.embedded import render
 from receiver.itsm.embedded.applied_log import log_applied
 from receiver.itsm.embedded.clock import iso, now
@@ -21,6 +21,7 @@ from receiver.itsm.embedded.schema import work_item_number
 from receiver.itsm.embedded.targets import ci_bindings
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
+from receiver.storage.records import WorkItemRef
 
 __all__ = ["EmbeddedPostgresBackend"]
 

@@ -1,16 +1,20 @@
 """Listing the embedded backend's work items and CIs (``work-items``, ``cmdb``), from either store.
 
 Each store reads its rows in one snapshot; :func:`shape_work_items` turns them into the documented
-fields (docs/design.md), the same for both.
+fields (docs/design.md), the same for both. On PostgreSQL the authentication follows
+``SECURE_EXPORT_DB_AUTH`` like the receiver's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from receiver.itsm.embedded.priority import ROUTED_FIELDS
+from receiver.storage import is_postgres
 from receiver.storage.postgres.connect import Database, DbAuth
+from receiver.storage.readers import db_auth
 from receiver.storage.sqlite.connection import connect_for_reading, has_tables
 
 __all__ = [
@@ -79,15 +83,31 @@ def shape_work_items(
     ]
 
 
+def list_work_items(db: str) -> list[dict[str, Any]]:
+    """Every work item, oldest first: ``db`` is the SQLite file or the ``postgresql://`` URL.
+
+    Raises :class:`~receiver.storage.sqlite.connection.DatabaseNotFoundError` when the file does
+    not exist; a database the backend never wrote to (only the inbox) has no work items.
+    """
+    if is_postgres(db):
+        return asyncio.run(list_postgres_work_items(db, auth=db_auth()))
+    return _sqlite_work_items(db)
+
+
+def list_configuration_items(db: str) -> list[dict[str, Any]]:
+    """Every CI, in order of first binding: ``db`` is the SQLite file or the ``postgresql://`` URL.
+
+    Raises :class:`~receiver.storage.sqlite.connection.DatabaseNotFoundError` when the file does not exist.
+    """
+    if is_postgres(db):
+        return asyncio.run(list_postgres_configuration_items(db, auth=db_auth()))
+    return _sqlite_configuration_items(db)
+
+
 # -- SQLite --------------------------------------------------------------------------------------
 
 
-def list_work_items(db_path: str) -> list[dict[str, Any]]:
-    """Every work item in the SQLite file, oldest first (:func:`shape_work_items`).
-
-    Raises :class:`~receiver.storage.sqlite.connection.DatabaseNotFoundError` when ``db_path``
-    does not exist; a database the backend never wrote to (only the inbox) has no work items.
-    """
+def _sqlite_work_items(db_path: str) -> list[dict[str, Any]]:
     conn = connect_for_reading(db_path)
     try:
         if not has_tables(conn, "work_items", "work_item_alerts", "work_item_notes", "work_item_cis"):
@@ -103,11 +123,7 @@ def list_work_items(db_path: str) -> list[dict[str, Any]]:
     return shape_work_items(items, alerts, notes, cis)
 
 
-def list_configuration_items(db_path: str) -> list[dict[str, Any]]:
-    """Every CI in the SQLite file, in order of first binding.
-
-    Raises :class:`~receiver.storage.sqlite.connection.DatabaseNotFoundError` when ``db_path`` does not exist.
-    """
+def _sqlite_configuration_items(db_path: str) -> list[dict[str, Any]]:
     conn = connect_for_reading(db_path)
     try:
         if not has_tables(conn, "configuration_items"):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError, WorkItemRef
+from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
 from receiver.itsm.embedded import lifecycle, render, schema
 from receiver.itsm.embedded.applied_log import log_applied
 from receiver.itsm.embedded.clock import iso, now
@@ -19,6 +19,7 @@ from receiver.itsm.embedded.new_item import NEW_ITEM_COLUMNS, new_item_values
 from receiver.itsm.embedded.operations import prune_resolved
 from receiver.itsm.embedded.priority import validated_priority_map
 from receiver.itsm.embedded.targets import ci_bindings
+from receiver.storage.records import WorkItemRef
 from receiver.storage.sqlite.connection import connect
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 from receiver.storage.sqlite.writer import SQLiteWriter, WriterJob

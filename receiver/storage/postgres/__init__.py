@@ -1,1 +1,1 @@
-"""postgres."""
+"""The PostgreSQL store for several replicas: connection, schema migrations, inbox, dispatch lease."""

@@ -1,11 +1,4 @@
-"""Connecting to PostgreSQL: the URL's TLS rule, password or Entra ID token authentication, the pool.
-
-``SECURE_EXPORT_DB_AUTH=password`` takes the password from the URL or ``PGPASSWORD``;
-``entra`` asks azure-identity for an access token of the app's managed identity (scope
-:data:`ENTRA_SCOPE`) whenever a connection is opened, reusing it until
-:data:`TOKEN_REFRESH_MARGIN_SECONDS` before it expires. TLS is required: a URL without
-``sslmode`` gets ``require``; a weaker mode is refused (see :func:`check_url`).
-"""
+"""Connecting to PostgreSQL: URL checks (TLS required), Entra ID tokens refreshed before expiry, the pool."""
 
 from __future__ import annotations
 
@@ -64,7 +57,8 @@ def check_url(url: str) -> str:
     mode = modes[-1] if modes else "require"
     if mode not in STRONG_SSLMODES:
         raise DatabaseUrlError(
-            f"sslmode={mode} in the PostgreSQL URL is not allowed: TLS is required; use sslmode=require, verify-ca or verify-full"
+            f"sslmode={mode} in the PostgreSQL URL is not allowed: TLS is required; "
+            "use sslmode=require, verify-ca or verify-full"
         )
     return mode
 
@@ -106,7 +100,7 @@ class CachedToken:
 
 
 def entra_token_source(scope: str = ENTRA_SCOPE) -> TokenSource:
-    """Tokens of the app's managed identity (``DefaultAzureCredential``: ``AZURE_CLIENT_ID`` picks a user-assigned one)."""
+    """Tokens of the app's managed identity (``DefaultAzureCredential``; ``AZURE_CLIENT_ID`` picks one)."""
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)

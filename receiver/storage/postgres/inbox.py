@@ -1,19 +1,6 @@
-"""The inbox on PostgreSQL, shared by several receiver replicas (``SECURE_EXPORT_DB=postgresql://...``).
+"""The inbox on PostgreSQL, shared by every replica: group commit per replica, LISTEN/NOTIFY wake-ups.
 
-Same contract as :class:`receiver.storage.sqlite.inbox.Inbox` (the SQLite store): ``put`` returns only after the
-commit, idempotent on ``(alert_id, monitor_condition)`` through the ``inbox_delivery`` unique
-constraint; rows leave ``pending`` only when done or parked. Differences, and why:
-
-* **Group commit per replica, one inserter at a time across replicas.** A writer task takes every
-  queued delivery and inserts them in one transaction that first takes the transaction-level
-  advisory lock :data:`INSERT_LOCK`. So ids are committed in increasing order on the whole
-  cluster, which the dispatcher's "everything after row N" reading and per-key arrival order
-  rely on (with concurrent inserters, id 10 could commit after id 11 had been read).
-* **NOTIFY** ``secure_export_inbox`` in the inserting transaction wakes every replica's listener
-  at the commit; the listener reconnects by itself after a database restart.
-* Pending and parked counts are this replica's view, recounted from the database every
-  :data:`RECOUNT_SECONDS` (other replicas change them too).
-* Any connection or server error becomes :class:`InboxUnavailable` (the request gets 503).
+docs/postgresql.md describes claims, ordering and losing the database.
 """
 
 from __future__ import annotations
@@ -29,10 +16,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from receiver.itsm.base import WorkItemRef
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
-from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, WorkItemRef, iso_at
 
 if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert
@@ -392,7 +378,8 @@ class PostgresInbox:
         """Remember a failed attempt (survives restarts and a move to another replica)."""
         await self._run(
             lambda c: c.execute(
-                "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1 AND state = 'pending'",
+                "UPDATE inbox SET attempts = $2, last_error = $3, next_attempt_at = $4 "
+                "WHERE id = $1 AND state = 'pending'",
                 row_id,
                 attempts,
                 error[:2000],

@@ -1,21 +1,6 @@
-"""Shared dispatch on PostgreSQL: one replica at a time holds the dispatch lease and applies rows.
+"""The dispatch lease: one replica at a time applies rows, through a session advisory lock.
 
-The lease is the session-level advisory lock :data:`DISPATCH_LOCK` on a connection of its own.
-The holder runs the ordinary :class:`receiver.dispatch.dispatcher.Dispatcher` (per-key FIFO, retries,
-parking), so every correlation key is applied by one replica, in arrival order; the others
-accept alerts and stand by. The lease ends:
-
-* when the holder dies or is killed: the server ends its session (the socket closes) and
-  frees the lock at once; after a silent host loss, when TCP keepalives give up
-  (:data:`KEEPALIVE_SETTINGS`: about 25 s), the **lease timeout**;
-* when the holder cannot reach the database for :attr:`DispatchLease.check_seconds`: it
-  stops dispatching itself first (it fences itself before the server lets another take over), so
-  dispatching pauses while the database is away without spending attempts;
-* at shutdown.
-
-A standby retries the lock every ``check_seconds``; a new holder reads every pending row afresh.
-Rows an ex-holder applied but had not marked done are applied again, which the backends
-make a no-op (idempotent on ``(alert_id, condition)``). docs/postgresql.md explains the choice.
+Hand-over after a crash and the keepalive settings: docs/postgresql.md.
 """
 
 from __future__ import annotations

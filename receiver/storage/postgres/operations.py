@@ -12,10 +12,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from receiver.storage.operations import OpsError, OpsResult, operator
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
-from receiver.storage.records import iso_at
+from receiver.storage.records import OpsError, OpsResult, iso_at, operator
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "
@@ -48,7 +47,7 @@ def _run(url: str, work: Any) -> Any:
 
 
 def trace(url: str, alert_id: str) -> dict[str, Any]:
-    """Every delivery of ``alert_id`` and the work items it became (the shape of :func:`receiver.storage.sqlite.operations.trace`)."""
+    """Every delivery of ``alert_id`` and the work items it became (the shape of the SQLite trace)."""
 
     async def work(conn: Any) -> dict[str, Any]:
         rows = await conn.fetch(f"SELECT {_DELIVERY} FROM inbox WHERE alert_id = $1 ORDER BY id", alert_id)

@@ -1,1 +1,1 @@
-"""sqlite."""
+"""The SQLite store (the embedded default): the inbox, operators' actions, and the write lock."""

@@ -1,33 +1,6 @@
-"""The durable inbox: every accepted alert is a row in SQLite before the caller hears ``202``.
+"""The durable inbox on SQLite: one writer thread, group commit, idempotent on (alertId, monitorCondition).
 
-Design (why it is fast and safe):
-
-* **One writer thread owns one connection** (WAL, ``synchronous=FULL``: a commit is on disk when
-  it returns). Request handlers never touch SQLite; they enqueue their row and await a future.
-* **Group commit.** The writer takes *everything* queued, runs it in one transaction and commits
-  once, so concurrent requests share one fsync; then it resolves all their futures in a single
-  hop back to the event loop. Under load a batch grows by itself while the previous fsync runs.
-* **Idempotency** on ``(alert_id, monitor_condition)``: inside the batch's write transaction the
-  writer looks up which of the batch's keys exist, then inserts only the new ones, all in one
-  multi-row ``INSERT`` (the ``UNIQUE`` constraint stays as the backstop: were it ever violated the
-  batch would fail with 503, never store a duplicate). A repeated delivery is answered ``202`` with
-  ``duplicate: true`` and changes nothing, even after the first one was dispatched (done rows stay).
-* **Few SQLite calls per batch**: each call releases and retakes the GIL, and a busy event loop
-  can make every retake wait a thread-switch interval; so a batch is BEGIN, one lookup, one
-  insert, one update of confirmed rows, COMMIT — not a handful of statements per request.
-* New rows are handed to the dispatcher in memory after the commit (``on_committed``), so the
-  steady state reads nothing back; the dispatcher reads from disk only at start and after a backlog.
-* The dispatcher's bookkeeping (mark done, record a failure, park) goes through the same writer,
-  so there is exactly one SQLite writer in this process and no lock ping-pong with requests.
-  (The embedded ITSM backend writes its own tables in the same file through its own connection;
-  ``busy_timeout`` covers those short transactions.)
-
-Row states: ``pending`` (waiting for the backend), ``done`` (the backend confirmed it, with the work
-item or incident it became), ``parked`` (failed permanently or too often; listed by
-:func:`list_parked` and ``secure-export work-items``), ``discarded`` (a parked row an operator gave
-up on, kept with who and why; see ``receiver.storage.sqlite.operations``). A row leaves ``pending`` only when the
-backend confirmed it or it was parked — never silently.
-One receiver process per database file.
+How a commit becomes a 202 and what each table holds: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -43,8 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from receiver.itsm.base import WorkItemRef
-from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, iso_at
+from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, WorkItemRef, iso_at
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
 
 if TYPE_CHECKING:
@@ -779,7 +751,9 @@ def _open_existing(db_path: str) -> sqlite3.Connection | None:
 
 
 def list_parked(db_path: str) -> list[dict[str, Any]]:
-    """Rows parked as failed, oldest first: ``id`` (for ``replay``/``discard``), ``alert_id``, ``monitor_condition``, ``attempts``,
+    """Rows parked as failed, oldest first.
+
+    Each has ``id`` (for ``replay``/``discard``), ``alert_id``, ``monitor_condition``, ``attempts``,
     ``last_error``, ``received_at``, ``parked_at``. An absent database or inbox gives ``[]``;
     the file is never created by reading.
     """

@@ -1,10 +1,6 @@
 """Operators' actions on an SQLite inbox: trace an alert, replay or discard parked deliveries.
 
-They work on the database file directly, beside a running receiver (SQLite's write lock keeps
-them apart): every change bumps ``inbox_meta.ops_generation``, which the running receiver watches
-(:class:`receiver.dispatch.ops_watch.OpsWatcher`) so replayed rows are dispatched without a restart. The
-HTTP ops endpoints (``receiver.http.operations``) call the same functions. Nothing is ever deleted here:
-a discarded row stays, with who discarded it and why, until its retention period ends.
+They work beside a running receiver and bump ``ops_generation`` so it notices (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from receiver.storage.operations import DatabaseMissing, NotOurDatabase, OpsResult, operator
-from receiver.storage.records import iso_at
+from receiver.storage.records import DatabaseMissing, NotOurDatabase, OpsResult, iso_at, operator
 from receiver.storage.sqlite.inbox import OPS_GENERATION_KEY, connect, ensure_schema
 from receiver.storage.sqlite.write_lock import write_transaction
 
