@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test check format bench install clean
 
 install: $(STAMP)
 
@@ -20,6 +20,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	@.ci/ensure-postgresql
 	$(BIN)/python -m pytest
+
+# The checks every change passes (CI runs them before the tests): formatting, lint, strict typing.
+check: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# Rewrites the tree the way `make check` wants it (formatting and ruff's safe fixes).
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,5 +1,5 @@
-"""``make bench``: receiver throughput and latency against a bare-server baseline, and the
-Pulumi program's cost against the number of alert rules.
+"""``make bench``: the receiver, the Pulumi program's cost, the drain into ServiceNow and the inbox
+stores, each measured against its own baseline in the same run.
 
-Run ``python -m bench`` (or ``make bench``); ``python -m bench --quick`` is a short smoke run.
+Run ``python -m bench`` (or ``make bench``); methodology and findings are in docs/benchmarks.md.
 """

@@ -1,8 +1,7 @@
 """``python -m bench`` (``make bench``): run every benchmark, print the table, write JSON and PNG.
 
-Options: ``--quick`` for a smoke run of well under a minute; ``--only receiver|program|drain`` to
-run one part of it (``drain``: the storm into a slow, rate-limited ServiceNow stand-in); ``--results DIR`` to write elsewhere than ``bench/results``. Progress lines go to
-stderr as it runs; the table goes to stdout at the end.
+``--help`` lists the options (``--quick`` is a smoke run of well under a minute). Progress lines go
+to stderr as it runs; the table goes to stdout at the end.
 """
 
 from __future__ import annotations

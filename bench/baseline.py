@@ -1,10 +1,5 @@
-"""The baseline: the receiver's server stack with nothing behind it.
-
-Same framework (Starlette), same server (uvicorn configured by the receiver's own
-``receiver.http.server.uvicorn_config``: loop, HTTP parser, keep-alive, one worker), same route; the handler reads the
-body and answers 202 with a small JSON body — no
-authentication, no parsing, no storage. The receiver's figures are reported as ratios to this
-one's, measured in the same run on the same machine.
+"""The baseline: the receiver's server stack (Starlette, its uvicorn configuration, same route)
+with nothing behind the route; the handler reads the body and answers 202.
 
 Run: ``python -m bench.baseline --host 127.0.0.1 --port PORT``.
 """
@@ -53,13 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     from receiver.http.server import uvicorn_config
 
     # The receiver's own uvicorn configuration function, so both servers differ only in the app.
-    settings = cast("ReceiverSettings", _BaselineSettings())
+    settings = cast("ReceiverSettings", BaselineSettings())
     config = uvicorn_config(create_app(), host=args.host, port=args.port, settings=settings)
     uvicorn.Server(config).run()
     return 0
 
 
-class _BaselineSettings:
+class BaselineSettings:
     """The one receiver setting ``uvicorn_config`` reads; the baseline has no other configuration."""
 
     graceful_shutdown_seconds = 10.0

@@ -14,7 +14,7 @@ class BenchConfig(BaseModel):
     flat_seconds: float = Field(default=10.0, gt=0, le=300)
     flat_connections: int = Field(default=64, ge=1, le=1024)
     use_wrk: bool = True
-    """Flat-out load with wrk (installed from Debian's packages when missing and possible); else the asyncio generator."""
+    """Flat-out load with wrk (apt-installed when missing and possible); else the asyncio generator."""
     rates: list[float] = Field(default_factory=lambda: [100.0, 500.0, 1000.0, 2000.0], min_length=1)
     rate_seconds: float = Field(default=10.0, gt=0, le=300)
     rate_max_connections: int = Field(default=512, ge=1, le=4096)
@@ -31,10 +31,7 @@ class BenchConfig(BaseModel):
     """py-spy sampling of the receiver under flat-out load; 0 skips profiling."""
     program_rule_counts: list[int] = Field(default_factory=lambda: [10, 100, 1000, 5000])
     program_repeats: int = Field(default=2, ge=1, le=10)
-    """Runs per (program, N); the fastest wall time and the smallest peak memory are reported.
-
-    Two by default: on a shared 2-core machine one run in a few lands on someone else's burst,
-    and the three programs (components, plain, plain-full) then take about 3 minutes in all."""
+    """Runs per (program, N), in rounds; the fastest wall time and the smallest peak memory are reported."""
     drain_alerts: int = Field(default=5000, ge=10, le=100_000)
     """Distinct alerts of the drain scenario (bench/servicenow_drain.py)."""
     drain_rate_limit: float = Field(default=25.0, gt=0, le=1000)

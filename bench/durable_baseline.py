@@ -1,10 +1,5 @@
-"""The durable baseline: the receiver's server stack that commits each body before answering 202.
-
-Like :mod:`bench.baseline` (Starlette, the receiver's own uvicorn configuration, same route) but
-the handler stores the body durably first, the plain way: SQLite (WAL, ``synchronous=FULL``, one
-connection, one commit per request on one thread) or PostgreSQL (an asyncpg pool, one committed
-``INSERT`` per request). No authentication, parsing, idempotency or dispatch. The PostgreSQL
-inbox and the SQLite inbox are each measured against the baseline of their own store.
+"""The durable baseline: the baseline's server stack, committing each body to SQLite or PostgreSQL
+the plain way before it answers 202 (docs/benchmarks.md, "Inbox stores").
 
 Run: ``python -m bench.durable_baseline --port PORT --db PATH_OR_POSTGRESQL_URL``.
 """
@@ -25,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.baseline import ACCEPTED_BODY, _BaselineSettings
+from bench.baseline import ACCEPTED_BODY, BaselineSettings
 
 Store = Callable[[bytes], Awaitable[None]]
 
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from receiver.http.server import uvicorn_config
 
-    settings = cast("Any", _BaselineSettings())
+    settings = cast("Any", BaselineSettings())
     uvicorn.Server(uvicorn_config(create_app(args.db), host=args.host, port=args.port, settings=settings)).run()
     return 0
 

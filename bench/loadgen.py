@@ -1,19 +1,7 @@
 """An asyncio HTTP/1.1 keep-alive load generator for ``POST /api/alerts``, run in its own process.
 
-Why hand-rolled: on a 2-core machine the generator competes with the server for CPU, and a raw
-keep-alive client on uvloop costs a fraction of what httpx costs per request.
-
-Three modes, each for a bounded time or count (it always stops by itself):
-
-* ``flat`` — closed loop: ``concurrency`` connections send back to back for ``duration`` seconds;
-  gives accepted alerts per second.
-* ``rate`` — open loop: requests are *scheduled* at ``rate`` per second whatever the server does,
-  and latency is measured from the scheduled send time, so a stalled server shows up as latency
-  instead of silently slowing the generator down (no coordinated omission).
-* ``storm`` — ``count`` deliveries at once over ``concurrency`` connections, a fraction of them
-  repeated deliveries of earlier alerts; answers Azure retries (408, 429, 503, 504, timeouts,
-  broken connections) are retried like Azure does, up to ``attempts`` times.
-
+Modes ``flat`` (closed loop), ``rate`` (open loop, latency from the scheduled send time) and
+``storm`` (deliveries at once, retried as Azure retries); each stops by itself (docs/benchmarks.md).
 Usage: ``python -m bench.loadgen SPEC.json RESULT.json`` (see :class:`LoadSpec`).
 """
 

@@ -1,8 +1,7 @@
 """Realistic common-alert-schema bodies (3–8 KB) with distinct alert ids, rendered cheaply.
 
-A load generator cannot afford ``json.dumps`` of a 5 KB document per request at thousands of
-requests a second on a shared 2-core machine, so a handful of templates of different sizes are
-rendered once with placeholders and each body is a pair of byte replacements.
+A few templates are rendered once with placeholders; each body is then two byte replacements, so
+the load generator spends its CPU on sending rather than on ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -52,7 +51,8 @@ def _document(rng: random.Random, conditions: int, extra_properties: int) -> dic
         blob = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(96))
         all_of.append(
             {
-                "searchQuery": f"{query} | where Computer == '{computer}' | summarize count() by bin(TimeGenerated, 5m)",
+                "searchQuery": f"{query} | where Computer == '{computer}' "
+                "| summarize count() by bin(TimeGenerated, 5m)",
                 "metricMeasureColumn": None,
                 "targetResourceTypes": "['Microsoft.Compute/virtualMachines']",
                 "operator": "GreaterThan",

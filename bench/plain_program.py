@@ -1,17 +1,8 @@
-"""The comparison programs: the same resources declared directly with the providers, no components.
+"""The comparison programs: the stack's resources declared directly with the providers, no components.
 
-``plain_program`` is the issue's literal baseline: N ``MetricAlert`` resources and nothing else.
-Each rule has the inputs the ``AlertRules`` component gives a generated rule (one static criterion
-on one VM, auto-mitigating, wired to one action group), so the difference in cost per rule between
-it and the component stack is what the components add per rule. It has nothing to set against the
-stack's fixed part (identity, receiver, action group), which dominates at small N.
-
-``plain_full_program`` is the like-for-like baseline: every resource the stack declares (the
-Azure AD application, its service principal, the AzNS service principal and its app-role
-assignment, the receiver's resource group, workspace, environment, storage, file share, mount and
-container app, the action group) and the N metric alerts, with the same inputs and the same stack
-outputs, written the way a hand-written Pulumi program would declare them — without a component,
-a config model or validation. tests/bench/test_plain_programs.py keeps both in step with the stack.
+``plain_program`` is the literal baseline (N ``MetricAlert`` resources only); ``plain_full_program``
+the like-for-like one (every resource the stack declares). Why two: docs/benchmarks.md, "How the
+program cost is measured"; tests/bench/test_plain_programs.py keeps both in step with the stack.
 """
 
 from __future__ import annotations
@@ -40,7 +31,10 @@ STACK_NAME = "secure-export"
 
 def vm_id(index: int) -> str:
     """Resource id of the ``index``-th watched virtual machine."""
-    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Compute/virtualMachines/vm-{index:05d}"
+    return (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+        f"/providers/Microsoft.Compute/virtualMachines/vm-{index:05d}"
+    )
 
 
 def _metric_alert(monitor: Any, logical_name: str, index: int, resource_group_name: Any, action_group_id: Any) -> Any:

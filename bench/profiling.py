@@ -1,8 +1,7 @@
 """Sampling profile of a running server process with py-spy, summarized as the top frames.
 
-py-spy attaches to the server from outside (no code change, about 1% overhead at 100 Hz), so the
-profile shows the receiver as it runs under load. The raw collapsed stacks are kept next to the
-results for a flame graph (``flamegraph.pl`` or speedscope read them).
+Also the per-thread and whole-machine CPU readings from ``/proc`` that the flat-out figures use.
+The raw collapsed stacks are kept next to the results for a flame graph.
 """
 
 from __future__ import annotations
@@ -82,7 +81,10 @@ def machine_busy_share(before: tuple[int, int], after: tuple[int, int]) -> float
 
 
 def thread_cpu_used(before: dict[int, float], after: dict[int, float]) -> dict[int, float]:
-    """CPU seconds each thread used between two :func:`thread_cpu_seconds` readings (the main thread's id is the pid)."""
+    """CPU seconds each thread used between two :func:`thread_cpu_seconds` readings.
+
+    The main thread's id is the pid.
+    """
     return {tid: after[tid] - before.get(tid, 0.0) for tid in after}
 
 

@@ -1,13 +1,8 @@
-"""Program cost: the offline plan of a stack with N alert rules against two plain programs, each in a
-fresh process (wall time including imports, peak memory).
+"""Program cost: the offline plan of a stack with N alert rules against the two plain programs,
+each in a fresh process (wall time including imports, CPU time, peak memory).
 
-Two baselines (bench/plain_program.py), because the issue's literal one has nothing to set against
-the stack's fixed part: ``plain`` declares only the N ``MetricAlert`` resources; ``plain-full``
-declares every resource the stack declares (identity, receiver, action group and the N alerts) with
-the same inputs, directly with the providers. Every ratio is components / baseline.
-
-Usage of the child: ``python -m bench.program_cost KIND RULES`` prints one JSON object, where KIND
-is ``components`` (the real program on a generated stack config), ``plain`` or ``plain-full``.
+Child: ``python -m bench.program_cost KIND RULES`` prints one JSON object; KIND is ``components``,
+``plain`` or ``plain-full`` (docs/benchmarks.md, "How the program cost is measured").
 """
 
 from __future__ import annotations

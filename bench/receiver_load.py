@@ -1,9 +1,5 @@
-"""Receiver load scenarios, each run the same way against the receiver and the baseline.
-
-The receiver runs as ``secure-export serve`` in its own process (embedded backend, a temp SQLite
-file, a :class:`~receiver.demo.local_issuer.LocalIssuer` standing in for Azure AD); the baseline as
-``python -m bench.baseline`` with the same uvicorn options; each load in a third process
-(``python -m bench.loadgen``), so server and generator each get a core.
+"""Receiver load scenarios (flat out, the layers, fixed rates, storm, profile), each run the same way
+against the receiver and the baseline, every server and load generator in its own process.
 """
 
 from __future__ import annotations
@@ -122,8 +118,8 @@ class ReceiverBench:
                 "SECURE_EXPORT_ITSM": "embedded",
                 "SECURE_EXPORT_CORRELATION": "alert",
             }
-            # Server logs (the receiver logs every accepted alert at INFO, tens of MB a run) stay in
-            # the temporary folder; a server that fails to start reports its log tail in the error.
+            # Server logs stay in the temporary folder, out of the results; a server that fails to
+            # start reports its log tail in the error.
             log_dir = workdir / "logs"
             receiver = receiver_process(log_dir, settings_env)
             baseline = baseline_process(log_dir)
@@ -204,7 +200,8 @@ class ReceiverBench:
         """Flat-out load on one server: its figures, the accepted alert ids (asyncio client only), requests sent."""
         config = self.config
         self.progress(
-            f"flat out against the {server.name}: {config.flat_connections} connections for {config.flat_seconds:.0f} s ({client})"
+            f"flat out against the {server.name}: {config.flat_connections} connections "
+            f"for {config.flat_seconds:.0f} s ({client})"
         )
         seed = self._next_seed()
         threads_before = profiling.thread_cpu_seconds(server.pid)

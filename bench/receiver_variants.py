@@ -1,23 +1,19 @@
-"""The receiver with parts of its work switched off — a benchmark instrument, never a product mode.
+"""The receiver with one layer of its work switched off: a benchmark instrument, never a product mode.
 
-``make bench`` measures flat-out throughput of these next to the real receiver, so the report can
-say where the gap to the baseline goes, layer by layer:
-
-* ``answer-only``: the receiver's server and hot path, but the handler only reads the body and
-  answers 202 (no token check, no parsing, no storage): what uvicorn and the ASGI path cost;
-* ``no-storage``: token check and parsing as usual, then answered without the inbox (nothing is
-  stored: *not* durable — the cost of authentication and the common-schema model);
-* ``no-dispatch``: stored durably in the inbox as usual, but nothing is handed to the backend while
-  it runs (rows stay pending): the cost of the durable inbox without the ITSM work.
-
-Each variant is the real ``secure-export serve`` process with one function replaced before the
-app is built. Run: ``python -m bench.receiver_variants VARIANT serve --host H --port P``.
+Variants ``answer-only``, ``no-storage`` and ``no-dispatch`` (docs/benchmarks.md, "Where the gap
+goes"): the real ``secure-export serve`` with one method replaced before the app is built.
+Run: ``python -m bench.receiver_variants VARIANT serve --host H --port P``.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from receiver.alerts.schema import CommonAlert
+    from receiver.http.responses import Answer, Receive, Scope
+    from receiver.storage.records import InboxRow
 
 VARIANTS = ("answer-only", "no-storage", "no-dispatch")
 
@@ -27,33 +23,54 @@ def _answer_only() -> None:
 
     accepted = b'{"status":"accepted"}'
 
-    async def handle(self: AlertEndpoint, scope: Any, receive: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def answer(self: AlertEndpoint, scope: Scope, receive: Receive) -> Answer:
         await self._read_body(receive)
         return 202, accepted, []
 
-    AlertEndpoint._answer = handle  # type: ignore[method-assign]
+    # Why: ``_answer`` (private) is the endpoint's whole check-parse-store sequence behind the ASGI
+    # entry; replacing it, and reading the body with the endpoint's own ``_read_body``, leaves
+    # exactly the server and the ASGI path to measure.
+    AlertEndpoint._answer = answer  # type: ignore[method-assign]  # the benchmark swaps it on purpose
 
 
 def _no_storage() -> None:
     from receiver.storage.records import PutResult
     from receiver.storage.sqlite.inbox import Inbox
 
-    async def put(self: Inbox, alert_id: str, condition: str, body: bytes, **_: Any) -> PutResult:
+    async def put(
+        self: Inbox,
+        alert_id: str,
+        monitor_condition: str,
+        body: bytes,
+        *,
+        alert: CommonAlert | None = None,
+        timeout: float | None = None,
+    ) -> PutResult:
         return PutResult(None, False)
 
-    Inbox.put = put  # type: ignore[method-assign]
+    # Why: ``put`` is where the endpoint hands a checked, parsed alert to storage; answering
+    # without it keeps the token check and the schema model in the measured path and drops the
+    # commit. The inbox itself still starts, so the app is built exactly as in the product.
+    Inbox.put = put  # type: ignore[method-assign]  # the benchmark swaps it on purpose
 
 
 def _no_dispatch() -> None:
     from receiver.dispatch.dispatcher import Dispatcher
 
-    def notify(self: Dispatcher, rows: Any = None) -> None:
+    def notify(self: Dispatcher, rows: list[InboxRow] | None = None) -> None:
         return None
 
-    Dispatcher.notify = notify  # type: ignore[method-assign]
+    # Why: the inbox calls ``notify`` after each commit to hand the new rows to the dispatcher;
+    # ignoring it leaves every row pending, so the durable inbox is measured without the ITSM work.
+    Dispatcher.notify = notify  # type: ignore[method-assign]  # the benchmark swaps it on purpose
 
 
 _PATCHES = {"answer-only": _answer_only, "no-storage": _no_storage, "no-dispatch": _no_dispatch}
+
+
+def apply(variant: str) -> None:
+    """Switch off ``variant``'s layer in this process; call before the receiver's app is built."""
+    _PATCHES[variant]()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in _PATCHES:
         sys.stderr.write(f"usage: python -m bench.receiver_variants {{{'|'.join(VARIANTS)}}} serve [options]\n")
         return 2
-    _PATCHES[args[0]]()
+    apply(args[0])
     from secure_export.cli import main as cli_main
 
     return cli_main(args[1:])

@@ -102,7 +102,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "target": "storm: exactly one work item per distinct alert, none lost",
-                "figure": f"{census['with_one_work_item']}/{census['distinct_alerts']} (missing {census['missing']}, duplicated {census['duplicated']})",
+                "figure": f"{census['with_one_work_item']}/{census['distinct_alerts']} "
+                f"(missing {census['missing']}, duplicated {census['duplicated']})",
                 "met": storm["exactly_one_each"],
             }
         )
@@ -113,7 +114,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "target": "a repeated token costs no RSA verification",
                 "figure": (
-                    f"{rsa_total:.0f} RSA verifications for {tokens['requests_sent']} requests with {tokens['distinct_tokens_sent']} tokens"
+                    f"{rsa_total:.0f} RSA verifications for {tokens['requests_sent']} requests "
+                    f"with {tokens['distinct_tokens_sent']} tokens"
                     if rsa_total is not None
                     else "receiver exposes no RSA-verification counter in /metrics"
                 ),
@@ -212,8 +214,10 @@ def _program_table(program: dict[str, Any]) -> list[str]:
     kinds = [kind for kind in ("components", "plain", "plain-full") if kind in fixed]
     lines = [
         "",
-        "Program cost: offline plan under the components' Pulumi mocks, a fresh process per run (wall includes imports;",
-        "  cpu = CPU seconds of all threads, least disturbed by other load; per-rule = minus each program's 0-rule cost)",
+        "Program cost: offline plan under the components' Pulumi mocks, a fresh process per run "
+        "(wall includes imports;",
+        "  cpu = CPU seconds of all threads, least disturbed by other load; "
+        "per-rule = minus each program's 0-rule cost)",
         "  baselines: plain = the N MetricAlerts only (literal); plain-full = the stack's resources and the N alerts",
         "  declared directly with the providers, same inputs, no components (like-for-like)",
         "    0 rules (fixed part): "
@@ -238,12 +242,14 @@ def _program_table(program: dict[str, Any]) -> list[str]:
             prefix = f"    {row['rules']:>6,}  {'':<11}{cells}" if index == 0 else " " * (4 + 6 + 2 + 11 + len(cells))
             lines.append(
                 f"{prefix}  {baseline:<10} {_fmt(c['wall_ratio'], 2):>6}/{_fmt(c['cpu_ratio'], 2):<7}  "
-                f"{_fmt(c['per_rule_wall_ratio'], 2):>5}/{_fmt(c['per_rule_cpu_ratio'], 2):<5}  {_fmt(c['memory_ratio'], 2):>5}"
+                f"{_fmt(c['per_rule_wall_ratio'], 2):>5}/{_fmt(c['per_rule_cpu_ratio'], 2):<5}  "
+                f"{_fmt(c['memory_ratio'], 2):>5}"
             )
     for kind, growth in program.get("growth", {}).items():
         cpu = growth.get("cpu", {})
         lines.append(
-            f"    {kind}: wall {growth['ms_per_rule']:.2f} ms/rule, intercept {growth['fixed_s']:.2f} s (R^2 {growth['r_squared']:.4f}); "
+            f"    {kind}: wall {growth['ms_per_rule']:.2f} ms/rule, intercept {growth['fixed_s']:.2f} s "
+            f"(R^2 {growth['r_squared']:.4f}); "
             f"cpu {cpu.get('ms_per_rule', 0):.2f} ms/rule (R^2 {cpu.get('r_squared', 0):.4f})"
         )
     return lines
@@ -277,8 +283,10 @@ def _layers_table(layers: dict[str, Any] | None, flat: dict[str, Any]) -> list[s
     for name, row in rows.items():
         lines.append(
             f"    {_LAYER_LABELS.get(name, name):42}{_fmt(row['accepted_per_s'], 0):>10}"
-            f"{_fmt(row['accepted_per_s'] / base if base else None, 2):>9}{_fmt(row.get('server_cpu_us_per_accepted'), 0):>9}"
-            f"{_fmt(row.get('event_loop_cpu_us_per_accepted'), 0):>7}{_fmt(row.get('other_threads_cpu_us_per_accepted'), 0):>7}"
+            f"{_fmt(row['accepted_per_s'] / base if base else None, 2):>9}"
+            f"{_fmt(row.get('server_cpu_us_per_accepted'), 0):>9}"
+            f"{_fmt(row.get('event_loop_cpu_us_per_accepted'), 0):>7}"
+            f"{_fmt(row.get('other_threads_cpu_us_per_accepted'), 0):>7}"
             f"{_share(row.get('machine_cpu_busy_share')):>9}"
         )
     return lines
@@ -290,7 +298,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         "",
         f"secure-export benchmarks  —  {m['cores']} cores ({m['cpu']}), Python {m['python']}, {results['finished_at']}",
-        f"load average at start {m['load_average_at_start']}; every figure below was measured on these {m['cores']} cores",
+        f"load average at start {m['load_average_at_start']}; "
+        f"every figure below was measured on these {m['cores']} cores",
     ]
     receiver = results.get("receiver")
     if receiver and "error" not in receiver:
@@ -298,20 +307,33 @@ def table(results: dict[str, Any]) -> str:
         lines += [
             "",
             "Receiver vs baseline (same Starlette + uvicorn stack, 1 worker; load generator in its own process)",
-            f"  flat out, {flat['connections']} connections, {flat['seconds']:.0f} s, client: {flat.get('client', '-')}:",
+            f"  flat out, {flat['connections']} connections, {flat['seconds']:.0f} s, "
+            f"client: {flat.get('client', '-')}:",
             f"    {'':24}{'baseline':>14}{'receiver':>14}{'ratio':>8}",
-            f"    {'accepted alerts/s':24}{_fmt(flat['baseline']['accepted_per_s']):>14}{_fmt(flat['receiver']['accepted_per_s']):>14}{_fmt(flat['ratio_receiver_to_baseline'], 2):>8}",
-            f"    {'latency p50/p95/p99/max':24}{_lat(flat['baseline']['latency']):>14}  {_lat(flat['receiver']['latency'])}",
-            f"    {'server CPU µs per alert':24}{_fmt(flat['baseline'].get('server_cpu_us_per_accepted')):>14}{_fmt(flat['receiver'].get('server_cpu_us_per_accepted')):>14}"
+            f"    {'accepted alerts/s':24}"
+            f"{_fmt(flat['baseline']['accepted_per_s']):>14}"
+            f"{_fmt(flat['receiver']['accepted_per_s']):>14}"
+            f"{_fmt(flat['ratio_receiver_to_baseline'], 2):>8}",
+            f"    {'latency p50/p95/p99/max':24}"
+            f"{_lat(flat['baseline']['latency']):>14}"
+            f"  {_lat(flat['receiver']['latency'])}",
+            f"    {'server CPU µs per alert':24}"
+            f"{_fmt(flat['baseline'].get('server_cpu_us_per_accepted')):>14}"
+            f"{_fmt(flat['receiver'].get('server_cpu_us_per_accepted')):>14}"
             f"{_fmt(flat.get('cpu_per_alert_ratio_receiver_to_baseline'), 2):>8}",
-            f"    {'server cores used':24}{_fmt(flat['baseline'].get('server_cores_used'), 2):>14}{_fmt(flat['receiver'].get('server_cores_used'), 2):>14}",
-            f"    {'machine CPU busy':24}{_share(flat['baseline'].get('machine_cpu_busy_share')):>14}{_share(flat['receiver'].get('machine_cpu_busy_share')):>14}",
+            f"    {'server cores used':24}"
+            f"{_fmt(flat['baseline'].get('server_cores_used'), 2):>14}"
+            f"{_fmt(flat['receiver'].get('server_cores_used'), 2):>14}",
+            f"    {'machine CPU busy':24}"
+            f"{_share(flat['baseline'].get('machine_cpu_busy_share')):>14}"
+            f"{_share(flat['receiver'].get('machine_cpu_busy_share')):>14}",
         ]
         lines += _layers_table(receiver.get("layers"), flat)
         lines += [
             "",
             "  open-loop fixed rates (latency of the 202 from the scheduled send time, ms p50/p95/p99/max):",
-            f"    {'offered/s':>9}  {'baseline':<28}  {'receiver':<28}  {'p99 ratio':>9}  {'>10 s':>5}  {'work item lag p50/p99/max ms':<28}",
+            f"    {'offered/s':>9}  {'baseline':<28}  {'receiver':<28}  {'p99 ratio':>9}  {'>10 s':>5}  "
+            f"{'work item lag p50/p99/max ms':<28}",
         ]
         for row in receiver["rates"]:
             lag = row["receiver"].get("work_item_lag")
@@ -319,30 +341,37 @@ def table(results: dict[str, Any]) -> str:
                 "/".join(_fmt(lag[k], 1) for k in ("p50_ms", "p99_ms", "max_ms")) if lag and lag.get("count") else "-"
             )
             lines.append(
-                f"    {row['offered_per_s']:>9,.0f}  {_lat(row['baseline']['latency']):<28}  {_lat(row['receiver']['latency']):<28}  "
+                f"    {row['offered_per_s']:>9,.0f}  "
+                f"{_lat(row['baseline']['latency']):<28}  {_lat(row['receiver']['latency']):<28}  "
                 f"{_fmt(row['p99_ratio_receiver_to_baseline'], 2):>9}  {row['receiver']['over_10s']:>5}  {lag_text:<28}"
             )
         storm = receiver["storm"]
         census = storm["work_items"]
         lines += [
             "",
-            f"  storm: {storm['deliveries']:,} deliveries at once ({storm['distinct_alerts']:,} distinct alerts, the rest repeated deliveries)",
-            f"    all answered in {_fmt(storm['all_answered_s'], 2)} s (statuses {storm['final_statuses']}, {storm['retries']} retries); "
+            f"  storm: {storm['deliveries']:,} deliveries at once "
+            f"({storm['distinct_alerts']:,} distinct alerts, the rest repeated deliveries)",
+            f"    all answered in {_fmt(storm['all_answered_s'], 2)} s "
+            f"(statuses {storm['final_statuses']}, {storm['retries']} retries); "
             f"all work items exist after {_fmt(storm['all_work_items_exist_s'], 2)} s",
-            f"    work items: {census['with_one_work_item']:,} of {census['distinct_alerts']:,} alerts have exactly one "
-            f"(missing {census['missing']}, duplicated {census['duplicated']})",
+            f"    work items: {census['with_one_work_item']:,} of {census['distinct_alerts']:,} alerts "
+            f"have exactly one (missing {census['missing']}, duplicated {census['duplicated']})",
             "",
-            f"  peak RSS: receiver {receiver['peak_rss_bytes']['receiver'] / 2**20:,.1f} MiB, baseline {receiver['peak_rss_bytes']['baseline'] / 2**20:,.1f} MiB",
+            f"  peak RSS: receiver {receiver['peak_rss_bytes']['receiver'] / 2**20:,.1f} MiB, "
+            f"baseline {receiver['peak_rss_bytes']['baseline'] / 2**20:,.1f} MiB",
             f"  token verification: {receiver['token_verification']['counters'] or 'no counters exposed'} "
-            f"for {receiver['token_verification']['requests_sent']:,} requests with {receiver['token_verification']['distinct_tokens_sent']} distinct tokens",
+            f"for {receiver['token_verification']['requests_sent']:,} requests "
+            f"with {receiver['token_verification']['distinct_tokens_sent']} distinct tokens",
         ]
         profile = receiver.get("profile")
         if profile and "error" not in profile:
             cpu = profile.get("cpu", {})
             lines += [
                 "",
-                f"  profile of the receiver under flat-out load ({profile['accepted_per_s_while_profiled']:,.0f} alerts/s while sampled): "
-                f"process used {cpu.get('process_cores', 0):.2f} cores — event-loop thread {cpu.get('event_loop_thread_cores', 0):.2f}, "
+                "  profile of the receiver under flat-out load "
+                f"({profile['accepted_per_s_while_profiled']:,.0f} alerts/s while sampled): "
+                f"process used {cpu.get('process_cores', 0):.2f} cores — "
+                f"event-loop thread {cpu.get('event_loop_thread_cores', 0):.2f}, "
                 f"other threads {cpu.get('other_threads_cores', 0):.2f}",
                 f"  where the GIL goes (py-spy --gil, {profile['samples']:,} samples), self time by package:",
             ]

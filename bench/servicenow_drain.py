@@ -1,16 +1,7 @@
-"""Draining a storm into a slow, rate-limited ServiceNow: how close to the rate limit, and what Azure sees meanwhile.
+"""Draining a storm into a slow, rate-limited ServiceNow stand-in: time to the last incident against
+the rate limit's bound, the 202 latency meanwhile, and exactly one incident per alert.
 
-The receiver runs as ``secure-export serve`` with the ServiceNow backend pointed at the local
-stand-in (``tests/servicenow_fake.py``, in this process), which answers every API request after
-``drain_delay_seconds`` and allows ``drain_rate_limit`` requests in any one-second window (429 with
-``Retry-After`` beyond, as ServiceNow's rate limit rules do). A storm of ``drain_alerts`` distinct
-alerts (plus 10 % repeated deliveries) arrives at once; while the dispatcher drains it, a probe
-sends repeated deliveries at ``drain_probe_rate`` per second and records the 202 latency.
-
-Figures: the time from the storm's first request until the last incident exists, against the
-physical bound (the API requests the backend made, 429s excluded, divided by the rate limit); the
-429s; the probe's p99; incidents per alert (exactly one each: nothing lost, nothing doubled) and
-the inbox's parked rows.
+Methodology: docs/benchmarks.md, "How the drain into ServiceNow is measured".
 """
 
 from __future__ import annotations
@@ -175,7 +166,8 @@ def targets(drain: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "target": f"drain: last incident within {TARGET_DRAIN_RATIO}x the rate-limit bound",
-            "figure": f"{drain['last_incident_s']} s vs {drain['bound_s']} s ({ratio}x; {drain['api_requests_429']} 429s)",
+            "figure": f"{drain['last_incident_s']} s vs {drain['bound_s']} s "
+            f"({ratio}x; {drain['api_requests_429']} 429s)",
             "met": None if ratio is None else ratio <= TARGET_DRAIN_RATIO,
         },
         {
@@ -197,13 +189,14 @@ def table(drain: dict[str, Any]) -> list[str]:
     latency = drain["probe"]["latency"]
     return [
         "",
-        f"Drain into ServiceNow ({drain['response_delay_ms']:.0f} ms per answer, {drain['rate_limit_per_s']:g} requests/s, "
-        f"429 + Retry-After beyond)",
-        f"  {drain['alerts']} distinct alerts ({drain['deliveries']} deliveries) answered in {drain['storm_answered_s']} s",
+        f"Drain into ServiceNow ({drain['response_delay_ms']:.0f} ms per answer, "
+        f"{drain['rate_limit_per_s']:g} requests/s, 429 + Retry-After beyond)",
+        f"  {drain['alerts']} distinct alerts ({drain['deliveries']} deliveries) "
+        f"answered in {drain['storm_answered_s']} s",
         f"  last incident after {drain['last_incident_s']} s; bound {drain['bound_s']} s "
         f"({drain['requests_per_incident']} requests per incident) -> {drain['ratio_to_bound']}x; "
         f"2-requests-per-incident floor {drain['bound_two_requests_per_incident_s']} s",
         f"  API requests {drain['api_requests']}, of which 429: {drain['api_requests_429']}",
-        f"  202 latency while draining ({drain['probe']['rate_per_s']:g}/s repeated deliveries): p50 {latency['p50_ms']} "
-        f"p99 {latency['p99_ms']} max {latency['max_ms']} ms",
+        f"  202 latency while draining ({drain['probe']['rate_per_s']:g}/s repeated deliveries): "
+        f"p50 {latency['p50_ms']} p99 {latency['p99_ms']} max {latency['max_ms']} ms",
     ]

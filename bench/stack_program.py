@@ -1,10 +1,7 @@
-"""The component stack with N generated alert rules, planned offline the way ``secure-export plan`` does.
+"""The component stack with N generated alert rules, planned offline as ``secure-export plan`` does.
 
-A generated ``Pulumi.bench.yaml`` with N metric rules shaped like the plain program's is planned by
-:func:`components.plan.plan_file`, so the measured path is the real one: the stack file is
-validated, then the repository's ``__main__.py`` runs under the components' offline engine
-(:func:`components.offline.run_program`). The plain programs (bench/plain_program.py) run under
-the same engine, so all pay the same mock cost.
+A generated ``Pulumi.bench.yaml`` goes through the plan function that command uses, so the measured
+path is the real one: validation, then the repository's ``__main__.py`` under the offline engine.
 """
 
 from __future__ import annotations
@@ -80,7 +77,7 @@ def write_stack_file(directory: Path, rules: int) -> Path:
 
 
 def run_generated_stack(stack_file: Path) -> int:
-    """Plan the stack file with this checkout's program, as ``secure-export plan`` does; return how many resources it declared."""
+    """Plan ``stack_file`` with this checkout's program as ``secure-export plan`` does; the resources declared."""
     from components.plan import plan_file
 
     return len(plan_file(stack_file, stack=STACK, project_dir=REPOSITORY).resources)

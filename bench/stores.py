@@ -1,11 +1,5 @@
-"""The inbox stores under load: SQLite and PostgreSQL (one and two replicas), each beside its durable baseline.
-
-For every row the receiver (``secure-export serve``, embedded backend, dispatching meanwhile)
-and the durable baseline (:mod:`bench.durable_baseline`, same server stack, one durable commit per
-body) take the same flat-out load from the asyncio generator; with two replicas, two servers share
-one database and the load is split between them (two generator processes, half the connections
-each). PostgreSQL is a throwaway local cluster started for the run (``tests/postgres.py``), with
-its default durability (``fsync=on``, ``synchronous_commit=on``).
+"""The inbox stores under load: SQLite and PostgreSQL (one and two replicas), each beside its
+durable baseline (docs/benchmarks.md, "Inbox stores").
 """
 
 from __future__ import annotations

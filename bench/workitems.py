@@ -1,10 +1,5 @@
-"""When did each alert's work item come into existence? Read from the embedded backend's SQLite file.
-
-The embedded backend records every applied event with the moment it applied it
-(``applied_events.applied_at``, ISO-8601 UTC in milliseconds, written in the same transaction that
-creates the work item). Reading those after a run gives the lag from the scheduled send time to the
-work item without polling the database while the load runs (which would steal CPU from the server).
-The storm's final verdict uses the backend's public ``list_work_items`` instead.
+"""When did each alert's work item come into existence? Read from the embedded backend's SQLite
+file after a run (``applied_events.applied_at``), so nothing polls the database during the load.
 """
 
 from __future__ import annotations

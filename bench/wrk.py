@@ -1,9 +1,7 @@
-"""Flat-out load with ``wrk`` (C, one thread) when it is available: far less CPU per request
-than any Python client, so the baseline's figure is the server's and not the generator's.
+"""Flat-out load with ``wrk`` (C, one thread) when it is available, so the baseline's figure is the
+server's and not the client's; installed with apt-get when missing and possible.
 
-``wrk`` comes from Debian's package; :func:`ensure_wrk` installs it (as root, with apt-get) when it
-is missing, and the benchmark falls back to the asyncio generator when that is not possible. The
-Lua script sends the same requests as :mod:`bench.loadgen`: the same body templates, distinct
+The Lua script sends the same requests as :mod:`bench.loadgen`: the same body templates, distinct
 alert ids, tokens round-robin.
 """
 
@@ -62,7 +60,9 @@ function done(summary, latency, requests)
     oth = oth + t:get("other")
   end
   io.write(string.format(
-    '%(mark)s{"accepted": %%d, "other": %%d, "requests": %%d, "duration_us": %%d, "errors": {"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, "status": %%d}, "latency_us": {"p50": %%d, "p95": %%d, "p99": %%d, "max": %%d}}\n',
+    '%(mark)s{"accepted": %%d, "other": %%d, "requests": %%d, "duration_us": %%d, ' ..
+    '"errors": {"connect": %%d, "read": %%d, "write": %%d, "timeout": %%d, "status": %%d}, ' ..
+    '"latency_us": {"p50": %%d, "p95": %%d, "p99": %%d, "max": %%d}}\n',
     acc, oth, summary.requests, summary.duration,
     summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout, summary.errors.status,
     latency:percentile(50.0), latency:percentile(95.0), latency:percentile(99.0), latency.max))

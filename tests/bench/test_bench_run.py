@@ -38,9 +38,11 @@ def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
 
     assert main(["bogus"]) == 2
     probe = (
-        "import sys, bench.receiver_variants as v; v._PATCHES[sys.argv[1]]();"
-        "from receiver.storage.sqlite.inbox import Inbox; from receiver.dispatch.dispatcher import Dispatcher; from receiver.http.alerts import AlertEndpoint;"
-        "print(Inbox.put.__module__, Dispatcher.notify.__module__, AlertEndpoint._handle.__module__)"
+        "import sys, bench.receiver_variants as v; v.apply(sys.argv[1]);"
+        "from receiver.storage.sqlite.inbox import Inbox;"
+        "from receiver.dispatch.dispatcher import Dispatcher;"
+        "from receiver.http.alerts import AlertEndpoint;"
+        "print(Inbox.put.__module__, Dispatcher.notify.__module__, AlertEndpoint._answer.__module__)"
     )
     seen = {}
     for variant in ("answer-only", "no-storage", "no-dispatch"):
@@ -51,8 +53,8 @@ def test_receiver_variants_switch_off_only_their_layer(tmp_path: Path) -> None:
         "receiver.dispatch.dispatcher",
         "bench.receiver_variants",
     ]
-    assert seen["no-storage"] == ["bench.receiver_variants", "receiver.dispatch.dispatcher", "receiver.http.app"]
-    assert seen["no-dispatch"] == ["receiver.storage.sqlite.inbox", "bench.receiver_variants", "receiver.http.app"]
+    assert seen["no-storage"] == ["bench.receiver_variants", "receiver.dispatch.dispatcher", "receiver.http.alerts"]
+    assert seen["no-dispatch"] == ["receiver.storage.sqlite.inbox", "bench.receiver_variants", "receiver.http.alerts"]
 
 
 def test_program_cost_children_plan_every_program() -> None:

@@ -123,7 +123,8 @@ def test_table_json_and_png_are_written(tmp_path: Path) -> None:
 def test_profile_summary_ranks_frames(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     raw.write_text(
-        "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20);raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
+        "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20);"
+        "raw_decode (/usr/lib/python3.11/json/decoder.py:353) 30\n"
         "main (receiver/cli/commands.py:10);post_alert (receiver/http/app.py:20) 10\n"
     )
     summary = summarize(raw)
@@ -131,3 +132,83 @@ def test_profile_summary_ranks_frames(tmp_path: Path) -> None:
     assert summary["top_self"][0] == {"frame": "raw_decode (json/decoder.py)", "samples": 30, "percent": 75.0}
     inclusive = {entry["frame"]: entry["samples"] for entry in summary["top_inclusive_receiver"]}
     assert inclusive["post_alert (receiver/http/app.py)"] == 40
+
+
+def _every_section(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with every optional section of the report filled in, and a fixed machine and time."""
+    results["machine"] = {
+        "cores": 2,
+        "cpu": "Test CPU @ 2.00GHz",
+        "python": "3.11.7",
+        "load_average_at_start": [0.5, 0.25, 0.1],
+    }
+    results["finished_at"] = "2026-01-02T03:04:05Z"
+    results["outputs"] = {"json": "bench/results/latest.json", "png": "bench/results/latest.png"}
+    receiver = results["receiver"]
+    flat = receiver["flat"]
+    flat["client"] = "wrk"
+    flat["cpu_per_alert_ratio_receiver_to_baseline"] = 3.25
+    for name, cpu_us, cores, busy in (("baseline", 80.0, 0.95, 0.97), ("receiver", 260.0, 1.4, 0.99)):
+        flat[name].update(server_cpu_us_per_accepted=cpu_us, server_cores_used=cores, machine_cpu_busy_share=busy)
+    layer = {
+        "server_cpu_us_per_accepted": 120.0,
+        "event_loop_cpu_us_per_accepted": 100.0,
+        "other_threads_cpu_us_per_accepted": 20.0,
+        "machine_cpu_busy_share": 0.98,
+    }
+    receiver["layers"] = {
+        "variants": {
+            "answer-only": dict(layer, accepted_per_s=900.0),
+            "no-storage": dict(layer, accepted_per_s=800.0),
+            "no-dispatch": dict(layer, accepted_per_s=700.0),
+        }
+    }
+    receiver["profile"] = {
+        "accepted_per_s_while_profiled": 1234.0,
+        "cpu": {"process_cores": 1.25, "event_loop_thread_cores": 0.98, "other_threads_cores": 0.27},
+        "samples": 12345,
+        "self_by_package": [{"percent": 41.5, "frame": "receiver"}, {"percent": 20.0, "frame": "uvicorn"}],
+        "top_self": [{"percent": 12.25, "frame": "raw_decode (json/decoder.py)"}],
+    }
+    growth = {
+        "ms_per_rule": 1.5,
+        "fixed_s": 2.25,
+        "r_squared": 0.9991,
+        "cpu": {"ms_per_rule": 1.25, "r_squared": 0.998},
+    }
+    results["program"]["growth"] = {"components": growth, "plain": dict(growth, ms_per_rule=1.0)}
+    results["drain"] = {
+        "alerts": 100,
+        "deliveries": 111,
+        "storm_statuses": {"202": 111},
+        "storm_answered_s": 0.8,
+        "rate_limit_per_s": 25.0,
+        "response_delay_ms": 150.0,
+        "last_incident_s": 9.1,
+        "api_requests": 230,
+        "api_requests_429": 12,
+        "requests_per_incident": 2.18,
+        "bound_s": 8.7,
+        "ratio_to_bound": 1.046,
+        "bound_two_requests_per_incident_s": 8.0,
+        "probe": {"rate_per_s": 10.0, "seconds": 8.0, "statuses": {"202": 80}, "latency": _latency(6.0)},
+        "incidents": {"distinct_alerts": 100, "with_one_incident": 100, "missing": 0, "duplicated": 0},
+        "inbox": {"done": 100, "parked": 0},
+        "exactly_one_each": True,
+    }
+    store_row = {
+        "row": "sqlite, 1 replica",
+        "baseline": {"accepted_per_s": 900.0, "latency": _latency(8.0)},
+        "receiver": {"accepted_per_s": 600.0, "latency": _latency(12.0)},
+        "ratio_receiver_to_durable_baseline": 0.667,
+    }
+    results["stores"] = {"rows": [store_row], "postgresql": "not measured: no initdb", "target_ratio": 0.5}
+    results["targets"] = report.targets(results)
+    return results
+
+
+def test_full_table_is_pinned(tmp_path: Path) -> None:
+    # Every section and target line, byte for byte: reformatting the code must not change the report.
+    results = _every_section(_results(tmp_path, receiver_per_s=600.0, p99_at_500=20.0, missing=0))
+    expected = (Path(__file__).parent / "report_table.txt").read_text()
+    assert report.table(results) + "\n" == expected
