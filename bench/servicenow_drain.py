@@ -31,9 +31,9 @@ _SEED = 7001
 def run(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     """Run the drain scenario once; returns its figures."""
     from receiver.demo.local_issuer import LocalIssuer
-    from receiver.itsm.servicenow import correlation_id
+    from receiver.itsm.markers import correlation_id
     from receiver.storage.sqlite.inbox import count_by_state
-    from tests.servicenow_fake import FakeServiceNow
+    from tests.itsm_fakes.servicenow import FakeServiceNow
 
     alerts = config.drain_alerts
     count = alerts + alerts // 9  # 10 % of the deliveries repeat an earlier alert (loadgen: int(count * 0.1))

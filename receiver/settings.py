@@ -287,8 +287,8 @@ def known_variables() -> list[str]:
     """Every ``SECURE_EXPORT_*`` name the receiver reads (for "did you mean")."""
     from receiver.itsm.bmc_helix.settings import ENV_PREFIX as BMC_PREFIX
     from receiver.itsm.bmc_helix.settings import BmcSettings
-    from receiver.itsm.servicenow_settings import ENV_PREFIX as SERVICENOW_PREFIX
-    from receiver.itsm.servicenow_settings import ServiceNowSettings
+    from receiver.itsm.servicenow.settings import ENV_PREFIX as SERVICENOW_PREFIX
+    from receiver.itsm.servicenow.settings import ServiceNowSettings
 
     names = [env_name(field) for field in ReceiverSettings.model_fields]
     names += [SERVICENOW_PREFIX + field.upper() for field in ServiceNowSettings.model_fields]
@@ -312,30 +312,19 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def _backend_problems(values: Mapping[str, str] | None) -> list[str]:
-    """The ServiceNow variables' problems, so that one run reports every bad variable."""
-    from receiver.itsm.servicenow_settings import ServiceNowSettings, problem_lines
+def _backend_problems(itsm: str, environ: Mapping[str, str] | None) -> list[str]:
+    """The chosen backend's variables' problems (``SECURE_EXPORT_SERVICENOW_*``, ``SECURE_EXPORT_BMC_*``).
 
-    try:
-        if values is None:
-            ServiceNowSettings()  # type: ignore[call-arg]
-        else:
-            ServiceNowSettings.model_validate(values)
-    except ValidationError as error:
-        return problem_lines(error)
-    except ValueError as error:
-        return [f"SECURE_EXPORT_SERVICENOW_*: {error}"]
-    return []
+    Reported with the receiver's own, so that one run (one exit 2 of ``serve``) lists every bad variable.
+    """
+    if itsm == "servicenow":
+        from receiver.itsm.servicenow.settings import problems as servicenow_problems
 
+        return servicenow_problems(environ)
+    if itsm == "bmc-helix":
+        from receiver.itsm.bmc_helix.settings import problems as bmc_problems
 
-def _bmc_problems(environ: Mapping[str, str]) -> list[str]:
-    """The BMC Helix variables' problems (``SECURE_EXPORT_BMC_*``), reported with the others."""
-    from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
-
-    try:
-        BmcSettings.load(environ)
-    except BmcSettingsError as error:
-        return str(error).splitlines()
+        return bmc_problems(environ)
     return []
 
 
@@ -375,16 +364,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
         except RoutingError as error:
             problems += [f"SECURE_EXPORT_ROUTING ({routing_path}): {line}" for line in error.problems]
     itsm = settings.itsm if settings is not None else str(values.get("itsm", "")).strip().lower()
-    if itsm == "servicenow" and (settings is None or with_backend):
-        prefix = "servicenow_"
-        backend_values = (
-            None
-            if environ is None
-            else {key[len(prefix) :]: value for key, value in values.items() if key.startswith(prefix)}
-        )
-        problems += _backend_problems(backend_values)
-    if itsm == "bmc-helix" and (settings is None or with_backend):
-        problems += _bmc_problems(source)
+    if settings is None or with_backend:
+        problems += _backend_problems(itsm, environ)
     if problems:
         problems += unknown_variables(source)
         # One problem is one line (what `serve` prints before exiting 2); several get a line each.

@@ -1,4 +1,4 @@
-"""Fixtures for every test package: a real PostgreSQL cluster (see ``tests/postgres.py``)."""
+"""Fixtures for every test package: the event loop of async tests, a real PostgreSQL cluster (``tests/postgres.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,16 @@ import pytest
 
 from tests.postgres import PostgresCluster, running_cluster, unavailable_reason
 from tests.prerequisites import missing
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on a stock asyncio loop, one per test, as ``asyncio.run`` gave them.
+
+    anyio's pytest plugin (anyio comes with starlette and httpx) runs them; the receiver itself runs on
+    uvloop where installed, which is asyncio's API too (docs/testing.md).
+    """
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")

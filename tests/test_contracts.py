@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer, generate_signing_key
-from tests.receiver import tokens
+from tests.support import tokens
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSCRIPTION = "aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"

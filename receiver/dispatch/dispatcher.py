@@ -266,7 +266,7 @@ class Dispatcher:
                 self._wake.set()
 
     async def _try_start_backend(self, attempt: int) -> bool:
-        await asyncio.sleep(self._backoff(attempt))
+        await asyncio.sleep(self.backoff(attempt))
         try:
             await self.backend.start()
         except asyncio.CancelledError:
@@ -396,7 +396,7 @@ class Dispatcher:
         handle = loop.call_later(delay, release)
         self._timers.add(handle)
 
-    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Delay before retry number ``attempt`` (1-based): full jitter, or the backend's ``retry_after``."""
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.backoff_cap)
@@ -468,7 +468,7 @@ class Dispatcher:
                 entry, f"gave up after {entry.attempts} attempts; last error: {message}", reason="max_attempts"
             )
             return True
-        delay = self._backoff(entry.attempts, retry_after)
+        delay = self.backoff(entry.attempts, retry_after)
         entry.not_before = self._clock() + delay
         log.info(
             "backend apply failed; will retry",

@@ -24,7 +24,7 @@ from receiver.http.lifespan import receiver_lifespan
 from receiver.http.probes import healthz, metrics_endpoint, readyz_endpoint
 from receiver.http.responses import ASGIApp, Message, Receive, Scope, Send, http_exception
 from receiver.http.state import ReceiverState
-from receiver.itsm.base import Backend
+from receiver.itsm.base import Backend, BackendCounters
 from receiver.observability.metrics import ReceiverMetrics
 from receiver.settings import ReceiverSettings
 
@@ -193,10 +193,11 @@ def create_app(
         else None
     )
     metrics.bind_requests(lambda: state.in_flight)
-    # Hook for backends with metrics of their own (e.g. ITSM HTTP calls by table and status):
-    # they register collectors on this app's registry, never on the global default one.
-    bind_metrics = getattr(backend, "bind_metrics", None)
-    if callable(bind_metrics):
-        bind_metrics(metrics.registry)
+    # A backend with metrics of its own (ServiceNow, BMC Helix) publishes them on this app's registry,
+    # never on the global default one, through the typed BackendCounters interface.
+    if isinstance(backend, BackendCounters):
+        from receiver.itsm.counters import register_counters
+
+        register_counters(metrics.registry, backend)
     app.state.receiver = state
     return app

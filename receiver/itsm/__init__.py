@@ -32,11 +32,11 @@ def create_backend(settings: ReceiverSettings) -> Backend:
 
         return EmbeddedBackend(settings.db, priority_map=settings.priority_map, reopen_window=settings.reopen_window)
     if settings.itsm == "servicenow":
-        from receiver.itsm.servicenow import ServiceNowBackend
+        from receiver.itsm.servicenow.backend import ServiceNowBackend
 
         return ServiceNowBackend.from_env(settings)
     if settings.itsm == "bmc-helix":
-        from receiver.itsm.bmc_helix import BmcHelixBackend
+        from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 
         return BmcHelixBackend.from_env(settings)
     raise ValueError(

@@ -18,7 +18,9 @@ Any other exception is treated as transient: a bug must not drop an alert.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from receiver.alerts.events import AlertEvent
 from receiver.storage.records import WorkItemRef
@@ -39,6 +41,15 @@ class TransientBackendError(BackendError):
 
 class PermanentBackendError(BackendError):
     """Retrying cannot help; the row is parked as failed with this message."""
+
+
+class CredentialsRejected(TransientBackendError):
+    """The ITSM tool refused the configured credentials (a 401, or a refused token or login).
+
+    Transient on purpose: alerts wait in the inbox until an operator fixes the credentials; ``/readyz``
+    reports this reason meanwhile, and since the backend then reports not ready the dispatcher pauses
+    rather than counting the refused attempts toward its limit.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,29 @@ class Backend(abc.ABC):
         """Apply one event: Fired opens (or notes an occurrence on) a work item, Resolved resolves it.
 
         Returns the work item or incident the event was applied to, when there is one (the inbox
-        records it for ``secure-export trace``). Must be idempotent for the same ``(event.alert_id, event.condition)``; must never leave an
-        open work item behind when a Resolved arrived before its Fired.
+        records it for ``secure-export trace``). Must be idempotent for the same
+        ``(event.alert_id, event.condition)``; must never leave an open work item behind when a
+        Resolved arrived before its Fired.
         """
+
+
+@dataclass(frozen=True, slots=True)
+class MetricFamily:
+    """One family of a backend's own metrics, read at scrape time: its samples by label values."""
+
+    name: str
+    """Prometheus name without ``_total``, e.g. ``secure_export_servicenow_http_requests``."""
+    documentation: str
+    labels: tuple[str, ...]
+    samples: Mapping[tuple[str, ...], float]
+    """Value per tuple of label values (in the order of :attr:`labels`); labels are bounded sets."""
+    kind: Literal["counter", "gauge"] = "counter"
+
+
+@runtime_checkable
+class BackendCounters(Protocol):
+    """A backend that reports metrics of its own (ServiceNow, BMC Helix): typed, never read by attribute name."""
+
+    def metric_families(self) -> Sequence[MetricFamily]:
+        """The backend's metric families as they stand now."""
+        ...

@@ -1,14 +1,7 @@
 """What ITSM backends write into their tools to recognise their own work: correlation ids and markers.
 
-* :func:`correlation_id`: ``azmon:`` + 40 hex of a SHA-256 of the correlation key. It is what the
-  incident is found by; being hex only, it is safe in any query language (ServiceNow's encoded
-  queries, AR System qualifications), whatever the alert's text.
-* :func:`lifecycle_id`: ``azmon-lc:`` + 40 hex of a SHA-256 of the rule and its targets, by which
-  the latest incident of the same rule on the same resources is found (reopen window, recovery).
-* :func:`occurrence_marker`: ``semark-<24 hex of the alert id>-fired|resolved``, written into every
-  note a delivery adds. A marker already on the incident means the delivery was applied before (a
-  replay after a crash); Fired markers without their Resolved marker are the alerts still firing
-  on a grouped incident.
+Hex only, so safe in any query language whatever the alert's text; docs/servicenow.md,
+"Idempotency and replays", describes how replays and grouped incidents use them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.bmc.helpers import start_fake
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 
 
 @pytest.fixture

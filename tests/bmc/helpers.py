@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings
-from tests.bmc_fake import FakeBmc
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.bmc_helix.settings import BmcSettings
+from tests.itsm_fakes.backends import with_started
+from tests.itsm_fakes.bmc_helix import FakeBmc
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event, run
 
 __all__ = [
@@ -59,13 +60,6 @@ def with_backend(
     **overrides: Any,
 ) -> T:
     """Start a backend against ``fake``, run ``body`` with it, close it."""
-
-    async def main() -> T:
-        backend = BmcHelixBackend(settings(fake, **overrides), **({"clock": clock} if clock else {}))
-        await backend.start()
-        try:
-            return await body(backend)
-        finally:
-            await backend.close()
-
-    return asyncio.run(main())
+    return with_started(
+        lambda: BmcHelixBackend(settings(fake, **overrides), **({"clock": clock} if clock else {})), body
+    )

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.bmc_helix import BmcHelixBackend
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.markers import correlation_id
 from tests.bmc.helpers import PASSWORD, USER, settings
-from tests.bmc_fake import FakeBmc
-from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
+from tests.itsm_fakes.bmc_helix import FakeBmc
+from tests.support.alerts import SUBSCRIPTION, alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
 
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"
 MAX_ATTEMPTS = 3

@@ -11,7 +11,7 @@ from tests.bmc.helpers import (
     event,
     with_backend,
 )
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 
 OTHER_VM = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-db-01"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.bmc_helix import BmcHelixBackend, CredentialsRejected
+from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.counters import register_counters
 from tests.bmc.helpers import PASSWORD, ManualClock, event, with_backend
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 
 
 async def _raises(backend: BmcHelixBackend, kind: type[Exception], *events) -> Exception:
@@ -133,7 +134,7 @@ def test_metrics_count_calls_by_form_and_logins(fake: FakeBmc) -> None:
 
     async def body(backend: BmcHelixBackend) -> bytes:
         registry = CollectorRegistry()
-        backend.bind_metrics(registry)
+        register_counters(registry, backend)
         await backend.apply(event(1))
         return generate_latest(registry)
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.bmc.helpers import PASSWORD, USER
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 
 ENTRY = "/api/arsys/v1/entry"
 

@@ -8,10 +8,10 @@ import pytest
 
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.bmc_helix import BmcHelixBackend
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.markers import correlation_id, occurrence_marker
 from tests.bmc.helpers import VM_ID, alert_id, event, with_backend
-from tests.bmc_fake import FakeBmc
+from tests.itsm_fakes.bmc_helix import FakeBmc
 
 KEY = "rule:cpu-high|" + VM_ID.lower()
 

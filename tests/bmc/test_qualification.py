@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from receiver.itsm.bmc_helix import qualification as q
 from tests.bmc.helpers import PASSWORD, USER
-from tests.bmc_fake import _Parser
+from tests.itsm_fakes.bmc_helix import _Parser
 
 PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=120)
 

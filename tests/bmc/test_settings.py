@@ -1,4 +1,4 @@
-"""SECURE_EXPORT_BMC_* validation: checked at start with the other settings, each variable named, secrets never shown."""
+"""SECURE_EXPORT_BMC_* validation: checked at start with the other settings, each variable named, no secret shown."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from receiver.itsm import create_backend
-from receiver.itsm.bmc_helix import BmcHelixBackend, BmcSettings, BmcSettingsError
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
 from receiver.settings import SettingsError, load_settings
 
 SECRET = "pa55-secret"

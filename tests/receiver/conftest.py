@@ -1,4 +1,4 @@
-"""Fixtures shared by the receiver tests: a local Azure AD stand-in per test module."""
+"""Fixtures shared by the receiver tests: local Azure AD stand-ins (:class:`LocalIssuer`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,21 @@ from receiver.demo.local_issuer import LocalIssuer
 def issuer() -> Iterator[LocalIssuer]:
     """A :class:`LocalIssuer` (RSA key + JWKS on 127.0.0.1) shared by one test module.
 
-    Tests that rotate keys or make the JWKS fail should build their own issuer instead.
+    Tests that rotate keys, make the JWKS fail or count its fetches take ``fresh_issuer`` instead.
     """
     with LocalIssuer() as local_issuer:
+        yield local_issuer
+
+
+@pytest.fixture
+def fresh_issuer() -> Iterator[LocalIssuer]:
+    """An issuer of one test alone."""
+    with LocalIssuer() as local_issuer:
+        yield local_issuer
+
+
+@pytest.fixture(scope="module")
+def attacker() -> Iterator[LocalIssuer]:
+    """An attacker's own issuer: the receiver must never fetch its JWKS."""
+    with LocalIssuer(audience="api://attacker") as local_issuer:
         yield local_issuer

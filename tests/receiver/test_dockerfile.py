@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO / "receiver" / "Dockerfile"
+from tests.support.paths import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "receiver" / "Dockerfile"
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -139,7 +140,7 @@ def test_installs_only_the_receiver_extra_and_copies_only_what_it_needs(
             copied.update(source.rstrip("/") for source in sources)
     assert copied == {"pyproject.toml", "README.md", "secure_export", "receiver"}
 
-    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert not any("pulumi" in requirement.lower() for requirement in extras["receiver"])
 
 
@@ -157,7 +158,7 @@ def test_database_lives_on_a_volume_the_user_can_write(parsed: list[tuple[str, s
 
 
 def test_build_context_excludes_local_state() -> None:
-    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip()}
+    ignored = {line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.strip()}
     assert {".git", ".venv", "*.db"} <= ignored
 
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError, WorkItemRef
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
 from receiver.itsm.embedded.store import EmbeddedBackend
+from receiver.storage.records import WorkItemRef
 from receiver.storage.sqlite.connection import DatabaseNotFoundError
 
 SUB = "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"

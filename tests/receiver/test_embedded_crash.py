@@ -2,7 +2,7 @@
 
 The kill comes at a state the test makes on purpose and checks before killing: some rows done, some
 half-applied (the work item is on disk, the inbox row still pending because the backend never
-returned) and some never attempted. :class:`~tests.receiver.harness.GatedEmbeddedBackend` holds
+returned) and some never attempted. :class:`~tests.support.backends.GatedEmbeddedBackend` holds
 the dispatcher there. Guards (docs/testing.md, "Mutations"): the embedded backend losing its
 idempotency per ``(alert_id, condition)`` (the replayed half-applied rows would make second work
 items), and rows marked done before the backend returned (the never-attempted ones would be lost).
@@ -15,7 +15,9 @@ from pathlib import Path
 
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.embedded.queries import list_work_items
-from tests.receiver.harness import alert_body, read_blocked, start_receiver
+from tests.support.alerts import alert_body
+from tests.support.backends import read_blocked
+from tests.support.receivers import start_receiver
 
 ALERTS = 40
 COMPLETE = 10
@@ -52,7 +54,7 @@ def test_sigkill_during_dispatch_then_restart_gives_each_alert_exactly_one_work_
         subprocess=True,
         db=str(db),
         dispatch_concurrency=WORKERS,
-        backend="tests.receiver.harness:gated_embedded",
+        backend="tests.support.backends:gated_embedded",
         reopen_window="0",
     )
     try:

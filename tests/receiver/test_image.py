@@ -2,7 +2,7 @@
 
 No registry and no Docker engine here: the base is made with debootstrap, podman builds with
 ``--isolation=chroot``, and the image's own ENTRYPOINT/CMD runs under ``chroot --userspec`` in the
-mounted container (podman cannot start containers on these machines); tests/receiver/image_build.py
+mounted container (podman cannot start containers on these machines); tests/support/image_build.py
 has the steps. Needs root, podman and debootstrap (``.ci/run`` installs them in CI); elsewhere it
 skips and says why. Select it alone with ``pytest -m image``.
 """
@@ -24,8 +24,8 @@ import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
 from tests.prerequisites import missing
-from tests.receiver import image_build
-from tests.receiver.harness import alert_body
+from tests.support import image_build
+from tests.support.alerts import alert_body
 
 pytestmark = pytest.mark.image
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import start_fake
-from tests.servicenow_fake import FakeServiceNow
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow_settings import ServiceNowSettings
-from tests.servicenow_fake import FakeServiceNow
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from receiver.itsm.servicenow.settings import ServiceNowSettings
+from tests.itsm_fakes.backends import with_started
+from tests.itsm_fakes.servicenow import FakeServiceNow
 
 T = TypeVar("T")
 
@@ -126,14 +127,6 @@ def with_backend(
     **overrides: Any,
 ) -> T:
     """Start a backend against ``fake``, run ``body`` with it, close it."""
-
-    async def main() -> T:
-        backend_settings = settings(fake, **overrides)
-        backend = ServiceNowBackend(backend_settings, clock=clock) if clock else ServiceNowBackend(backend_settings)
-        await backend.start()
-        try:
-            return await body(backend)
-        finally:
-            await backend.close()
-
-    return run(main())
+    return with_started(
+        lambda: ServiceNowBackend(settings(fake, **overrides), **({"clock": clock} if clock else {})), body
+    )

@@ -17,10 +17,12 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from tests.receiver.harness import SUBSCRIPTION, RunningReceiver, alert_body, start_receiver
+from receiver.itsm.markers import correlation_id
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, settings
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import SUBSCRIPTION, alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
 
 VM_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm-app-01"
 

@@ -20,9 +20,9 @@ import pytest
 
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.servicenow import ServiceNowBackend
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import event, run, settings, with_backend
-from tests.servicenow_fake import FakeServiceNow
 
 
 def _unchecked_warnings(caplog: pytest.LogCaptureFixture) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.itsm.servicenow import ServiceNowBackend, query_safe
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from receiver.itsm.servicenow.cmdb import query_safe
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, event, with_backend
-from tests.servicenow_fake import FakeServiceNow
 
 DB_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Sql/servers/sql-01"
 

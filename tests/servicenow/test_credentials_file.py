@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow_settings import ServiceNowSettings, ServiceNowSettingsError
-from tests.receiver.harness import alert_body, start_receiver
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from receiver.itsm.servicenow.settings import ServiceNowSettings, ServiceNowSettingsError
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import PASSWORD, USER, refused_gets, run
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 NEW_PASSWORD = "rotated: purple monkey dishwasher"
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
-from tests.receiver.harness import alert_body, start_receiver
+from receiver.itsm.markers import correlation_id
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import USER, refused_gets, settings
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 MAX_ATTEMPTS = 3
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from receiver.alerts.events import Condition
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.itsm.markers import correlation_id
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
-from tests.servicenow_fake import FakeServiceNow
 
 
 def test_fired_and_resolved_produce_em_event_rows(fake: FakeServiceNow) -> None:

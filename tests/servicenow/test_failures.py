@@ -7,8 +7,10 @@ import time
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.servicenow import CredentialsRejected, ServiceNowBackend
+from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.loopback import Fault
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -20,7 +22,6 @@ from tests.servicenow.helpers import (
     settings,
     with_backend,
 )
-from tests.servicenow_fake import FakeServiceNow, Fault
 
 
 def test_429_is_transient_with_retry_after_capped(fake: FakeServiceNow) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER
-from tests.servicenow_fake import FakeServiceNow
 
 AUTH = (USER, PASSWORD)
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}

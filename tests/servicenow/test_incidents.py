@@ -8,10 +8,12 @@ import dataclasses
 import pytest
 
 from receiver.alerts.events import Condition
-from receiver.itsm.base import PermanentBackendError
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, lifecycle_id, occurrence_marker
+from receiver.itsm.base import PermanentBackendError, TransientBackendError
+from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.loopback import Fault
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import VM_ID, alert_id, event, with_backend
-from tests.servicenow_fake import FakeServiceNow, Fault
 
 
 def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:
@@ -142,11 +144,11 @@ def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) 
 
     async def body(backend: ServiceNowBackend) -> None:
         fake.drop_next(1, after_processing=True, method="POST", path_prefix="/api/now/table/incident")
-        with pytest.raises(Exception):
+        with pytest.raises(TransientBackendError, match="cannot reach ServiceNow"):
             await backend.apply(event(1))
         await backend.apply(event(1))
         fake.drop_next(1, after_processing=True, method="PATCH")
-        with pytest.raises(Exception):
+        with pytest.raises(TransientBackendError, match="cannot reach ServiceNow"):
             await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1, Condition.RESOLVED))
 

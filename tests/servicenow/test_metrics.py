@@ -12,11 +12,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import ServiceNowBackend
-from tests.receiver.harness import RunningReceiver, alert_body, start_receiver
-from tests.receiver.tokens import flipped_signature
+from receiver.itsm.counters import register_counters
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, settings
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import RunningReceiver, start_receiver
+from tests.support.tokens import flipped_signature
 
 CALLS = "secure_export_servicenow_http_requests_total"
 TOKENS = "secure_export_servicenow_token_requests_total"
@@ -131,3 +133,44 @@ def test_token_verification_help_says_failed_signature_checks_are_counted(
     documentation = family.documentation  # type: ignore[attr-defined]
     assert not documentation.startswith("Tokens accepted")
     assert "every RS256 signature check" in documentation and "failed checks" in documentation
+
+
+def test_the_backends_report_their_counters_through_the_typed_interface(fake: FakeServiceNow) -> None:
+    """Each family /metrics shows comes from ``metric_families()``, whose sample keys match the labels."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from receiver.itsm.base import BackendCounters
+    from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+    from receiver.itsm.bmc_helix.settings import BmcSettings
+    from tests.servicenow.helpers import event, run
+
+    async def one_incident(backend: ServiceNowBackend) -> None:
+        await backend.start()
+        try:
+            await backend.apply(event(1))
+        finally:
+            await backend.close()
+
+    backend = ServiceNowBackend(settings(fake))
+    run(one_incident(backend))
+    bmc = BmcHelixBackend(BmcSettings.load({}, url="https://acme-restapi.onbmc.com", username="u", password="p"))
+    for source in (backend, bmc):
+        assert isinstance(source, BackendCounters)
+        for family in source.metric_families():
+            assert all(len(key) == len(family.labels) for key in family.samples), family.name
+    families = {family.name: family for family in backend.metric_families()}
+    assert set(families) == {
+        "secure_export_servicenow_http_requests",
+        "secure_export_servicenow_token_requests",
+        "secure_export_routing_unresolved_names",
+    }
+    assert families["secure_export_servicenow_http_requests"].samples[("incident", "POST", "201")] == 1.0
+    assert families["secure_export_routing_unresolved_names"].kind == "gauge"
+    registry = CollectorRegistry()
+    register_counters(registry, backend)
+    text = generate_latest(registry).decode()
+    assert 'secure_export_servicenow_http_requests_total{method="POST",status="201",table="incident"} 1.0' in text
+    assert {f.name for f in bmc.metric_families()} == {
+        "secure_export_bmc_http_requests",
+        "secure_export_bmc_login_requests",
+    }

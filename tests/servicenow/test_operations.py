@@ -23,9 +23,10 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.receiver.harness import ServeLog, alert_body
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import PASSWORD, USER
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.serve_log import ServeLog
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
-from receiver.itsm.servicenow_pacing import Pacer
+from receiver.itsm.servicenow.pacing import Pacer
 
 
 def test_a_429_lowers_the_limit_once_per_cooldown_and_successes_raise_it_back() -> None:
@@ -44,7 +45,7 @@ def test_the_rate_is_learned_from_a_429_and_requests_are_then_spaced_evenly() ->
             pacer.release(ok=True)
 
     asyncio.run(send(5))
-    gaps = [round(b - a, 6) for a, b in zip(sent, sent[1:])]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(sent)]
     assert gaps == [0.04] * 4  # one request per 1/25 s
     now[0] += 11.0  # ten seconds without a 429: the rate is probed upwards
     asyncio.run(send(1))

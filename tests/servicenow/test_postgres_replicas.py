@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.servicenow import correlation_id
-from tests.receiver.harness import alert_body
-from tests.receiver.replicas import Replica, replica_env, wait_until
-from tests.receiver.test_postgres_replicas import _burst, query
+from receiver.itsm.markers import correlation_id
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import PASSWORD, USER
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.replicas import Replica, query, replica_env, wait_until
+from tests.support.replicas import burst as _burst
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from receiver.alerts.events import Condition
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id, occurrence_marker, query_safe
+from receiver.itsm.markers import correlation_id, occurrence_marker
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from receiver.itsm.servicenow.cmdb import query_safe
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, with_backend
-from tests.servicenow_fake import FakeServiceNow
 
 _PARSER = FakeServiceNow()  # never started: only its encoded-query parser is used
 # No per-example time limit: on a loaded CI machine a pause would fail a property as "Unreliable".

@@ -12,12 +12,14 @@ import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.markers import occurrence_marker
-from receiver.itsm.servicenow import ServiceNowBackend, correlation_id
+from receiver.itsm.counters import register_counters
+from receiver.itsm.markers import correlation_id, occurrence_marker
+from receiver.itsm.servicenow.backend import ServiceNowBackend
 from secure_export.routing import RoutingSubject, parse_routing
-from tests.receiver.harness import alert_body, start_receiver
+from tests.itsm_fakes.servicenow import FakeServiceNow
 from tests.servicenow.helpers import VM_ID, alert_id, event, run, settings
-from tests.servicenow_fake import FakeServiceNow
+from tests.support.alerts import alert_body
+from tests.support.receivers import start_receiver
 
 RULE_TARGET = "cpu-high|" + VM_ID.lower()
 ROUTING = parse_routing(
@@ -131,7 +133,7 @@ def test_an_unknown_group_goes_to_the_default_with_a_note_readyz_detail_and_a_me
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    backend.bind_metrics(registry)
+    register_counters(registry, backend)
     text = generate_latest(registry).decode()
     assert 'secure_export_routing_unresolved_names{kind="assignment_group",name="Nobody By This Name"} 1.0' in text
 

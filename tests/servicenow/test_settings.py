@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.itsm.servicenow import ServiceNowBackend
-from receiver.itsm.servicenow_settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
+from receiver.itsm.servicenow.backend import ServiceNowBackend
+from receiver.itsm.servicenow.settings import AuthMode, ServiceNowSettings, ServiceNowSettingsError, Target
 
 BASE = {
     "SECURE_EXPORT_SERVICENOW_URL": "https://acme.service-now.com/",
@@ -127,3 +127,62 @@ def test_serve_refuses_a_bad_servicenow_configuration_naming_the_variable(tmp_pa
     assert done.returncode == 2
     assert "SECURE_EXPORT_SERVICENOW_TARGET" in done.stderr and "pa55-secret" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+RECEIVER = {
+    "SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "SECURE_EXPORT_AUDIENCES": "api://x",
+    "SECURE_EXPORT_ITSM": "servicenow",
+}
+
+
+def test_one_error_lists_the_bad_receiver_variable_and_the_bad_servicenow_variable(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from receiver.settings import SettingsError, load_settings
+
+    bad = (
+        RECEIVER | BASE | {"SECURE_EXPORT_DISPATCH_MAX_ATTEMPTS": "0", "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS": "0"}
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(bad, with_backend=True)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "invalid receiver configuration:"
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "SECURE_EXPORT_DISPATCH_MAX_ATTEMPTS",
+        "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS",
+    ]
+    # The same single report from `serve`, which exits 2 before building the backend.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_EXPORT_")}
+    env |= bad | {"SECURE_EXPORT_DB": str(tmp_path / "x.db")}
+    done = subprocess.run(
+        [sys.executable, "-m", "secure_export.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "SECURE_EXPORT_DISPATCH_MAX_ATTEMPTS" in done.stderr
+    assert "SECURE_EXPORT_SERVICENOW_TIMEOUT_SECONDS" in done.stderr
+    assert done.stderr.count("invalid receiver configuration") == 1
+    assert "pa55-secret" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_mapping_reads_json_variables_as_the_environment_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from receiver.settings import SettingsError, load_settings
+
+    severity_map = {"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev2": {"impact": 1, "urgency": 3}}'}
+    assert load_settings(RECEIVER | BASE | severity_map, with_backend=True).itsm == "servicenow"
+    from_mapping = ServiceNowSettings.load(BASE | severity_map)
+    _env(monkeypatch, BASE | severity_map)
+    assert from_mapping == ServiceNowSettings.load()
+    assert from_mapping.impact_urgency("Sev2").impact == 1
+    broken = {"SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": "{Sev2: high}"}
+    with pytest.raises(SettingsError, match="SECURE_EXPORT_SERVICENOW_SEVERITY_MAP: must be JSON"):
+        load_settings(RECEIVER | BASE | broken, with_backend=True)
+    monkeypatch.setenv("SECURE_EXPORT_SERVICENOW_SEVERITY_MAP", "{Sev2: high}")
+    with pytest.raises(ServiceNowSettingsError, match="SECURE_EXPORT_SERVICENOW_SEVERITY_MAP: must be JSON"):
+        ServiceNowSettings.load()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import httpx
 
-from receiver.itsm.base import TransientBackendError
+from receiver.itsm.base import CredentialsRejected, TransientBackendError
 from receiver.itsm.bmc_helix.errors import ar_message
 from receiver.itsm.bmc_helix.settings import BmcSettings
 
@@ -25,14 +25,6 @@ log = logging.getLogger("secure_export.bmc_helix")
 LOGIN_PATH = "/api/jwt/login"
 LOGOUT_PATH = "/api/jwt/logout"
 SCHEME = "AR-JWT"
-
-
-class CredentialsRejected(TransientBackendError):
-    """BMC refused the configured user or password.
-
-    Transient on purpose: alerts wait in the inbox until an operator fixes the account; ``/readyz``
-    reports this reason meanwhile and the dispatcher pauses instead of using up attempts.
-    """
 
 
 class JwtSession:

@@ -8,23 +8,25 @@ must keep reaching the inbox while the dispatcher retries.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 
 from receiver.alerts.events import AlertEvent, Condition
-from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
-from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
+from receiver.itsm.base import Backend, MetricFamily, Readiness, TransientBackendError
+from receiver.itsm.bmc_helix.auth import JwtSession
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.cmdb import CiFinder
 from receiver.itsm.bmc_helix.incidents import INCIDENT_FORM, IncidentDesk
 from receiver.itsm.bmc_helix.settings import BmcSettings
+from receiver.itsm.key_locks import KeyLocks
+from receiver.itsm.readiness import ReadinessProbe
 from receiver.storage.records import WorkItemRef
+
+if TYPE_CHECKING:
+    pass
 
 
 class BmcHelixBackend(Backend):
@@ -47,9 +49,10 @@ class BmcHelixBackend(Backend):
         self._session: JwtSession | None = None
         self._client: ArClient | None = None
         self._desk: IncidentDesk | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._lock_users: Counter[str] = Counter()
-        self._readiness: tuple[float, Readiness] | None = None
+        self._locks = KeyLocks()
+        self._readiness = ReadinessProbe(
+            "BMC", ttl=settings.readiness_cache_seconds, timeout=settings.readiness_timeout_seconds, clock=clock
+        )
 
     @classmethod
     def from_env(cls, settings: object | None = None) -> BmcHelixBackend:
@@ -73,7 +76,7 @@ class BmcHelixBackend(Backend):
         )
         self._session = JwtSession(settings, self._http, clock=self._clock)
         self._client = ArClient(settings, self._http, self._session)
-        self._client.on_credentials_rejected.append(self._remember_rejection)
+        self._client.on_credentials_rejected.append(self._readiness.credentials_rejected)
         self._desk = IncidentDesk(settings, self._client, CiFinder(settings, self._client, clock=self._clock))
 
     async def close(self) -> None:
@@ -87,23 +90,12 @@ class BmcHelixBackend(Backend):
 
     async def readiness(self) -> Readiness:
         """Not ready while BMC refuses the credentials; cached for ``readiness_cache_seconds``."""
-        now = self._clock()
-        if self._readiness is not None and now < self._readiness[0]:
-            return self._readiness[1]
-        try:
-            async with asyncio.timeout(self.settings.readiness_timeout_seconds):
-                await self._api().entries(INCIDENT_FORM, "'Incident Number' = $NULL$", ["Incident Number"], limit=1)
-            result = Readiness(True)
-        except CredentialsRejected as error:
-            result = Readiness(False, str(error))
-        except TimeoutError:
-            result = Readiness(True, "BMC is slow to answer; alerts wait in the inbox")
-        except TransientBackendError as error:
-            result = Readiness(True, f"BMC unreachable, alerts wait in the inbox: {error}")
-        except PermanentBackendError:
-            result = Readiness(True)  # logged in; the probe form may simply be hidden from this user
-        self._readiness = (self._clock() + self.settings.readiness_cache_seconds, result)
-        return result
+        cached = self._readiness.cached()
+        if cached is not None:
+            return cached
+        return await self._readiness.probe(
+            lambda: self._api().entries(INCIDENT_FORM, "'Incident Number' = $NULL$", ["Incident Number"], limit=1)
+        )
 
     async def apply(self, event: AlertEvent) -> WorkItemRef | None:
         """Apply one delivery; idempotent per ``(alert_id, condition)``, serialised per correlation key.
@@ -113,7 +105,7 @@ class BmcHelixBackend(Backend):
         desk = self._desk
         if desk is None:
             raise TransientBackendError("BMC Helix backend not started")
-        async with self._key_lock(event.correlation_key):
+        async with self._locks.hold(event.correlation_key):
             if event.condition is Condition.FIRED:
                 number: str | None = await desk.fired(event)
             else:
@@ -130,56 +122,24 @@ class BmcHelixBackend(Backend):
         """``/api/jwt/login`` requests so far by outcome: ``ok``, ``refused``, ``unavailable``."""
         return dict(self._session.outcomes) if self._session else {}
 
-    def bind_metrics(self, registry: Any) -> None:
-        """Publish ``secure_export_bmc_http_requests_total{form,method,status}`` and
-        ``secure_export_bmc_login_requests_total{outcome}`` on the receiver's registry (read at scrape time)."""
-        registry.register(_BmcCollector(self))
+    def metric_families(self) -> Sequence[MetricFamily]:
+        """``secure_export_bmc_http_requests{form,method,status}`` and ``secure_export_bmc_login_requests{outcome}``."""
+        return [
+            MetricFamily(
+                "secure_export_bmc_http_requests",
+                "BMC AR System REST requests by form, HTTP method and status (HTTP code, timeout or error)",
+                ("form", "method", "status"),
+                {key: float(count) for key, count in self.http_calls.items()},
+            ),
+            MetricFamily(
+                "secure_export_bmc_login_requests",
+                "Requests to BMC's /api/jwt/login by outcome: ok, refused (credentials) or unavailable",
+                ("outcome",),
+                {(outcome,): float(count) for outcome, count in self.login_outcomes.items()},
+            ),
+        ]
 
     def _api(self) -> ArClient:
         if self._client is None:
             raise TransientBackendError("BMC Helix backend not started")
         return self._client
-
-    def _remember_rejection(self, error: CredentialsRejected) -> None:
-        self._readiness = (self._clock() + self.settings.readiness_cache_seconds, Readiness(False, str(error)))
-
-    @contextlib.asynccontextmanager
-    async def _key_lock(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._lock_users[key] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._lock_users[key] -= 1
-            if self._lock_users[key] <= 0:
-                del self._lock_users[key]
-                self._locks.pop(key, None)
-
-
-class _BmcCollector:
-    """Prometheus collector over the backend's live counters."""
-
-    def __init__(self, backend: BmcHelixBackend) -> None:
-        self._backend = backend
-
-    def collect(self) -> Iterator[Any]:
-        """The counter families, built at scrape time."""
-        from prometheus_client.core import CounterMetricFamily
-
-        calls = CounterMetricFamily(
-            "secure_export_bmc_http_requests",
-            "BMC AR System REST requests by form, HTTP method and status (HTTP code, timeout or error)",
-            labels=["form", "method", "status"],
-        )
-        for (form, method, status), count in sorted(self._backend.http_calls.items()):
-            calls.add_metric([form, method, status], float(count))
-        yield calls
-        logins = CounterMetricFamily(
-            "secure_export_bmc_login_requests",
-            "Requests to BMC's /api/jwt/login by outcome: ok, refused (credentials) or unavailable",
-            labels=["outcome"],
-        )
-        for outcome, count in sorted(self._backend.login_outcomes.items()):
-            logins.add_metric([outcome], float(count))
-        yield logins

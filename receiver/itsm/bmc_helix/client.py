@@ -1,31 +1,23 @@
 """AR System REST calls on ``/api/arsys/v1/entry/{form}`` with the JWT session and failure classification.
 
-* 401: the token is dropped and the call repeated once after a fresh login; a second 401 is
-  :class:`~receiver.itsm.bmc_helix.auth.CredentialsRejected`.
-* 429 and 503: :class:`TransientBackendError` with the capped ``Retry-After``; other 5xx, 408,
-  timeouts and connection errors: transient.
-* Any other 4xx: :class:`PermanentBackendError` with BMC's own message (a required field, a value
-  outside a selection, a filter's refusal): retrying cannot help.
-
-Form names and entry ids are percent-encoded into the path (``HPD:Help Desk``, ids such as
-``INC000000000101|INC000000000101``); qualifications come from :mod:`.qualification` only.
+A 401 logs in again once; 429 and 503 are transient with ``Retry-After``; other 4xx are permanent
+with BMC's own message (docs/bmc-helix.md, "Failures"). Form names and ids are percent-encoded.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.bmc_helix.auth import CredentialsRejected, JwtSession
+from receiver.itsm.base import CredentialsRejected, TransientBackendError
+from receiver.itsm.bmc_helix.auth import JwtSession
 from receiver.itsm.bmc_helix.errors import ar_message
 from receiver.itsm.bmc_helix.settings import BmcSettings
+from receiver.itsm.rest import RestSender, failure_for_status
 from receiver.itsm.retry_after import retry_after
 
 log = logging.getLogger("secure_export.bmc_helix")
@@ -48,12 +40,24 @@ class ArClient:
     """One AR System REST client: entries by form, counted by ``(form, method, status)``."""
 
     def __init__(self, settings: BmcSettings, http: httpx.AsyncClient, session: JwtSession) -> None:
+        """``http`` is the backend's client; requests are counted by ``(form, method, status)`` (:attr:`calls`)."""
         self._settings = settings
-        self._http = http
         self._session = session
-        self.calls: Counter[tuple[str, str, str]] = Counter()
-        """Requests by ``(form, method, status)``; status is the HTTP code, ``timeout`` or ``error``."""
+        self._sender = RestSender(
+            http,
+            settings.url,
+            tool="BMC",
+            timeout_seconds=settings.timeout_seconds,
+            label="form",
+            logger=log,
+            log_prefix="bmc",
+        )
         self.on_credentials_rejected: list[Callable[[CredentialsRejected], None]] = []
+
+    @property
+    def calls(self) -> Mapping[tuple[str, str, str], int]:
+        """Requests so far by ``(form, method, status)``; status is the HTTP code, ``timeout`` or ``error``."""
+        return self._sender.calls
 
     async def entries(
         self, form: str, qualification: str, fields: Sequence[str], *, limit: int = 2, offset: int = 0
@@ -91,51 +95,17 @@ class ArClient:
     ) -> Any:
         try:
             header = await self._session.header()
-            response = await self._send(method, form, path, params, body, header)
+            response = await self._sender.send(method, path, form, params, body, header)
             if response.status_code == 401:
                 # The token expired early or was released elsewhere: log in again, once.
                 self._session.invalidate(header)
                 header = await self._session.header()
-                response = await self._send(method, form, path, params, body, header)
+                response = await self._sender.send(method, path, form, params, body, header)
             return self._result(method, form, response)
         except CredentialsRejected as error:
             for hook in self.on_credentials_rejected:
                 hook(error)
             raise
-
-    async def _send(
-        self,
-        method: str,
-        form: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        body: Mapping[str, Any] | None,
-        header: str,
-    ) -> httpx.Response:
-        headers = {"Accept": "application/json", "Authorization": header}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            response = await self._http.request(
-                method,
-                f"{self._settings.url}{path}",
-                params=dict(params or {}),
-                content=None if body is None else json.dumps(body).encode(),
-                headers=headers,
-            )
-        except httpx.TimeoutException:
-            self.calls[(form, method, "timeout")] += 1
-            raise TransientBackendError(
-                f"BMC did not answer {method} {form} within {self._settings.timeout_seconds:g}s"
-            ) from None
-        except httpx.TransportError as error:
-            self.calls[(form, method, "error")] += 1
-            raise TransientBackendError(f"cannot reach BMC for {method} {form}: {type(error).__name__}") from None
-        self.calls[(form, method, str(response.status_code))] += 1
-        log.debug(
-            "bmc call", extra={"event": "bmc_call", "method": method, "form": form, "status": response.status_code}
-        )
-        return response
 
     def _result(self, method: str, form: str, response: httpx.Response) -> Any:
         status = response.status_code
@@ -159,6 +129,4 @@ class ArClient:
                 f"BMC refused the session of {self._settings.username!r} on {method} {form} right after a fresh "
                 f"login: HTTP 401 {message}; check SECURE_EXPORT_BMC_USERNAME and its permissions"
             )
-        if status >= 500 or status == 408:
-            raise TransientBackendError(f"BMC failed {method} {form}: HTTP {status} {message}")
-        raise PermanentBackendError(f"BMC refused {method} {form}: HTTP {status} {message}")
+        raise failure_for_status("BMC", method, form, status, message)

@@ -17,9 +17,9 @@ from receiver.alerts.events import AlertEvent
 from receiver.itsm.bmc_helix import qualification as q
 from receiver.itsm.bmc_helix.client import ArClient
 from receiver.itsm.bmc_helix.settings import BmcSettings
+from receiver.itsm.expiring_cache import ExpiringCache
 
 CI_FORM = "BMC.CORE:BMC_BaseElement"
-_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +46,9 @@ class CiFinder:
     def __init__(self, settings: BmcSettings, client: ArClient, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._client = client
-        self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, Ci | None, str]] = {}
+        self._cache: ExpiringCache[tuple[str, str], CiOutcome] = ExpiringCache(
+            settings.ci_cache_ttl_seconds, clock=clock
+        )
 
     async def bind(self, event: AlertEvent) -> tuple[Ci | None, list[str]]:
         """The CI to bind (first match by resource id, then by name) and one line per lookup."""
@@ -67,8 +68,8 @@ class CiFinder:
             return CiOutcome(label, None, f"not looked up ({error})")
         key = (attribute, wanted.casefold())
         cached = self._cache.get(key)
-        if cached is not None and cached[0] > self._clock():
-            return CiOutcome(label, cached[1], cached[2])
+        if cached is not None:
+            return CiOutcome(label, cached.match, cached.note)
         fields = list(dict.fromkeys(("Name", "ReconciliationIdentity", "ClassId", "DatasetId", attribute)))
         rows = await self._client.entries(CI_FORM, condition, fields)
         # Check what came back: the match must really be the value asked for, in the dataset asked for.
@@ -90,13 +91,6 @@ class CiFinder:
             note = "ambiguous: several CIs match, none bound"
         else:
             note = "not found in the CMDB"
-        self._remember(key, match, note)
-        return CiOutcome(label, match, note)
-
-    def _remember(self, key: tuple[str, str], match: Ci | None, note: str) -> None:
-        now = self._clock()
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-        self._cache[key] = (now + self._settings.ci_cache_ttl_seconds, match, note)
+        outcome = CiOutcome(label, match, note)
+        self._cache.put(key, outcome)
+        return outcome

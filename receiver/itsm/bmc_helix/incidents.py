@@ -1,20 +1,7 @@
 """Incidents in BMC Helix ITSM: create, note, reopen and resolve, idempotent per (alert, condition).
 
-Per correlation key (serialised by the backend):
-
-* the open incident (any Status but ``Closed`` and ``Cancelled``) is found on ``HPD:IncidentInterface``
-  by the correlation field (``Vendor Ticket Number`` by default) holding ``azmon:<hash>``; every row
-  returned is checked, and more than one is an error for people to sort out;
-* Fired with none creates one through ``HPD:IncidentInterface_Create`` (``z1D_Action=CREATE``),
-  bound to the CMDB CI (``HPD_CI``, ``HPD_CI_ReconID``); Fired with one adds a work log entry on
-  ``HPD:WorkLog`` and reopens a ``Resolved`` incident (Status ``Assigned``, or ``New`` without a group);
-* Resolved sets Status ``Resolved`` with ``Status_Reason`` and ``Resolution`` once every alert noted on
-  the incident has resolved; Resolved with no incident creates one already resolved, so that a late
-  Fired opens nothing.
-
-Each change carries an occurrence marker (:mod:`receiver.itsm.markers`) in the same request, and is
-made before the work log entry that repeats it: a replay after a crash finds the marker and
-changes nothing, or finds it only in the incident's fields and adds the missing work log entry.
+Each change carries its occurrence marker in the same request, before the work log entry that
+repeats it, so a replay after a crash changes nothing. docs/bmc-helix.md, "What one alert does".
 """
 
 from __future__ import annotations

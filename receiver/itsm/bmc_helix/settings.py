@@ -7,19 +7,17 @@ the values BMC offers for its selection fields are checked against BMC's documen
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from receiver.urls import is_loopback_host
+from receiver.itsm import backend_settings
+from receiver.itsm.backend_settings import SEVERITIES, BackendSettingsError, RestBackendSettings, one_of
 
 ENV_PREFIX = "SECURE_EXPORT_BMC_"
-SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 
 IMPACTS = ("1-Extensive/Widespread", "2-Significant/Large", "3-Moderate/Limited", "4-Minor/Localized")
 """``Impact`` selection values of the incident forms."""
@@ -76,14 +74,14 @@ DEFAULT_SEVERITY_MAP: dict[str, Levels] = {
 """Azure severity to incident impact/urgency (1 highest .. 4 lowest); BMC derives ``Priority``."""
 
 
-class BmcSettingsError(ValueError):
+class BmcSettingsError(BackendSettingsError):
     """The ``SECURE_EXPORT_BMC_*`` configuration is invalid; the message names the variables."""
 
 
-class BmcSettings(BaseSettings):
+class BmcSettings(RestBackendSettings):
     """Every setting of the BMC Helix backend (environment ``SECURE_EXPORT_BMC_<NAME>``)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     url: str
     """AR System REST base URL, e.g. ``https://acme-restapi.onbmc.com``; plain ``http`` only for loopback."""
@@ -105,34 +103,22 @@ class BmcSettings(BaseSettings):
     categorization_tier_2: str | None = None
     severity_map: dict[str, Levels] = Field(default_factory=dict)
     """JSON such as ``{"Sev1": {"impact": 1, "urgency": 2}}``; severities left out keep the default."""
-    unknown_severity: str = "Sev3"
 
     ci_dataset: str = "BMC.ASSET"
     ci_id_attribute: str = "CloudId"
     """CMDB attribute compared with the alert's Azure resource ids (then ``Name`` with its CI names)."""
-    ci_cache_ttl_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
-
-    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
-    connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
-    retry_after_cap_seconds: Annotated[float, Field(ge=0, le=3600)] = 300.0
     token_lifetime_seconds: Annotated[float, Field(gt=0, le=86400)] = 3600.0
     """How long a JWT from ``/api/jwt/login`` is reused (BMC issues them for an hour by default)."""
-    token_refresh_margin_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
-    readiness_cache_seconds: Annotated[float, Field(ge=0, le=3600)] = 15.0
-    readiness_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
-    max_connections: Annotated[int, Field(ge=1, le=100)] = 10
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute https URL such as https://acme-restapi.onbmc.com")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("must use https: the password and tokens would travel in clear text")
-        if parts.query or parts.fragment or parts.username or parts.path.strip("/"):
-            raise ValueError("must be the REST API base URL (scheme, host, port), without path, query or credentials")
-        return value.strip().rstrip("/")
+        return backend_settings.base_url(
+            value,
+            example="https://acme-restapi.onbmc.com",
+            what="the REST API base URL (scheme, host, port), without path, query or credentials",
+            allow_path=False,
+        )
 
     @field_validator("correlation_field", "ci_id_attribute")
     @classmethod
@@ -151,48 +137,32 @@ class BmcSettings(BaseSettings):
     @field_validator("resolved_status_reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        return _one_of(value, RESOLVED_REASONS)
+        return one_of(value, RESOLVED_REASONS)
 
     @field_validator("reported_source")
     @classmethod
     def _source(cls, value: str) -> str:
-        return _one_of(value, REPORTED_SOURCES)
+        return one_of(value, REPORTED_SOURCES)
 
     @field_validator("service_type")
     @classmethod
     def _service_type(cls, value: str) -> str:
-        return _one_of(value, SERVICE_TYPES)
+        return one_of(value, SERVICE_TYPES)
 
     @field_validator("severity_map", mode="before")
     @classmethod
     def _json(cls, value: Any) -> Any:
-        # A mapping of variables (load(environ)) is not decoded by the environment source.
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError:
-                raise ValueError('must be JSON such as {"Sev1": {"impact": 1, "urgency": 2}}') from None
-        return value
+        return backend_settings.json_value(value, '{"Sev1": {"impact": 1, "urgency": 2}}')
 
     @field_validator("severity_map")
     @classmethod
     def _severities(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - set(SEVERITIES))
-        if unknown:
-            raise ValueError(f"unknown severities {unknown}; use {', '.join(SEVERITIES)}")
-        return value
-
-    @field_validator("unknown_severity")
-    @classmethod
-    def _unknown_severity(cls, value: str) -> str:
-        return _one_of(value, SEVERITIES)
+        return backend_settings.severity_keys(value)
 
     @field_validator("customer_first_name", "customer_last_name")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value.strip()
+        return backend_settings.not_blank(value)
 
     def levels(self, severity: str | None) -> tuple[str, str]:
         """BMC's ``Impact`` and ``Urgency`` values for an Azure severity (``None``: :attr:`unknown_severity`)."""
@@ -202,34 +172,20 @@ class BmcSettings(BaseSettings):
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BmcSettings:
-        """Read and validate the environment (or ``environ``); :class:`BmcSettingsError` names each bad variable."""
+        """Read and validate the environment (or only ``environ``); :class:`BmcSettingsError` names each bad one."""
         try:
-            if environ is None:
-                return cls(**overrides)
-            values = {
-                key[len(ENV_PREFIX) :].lower(): value
-                for key, value in environ.items()
-                if key.upper().startswith(ENV_PREFIX)
-            }
-            return cls.model_validate(values | overrides)
+            return backend_settings.load(cls, ENV_PREFIX, environ, overrides)
         except ValidationError as error:
-            raise BmcSettingsError(describe_validation_error(error)) from None
+            problems = backend_settings.problem_lines(
+                error, ENV_PREFIX, missing="is required with SECURE_EXPORT_ITSM=bmc-helix"
+            )
+            raise BmcSettingsError(problems) from None
 
 
-def _one_of(value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"must be one of: {', '.join(allowed)}")
-    return value
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, naming the environment variable and never echoing its (possibly secret) value."""
-    lines = []
-    for item in error.errors(include_input=False, include_url=False):
-        field = str(item["loc"][0]) if item["loc"] else ""
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "BMC Helix settings"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "missing":
-            message = "is required with SECURE_EXPORT_ITSM=bmc-helix"
-        lines.append(f"{name}: {message}")
-    return "\n".join(lines)
+def problems(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per bad ``SECURE_EXPORT_BMC_*`` variable (the process environment, or only ``environ``)."""
+    try:
+        BmcSettings.load(environ)
+    except BmcSettingsError as error:
+        return error.problems
+    return []

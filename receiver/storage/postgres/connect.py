@@ -118,15 +118,22 @@ class Database:
     One instance per process, so every pool and connection shares one cached Entra token.
     """
 
-    def __init__(self, url: str, *, auth: DbAuth | str = "password", token_source: TokenSource | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: DbAuth | str = "password",
+        token_source: TokenSource | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.url = url
         self.sslmode = check_url(url)
         self.auth: DbAuth = "entra" if auth == "entra" else "password"
         self.password: CachedToken | None = None
         if self.auth == "entra":
-            self.password = CachedToken(token_source or entra_token_source())
+            self.password = CachedToken(token_source or entra_token_source(), clock=clock)
         elif token_source is not None:
-            self.password = CachedToken(token_source)
+            self.password = CachedToken(token_source, clock=clock)
 
     def _kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"ssl": self.sslmode}

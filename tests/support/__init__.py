@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages: receivers, fake backends, alert bodies, tokens, replicas, image build."""
