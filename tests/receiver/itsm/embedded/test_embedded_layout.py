@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
+
 OURS = (
     "receiver.itsm.embedded",
     "receiver.storage.readers",
@@ -16,8 +17,8 @@ OURS = (
 
 def _modules() -> dict[str, Path]:
     modules = {}
-    for path in (REPO / "receiver").rglob("*.py"):
-        parts = path.relative_to(REPO).with_suffix("").parts
+    for path in (REPO_ROOT / "receiver").rglob("*.py"):
+        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
     return modules

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from receiver.alerts.events import AlertEvent
 from receiver.itsm.embedded.queries import list_work_items
-from tests.receiver.test_embedded import apply_all, fired, resolved
+from tests.receiver.itsm.embedded.test_embedded import apply_all, fired, resolved
 
 ALERTS = ("a1", "a2", "a3")
 

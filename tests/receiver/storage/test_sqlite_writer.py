@@ -14,10 +14,7 @@ import pytest
 from receiver.storage.sqlite.connection import connect
 from receiver.storage.sqlite.writer import SQLiteWriter, WriterJob, settle_jobs
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = pytest.mark.anyio
 
 
 class Job(WriterJob[str]):
@@ -81,7 +78,6 @@ async def hold_first(w: SQLiteWriter[Job], owner: Owner) -> asyncio.Future[str]:
     return first
 
 
-@pytest.mark.anyio
 async def test_jobs_queued_while_the_thread_is_busy_form_one_batch_in_arrival_order(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     w = writer(owner)
@@ -94,7 +90,6 @@ async def test_jobs_queued_while_the_thread_is_busy_form_one_batch_in_arrival_or
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_max_batch_bounds_what_is_taken_at_once(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     w = writer(owner, max_batch=2)
@@ -106,7 +101,6 @@ async def test_max_batch_bounds_what_is_taken_at_once(tmp_path: Path) -> None:
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_calls_run_with_the_connection_between_runs_of_jobs_in_queue_order(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     w = writer(owner)
@@ -130,7 +124,6 @@ async def test_calls_run_with_the_connection_between_runs_of_jobs_in_queue_order
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_a_failing_handler_fails_its_unanswered_jobs_and_the_writer_goes_on(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     w = writer(owner)
@@ -146,7 +139,6 @@ async def test_a_failing_handler_fails_its_unanswered_jobs_and_the_writer_goes_o
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_a_job_the_handler_leaves_unanswered_raises_instead_of_hanging(tmp_path: Path) -> None:
     w = writer(Owner(tmp_path / "w.db", answer=False))
     with pytest.raises(RuntimeError, match="left the job unanswered"):
@@ -154,7 +146,6 @@ async def test_a_job_the_handler_leaves_unanswered_raises_instead_of_hanging(tmp
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_the_connection_opens_on_first_use_and_a_failed_open_is_retried(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     owner.fail_connects = 1
@@ -168,7 +159,6 @@ async def test_the_connection_opens_on_first_use_and_a_failed_open_is_retried(tm
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_stop_finishes_what_was_queued_closes_the_connection_and_a_later_job_restarts_it(
     tmp_path: Path,
 ) -> None:
@@ -195,7 +185,6 @@ async def test_stop_finishes_what_was_queued_closes_the_connection_and_a_later_j
     await w.stop()  # a second stop is a no-op
 
 
-@pytest.mark.anyio
 async def test_a_caller_that_gave_up_does_not_disturb_the_others(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     w = writer(owner)
@@ -208,7 +197,6 @@ async def test_a_caller_that_gave_up_does_not_disturb_the_others(tmp_path: Path)
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_a_batch_is_settled_with_one_hop_to_the_loop(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     hops: list[list[str]] = []
@@ -229,7 +217,6 @@ async def test_a_batch_is_settled_with_one_hop_to_the_loop(tmp_path: Path) -> No
     await w.stop()
 
 
-@pytest.mark.anyio
 async def test_the_idle_hook_runs_on_the_thread_when_nothing_arrives(tmp_path: Path) -> None:
     owner = Owner(tmp_path / "w.db")
     idle_threads: list[str] = []
