@@ -6,8 +6,9 @@ Run it with `pulumi up --stack <name>` (config in stacks/Pulumi.<name>.yaml), or
 
 import pulumi
 
-from components.config import ConfigError, load_pulumi_config
-from components.program import declare
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_pulumi_config
+from secure_export.stack.program import declare
 
 try:
     config = load_pulumi_config()

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+
 SUBSCRIPTION = "00000000-0000-4000-8000-00000000b0b0"
 RESOURCE_GROUP = "rg-bench"
 LOCATION = "westeurope"
@@ -21,9 +23,6 @@ IMAGE = f"{IMAGE_REGISTRY}/{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 ACTION_GROUP_ID = (
     f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/microsoft.insights/actionGroups/ag-bench"
 )
-# Microsoft's first-party AzNS AAD Webhook application (the client id Azure Monitor documents).
-AZNS_AAD_WEBHOOK_CLIENT_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
 # The stack's logical names. The offline engine makes up ids from type and name, so the same names
 # give the same ids, and every input can be compared with the stack's exactly.
 STACK_NAME = "secure-export"

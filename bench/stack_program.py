@@ -78,7 +78,7 @@ def write_stack_file(directory: Path, rules: int) -> Path:
 
 def run_generated_stack(stack_file: Path) -> int:
     """Plan ``stack_file`` with this checkout's program as ``secure-export plan`` does; the resources declared."""
-    from components.plan import plan_file
+    from secure_export.plan.run import plan_file
 
     return len(plan_file(stack_file, stack=STACK, project_dir=REPOSITORY).resources)
 
@@ -86,7 +86,7 @@ def run_generated_stack(stack_file: Path) -> int:
 def run_plain(kind: str, rules: int) -> int:
     """Run a plain program under the same offline engine: ``plain`` (the literal one, ``rules``
     metric alerts only) or ``plain-full`` (the stack's resources, no components)."""
-    from components.offline import run_program
+    from secure_export.plan.offline import run_program
 
     program = plain_full_program(rules) if kind == "plain-full" else plain_program(rules)
     result = run_program(program, stack=STACK, project="secure-export")

@@ -1,20 +1,21 @@
 """secure-export Pulumi components: reuse them from any Pulumi program.
 
-    from components import SecureWebhookIdentity, SecureWebhookActionGroup, AlertRules, ReceiverService, SecureExport
+    from secure_export.components import SecureExport, SecureWebhookIdentity, SecureWebhookActionGroup
+    from secure_export.components import AlertRules, ReceiverService
 
 They are also a Pulumi component package (``PulumiPlugin.yaml`` in this directory), so programs in
 other languages can use them after ``pulumi package add``.
 """
 
-from components.action_group import (
+from secure_export.components.action_group import (
     SecureWebhookActionGroup,
     SecureWebhookActionGroupArgs,
 )
-from components.alert_rules import AlertRules, AlertRulesArgs
-from components.identity import SecureWebhookIdentity, SecureWebhookIdentityArgs
-from components.receiver_database import ReceiverDatabase, ReceiverDatabaseArgs
-from components.receiver_service import ReceiverService, ReceiverServiceArgs
-from components.secure_export import SecureExport, SecureExportArgs
+from secure_export.components.alert_rules import AlertRules, AlertRulesArgs
+from secure_export.components.identity import SecureWebhookIdentity, SecureWebhookIdentityArgs
+from secure_export.components.receiver_database import ReceiverDatabase, ReceiverDatabaseArgs
+from secure_export.components.receiver_service import ReceiverService, ReceiverServiceArgs
+from secure_export.components.secure_export import SecureExport, SecureExportArgs
 
 COMPONENTS = [SecureWebhookIdentity, SecureWebhookActionGroup, AlertRules, ReceiverService, SecureExport]
 """Every public component, in the order the package host registers them."""

@@ -5,11 +5,9 @@ from typing import NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.deploy_rules import WEBHOOK_RECEIVER_NAME, action_group_findings, snake_path
-from components.validation import check_short_name, checked_tenant_id
-
-ALERTS_PATH = "/api/alerts"
-"""Path of the receiver's alert endpoint, appended to its base URL."""
+from secure_export.contract import ALERTS_PATH
+from secure_export.stack.deploy_rules import WEBHOOK_RECEIVER_NAME, action_group_findings, snake_path
+from secure_export.stack.validation import check_short_name, checked_tenant_id
 
 
 class EmailReceiverArgs(TypedDict):
@@ -35,9 +33,11 @@ class SecureWebhookActionGroupArgs(TypedDict):
     tenant_id: pulumi.Input[str]
     """Azure AD tenant of the receiver's application."""
     receiver_base_url: NotRequired[pulumi.Input[str] | None]
-    """HTTPS base URL of the bundled receiver, e.g. https://receiver.example.net; /api/alerts is appended. Give this or service_uri."""
+    """HTTPS base URL of the bundled receiver, e.g. https://receiver.example.net; /api/alerts is appended. Give this or
+    service_uri."""
     service_uri: NotRequired[pulumi.Input[str] | None]
-    """Full HTTPS URL the secure webhook posts to, used as is: an ITSM tool's own Secure Export endpoint (ServiceNow Event Management, a BMC Helix Integration Studio flow). Give this or receiver_base_url."""
+    """Full HTTPS URL the secure webhook posts to, used as is: an ITSM tool's own Secure Export endpoint (ServiceNow
+    Event Management, a BMC Helix Integration Studio flow). Give this or receiver_base_url."""
     action_group_name: NotRequired[str | None]
     """Azure name of the action group. Defaults to an auto-generated name."""
     email_receivers: NotRequired[list[EmailReceiverArgs] | None]
@@ -46,20 +46,21 @@ class SecureWebhookActionGroupArgs(TypedDict):
     """Tags on the action group."""
 
 
-def _https_alerts_url(base: str) -> str:
-    if not base.startswith("https://"):
+def _https_alerts_url(base: str | None) -> str:
+    if not isinstance(base, str) or not base.startswith("https://"):
         raise ValueError(f"receiver_base_url must be an https:// URL, got {base!r}")
     return base.rstrip("/") + ALERTS_PATH
 
 
-def _https_service_uri(uri: str) -> str:
-    if not uri.startswith("https://"):
+def _https_service_uri(uri: str | None) -> str:
+    if not isinstance(uri, str) or not uri.startswith("https://"):
         raise ValueError(f"service_uri must be an https:// URL, got {uri!r}")
     return uri
 
 
 class SecureWebhookActionGroup(pulumi.ComponentResource):
-    """Action group with one secure webhook receiver (Azure AD auth, common alert schema) pointing at the receiver's /api/alerts or at an ITSM tool's own Secure Export endpoint, plus optional e-mail receivers."""
+    """Action group with one secure webhook receiver (Azure AD auth, common alert schema) pointing at the receiver's
+    /api/alerts or at an ITSM tool's own Secure Export endpoint, plus optional e-mail receivers."""
 
     action_group_id: pulumi.Output[str]
     """Azure resource id of the action group, for alert rules' actions."""
@@ -98,7 +99,7 @@ class SecureWebhookActionGroup(pulumi.ComponentResource):
         else:
             service_uri = pulumi.Output.from_input(args.get("receiver_base_url")).apply(_https_alerts_url)
         emails = args.get("email_receivers") or []
-        for finding in action_group_findings(emails):  # type: ignore[arg-type]
+        for finding in action_group_findings(emails):
             raise ValueError(f"SecureWebhookActionGroup {name}: {snake_path(finding.path)}: {finding.message}")
         action_group = monitor.ActionGroup(
             f"{name}-ag",

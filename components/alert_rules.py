@@ -5,18 +5,19 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.deploy_rules import (
+from secure_export.stack.deploy_rules import (
     activity_log_count_findings,
     activity_log_rule_findings,
     log_rule_findings,
     metric_rule_findings,
     refusal_text,
 )
-from components.validation import (
+from secure_export.stack.validation import (
     check_frequency_within_window,
     check_scopes,
     check_severity,
     duration_seconds,
+    is_multi_resource,
     subscription_of,
 )
 
@@ -55,7 +56,8 @@ class MetricCriterionArgs(TypedDict):
     time_aggregation: str
     """Average, Minimum, Maximum, Total or Count."""
     operator: str
-    """Static: Equals, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual. Dynamic: GreaterThan, LessThan, GreaterOrLessThan."""
+    """Static: Equals, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual. Dynamic: GreaterThan, LessThan,
+    GreaterOrLessThan."""
     name: NotRequired[str | None]
     """Criterion name (defaults to the metric name)."""
     metric_namespace: NotRequired[str | None]
@@ -189,11 +191,6 @@ class AlertRulesArgs(TypedDict):
     """Tags on every rule."""
 
 
-def _is_multi_resource(scopes: list[str]) -> bool:
-    # A subscription or resource-group scope watches every matching resource in it.
-    return len(scopes) > 1 or any(len(s.strip("/").split("/")) <= 4 for s in scopes)
-
-
 def _check_rule(component: str, kind: str, rule: dict[str, Any], seen: set[str]) -> str:
     rule_name = rule.get("name")
     where = f"AlertRules {component}: {kind} rule {rule_name!r}"
@@ -214,7 +211,7 @@ def _check_rule(component: str, kind: str, rule: dict[str, Any], seen: set[str])
         raise ValueError(f"{where}: severity {exc}") from None
     for field in ("evaluation_frequency", "window_size"):
         try:
-            duration_seconds(rule.get(field))  # type: ignore[arg-type]
+            duration_seconds(rule.get(field))  # type: ignore[arg-type]  # a missing value raises the same ValueError
         except ValueError as exc:
             raise ValueError(f"{where}: {field} {exc}") from None
     try:
@@ -243,10 +240,11 @@ def _metric_criterion(component: str, rule_name: str, c: MetricCriterionArgs) ->
     dynamic, threshold = c.get("dynamic"), c.get("threshold")
     if (dynamic is None) == (threshold is None):
         raise ValueError(
-            f"AlertRules {component}: metric rule {rule_name!r}: criterion {name!r} needs exactly one of threshold (static) or dynamic"
+            f"AlertRules {component}: metric rule {rule_name!r}: criterion {name!r} needs exactly one of "
+            "threshold (static) or dynamic"
         )
     dimensions = [monitor.MetricDimensionArgs(**d) for d in _dimensions(c.get("dimensions")) or []] or None
-    static_threshold: float = threshold  # type: ignore[assignment]
+    static_threshold: float = threshold  # type: ignore[assignment]  # not None: exactly one of the two is set
     if dynamic is not None:
         return monitor.DynamicMetricCriteriaArgs(
             criterion_type="DynamicThresholdCriterion",
@@ -336,7 +334,8 @@ def watched_subscriptions(
 
 
 class AlertRules(pulumi.ComponentResource):
-    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are stateful (autoMitigate) so that Resolved reaches the ITSM tool, unless a log rule opts out."""
+    """Metric, log search and activity log alert rules that all notify one action group; metric and log rules are
+    stateful (autoMitigate) so that Resolved reaches the ITSM tool, unless a log rule opts out."""
 
     metric_alert_ids: pulumi.Output[list[str]]
     """Resource ids of the metric alert rules."""
@@ -368,7 +367,7 @@ class AlertRules(pulumi.ComponentResource):
         seen = set()
         log_ids = [self._log(rule, seen, str(location)) for rule in log_rules]
         seen = set()
-        for finding in activity_log_count_findings(args.get("activity_log_alerts") or []):  # type: ignore[arg-type]
+        for finding in activity_log_count_findings(args.get("activity_log_alerts") or []):
             raise ValueError(f"AlertRules {name}: activity_log_alerts {finding.message}")
         activity_ids = [self._activity(rule, seen) for rule in args.get("activity_log_alerts") or []]
 
@@ -392,7 +391,7 @@ class AlertRules(pulumi.ComponentResource):
             raise ValueError(f"AlertRules {name}: metric rule {rule_name!r}: criteria must list at least one criterion")
         _refuse_deploy_rules(name, "metric", rule_name, metric_rule_findings(rule))
         dynamic = any(isinstance(c, monitor.DynamicMetricCriteriaArgs) for c in criteria)
-        multi = _is_multi_resource(scopes)
+        multi = is_multi_resource(scopes)
         if multi and not (rule.get("target_resource_type") and rule.get("target_resource_region")):
             raise ValueError(
                 f"AlertRules {name}: metric rule {rule_name!r}: a multi-resource rule needs "
@@ -434,7 +433,8 @@ class AlertRules(pulumi.ComponentResource):
         failing = rule.get("failing_periods") or FailingPeriodsArgs(evaluation_periods=1, min_failing_periods=1)
         if failing["min_failing_periods"] > failing["evaluation_periods"]:
             raise ValueError(
-                f"AlertRules {name}: log rule {rule_name!r}: failing_periods.min_failing_periods exceeds evaluation_periods"
+                f"AlertRules {name}: log rule {rule_name!r}: "
+                "failing_periods.min_failing_periods exceeds evaluation_periods"
             )
         mute = rule.get("mute_actions_duration")
         if mute:
@@ -508,6 +508,6 @@ _IDS_PER_CHUNK = 64
 
 def _all(ids: list[pulumi.Output[str]]) -> pulumi.Output[list[str]]:
     if len(ids) <= _IDS_PER_CHUNK:
-        return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])  # type: ignore[return-value]
+        return pulumi.Output.all(*ids) if ids else pulumi.Output.from_input([])
     chunks = [pulumi.Output.all(*ids[i : i + _IDS_PER_CHUNK]) for i in range(0, len(ids), _IDS_PER_CHUNK)]
     return pulumi.Output.all(*chunks).apply(lambda parts: [i for part in parts for i in part])

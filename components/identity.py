@@ -6,11 +6,8 @@ from typing import NotRequired, TypedDict
 import pulumi
 import pulumi_azuread as azuread
 
-from components.validation import (
-    AZNS_AAD_WEBHOOK_CLIENT_ID,
-    SECURE_WEBHOOK_ROLE,
-    stable_role_id,
-)
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+from secure_export.stack.validation import stable_role_id
 
 
 class SecureWebhookIdentityArgs(TypedDict):
@@ -25,11 +22,13 @@ class SecureWebhookIdentityArgs(TypedDict):
     owner_object_ids: NotRequired[list[str] | None]
     """Extra owners of the application besides the deploying identity (object ids)."""
     role_id: NotRequired[str | None]
-    """Id (UUID) of the ActionGroupsSecureWebhook app role. Defaults to one derived from project and stack, stable across runs."""
+    """Id (UUID) of the ActionGroupsSecureWebhook app role. Defaults to one derived from project and stack, stable
+    across runs."""
 
 
 class SecureWebhookIdentity(pulumi.ComponentResource):
-    """Azure AD application with the ActionGroupsSecureWebhook app role, its service principal, and the role granted to Microsoft's AzNS AAD Webhook service principal so that Azure Monitor action groups can call the receiver."""
+    """Azure AD application with the ActionGroupsSecureWebhook app role, its service principal, and the role granted to
+    Microsoft's AzNS AAD Webhook service principal so that Azure Monitor action groups can call the receiver."""
 
     application_object_id: pulumi.Output[str]
     """Object id of the application: what an action group's secure webhook receiver names as objectId."""
@@ -40,7 +39,8 @@ class SecureWebhookIdentity(pulumi.ComponentResource):
     tenant_id: pulumi.Output[str]
     """Azure AD tenant that issues the tokens."""
     access_token_version: pulumi.Output[int]
-    """Access token version the application accepts (1 or 2): which audience, issuer and caller claim a token carries."""
+    """Access token version the application accepts (1 or 2): which audience, issuer and caller claim a token
+    carries."""
     role_id: pulumi.Output[str]
     """Id of the ActionGroupsSecureWebhook app role."""
     service_principal_object_id: pulumi.Output[str]

@@ -7,7 +7,7 @@ environment and whose delegated subnet hosts the server, resolved through a priv
 docs/postgresql.md explains the choices and the ``public`` alternative.
 """
 
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import dbforpostgresql, network, privatedns
@@ -43,7 +43,8 @@ class DatabaseSettings(TypedDict):
     high_availability: NotRequired[str | None]
     """disabled (default) or zone-redundant (a standby in another zone)."""
     network: NotRequired[str | None]
-    """private (default: VNet integration, no public endpoint) or public (public endpoint, Azure-internal firewall rule)."""
+    """private (default: VNet integration, no public endpoint) or public (public endpoint, Azure-internal firewall
+    rule)."""
     server_name: NotRequired[str | None]
     """Azure name of the server (global DNS name); defaults to one derived from the stack."""
 
@@ -101,10 +102,11 @@ class ReceiverDatabase(pulumi.ComponentResource):
             )
         if ha == "zone-redundant" and tier == "Burstable":
             raise ValueError(
-                f"ReceiverDatabase {name}: zone-redundant high availability needs GeneralPurpose or MemoryOptimized, not Burstable"
+                f"ReceiverDatabase {name}: zone-redundant high availability needs GeneralPurpose or "
+                "MemoryOptimized, not Burstable"
             )
 
-        network_args: dict[str, Any] = {"public_network_access": "Enabled"}
+        network_args: dbforpostgresql.NetworkArgsDict = {"public_network_access": "Enabled"}
         depends: list[pulumi.Resource] = []
         self.app_subnet_id = pulumi.Output.from_input(None)
         if mode == "private":

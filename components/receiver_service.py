@@ -17,23 +17,42 @@ from pulumi_azure_native import (
     storage,
 )
 
-from components.receiver_database import DatabaseSettings, ReceiverDatabase
-from components.receiver_watch import watch_receiver
-from components.validation import checked_tenant_id, subscription_of
+from secure_export.components.receiver_database import DatabaseSettings, ReceiverDatabase
+from secure_export.components.receiver_watch import watch_receiver
+from secure_export.contract import (
+    DATA_DIR,
+    ENV_ALLOWED_CALLERS,
+    ENV_ALLOWED_SUBSCRIPTIONS,
+    ENV_AUDIENCES,
+    ENV_BMC_PASSWORD,
+    ENV_BMC_URL,
+    ENV_BMC_USERNAME,
+    ENV_CORRELATION,
+    ENV_DB,
+    ENV_DB_AUTH,
+    ENV_ITSM,
+    ENV_ITSM_REVISION,
+    ENV_OPS_PORT,
+    ENV_REOPEN_WINDOW,
+    ENV_ROUTING,
+    ENV_SERVICENOW_CLIENT_ID,
+    ENV_SERVICENOW_CLIENT_SECRET,
+    ENV_SERVICENOW_PASSWORD,
+    ENV_SERVICENOW_TARGET,
+    ENV_SERVICENOW_URL,
+    ENV_SERVICENOW_USERNAME,
+    ENV_STATELESS_TTL,
+    ENV_TENANT_ID,
+    IMAGE_DB_PATH,
+    OPS_PORT,
+    RECEIVER_PORT,
+)
+from secure_export.stack.validation import checked_tenant_id, subscription_of
 
-RECEIVER_PORT = 8080
-"""Port the receiver image listens on (``secure-export serve --host 0.0.0.0 --port 8080``)."""
-DB_MOUNT_PATH = "/data"
-DB_PATH = f"{DB_MOUNT_PATH}/secure-export.db"
 ROUTING_MOUNT_PATH = "/etc/secure-export"
 ROUTING_SECRET = "routing-file"
 ROUTING_PATH = f"{ROUTING_MOUNT_PATH}/routing.json"
 """Where the routing file is mounted: a secret volume, so the file is not a giant environment value."""
-OPS_PORT = 9090
-"""Port of the receiver's operations app (``SECURE_EXPORT_OPS_PORT``): ``/metrics``, detailed
-``/readyz``, trace/replay/discard. Mapped as an additional, internal-only ingress port."""
-CREDENTIALS_REVISION_VARIABLE = "SECURE_EXPORT_ITSM_REVISION"
-"""Template variable that changes with the ITSM credentials, so that rotating them starts a new revision."""
 RECEIVER_UID = 10001
 """User and group id the receiver image runs as (receiver/Dockerfile); the inbox share is mounted for it."""
 INBOX_MOUNT_OPTIONS = f"uid={RECEIVER_UID},gid={RECEIVER_UID},dir_mode=0700,file_mode=0600,nobrl,mfsymlinks"
@@ -69,7 +88,8 @@ class ReceiverServiceArgs(TypedDict):
     image_digest: NotRequired[str | None]
     """Image digest (sha256:...), preferred for production; give this or image_tag."""
     registry_resource_id: NotRequired[str | None]
-    """Resource id of an Azure Container Registry to pull from with a user-assigned managed identity (granted AcrPull). Unset: the image is public."""
+    """Resource id of an Azure Container Registry to pull from with a user-assigned managed identity (granted AcrPull).
+    Unset: the image is public."""
     container_app_name: NotRequired[str | None]
     """Azure name of the container app (2..32 lowercase letters, digits, hyphens). Defaults to the component name."""
     allowed_callers: NotRequired[list[str] | None]
@@ -105,9 +125,11 @@ class ReceiverServiceArgs(TypedDict):
     min_replicas: NotRequired[int | None]
     """Minimum replicas, at least 1 so alerts are never answered by a cold start (default 1)."""
     max_replicas: NotRequired[int | None]
-    """Maximum replicas (default 1; more than 1 needs database kind postgresql: SQLite on the file share has a single writer)."""
+    """Maximum replicas (default 1; more than 1 needs database kind postgresql: SQLite on the file share has a single
+    writer)."""
     database: NotRequired[DatabaseSettings | None]
-    """The inbox's database: sqlite (default, an Azure Files share) or postgresql (a flexible server, several replicas)."""
+    """The inbox's database: sqlite (default, an Azure Files share) or postgresql (a flexible server, several
+    replicas)."""
     concurrent_requests: NotRequired[int | None]
     """Concurrent HTTP requests per replica before the HTTP scale rule adds one (default 50)."""
     log_retention_days: NotRequired[int | None]
@@ -120,7 +142,9 @@ class ReceiverServiceArgs(TypedDict):
     stateless_ttl: NotRequired[str | None]
     """SECURE_EXPORT_STATELESS_TTL: resolve items of alerts Azure never resolves after this long (default off)."""
     operator_emails: NotRequired[list[str] | None]
-    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries, dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never through the receiver's webhook."""
+    """E-mail addresses of the receiver's operators. Set: alert rules on the receiver itself (parked deliveries,
+    dispatch paused, refused tokens, no delivery, restarts) notify them through an action group of their own, never
+    through the receiver's webhook."""
     no_delivery_window: NotRequired[str | None]
     """ISO 8601 window of the "Azure sent alerts but none reached the ITSM tool" rule (default PT1H)."""
     refused_token_threshold: NotRequired[int | None]
@@ -174,8 +198,8 @@ def _routing(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Check the routing file and the lifecycle durations; add the secret, variables, volume and mount."""
     for field, variable in (
-        ("reopen_window", "SECURE_EXPORT_REOPEN_WINDOW"),
-        ("stateless_ttl", "SECURE_EXPORT_STATELESS_TTL"),
+        ("reopen_window", ENV_REOPEN_WINDOW),
+        ("stateless_ttl", ENV_STATELESS_TTL),
     ):
         value = args.get(field)
         if value is not None:
@@ -191,7 +215,7 @@ def _routing(
         problems = error.problems if isinstance(error, RoutingError) else [f"not JSON: {error}"]
         raise ValueError(f"ReceiverService {name}: routing: " + "; ".join(problems)) from None
     secrets.append({"name": ROUTING_SECRET, "value": text})
-    env.append({"name": "SECURE_EXPORT_ROUTING", "value": ROUTING_PATH})
+    env.append({"name": ENV_ROUTING, "value": ROUTING_PATH})
     volume = {
         "name": "routing",
         "storage_type": "Secret",
@@ -208,7 +232,9 @@ def _choice(name: str, field: str, value: str | None, allowed: tuple[str, ...]) 
 
 
 class ReceiverService(pulumi.ComponentResource):
-    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an HTTP scale rule and ServiceNow or BMC Helix credentials held as container-app secrets."""
+    """The receiver on Azure Container Apps: resource group, Log Analytics workspace, managed environment, an Azure
+    Files share for the durable inbox, and the container app with HTTPS-only external ingress, health probes, an
+    HTTP scale rule and ServiceNow or BMC Helix credentials held as container-app secrets."""
 
     url: pulumi.Output[str]
     """HTTPS base URL of the receiver (no path)."""
@@ -255,7 +281,7 @@ class ReceiverService(pulumi.ComponentResource):
         tags = args.get("tags")
         child = pulumi.ResourceOptions(parent=self)
 
-        rg_name: pulumi.Input[str] = args.get("resource_group_name")  # type: ignore[assignment]
+        rg_name: pulumi.Input[str] = args.get("resource_group_name")
         if args.get("create_resource_group", True) is not False:
             rg = resources.ResourceGroup(
                 f"{name}-rg", resource_group_name=rg_name, location=location, tags=tags, opts=child
@@ -324,9 +350,9 @@ class ReceiverService(pulumi.ComponentResource):
         volumes: list[dict[str, Any]] = list(routing_volume)
         volume_mounts: list[dict[str, Any]] = list(routing_mount)
         if database is not None:
-            env = [e for e in env if e["name"] != "SECURE_EXPORT_DB"] + [
-                {"name": "SECURE_EXPORT_DB", "value": database.url},
-                {"name": "SECURE_EXPORT_DB_AUTH", "value": "entra"},
+            env = [e for e in env if e["name"] != ENV_DB] + [
+                {"name": ENV_DB, "value": database.url},
+                {"name": ENV_DB_AUTH, "value": "entra"},
                 # DefaultAzureCredential picks this user-assigned identity for the database token.
                 {"name": "AZURE_CLIENT_ID", "value": db_identity.client_id},
             ]
@@ -343,7 +369,7 @@ class ReceiverService(pulumi.ComponentResource):
                     "mount_options": INBOX_MOUNT_OPTIONS,
                 },
             )
-            volume_mounts.insert(0, {"volume_name": "inbox", "mount_path": DB_MOUNT_PATH})
+            volume_mounts.insert(0, {"volume_name": "inbox", "mount_path": DATA_DIR})
             revision_key = account_keys.keys[0].value
         if secrets:
             # Container Apps starts no revision when only a secret changes; this variable in the
@@ -355,7 +381,7 @@ class ReceiverService(pulumi.ComponentResource):
             revision = pulumi.Output.all(key, *[secret["value"] for secret in secrets]).apply(
                 lambda parts: credentials_revision(parts[0], parts[1:])
             )
-            env.append({"name": CREDENTIALS_REVISION_VARIABLE, "value": pulumi.Output.unsecret(revision)})
+            env.append({"name": ENV_ITSM_REVISION, "value": pulumi.Output.unsecret(revision)})
 
         registries: Any = None
         identity: Any = None
@@ -387,6 +413,7 @@ class ReceiverService(pulumi.ComponentResource):
             app_depends_on.extend(database.ready)
 
         app_name = _app_name(args.get("container_app_name") or name)
+        # The nested dicts below are inferred as dict[str, object], which no overload's TypedDicts accept.
         container_app = app.ContainerApp(  # type: ignore[call-overload]
             f"{name}-app",
             container_app_name=app_name,
@@ -489,7 +516,8 @@ class ReceiverService(pulumi.ComponentResource):
         )
 
     def _sqlite_share(self, name: str, rg_name: Any, location: str, environment: Any, tags: Any) -> tuple[Any, Any]:
-        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name and the account's keys."""
+        """The SQLite inbox's Azure Files share, mounted into the environment; returns its storage name and the
+        account's keys."""
         child = pulumi.ResourceOptions(parent=self)
         # The inbox (SQLite) must outlive revisions and restarts: an Azure Files share, one writer.
         account = storage.StorageAccount(
@@ -539,20 +567,20 @@ class ReceiverService(pulumi.ComponentResource):
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
         env: list[dict[str, Any]] = [
-            {"name": "SECURE_EXPORT_OPS_PORT", "value": str(OPS_PORT)},
-            {"name": "SECURE_EXPORT_TENANT_ID", "value": tenant_id},
-            {"name": "SECURE_EXPORT_AUDIENCES", "value": pulumi.Output.all(*audiences).apply(",".join)},
-            {"name": "SECURE_EXPORT_DB", "value": DB_PATH},
-            {"name": "SECURE_EXPORT_ITSM", "value": itsm},
-            {"name": "SECURE_EXPORT_CORRELATION", "value": correlation},
+            {"name": ENV_OPS_PORT, "value": str(OPS_PORT)},
+            {"name": ENV_TENANT_ID, "value": tenant_id},
+            {"name": ENV_AUDIENCES, "value": pulumi.Output.all(*audiences).apply(",".join)},
+            {"name": ENV_DB, "value": IMAGE_DB_PATH},
+            {"name": ENV_ITSM, "value": itsm},
+            {"name": ENV_CORRELATION, "value": correlation},
         ]
         if args.get("allowed_callers"):
-            env.append({"name": "SECURE_EXPORT_ALLOWED_CALLERS", "value": ",".join(args["allowed_callers"] or [])})
+            env.append({"name": ENV_ALLOWED_CALLERS, "value": ",".join(args["allowed_callers"] or [])})
         allowed_subscriptions = args.get("allowed_subscriptions")
         if isinstance(allowed_subscriptions, pulumi.Output) or allowed_subscriptions:
             # An Output (known at deployment) that comes out empty means "all", as an unset variable does.
             joined = pulumi.Output.from_input(allowed_subscriptions).apply(lambda subs: ",".join(subs or []))
-            env.append({"name": "SECURE_EXPORT_ALLOWED_SUBSCRIPTIONS", "value": joined})
+            env.append({"name": ENV_ALLOWED_SUBSCRIPTIONS, "value": joined})
         secrets: list[dict[str, Any]] = []
         if itsm == "bmc-helix":
             return _bmc_environment(name, args, secrets, env)
@@ -571,13 +599,13 @@ class ReceiverService(pulumi.ComponentResource):
                 "or servicenow_client_id and servicenow_client_secret"
             )
         target = _choice(name, "servicenow_target", args.get("servicenow_target"), SERVICENOW_TARGETS)
-        env.append({"name": "SECURE_EXPORT_SERVICENOW_URL", "value": url})
-        env.append({"name": "SECURE_EXPORT_SERVICENOW_TARGET", "value": target})
+        env.append({"name": ENV_SERVICENOW_URL, "value": url})
+        env.append({"name": ENV_SERVICENOW_TARGET, "value": target})
         for field, secret_name, variable in (
-            ("servicenow_username", "servicenow-username", "SECURE_EXPORT_SERVICENOW_USERNAME"),
-            ("servicenow_password", "servicenow-password", "SECURE_EXPORT_SERVICENOW_PASSWORD"),
-            ("servicenow_client_id", "servicenow-client-id", "SECURE_EXPORT_SERVICENOW_CLIENT_ID"),
-            ("servicenow_client_secret", "servicenow-client-secret", "SECURE_EXPORT_SERVICENOW_CLIENT_SECRET"),
+            ("servicenow_username", "servicenow-username", ENV_SERVICENOW_USERNAME),
+            ("servicenow_password", "servicenow-password", ENV_SERVICENOW_PASSWORD),
+            ("servicenow_client_id", "servicenow-client-id", ENV_SERVICENOW_CLIENT_ID),
+            ("servicenow_client_secret", "servicenow-client-secret", ENV_SERVICENOW_CLIENT_SECRET),
         ):
             value = args.get(field)
             if value is None:
@@ -597,15 +625,15 @@ def _bmc_environment(
         raise ValueError(f"ReceiverService {name}: bmc_url must be an https:// URL for the bmc-helix backend")
     if args.get("bmc_username") is None or args.get("bmc_password") is None:
         raise ValueError(f"ReceiverService {name}: the bmc-helix backend needs bmc_username and bmc_password")
-    env.append({"name": "SECURE_EXPORT_BMC_URL", "value": url})
-    env.append({"name": "SECURE_EXPORT_BMC_USERNAME", "value": args.get("bmc_username")})
+    env.append({"name": ENV_BMC_URL, "value": url})
+    env.append({"name": ENV_BMC_USERNAME, "value": args.get("bmc_username")})
     secrets.append({"name": "bmc-password", "value": pulumi.Output.secret(args.get("bmc_password"))})
-    env.append({"name": "SECURE_EXPORT_BMC_PASSWORD", "secret_ref": "bmc-password"})
+    env.append({"name": ENV_BMC_PASSWORD, "secret_ref": "bmc-password"})
     return secrets, env
 
 
 def credentials_revision(key: str, values: Any) -> str:
-    """The value of :data:`CREDENTIALS_REVISION_VARIABLE`: HMAC-SHA256 of the credentials under ``key``.
+    """The value of :data:`ENV_ITSM_REVISION`: HMAC-SHA256 of the credentials under ``key``.
 
     Changes whenever any credential changes; without ``key`` (held in Azure, a Pulumi secret) it
     cannot be checked against a guessed password.

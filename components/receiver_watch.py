@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.validation import duration_seconds
+from secure_export.stack.validation import duration_seconds
 
 _LINES = "ContainerAppConsoleLogs_CL\n| where ContainerAppName_s == '{app}'\n| extend e = parse_json(Log_s)\n"
 

@@ -5,17 +5,17 @@ from typing import NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import authorization, resources
 
-from components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
-from components.alert_rules import (
+from secure_export.components.action_group import EmailReceiverArgs, SecureWebhookActionGroup
+from secure_export.components.alert_rules import (
     ActivityLogAlertRuleArgs,
     AlertRules,
     LogAlertRuleArgs,
     MetricAlertRuleArgs,
     watched_subscriptions,
 )
-from components.identity import SecureWebhookIdentity
-from components.receiver_database import DatabaseSettings
-from components.receiver_service import ReceiverService
+from secure_export.components.identity import SecureWebhookIdentity
+from secure_export.components.receiver_database import DatabaseSettings
+from secure_export.components.receiver_service import ReceiverService
 
 
 class ReceiverSettingsArgs(TypedDict):
@@ -36,7 +36,8 @@ class ReceiverSettingsArgs(TypedDict):
     allowed_callers: NotRequired[list[str] | None]
     """Accepted appid/azp claims (default: the AzNS AAD Webhook client id)."""
     allowed_subscriptions: NotRequired[list[str] | None]
-    """Subscriptions whose alerts are accepted. Unset: those the alert rules watch. The rules' own subscription is added."""
+    """Subscriptions whose alerts are accepted. Unset: those the alert rules watch. The rules' own subscription is
+    added."""
     itsm: NotRequired[str | None]
     """ITSM backend: embedded (default), servicenow or bmc-helix."""
     correlation: NotRequired[str | None]
@@ -77,7 +78,8 @@ class ReceiverSettingsArgs(TypedDict):
 
 
 DIRECT_TOOLS = ("servicenow-em", "bmc-helix", "other")
-"""ITSM tools whose own Secure Export endpoint the action groups can post to (docs/servicenow-event-management.md, docs/bmc-helix.md)."""
+"""ITSM tools whose own Secure Export endpoint the action groups can post to (docs/servicenow-event-management.md,
+docs/bmc-helix.md)."""
 
 
 class DirectEndpointArgs(TypedDict):
@@ -101,7 +103,8 @@ class SecureExportArgs(TypedDict):
     receiver: NotRequired[ReceiverSettingsArgs | None]
     """How the bundled receiver runs; give this or direct_endpoint."""
     direct_endpoint: NotRequired[DirectEndpointArgs | None]
-    """Post straight to an ITSM tool's own Secure Export endpoint instead of deploying the receiver; give this or receiver."""
+    """Post straight to an ITSM tool's own Secure Export endpoint instead of deploying the receiver; give this or
+    receiver."""
     create_resource_group: NotRequired[bool | None]
     """Create the resource group (default true)."""
     display_name: NotRequired[str | None]
@@ -139,7 +142,9 @@ class SecureExportArgs(TypedDict):
 
 
 class SecureExport(pulumi.ComponentResource):
-    """Secure export from Azure Monitor to an ITSM tool: the Azure AD application and role, the receiver on Container Apps (trusting that application) or the tool's own Secure Export endpoint, a secure-webhook action group pointing there, and alert rules notifying the action group."""
+    """Secure export from Azure Monitor to an ITSM tool: the Azure AD application and role, the receiver on Container
+    Apps (trusting that application) or the tool's own Secure Export endpoint, a secure-webhook action group
+    pointing there, and alert rules notifying the action group."""
 
     receiver_url: pulumi.Output[str | None]
     """HTTPS base URL of the receiver (none in direct mode)."""
@@ -156,7 +161,8 @@ class SecureExport(pulumi.ComponentResource):
     access_token_version: pulumi.Output[int]
     """Access token version the application accepts (1 or 2)."""
     direct_endpoint_tool: pulumi.Output[str | None]
-    """In direct mode, the ITSM tool the action group posts to (servicenow-em, bmc-helix, other); none with the receiver."""
+    """In direct mode, the ITSM tool the action group posts to (servicenow-em, bmc-helix, other); none with the
+    receiver."""
     role_id: pulumi.Output[str]
     """Id of the ActionGroupsSecureWebhook app role."""
     deployer_object_id: pulumi.Output[str]
@@ -193,7 +199,7 @@ class SecureExport(pulumi.ComponentResource):
             opts=child,
         )
 
-        listed: list[str] | None = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]
+        listed: list[str] | None = receiver_settings.pop("allowed_subscriptions", None)  # type: ignore[assignment]  # a dict copy: values are object
         if listed is None:
             listed = watched_subscriptions(
                 args.get("metric_alerts"), args.get("log_alerts"), args.get("activity_log_alerts")
@@ -222,6 +228,7 @@ class SecureExport(pulumi.ComponentResource):
             receiver = ReceiverService(
                 f"{name}-receiver",
                 {
+                    # The receiver settings are a subset of ReceiverServiceArgs' keys; their copy is dict[str, object].
                     **receiver_settings,  # type: ignore[typeddict-item]
                     "location": args["location"],
                     "resource_group_name": args["resource_group_name"],
@@ -247,9 +254,9 @@ class SecureExport(pulumi.ComponentResource):
             f"{name}-action-group",
             {
                 "resource_group_name": resource_group_name,
-                "short_name": args.get("action_group_short_name"),  # type: ignore[typeddict-item]
+                "short_name": args.get("action_group_short_name"),
                 "action_group_name": args.get("action_group_name"),
-                **webhook,  # type: ignore[typeddict-item]
+                **webhook,  # type: ignore[typeddict-item]  # receiver_base_url or service_uri: one key, chosen above
                 "application_object_id": identity.application_object_id,
                 "identifier_uri": identity.identifier_uri,
                 "tenant_id": identity.tenant_id,

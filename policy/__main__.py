@@ -15,7 +15,7 @@ from typing import Any
 # The pack's folder sits in the project: its parent holds the shared rules.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import (  # noqa: E402
+from pulumi_policy import (  # noqa: E402 - imports follow the sys.path line above
     EnforcementLevel,
     Policy,
     PolicyPack,
@@ -26,7 +26,7 @@ from pulumi_policy import (  # noqa: E402
     StackValidationPolicy,
 )
 
-from secure_export.review.policies import RULES, NotApplicable, Resource, Rule  # noqa: E402
+from secure_export.review.policies import RULES, NotApplicable, Resource, Rule  # noqa: E402 - needs the sys.path line
 
 PACK_NAME = "secure-export"
 LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return receiver_main(command, rest)
     if command == _PLAN_COMMAND:
-        from components.plan import main as plan_main
+        from secure_export.plan.cli import main as plan_main
 
         return plan_main(rest)
     if command == "diff":

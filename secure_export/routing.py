@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from secure_export.contract import SEVERITIES
+
 __all__ = [
     "ALLOWED_FIELDS",
     "RESERVED_FIELDS",
@@ -30,7 +32,6 @@ __all__ = [
     "problem_lines",
 ]
 
-SEVERITIES = ("Sev0", "Sev1", "Sev2", "Sev3", "Sev4")
 
 ALLOWED_FIELDS = frozenset(
     {"contact_type", "location", "company", "service_offering", "watch_list", "notify", "severity", "u_*"}

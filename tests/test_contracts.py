@@ -744,21 +744,19 @@ def test_bad_duration_is_refused_at_start_naming_it(tmp_path: Path, issuer: Loca
     assert status == 2 and variable in stderr, stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no secure_export.components: the components are the top-level package "
-    "`components` and import themselves absolutely, so a consumer's own `components` shadows them "
-    "(components/: move under secure_export/ or import relatively; left for the layout restructuring)",
-)
 def test_consumer_imports_components_beside_its_own_components_package(tmp_path: Path) -> None:
     own = tmp_path / "components"
     own.mkdir()
     (own / "__init__.py").write_text("MINE = True\n")
+    # Its own modules: had ours imported `components.<module>` absolutely, it would get these.
+    (own / "action_group.py").write_text("raise ImportError('the consumer module was imported')\n")
+    (own / "identity.py").write_text("raise ImportError('the consumer module was imported')\n")
     script = (
         "import components\n"
-        "from secure_export.components import SecureExport, SecureWebhookActionGroup\n"
+        "from secure_export.components import AlertRules, ReceiverService, SecureExport, SecureWebhookActionGroup\n"
+        "from secure_export.components import SecureWebhookIdentity\n"
         "assert components.MINE, 'the consumer package was replaced'\n"
-        "print(SecureExport.__module__)\n"
+        "print(SecureExport.__module__, SecureWebhookIdentity.__module__)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -769,6 +767,7 @@ def test_consumer_imports_components_beside_its_own_components_package(tmp_path:
         env=_env(PYTHONPATH=str(tmp_path)),
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["secure_export.components.secure_export", "secure_export.components.identity"]
 
 
 @pytest.mark.parametrize(

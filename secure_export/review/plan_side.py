@@ -1,13 +1,8 @@
 """One side of ``secure-export diff``: a stack's offline plan as JSON, secrets as comparable fingerprints.
 
-This file also runs on its own, by path, inside a temporary worktree of an older revision, with that
-revision's code first on the import path; so it imports nothing of this package and only the parts
-of ``components.plan`` that every revision with an offline plan has (``plan_stack``, ``to_json``).
-It prints one JSON object: ``{"ok": true, "plan": {...}}`` or ``{"ok": false, "kind": "config" |
-"program", "problems": [...]}``. Fingerprints are HMACs keyed with a salt the caller makes up per
-run (``SECURE_EXPORT_DIFF_SALT``): equal secrets compare equal, and nothing about them is printed.
-Only secrets that come from the stack file are fingerprinted; key material the offline engine made
-up (a workspace's shared key) is one constant token, so it never counts as a change.
+Run by path in a temporary worktree of a revision, with that revision's code first on the import path,
+it imports only what every revision's plan has (:func:`planner`) and prints one JSON object
+(docs/review.md, "`secure-export diff`").
 """
 
 from __future__ import annotations
@@ -15,9 +10,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +74,29 @@ def configured_secrets(stack_file: Path) -> frozenset[str]:
     )
 
 
-def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
-    """Plan ``stack`` with the ``components`` package on the import path; raise its ConfigError on bad config."""
-    from components.plan import plan_stack, to_json
+def planner(project_dir: Path) -> tuple[Callable[[Path, str], Any], Callable[[Any], dict[str, Any]], type[Exception]]:
+    """Return the revision's own ``plan_stack``, ``to_json`` and ``ConfigError``, by the layout it has.
 
+    Since issue #11 they live in ``secure_export/plan/`` and ``secure_export/stack/``; before, in
+    ``components/plan.py``. The revision's tree leads the import path.
+    """
+    if (project_dir / "secure_export" / "plan").is_dir():
+        render = importlib.import_module("secure_export.plan.render")
+        run = importlib.import_module("secure_export.plan.run")
+        config = importlib.import_module("secure_export.stack.config")
+        return run.plan_stack, render.to_json, config.ConfigError
+    plan = importlib.import_module("components.plan")
+    # Whichever module held the config model then, components/plan.py imported ConfigError from it.
+    return plan.plan_stack, plan.to_json, plan.ConfigError
+
+
+def plan_document(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
+    """Plan ``stack`` with the revision's own code; raise its ConfigError on bad config."""
+    plan_stack, to_json, _ = planner(project_dir)
     result = plan_stack(project_dir, stack)
     document: dict[str, Any] = to_json(result)
     configured = configured_secrets(project_dir / "stacks" / f"Pulumi.{stack}.yaml")
-    for resource, record in zip(document["resources"], result.resources):
+    for resource, record in zip(document["resources"], result.resources, strict=False):
         if (resource["type"], resource["name"]) == (record.type, record.name):
             resource["inputs"] = fingerprinted(resource["inputs"], record.inputs, salt, configured)
     return document
@@ -98,12 +110,13 @@ def salt_from_environment() -> bytes:
 
 def run(project_dir: Path, stack: str, salt: bytes) -> dict[str, Any]:
     """Return the side's answer: the plan, or why there is none."""
-    from components.config import ConfigError
+    config_error = planner(project_dir)[2]
 
     try:
         return {"ok": True, "plan": plan_document(project_dir, stack, salt)}
-    except ConfigError as exc:
-        return {"ok": False, "kind": "config", "problems": list(exc.problems)}
+    except config_error as exc:
+        # Every revision's ConfigError carries ``problems``, one line each.
+        return {"ok": False, "kind": "config", "problems": list(getattr(exc, "problems", None) or [str(exc)])}
     except Exception as exc:  # noqa: BLE001 - the caller reports which side failed, in one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"ok": False, "kind": "program", "problems": [message]}

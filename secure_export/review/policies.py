@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AZNS_AAD_WEBHOOK_CLIENT_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
+from secure_export.contract import AZNS_AAD_WEBHOOK_CLIENT_ID, SECURE_WEBHOOK_ROLE
+
 ACTION_GROUP = "azure-native:monitor:ActionGroup"
 METRIC_ALERT = "azure-native:monitor:MetricAlert"
 LOG_ALERT = "azure-native:monitor:ScheduledQueryRule"

@@ -93,7 +93,9 @@ def _plan_in_child(project_dir: Path, stack: str, salt: bytes, where: str) -> di
         answer = json.loads(child.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
         last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ReviewError([f"{where}: could not plan it (is there a components/plan.py?): {last}"]) from None
+        raise ReviewError(
+            [f"{where}: could not plan it (is there a secure_export/plan/ or components/plan.py?): {last}"]
+        ) from None
     if not answer.get("ok"):
         raise _failure(answer, where, stack)
     plan: dict[str, Any] = answer["plan"]

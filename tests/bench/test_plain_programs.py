@@ -12,8 +12,8 @@ import pytest
 
 from bench.plain_program import plain_full_program, plain_program
 from bench.stack_program import REPOSITORY, STACK, write_stack_file
-from components.offline import PlannedResource, PlanResult, run_program
-from components.plan import plan_file
+from secure_export.plan.offline import PlannedResource, PlanResult, run_program
+from secure_export.plan.run import plan_file
 
 RULES = 3
 

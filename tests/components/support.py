@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from components.offline import PlannedResource, PlanResult, run_program
+from secure_export.plan.offline import PlannedResource, PlanResult, run_program
 
 AZNS = "461e8683-5575-4561-ac7f-899cc907d62a"
 APPLICATION = "azuread:index/application:Application"

@@ -2,8 +2,8 @@ import pulumi
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from components import AlertRules
-from components.alert_rules import watched_subscriptions
+from secure_export.components import AlertRules
+from secure_export.components.alert_rules import watched_subscriptions
 from tests.components.support import (
     ACTIVITY_ALERT,
     LOG_ALERT,

@@ -7,9 +7,11 @@ import pulumi
 import pytest
 import yaml
 
-from components import ReceiverService
-from components.config import ConfigError, load_stack_file
-from components.plan import plan_file, to_json
+from secure_export.components import ReceiverService
+from secure_export.plan.render import to_json
+from secure_export.plan.run import plan_file
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import CONTAINER_APP, declare, one
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigError, load_stack_file, stack_file
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file, stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
@@ -188,3 +189,58 @@ def test_console_script_rejects_yaml_errors_and_unknown_stacks(tmp_path):
     unknown = _plan(tmp_path, "nope")
     assert unknown.returncode != 0 and "unknown stack 'nope'" in unknown.stderr and "syntax" in unknown.stderr
     assert "Traceback" not in broken.stderr + unknown.stderr
+
+
+def _models_and_typed_dicts(annotation: object) -> list[type]:
+    """The pydantic models or TypedDicts an annotation names (through ``list[...]``, ``X | None``)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel) or typing.is_typeddict(annotation)):
+        return [annotation]
+    return [found for arg in typing.get_args(annotation) for found in _models_and_typed_dicts(arg)]
+
+
+def _unknown_keys(model: type, args: type, path: str) -> list[str]:
+    import typing
+
+    hints = typing.get_type_hints(args)
+    unknown = []
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        if name not in hints:
+            unknown.append(f"{path}.{name}")
+            continue
+        inner_models = [m for m in _models_and_typed_dicts(field.annotation) if not typing.is_typeddict(m)]
+        inner_args = [t for t in _models_and_typed_dicts(hints[name]) if typing.is_typeddict(t)]
+        if inner_models and inner_args:
+            unknown += _unknown_keys(inner_models[0], inner_args[0], f"{path}.{name}")
+    return unknown
+
+
+def test_the_dumped_config_models_have_the_component_args_keys():
+    # to_args() hands these models' dumps to the components as their TypedDicts: a field the TypedDict
+    # lacks would reach a component that ignores it.
+    from secure_export.components.alert_rules import ActivityLogAlertRuleArgs, LogAlertRuleArgs, MetricAlertRuleArgs
+    from secure_export.components.receiver_database import DatabaseSettings
+    from secure_export.stack.config import ActivityLogRuleConfig, DatabaseConfig, LogRuleConfig, MetricRuleConfig
+
+    pairs = [
+        (DatabaseConfig, DatabaseSettings),
+        (MetricRuleConfig, MetricAlertRuleArgs),
+        (LogRuleConfig, LogAlertRuleArgs),
+        (ActivityLogRuleConfig, ActivityLogAlertRuleArgs),
+    ]
+    assert [u for model, args in pairs for u in _unknown_keys(model, args, model.__name__)] == []
+
+
+def test_to_args_is_the_secure_export_args():
+
+    from secure_export.components.secure_export import ReceiverSettingsArgs, SecureExportArgs
+    from secure_export.stack.config import StackConfig
+
+    assert StackConfig.to_args.__annotations__["return"] == SecureExportArgs.__name__
+    config = load_stack_file(Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.prod.yaml").config
+    args = config.to_args()
+    assert set(args) <= set(SecureExportArgs.__annotations__)
+    assert args["receiver"] is not None and set(args["receiver"]) <= set(ReceiverSettingsArgs.__annotations__)

@@ -1,4 +1,4 @@
-"""Deploy-time rules (components/deploy_rules.py): what Azure refuses is refused at plan time, naming the key."""
+"""Deploy rules (secure_export/stack/deploy_rules.py): what Azure refuses is refused at plan time, naming the key."""
 
 from pathlib import Path
 from typing import Any
@@ -6,8 +6,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components import AlertRules
-from components.config import ConfigError, load_stack_file
+from secure_export.components import AlertRules
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import LOG_ALERT, declare, log_rule, one
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def _with_metric(rule: dict[str, Any]) -> Any:
 
 
 def _snake(rule: dict[str, Any]) -> dict[str, Any]:
-    from components.config import MetricRuleConfig
+    from secure_export.stack.config import MetricRuleConfig
 
     return MetricRuleConfig.model_validate(rule).model_dump(exclude_none=True)
 
@@ -167,7 +168,7 @@ def test_multi_resource_metric_rule_of_one_kind_is_accepted(tmp_path):
 
 
 def test_resource_type_of_nested_ids():
-    from components.deploy_rules import resource_type
+    from secure_export.stack.deploy_rules import resource_type
 
     db = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Sql/servers/s1/databases/d1"
     assert resource_type(db) == "Microsoft.Sql/servers/databases"
@@ -218,7 +219,7 @@ def test_several_evaluation_periods_on_a_query_plan_cannot_read_are_warned_about
     ],
 )
 def test_query_time_column_reading(query, expected):
-    from components.deploy_rules import query_time_column
+    from secure_export.stack.deploy_rules import query_time_column
 
     assert query_time_column(query) is expected
 
@@ -234,8 +235,8 @@ def test_heartbeat_rule_with_a_short_window_is_warned_about(tmp_path):
 
 
 def test_example_stacks_heartbeat_rules_outlive_the_silence():
-    from components.deploy_rules import SILENCE_WINDOW_SECONDS
-    from components.validation import duration_seconds
+    from secure_export.stack.deploy_rules import SILENCE_WINDOW_SECONDS
+    from secure_export.stack.validation import duration_seconds
 
     heartbeats = []
     for path in sorted((REPO / "stacks").glob("Pulumi.*.yaml")):
@@ -328,7 +329,7 @@ def test_action_group_receiver_names_are_unique(tmp_path, names, index):
         and "unique within the action group" in p
         for p in problems
     ), problems
-    from components import SecureWebhookActionGroup
+    from secure_export.components import SecureWebhookActionGroup
 
     def program() -> None:
         SecureWebhookActionGroup(
@@ -366,7 +367,7 @@ TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
     ],
 )
 def test_identifier_uri_restriction(uri, accepted):
-    from components.deploy_rules import identifier_uri_has_tenant_identifier
+    from secure_export.stack.deploy_rules import identifier_uri_has_tenant_identifier
 
     assert identifier_uri_has_tenant_identifier(uri) is accepted
 
@@ -397,7 +398,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_plan_exits_non_zero_naming_the_key_without_a_traceback(tmp_path, capsys, case):
-    from components.plan import main
+    from secure_export.plan.cli import main
 
     change, key = REFUSED[case]
     (tmp_path / "stacks").mkdir()

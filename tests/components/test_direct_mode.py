@@ -1,4 +1,4 @@
-"""Direct mode (``secure-export:directEndpoint``): no receiver, the action group posts to the ITSM tool's own endpoint."""
+"""Direct mode (``secure-export:directEndpoint``): no receiver, the action group posts to the ITSM tool's endpoint."""
 
 import subprocess
 import sys
@@ -8,10 +8,12 @@ import pulumi
 import pytest
 import yaml
 
-from components import SecureExport
-from components.config import ConfigError, load_stack_file
-from components.plan import plan_stack, render_tree, to_json
-from components.tool_side import tool_side_lines
+from secure_export.components import SecureExport
+from secure_export.plan.render import render_tree, to_json
+from secure_export.plan.run import plan_stack
+from secure_export.plan.tool_side import tool_side_lines
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import (
     ACTION_GROUP,
     ACTIVITY_ALERT,
@@ -239,7 +241,7 @@ def test_console_script_plans_the_itom_stack():
 
 
 def test_action_group_takes_exactly_one_of_receiver_base_url_and_service_uri():
-    from components import SecureWebhookActionGroup, SecureWebhookIdentity
+    from secure_export.components import SecureWebhookActionGroup, SecureWebhookIdentity
 
     def program(**urls):
         def run():

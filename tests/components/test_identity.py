@@ -3,9 +3,9 @@ import uuid
 import pulumi
 import pytest
 
-from components import SecureWebhookIdentity
-from components.offline import FakeCloud
-from components.validation import stable_role_id
+from secure_export.components import SecureWebhookIdentity
+from secure_export.plan.offline import FakeCloud
+from secure_export.stack.validation import stable_role_id
 from tests.components.support import (
     APP_ROLE_ASSIGNMENT,
     APPLICATION,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components import SecureWebhookActionGroup
+from secure_export.components import SecureWebhookActionGroup
 from tests.components.support import declare
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ import asyncio
 
 import pulumi
 
-from components.offline import run_program
+from secure_export.plan.offline import run_program
 
 
 def test_a_plan_after_asyncio_run_in_the_same_thread():

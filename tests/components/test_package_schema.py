@@ -1,12 +1,13 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.schema import generate_schema
 
-import components
-from components import COMPONENTS, PACKAGE_NAME
+import secure_export.components as components
+from secure_export.components import COMPONENTS, PACKAGE_NAME
 
 PACKAGE_DIR = Path(components.__file__).resolve().parent
 
@@ -80,6 +81,18 @@ def test_nested_rule_types_and_dependencies():
     assert {d["name"] for d in schema["dependencies"]} <= {"azure-native", "azuread"}
 
 
+def test_the_plugin_installs_this_distribution_and_imports_it_under_its_own_name():
+    # `pulumi package add` installs requirements.txt into the plugin's venv: the repository, with its Pulumi extra.
+    requirements = [
+        line.strip()
+        for line in (PACKAGE_DIR / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert requirements == ["..[infra]"]
+    entry = (PACKAGE_DIR / "__main__.py").read_text()
+    assert "from secure_export.components import COMPONENTS, PACKAGE_NAME" in entry
+
+
 def test_plugin_manifest_and_entry_point_host_every_component():
     manifest = yaml.safe_load((PACKAGE_DIR / "PulumiPlugin.yaml").read_text())
     assert manifest["runtime"]["name"] == "python"
@@ -88,7 +101,8 @@ def test_plugin_manifest_and_entry_point_host_every_component():
     assert PACKAGE_NAME == "secure-export"
 
 
-def test_entry_point_serves_the_schema_over_the_provider_protocol(tmp_path):
+@pytest.mark.parametrize("where", ["elsewhere", "plugin-folder"])
+def test_entry_point_serves_the_schema_over_the_provider_protocol(tmp_path, where):
     import subprocess
     import sys
 
@@ -98,7 +112,8 @@ def test_entry_point_serves_the_schema_over_the_provider_protocol(tmp_path):
     # What `pulumi package add` does: start the plugin's entry point, read its port, ask for the schema.
     process = subprocess.Popen(
         [sys.executable, str(PACKAGE_DIR / "__main__.py"), "127.0.0.1:1"],
-        cwd=tmp_path,
+        # The plugin runs from its own folder, whose secure_export.py must not shadow the package.
+        cwd=tmp_path if where == "elsewhere" else PACKAGE_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

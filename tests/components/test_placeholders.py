@@ -1,4 +1,4 @@
-"""Placeholders (components/placeholders.py): plan warns about each one left in a stack, naming its key."""
+"""Placeholders (secure_export/stack/placeholders.py): plan warns about each one left in a stack, naming its key."""
 
 import base64
 import os
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import load_stack_file
-from components.placeholders import example_guid, placeholder_ciphertext, placeholder_digest
+from secure_export.stack.loading import load_stack_file
+from secure_export.stack.placeholders import example_guid, placeholder_ciphertext, placeholder_digest
 
 REPO = Path(__file__).resolve().parents[2]
 PROD = "stacks/Pulumi.prod.yaml"
@@ -77,7 +77,7 @@ def test_detectors():
 
 
 def test_plan_prints_the_warnings_to_stderr_one_line_each_and_exits_0(capsys, monkeypatch):
-    from components.plan import main
+    from secure_export.plan.cli import main
 
     monkeypatch.chdir(REPO)
     assert main(["--stack", "prod", "--json"]) == 0
@@ -90,7 +90,7 @@ def test_plan_prints_the_warnings_to_stderr_one_line_each_and_exits_0(capsys, mo
 
 def test_the_program_logs_the_same_warnings_under_pulumi_up():
     # __main__.py reads the engine's config and warns through pulumi.log, as `pulumi up` shows it.
-    from components.plan import plan_stack
+    from secure_export.plan.run import plan_stack
 
     logged = [message for level, message in plan_stack(REPO, "prod").engine_log if level == "WARNING"]
     assert any(m.startswith("stack prod: secure-export:receiver.image.digest: placeholder: ") for m in logged), logged

@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_stack_file
-from components.plan import main, plan_stack, render_tree, to_json
+from secure_export.plan.cli import main
+from secure_export.plan.render import render_tree, to_json
+from secure_export.plan.run import plan_stack
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import (
     ACTION_GROUP,
     APP_ROLE_ASSIGNMENT,
@@ -236,7 +238,7 @@ def test_dev_stack_uses_the_embedded_backend_without_credentials():
 
 
 def test_any_stack_file_can_be_planned_with_this_checkouts_program(tmp_path):
-    from components.plan import plan_file
+    from secure_export.plan.run import plan_file
 
     path = tmp_path / "Pulumi.bench.yaml"
     path.write_text((REPO / "stacks" / "Pulumi.dev.yaml").read_text())
@@ -260,7 +262,7 @@ def test_offline_engine_restores_the_sdk_and_survives_a_release_without_its_priv
 
     from pulumi.runtime import resource as pulumi_resource
 
-    from components import offline
+    from secure_export.plan import offline
 
     original = pulumi_resource._get_stack_trace
     assert len(offline.run_program(_one_resource_group, stack="dev").resources) == 1
@@ -278,7 +280,7 @@ def test_a_secret_stack_output_prints_as_secret_in_json_and_in_the_tree():
     """
     import pulumi
 
-    from components import offline
+    from secure_export.plan import offline
 
     plaintext = "s3cr3t-output-6b1f"  # not a config secret: only the secret envelope says so
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.config import ConfigError, load_pulumi_config, load_stack_file
-from components.offline import PlannedResource, public_inputs, run_program
+from secure_export.plan.offline import PlannedResource, public_inputs, run_program
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_pulumi_config, load_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from components import ReceiverService
-from components.config import ConfigError, load_stack_file
+from secure_export.components import ReceiverService
+from secure_export.stack.config import ConfigError
+from secure_export.stack.loading import load_stack_file
 from tests.components.support import CONTAINER_APP, declare, of_type, one
 from tests.components.test_config import _dev, _write
 from tests.components.test_receiver_service import BASE

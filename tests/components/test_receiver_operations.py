@@ -5,9 +5,9 @@ import hashlib
 import pulumi
 import pytest
 
-from components import ReceiverService
-from components.receiver_service import CREDENTIALS_REVISION_VARIABLE, OPS_PORT
-from components.receiver_watch import QUERIES
+from secure_export.components import ReceiverService
+from secure_export.components.receiver_watch import QUERIES
+from secure_export.contract import ENV_ITSM_REVISION, OPS_PORT
 from tests.components.support import ACTION_GROUP, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, declare, of_type, one
 from tests.components.test_receiver_service import BASE, PASSWORD, _env, _receiver, _servicenow
 
@@ -28,7 +28,7 @@ def _revision(password: str) -> str:
         )
 
     app = one(declare(program), CONTAINER_APP)
-    return str(_env(app)[CREDENTIALS_REVISION_VARIABLE]["value"])
+    return str(_env(app)[ENV_ITSM_REVISION]["value"])
 
 
 def test_the_ops_port_is_an_internal_port_mapping_and_the_receiver_is_told_to_use_it():
@@ -53,7 +53,7 @@ def test_a_changed_credential_changes_the_template_so_azure_starts_a_new_revisio
 def test_the_revision_value_keeps_the_template_readable_and_is_absent_without_credentials():
     app = one(declare(_servicenow()), CONTAINER_APP)
     assert "template" not in app.secret_inputs  # a keyed digest: nothing to mask, the plan stays readable
-    assert CREDENTIALS_REVISION_VARIABLE not in _env(one(declare(_receiver()), CONTAINER_APP))
+    assert ENV_ITSM_REVISION not in _env(one(declare(_receiver()), CONTAINER_APP))
 
 
 def test_operators_get_an_e_mail_only_action_group_and_five_rules_on_the_receiver():
@@ -66,7 +66,7 @@ def test_operators_get_an_e_mail_only_action_group_and_five_rules_on_the_receive
     app = one(result, CONTAINER_APP)
     rules = {r.name: r for r in of_type(result, LOG_ALERT)}
     assert set(rules) == {f"rx-watch-{role}" for role in ("parked", "paused", "refused-tokens", "no-delivery")}
-    for role, rule in rules.items():
+    for rule in rules.values():
         assert rule.inputs["scopes"] == [workspace_id]
         assert rule.inputs["actions"]["actionGroups"] == [group_id]
         [condition] = rule.inputs["criteria"]["allOf"]

@@ -1,7 +1,7 @@
 import pulumi
 import pytest
 
-from components import ReceiverService
+from secure_export.components import ReceiverService
 from tests.components.support import CONTAINER_APP, declare, of_type, one
 
 TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"

@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from components.offline import FakeCloud
+from secure_export.plan.offline import FakeCloud
 from tests.components.support import (
     ACTION_GROUP,
     APPLICATION,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import ReceiverService
+from secure_export.components import ReceiverService
 from secure_export.routing import load_routing
 from tests.components.support import CONTAINER_APP, declare, one
 from tests.components.test_config import _dev, _problems, _write
@@ -82,7 +82,7 @@ def test_the_component_refuses_an_invalid_routing_file_naming_the_key() -> None:
 
 
 def test_the_prod_stack_routes_and_its_plan_mounts_the_file() -> None:
-    from components.config import load_stack_file
+    from secure_export.stack.loading import load_stack_file
 
     repo = Path(__file__).resolve().parents[2]
     loaded = load_stack_file(repo / "stacks" / "Pulumi.prod.yaml")
@@ -107,11 +107,11 @@ def test_routing_without_a_receiver_is_refused(tmp_path: Path) -> None:
 
 
 def test_with_postgresql_the_routing_file_is_mounted_alone_and_still_starts_a_new_revision() -> None:
-    from components.receiver_service import CREDENTIALS_REVISION_VARIABLE
+    from secure_export.contract import ENV_ITSM_REVISION
 
     def revision(inputs: dict) -> str:
         env = {e["name"]: e.get("value") for e in inputs["template"]["containers"][0]["env"]}
-        return str(env[CREDENTIALS_REVISION_VARIABLE])
+        return str(env[ENV_ITSM_REVISION])
 
     first = _app(json.dumps(ROUTING), database={"kind": "postgresql"})
     assert [v["name"] for v in first["template"]["volumes"]] == ["routing"]  # no inbox share with PostgreSQL

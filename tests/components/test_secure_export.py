@@ -1,7 +1,7 @@
 import pulumi
 
-from components import SecureExport
-from components.offline import FakeCloud
+from secure_export.components import SecureExport
+from secure_export.plan.offline import FakeCloud
 from tests.components.support import (
     ACTION_GROUP,
     APPLICATION,

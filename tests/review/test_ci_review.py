@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.review.test_diff_git import commit, edit, git
+from tests.review.test_diff_git import commit, copy_program, edit, git
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".github" / "review.sh"
@@ -26,9 +26,7 @@ def repo(tmp_path: Path) -> Path:
     """A repository with the program and two stacks on main, and a branch 'change' checked out."""
     root = tmp_path / "repo"
     root.mkdir()
-    shutil.copytree(REPO / "components", root / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("__main__.py", "Pulumi.yaml"):
-        shutil.copy(REPO / name, root / name)
+    copy_program(root)
     (root / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", root / "stacks" / "Pulumi.dev.yaml")
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", root / "stacks" / "Pulumi.qa.yaml")
@@ -91,14 +89,15 @@ def test_a_review_too_long_for_a_comment_keeps_its_summaries_and_drops_the_secti
     edit(repo / "components" / "action_group.py", "enabled=True,", "enabled=False,")
     commit(repo, "disable the group")
     _, comment, _ = review(repo)
-    fit = lambda limit: (
-        subprocess.run(  # noqa: E731
+
+    def fit(limit: int) -> str:
+        return subprocess.run(
             ["bash", str(SCRIPT), "--fit", str(repo / "review.md"), str(limit)],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-    )
+
     assert fit(len(comment) + 10) == comment
     short = fit(500)
     assert "<details>" not in short and "job summary has all of it" in short

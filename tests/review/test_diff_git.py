@@ -21,12 +21,19 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def copy_program(repo: Path) -> None:
+    """Copy this project's Pulumi program into ``repo``: its code (secure_export/ and the components/ its
+    ``secure_export/components`` link points to), ``__main__.py`` and ``Pulumi.yaml``."""
+    for package in ("secure_export", "components"):
+        shutil.copytree(REPO / package, repo / package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(REPO / name, repo / name)
+
+
 def make_project(repo: Path) -> None:
     """Copy this project's Pulumi program and its dev stack into ``repo``."""
     repo.mkdir(parents=True)
-    shutil.copytree(REPO / "components", repo / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("__main__.py", "Pulumi.yaml"):
-        shutil.copy(REPO / name, repo / name)
+    copy_program(repo)
     (repo / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", repo / "stacks" / "Pulumi.dev.yaml")
 
@@ -99,7 +106,7 @@ def test_the_base_side_is_planned_with_that_revisions_own_code(project, capsys):
 
 def test_dependson_and_other_extra_fields_of_an_older_plan_are_not_properties(project, capsys):
     # An older or newer plan JSON may carry fields the other lacks ("offline", "dependsOn").
-    plan_py = project / "components" / "plan.py"
+    plan_py = project / "secure_export" / "plan" / "render.py"
     plan_py.write_text(
         plan_py.read_text(encoding="utf-8")
         + "\n\n_to_json = to_json\n\n\ndef to_json(result):\n    document = _to_json(result)\n"
@@ -108,9 +115,40 @@ def test_dependson_and_other_extra_fields_of_an_older_plan_are_not_properties(pr
         encoding="utf-8",
     )
     commit(project, "plan with extra fields")
-    git(project, "checkout", "--quiet", "HEAD~1", "--", "components/plan.py")
+    git(project, "checkout", "--quiet", "HEAD~1", "--", "secure_export/plan/run.py")
     code, out, _ = run(capsys, project, "--json", "--exit-code")
     assert (code, json.loads(out)["changes"]) == (0, [])
+
+
+def test_a_base_in_the_layout_before_secure_export_plan_is_planned_with_its_components_plan(tmp_path, capsys):
+    # Revisions before issue #11 keep plan_stack, to_json and (imported) ConfigError in components/plan.py.
+    # This base's plan marks the action group disabled, so the diff proves its code ran.
+    repo = tmp_path / "repo"
+    (repo / "components").mkdir(parents=True)
+    (repo / "components" / "__init__.py").write_text("")
+    (repo / "components" / "plan.py").write_text(
+        "from secure_export.plan.render import to_json as _to_json\n"
+        "from secure_export.plan.run import plan_stack\n"
+        "from secure_export.stack.config import ConfigError\n\n\n"
+        "def to_json(result):\n"
+        "    document = _to_json(result)\n"
+        "    for r in document['resources']:\n"
+        "        if r['type'] == 'azure-native:monitor:ActionGroup':\n"
+        "            r['inputs']['enabled'] = False\n"
+        "    return document\n",
+        encoding="utf-8",
+    )
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(REPO / name, repo / name)
+    (repo / "stacks").mkdir()
+    shutil.copy(REPO / "stacks" / "Pulumi.dev.yaml", repo / "stacks" / "Pulumi.dev.yaml")
+    init(repo)
+    shutil.rmtree(repo / "components")
+    copy_program(repo)
+    code, out, _ = run(capsys, repo, "--json")
+    assert code == 0
+    (change,) = json.loads(out)["changes"]
+    assert change["properties"] == [{"path": "enabled", "old": False, "new": True}]
 
 
 def test_a_stack_file_missing_at_the_base_makes_everything_a_create(project, capsys):

@@ -14,11 +14,7 @@ from typing import Any
 
 import pulumi
 
-AZNS_AAD_WEBHOOK_CLIENT_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
-"""Client id of Microsoft's first-party *AzNS AAD Webhook* application (Azure Monitor docs: "Do not change")."""
-
-SECURE_WEBHOOK_ROLE = "ActionGroupsSecureWebhook"
-"""The app role Azure Monitor action groups must hold on the receiver's application."""
+from secure_export.contract import SECURE_WEBHOOK_ROLE
 
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
@@ -112,6 +108,12 @@ def check_scopes(value: object) -> list[str]:
         if not isinstance(scope, str) or not scope.lower().startswith("/subscriptions/"):
             raise ValueError(f"must be Azure resource ids starting with /subscriptions/, got {scope!r}")
     return list(value)
+
+
+def is_multi_resource(scopes: list[str]) -> bool:
+    """Whether a metric rule's scopes watch several resources (a rule then needs a target type and region)."""
+    # A subscription or resource-group scope watches every matching resource in it.
+    return len(scopes) > 1 or any(len(s.strip("/").split("/")) <= 4 for s in scopes)
 
 
 def subscription_of(resource_id: str) -> str | None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pulumi
 
-from components.config import StackConfig
-from components.secure_export import SecureExport
+from secure_export.components.secure_export import SecureExport
+from secure_export.stack.config import StackConfig
 
 COMPONENT_NAME = "secure-export"
 
 
 def declare(config: StackConfig) -> SecureExport:
     """Declare the stack's ``SecureExport`` and export its outputs (camelCase stack outputs)."""
-    export = SecureExport(COMPONENT_NAME, config.to_args())  # type: ignore[arg-type]
+    export = SecureExport(COMPONENT_NAME, config.to_args())
     if config.direct_endpoint is None:
         pulumi.export("receiverUrl", export.receiver_url)
     else:

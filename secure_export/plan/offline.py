@@ -90,7 +90,7 @@ class PlanResult:
     engine_log: list[tuple[str, str]] = field(default_factory=list)
     """What the program logged through ``pulumi.log`` (level name, message), in order."""
     warnings: list[str] = field(default_factory=list)
-    """The stack config's warnings (filled by ``components.plan``), one line each naming its key."""
+    """The stack config's warnings (filled by ``secure_export.plan.run``), one line each naming its key."""
 
 
 def _rewrite(value: Any, visit: Callable[[Any, Any], tuple[Any, bool] | None], key: Any = None) -> tuple[Any, bool]:
@@ -248,9 +248,17 @@ class FakeCloud(pulumi.runtime.Mocks):
         elif typ == "azure-native:authorization:RoleAssignment":
             resource_id = f"{inputs.get('scope') or sub}/providers/{arm_type}/{azure_name}"
         elif typ == "azure-native:app:ManagedEnvironmentsStorage":
-            resource_id = f"{sub}/resourceGroups/{rg}/providers/Microsoft.App/managedEnvironments/{inputs.get('environmentName')}/storages/{azure_name}"
+            environment = inputs.get("environmentName")
+            resource_id = (
+                f"{sub}/resourceGroups/{rg}/providers/Microsoft.App/managedEnvironments/{environment}"
+                f"/storages/{azure_name}"
+            )
         elif typ == "azure-native:storage:FileShare":
-            resource_id = f"{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{inputs.get('accountName')}/fileServices/default/shares/{azure_name}"
+            account = inputs.get("accountName")
+            resource_id = (
+                f"{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{account}"
+                f"/fileServices/default/shares/{azure_name}"
+            )
         else:
             if not arm_type:
                 module, resource = typ.split(":")[1:3]
@@ -316,15 +324,15 @@ class _PlanMonitor(pulumi_mocks.MockMonitor):
             {"retainOnDelete": bool(request.retainOnDelete), "protect": bool(request.protect)},
         )
         self._thread_loop()
-        return super().RegisterResource(request)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's MockMonitor is unannotated
 
     def Invoke(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         self._thread_loop()
-        return super().Invoke(request)
+        return super().Invoke(request)  # type: ignore[no-untyped-call]  # pulumi's MockMonitor is unannotated
 
     def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         self._thread_loop()
-        return super().ReadResource(request)
+        return super().ReadResource(request)  # type: ignore[no-untyped-call]  # pulumi's MockMonitor is unannotated
 
 
 def _parent_name(urn: str) -> tuple[str, str] | None:
@@ -344,7 +352,7 @@ def _tree_order(records: dict[tuple[str, str], PlannedResource]) -> list[Planned
         parent_key = (record.parent_type, record.parent) if record.parent is not None else None
         if parent_key not in records:
             parent_key = None
-        children.setdefault(parent_key, []).append(record)  # type: ignore[arg-type]
+        children.setdefault(parent_key, []).append(record)
     ordered: list[PlannedResource] = []
     stack: list[PlannedResource] = sorted(children.get(None, []), key=lambda r: (r.name, r.type), reverse=True)
     while stack:
@@ -437,7 +445,7 @@ def run_program(
     fake = FakeCloud(stack, secret_values)
     monitor = _PlanMonitor(fake)
     engine_log = _EngineLog()
-    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]  # None resets it; the SDK annotates Resource only
     pulumi.runtime.set_mocks(
         fake, project=project, stack=stack, preview=False, monitor=monitor, logger=engine_log.logger
     )

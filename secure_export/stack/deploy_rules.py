@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from components.validation import duration_seconds, subscription_of
+from secure_export.stack.validation import duration_seconds, subscription_of
 
 Path = tuple[str | int, ...]
 
@@ -351,7 +351,8 @@ def action_group_findings(email_receivers: Sequence[Mapping[str, Any]]) -> list[
             findings.append(
                 Finding(
                     ("email_receivers", index, "email_address"),
-                    f"has {len(address)} characters; Azure takes e-mail addresses of at most {MAX_EMAIL_ADDRESS_LENGTH}",
+                    f"has {len(address)} characters; Azure takes e-mail addresses of at most "
+                    f"{MAX_EMAIL_ADDRESS_LENGTH}",
                 )
             )
     return findings
@@ -365,7 +366,8 @@ def activity_log_count_findings(activity_log_rules: Sequence[Mapping[str, Any]])
         Finding(
             (),
             f"declares {len(activity_log_rules)} activity log rules; a subscription holds at most "
-            f"{MAX_ACTIVITY_LOG_RULES} active ones (a limit Azure cannot raise), and all of a stack's rules live in one",
+            f"{MAX_ACTIVITY_LOG_RULES} active ones (a limit Azure cannot raise), "
+            "and all of a stack's rules live in one",
         )
     ]
 
