@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_configuration_items, list_work_items
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
 from tests.prerequisites import require
 from tests.support.paths import SAMPLES
 from tests.support.receivers import start_receiver

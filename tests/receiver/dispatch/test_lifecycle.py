@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_work_items
-from receiver.itsm.work_item_ops import close_work_item
+from receiver.itsm.embedded.operations import close_work_item
+from receiver.itsm.embedded.queries import list_work_items
 from tests.support.alerts import alert_body
 from tests.support.receivers import RunningReceiver, start_receiver
 

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_work_items
+from receiver.itsm.embedded.queries import list_work_items
 from tests.support.alerts import alert_body
 from tests.support.backends import read_blocked
 from tests.support.receivers import start_receiver

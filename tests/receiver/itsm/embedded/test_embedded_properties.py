@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver.alerts.events import AlertEvent
-from receiver.itsm.embedded import list_work_items
-from tests.receiver.test_embedded import apply_all, fired, resolved
+from receiver.itsm.embedded.queries import list_work_items
+from tests.receiver.itsm.embedded.test_embedded import apply_all, fired, resolved
 
 ALERTS = ("a1", "a2", "a3")
 

@@ -1,91 +1,20 @@
-"""The embedded backend's routed fields and lifecycle rules, on the connection of its worker thread.
+"""The embedded backend's lifecycle rules on SQLite: reopen window, flap damping, whole-item resolutions.
 
-* **Routed fields** (``assignment_group``, ``category``, ``subcategory``, ``impact``, ``urgency``)
-  come from ``event.route``; a route's impact and urgency set the priority through ServiceNow's
-  default priority matrix, otherwise the severity → priority map does.
-* **Reopen window**: a Fired whose rule and targets (``lifecycle_key``) had an item Azure resolved
-  within the window reopens it (``New``, ``reopened`` + 1, a note). A ``Closed`` item is never
-  reopened: the new item names it.
-* **Resolutions the receiver makes** (stateless TTL, quiet after flapping) and **recoveries**
-  (resource health ``Available``) resolve every alert still firing on the item, with a note.
-* **Held Resolved** (flapping): the alert instance is marked resolved, the item stays open.
+They run on the writer thread's connection, inside the transaction of the event that applies
+them; docs/work-items.md describes them for operators.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 from receiver.alerts.events import AlertEvent
-from secure_export.durations import format_duration
+from receiver.itsm.embedded import render
 
-ROUTED_COLUMNS = {
-    "assignment_group": "TEXT",
-    "category": "TEXT",
-    "subcategory": "TEXT",
-    "impact": "INTEGER",
-    "urgency": "INTEGER",
-    "reopened": "INTEGER NOT NULL DEFAULT 0",
-    "lifecycle_key": "TEXT",
-    "resolved_by": "TEXT",
-}
-"""Columns added to ``work_items`` by routing and the lifecycle (added to older databases at start)."""
-
-PRIORITY_MATRIX: Mapping[tuple[int, int], int] = {
-    (1, 1): 1,
-    (1, 2): 2,
-    (2, 1): 2,
-    (1, 3): 3,
-    (2, 2): 3,
-    (3, 1): 3,
-    (2, 3): 4,
-    (3, 2): 4,
-    (3, 3): 5,
-}
-"""ServiceNow's default priority lookup: (impact, urgency) → priority."""
-
-SEVERITY_LEVELS: Mapping[str, tuple[int, int]] = {
-    "Sev0": (1, 1),
-    "Sev1": (1, 2),
-    "Sev2": (2, 2),
-    "Sev3": (2, 3),
-    "Sev4": (3, 3),
-}
-"""Impact and urgency of a severity, completing a route that sets only one of the two."""
-
-
-def ensure_columns(conn: sqlite3.Connection) -> None:
-    """Add the routed and lifecycle columns (and their index) to a ``work_items`` of an earlier version."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(work_items)")}
-    for name, kind in ROUTED_COLUMNS.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE work_items ADD COLUMN {name} {kind}")
-    conn.execute("CREATE INDEX IF NOT EXISTS work_items_lifecycle ON work_items (lifecycle_key, id)")
-
-
-def routed_values(event: AlertEvent) -> dict[str, Any]:
-    """The routed columns of a new item (``None`` where no route sets them)."""
-    route = event.route
-    if route is None:
-        return {"assignment_group": None, "category": None, "subcategory": None, "impact": None, "urgency": None}
-    return {
-        "assignment_group": route.assignment_group,
-        "category": route.category,
-        "subcategory": route.subcategory,
-        "impact": route.impact,
-        "urgency": route.urgency,
-    }
-
-
-def routed_priority(event: AlertEvent, by_severity: int) -> int:
-    """A route's impact/urgency through the priority matrix; else the severity map's priority."""
-    route = event.route
-    if route is None or (route.impact is None and route.urgency is None):
-        return by_severity
-    impact, urgency = SEVERITY_LEVELS.get(event.severity or "", (2, 2))
-    return PRIORITY_MATRIX[(route.impact or impact, route.urgency or urgency)]
+KeyColumn = Literal["correlation_key", "lifecycle_key"]
+"""The ``work_items`` columns an item is found by: its correlation key, or its rule and targets."""
 
 
 def _seconds_between(earlier: str, later: str) -> float:
@@ -142,10 +71,7 @@ def reopen(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent, f
         "INSERT INTO work_item_alerts (work_item_id, alert_id, fired_at, resolved_at) VALUES (?, ?, ?, NULL)",
         (previous["id"], event.alert_id, fired_at),
     )
-    return (
-        f"Reopened: alert {event.alert_id} fired at {fired_at}, {format_duration(gap)} after Azure resolved this "
-        f"item (reopen window {format_duration(window)}, SECURE_EXPORT_REOPEN_WINDOW)."
-    )
+    return render.reopened_note(event, fired_at, gap, window)
 
 
 def held_open(conn: sqlite3.Connection, previous: sqlite3.Row | None) -> bool:
@@ -172,14 +98,12 @@ def join_held(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent
 
 def not_reopened_note(previous: sqlite3.Row | None) -> str | None:
     """For a new item: why the previous item of the same rule and targets was not reopened, if a person ended it."""
-    if previous is None:
+    if previous is None or previous["state"] != "Closed":
         return None
-    if previous["state"] == "Closed":
-        return f"Follows {previous['number']}, which a person closed; closed items are never reopened."
-    return None
+    return render.follows_closed_note(str(previous["number"]))
 
 
-def open_item_for(conn: sqlite3.Connection, column: str, key: str) -> int | None:
+def open_item_for(conn: sqlite3.Connection, column: KeyColumn, key: str) -> int | None:
     """The open item whose ``correlation_key`` or ``lifecycle_key`` is ``key``."""
     assert column in ("correlation_key", "lifecycle_key")
     row = conn.execute(
@@ -198,9 +122,3 @@ def resolve_whole_item(conn: sqlite3.Connection, item_id: int, resolved_at: str,
         "UPDATE work_items SET state = 'Resolved', resolved_at = ?, resolved_by = ? WHERE id = ?",
         (resolved_at, by, item_id),
     )
-
-
-def recovery_note(event: AlertEvent) -> str:
-    """The note of an item resolved by a resource health recovery."""
-    where = ", ".join(event.configuration_items) or ", ".join(event.target_ids) or "the resource"
-    return f"Resolved: resource health reports {where} Available again (alert {event.alert_id})."

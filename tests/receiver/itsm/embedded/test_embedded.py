@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,12 +17,11 @@ import pytest
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.embedded import (
-    DatabaseNotFoundError,
-    EmbeddedBackend,
-    list_configuration_items,
-    list_work_items,
-)
+from receiver.itsm.embedded import store as embedded_store
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
+from receiver.itsm.embedded.store import EmbeddedBackend
+from receiver.storage.records import WorkItemRef
+from receiver.storage.sqlite.connection import DatabaseNotFoundError
 
 SUB = "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
 VM_ID = f"{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm-web-01"
@@ -51,6 +51,8 @@ WORK_ITEM_FIELDS = {
     "reopened",
 }
 CI_FIELDS = {"id", "name", "azure_resource_id", "first_seen", "last_seen"}
+
+pytestmark = pytest.mark.anyio
 
 
 def fired(alert: str = "a1", *, key: str | None = None, minutes: int = 0, **changes: Any) -> AlertEvent:
@@ -82,22 +84,25 @@ def resolved(alert: str = "a1", *, key: str | None = None, minutes: int = 10, **
     )
 
 
-def apply_all(db: Path, events: Iterable[AlertEvent], **kwargs: object) -> None:
-    async def run() -> None:
-        backend = EmbeddedBackend(str(db), **kwargs)  # type: ignore[arg-type]
-        await backend.start()
-        try:
-            for event in events:
-                await backend.apply(event)
-        finally:
-            await backend.close()
-
-    asyncio.run(run())
+async def apply_each(db: Path, events: Iterable[AlertEvent], **kwargs: Any) -> None:
+    """Apply ``events`` one after the other through a backend on ``db``."""
+    backend = EmbeddedBackend(str(db), **kwargs)
+    await backend.start()
+    try:
+        for event in events:
+            await backend.apply(event)
+    finally:
+        await backend.close()
 
 
-def test_fired_creates_a_work_item_with_the_design_fields(tmp_path: Path) -> None:
+def apply_all(db: Path, events: Iterable[AlertEvent], **kwargs: Any) -> None:
+    """:func:`apply_each` for synchronous tests (those that drive the CLI in a child process)."""
+    asyncio.run(apply_each(db, events, **kwargs))
+
+
+async def test_fired_creates_a_work_item_with_the_design_fields(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired()])
+    await apply_each(db, [fired()])
 
     [item] = list_work_items(str(db))
     assert set(item) == WORK_ITEM_FIELDS
@@ -118,26 +123,26 @@ def test_fired_creates_a_work_item_with_the_design_fields(tmp_path: Path) -> Non
     assert len(item["notes"]) == 1 and "Opened" in item["notes"][0]
 
 
-def test_numbers_count_up_per_work_item(tmp_path: Path) -> None:
+async def test_numbers_count_up_per_work_item(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired("a1"), fired("a2"), fired("a3")])
+    await apply_each(db, [fired("a1"), fired("a2"), fired("a3")])
     assert [item["number"] for item in list_work_items(str(db))] == ["INC0000001", "INC0000002", "INC0000003"]
 
 
 @pytest.mark.parametrize(
     ("severity", "priority"), [("Sev0", 1), ("Sev1", 2), ("Sev2", 3), ("Sev3", 4), ("Sev4", 5), (None, 3)]
 )
-def test_default_priority_map(tmp_path: Path, severity: str | None, priority: int) -> None:
+async def test_default_priority_map(tmp_path: Path, severity: str | None, priority: int) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired(severity=severity)])
+    await apply_each(db, [fired(severity=severity)])
     [item] = list_work_items(str(db))
     assert (item["severity"], item["priority"]) == (severity, priority)
     assert (severity or "No severity") in item["title"]
 
 
-def test_priority_map_is_configurable(tmp_path: Path) -> None:
+async def test_priority_map_is_configurable(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(
+    await apply_each(
         db,
         [fired("a1", severity="Sev4"), fired("a2", severity=None)],
         priority_map={"Sev4": 3, "default": 5},
@@ -154,9 +159,9 @@ def test_invalid_priority_maps_are_refused_with_the_bad_entry_named() -> None:
         EmbeddedBackend("unused.db", priority_map={"Sev1": "high"})  # type: ignore[dict-item]
 
 
-def test_resolved_resolves_with_a_note_and_resolved_at(tmp_path: Path) -> None:
+async def test_resolved_resolves_with_a_note_and_resolved_at(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired(), resolved(minutes=12)])
+    await apply_each(db, [fired(), resolved(minutes=12)])
 
     [item] = list_work_items(str(db))
     assert item["state"] == "Resolved"
@@ -164,31 +169,31 @@ def test_resolved_resolves_with_a_note_and_resolved_at(tmp_path: Path) -> None:
     assert "Resolved by Azure Monitor" in item["notes"][-1]
 
 
-def test_resolved_before_fired_never_leaves_an_open_item(tmp_path: Path) -> None:
+async def test_resolved_before_fired_never_leaves_an_open_item(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [resolved(minutes=7)])
+    await apply_each(db, [resolved(minutes=7)])
     assert list_work_items(str(db)) == []
 
-    apply_all(db, [fired()])
+    await apply_each(db, [fired()])
     [item] = list_work_items(str(db))
     assert item["state"] == "Resolved"
     assert item["resolved_at"] == "2026-11-26T06:07:00.000Z"
     assert any("arrived before this Fired" in note for note in item["notes"])
 
 
-def test_resolved_for_an_unknown_alert_opens_nothing(tmp_path: Path) -> None:
+async def test_resolved_for_an_unknown_alert_opens_nothing(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired("a1"), resolved("never-fired")])
+    await apply_each(db, [fired("a1"), resolved("never-fired")])
     [item] = list_work_items(str(db))
     assert item["alert_ids"] == [fired("a1").alert_id]
     assert item["state"] == "New"
 
 
-def test_repeated_deliveries_change_nothing(tmp_path: Path) -> None:
+async def test_repeated_deliveries_change_nothing(tmp_path: Path) -> None:
     once, twice = tmp_path / "once.db", tmp_path / "twice.db"
     events = [fired("a1"), fired("a2"), resolved("a1")]
-    apply_all(once, events)
-    apply_all(twice, [e for event in events for e in (event, event)] + events)
+    await apply_each(once, events)
+    await apply_each(twice, [e for event in events for e in (event, event)] + events)
 
     def strip_times(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Notes carry the time they were written; everything else must be identical.
@@ -198,53 +203,53 @@ def test_repeated_deliveries_change_nothing(tmp_path: Path) -> None:
     assert list_configuration_items(str(twice)) == list_configuration_items(str(once))
 
 
-def test_replay_of_a_resolved_after_refire_does_not_resolve_the_new_item(tmp_path: Path) -> None:
+async def test_replay_of_a_resolved_after_refire_does_not_resolve_the_new_item(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     key = "cpu-high|vm-web-01"
-    apply_all(db, [fired("a1", key=key), resolved("a1", key=key), fired("a2", key=key), resolved("a1", key=key)])
+    await apply_each(db, [fired("a1", key=key), resolved("a1", key=key), fired("a2", key=key), resolved("a1", key=key)])
     first, second = list_work_items(str(db))
     assert (first["state"], second["state"]) == ("Resolved", "New")
 
 
-def test_rule_target_groups_occurrences_and_resolves_when_all_instances_resolved(tmp_path: Path) -> None:
+async def test_rule_target_groups_occurrences_and_resolves_when_all_instances_resolved(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     key = "cpu-high|" + VM_ID.lower()
-    apply_all(db, [fired("a1", key=key), fired("a2", key=key, minutes=3)])
+    await apply_each(db, [fired("a1", key=key), fired("a2", key=key, minutes=3)])
     [item] = list_work_items(str(db))
     assert item["occurrences"] == 2
     assert item["correlation_key"] == key
     assert item["alert_ids"] == [fired("a1").alert_id, fired("a2").alert_id]
     assert any("New occurrence" in note for note in item["notes"])
 
-    apply_all(db, [resolved("a1", key=key)])
+    await apply_each(db, [resolved("a1", key=key)])
     [item] = list_work_items(str(db))
     assert item["state"] == "New"
     assert "still firing" in item["notes"][-1]
 
-    apply_all(db, [resolved("a2", key=key, minutes=20)])
+    await apply_each(db, [resolved("a2", key=key, minutes=20)])
     [item] = list_work_items(str(db))
     assert item["state"] == "Resolved"
     assert item["resolved_at"] == "2026-11-26T06:20:00.000Z"
 
-    apply_all(db, [fired("a3", key=key, minutes=30)])
+    await apply_each(db, [fired("a3", key=key, minutes=30)])
     old, new = list_work_items(str(db))
     assert old["state"] == "Resolved"
     assert (new["number"], new["state"], new["occurrences"]) == ("INC0000002", "New", 1)
 
 
-def test_rule_target_instance_resolved_early_does_not_hold_the_group_open(tmp_path: Path) -> None:
+async def test_rule_target_instance_resolved_early_does_not_hold_the_group_open(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     key = "cpu-high|vm"
-    apply_all(db, [fired("a1", key=key), resolved("a2", key=key), fired("a2", key=key), resolved("a1", key=key)])
+    await apply_each(db, [fired("a1", key=key), resolved("a2", key=key), fired("a2", key=key), resolved("a1", key=key)])
     [item] = list_work_items(str(db))
     assert item["occurrences"] == 2
     assert item["state"] == "Resolved"
 
 
-def test_ci_binding_matches_names_case_insensitively_and_takes_the_resource_id(tmp_path: Path) -> None:
+async def test_ci_binding_matches_names_case_insensitively_and_takes_the_resource_id(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     other_id = f"{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/stdata"
-    apply_all(
+    await apply_each(
         db,
         [
             fired("a1", configuration_items=("VM-WEB-01", "unmatched-host"), minutes=0),
@@ -268,9 +273,9 @@ def test_ci_binding_matches_names_case_insensitively_and_takes_the_resource_id(t
     assert items[1]["configuration_items"] == ["VM-WEB-01", "stData"]
 
 
-def test_ci_keeps_a_known_resource_id_and_late_events_do_not_move_last_seen_back(tmp_path: Path) -> None:
+async def test_ci_keeps_a_known_resource_id_and_late_events_do_not_move_last_seen_back(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired("a1", minutes=10), fired("a2", minutes=1, target_ids=()), resolved("a1", minutes=30)])
+    await apply_each(db, [fired("a1", minutes=10), fired("a2", minutes=1, target_ids=()), resolved("a1", minutes=30)])
     [ci] = list_configuration_items(str(db))
     assert ci["azure_resource_id"] == VM_ID
     assert ci["first_seen"] == "2026-11-26T06:01:00.000Z"
@@ -293,87 +298,95 @@ def test_a_database_without_backend_tables_lists_nothing(tmp_path: Path) -> None
     assert list_configuration_items(str(db)) == []
 
 
-def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_apply_waits_for_another_writer_on_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "s.db"
-    apply_all(db, [fired("a1")])
+    await apply_each(db, [fired("a1")])
     # The lock poll's sleep says "found the lock taken, waiting": the test waits for that, not for time.
     import receiver.storage.sqlite.write_lock as write_lock
 
     polling = threading.Event()
-    real_sleep = write_lock.time.sleep
+    real_sleep = time.sleep
 
     def sleep(seconds: float) -> None:
         polling.set()
         real_sleep(seconds)
 
-    monkeypatch.setattr(write_lock, "time", SimpleNamespace(sleep=sleep, monotonic=write_lock.time.monotonic))
+    monkeypatch.setattr(write_lock, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
 
-    async def run() -> None:
-        backend = EmbeddedBackend(str(db))
-        await backend.start()
-        other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            pending = asyncio.create_task(backend.apply(fired("a2")))
-            assert await asyncio.to_thread(polling.wait, 10), "apply never found the write lock taken"
-            assert not pending.done()  # blocked on the other writer's lock, not failed
-            other.execute("COMMIT")
-            await pending
-        finally:
-            other.close()
-            await backend.close()
-
-    asyncio.run(run())
+    backend = EmbeddedBackend(str(db))
+    await backend.start()
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        pending = asyncio.create_task(backend.apply(fired("a2")))
+        assert await asyncio.to_thread(polling.wait, 10), "apply never found the write lock taken"
+        assert not pending.done()  # blocked on the other writer's lock, not failed
+        other.execute("COMMIT")
+        await pending
+    finally:
+        other.close()
+        await backend.close()
     assert len(list_work_items(str(db))) == 2
 
 
-def test_readiness_reports_an_unwritable_database(tmp_path: Path) -> None:
-    async def run() -> tuple[bool, bool]:
-        good = EmbeddedBackend(str(tmp_path / "s.db"))
-        await good.start()
-        ready = (await good.readiness()).ready
-        await good.close()
-        bad = EmbeddedBackend(str(tmp_path / "missing-dir" / "s.db"))
-        not_ready = await bad.readiness()
-        await bad.close()
-        assert "SECURE_EXPORT_DB" in not_ready.reason
-        return ready, not_ready.ready
-
-    assert asyncio.run(run()) == (True, False)
+async def test_readiness_reports_an_unwritable_database(tmp_path: Path) -> None:
+    good = EmbeddedBackend(str(tmp_path / "s.db"))
+    await good.start()
+    assert (await good.readiness()).ready
+    await good.close()
+    bad = EmbeddedBackend(str(tmp_path / "missing-dir" / "s.db"))
+    not_ready = await bad.readiness()
+    await bad.close()
+    assert not not_ready.ready and "SECURE_EXPORT_DB" in not_ready.reason
 
 
-def test_bad_database_path_is_permanent_at_start_and_transient_per_event(tmp_path: Path) -> None:
-    async def run() -> None:
-        backend = EmbeddedBackend(str(tmp_path / "missing-dir" / "s.db"))
-        try:
-            with pytest.raises(PermanentBackendError, match="SECURE_EXPORT_DB"):
-                await backend.start()
-            with pytest.raises(TransientBackendError):
-                await backend.apply(fired())
-        finally:
-            await backend.close()
-
-    asyncio.run(run())
+async def test_bad_database_path_is_permanent_at_start_and_transient_per_event(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(str(tmp_path / "missing-dir" / "s.db"))
+    try:
+        with pytest.raises(PermanentBackendError, match="SECURE_EXPORT_DB"):
+            await backend.start()
+        with pytest.raises(TransientBackendError):
+            await backend.apply(fired())
+    finally:
+        await backend.close()
 
 
-def test_a_failure_mid_event_leaves_nothing_half_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failure_mid_event_leaves_nothing_half_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "s.db"
 
-    def broken(*args: object) -> list[int]:
+    def broken(event: AlertEvent) -> list[tuple[str, str | None]]:
         raise RuntimeError("disk went away while binding CIs")
 
-    async def run() -> None:
-        backend = EmbeddedBackend(str(db))
-        try:
-            with monkeypatch.context() as patch:
-                patch.setattr(backend, "_bind_cis", broken)
-                with pytest.raises(RuntimeError):
-                    await backend.apply(fired())
-            assert list_work_items(str(db)) == []
-            await backend.apply(fired())  # the dispatcher's retry then applies it exactly once
-        finally:
-            await backend.close()
-
-    asyncio.run(run())
+    backend = EmbeddedBackend(str(db))
+    try:
+        with monkeypatch.context() as patch:
+            # CIs are bound after the work item was written: the failure comes mid-event.
+            patch.setattr(embedded_store, "ci_bindings", broken)
+            with pytest.raises(RuntimeError):
+                await backend.apply(fired())
+        assert list_work_items(str(db)) == []
+        await backend.apply(fired())  # the dispatcher's retry then applies it exactly once
+    finally:
+        await backend.close()
     [item] = list_work_items(str(db))
     assert item["number"] == "INC0000001"
+
+
+async def test_concurrent_events_share_transactions_and_a_failing_one_fails_alone(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    events = [fired(f"c{i}") for i in range(120)]
+    events[60] = replace(fired("bad"), condition="Bogus")  # type: ignore[arg-type]  # fails inside the batch
+
+    backend = EmbeddedBackend(str(db))
+    await backend.start()
+    try:
+        results = await asyncio.gather(*(backend.apply(event) for event in events), return_exceptions=True)
+    finally:
+        await backend.close()
+    assert isinstance(results[60], ValueError)
+    numbers = [ref.number for ref in results if isinstance(ref, WorkItemRef)]
+    assert len(numbers) == 119 and len(set(numbers)) == 119
+    assert backend.transactions < 119  # events queued together were applied together
+    items = list_work_items(str(db))
+    assert sorted(item["number"] for item in items) == sorted(numbers)
+    assert fired("bad").alert_id not in {alert for item in items for alert in item["alert_ids"]}

@@ -1,48 +1,50 @@
-"""The embedded ITSM backend on PostgreSQL: work items and CIs beside the shared inbox.
+"""The embedded ITSM backend on PostgreSQL: work items and CIs beside the shared inbox, for several replicas.
 
-The same semantics as :mod:`receiver.itsm.embedded` (docs/work-items.md), stored in the tables
-of migration 2 (:mod:`receiver.storage.postgres.schema`). What is specific to several replicas:
-
-* **Numbers come from a sequence** (the ``work_items`` identity; ``number`` is generated from
-  it), so two replicas never hand out the same number. A rolled-back transaction leaves a gap.
-* Each event runs in one transaction (committed asynchronously: see ``apply``) that first takes ``pg_advisory_xact_lock`` on its
-  correlation key: even while the dispatch lease changes hands, one key is changed by one
-  transaction at a time. ``applied_events`` (primary key ``(alert_id, condition)``) written in
-  the same transaction makes a replay a no-op; the partial unique index keeps one open item per
-  key. A unique violation from a concurrent writer is a transient error: the retry finds the
-  other's row and is ignored as a replay.
+The semantics of the SQLite store (docs/work-items.md) in the tables of migration 2
+(:mod:`receiver.storage.postgres.schema`); docs/postgresql.md says how replicas stay apart.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
-from receiver.itsm.embedded import _ROUTED_FIELDS as ROUTED_FIELDS
-from receiver.itsm.embedded import (
-    MISSING_SEVERITY_KEY,
-    _description,
-    _iso,
-    _match_resource_id,
-    _now,
-    _title,
-    _unique_names,
-    _validated_priority_map,
-    work_item_number,
-)
-from receiver.itsm.embedded_lifecycle import routed_priority, routed_values
+from receiver.itsm.embedded import render
+from receiver.itsm.embedded.applied_log import log_applied
+from receiver.itsm.embedded.clock import iso, now
+from receiver.itsm.embedded.new_item import NEW_ITEM_COLUMNS, new_item_values
+from receiver.itsm.embedded.operations import prune_resolved_postgres
+from receiver.itsm.embedded.priority import validated_priority_map
+from receiver.itsm.embedded.schema import work_item_number
+from receiver.itsm.embedded.targets import ci_bindings
 from receiver.storage.postgres.connect import Database, DbAuth, TokenSource, connection_errors, redact
 from receiver.storage.postgres.schema import SchemaTooNew, migrate
 from receiver.storage.records import WorkItemRef
 
-_log = logging.getLogger(__name__)
+__all__ = ["EmbeddedPostgresBackend"]
+
+
+_LOCK_AND_RELAX_COMMIT = (
+    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0))"
+)
+"""Asynchronous commit for this transaction, then the lock of the event's correlation key."""
+
+_INSERT_ITEM = (
+    f"INSERT INTO work_items ({', '.join(NEW_ITEM_COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(NEW_ITEM_COLUMNS) + 1))}) RETURNING id"
+)
 
 
 class EmbeddedPostgresBackend(Backend):
-    """Work items and CIs in PostgreSQL, shared by every replica."""
+    """Work items and CIs in PostgreSQL, shared by every replica.
+
+    Numbers come from the ``work_items`` identity, so replicas never hand out the same one (a
+    rolled-back transaction leaves a gap). Each event runs in one transaction holding the advisory
+    lock of its correlation key; ``applied_events`` in the same transaction makes a replay a no-op,
+    and a unique violation from a concurrent writer is transient (the retry sees it as a replay).
+    """
 
     name = "embedded"
 
@@ -57,7 +59,7 @@ class EmbeddedPostgresBackend(Backend):
     ) -> None:
         self.database = Database(url, auth=auth, token_source=token_source)
         self._where = redact(url)
-        self._priority_map = _validated_priority_map(priority_map or {})
+        self._priority_map = validated_priority_map(priority_map or {})
         self._pool_size = pool_size
         self._pool: Any = None
         self.transactions = 0
@@ -109,46 +111,24 @@ class EmbeddedPostgresBackend(Backend):
             raise TransientBackendError("embedded backend not started")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                # Asynchronous commit, as the SQLite backend's synchronous=NORMAL: the inbox's "done"
+                # Asynchronous commit, as the SQLite store's synchronous=NORMAL: the inbox's "done"
                 # for this row commits synchronously later, and flushing the WAL up to it makes this
                 # earlier transaction durable too; a crash before that loses both, and the row is
                 # applied again (idempotently).
-                await conn.execute(
-                    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    event.correlation_key,
-                )
+                await conn.execute(_LOCK_AND_RELAX_COMMIT, event.correlation_key)
                 outcome, item_id = await self._apply_in_transaction(conn, event)
         except connection_errors() as error:
             raise TransientBackendError(f"embedded backend write failed: {error or type(error).__name__}") from error
         self.transactions += 1
-        _log.debug(
-            "work item event applied",
-            extra={
-                "event": "work_item_applied",
-                "alert_id": event.alert_id,
-                "condition": str(event.condition),
-                "outcome": outcome,
-            },
-        )
+        log_applied(event, outcome)
         return WorkItemRef(work_item_number(item_id)) if item_id is not None else None
 
     async def prune_resolved(self, older_than_seconds: float, *, limit: int = 1000) -> int:
-        """Delete Resolved/Closed work items resolved longer ago than that (with their links and notes)."""
-        import time
-
-        from receiver.storage.records import iso_at
-
+        """Delete Resolved/Closed work items past retention (see :mod:`receiver.itsm.embedded.operations`)."""
         if self._pool is None:
             return 0
-        cutoff = iso_at(time.time() - older_than_seconds)
         async with self._pool.acquire() as conn:
-            status = await conn.execute(
-                "DELETE FROM work_items WHERE id IN (SELECT id FROM work_items WHERE state IN ('Resolved', 'Closed') "
-                "AND resolved_at IS NOT NULL AND resolved_at < $1 ORDER BY id LIMIT $2)",
-                cutoff,
-                limit,
-            )
-        return int(status.rsplit(" ", 1)[-1])
+            return await prune_resolved_postgres(conn, older_than_seconds, limit=limit)
 
     async def _apply_in_transaction(self, conn: Any, event: AlertEvent) -> tuple[str, int | None]:
         condition = Condition(event.condition)
@@ -158,11 +138,12 @@ class EmbeddedPostgresBackend(Backend):
         applied = {row[0]: row[1] for row in rows}
         if condition.value in applied:
             return "replay ignored", next(row[2] for row in rows if row[0] == condition.value)
+        item_id: int | None
         if condition is Condition.FIRED:
-            event_at = _iso(event.fired_at) if event.fired_at else _now()
+            event_at = iso(event.fired_at) if event.fired_at else now()
             item_id, outcome = await self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
         else:
-            event_at = _iso(event.resolved_at) if event.resolved_at else _now()
+            event_at = iso(event.resolved_at) if event.resolved_at else now()
             item_id, outcome = await self._resolved(conn, event, event_at)
         ci_ids = await self._bind_cis(conn, event, event_at)
         if item_id is not None and ci_ids:
@@ -177,7 +158,7 @@ class EmbeddedPostgresBackend(Backend):
             condition.value,
             item_id,
             event_at,
-            _now(),
+            now(),
         )
         return outcome, item_id
 
@@ -196,31 +177,14 @@ class EmbeddedPostgresBackend(Backend):
                 early_resolved_at,
             )
             await conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = $1", open_id)
-            text = f"New occurrence: alert {event.alert_id} fired at {fired_at}."
-            if early_resolved_at:
-                text += f" Its Resolved ({early_resolved_at}) arrived first, so it does not keep this item open."
-            await self._note(conn, open_id, text)
+            await _note(conn, open_id, render.occurrence_note(event, fired_at, early_resolved_at))
             return int(open_id), "occurrence added"
-        state, resolved_at = ("Resolved", early_resolved_at) if early_resolved_at else ("New", None)
-        routed = routed_values(event)
         item_id = int(
             await conn.fetchval(
-                "INSERT INTO work_items (correlation_key, state, severity, priority, title, description,"
-                " opened_at, resolved_at, occurrences, assignment_group, category, subcategory, impact, urgency)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13) RETURNING id",
-                event.correlation_key,
-                state,
-                event.severity,
-                routed_priority(event, self._priority(event.severity)),
-                _title(event),
-                _description(event),
-                fired_at,
-                resolved_at,
-                routed["assignment_group"],
-                routed["category"],
-                routed["subcategory"],
-                routed["impact"],
-                routed["urgency"],
+                _INSERT_ITEM,
+                *new_item_values(
+                    event, opened_at=fired_at, resolved_first_at=early_resolved_at, priority_map=self._priority_map
+                ),
             )
         )
         await conn.execute(
@@ -230,18 +194,12 @@ class EmbeddedPostgresBackend(Backend):
             fired_at,
             early_resolved_at,
         )
-        await self._note(conn, item_id, f"Opened by Azure Monitor: alert {event.alert_id} fired at {fired_at}.")
-        if event.route is not None and event.route.assignment_group:
-            await self._note(
-                conn, item_id, f"Routed to {event.route.assignment_group} by {event.route.rule} of the routing file."
-            )
+        await _note(conn, item_id, render.opened_note(event, fired_at))
+        routed_note = render.routed_note(event)
+        if routed_note:
+            await _note(conn, item_id, routed_note)
         if early_resolved_at:
-            await self._note(
-                conn,
-                item_id,
-                f"Resolved at once: Azure's Resolved ({early_resolved_at}) arrived before this Fired "
-                "(deliveries were retried out of order).",
-            )
+            await _note(conn, item_id, render.resolved_first_note(early_resolved_at))
             return item_id, "created already resolved"
         return item_id, "created"
 
@@ -261,26 +219,23 @@ class EmbeddedPostgresBackend(Backend):
         )
         if instance[1] != "New":
             return item_id, "already resolved"
-        still_firing = await conn.fetchval(
-            "SELECT count(*) FROM work_item_alerts WHERE work_item_id = $1 AND resolved_at IS NULL", item_id
+        still_firing = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM work_item_alerts WHERE work_item_id = $1 AND resolved_at IS NULL", item_id
+            )
         )
         if still_firing:
-            await self._note(
-                conn,
-                item_id,
-                f"Alert {event.alert_id} resolved at {resolved_at}; {still_firing} grouped alert(s) still firing.",
-            )
+            await _note(conn, item_id, render.still_firing_note(event, resolved_at, still_firing))
             return item_id, "instance resolved"
         await conn.execute(
             "UPDATE work_items SET state = 'Resolved', resolved_at = $1 WHERE id = $2", resolved_at, item_id
         )
-        await self._note(conn, item_id, f"Resolved by Azure Monitor: alert {event.alert_id} resolved at {resolved_at}.")
+        await _note(conn, item_id, render.resolved_note(event, resolved_at))
         return item_id, "resolved"
 
     async def _bind_cis(self, conn: Any, event: AlertEvent, seen_at: str) -> list[int]:
         ci_ids: list[int] = []
-        for name in _unique_names(event.configuration_items):
-            resource_id = _match_resource_id(name, event.target_ids)
+        for name, resource_id in ci_bindings(event):
             # One statement whatever exists: out-of-order deliveries never move first_seen later
             # or last_seen earlier, and a known resource id is kept.
             ci_id = await conn.fetchval(
@@ -298,77 +253,6 @@ class EmbeddedPostgresBackend(Backend):
             ci_ids.append(int(ci_id))
         return ci_ids
 
-    async def _note(self, conn: Any, item_id: int, text: str) -> None:
-        await conn.execute(
-            "INSERT INTO work_item_notes (work_item_id, at, text) VALUES ($1, $2, $3)", item_id, _now(), text
-        )
 
-    def _priority(self, severity: str | None) -> int:
-        return self._priority_map.get(severity or "", self._priority_map[MISSING_SEVERITY_KEY])
-
-
-async def list_work_items(url: str, *, auth: DbAuth | str = "password") -> list[dict[str, Any]]:
-    """Every work item with the fields of DESIGN.md, oldest first (one consistent snapshot)."""
-    database = Database(url, auth=auth)
-    conn = await database.connect()
-    try:
-        if await conn.fetchval("SELECT to_regclass('work_items') IS NULL"):
-            return []
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            items = await conn.fetch("SELECT * FROM work_items ORDER BY id")
-            alerts = _grouped(
-                await conn.fetch("SELECT work_item_id, alert_id FROM work_item_alerts ORDER BY fired_at, seq")
-            )
-            notes = _grouped(
-                await conn.fetch("SELECT work_item_id, at || ' ' || text FROM work_item_notes ORDER BY id")
-            )
-            cis = _grouped(
-                await conn.fetch(
-                    "SELECT l.work_item_id, c.name FROM work_item_cis l JOIN configuration_items c ON c.id = l.ci_id ORDER BY c.id"
-                )
-            )
-    finally:
-        await conn.close()
-    return [
-        {
-            "id": row["id"],
-            "number": row["number"],
-            "correlation_key": row["correlation_key"],
-            "alert_ids": alerts.get(row["id"], []),
-            "state": row["state"],
-            "severity": row["severity"],
-            "priority": row["priority"],
-            "title": row["title"],
-            "description": row["description"],
-            "configuration_items": cis.get(row["id"], []),
-            "opened_at": row["opened_at"],
-            "resolved_at": row["resolved_at"],
-            "occurrences": row["occurrences"],
-            "notes": notes.get(row["id"], []),
-            **{name: row[name] for name in ROUTED_FIELDS},
-            "reopened": row["reopened"],
-        }
-        for row in items
-    ]
-
-
-async def list_configuration_items(url: str, *, auth: DbAuth | str = "password") -> list[dict[str, Any]]:
-    """Every CI with the fields of DESIGN.md, in order of first binding."""
-    database = Database(url, auth=auth)
-    conn = await database.connect()
-    try:
-        if await conn.fetchval("SELECT to_regclass('configuration_items') IS NULL"):
-            return []
-        rows = await conn.fetch(
-            "SELECT id, name, azure_resource_id, first_seen, last_seen FROM configuration_items ORDER BY id"
-        )
-    finally:
-        await conn.close()
-    return [dict(row) for row in rows]
-
-
-def _grouped(records: Any) -> dict[int, list[str]]:
-    grouped: dict[int, list[str]] = {}
-    for key, value in records:
-        grouped.setdefault(int(key), []).append(value)
-    return grouped
+async def _note(conn: Any, item_id: int, text: str) -> None:
+    await conn.execute("INSERT INTO work_item_notes (work_item_id, at, text) VALUES ($1, $2, $3)", item_id, now(), text)

@@ -17,11 +17,11 @@ import pytest
 
 from receiver.alerts.events import AlertEvent
 from receiver.itsm.base import Backend
-from receiver.itsm.embedded import EmbeddedBackend
-from receiver.itsm.embedded_pg import EmbeddedPostgresBackend
-from receiver.storage.readers import list_configuration_items, list_work_items
+from receiver.itsm.embedded.postgres import EmbeddedPostgresBackend
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
+from receiver.itsm.embedded.store import EmbeddedBackend
 from secure_export.routing import RouteDecision
-from tests.receiver.test_embedded import fired, resolved
+from tests.receiver.itsm.embedded.test_embedded import fired, resolved
 
 _NOTE_TIME = re.compile(r"^\S+ ")
 _ROUTE = RouteDecision(
