@@ -33,7 +33,7 @@ def run(config: BenchConfig, progress: Progress) -> dict[str, Any]:
     from receiver.demo.local_issuer import LocalIssuer
     from receiver.itsm.markers import correlation_id
     from receiver.storage.sqlite.inbox import count_by_state
-    from tests.itsm_fakes.servicenow import FakeServiceNow
+    from tests.support.itsm_fakes.servicenow import FakeServiceNow
 
     alerts = config.drain_alerts
     count = alerts + alerts // 9  # 10 % of the deliveries repeat an earlier alert (loadgen: int(count * 0.1))

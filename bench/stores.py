@@ -97,7 +97,7 @@ class StoresBench:
         from receiver.demo.local_issuer import LocalIssuer
 
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.postgres import running_cluster, unavailable_reason
+        from tests.support.postgres import running_cluster, unavailable_reason
 
         reason = unavailable_reason()
         rows: list[dict[str, Any]] = []

@@ -50,7 +50,7 @@ def applied_times(db_path: Path, instances: Iterable[str]) -> dict[str, float]:
 
 def work_item_census(db_path: Path, instances: Iterable[str]) -> dict[str, int]:
     """For the alert instances given: how many have exactly one work item, none, or several."""
-    from receiver.itsm.embedded import list_work_items
+    from receiver.itsm.embedded.queries import list_work_items
 
     per_alert: Counter[str] = Counter()
     for item in list_work_items(str(db_path)):

@@ -1,4 +1,4 @@
-"""Fixtures for every test package: the event loop of async tests, a real PostgreSQL cluster (``tests/postgres.py``)."""
+"""Fixtures for every test package: the event loop of async tests and a real PostgreSQL cluster."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.postgres import PostgresCluster, running_cluster, unavailable_reason
-from tests.prerequisites import missing
+from tests.support.postgres import PostgresCluster, running_cluster, unavailable_reason
+from tests.support.prerequisites import missing
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,10 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subp
 
 
 def refused_at_start(env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    """``serve --port 0`` expected to refuse its configuration: (exit status, stderr); a server that starts fails the test."""
+    """``serve --port 0`` expected to refuse its configuration: (exit status, stderr).
+
+    A server that starts fails the test.
+    """
     process = subprocess.Popen(
         [*_cli(), "serve", "--host", "127.0.0.1", "--port", "0"],
         env=env,
@@ -174,7 +177,10 @@ ROUTING = {
 
 @pytest.fixture(scope="module")
 def receiver(issuer: LocalIssuer, workdir: Path) -> Iterator[Receiver]:
-    """The module's receiver: trusts ``issuer``, one allowed subscription, a routing file, keys refetched at most every 300 s."""
+    """The module's receiver: trusts ``issuer``, one allowed subscription, a routing file.
+
+    Its keys are refetched at most every 300 s.
+    """
     routing = workdir / "routing.json"
     routing.write_text(json.dumps(ROUTING))
     env = _env(

@@ -1,10 +1,10 @@
-"""A missing prerequisite skips locally and fails under CI=true (tests/prerequisites.py)."""
+"""A missing prerequisite skips locally and fails under CI=true (tests/support/prerequisites.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.prerequisites import missing, require
+from tests.support.prerequisites import missing, require
 
 
 @pytest.mark.parametrize("value", ["true", "True", "1"])

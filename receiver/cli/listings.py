@@ -41,7 +41,7 @@ def work_items(argv: list[str]) -> int:
     db = database_argument(prog, args.db)
     if isinstance(db, int):
         return db
-    from receiver.storage.readers import list_work_items
+    from receiver.itsm.embedded.queries import list_work_items
 
     if args.failed:
         return _read(prog, db, lambda: print_parked(_parked(db), as_json=args.json))
@@ -103,7 +103,7 @@ def cmdb(argv: list[str]) -> int:
     db = database_argument("secure-export cmdb", args.db)
     if isinstance(db, int):
         return db
-    from receiver.storage.readers import list_configuration_items
+    from receiver.itsm.embedded.queries import list_configuration_items
 
     def show() -> None:
         cis = list_configuration_items(db)
@@ -117,8 +117,8 @@ def cmdb(argv: list[str]) -> int:
 
 def _read(prog: str, db: str, show: Callable[[], None]) -> int:
     """Run a read-only listing, turning database problems into a message and exit status 1."""
-    from receiver.itsm.embedded import DatabaseNotFoundError
     from receiver.storage import is_postgres
+    from receiver.storage.sqlite.connection import DatabaseNotFoundError
 
     if is_postgres(db):
         from receiver.storage.readers import read_postgres

@@ -181,7 +181,7 @@ def close_work_item_command(action: str, argv: list[str]) -> int:
     args = parse_args(parser, argv)
     if isinstance(args, int):
         return args
-    from receiver.itsm.work_item_ops import close_work_item
+    from receiver.itsm.embedded.operations import close_work_item
 
     checked = database_argument(prog, args.db)
     if isinstance(checked, int):

@@ -57,7 +57,7 @@ def run_demo(db_path: str | None = None, out: TextIO | None = None) -> int:
 def _run(db: str, out: TextIO, stack: ExitStack, *, kept: bool) -> None:
     from receiver.demo.local_issuer import LocalIssuer, generate_signing_key
     from receiver.http.server import BackgroundServer
-    from receiver.itsm.embedded import EmbeddedBackend
+    from receiver.itsm.embedded.store import EmbeddedBackend
     from receiver.settings import load_settings
 
     started = time.monotonic()
@@ -177,7 +177,7 @@ def _report(
 ) -> None:
     """Print the work items and CIs, one item in full, and a one-line summary of this run."""
     from receiver.cli.tables import print_configuration_items, print_work_items
-    from receiver.itsm.embedded import list_configuration_items
+    from receiver.itsm.embedded.queries import list_configuration_items
 
     out.write("\n")
     print_work_items(items, out)
@@ -252,7 +252,7 @@ def _wait_until_applied(db: str, alerts: list[DemoAlert]) -> list[dict[str, Any]
     An item flap damping holds open (the demo run again and again within the reopen window makes
     its stateful alerts flap) counts as applied: its note says so.
     """
-    from receiver.itsm.embedded import list_work_items
+    from receiver.itsm.embedded.queries import list_work_items
     from receiver.storage.sqlite.inbox import count_by_state, list_parked
 
     expected = {alert.alert_id: ("Resolved" if alert.resolved else "New") for alert in alerts}

@@ -137,7 +137,7 @@ def routes(state: ReceiverState, *, loopback_only: bool = False) -> list[Route]:
         return _answer(200, result.to_json())
 
     async def work_item_endpoint(request: Request) -> Response:
-        from receiver.itsm.work_item_ops import WorkItemNotFound, close_work_item
+        from receiver.itsm.embedded.operations import WorkItemNotFoundError, close_work_item
 
         if getattr(state.backend, "name", "") != "embedded":
             return _problem(
@@ -154,7 +154,7 @@ def routes(state: ReceiverState, *, loopback_only: bool = False) -> list[Route]:
             item = await asyncio.to_thread(
                 close_work_item, db, request.path_params["number"], action=action, note=note, by=_by(document, request)
             )
-        except WorkItemNotFound as error:
+        except WorkItemNotFoundError as error:
             return _problem(404, "not_found", str(error))
         except OpsError as error:
             return _problem(409, "conflict", str(error))

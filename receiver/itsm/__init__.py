@@ -25,10 +25,10 @@ def create_backend(settings: ReceiverSettings) -> Backend:
         from receiver.storage import is_postgres
 
         if is_postgres(settings.db):
-            from receiver.itsm.embedded_pg import EmbeddedPostgresBackend
+            from receiver.itsm.embedded.postgres import EmbeddedPostgresBackend
 
             return EmbeddedPostgresBackend(settings.db, auth=settings.db_auth, priority_map=settings.priority_map)
-        from receiver.itsm.embedded import EmbeddedBackend
+        from receiver.itsm.embedded.store import EmbeddedBackend
 
         return EmbeddedBackend(settings.db, priority_map=settings.priority_map, reopen_window=settings.reopen_window)
     if settings.itsm == "servicenow":

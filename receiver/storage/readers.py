@@ -1,6 +1,7 @@
-"""Read-only listings for the CLI (``work-items``, ``cmdb``) on either store, picked by the ``--db`` value.
+"""Read-only access for the CLI on either store, picked by the ``--db`` value: parked deliveries, errors.
 
-For PostgreSQL the authentication follows ``SECURE_EXPORT_DB_AUTH`` like the receiver's.
+For PostgreSQL the authentication follows ``SECURE_EXPORT_DB_AUTH`` like the receiver's. The
+embedded backend's listings are :mod:`receiver.itsm.embedded.queries`.
 """
 
 from __future__ import annotations
@@ -17,28 +18,6 @@ from receiver.storage import is_postgres
 def db_auth() -> str:
     """``SECURE_EXPORT_DB_AUTH`` as the receiver reads it (``password`` when unset)."""
     return os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower() or "password"
-
-
-def list_work_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's work items (see :func:`receiver.itsm.embedded.list_work_items`)."""
-    if is_postgres(db):
-        from receiver.itsm.embedded_pg import list_work_items as from_postgres
-
-        return asyncio.run(from_postgres(db, auth=db_auth()))
-    from receiver.itsm.embedded import list_work_items as from_sqlite
-
-    return from_sqlite(db)
-
-
-def list_configuration_items(db: str) -> list[dict[str, Any]]:
-    """The embedded backend's CIs (see :func:`receiver.itsm.embedded.list_configuration_items`)."""
-    if is_postgres(db):
-        from receiver.itsm.embedded_pg import list_configuration_items as from_postgres
-
-        return asyncio.run(from_postgres(db, auth=db_auth()))
-    from receiver.itsm.embedded import list_configuration_items as from_sqlite
-
-    return from_sqlite(db)
 
 
 def list_parked(db: str) -> list[dict[str, Any]]:

@@ -333,7 +333,7 @@ class DatabaseConfig(_Model):
 
     def to_args(self) -> DatabaseSettings:
         """The ``database`` argument of ReceiverService (unset fields left to its defaults)."""
-        # The fields are DatabaseSettings' keys, one for one (tests/components/test_config.py pins it).
+        # The fields are DatabaseSettings' keys, one for one (tests/secure_export/stack/test_config.py pins it).
         return cast("DatabaseSettings", self.model_dump(exclude_none=True))
 
 
@@ -537,7 +537,7 @@ class StackConfig(_Model):
             return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
 
         direct = self.direct_endpoint
-        # The rule models' fields are the rule TypedDicts' keys (tests/components/test_config.py pins it).
+        # The rule models' fields are the rule TypedDicts' keys (tests/secure_export/stack/test_config.py pins it).
         metric = cast("list[MetricAlertRuleArgs]", as_args["metric"])
         log = cast("list[LogAlertRuleArgs]", as_args["log"])
         activity = cast("list[ActivityLogAlertRuleArgs]", as_args["activity_log"])

@@ -11,8 +11,8 @@ from secure_export.components import ReceiverService
 from secure_export.stack.config import ConfigError
 from secure_export.stack.loading import load_stack_file
 from tests.components.support import CONTAINER_APP, declare, of_type, one
-from tests.components.test_config import _dev, _write
 from tests.components.test_receiver_service import BASE
+from tests.secure_export.stack.test_config import _dev, _write
 
 SERVER = "azure-native:dbforpostgresql:Server"
 ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"

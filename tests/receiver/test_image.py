@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.prerequisites import missing
 from tests.support import image_build
 from tests.support.alerts import alert_body
+from tests.support.prerequisites import missing
 
 pytestmark = pytest.mark.image
 

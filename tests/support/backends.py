@@ -213,7 +213,7 @@ class GatedEmbeddedBackend(Backend):
     name = "gated-embedded"
 
     def __init__(self, db_path: str, complete: int, *, reopen_window: float = 3600.0) -> None:
-        from receiver.itsm.embedded import EmbeddedBackend
+        from receiver.itsm.embedded.store import EmbeddedBackend
 
         self._inner = EmbeddedBackend(db_path, reopen_window=reopen_window)
         self._blocked_path = Path(db_path + ".blocked")

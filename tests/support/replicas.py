@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.postgres import free_port
 from tests.support.alerts import alert_body
+from tests.support.postgres import free_port
 
 
 def replica_env(issuer: LocalIssuer, db: str, **extra: str) -> dict[str, str]:

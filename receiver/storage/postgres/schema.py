@@ -52,7 +52,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
         2,
         """
-        -- The embedded ITSM backend (receiver.itsm.embedded_pg); same tables as on SQLite.
+        -- The embedded ITSM backend (receiver.itsm.embedded.postgres); same tables as on SQLite.
         CREATE TABLE work_items (
             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             number TEXT UNIQUE GENERATED ALWAYS AS (

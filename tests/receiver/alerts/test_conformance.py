@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_configuration_items, list_work_items
-from tests.prerequisites import require
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
 from tests.support.paths import SAMPLES
+from tests.support.prerequisites import require
 from tests.support.receivers import start_receiver
 
 _MISSING = f"conformance corpus not found at {SAMPLES} (shared/ is expected beside the repository)"

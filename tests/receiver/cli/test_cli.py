@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from receiver.cli.commands import main
-from tests.receiver.test_embedded import (
+from tests.receiver.itsm.embedded.test_embedded import (
     CI_FIELDS,
     VM_ID,
     WORK_ITEM_FIELDS,

@@ -15,11 +15,8 @@ from receiver.alerts.schema import parse_alert
 from receiver.demo.alerts import demo_alerts
 from receiver.demo.run import run_demo
 from receiver.itsm.base import PermanentBackendError
-from receiver.itsm.embedded import (
-    EmbeddedBackend,
-    list_configuration_items,
-    list_work_items,
-)
+from receiver.itsm.embedded.queries import list_configuration_items, list_work_items
+from receiver.itsm.embedded.store import EmbeddedBackend
 
 
 def test_demo_command_exits_0_and_prints_resolved_work_items_and_cis(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.work_item_ops import close_work_item
-from receiver.storage.readers import list_work_items
+from receiver.itsm.embedded.operations import close_work_item
+from receiver.itsm.embedded.queries import list_work_items
 from tests.support.alerts import alert_body
 from tests.support.receivers import RunningReceiver, start_receiver
 
@@ -33,10 +33,10 @@ MODES = ["alert", "rule-target"]
 
 _EMBEDDED_PG_GAP = pytest.mark.xfail(
     strict=True,
-    reason="the embedded PostgreSQL backend (receiver/itsm/embedded_pg.py) neither reopens (reopen window), "
+    reason="the embedded PostgreSQL backend (receiver/itsm/embedded/postgres.py) neither reopens (reopen window), "
     "nor keeps a held Resolved open (event.hold), nor applies the receiver's own Resolved (event.lifecycle_reason); "
     "the lifecycle store itself runs on PostgreSQL: tests/receiver/storage/test_lifecycle_stores.py and, with "
-    "ServiceNow, tests/servicenow/test_postgres_lifecycle.py",
+    "ServiceNow, tests/receiver/itsm/servicenow/test_postgres_lifecycle.py",
 )
 STORES = ["sqlite", pytest.param("postgresql", marks=_EMBEDDED_PG_GAP)]
 """Tests of rules whose state the lifecycle store keeps run on both stores (the inbox's database)."""

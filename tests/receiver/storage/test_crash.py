@@ -16,7 +16,7 @@ import pytest
 
 from receiver.alerts.events import event_from_body
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import list_work_items
+from receiver.itsm.embedded.queries import list_work_items
 from tests.support.alerts import alert_body
 from tests.support.backends import DurableFakeBackend, read_durable_fake
 from tests.support.receivers import start_receiver

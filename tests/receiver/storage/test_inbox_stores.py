@@ -168,7 +168,7 @@ async def test_probe_writes_and_an_unreachable_database_is_unavailable(db: str, 
     await inbox.probe()
     await inbox.close()
     if db.startswith("postgresql://"):
-        from tests.postgres import free_port
+        from tests.support.postgres import free_port
 
         unreachable = db.replace(db.split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{free_port()}")
     else:

@@ -22,10 +22,11 @@ import pytest
 
 from receiver.cli.commands import main
 from receiver.demo.local_issuer import LocalIssuer
-from receiver.itsm.embedded import EmbeddedBackend, list_work_items
+from receiver.itsm.embedded.queries import list_work_items
+from receiver.itsm.embedded.store import EmbeddedBackend
 from receiver.storage.operations import discard, replay, trace
 from receiver.storage.sqlite.inbox import Inbox, count_by_state
-from tests.receiver.test_embedded import apply_all, fired, resolved
+from tests.receiver.itsm.embedded.test_embedded import apply_all, fired, resolved
 from tests.support.alerts import alert_body
 from tests.support.paths import REPO_ROOT
 from tests.support.receivers import start_receiver

@@ -18,8 +18,8 @@ from receiver.demo.local_issuer import LocalIssuer
 from receiver.settings import SettingsError, load_settings
 from receiver.storage.postgres.connect import CachedToken, Database, Token
 from receiver.storage.postgres.inbox import PostgresInbox
-from tests.postgres import PostgresCluster
 from tests.support.alerts import alert_body
+from tests.support.postgres import PostgresCluster
 from tests.support.replicas import Replica, deliver, query, replica_env, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -204,7 +204,7 @@ def test_db_auth_is_validated() -> None:
 
 
 def test_work_items_on_an_unreachable_database_says_so_without_the_password() -> None:
-    from tests.postgres import free_port
+    from tests.support.postgres import free_port
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_EXPORT_")}
     url = f"postgresql://u:s3cret@127.0.0.1:{free_port()}/app"

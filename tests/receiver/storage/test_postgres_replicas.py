@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from receiver.demo.local_issuer import LocalIssuer
-from tests.postgres import PostgresCluster
+from tests.support.postgres import PostgresCluster
 from tests.support.replicas import Replica, burst, query, replica_env, wait_until
 
 

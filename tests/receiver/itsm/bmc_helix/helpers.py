@@ -1,0 +1,65 @@
+"""Shared helpers for the BMC Helix tests: a started local BMC, backends bound to it, sample events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from receiver.itsm.bmc_helix.backend import BmcHelixBackend
+from receiver.itsm.bmc_helix.settings import BmcSettings
+from tests.receiver.itsm.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event, run
+from tests.support.itsm_fakes.backends import with_started
+from tests.support.itsm_fakes.bmc_helix import FakeBmc
+
+__all__ = [
+    "PASSWORD",
+    "SUBSCRIPTION",
+    "USER",
+    "VM_ID",
+    "ManualClock",
+    "alert_id",
+    "event",
+    "run",
+    "settings",
+    "start_fake",
+    "with_backend",
+]
+
+T = TypeVar("T")
+
+USER = "svc-azure-monitor"
+PASSWORD = "correct horse battery staple"
+
+
+def start_fake() -> FakeBmc:
+    """A running local BMC with the integration user, the default customer and the VM's CI."""
+    fake = FakeBmc().start()
+    fake.add_user(USER, PASSWORD)
+    fake.add_person("Azure", "Monitor")
+    fake.add_ci("vm-web-01", cloud_id=VM_ID)
+    return fake
+
+
+def settings(fake: FakeBmc, **overrides: Any) -> BmcSettings:
+    """Backend settings for ``fake``."""
+    values: dict[str, Any] = {
+        "url": fake.url,
+        "username": USER,
+        "password": PASSWORD,
+        "readiness_cache_seconds": 0,
+        "timeout_seconds": 5,
+    }
+    return BmcSettings.load({}, **(values | overrides))
+
+
+def with_backend(
+    fake: FakeBmc,
+    body: Callable[[BmcHelixBackend], Awaitable[T]],
+    *,
+    clock: Callable[[], float] | None = None,
+    **overrides: Any,
+) -> T:
+    """Start a backend against ``fake``, run ``body`` with it, close it."""
+    return with_started(
+        lambda: BmcHelixBackend(settings(fake, **overrides), **({"clock": clock} if clock else {})), body
+    )
