@@ -406,6 +406,7 @@ class Inbox:
 
     async def recount(self) -> None:
         """Count pending and parked rows again (after an operator replayed or discarded rows)."""
+
         def count(conn: sqlite3.Connection) -> None:
             with contextlib.suppress(sqlite3.Error):  # the counts stay as they were; the next recount fixes them
                 self._count(conn)
