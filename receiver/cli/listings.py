@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from receiver.cli.operations import close_work_item_command
-from receiver.cli.options import database_argument, listing_parser, parse_args
+from receiver.cli.options import listing_parser, parse_with_database
 from receiver.cli.tables import print_configuration_items, print_json, print_parked, print_work_items
 from secure_export.contract import ENV_DB
 
@@ -35,12 +35,10 @@ def work_items(argv: list[str]) -> int:
     parser.add_argument(
         "--state", metavar="STATE", type=_work_item_state, help="only work items in this state: New, Resolved or Closed"
     )
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
-    db = database_argument(prog, args.db)
-    if isinstance(db, int):
-        return db
+    parsed = parse_with_database(prog, parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, db = parsed
     from receiver.itsm.embedded.queries import list_work_items
 
     if args.failed:
@@ -97,12 +95,10 @@ def cmdb(argv: list[str]) -> int:
         "List the embedded backend's configuration items (CIs) bound from alerts' "
         "configurationItems. --json prints a JSON array (fields: docs/work-items.md).",
     )
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
-    db = database_argument("secure-export cmdb", args.db)
-    if isinstance(db, int):
-        return db
+    parsed = parse_with_database("secure-export cmdb", parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, db = parsed
     from receiver.itsm.embedded.queries import list_configuration_items
 
     def show() -> None:

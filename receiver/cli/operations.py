@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from receiver.cli.options import database_argument, db_option, parse_args
+from receiver.cli.options import db_option, parse_with_database
 from receiver.cli.tables import print_json, print_trace
 
 
@@ -95,15 +95,11 @@ def trace_command(argv: list[str]) -> int:
     parser.add_argument("alert_id", metavar="ALERT_ID", help="essentials.alertId (the full /subscriptions/... id)")
     db_option(parser)
     parser.add_argument("--json", action="store_true", help="print the trace as JSON (docs/design.md)")
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+    parsed = parse_with_database(prog, parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, db = parsed
     from receiver.storage.operations import trace
-
-    checked = database_argument(prog, args.db)
-    if isinstance(checked, int):
-        return checked
-    db = checked
 
     def show() -> int:
         result = trace(db, args.alert_id, details=not args.json)
@@ -126,15 +122,12 @@ def replay_command(argv: list[str]) -> int:
         "idempotent, so a replay never duplicates a work item. Exit 1 when an id was not parked.",
         allow_all=True,
     )
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+    parsed = parse_with_database(prog, parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, db = parsed
     from receiver.storage.operations import replay
 
-    checked = database_argument(prog, args.db)
-    if isinstance(checked, int):
-        return checked
-    db = checked
     return _act(
         prog, db, lambda: _report(prog, "Replayed", replay(db, None if args.all else args.ids, by=args.by), args.json)
     )
@@ -149,15 +142,12 @@ def discard_command(argv: list[str]) -> int:
         allow_all=False,
     )
     parser.add_argument("--reason", required=True, help="why the delivery is given up (kept on the row)")
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+    parsed = parse_with_database(prog, parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, db = parsed
     from receiver.storage.operations import discard
 
-    checked = database_argument(prog, args.db)
-    if isinstance(checked, int):
-        return checked
-    db = checked
     return _act(
         prog, db, lambda: _report(prog, "Discarded", discard(db, args.ids, reason=args.reason, by=args.by), args.json)
     )
@@ -178,15 +168,11 @@ def close_work_item_command(action: str, argv: list[str]) -> int:
     parser.add_argument("--by", default=None, help="who acts (default: the OS user)")
     db_option(parser)
     parser.add_argument("--json", action="store_true", help="print the work item as JSON")
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+    parsed = parse_with_database(prog, parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, db = parsed
     from receiver.itsm.embedded.operations import close_work_item
-
-    checked = database_argument(prog, args.db)
-    if isinstance(checked, int):
-        return checked
-    db = checked
 
     def act() -> None:
         item = close_work_item(db, args.number, action=action, note=args.note, by=args.by)

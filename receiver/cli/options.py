@@ -68,3 +68,16 @@ def checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f
 def database_argument(prog: str, value: str | None) -> str | int:
     """``--db`` (else ``$SECURE_EXPORT_DB``, else the default), checked: the location, or exit status 2."""
     return checked_db(prog, resolve_db(value))
+
+
+def parse_with_database(
+    prog: str, parser: argparse.ArgumentParser, argv: list[str]
+) -> tuple[argparse.Namespace, str] | int:
+    """Parse ``argv`` and check its ``--db``: the arguments and the database, or an exit status."""
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
+    db = database_argument(prog, args.db)
+    if isinstance(db, int):
+        return db
+    return args, db

@@ -79,7 +79,7 @@ def create_app(
 ) -> Starlette:
     """The receiver as an ASGI app.
 
-    ``backend`` defaults to :func:`receiver.itsm.create_backend`; ``verifier`` to one built from
+    ``backend`` defaults to :func:`receiver.http.backends.create_backend`; ``verifier`` to one built from
     the settings with its own :class:`JwksCache`, which the app starts and closes. An injected
     verifier's key cache (``verifier.keys``) is started if it has no keys yet and left open at
     shutdown (its owner closes it). The lifespan opens the inbox, starts the backend, the keys
@@ -87,7 +87,7 @@ def create_app(
     dispatcher, drains the inbox writer, and closes the backend and the keys.
     """
     if backend is None:
-        from receiver.itsm import create_backend
+        from receiver.http.backends import create_backend
 
         backend = create_backend(settings)
     owns_jwks = verifier is None

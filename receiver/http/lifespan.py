@@ -59,7 +59,9 @@ def receiver_lifespan(state: ReceiverState) -> Callable[[Starlette], AbstractAsy
                     stack.push_async_callback(watcher.stop)
                     state.ops_watcher = watcher
 
-                summary = asyncio.create_task(summary_loop(state, settings.activity_log_seconds))
+                summary = asyncio.create_task(
+                    summary_loop(state.metrics.registry, dispatcher, inbox, settings.activity_log_seconds)
+                )
                 stack.callback(summary.cancel)
                 if settings.resolved_retention_days and isinstance(backend, PrunesResolved):
                     pruner = asyncio.create_task(prune_resolved_loop(backend, settings.resolved_retention_days * 86400))

@@ -300,7 +300,7 @@ def serve(host: str = "127.0.0.1", port: int = RECEIVER_PORT) -> int:
 
 
 def _create_backend(settings: ReceiverSettings) -> Any:
-    from receiver.itsm import create_backend
+    from receiver.http.backends import create_backend
 
     return create_backend(settings)
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from receiver.http.state import ReceiverState
+from prometheus_client import CollectorRegistry
+
+from receiver.observability.metrics import InboxCounters
 
 log = logging.getLogger(__name__)
 
 
-def accepted_total(registry: Any) -> float:
+def accepted_total(registry: CollectorRegistry) -> float:
     """New (not repeated) alerts answered 202 so far, from the metrics registry."""
     total = 0.0
     for family in registry.collect():
@@ -30,13 +31,22 @@ def accepted_total(registry: Any) -> float:
     return total
 
 
-async def summary_loop(state: ReceiverState, interval: float) -> None:
+class DispatchProgress(Protocol):
+    """What the summary reads from the dispatcher."""
+
+    applied: int
+    parked: int
+    paused_reason: str | None
+
+
+async def summary_loop(
+    registry: CollectorRegistry, dispatcher: DispatchProgress, inbox: InboxCounters, interval: float
+) -> None:
     """Log ``dispatch_summary`` every ``interval`` seconds while there is something to say."""
-    dispatcher, inbox = state.dispatcher, state.inbox
-    last = (accepted_total(state.metrics.registry), dispatcher.applied, dispatcher.parked)
+    last = (accepted_total(registry), dispatcher.applied, dispatcher.parked)
     while True:
         await asyncio.sleep(interval)
-        now = (accepted_total(state.metrics.registry), dispatcher.applied, dispatcher.parked)
+        now = (accepted_total(registry), dispatcher.applied, dispatcher.parked)
         accepted, applied, parked = (int(b - a) for a, b in zip(last, now, strict=True))
         last = now
         pending = inbox.depth()

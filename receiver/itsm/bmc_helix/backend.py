@@ -55,12 +55,11 @@ class BmcHelixBackend(Backend):
         )
 
     @classmethod
-    def from_env(cls, settings: object | None = None) -> BmcHelixBackend:
-        """Build the backend from ``SECURE_EXPORT_BMC_*`` (``settings``, the receiver's own, is not read).
+    def from_env(cls) -> BmcHelixBackend:
+        """Build the backend from ``SECURE_EXPORT_BMC_*``.
 
         Raises :class:`~receiver.itsm.bmc_helix.settings.BmcSettingsError` naming each bad variable.
         """
-        del settings
         return cls(BmcSettings.load())
 
     async def start(self) -> None:

@@ -89,17 +89,13 @@ class ServiceNowBackend(Backend):
         self._client.on_credentials_rejected.append(self._readiness.credentials_rejected)
 
     @classmethod
-    def from_env(cls, settings: object | None = None) -> ServiceNowBackend:
-        """Build the backend from ``SECURE_EXPORT_SERVICENOW_*`` and the receiver's reopen window.
+    def from_env(cls, *, reopen_window: float = 3600.0) -> ServiceNowBackend:
+        """Build the backend from ``SECURE_EXPORT_SERVICENOW_*`` with the receiver's reopen window.
 
-        Anything but the receiver's settings leaves the default window. Raises
-        :class:`~receiver.itsm.servicenow.settings.ServiceNowSettingsError` naming each invalid or
-        missing variable.
+        Raises :class:`~receiver.itsm.servicenow.settings.ServiceNowSettingsError` naming each
+        invalid or missing variable.
         """
-        from receiver.settings import ReceiverSettings  # the receiver's layer, imported when it builds us
-
-        window = settings.reopen_window if isinstance(settings, ReceiverSettings) else 3600.0
-        return cls(ServiceNowSettings.load(), reopen_window=float(window))
+        return cls(ServiceNowSettings.load(), reopen_window=reopen_window)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -17,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from receiver.storage.records import InboxOpenError, InboxRow, InboxUnavailable, PutResult, WorkItemRef, iso_at
+from receiver.storage.sqlite.connection import connect
 from receiver.storage.sqlite.write_lock import begin_immediate, write_transaction
+from receiver.storage.sqlite.writer import SQLiteWriter, WriterJob
 
 if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert
@@ -110,58 +111,22 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA + _INDEXES)
 
 
-def connect(db_path: str, *, busy_timeout: float = 5.0, readonly: bool = False) -> sqlite3.Connection:
-    """Open ``db_path`` the way every inbox user must: WAL, FULL sync, busy timeout, autocommit."""
-    if readonly:
-        conn = sqlite3.connect(
-            f"{Path(db_path).resolve().as_uri()}?mode=ro",
-            uri=True,
-            timeout=busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-    else:
-        conn = sqlite3.connect(db_path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    return conn
-
-
 # --- work items for the writer thread ------------------------------------------------------
 
 
-class _Item:
+class _InboxJob(WriterJob[Any]):
     """One unit of work for the writer: runs inside the batch's transaction."""
 
-    __slots__ = ("future", "loop", "result", "error")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, future: Any) -> None:
-        self.loop = loop
-        self.future = future
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self, conn: sqlite3.Connection, inbox: Inbox) -> None:
-        raise NotImplementedError
+    __slots__ = ()
 
 
-class _Put(_Item):
+class _PutJob(_InboxJob):
     """A new delivery; the writer inserts all puts of a batch with one statement."""
 
     __slots__ = ("alert_id", "condition", "body", "received_at", "alert")
 
-    def __init__(
-        self,
-        loop: Any,
-        future: Any,
-        alert_id: str,
-        condition: str,
-        body: bytes,
-        alert: CommonAlert | None,
-        received_at: str,
-    ) -> None:
-        super().__init__(loop, future)
+    def __init__(self, alert_id: str, condition: str, body: bytes, alert: CommonAlert | None, received_at: str) -> None:
+        super().__init__()
         self.alert_id = alert_id
         self.condition = condition
         self.body = body
@@ -169,31 +134,27 @@ class _Put(_Item):
         self.received_at = received_at
 
 
-class _Done(_Item):
+class _DoneJob(_InboxJob):
     """A row the backend confirmed; all of a batch are marked with one statement."""
 
     __slots__ = ("row_id", "work_item")
 
-    def __init__(self, loop: Any, future: Any, row_id: int, work_item: WorkItemRef | None = None) -> None:
-        super().__init__(loop, future)
+    def __init__(self, row_id: int, work_item: WorkItemRef | None = None) -> None:
+        super().__init__()
         self.row_id = row_id
         self.work_item = work_item
 
 
-class _Op(_Item):
-    """Any other statement(s): dispatcher bookkeeping, reads, the readiness probe."""
+class _StatementJob(_InboxJob):
+    """Any other statement(s): dispatcher bookkeeping, reads, the readiness probe (a savepoint each)."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "rows")
 
-    def __init__(self, loop: Any, future: Any, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        super().__init__(loop, future)
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        super().__init__()
         self.fn = fn
-
-    def run(self, conn: sqlite3.Connection, inbox: Inbox) -> None:
-        self.result = self.fn(conn)
-
-
-_STOP = object()
+        self.rows: list[InboxRow] = []
+        """Deliveries ``fn`` stored with :meth:`Inbox.insert_in_transaction` (handed over at the commit)."""
 
 
 class Inbox:
@@ -221,10 +182,14 @@ class Inbox:
         self._pruner: asyncio.Task[None] | None = None
         self.pruned = 0
         self._on_committed = on_committed
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: SQLiteWriter[_InboxJob] = SQLiteWriter(
+            "inbox-writer", self._connect, self._commit, max_batch=_MAX_BATCH, settle=self._settle
+        )
+        self._writing = False
+        self._checkpoints: threading.Event | None = None
+        self._checkpointer: threading.Thread | None = None
         self._clock_cache: list[Any] = [-1, ""]
         self._puts_waiting = 0
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._depth = 0
         self._parked = 0
@@ -251,11 +216,21 @@ class Inbox:
     async def open(self) -> None:
         """Create the database and tables if needed and start the writer thread."""
         self._loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = self._loop.create_future()
+        try:
+            await self._writer.call(self._count)
+        except Exception as error:
+            await self._writer.stop()
+            raise InboxOpenError(
+                f"cannot open the SQLite database {self.db_path!r} (SECURE_EXPORT_DB): {error}; it must be a "
+                "SQLite file (or a new file's name) in a directory the receiver's user can write"
+            ) from None
         self._closed = False
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="inbox-writer", daemon=True)
-        self._thread.start()
-        await ready
+        self._writing = True
+        self._checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(self._checkpoints,), name="inbox-checkpointer", daemon=True
+        )
+        self._checkpointer.start()
         if self.retention_seconds is not None or self.discarded_retention_seconds is not None:
             self._pruner = asyncio.create_task(self._prune_loop(), name="inbox-pruner")
 
@@ -269,11 +244,12 @@ class Inbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
             self._pruner = None
-        self._queue.put(_STOP)
-        thread = self._thread
-        if thread is not None:
-            await asyncio.to_thread(thread.join)
-        self._thread = None
+        await self._writer.stop()
+        self._writing = False
+        if self._checkpoints is not None and self._checkpointer is not None:
+            self._checkpoints.set()
+            await asyncio.to_thread(self._checkpointer.join)
+        self._checkpoints = self._checkpointer = None
 
     # --- request path ------------------------------------------------------------------------
 
@@ -297,8 +273,9 @@ class Inbox:
             raise InboxUnavailable("the inbox is shutting down")
         loop = self._loop
         assert loop is not None
-        future: asyncio.Future[PutResult] = loop.create_future()
-        self._queue.put(_Put(loop, future, alert_id, monitor_condition, body, alert, _received_at(self._clock_cache)))
+        job = _PutJob(alert_id, monitor_condition, body, alert, _received_at(self._clock_cache))
+        self._writer.submit(job)
+        future: asyncio.Future[PutResult] = job.future
         self._puts_waiting += 1
         if timeout is None:
             return await future
@@ -312,13 +289,12 @@ class Inbox:
     # --- dispatcher API ----------------------------------------------------------------------
 
     async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        if self._thread is None:
+        if not self._writing:
             raise InboxUnavailable("the inbox is closed")
-        loop = self._loop
-        assert loop is not None
-        future: asyncio.Future[_T] = loop.create_future()
-        self._queue.put(_Op(loop, future, fn))
-        return await future
+        job = _StatementJob(fn)
+        self._writer.submit(job)
+        result: _T = await job.future
+        return result
 
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn(conn)`` in the writer's next transaction (a savepoint of its own); its result.
@@ -383,12 +359,11 @@ class Inbox:
         The dispatcher moves on to its next row meanwhile, so confirmations of many rows share
         one commit. Losing one in a crash only replays an event the backend already applied.
         """
-        if self._thread is None:
+        if not self._writing:
             raise InboxUnavailable("the inbox is closed")
-        loop = self._loop
-        assert loop is not None
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Done(loop, future, row_id, work_item))
+        job = _DoneJob(row_id, work_item)
+        self._writer.submit(job)
+        future: asyncio.Future[None] = job.future
         return future
 
     async def record_failure(self, row_id: int, attempts: int, error: str, next_attempt_at: float | None) -> None:
@@ -455,7 +430,12 @@ class Inbox:
 
     async def recount(self) -> None:
         """Count pending and parked rows again (after an operator replayed or discarded rows)."""
-        await self._call(self._recount)
+
+        def count(conn: sqlite3.Connection) -> None:
+            with contextlib.suppress(sqlite3.Error):  # the counts stay as they were; the next recount fixes them
+                self._count(conn)
+
+        await self._call(count)
 
     async def _prune_loop(self) -> None:
         periods = [p for p in (self.retention_seconds, self.discarded_retention_seconds) if p is not None]
@@ -504,41 +484,25 @@ class Inbox:
 
     # --- writer thread -----------------------------------------------------------------------
 
-    def _run(self, ready: asyncio.Future[None]) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _connect(self) -> sqlite3.Connection:
+        """The writer's connection (on its thread): schema, no automatic checkpoints, polled lock waits."""
+        # The directory is not created here: a mistyped SECURE_EXPORT_DB must not quietly
+        # start an empty inbox somewhere else (the settings check it exists).
+        conn = connect(self.db_path, busy_timeout=self.busy_timeout)
         try:
-            # The directory is not created here: a mistyped SECURE_EXPORT_DB must not quietly
-            # start an empty inbox somewhere else (the settings check it exists).
-            conn = connect(self.db_path, busy_timeout=self.busy_timeout)
             ensure_schema(conn)
             # Checkpoints run on their own thread (below), not inside a request's COMMIT.
             conn.execute("PRAGMA wal_autocheckpoint=0")
             # Lock waits are polled by _begin(); SQLite's escalating sleeps would add latency.
             conn.execute("PRAGMA busy_timeout=0")
-            self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
-            self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
-        except Exception as error:  # noqa: BLE001 - reported to open()'s caller
-            self._closed = True
-            self._thread = None
-            message = (
-                f"cannot open the SQLite database {self.db_path!r} (SECURE_EXPORT_DB): {error}; it must be a "
-                "SQLite file (or a new file's name) in a directory the receiver's user can write"
-            )
-            loop.call_soon_threadsafe(_fail_future, ready, InboxOpenError(message))
-            return
-        loop.call_soon_threadsafe(_resolve_future, ready, None)
-        checkpoints = threading.Event()
-        checkpointer = threading.Thread(
-            target=self._checkpoint_loop, args=(checkpoints,), name="inbox-checkpointer", daemon=True
-        )
-        checkpointer.start()
-        try:
-            self._loop_batches(conn)
-        finally:
-            checkpoints.set()
-            checkpointer.join()
+        except BaseException:
             conn.close()
+            raise
+        return conn
+
+    def _count(self, conn: sqlite3.Connection) -> None:
+        self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
+        self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
 
     def _checkpoint_loop(self, stop: threading.Event) -> None:
         """Copy the WAL back into the database now and then, off the commit path.
@@ -565,46 +529,36 @@ class Inbox:
         finally:
             conn.close()
 
-    def _loop_batches(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch: list[_Item] = []
-            if first is _STOP:
-                stopping = True
-            else:
-                batch.append(first)
-            # Take everything that queued up meanwhile: that is the group commit.
-            while len(batch) < _MAX_BATCH:
+    def _commit(self, batch: list[_InboxJob]) -> None:
+        """On the writer thread: the whole batch in one transaction (that is the group commit)."""
+        try:
+            conn = self._writer.connection()
+        except sqlite3.Error as error:
+            self._fail_batch(batch, error)
+            return
+        try:
+            self._commit_on(conn, batch)
+        except Exception as error:  # noqa: BLE001 - a bug must not kill the only writer
+            log.exception("inbox writer error", extra={"event": "inbox_writer_error"})
+            if conn.in_transaction:
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    continue
-                batch.append(item)
-            if batch:
-                try:
-                    self._commit(conn, batch)
-                except Exception as error:  # noqa: BLE001 - a bug must not kill the only writer
-                    log.exception("inbox writer error", extra={"event": "inbox_writer_error"})
-                    if conn.in_transaction:
-                        try:
-                            conn.execute("ROLLBACK")
-                        except sqlite3.Error:
-                            pass
-                    self._fail_batch(batch, sqlite3.DatabaseError(f"inbox writer error: {error}"))
-                    self._recount(conn)
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            self._fail_batch(batch, sqlite3.DatabaseError(f"inbox writer error: {error}"))
+            try:
+                self._count(conn)
+            except sqlite3.Error:
+                pass
 
-    def _commit(self, conn: sqlite3.Connection, batch: Sequence[_Item]) -> None:
+    def _commit_on(self, conn: sqlite3.Connection, batch: list[_InboxJob]) -> None:
         # Few statements per batch, whatever its size: every SQLite call releases and retakes the
         # GIL, and a busy event loop can make each retake wait for a thread switch.
         depth_before, parked_before = self._depth, self._parked
-        puts = [item for item in batch if isinstance(item, _Put)]
-        dones = [item for item in batch if isinstance(item, _Done)]
-        ops = [item for item in batch if isinstance(item, _Op)]
-        new_rows: list[InboxRow] = []
+        puts = [job for job in batch if isinstance(job, _PutJob)]
+        dones = [job for job in batch if isinstance(job, _DoneJob)]
+        statements = [job for job in batch if isinstance(job, _StatementJob)]
+        new_rows = 0
         try:
             self._begin(conn)
         except sqlite3.Error as error:
@@ -624,18 +578,21 @@ class Inbox:
                 refs = [(d.work_item.number, d.work_item.url, d.row_id) for d in dones if d.work_item is not None]
                 if refs:
                     conn.executemany("UPDATE inbox SET work_item = ?, work_item_url = ? WHERE id = ?", refs)
-            for item in ops:
-                # A savepoint per operation: one failing statement fails only its own caller.
+                for done in dones:
+                    done.succeed(None)
+            for job in statements:
+                # A savepoint per statement job: one failing statement fails only its own caller.
                 conn.execute("SAVEPOINT op")
                 self._op_rows = []
                 try:
-                    item.run(conn, self)
-                except Exception as error:  # noqa: BLE001 - handed to that operation's caller
+                    job.succeed(job.fn(conn))
+                except Exception as error:  # noqa: BLE001 - handed to that job's caller
                     conn.execute("ROLLBACK TO op")
-                    item.error = error
+                    job.fail(error)
                     self._op_rows = []
                 conn.execute("RELEASE op")
-                new_rows.extend(self._op_rows)  # after the puts' rows: higher ids
+                job.rows = self._op_rows
+                new_rows += len(self._op_rows)
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             try:
@@ -645,12 +602,9 @@ class Inbox:
             self._depth, self._parked = depth_before, parked_before
             self._fail_batch(batch, error)
             return
-        self._depth += len(new_rows)
+        self._depth += new_rows
         self.commits += 1
-        self.rows_written += len(new_rows)
-        loop = self._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(self._settle, batch, new_rows)
+        self.rows_written += new_rows
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         begin_immediate(conn, self.busy_timeout, self._count_lock_wait)
@@ -659,13 +613,13 @@ class Inbox:
         self.lock_waits += 1
         self.lock_wait_seconds += seconds
 
-    def _insert(self, conn: sqlite3.Connection, puts: Sequence[_Put]) -> list[InboxRow]:
-        """Insert the batch's new deliveries with one statement; mark the rest duplicates."""
-        firsts: dict[tuple[str, str], _Put] = {}
+    def _insert(self, conn: sqlite3.Connection, puts: Sequence[_PutJob]) -> int:
+        """Insert the batch's new deliveries with one statement, mark the rest duplicates; how many are new."""
+        firsts: dict[tuple[str, str], _PutJob] = {}
         for item in puts:
             key = (item.alert_id, item.condition)
             if key in firsts:
-                item.result = PutResult(None, True)  # repeated within this batch
+                item.succeed(PutResult(None, True))  # repeated within this batch
             else:
                 firsts[key] = item
         candidates = list(firsts.values())
@@ -683,10 +637,10 @@ class Inbox:
         fresh = []
         for item in candidates:
             if (item.alert_id, item.condition) in existing:
-                item.result = PutResult(None, True)
+                item.succeed(PutResult(None, True))
             else:
                 fresh.append(item)
-        rows: list[InboxRow] = []
+        inserted = 0
         for chunk in _chunks(fresh, 400):
             values = ",".join("(?,?,?,?)" for _ in chunk)
             args = [v for item in chunk for v in (item.alert_id, item.condition, item.body, item.received_at)]
@@ -699,44 +653,44 @@ class Inbox:
                 raise sqlite3.DatabaseError("inbox insert stored fewer rows than sent")
             first = last - len(chunk) + 1
             for offset, item in enumerate(chunk):
-                row_id = first + offset
-                item.result = PutResult(row_id, False)
-                rows.append(
-                    InboxRow(row_id, item.alert_id, item.condition, item.body, item.received_at, 0, None, item.alert)
-                )
-        return rows
+                item.succeed(PutResult(first + offset, False))
+            inserted += len(chunk)
+        return inserted
 
-    def _recount(self, conn: sqlite3.Connection) -> None:
-        try:
-            self._depth = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'").fetchone()[0]
-            self._parked = conn.execute("SELECT count(*) FROM inbox WHERE state = 'parked'").fetchone()[0]
-        except sqlite3.Error:
-            pass
-
-    def _fail_batch(self, batch: Sequence[_Item], error: sqlite3.Error) -> None:
+    def _fail_batch(self, batch: Sequence[_InboxJob], error: sqlite3.Error) -> None:
+        """The batch's transaction did not commit: every job fails, a delivery as "answer 503"."""
         self.write_failures += 1
         log.error("inbox write failed", extra={"event": "inbox_write_failed", "error": str(error)})
-        for item in batch:
-            item.error = error
-            item.result = None
-        loop = self._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(self._settle, batch, [])
-
-    def _settle(self, batch: Sequence[_Item], new_rows: list[InboxRow]) -> None:
-        """On the event loop: resolve every caller of the batch at once, then hand over new rows."""
-        for item in batch:
-            if isinstance(item, _Put):
-                self._puts_waiting -= 1
-            future = item.future
-            if future.done():  # the caller gave up (timeout, disconnect)
-                continue
-            if item.error is None:
-                future.set_result(item.result)
-            elif isinstance(item, _Put):
-                future.set_exception(InboxUnavailable(f"the inbox could not store the alert: {item.error}"))
+        for job in batch:
+            if isinstance(job, _PutJob):
+                job.fail(InboxUnavailable(f"the inbox could not store the alert: {error}"))
             else:
-                future.set_exception(item.error)
+                job.fail(error)
+
+    def _settle(self, batch: list[WriterJob[Any]]) -> None:
+        """On the event loop: resolve every caller of the batch at once, then hand over the new rows."""
+        new_rows: list[InboxRow] = []
+        for job in batch:
+            if isinstance(job, _PutJob):
+                self._puts_waiting -= 1
+                if job.error is None and job.answered:
+                    result = job.result
+                    if result.row_id is not None and not result.duplicate:
+                        new_rows.append(
+                            InboxRow(
+                                result.row_id,
+                                job.alert_id,
+                                job.condition,
+                                job.body,
+                                job.received_at,
+                                0,
+                                None,
+                                job.alert,
+                            )
+                        )
+            elif isinstance(job, _StatementJob) and job.error is None and job.answered:
+                new_rows.extend(job.rows)  # after the puts' rows: higher ids
+            job.settle()
         if new_rows and self._on_committed is not None:
             self._on_committed(new_rows)
 
@@ -746,22 +700,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _resolve_future(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
 def _expire_future(future: asyncio.Future[Any], timeout: float) -> None:
     if not future.done():
         future.set_exception(TimeoutError(f"the inbox did not commit within {timeout:g} s"))
-
-
-def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-# --- read-only helpers for operators and tests ---------------------------------------------
 
 
 def _open_existing(db_path: str) -> sqlite3.Connection | None:

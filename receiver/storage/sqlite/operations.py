@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from receiver.storage.records import DatabaseMissing, NotOurDatabase, OpsResult, iso_at, operator
-from receiver.storage.sqlite.inbox import OPS_GENERATION_KEY, connect, ensure_schema
+from receiver.storage.sqlite.connection import connect
+from receiver.storage.sqlite.inbox import OPS_GENERATION_KEY, ensure_schema
 from receiver.storage.sqlite.write_lock import write_transaction
 
 _LOCK_WAIT_SECONDS = 10.0

@@ -51,6 +51,11 @@ class WriterJob(Generic[R]):
         return self._answered
 
     @property
+    def result(self) -> R:
+        """The answer given with :meth:`succeed` (read it only when :attr:`answered` and no :attr:`error`)."""
+        return self._result
+
+    @property
     def error(self) -> BaseException | None:
         """The error the job was answered with, if any."""
         return self._error

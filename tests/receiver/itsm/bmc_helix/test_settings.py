@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.itsm import create_backend
+from receiver.http.backends import create_backend
 from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.bmc_helix.settings import BmcSettings, BmcSettingsError
 from receiver.settings import SettingsError, load_settings

@@ -31,7 +31,7 @@ def test_from_env_reads_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
             "SECURE_EXPORT_SERVICENOW_CREATE_CIS": "true",
         },
     )
-    backend = ServiceNowBackend.from_env(object())
+    backend = ServiceNowBackend.from_env()
     s = backend.settings
     assert s.url == "https://acme.service-now.com" and s.target is Target.EVENT and s.create_cis
     assert s.effective_auth is AuthMode.BASIC
@@ -91,7 +91,7 @@ def test_invalid_configuration_names_the_variable(
             values[name] = value
     _env(monkeypatch, values)
     with pytest.raises(ServiceNowSettingsError) as caught:
-        ServiceNowBackend.from_env(None)
+        ServiceNowBackend.from_env()
     assert named in str(caught.value)
     assert "pa55-secret" not in str(caught.value)
 
