@@ -1,26 +1,17 @@
 """The embedded backend's lifecycle rules on SQLite: reopen window, flap damping, whole-item resolutions.
 
-They run on the writer thread's connection, inside the transaction of the event that applies
-them; docs/work-items.md describes them for operators.
+The decisions are :mod:`receiver.itsm.embedded.lifecycle_rules`'s; these are their statements. They
+run on the writer thread's connection, inside the transaction of the event that applies them;
+docs/work-items.md describes them for operators.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
-from typing import Literal
 
 from receiver.alerts.events import AlertEvent
+from receiver.itsm.embedded import lifecycle_rules as rules
 from receiver.itsm.embedded import render
-
-KeyColumn = Literal["correlation_key", "lifecycle_key"]
-"""The ``work_items`` columns an item is found by: its correlation key, or its rule and targets."""
-
-
-def _seconds_between(earlier: str, later: str) -> float:
-    return (
-        datetime.fromisoformat(later.replace("Z", "+00:00")) - datetime.fromisoformat(earlier.replace("Z", "+00:00"))
-    ).total_seconds()
 
 
 def previous_item(conn: sqlite3.Connection, event: AlertEvent) -> sqlite3.Row | None:
@@ -28,8 +19,7 @@ def previous_item(conn: sqlite3.Connection, event: AlertEvent) -> sqlite3.Row | 
     if not event.lifecycle_key:
         return None
     row: sqlite3.Row | None = conn.execute(
-        "SELECT id, number, state, resolved_at, resolved_by FROM work_items WHERE lifecycle_key = ?"
-        " ORDER BY id DESC LIMIT 1",
+        f"SELECT {rules.PREVIOUS_ITEM_COLUMNS} FROM work_items WHERE lifecycle_key = ? ORDER BY id DESC LIMIT 1",
         (event.lifecycle_key,),
     ).fetchone()
     return row
@@ -45,23 +35,18 @@ def others_open(conn: sqlite3.Connection, previous: sqlite3.Row) -> bool:
     return row is not None
 
 
-def reopenable(conn: sqlite3.Connection, previous: sqlite3.Row | None, fired_at: str, window: float) -> bool:
-    """Whether ``previous`` is Resolved (by Azure, the receiver or a person; not Closed) within ``window``
-    seconds before ``fired_at``: as ServiceNow lets a Resolved incident be reopened and a Closed one not."""
-    if previous is None or previous["state"] != "Resolved" or window <= 0 or not previous["resolved_at"]:
-        return False
-    if others_open(conn, previous):
-        return False  # other instances of the rule still fire (one per dimension): this is one more, not a re-fire
-    try:
-        gap = _seconds_between(previous["resolved_at"], fired_at)
-    except ValueError:
-        return False
-    return gap <= window
+def reopen_gap(conn: sqlite3.Connection, previous: sqlite3.Row | None, fired_at: str, window: float) -> float | None:
+    """Seconds since ``previous`` was resolved when a Fired at ``fired_at`` reopens it, else ``None``."""
+    gap = rules.reopen_gap(previous, fired_at, window)
+    if gap is None or previous is None or others_open(conn, previous):
+        return None  # other instances of the rule still fire (one per dimension): this is one more, not a re-fire
+    return gap
 
 
-def reopen(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent, fired_at: str, window: float) -> str:
+def reopen(
+    conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent, fired_at: str, gap: float, window: float
+) -> str:
     """Bring ``previous`` back to ``New`` for ``event``; returns the note."""
-    gap = max(0.0, _seconds_between(previous["resolved_at"], fired_at))
     conn.execute(
         "UPDATE work_items SET state = 'New', resolved_at = NULL, resolved_by = NULL, reopened = reopened + 1,"
         " occurrences = occurrences + 1, correlation_key = ? WHERE id = ?",
@@ -81,7 +66,7 @@ def held_open(conn: sqlite3.Connection, previous: sqlite3.Row | None) -> bool:
     firing = conn.execute(
         "SELECT COUNT(*) FROM work_item_alerts WHERE work_item_id = ? AND resolved_at IS NULL", (previous["id"],)
     ).fetchone()[0]
-    return int(firing) == 0
+    return rules.held_open(previous, int(firing))
 
 
 def join_held(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent, fired_at: str) -> None:
@@ -96,14 +81,7 @@ def join_held(conn: sqlite3.Connection, previous: sqlite3.Row, event: AlertEvent
     )
 
 
-def not_reopened_note(previous: sqlite3.Row | None) -> str | None:
-    """For a new item: why the previous item of the same rule and targets was not reopened, if a person ended it."""
-    if previous is None or previous["state"] != "Closed":
-        return None
-    return render.follows_closed_note(str(previous["number"]))
-
-
-def open_item_for(conn: sqlite3.Connection, column: KeyColumn, key: str) -> int | None:
+def open_item_for(conn: sqlite3.Connection, column: rules.KeyColumn, key: str) -> int | None:
     """The open item whose ``correlation_key`` or ``lifecycle_key`` is ``key``."""
     assert column in ("correlation_key", "lifecycle_key")
     row = conn.execute(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
-from receiver.itsm.embedded import lifecycle, render, schema
+from receiver.itsm.embedded import lifecycle, lifecycle_rules, render, schema
 from receiver.itsm.embedded.applied_log import log_applied
 from receiver.itsm.embedded.clock import iso, now
 from receiver.itsm.embedded.new_item import NEW_ITEM_COLUMNS, new_item_values
@@ -285,12 +285,9 @@ class EmbeddedBackend(Backend):
             lifecycle.join_held(conn, previous, event, fired_at)
             _note(conn, int(previous["id"]), render.flapping_note(event, fired_at))
             return int(previous["id"]), "occurrence added (flapping)"
-        if (
-            not early_resolved_at
-            and previous is not None
-            and lifecycle.reopenable(conn, previous, fired_at, self.reopen_window)
-        ):
-            _note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, self.reopen_window))
+        gap = None if early_resolved_at else lifecycle.reopen_gap(conn, previous, fired_at, self.reopen_window)
+        if previous is not None and gap is not None:
+            _note(conn, int(previous["id"]), lifecycle.reopen(conn, previous, event, fired_at, gap, self.reopen_window))
             return int(previous["id"]), "reopened"
         cursor = conn.execute(
             _INSERT_ITEM,
@@ -309,7 +306,7 @@ class EmbeddedBackend(Backend):
             (item_id, event.alert_id, fired_at, early_resolved_at),
         )
         _note(conn, item_id, render.opened_note(event, fired_at))
-        for text in (render.routed_note(event), lifecycle.not_reopened_note(previous)):
+        for text in (render.routed_note(event), lifecycle_rules.not_reopened_note(previous)):
             if text:
                 _note(conn, item_id, text)
         if early_resolved_at:
@@ -357,7 +354,7 @@ class EmbeddedBackend(Backend):
         self,
         conn: sqlite3.Connection,
         event: AlertEvent,
-        column: lifecycle.KeyColumn,
+        column: lifecycle_rules.KeyColumn,
         key: str,
         at: str,
     ) -> tuple[int | None, str]:
