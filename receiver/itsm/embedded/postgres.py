@@ -11,9 +11,11 @@ from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.base import Backend, PermanentBackendError, Readiness, TransientBackendError
-from receiver.itsm.embedded import render
+from receiver.itsm.embedded import lifecycle_postgres as lifecycle
+from receiver.itsm.embedded import lifecycle_rules, render
 from receiver.itsm.embedded.applied_log import log_applied
 from receiver.itsm.embedded.clock import iso, now
+from receiver.itsm.embedded.lifecycle_rules import KeyColumn
 from receiver.itsm.embedded.new_item import NEW_ITEM_COLUMNS, new_item_values
 from receiver.itsm.embedded.operations import prune_resolved_postgres
 from receiver.itsm.embedded.priority import validated_priority_map
@@ -27,13 +29,15 @@ __all__ = ["EmbeddedPostgresBackend"]
 
 
 _LOCK_AND_RELAX_COMMIT = (
-    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0))"
+    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(hashtextextended($1, 0)),"
+    " pg_advisory_xact_lock(hashtextextended($2, 0))"
 )
-"""Asynchronous commit for this transaction, then the lock of the event's correlation key."""
+"""Asynchronous commit for this transaction, then the locks of the event's correlation key and of its
+rule and targets (the key the lifecycle rules find items by; the same lock twice when they are equal)."""
 
 _INSERT_ITEM = (
-    f"INSERT INTO work_items ({', '.join(NEW_ITEM_COLUMNS)})"
-    f" VALUES ({', '.join(f'${n}' for n in range(1, len(NEW_ITEM_COLUMNS) + 1))}) RETURNING id"
+    f"INSERT INTO work_items ({', '.join(NEW_ITEM_COLUMNS)}, lifecycle_key, resolved_by)"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(NEW_ITEM_COLUMNS) + 3))}) RETURNING id"
 )
 
 
@@ -56,7 +60,10 @@ class EmbeddedPostgresBackend(Backend):
         token_source: TokenSource | None = None,
         priority_map: Mapping[str, int] | None = None,
         pool_size: int = 4,
+        reopen_window: float = 3600.0,
     ) -> None:
+        self.reopen_window = reopen_window
+        """Seconds: a Fired reopens the item of its rule and targets that Azure resolved this recently."""
         self.database = Database(url, auth=auth, token_source=token_source)
         self._where = redact(url)
         self._priority_map = validated_priority_map(priority_map or {})
@@ -115,7 +122,9 @@ class EmbeddedPostgresBackend(Backend):
                 # for this row commits synchronously later, and flushing the WAL up to it makes this
                 # earlier transaction durable too; a crash before that loses both, and the row is
                 # applied again (idempotently).
-                await conn.execute(_LOCK_AND_RELAX_COMMIT, event.correlation_key)
+                await conn.execute(
+                    _LOCK_AND_RELAX_COMMIT, event.correlation_key, event.lifecycle_key or event.correlation_key
+                )
                 outcome, item_id = await self._apply_in_transaction(conn, event)
         except connection_errors() as error:
             raise TransientBackendError(f"embedded backend write failed: {error or type(error).__name__}") from error
@@ -141,10 +150,18 @@ class EmbeddedPostgresBackend(Backend):
         item_id: int | None
         if condition is Condition.FIRED:
             event_at = iso(event.fired_at) if event.fired_at else now()
-            item_id, outcome = await self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
+            if event.recovery:
+                item_id, outcome = await self._resolve_for(conn, event, "lifecycle_key", event.lifecycle_key, event_at)
+            else:
+                item_id, outcome = await self._fired(conn, event, event_at, applied.get(Condition.RESOLVED.value))
         else:
             event_at = iso(event.resolved_at) if event.resolved_at else now()
-            item_id, outcome = await self._resolved(conn, event, event_at)
+            if event.lifecycle_reason is not None:
+                item_id, outcome = await self._resolve_for(
+                    conn, event, "correlation_key", event.correlation_key, event_at
+                )
+            else:
+                item_id, outcome = await self._resolved(conn, event, event_at)
         ci_ids = await self._bind_cis(conn, event, event_at)
         if item_id is not None and ci_ids:
             await conn.executemany(
@@ -179,12 +196,24 @@ class EmbeddedPostgresBackend(Backend):
             await conn.execute("UPDATE work_items SET occurrences = occurrences + 1 WHERE id = $1", open_id)
             await _note(conn, open_id, render.occurrence_note(event, fired_at, early_resolved_at))
             return int(open_id), "occurrence added"
+        previous = await lifecycle.previous_item(conn, event)
+        if not early_resolved_at and previous is not None and await lifecycle.held_open(conn, previous):
+            await lifecycle.join_held(conn, previous, event, fired_at)
+            await _note(conn, int(previous["id"]), render.flapping_note(event, fired_at))
+            return int(previous["id"]), "occurrence added (flapping)"
+        gap = None if early_resolved_at else await lifecycle.reopen_gap(conn, previous, fired_at, self.reopen_window)
+        if previous is not None and gap is not None:
+            note = await lifecycle.reopen(conn, previous, event, fired_at, gap, self.reopen_window)
+            await _note(conn, int(previous["id"]), note)
+            return int(previous["id"]), "reopened"
         item_id = int(
             await conn.fetchval(
                 _INSERT_ITEM,
                 *new_item_values(
                     event, opened_at=fired_at, resolved_first_at=early_resolved_at, priority_map=self._priority_map
                 ),
+                event.lifecycle_key or None,
+                "azure" if early_resolved_at else None,
             )
         )
         await conn.execute(
@@ -195,9 +224,9 @@ class EmbeddedPostgresBackend(Backend):
             early_resolved_at,
         )
         await _note(conn, item_id, render.opened_note(event, fired_at))
-        routed_note = render.routed_note(event)
-        if routed_note:
-            await _note(conn, item_id, routed_note)
+        for text in (render.routed_note(event), lifecycle_rules.not_reopened_note(previous)):
+            if text:
+                await _note(conn, item_id, text)
         if early_resolved_at:
             await _note(conn, item_id, render.resolved_first_note(early_resolved_at))
             return item_id, "created already resolved"
@@ -227,10 +256,26 @@ class EmbeddedPostgresBackend(Backend):
         if still_firing:
             await _note(conn, item_id, render.still_firing_note(event, resolved_at, still_firing))
             return item_id, "instance resolved"
+        if event.hold:
+            await _note(conn, item_id, event.hold)
+            return item_id, "held (flapping)"
         await conn.execute(
-            "UPDATE work_items SET state = 'Resolved', resolved_at = $1 WHERE id = $2", resolved_at, item_id
+            "UPDATE work_items SET state = 'Resolved', resolved_at = $1, resolved_by = 'azure' WHERE id = $2",
+            resolved_at,
+            item_id,
         )
         await _note(conn, item_id, render.resolved_note(event, resolved_at))
+        return item_id, "resolved"
+
+    async def _resolve_for(
+        self, conn: Any, event: AlertEvent, column: KeyColumn, key: str, at: str
+    ) -> tuple[int | None, str]:
+        """A resolution of the whole open item of ``key``: a recovery, or one the receiver made."""
+        item_id = await lifecycle.open_item_for(conn, column, key) if key else None
+        if item_id is None:
+            return None, "nothing open to resolve"
+        await lifecycle.resolve_whole_item(conn, item_id, at, "azure" if event.recovery else "receiver")
+        await _note(conn, item_id, render.receiver_resolution_note(event))
         return item_id, "resolved"
 
     async def _bind_cis(self, conn: Any, event: AlertEvent, seen_at: str) -> list[int]:

@@ -151,6 +151,18 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        5,
+        """
+        -- The embedded backend's lifecycle rules (receiver.itsm.embedded.lifecycle_postgres), as on
+        -- SQLite: the rule-and-targets key an item is found by for the reopen window, flap damping
+        -- and recoveries, and who resolved it. Items written before keep NULL (never reopened).
+        ALTER TABLE work_items
+            ADD COLUMN lifecycle_key TEXT,
+            ADD COLUMN resolved_by TEXT;
+        CREATE INDEX work_items_lifecycle ON work_items (lifecycle_key, id);
+        """,
+    ),
 )
 
 

@@ -31,14 +31,7 @@ default: {assignmentGroup: Azure Monitor Triage}
 
 MODES = ["alert", "rule-target"]
 
-_EMBEDDED_PG_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="the embedded PostgreSQL backend (receiver/itsm/embedded/postgres.py) neither reopens (reopen window), "
-    "nor keeps a held Resolved open (event.hold), nor applies the receiver's own Resolved (event.lifecycle_reason); "
-    "the lifecycle store itself runs on PostgreSQL: tests/receiver/storage/test_lifecycle_stores.py and, with "
-    "ServiceNow, tests/receiver/itsm/servicenow/test_postgres_lifecycle.py",
-)
-STORES = ["sqlite", pytest.param("postgresql", marks=_EMBEDDED_PG_GAP)]
+STORES = ["sqlite", "postgresql"]
 """Tests of rules whose state the lifecycle store keeps run on both stores (the inbox's database)."""
 
 
