@@ -32,6 +32,15 @@ default: {assignmentGroup: Azure Monitor Triage}
 MODES = ["alert", "rule-target"]
 
 STORES = ["sqlite", "postgresql"]
+
+_PG_WINDOW_NOT_WIRED = pytest.mark.xfail(
+    strict=True,
+    reason="receiver/http/backends.py builds EmbeddedPostgresBackend without reopen_window=settings.reopen_window, "
+    "so SECURE_EXPORT_REOPEN_WINDOW has no effect on PostgreSQL (the backend itself honours it: "
+    "tests/receiver/itsm/embedded/test_embedded_stores.py::test_the_reopen_window_is_the_configured_one)",
+)
+WINDOW_STORES = ["sqlite", pytest.param("postgresql", marks=_PG_WINDOW_NOT_WIRED)]
+"""Tests of a non-default SECURE_EXPORT_REOPEN_WINDOW."""
 """Tests of rules whose state the lifecycle store keeps run on both stores (the inbox's database)."""
 
 
@@ -121,11 +130,12 @@ def test_without_a_routing_file_items_have_no_group(tmp_path: Path, issuer: Loca
 # -- reopen window ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_fired_within_the_window_reopens_the_item_azure_resolved(
-    tmp_path: Path, issuer: LocalIssuer, mode: str
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
 ) -> None:
-    with receiver(tmp_path, issuer, mode) as rx:
+    with receiver(tmp_path, issuer, mode, db=database(store, tmp_path, request)) as rx:
         send(rx, issuer, body(1), body(1, "Resolved", resolved="06:10"), body(2, fired="06:40"))
         [item] = items(rx)
         assert (item["state"], item["reopened"], item["resolved_at"]) == ("New", 1, None)
@@ -139,9 +149,13 @@ def test_a_fired_within_the_window_reopens_the_item_azure_resolved(
         assert items(rx)[0]["state"] == "Resolved"
 
 
+@pytest.mark.parametrize("store", WINDOW_STORES)
 @pytest.mark.parametrize("mode", MODES)
-def test_a_fired_after_the_window_opens_a_new_item(tmp_path: Path, issuer: LocalIssuer, mode: str) -> None:
-    with receiver(tmp_path, issuer, mode, reopen_window="PT30M") as rx:
+def test_a_fired_after_the_window_opens_a_new_item(
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
+) -> None:
+    db = database(store, tmp_path, request)
+    with receiver(tmp_path, issuer, mode, reopen_window="PT30M", db=db) as rx:
         send(rx, issuer, body(1), body(1, "Resolved", resolved="06:10"), body(2, fired="06:41"))
         first, second = items(rx)
     assert (first["state"], first["reopened"], second["state"], second["reopened"]) == ("Resolved", 0, "New", 0)
@@ -153,9 +167,12 @@ def test_a_window_of_zero_never_reopens(tmp_path: Path, issuer: LocalIssuer) -> 
         assert [item["state"] for item in items(rx)] == ["Resolved", "New"]
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
-def test_an_item_a_person_closed_is_never_reopened(tmp_path: Path, issuer: LocalIssuer, mode: str) -> None:
-    with receiver(tmp_path, issuer, mode) as rx:
+def test_an_item_a_person_closed_is_never_reopened(
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
+) -> None:
+    with receiver(tmp_path, issuer, mode, db=database(store, tmp_path, request)) as rx:
         send(rx, issuer, body(1), body(1, "Resolved"))
         close_work_item(rx.db_path, "INC0000001", action="close", note="done", by="alice")
         send(rx, issuer, body(2, fired="06:15"))
@@ -282,11 +299,12 @@ def test_a_stored_resolution_cannot_be_forged_by_a_caller(tmp_path: Path, issuer
 HEALTH = "Resource Health"
 
 
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
 def test_resource_health_available_resolves_the_unavailable_item(
-    tmp_path: Path, issuer: LocalIssuer, mode: str
+    tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
 ) -> None:
-    with receiver(tmp_path, issuer, mode) as rx:
+    with receiver(tmp_path, issuer, mode, db=database(store, tmp_path, request)) as rx:
         send(rx, issuer, body(1, service=HEALTH, health="Unavailable"))
         assert items(rx)[0]["state"] == "New"
         send(rx, issuer, body(2, service=HEALTH, health="Available", fired="06:20"))
