@@ -565,7 +565,7 @@ class ReceiverService(pulumi.ComponentResource):
     def _environment(
         name: str, args: ReceiverServiceArgs, tenant_id: Any, audiences: list[Any], itsm: str, correlation: str
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Return the container-app secrets and the container's environment (DESIGN.md contract)."""
+        """Return the container-app secrets and the container's environment (docs/design.md contract)."""
         env: list[dict[str, Any]] = [
             {"name": ENV_OPS_PORT, "value": str(OPS_PORT)},
             {"name": ENV_TENANT_ID, "value": tenant_id},

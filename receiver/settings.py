@@ -355,7 +355,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
     settings: ReceiverSettings | None = None
     try:
         if environ is None:
-            settings = ReceiverSettings()  # type: ignore[call-arg]
+            settings = ReceiverSettings()  # type: ignore[call-arg]  # pydantic-settings fills the required fields from the environment
         else:
             # model_validate skips the environment source: the mapping is the whole configuration.
             settings = ReceiverSettings.model_validate(values)

@@ -120,7 +120,7 @@ def _check(spec_table: dict[tuple[str, ...], Spec], argv: list[str]) -> None:
     path = next((p for p in sorted(spec_table, key=len, reverse=True) if tuple(argv[: len(p)]) == p), None)
     assert path is not None, f"unknown command: {' '.join(argv)}"
     spec = spec_table[path]
-    flags: dict[str, object] = spec["flags"]  # type: ignore[assignment]
+    flags: dict[str, object] = spec["flags"]
     positionals: list[str] = []
     seen: set[str] = set()
     rest = argv[len(path) :]
@@ -146,7 +146,7 @@ def _check(spec_table: dict[tuple[str, ...], Spec], argv: list[str]) -> None:
         else:
             positionals.append(word)
             i += 1
-    low, high = spec["positionals"]  # type: ignore[misc]
+    low, high = spec["positionals"]
     assert low <= len(positionals) <= high, f"{' '.join(argv)}: {len(positionals)} positional argument(s)"
     for flag in REQUIRED.get(path, ()):
         assert flag in seen, f"{' '.join(argv)}: {flag} is required"

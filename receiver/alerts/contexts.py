@@ -168,6 +168,6 @@ def context_view(alert: CommonAlert) -> ContextView | None:
     if view is None:
         return None
     try:
-        return view.model_validate(context)  # type: ignore[return-value]
+        return view.model_validate(context)  # type: ignore[return-value]  # view is one of ContextView's classes
     except ValidationError:
         return None

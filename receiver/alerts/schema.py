@@ -41,7 +41,7 @@ class AlertParseError(Exception):
         self.detail = detail
 
     def to_json(self) -> dict[str, str]:
-        """The JSON error body of DESIGN.md: ``{"error": code, "detail": detail}``."""
+        """The JSON error body of docs/design.md: ``{"error": code, "detail": detail}``."""
         return {"error": self.code, "detail": self.detail}
 
 
@@ -214,7 +214,7 @@ def parse_alert(body: bytes) -> CommonAlert:
     obj = _loads(body)
     if not isinstance(obj, dict):
         # Valid JSON that cannot be an alert (an array, a string, a number, null) is the wrong
-        # schema, not broken bytes: 422, as DESIGN.md's status table says.
+        # schema, not broken bytes: 422, as docs/design.md's status table says.
         raise _not_common_schema(f"the JSON body must be an object (the common alert schema), not {_json_kind(obj)}")
     # Nesting needs brackets: a body with at most MAX_DEPTH of them (counted in C, strings
     # included, so never too few) cannot nest too deep, and the walk is skipped.

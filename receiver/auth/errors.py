@@ -53,7 +53,7 @@ class AuthError(Exception):
         return {}
 
     def to_json(self) -> dict[str, str]:
-        """The JSON error body of DESIGN.md: ``{"error": code, "detail": detail}``."""
+        """The JSON error body of docs/design.md: ``{"error": code, "detail": detail}``."""
         return {"error": self.code, "detail": self.detail}
 
 

@@ -1,4 +1,4 @@
-"""JSON answers and the ASGI names the HTTP layer shares (DESIGN.md's ``{"error", "detail"}`` body)."""
+"""JSON answers and the ASGI names the HTTP layer shares (docs/design.md's ``{"error", "detail"}`` body)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def json_response(status: int, payload: dict[str, Any], headers: dict[str, str] 
 
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    """The JSON error body of DESIGN.md: ``{"error": code, "detail": detail}``."""
+    """The JSON error body of docs/design.md: ``{"error": code, "detail": detail}``."""
     return json_response(status, {"error": code, "detail": detail}, headers)
 
 

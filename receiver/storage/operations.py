@@ -17,7 +17,7 @@ MAX_REASON = 2000
 
 
 def trace(db: str, alert_id: str, *, details: bool = False) -> dict[str, Any]:
-    """Every delivery of ``alert_id`` and the work items or incidents they became (DESIGN.md shape)."""
+    """Every delivery of ``alert_id`` and the work items or incidents they became (docs/design.md shape)."""
     if isinstance(database_location(db), PostgresDatabase):
         from receiver.storage.postgres import operations as postgres
 

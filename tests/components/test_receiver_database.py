@@ -23,9 +23,9 @@ IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 ENVIRONMENT = "azure-native:app:ManagedEnvironment"
 
 
-def _receiver(**overrides: Any):  # type: ignore[no-untyped-def]
+def _receiver(**overrides: Any):
     def program() -> None:
-        ReceiverService("rx", {**BASE, "min_replicas": 2, "max_replicas": 3, **overrides})  # type: ignore[typeddict-item]
+        ReceiverService("rx", {**BASE, "min_replicas": 2, "max_replicas": 3, **overrides})
 
     return program
 

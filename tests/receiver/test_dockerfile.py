@@ -198,7 +198,7 @@ def test_healthcheck_command_passes_on_200_and_fails_otherwise(
     handler: Any = health_server.RequestHandlerClass
     assert run_probe(parsed, port) == 0
 
-    class Unhealthy(handler):  # type: ignore[misc]
+    class Unhealthy(handler):
         status = 503
 
     health_server.RequestHandlerClass = Unhealthy

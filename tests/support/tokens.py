@@ -2,7 +2,7 @@
 
 Each :class:`TokenCase` builds an ``Authorization`` header value from a running
 :class:`~receiver.demo.local_issuer.LocalIssuer` (and, for key-injection cases, an attacker's own
-issuer whose JWKS must never be fetched) and says which status DESIGN.md gives it: 401 for a token
+issuer whose JWKS must never be fetched) and says which status docs/design.md gives it: 401 for a token
 that is missing, malformed, unverifiable or out of policy, 403 for a genuine token that is not
 allowed. The matrix follows ``shared/reference/itsm-and-tokens.md`` §2.4.
 """
@@ -209,7 +209,7 @@ def _now() -> int:
 
 UNKNOWN_KID = 503
 """A token whose ``kid`` the key set lacks, seen while a refetch is rate-limited: ``503`` with
-``Retry-After``, never 401 (DESIGN.md). The matrix runs right after the keys were fetched, so every
+``Retry-After``, never 401 (docs/design.md). The matrix runs right after the keys were fetched, so every
 such case is rate-limited; with a refetch allowed they get 401 (test_auth.py checks both)."""
 
 NEGATIVE_CASES: tuple[TokenCase, ...] = (
@@ -298,7 +298,7 @@ NEGATIVE_CASES: tuple[TokenCase, ...] = (
     _mint(403, "delegated token (scp)", scp="user_impersonation"),
     _mint(403, "user token (idtyp)", idtyp="user"),
 )
-"""Every negative token case of issue #3 item 9 and §2.4, with the status DESIGN.md gives it."""
+"""Every negative token case of issue #3 item 9 and §2.4, with the status docs/design.md gives it."""
 
 
 VALID_CASES: tuple[TokenCase, ...] = (

@@ -72,7 +72,7 @@ CONTRACT_DELIVERY_KEYS = ("id", "condition", "state", "attempts", "last_error", 
 
 
 def trace(db_path: str, alert_id: str, *, details: bool = False) -> dict[str, Any]:
-    """Every delivery of ``alert_id`` and the work items / incidents they became (DESIGN.md shape).
+    """Every delivery of ``alert_id`` and the work items / incidents they became (docs/design.md shape).
 
     ``work_items`` lists each number once, in the order first seen. With ``details`` each delivery
     also carries what the table shows an operator (``done_at``, ``parked_at``, ``work_item``,

@@ -330,7 +330,7 @@ def test_not_json_is_400(body: bytes) -> None:
     ids=lambda value: repr(value[:30]) if isinstance(value, bytes) else value,
 )
 def test_json_that_is_not_an_object_is_422(body: bytes, kind: str) -> None:
-    # DESIGN.md: 400 is for bytes that are not JSON; valid JSON that is not the schema is 422.
+    # docs/design.md: 400 is for bytes that are not JSON; valid JSON that is not the schema is 422.
     with pytest.raises(AlertParseError) as raised:
         parse_alert(body)
     assert raised.value.status == 422

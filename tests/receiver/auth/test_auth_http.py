@@ -1,6 +1,6 @@
 """The negative token matrix over real HTTP: a real receiver (uvicorn, SQLite in tmp) trusting a LocalIssuer.
 
-Every case of :data:`tests.support.tokens.NEGATIVE_CASES` must get the status DESIGN.md gives
+Every case of :data:`tests.support.tokens.NEGATIVE_CASES` must get the status docs/design.md gives
 (401 with ``WWW-Authenticate: Bearer error="invalid_token"``, 403, or 503 with ``Retry-After`` for an
 unknown ``kid`` while a refetch is rate-limited), a JSON error body, and
 must store nothing; valid v1 and v2 tokens get 202. Key rotation, the unknown-kid refetch limit
@@ -159,7 +159,7 @@ def test_key_rotation_accepted_after_one_refetch(tmp_path: Path) -> None:
 
 
 def test_rotation_right_after_a_made_up_kid_gets_503_then_the_retry_is_accepted(tmp_path: Path) -> None:
-    # DESIGN.md: an unknown kid while a refetch is rate-limited is 503 with Retry-After, never
+    # docs/design.md: an unknown kid while a refetch is rate-limited is 503 with Retry-After, never
     # 401 (Azure does not retry a 401, so the rotation would lose every alert of the window).
     clock = ManualClock()
     with (

@@ -1,4 +1,4 @@
-"""``secure-export work-items`` / ``cmdb`` / ``--help``: the command contracts of DESIGN.md."""
+"""``secure-export work-items`` / ``cmdb`` / ``--help``: the command contracts of docs/design.md."""
 
 from __future__ import annotations
 

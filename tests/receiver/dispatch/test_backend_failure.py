@@ -105,7 +105,7 @@ def test_unexpected_exception_is_retried_not_dropped(tmp_path: Path, issuer: Loc
     class Buggy(RecordingBackend):
         bugs = 2
 
-        async def apply(self, event):  # type: ignore[no-untyped-def]
+        async def apply(self, event):
             if self.bugs:
                 self.bugs -= 1
                 raise KeyError("a bug in the backend")

@@ -80,9 +80,9 @@ def test_rule_target_key_is_normalised() -> None:
 
 
 def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
-    high = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 1.0)  # type: ignore[arg-type]
+    high = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 1.0)
     assert [high.backoff(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
-    low = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 0.0)  # type: ignore[arg-type]
+    low = Dispatcher(None, RecordingBackend(), backoff_base=1.0, backoff_cap=60.0, rng=lambda: 0.0)
     assert low.backoff(5) == 0.0
     assert high.backoff(1, retry_after=30.0) == 30.0
     assert high.backoff(1, retry_after=3600.0) == 60.0  # a Retry-After is capped too
@@ -286,7 +286,7 @@ async def test_rows_committed_while_the_loader_catches_up_are_never_skipped() ->
     backend = RecordingBackend()
 
     inbox = _ScriptedInbox()
-    dispatcher = Dispatcher(inbox, backend)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(inbox, backend)
     for row_id in (1, 2, 3):
         inbox.commit(row_id)
     await dispatcher.start()

@@ -58,7 +58,7 @@ async def _fill(inbox: Inbox, names: list[str]) -> None:
             await inbox.put(body["data"]["essentials"]["alertId"], condition, json.dumps(body).encode())
 
 
-async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"

@@ -1,4 +1,4 @@
-"""Every status of DESIGN.md's HTTP table, over real HTTP on 127.0.0.1 (real tokens, real SQLite)."""
+"""Every status of docs/design.md's HTTP table, over real HTTP on 127.0.0.1 (real tokens, real SQLite)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_not_json_gets_400(rx: RunningReceiver, issuer: LocalIssuer, body: bytes
         "data-list",
     ],
 )
-def test_not_common_schema_gets_422(rx: RunningReceiver, issuer: LocalIssuer, mutate) -> None:  # type: ignore[no-untyped-def]
+def test_not_common_schema_gets_422(rx: RunningReceiver, issuer: LocalIssuer, mutate) -> None:
     body = alert_body("schema")
     mutate(body)
     _assert_json_error(rx.post_alert(body, issuer.mint()), 422, "not_common_alert_schema")
@@ -236,7 +236,7 @@ def test_unauthenticated_body_is_not_parsed(rx: RunningReceiver) -> None:
     _assert_json_error(response, 401, "invalid_token")
 
 
-def test_subscription_not_allowed_gets_403(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
+def test_subscription_not_allowed_gets_403(tmp_path, issuer: LocalIssuer) -> None:
     allowed = "11111111-2222-3333-4444-555555555555"
     with start_receiver(tmp_path, issuer, backend=RecordingBackend(), allowed_subscriptions=allowed) as rx:
         _assert_json_error(rx.post_alert(alert_body("other-sub"), issuer.mint()), 403, "forbidden")
@@ -276,7 +276,7 @@ def test_healthz_readyz_metrics(rx: RunningReceiver, issuer: LocalIssuer) -> Non
     assert rx.metric("secure_export_inbox_depth") == 0
 
 
-def test_readyz_503_when_backend_not_ready(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_503_when_backend_not_ready(tmp_path, issuer: LocalIssuer) -> None:
     backend = RecordingBackend()
     with start_receiver(tmp_path, issuer, backend=backend) as rx:
         assert rx.get("/readyz").status_code == 200
@@ -289,7 +289,7 @@ def test_readyz_503_when_backend_not_ready(tmp_path, issuer: LocalIssuer) -> Non
         assert rx.get("/readyz").status_code == 200
 
 
-def test_dispatch_pause_shows_on_metrics(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
+def test_dispatch_pause_shows_on_metrics(tmp_path, issuer: LocalIssuer) -> None:
     backend = RecordingBackend()
     with start_receiver(tmp_path, issuer, backend=backend) as rx:
         assert rx.metric("secure_export_dispatch_paused") == 0
@@ -305,7 +305,7 @@ def test_dispatch_pause_shows_on_metrics(tmp_path, issuer: LocalIssuer) -> None:
         assert rx.metric("secure_export_dispatch_pauses_total") == 1
 
 
-def test_readyz_503_until_signing_keys_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_503_until_signing_keys_load(tmp_path) -> None:
     with LocalIssuer() as issuer:
         issuer.failing = True
         with start_receiver(tmp_path, issuer, backend=RecordingBackend(), jwks_min_refetch_seconds=0) as rx:
@@ -321,7 +321,7 @@ def test_readyz_503_until_signing_keys_load(tmp_path) -> None:  # type: ignore[n
             assert rx.metric("secure_export_jwks_fetches_total") == errors + 1
 
 
-def test_backend_metrics_hook_reaches_metrics(tmp_path, issuer: LocalIssuer) -> None:  # type: ignore[no-untyped-def]
+def test_backend_metrics_hook_reaches_metrics(tmp_path, issuer: LocalIssuer) -> None:
     from receiver.itsm.base import MetricFamily
 
     class Measured(RecordingBackend):
@@ -330,7 +330,7 @@ def test_backend_metrics_hook_reaches_metrics(tmp_path, issuer: LocalIssuer) -> 
         def metric_families(self) -> list[MetricFamily]:
             return [MetricFamily("fake_itsm_calls", "calls to the fake ITSM tool", (), {(): float(self.applied_count)})]
 
-        async def apply(self, event):  # type: ignore[no-untyped-def]
+        async def apply(self, event):
             self.applied_count += 1
             await super().apply(event)
 

@@ -208,7 +208,7 @@ def _unknown_keys(model: type, args: type, path: str) -> list[str]:
 
     hints = typing.get_type_hints(args)
     unknown = []
-    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+    for name, field in model.model_fields.items():
         if name not in hints:
             unknown.append(f"{path}.{name}")
             continue

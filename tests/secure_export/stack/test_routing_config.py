@@ -46,7 +46,7 @@ def test_every_routing_problem_is_named_with_its_key_path_at_plan_time(tmp_path:
 
 def _app(routing: str | None = None, **extra: object) -> dict:
     def program() -> None:
-        ReceiverService("rx", {**BASE, **({"routing": routing} if routing else {}), **extra})  # type: ignore[typeddict-item]
+        ReceiverService("rx", {**BASE, **({"routing": routing} if routing else {}), **extra})
 
     return one(declare(program), CONTAINER_APP).inputs
 

@@ -156,7 +156,7 @@ def test_invalid_priority_maps_are_refused_with_the_bad_entry_named() -> None:
     with pytest.raises(ValueError, match=r"1\.\.5"):
         EmbeddedBackend("unused.db", priority_map={"Sev0": 0})
     with pytest.raises(ValueError, match="integer"):
-        EmbeddedBackend("unused.db", priority_map={"Sev1": "high"})  # type: ignore[dict-item]
+        EmbeddedBackend("unused.db", priority_map={"Sev1": "high"})
 
 
 async def test_resolved_resolves_with_a_note_and_resolved_at(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def settings(fake: FakeServiceNow, **overrides: Any) -> ServiceNowSettings:
 
 def run(coro: Awaitable[T]) -> T:
     """Run one coroutine to completion (tests are plain functions)."""
-    return asyncio.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)
 
 
 class ManualClock:

@@ -85,10 +85,10 @@ def test_timeouts_and_dropped_connections_are_transient(fake: FakeServiceNow) ->
 def test_a_hibernating_instance_page_is_transient(fake: FakeServiceNow) -> None:
     async def body(backend: ServiceNowBackend) -> None:
         original = fake.handle
-        fake.handle = lambda *a: (200, {"Content-Type": "text/html"}, b"<html>Instance hibernating</html>")  # type: ignore[method-assign]
+        fake.handle = lambda *a: (200, {"Content-Type": "text/html"}, b"<html>Instance hibernating</html>")
         with pytest.raises(TransientBackendError, match="no JSON"):
             await backend.apply(event(1))
-        fake.handle = original  # type: ignore[method-assign]
+        fake.handle = original
 
     with_backend(fake, body)
 
@@ -109,10 +109,10 @@ def test_a_data_policy_refusal_is_permanent_and_names_the_fields(fake: FakeServi
         # Simulate a stricter instance: the resolution PATCH loses its close_code on the way.
         original = fake._update
 
-        def strip(table, sys_id, body, params, who):  # type: ignore[no-untyped-def]
+        def strip(table, sys_id, body, params, who):
             return original(table, sys_id, {k: v for k, v in body.items() if k != "close_code"}, params, who)
 
-        fake._update = strip  # type: ignore[method-assign]
+        fake._update = strip
         with pytest.raises(PermanentBackendError, match="Resolution code"):
             await backend.apply(event(1, Condition.RESOLVED))
 

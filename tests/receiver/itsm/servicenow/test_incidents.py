@@ -174,10 +174,10 @@ def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServi
     fake.insert("incident", {"correlation_id": "azmon:someone-else", "state": "1", "active": "true"})
     original = fake._parse_condition
 
-    def drop_correlation(schema, part):  # type: ignore[no-untyped-def]
+    def drop_correlation(schema, part):
         return None if part.startswith("correlation_id") else original(schema, part)
 
-    fake._parse_condition = drop_correlation  # type: ignore[method-assign]
+    fake._parse_condition = drop_correlation
     with_backend(fake, lambda b: b.apply(event(1)))
     assert len(_incidents(fake)) == 1
     assert fake.rows("incident", correlation_id="azmon:someone-else")[0]["state"] == "1"

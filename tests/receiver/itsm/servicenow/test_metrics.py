@@ -130,7 +130,7 @@ def test_token_verification_help_says_failed_signature_checks_are_counted(
         family = _families(rx)["secure_export_token_verifications"]
     # Two signature checks (one failed) for one token verified and one refused: rsa is not "accepted".
     assert (rsa, hits, accepted) == (2, 1, 2)
-    documentation = family.documentation  # type: ignore[attr-defined]
+    documentation = family.documentation
     assert not documentation.startswith("Tokens accepted")
     assert "every RS256 signature check" in documentation and "failed checks" in documentation
 

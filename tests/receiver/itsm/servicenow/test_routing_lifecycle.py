@@ -175,7 +175,7 @@ def test_a_re_fire_within_the_window_reopens_the_incident_in_alert_mode(fake: Fa
 
 
 def test_a_re_fire_after_the_window_opens_a_new_incident(fake: FakeServiceNow) -> None:
-    later = dataclasses.replace(lifecycle_event(2), fired_at=lifecycle_event(2).fired_at.replace(year=2027))  # type: ignore[union-attr]
+    later = dataclasses.replace(lifecycle_event(2), fired_at=lifecycle_event(2).fired_at.replace(year=2027))
     drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED), later)
     old, new = fake.rows("incident")
     assert (old["state"], new["state"]) == ("6", "1")
