@@ -46,8 +46,10 @@ class EmbeddedPostgresBackend(Backend):
 
     Numbers come from the ``work_items`` identity, so replicas never hand out the same one (a
     rolled-back transaction leaves a gap). Each event runs in one transaction holding the advisory
-    lock of its correlation key; ``applied_events`` in the same transaction makes a replay a no-op,
-    and a unique violation from a concurrent writer is transient (the retry sees it as a replay).
+    locks of its correlation key and of its rule and targets (the lifecycle rules of
+    :mod:`receiver.itsm.embedded.lifecycle_rules` find items by the latter); ``applied_events`` in
+    the same transaction makes a replay a no-op, and a unique violation from a concurrent writer is
+    transient (the retry sees it as a replay).
     """
 
     name = "embedded"
