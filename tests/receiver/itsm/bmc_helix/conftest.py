@@ -30,7 +30,8 @@ def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.fixture(autouse=True)
 def _keep_the_main_threads_event_loop() -> Iterator[None]:
-    """``asyncio.run`` leaves the thread without an event loop; later Pulumi runs in this process need the old one."""
+    """The async tests' runner (``asyncio.Runner`` under anyio) leaves the thread without an event loop; later
+    Pulumi runs in this process need the old one."""
     policy = asyncio.get_event_loop_policy()
     try:
         previous: asyncio.AbstractEventLoop | None = policy.get_event_loop()

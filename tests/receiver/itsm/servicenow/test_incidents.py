@@ -15,14 +15,16 @@ from tests.receiver.itsm.servicenow.helpers import VM_ID, alert_id, event, with_
 from tests.support.itsm_fakes.loopback import Fault
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
 
+pytestmark = pytest.mark.anyio
+
 
 def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:
     return fake.rows("incident", correlation_id=correlation_id(alert_id(n)))
 
 
-def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fake: FakeServiceNow) -> None:
+async def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fake: FakeServiceNow) -> None:
     group = "0123456789abcdef0123456789abcdef"
-    with_backend(
+    await with_backend(
         fake, lambda b: b.apply(event(1)), assignment_group=group, category="software", contact_type="monitoring"
     )
     [incident] = fake.rows("incident")
@@ -45,8 +47,8 @@ def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fak
     assert fake.journal(incident["sys_id"])[0].endswith(occurrence_marker(alert_id(1), Condition.FIRED))
 
 
-def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
-    with_backend(fake, lambda b: b.apply(event(1)))
+async def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
+    await with_backend(fake, lambda b: b.apply(event(1)))
     queries = [r for r in fake.requests if r.method == "GET" and "sysparm_query" in r.params]
     assert queries
     for request in queries:
@@ -57,27 +59,27 @@ def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
     assert all(int(r.params["sysparm_limit"]) <= 10 for r in incident_queries)
 
 
-def test_three_deliveries_of_one_fired_leave_one_incident_and_one_note(fake: FakeServiceNow) -> None:
+async def test_three_deliveries_of_one_fired_leave_one_incident_and_one_note(fake: FakeServiceNow) -> None:
     async def body(backend: ServiceNowBackend) -> None:
         for _ in range(3):
             await backend.apply(event(1))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = _incidents(fake)
     assert len(fake.journal(incident["sys_id"])) == 1
 
 
-def test_concurrent_fired_deliveries_for_one_key_create_one_incident(fake: FakeServiceNow) -> None:
+async def test_concurrent_fired_deliveries_for_one_key_create_one_incident(fake: FakeServiceNow) -> None:
     fake.slow_next(4, 0.05)  # widen the search-then-create window
 
     async def body(backend: ServiceNowBackend) -> None:
         await asyncio.gather(*(backend.apply(event(1)) for _ in range(5)))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     assert len(_incidents(fake)) == 1
 
 
-def test_another_alert_on_the_same_key_adds_an_occurrence_note(fake: FakeServiceNow) -> None:
+async def test_another_alert_on_the_same_key_adds_an_occurrence_note(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
     async def body(backend: ServiceNowBackend) -> None:
@@ -85,19 +87,19 @@ def test_another_alert_on_the_same_key_adds_an_occurrence_note(fake: FakeService
         await backend.apply(event(2, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = fake.rows("incident")
     notes = fake.journal(incident["sys_id"])
     assert len(notes) == 2 and alert_id(2) in notes[1]
 
 
-def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServiceNow) -> None:
+async def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServiceNow) -> None:
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1))
         await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1, Condition.RESOLVED))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = _incidents(fake)
     valid = {c["value"] for c in fake.rows("sys_choice", element="close_code", inactive="false")}
     assert incident["state"] == "6" and incident["close_code"] in valid
@@ -106,27 +108,27 @@ def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServi
     assert not any(r.body.get("state") == "7" for r in fake.table_requests("incident", "PATCH"))
 
 
-def test_resolved_before_fired_leaves_no_open_incident(fake: FakeServiceNow) -> None:
+async def test_resolved_before_fired_leaves_no_open_incident(fake: FakeServiceNow) -> None:
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1))
         await backend.apply(event(1))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = _incidents(fake)
     assert incident["state"] == "6" and incident["close_code"] and incident["close_notes"]
     assert not fake.rows("incident", state="1") and not fake.rows("incident", state="2")
     assert len(fake.journal(incident["sys_id"])) == 2
 
 
-def test_resolved_for_an_incident_already_closed_by_people_changes_nothing(fake: FakeServiceNow) -> None:
+async def test_resolved_for_an_incident_already_closed_by_people_changes_nothing(fake: FakeServiceNow) -> None:
     fake.insert("incident", {"correlation_id": correlation_id(alert_id(1)), "state": "7", "active": "false"})
-    with_backend(fake, lambda b: b.apply(event(1, Condition.RESOLVED)))
+    await with_backend(fake, lambda b: b.apply(event(1, Condition.RESOLVED)))
     assert len(_incidents(fake)) == 1
     assert not fake.table_requests("incident", "POST") and not fake.table_requests("incident", "PATCH")
 
 
-def test_a_new_alert_reopens_a_resolved_incident_on_the_same_key(fake: FakeServiceNow) -> None:
+async def test_a_new_alert_reopens_a_resolved_incident_on_the_same_key(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
     async def body(backend: ServiceNowBackend) -> None:
@@ -134,12 +136,12 @@ def test_a_new_alert_reopens_a_resolved_incident_on_the_same_key(fake: FakeServi
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = fake.rows("incident")
     assert incident["state"] == "2"
 
 
-def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) -> None:
+async def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) -> None:
     """ServiceNow applied the POST/PATCH but the connection dropped: the retry must not duplicate."""
 
     async def body(backend: ServiceNowBackend) -> None:
@@ -152,24 +154,24 @@ def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) 
             await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1, Condition.RESOLVED))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = _incidents(fake)
     assert incident["state"] == "6"
     assert len(fake.journal(incident["sys_id"])) == 2
     assert len(fake.table_requests("incident", "POST")) == 1
 
 
-def test_two_open_incidents_for_one_key_park_with_a_clear_reason(fake: FakeServiceNow) -> None:
+async def test_two_open_incidents_for_one_key_park_with_a_clear_reason(fake: FakeServiceNow) -> None:
     for _ in range(2):
         fake.insert(
             "incident",
             {"correlation_id": correlation_id(alert_id(1)), "state": "1", "active": "true", "number": "INC0000099"},
         )
     with pytest.raises(PermanentBackendError, match="more than one open incident"):
-        with_backend(fake, lambda b: b.apply(event(1)))
+        await with_backend(fake, lambda b: b.apply(event(1)))
 
 
-def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServiceNow) -> None:
+async def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServiceNow) -> None:
     """If the instance dropped the correlation_id condition, the row check still refuses strangers."""
     fake.insert("incident", {"correlation_id": "azmon:someone-else", "state": "1", "active": "true"})
     original = fake._parse_condition
@@ -178,24 +180,24 @@ def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServi
         return None if part.startswith("correlation_id") else original(schema, part)
 
     fake._parse_condition = drop_correlation
-    with_backend(fake, lambda b: b.apply(event(1)))
+    await with_backend(fake, lambda b: b.apply(event(1)))
     assert len(_incidents(fake)) == 1
     assert fake.rows("incident", correlation_id="azmon:someone-else")[0]["state"] == "1"
 
 
-def test_severity_map_is_configurable_and_missing_severity_uses_the_fallback(fake: FakeServiceNow) -> None:
+async def test_severity_map_is_configurable_and_missing_severity_uses_the_fallback(fake: FakeServiceNow) -> None:
     async def body(backend: ServiceNowBackend) -> None:
         await backend.apply(event(1, severity="Sev1"))
         await backend.apply(dataclasses.replace(event(2), severity=None))
 
-    with_backend(fake, body, severity_map={"Sev1": {"impact": 3, "urgency": 1}}, unknown_severity="Sev4")
+    await with_backend(fake, body, severity_map={"Sev1": {"impact": 3, "urgency": 1}}, unknown_severity="Sev4")
     [first] = _incidents(fake, 1)
     [second] = _incidents(fake, 2)
     assert (first["impact"], first["urgency"]) == ("3", "1")
     assert (second["impact"], second["urgency"]) == ("3", "3")
 
 
-def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: FakeServiceNow) -> None:
+async def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
     async def body(backend: ServiceNowBackend) -> None:
@@ -208,13 +210,13 @@ def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: 
         assert "1 grouped alert(s) still firing" in fake.journal(open_incident["sys_id"])[-1]
         await backend.apply(event(2, Condition.RESOLVED, correlation_key=key))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = fake.rows("incident")
     assert incident["state"] == "6" and incident["close_code"]
     assert len(fake.journal(incident["sys_id"])) == 4
 
 
-def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(fake: FakeServiceNow) -> None:
+async def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
     async def body(backend: ServiceNowBackend) -> None:
@@ -227,14 +229,16 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
         assert fake.rows("incident")[0]["state"] == "2"
         await backend.apply(event(2, Condition.RESOLVED, correlation_key=key))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     [incident] = fake.rows("incident")
     assert incident["state"] == "6"
     assert len(fake.journal(incident["sys_id"])) == 4
 
 
 @pytest.mark.parametrize("refusal", ["read-acl", "403"])
-def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow, refusal: str) -> None:
+async def test_without_read_access_to_sys_journal_field_nothing_is_left_open(
+    fake: FakeServiceNow, refusal: str
+) -> None:
     """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired.
 
     A read ACL answers 200 with no rows (the usual case); a query on a field the user may not read
@@ -252,12 +256,12 @@ def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: Fak
         await backend.apply(event(2, Condition.RESOLVED))
         await backend.apply(event(2, Condition.RESOLVED))
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     assert [r["state"] for r in fake.rows("incident")] == ["6", "6"]
     assert len(fake.journal(_incidents(fake, 2)[0]["sys_id"])) == 2
 
 
-def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNow) -> None:
+async def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNow) -> None:
     """A busy grouped incident has more than one page (500) of notes; a replay is still recognised.
 
     Guards: reading only the first page of ``sys_journal_field`` (no offset, or one page): the replayed
@@ -287,6 +291,6 @@ def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNo
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
         assert fake.rows("incident")[0]["state"] != "6"  # alert 2 (page 2) still fires
 
-    with_backend(fake, body)
+    await with_backend(fake, body)
     offsets = [r.params.get("sysparm_offset", "0") for r in fake.table_requests("sys_journal_field")]
     assert "500" in offsets

@@ -15,6 +15,8 @@ from receiver.itsm.servicenow.cmdb import query_safe
 from tests.receiver.itsm.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, with_backend
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
 
+pytestmark = pytest.mark.anyio
+
 _PARSER = FakeServiceNow()  # never started: only its encoded-query parser is used
 # No per-example time limit: on a loaded CI machine a pause would fail a property as "Unreliable".
 _NO_DEADLINE = settings(deadline=None)
@@ -49,7 +51,7 @@ def test_correlation_ids_and_markers_are_query_and_like_safe(key: str, condition
     assert all(c.isalnum() or c == "-" for c in marker) and "_" not in marker and "%" not in marker
 
 
-def test_no_secret_or_token_reaches_a_log_record(fake: FakeServiceNow, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_or_token_reaches_a_log_record(fake: FakeServiceNow, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
     async def body(backend: ServiceNowBackend) -> None:
@@ -57,7 +59,7 @@ def test_no_secret_or_token_reaches_a_log_record(fake: FakeServiceNow, caplog: p
         fake.revoke_tokens()
         await backend.apply(event(1, Condition.RESOLVED))
 
-    with_backend(fake, body, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USER, password=PASSWORD)
+    await with_backend(fake, body, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USER, password=PASSWORD)
     tokens = list(fake.tokens)
     assert len(tokens) == 2
     for record in caplog.records:
