@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings
 from tests.support.itsm_fakes.backends import started
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
-
-T = TypeVar("T")
 
 USER = "svc-secure-export"
 PASSWORD = "correct horse battery staple"
@@ -115,22 +113,10 @@ class ManualClock:
 
 
 @asynccontextmanager
-async def backend_for(
+async def started_backend(
     fake: FakeServiceNow, *, clock: Callable[[], float] | None = None, **overrides: Any
 ) -> AsyncIterator[ServiceNowBackend]:
     """A backend against ``fake`` (settings overridden by ``overrides``), started, and closed on the way out."""
     backend = ServiceNowBackend(settings(fake, **overrides), **({"clock": clock} if clock else {}))
     async with started(backend):
         yield backend
-
-
-async def with_backend(
-    fake: FakeServiceNow,
-    body: Callable[[ServiceNowBackend], Awaitable[T]],
-    *,
-    clock: Callable[[], float] | None = None,
-    **overrides: Any,
-) -> T:
-    """Start a backend against ``fake``, await ``body`` with it, close it."""
-    async with backend_for(fake, clock=clock, **overrides) as backend:
-        return await body(backend)
