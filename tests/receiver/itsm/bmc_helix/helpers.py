@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.bmc_helix.settings import BmcSettings
@@ -22,10 +22,8 @@ __all__ = [
     "event",
     "settings",
     "start_fake",
-    "with_backend",
+    "started_backend",
 ]
-
-T = TypeVar("T")
 
 USER = "svc-azure-monitor"
 PASSWORD = "correct horse battery staple"
@@ -53,22 +51,10 @@ def settings(fake: FakeBmc, **overrides: Any) -> BmcSettings:
 
 
 @asynccontextmanager
-async def backend_for(
+async def started_backend(
     fake: FakeBmc, *, clock: Callable[[], float] | None = None, **overrides: Any
 ) -> AsyncIterator[BmcHelixBackend]:
     """A backend against ``fake`` (settings overridden by ``overrides``), started, and closed on the way out."""
     backend = BmcHelixBackend(settings(fake, **overrides), **({"clock": clock} if clock else {}))
     async with started(backend):
         yield backend
-
-
-async def with_backend(
-    fake: FakeBmc,
-    body: Callable[[BmcHelixBackend], Awaitable[T]],
-    *,
-    clock: Callable[[], float] | None = None,
-    **overrides: Any,
-) -> T:
-    """Start a backend against ``fake``, await ``body`` with it, close it."""
-    async with backend_for(fake, clock=clock, **overrides) as backend:
-        return await body(backend)

@@ -11,7 +11,7 @@ from tests.receiver.itsm.bmc_helix.helpers import (
     ManualClock,
     alert_id,
     event,
-    with_backend,
+    started_backend,
 )
 from tests.support.itsm_fakes.bmc_helix import FakeBmc
 
@@ -26,11 +26,9 @@ def _bound(fake: FakeBmc, n: int = 1) -> dict:
 
 
 async def _apply(fake: FakeBmc, *events, **overrides) -> None:
-    async def body(backend) -> None:
+    async with started_backend(fake, **overrides) as backend:
         for item in events:
             await backend.apply(item)
-
-    await with_backend(fake, body, **overrides)
 
 
 async def test_resource_id_wins_over_the_name(fake: FakeBmc) -> None:
@@ -80,13 +78,11 @@ async def test_names_with_control_characters_are_not_looked_up(fake: FakeBmc) ->
 async def test_lookups_are_cached_for_the_ttl(fake: FakeBmc) -> None:
     clock = ManualClock()
 
-    async def body(backend) -> None:
+    async with started_backend(fake, clock=clock) as backend:
         await backend.apply(event(1))
         await backend.apply(event(2))
         clock.advance(301)
         await backend.apply(event(3))
-
-    await with_backend(fake, body, clock=clock)
     assert len([p for p in fake.qualifications if p.form == "BMC.CORE:BMC_BaseElement"]) == 2
     assert fake.cis[0]["CloudId"] == VM_ID
 

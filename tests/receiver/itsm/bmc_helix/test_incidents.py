@@ -8,9 +8,8 @@ import pytest
 
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
-from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.markers import correlation_id, occurrence_marker
-from tests.receiver.itsm.bmc_helix.helpers import VM_ID, alert_id, event, with_backend
+from tests.receiver.itsm.bmc_helix.helpers import VM_ID, alert_id, event, started_backend
 from tests.support.itsm_fakes.bmc_helix import FakeBmc
 
 pytestmark = pytest.mark.anyio
@@ -24,11 +23,9 @@ def _incident(fake: FakeBmc, n: int = 1, key: str | None = None) -> dict:
 
 
 async def _apply(fake: FakeBmc, *events, **overrides) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+    async with started_backend(fake, **overrides) as backend:
         for item in events:
             await backend.apply(item)
-
-    await with_backend(fake, body, **overrides)
 
 
 async def test_fired_creates_one_incident_bound_to_the_ci_with_levels_and_routing(fake: FakeBmc) -> None:
@@ -87,10 +84,8 @@ async def test_repeated_fired_leaves_one_incident_and_no_extra_note(fake: FakeBm
 async def test_concurrent_fired_for_one_key_create_one_incident(fake: FakeBmc) -> None:
     fake.slow_next(4, 0.05)  # widen the search-then-create window
 
-    async def body(backend: BmcHelixBackend) -> None:
+    async with started_backend(fake) as backend:
         await asyncio.gather(*(backend.apply(event(1)) for _ in range(5)))
-
-    await with_backend(fake, body)
     assert len(fake.incidents) == 1
 
 
@@ -190,14 +185,12 @@ async def test_an_answer_lost_after_bmc_applied_the_change_is_replayed_without_d
         path_prefix=f"/api/arsys/v1/entry/{form}",
     )
 
-    async def body(backend: BmcHelixBackend) -> None:
+    async with started_backend(fake) as backend:
         for step in steps:
             try:
                 await backend.apply(step)
             except TransientBackendError:
                 await backend.apply(step)  # the dispatcher's retry
-
-    await with_backend(fake, body)
     assert drop.hits == 1
     incident = _incident(fake, key=KEY)
     assert len(fake.incidents) == 1 and incident["Status"] == "Resolved"
@@ -207,10 +200,8 @@ async def test_an_answer_lost_after_bmc_applied_the_change_is_replayed_without_d
 
 
 async def test_apply_returns_the_incident_number_for_trace(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> list:
-        return [await backend.apply(e) for e in (event(1), event(1), event(1, Condition.RESOLVED))]
-
-    refs = await with_backend(fake, body)
+    async with started_backend(fake) as backend:
+        refs = [await backend.apply(e) for e in (event(1), event(1), event(1, Condition.RESOLVED))]
     assert {ref.number for ref in refs} == {"INC000000000101"}
 
 
