@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,9 +53,9 @@ def settings(fake: FakeBmc, **overrides: Any) -> BmcSettings:
 
 @asynccontextmanager
 async def started_backend(
-    fake: FakeBmc, *, clock: Callable[[], float] | None = None, **overrides: Any
+    fake: FakeBmc, *, clock: Callable[[], float] = time.monotonic, **overrides: Any
 ) -> AsyncIterator[BmcHelixBackend]:
     """A backend against ``fake`` (settings overridden by ``overrides``), started, and closed on the way out."""
-    backend = BmcHelixBackend(settings(fake, **overrides), **({"clock": clock} if clock else {}))
+    backend = BmcHelixBackend(settings(fake, **overrides), clock=clock)
     async with started(backend):
         yield backend

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -114,9 +115,9 @@ class ManualClock:
 
 @asynccontextmanager
 async def started_backend(
-    fake: FakeServiceNow, *, clock: Callable[[], float] | None = None, **overrides: Any
+    fake: FakeServiceNow, *, clock: Callable[[], float] = time.monotonic, **overrides: Any
 ) -> AsyncIterator[ServiceNowBackend]:
     """A backend against ``fake`` (settings overridden by ``overrides``), started, and closed on the way out."""
-    backend = ServiceNowBackend(settings(fake, **overrides), **({"clock": clock} if clock else {}))
+    backend = ServiceNowBackend(settings(fake, **overrides), clock=clock)
     async with started(backend):
         yield backend
