@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,25 @@ def anyio_backend() -> str:
     uvloop where installed, which is asyncio's API too (docs/testing.md).
     """
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_event_loop(request: pytest.FixtureRequest) -> None:
+    """Give a synchronous test a current event loop when an earlier async test left none.
+
+    anyio's runner (like ``asyncio.run``) leaves the main thread without one, and Pulumi's SDK
+    (``Output``, secrets, mocks) asks for the current loop; whether a test passed must not depend
+    on which test ran before it.
+    """
+    if request.node.get_closest_marker("anyio") is not None:
+        return
+    policy = asyncio.get_event_loop_policy()
+    try:
+        loop = policy.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        policy.set_event_loop(policy.new_event_loop())
 
 
 @pytest.fixture(scope="session")

@@ -157,8 +157,8 @@ def load_stack_file(path: Path, display: str | None = None) -> LoadedStack:
     """Read and validate a stack file; raise ConfigError with one line per problem."""
     source = display or str(path)
     try:
-        # libyaml's safe loader when installed: the same documents, ~10x faster than pure-Python
-        # PyYAML, which was 5-7% of planning a stack with 1,000 rules (docs/benchmarks.md).
+        # libyaml's safe loader when installed: the same documents, much faster than pure-Python
+        # PyYAML, which was a visible share of planning a large stack (docs/benchmarks.md).
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

@@ -1,26 +1,21 @@
-"""Running an ITSM backend against a stand-in from a plain (synchronous) test."""
+"""Starting an ITSM backend against a stand-in inside an async test, and closing it whatever happens."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from receiver.itsm.base import Backend
 
 B = TypeVar("B", bound=Backend)
-T = TypeVar("T")
 
 
-def with_started(build: Callable[[], B], body: Callable[[B], Awaitable[T]]) -> T:
-    """Build a backend inside a fresh event loop, start it, run ``body`` with it, close it."""
-
-    async def main() -> T:
-        backend = build()
-        await backend.start()
-        try:
-            return await body(backend)
-        finally:
-            await backend.close()
-
-    return asyncio.run(main())
+@asynccontextmanager
+async def started(backend: B) -> AsyncIterator[B]:
+    """Start ``backend`` (its start-up checks run against the stand-in), yield it, close it on the way out."""
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 
@@ -26,16 +25,3 @@ def fake() -> Iterator[FakeBmc]:
 def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
     """Run every log call of the backend (a bad ``extra`` key only fails when the level is enabled)."""
     caplog.set_level(logging.DEBUG, logger="secure_export.bmc_helix")
-
-
-@pytest.fixture(autouse=True)
-def _keep_the_main_threads_event_loop() -> Iterator[None]:
-    """``asyncio.run`` leaves the thread without an event loop; later Pulumi runs in this process need the old one."""
-    policy = asyncio.get_event_loop_policy()
-    try:
-        previous: asyncio.AbstractEventLoop | None = policy.get_event_loop()
-    except RuntimeError:
-        previous = None
-    yield
-    if previous is not None and not previous.is_closed():
-        asyncio.set_event_loop(previous)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.bmc_helix.settings import BmcSettings
-from tests.receiver.itsm.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event, run
-from tests.support.itsm_fakes.backends import with_started
+from tests.receiver.itsm.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, alert_id, event
+from tests.support.itsm_fakes.backends import started
 from tests.support.itsm_fakes.bmc_helix import FakeBmc
 
 __all__ = [
@@ -19,13 +21,10 @@ __all__ = [
     "ManualClock",
     "alert_id",
     "event",
-    "run",
     "settings",
     "start_fake",
-    "with_backend",
+    "started_backend",
 ]
-
-T = TypeVar("T")
 
 USER = "svc-azure-monitor"
 PASSWORD = "correct horse battery staple"
@@ -52,14 +51,11 @@ def settings(fake: FakeBmc, **overrides: Any) -> BmcSettings:
     return BmcSettings.load({}, **(values | overrides))
 
 
-def with_backend(
-    fake: FakeBmc,
-    body: Callable[[BmcHelixBackend], Awaitable[T]],
-    *,
-    clock: Callable[[], float] | None = None,
-    **overrides: Any,
-) -> T:
-    """Start a backend against ``fake``, run ``body`` with it, close it."""
-    return with_started(
-        lambda: BmcHelixBackend(settings(fake, **overrides), **({"clock": clock} if clock else {})), body
-    )
+@asynccontextmanager
+async def started_backend(
+    fake: FakeBmc, *, clock: Callable[[], float] = time.monotonic, **overrides: Any
+) -> AsyncIterator[BmcHelixBackend]:
+    """A backend against ``fake`` (settings overridden by ``overrides``), started, and closed on the way out."""
+    backend = BmcHelixBackend(settings(fake, **overrides), clock=clock)
+    async with started(backend):
+        yield backend

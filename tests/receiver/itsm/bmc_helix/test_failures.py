@@ -8,8 +8,10 @@ from receiver.alerts.events import Condition
 from receiver.itsm.base import CredentialsRejected, PermanentBackendError, TransientBackendError
 from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 from receiver.itsm.counters import register_counters
-from tests.receiver.itsm.bmc_helix.helpers import PASSWORD, ManualClock, event, with_backend
+from tests.receiver.itsm.bmc_helix.helpers import PASSWORD, ManualClock, event, started_backend
 from tests.support.itsm_fakes.bmc_helix import FakeBmc
+
+pytestmark = pytest.mark.anyio
 
 
 async def _raises(backend: BmcHelixBackend, kind: type[Exception], *events) -> Exception:
@@ -20,57 +22,49 @@ async def _raises(backend: BmcHelixBackend, kind: type[Exception], *events) -> E
     return caught.value
 
 
-def test_one_login_serves_many_calls_and_close_logs_out(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_one_login_serves_many_calls_and_close_logs_out(fake: FakeBmc) -> None:
+    async with started_backend(fake) as backend:
         for n in range(1, 4):
             await backend.apply(event(n))
             await backend.apply(event(n, Condition.RESOLVED))
-
-    with_backend(fake, body)
     assert len(fake.logins) == 1 and len(fake.logouts) == 1
     assert not fake.tokens  # released on the server
     assert all(r.auth == "AR-JWT" for r in fake.requests if "/entry/" in r.path)
 
 
-def test_the_token_is_renewed_before_it_expires(fake: FakeBmc) -> None:
+async def test_the_token_is_renewed_before_it_expires(fake: FakeBmc) -> None:
     clock = ManualClock()
 
-    async def body(backend: BmcHelixBackend) -> None:
+    async with started_backend(fake, clock=clock) as backend:
         await backend.apply(event(1))
         clock.advance(3600 - 30)  # inside the refresh margin
         await backend.apply(event(2))
-
-    with_backend(fake, body, clock=clock)
     assert len(fake.logins) == 2
 
 
-def test_a_revoked_token_is_replaced_once_and_the_call_repeated(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_a_revoked_token_is_replaced_once_and_the_call_repeated(fake: FakeBmc) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1))
         fake.revoke_tokens()
         await backend.apply(event(1, Condition.RESOLVED))
-
-    with_backend(fake, body)
     assert len(fake.logins) == 2
     assert fake.incidents[0]["Status"] == "Resolved"
     assert [r.status for r in fake.requests].count(401) == 1
 
 
-def test_wrong_password_is_credentials_rejected_and_readiness_says_why(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_wrong_password_is_credentials_rejected_and_readiness_says_why(fake: FakeBmc) -> None:
+    async with started_backend(fake, password="wrong") as backend:
         error = await _raises(backend, CredentialsRejected, event(1))
         assert isinstance(error, TransientBackendError)  # alerts wait in the inbox
         assert "refused the login of 'svc-azure-monitor'" in str(error) and "623" in str(error)
         assert "wrong" not in str(error)
         ready = await backend.readiness()
         assert not ready.ready and "SECURE_EXPORT_BMC_PASSWORD" in ready.reason
-
-    with_backend(fake, body, password="wrong")
     assert not fake.incidents
 
 
-def test_rate_limit_and_maintenance_carry_retry_after(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_rate_limit_and_maintenance_carry_retry_after(fake: FakeBmc) -> None:
+    async with started_backend(fake, retry_after_cap_seconds=20) as backend:
         await backend.apply(event(1))
         fake.rate_limit(1, retry_after=7, path_prefix="/api/arsys/")
         limited = await _raises(backend, TransientBackendError, event(1, Condition.RESOLVED))
@@ -83,22 +77,18 @@ def test_rate_limit_and_maintenance_carry_retry_after(fake: FakeBmc) -> None:
         fake.end_outage()
         await backend.apply(event(1, Condition.RESOLVED))
         assert outage.hits >= 2
-
-    with_backend(fake, body, retry_after_cap_seconds=20)
     assert fake.incidents[0]["Status"] == "Resolved"
 
 
-def test_retry_after_is_capped(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_retry_after_is_capped(fake: FakeBmc) -> None:
+    async with started_backend(fake, retry_after_cap_seconds=30) as backend:
         fake.rate_limit(1, retry_after=3600, path_prefix="/api/arsys/")
         limited = await _raises(backend, TransientBackendError, event(1))
         assert limited.retry_after == 30
 
-    with_backend(fake, body, retry_after_cap_seconds=30)
 
-
-def test_timeouts_and_dropped_connections_are_transient(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_timeouts_and_dropped_connections_are_transient(fake: FakeBmc) -> None:
+    async with started_backend(fake, timeout_seconds=0.3) as backend:
         fake.slow_next(1, 1.0, path_prefix="/api/arsys/")
         slow = await _raises(backend, TransientBackendError, event(1))
         assert "did not answer" in str(slow)
@@ -106,39 +96,31 @@ def test_timeouts_and_dropped_connections_are_transient(fake: FakeBmc) -> None:
         dropped = await _raises(backend, TransientBackendError, event(1))
         assert "cannot reach BMC" in str(dropped)
         await backend.apply(event(1))
-
-    with_backend(fake, body, timeout_seconds=0.3)
     assert len(fake.incidents) == 1
 
 
-def test_a_refusal_is_permanent_with_bmcs_own_message(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_a_refusal_is_permanent_with_bmcs_own_message(fake: FakeBmc) -> None:
+    async with started_backend(fake, customer_first_name="Nobody", customer_last_name="Here") as backend:
         error = await _raises(backend, PermanentBackendError, event(1))
         message = str(error)
         assert "HPD:IncidentInterface_Create" in message and "HTTP 400" in message
         assert "ERROR 1291001: The customer is not a valid People record" in message and "Nobody Here" in message
 
-    with_backend(fake, body, customer_first_name="Nobody", customer_last_name="Here")
 
-
-def test_a_misspelt_correlation_field_is_refused_not_ignored(fake: FakeBmc) -> None:
-    async def body(backend: BmcHelixBackend) -> None:
+async def test_a_misspelt_correlation_field_is_refused_not_ignored(fake: FakeBmc) -> None:
+    async with started_backend(fake, correlation_field="Vendor Tciket Number") as backend:
         error = await _raises(backend, PermanentBackendError, event(1))
         assert "ERROR 314: Field does not exist on current form" in str(error)
 
-    with_backend(fake, body, correlation_field="Vendor Tciket Number")
 
-
-def test_metrics_count_calls_by_form_and_logins(fake: FakeBmc) -> None:
+async def test_metrics_count_calls_by_form_and_logins(fake: FakeBmc) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    async def body(backend: BmcHelixBackend) -> bytes:
+    async with started_backend(fake) as backend:
         registry = CollectorRegistry()
         register_counters(registry, backend)
         await backend.apply(event(1))
-        return generate_latest(registry)
-
-    text = with_backend(fake, body).decode()
+        text = generate_latest(registry).decode()
     assert (
         'secure_export_bmc_http_requests_total{form="HPD:IncidentInterface_Create",method="POST",status="201"} 1.0'
         in text

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from receiver.alerts.events import AlertEvent, Condition
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings
-from tests.support.itsm_fakes.backends import with_started
+from tests.support.itsm_fakes.backends import started
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
-
-T = TypeVar("T")
 
 USER = "svc-secure-export"
 PASSWORD = "correct horse battery staple"
@@ -100,11 +99,6 @@ def settings(fake: FakeServiceNow, **overrides: Any) -> ServiceNowSettings:
     return ServiceNowSettings.load(**values)
 
 
-def run(coro: Awaitable[T]) -> T:
-    """Run one coroutine to completion (tests are plain functions)."""
-    return asyncio.run(coro)
-
-
 class ManualClock:
     """A monotonic clock the test moves by hand (TTLs and token lifetimes without sleeping)."""
 
@@ -119,14 +113,11 @@ class ManualClock:
         self.now += seconds
 
 
-def with_backend(
-    fake: FakeServiceNow,
-    body: Callable[[ServiceNowBackend], Awaitable[T]],
-    *,
-    clock: Callable[[], float] | None = None,
-    **overrides: Any,
-) -> T:
-    """Start a backend against ``fake``, run ``body`` with it, close it."""
-    return with_started(
-        lambda: ServiceNowBackend(settings(fake, **overrides), **({"clock": clock} if clock else {})), body
-    )
+@asynccontextmanager
+async def started_backend(
+    fake: FakeServiceNow, *, clock: Callable[[], float] = time.monotonic, **overrides: Any
+) -> AsyncIterator[ServiceNowBackend]:
+    """A backend against ``fake`` (settings overridden by ``overrides``), started, and closed on the way out."""
+    backend = ServiceNowBackend(settings(fake, **overrides), clock=clock)
+    async with started(backend):
+        yield backend

@@ -21,100 +21,98 @@ import pytest
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.servicenow.backend import ServiceNowBackend
-from tests.receiver.itsm.servicenow.helpers import event, run, settings, with_backend
+from tests.receiver.itsm.servicenow.helpers import event, settings, started_backend
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
+
+pytestmark = pytest.mark.anyio
 
 
 def _unchecked_warnings(caplog: pytest.LogCaptureFixture) -> int:
     return sum(getattr(r, "event", None) == "servicenow_close_code_unchecked" for r in caplog.records)
 
 
-def test_a_hidden_sys_choice_neither_stops_start_nor_is_asked_again(
+async def test_a_hidden_sys_choice_neither_stops_start_nor_is_asked_again(
     fake: FakeServiceNow, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.hide("sys_choice")
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake, close_code="Workaround provided") as backend:  # start() runs the check
         for n in (1, 2):
             await backend.apply(event(n))
             await backend.apply(event(n, Condition.RESOLVED))
         assert (await backend.readiness()).ready
-
-    with_backend(fake, body, close_code="Workaround provided")  # start() runs the check
     incidents = fake.rows("incident")
     assert [(i["state"], i["close_code"]) for i in incidents] == [("6", "Workaround provided")] * 2
     assert [r.status for r in fake.table_requests("sys_choice")] == [200]  # checked once, at start
     assert _unchecked_warnings(caplog) == 1
 
 
-def test_a_hidden_sys_choice_is_checked_once_even_when_start_could_not_reach_the_instance(
+async def test_a_hidden_sys_choice_is_checked_once_even_when_start_could_not_reach_the_instance(
     fake: FakeServiceNow, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.hide("sys_choice")
 
-    async def main() -> None:
-        backend = ServiceNowBackend(settings(fake))
-        fake.start_outage()
-        await backend.start()
-        fake.end_outage()
-        try:
-            for n in (1, 2):
-                await backend.apply(event(n, Condition.RESOLVED))
-        finally:
-            await backend.close()
-
-    run(main())
+    backend = ServiceNowBackend(settings(fake))
+    fake.start_outage()
+    await backend.start()
+    fake.end_outage()
+    try:
+        for n in (1, 2):
+            await backend.apply(event(n, Condition.RESOLVED))
+    finally:
+        await backend.close()
     assert [r.status for r in fake.table_requests("sys_choice")] == [503, 200]
     assert [i["state"] for i in fake.rows("incident")] == ["6", "6"]
     assert _unchecked_warnings(caplog) == 1
 
 
-def test_a_wrong_close_code_unchecked_behind_a_hidden_sys_choice_parks_resolutions_with_the_policy_named(
+async def test_a_wrong_close_code_unchecked_behind_a_hidden_sys_choice_parks_resolutions_with_the_policy_named(
     fake: FakeServiceNow,
 ) -> None:
     """What an operator sees when the check could not run: ServiceNow drops the unknown choice, and its
     data policy then refuses the resolution as if the code were missing (permanent: parked)."""
     fake.hide("sys_choice")
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake, close_code="Fixed it") as backend:
         await backend.apply(event(1))
         with pytest.raises(PermanentBackendError, match=r"(?s)Data Policy Exception.*mandatory: Resolution code$"):
             await backend.apply(event(1, Condition.RESOLVED))
-
-    with_backend(fake, body, close_code="Fixed it")
     assert fake.rows("incident")[0]["state"] == "1"
 
 
-def test_partly_hidden_choices_still_let_a_visible_close_code_through(fake: FakeServiceNow) -> None:
+async def test_partly_hidden_choices_still_let_a_visible_close_code_through(fake: FakeServiceNow) -> None:
     fake.hide("sys_choice", rows=lambda row: row.get("value") in ("Duplicate", "Known error"))
-    with_backend(fake, lambda b: b.apply(event(1, Condition.RESOLVED)), close_code="Solution provided")
+    async with started_backend(fake, close_code="Solution provided") as backend:
+        await backend.apply(event(1, Condition.RESOLVED))
     assert fake.rows("incident")[0]["close_code"] == "Solution provided"
 
 
-def test_a_close_code_hidden_among_visible_choices_is_refused_with_the_acl_named(fake: FakeServiceNow) -> None:
+async def test_a_close_code_hidden_among_visible_choices_is_refused_with_the_acl_named(fake: FakeServiceNow) -> None:
     # Indistinguishable from a wrong code, which the instance would drop silently before its data
     # policy refuses every resolution: refusing to start, naming the ACL as a possible cause, is safer.
     fake.hide("sys_choice", rows=lambda row: row.get("value") == "Solution provided")
     with pytest.raises(PermanentBackendError, match="not an active close_code.*read ACL hides some sys_choice"):
-        with_backend(fake, lambda b: b.apply(event(1)), close_code="Solution provided")
+        async with started_backend(fake, close_code="Solution provided") as backend:
+            await backend.apply(event(1))
 
 
-def test_a_hidden_cmdb_leaves_the_incident_unbound_and_says_so(fake: FakeServiceNow) -> None:
+async def test_a_hidden_cmdb_leaves_the_incident_unbound_and_says_so(fake: FakeServiceNow) -> None:
     fake.hide("cmdb_ci")
-    with_backend(fake, lambda b: b.apply(event(1)))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1))
     [incident] = fake.rows("incident")
     assert not incident.get("cmdb_ci")
     assert "not found in the CMDB" in incident["description"]
     assert fake.table_requests("cmdb_ci", "GET") and not fake.table_requests("cmdb_ci", "POST")
 
 
-def test_a_hidden_incident_table_pauses_instead_of_opening_an_incident_per_delivery(
+async def test_a_hidden_incident_table_pauses_instead_of_opening_an_incident_per_delivery(
     fake: FakeServiceNow, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="secure_export.servicenow")
     fake.hide("incident")
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1))  # created: ServiceNow took it, the user just cannot see it
         readiness = await backend.readiness()
         assert not readiness.ready and "read ACL on incident" in readiness.reason
@@ -126,7 +124,5 @@ def test_a_hidden_incident_table_pauses_instead_of_opening_an_incident_per_deliv
         assert (await backend.readiness()).ready
         await backend.apply(event(1))
         await backend.apply(event(2))
-
-    with_backend(fake, body)
     assert len(fake.rows("incident")) == 2
     assert any(getattr(r, "event", None) == "servicenow_incident_unreadable" for r in caplog.records)

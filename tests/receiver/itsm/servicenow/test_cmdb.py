@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.cmdb import query_safe
-from tests.receiver.itsm.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, event, with_backend
+from tests.receiver.itsm.servicenow.helpers import SUBSCRIPTION, VM_ID, ManualClock, event, started_backend
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
+
+pytestmark = pytest.mark.anyio
 
 DB_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-app/providers/Microsoft.Sql/servers/sql-01"
 
 
-def test_binds_the_ci_found_by_resource_id_and_lists_every_ci(fake: FakeServiceNow) -> None:
+async def test_binds_the_ci_found_by_resource_id_and_lists_every_ci(fake: FakeServiceNow) -> None:
     fake.insert("cmdb_ci", {"name": "sql-01", "object_id": DB_ID})
-    with_backend(
-        fake,
-        lambda b: b.apply(event(1, target_ids=(VM_ID, DB_ID), configuration_items=("vm-web-01", "sql-01", "ghost"))),
-    )
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, target_ids=(VM_ID, DB_ID), configuration_items=("vm-web-01", "sql-01", "ghost")))
     [incident] = fake.rows("incident")
     assert incident["cmdb_ci"] == fake.rows("cmdb_ci", name="vm-web-01")[0]["sys_id"]
     description = incident["description"]
@@ -25,43 +24,42 @@ def test_binds_the_ci_found_by_resource_id_and_lists_every_ci(fake: FakeServiceN
     assert "'ghost': not found in the CMDB" in description
 
 
-def test_falls_back_to_the_name_when_no_resource_id_matches(fake: FakeServiceNow) -> None:
+async def test_falls_back_to_the_name_when_no_resource_id_matches(fake: FakeServiceNow) -> None:
     web02 = fake.insert("cmdb_ci", {"name": "vm-web-02"})
     other = VM_ID.replace("vm-web-01", "vm-web-02")
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(other,), configuration_items=("vm-web-02",))))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, target_ids=(other,), configuration_items=("vm-web-02",)))
     assert fake.rows("incident")[0]["cmdb_ci"] == web02["sys_id"]
 
 
-def test_resource_id_lookup_ignores_case_and_uses_the_configured_field(fake: FakeServiceNow) -> None:
+async def test_resource_id_lookup_ignores_case_and_uses_the_configured_field(fake: FakeServiceNow) -> None:
     db = fake.insert("cmdb_ci", {"name": "db", "serial_number": DB_ID.lower()})
-    with_backend(
-        fake, lambda b: b.apply(event(1, target_ids=(DB_ID,), configuration_items=())), ci_lookup_field="serial_number"
-    )
+    async with started_backend(fake, ci_lookup_field="serial_number") as backend:
+        await backend.apply(event(1, target_ids=(DB_ID,), configuration_items=()))
     assert fake.rows("incident")[0]["cmdb_ci"] == db["sys_id"]
     assert all(r.params["sysparm_query"].startswith("serial_number=") for r in fake.table_requests("cmdb_ci"))
 
 
-def test_ambiguous_names_bind_nothing(fake: FakeServiceNow) -> None:
+async def test_ambiguous_names_bind_nothing(fake: FakeServiceNow) -> None:
     for _ in range(2):
         fake.insert("cmdb_ci", {"name": "twin"})
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(), configuration_items=("twin",))))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, target_ids=(), configuration_items=("twin",)))
     [incident] = fake.rows("incident")
     assert incident.get("cmdb_ci", "") == ""
     assert "ambiguous" in incident["description"]
 
 
-def test_hits_and_misses_are_cached_until_the_ttl_expires(fake: FakeServiceNow) -> None:
+async def test_hits_and_misses_are_cached_until_the_ttl_expires(fake: FakeServiceNow) -> None:
     clock = ManualClock()
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake, clock=clock, ci_cache_ttl_seconds=300) as backend:
         await backend.apply(event(1, configuration_items=("vm-web-01", "ghost")))
         await backend.apply(event(2, configuration_items=("vm-web-01", "ghost")))
         assert len(fake.table_requests("cmdb_ci")) == 2  # resource id hit + name miss, then cached
         clock.advance(301)
         await backend.apply(event(3, configuration_items=("vm-web-01", "ghost")))
         assert len(fake.table_requests("cmdb_ci")) == 4
-
-    with_backend(fake, body, clock=clock, ci_cache_ttl_seconds=300)
 
 
 @pytest.mark.parametrize(
@@ -77,8 +75,9 @@ def test_hits_and_misses_are_cached_until_the_ttl_expires(fake: FakeServiceNow) 
         "x" * 300,
     ],
 )
-def test_hostile_ci_names_never_reach_a_query(fake: FakeServiceNow, name: str) -> None:
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(), configuration_items=(name,))))
+async def test_hostile_ci_names_never_reach_a_query(fake: FakeServiceNow, name: str) -> None:
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, target_ids=(), configuration_items=(name,)))
     assert not fake.table_requests("cmdb_ci")
     assert fake.scripts_evaluated == []
     for request in fake.requests:
@@ -87,9 +86,10 @@ def test_hostile_ci_names_never_reach_a_query(fake: FakeServiceNow, name: str) -
     assert incident.get("cmdb_ci", "") == "" and "not looked up" in incident["description"]
 
 
-def test_hostile_resource_ids_never_reach_a_query(fake: FakeServiceNow) -> None:
+async def test_hostile_resource_ids_never_reach_a_query(fake: FakeServiceNow) -> None:
     hostile = VM_ID + "^ORobject_id!=x"
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(hostile,), configuration_items=())))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, target_ids=(hostile,), configuration_items=()))
     assert not fake.table_requests("cmdb_ci")
     assert all("object_id!=x" not in r.params.get("sysparm_query", "") for r in fake.requests)
     assert "not looked up" in fake.rows("incident")[0]["description"]
@@ -100,13 +100,13 @@ def test_query_safe_accepts_azure_names_and_ids() -> None:
     assert not query_safe("") and not query_safe("a^b") and not query_safe("javascript:x")
 
 
-def test_cis_are_never_created_unless_configured(fake: FakeServiceNow) -> None:
+async def test_cis_are_never_created_unless_configured(fake: FakeServiceNow) -> None:
     new_id = VM_ID.replace("vm-web-01", "vm-new")
-    with_backend(fake, lambda b: b.apply(event(1, target_ids=(new_id,), configuration_items=("vm-new",))))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, target_ids=(new_id,), configuration_items=("vm-new",)))
     assert not fake.table_requests("cmdb_ci", "POST")
-    with_backend(
-        fake, lambda b: b.apply(event(2, target_ids=(new_id,), configuration_items=("vm-new",))), create_cis=True
-    )
+    async with started_backend(fake, create_cis=True) as backend:
+        await backend.apply(event(2, target_ids=(new_id,), configuration_items=("vm-new",)))
     [created] = fake.rows("cmdb_ci", name="vm-new")
     assert created["object_id"] == new_id
     assert fake.rows("incident", cmdb_ci=created["sys_id"])

@@ -15,10 +15,13 @@ import pytest
 from receiver.demo.local_issuer import LocalIssuer
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.settings import ServiceNowSettings, ServiceNowSettingsError
-from tests.receiver.itsm.servicenow.helpers import PASSWORD, USER, refused_gets, run
+from tests.receiver.itsm.servicenow.helpers import PASSWORD, USER, refused_gets
 from tests.support.alerts import alert_body
+from tests.support.itsm_fakes.backends import started
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
 from tests.support.receivers import start_receiver
+
+pytestmark = pytest.mark.anyio
 
 NEW_PASSWORD = "rotated: purple monkey dishwasher"
 
@@ -60,19 +63,12 @@ def test_a_rotated_password_file_is_picked_up_by_the_running_receiver(
     assert NEW_PASSWORD not in rx.stderr_text() and PASSWORD not in rx.stderr_text()
 
 
-def test_an_unchanged_file_is_not_retried_and_a_bad_file_is_named(tmp_path: Path, fake: FakeServiceNow) -> None:
+async def test_an_unchanged_file_is_not_retried_and_a_bad_file_is_named(tmp_path: Path, fake: FakeServiceNow) -> None:
     secret = tmp_path / "pw"
     secret.write_text("wrong")
-    backend = ServiceNowBackend(_settings(fake, secret))
-
-    async def readiness() -> str:
-        await backend.start()
-        try:
-            return (await backend.readiness()).reason
-        finally:
-            await backend.close()
-
-    assert "refused the credentials" in run(readiness())
+    async with started(ServiceNowBackend(_settings(fake, secret))) as backend:
+        reason = (await backend.readiness()).reason
+    assert "refused the credentials" in reason
     refused = [r.path for r in fake.requests if r.status == 401]
     # start() checks sys_choice, readiness reads incident: each refused once, not retried with the
     # same password since the file did not change.

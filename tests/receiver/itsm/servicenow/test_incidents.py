@@ -10,21 +10,21 @@ import pytest
 from receiver.alerts.events import Condition
 from receiver.itsm.base import PermanentBackendError, TransientBackendError
 from receiver.itsm.markers import correlation_id, lifecycle_id, occurrence_marker
-from receiver.itsm.servicenow.backend import ServiceNowBackend
-from tests.receiver.itsm.servicenow.helpers import VM_ID, alert_id, event, with_backend
+from tests.receiver.itsm.servicenow.helpers import VM_ID, alert_id, event, started_backend
 from tests.support.itsm_fakes.loopback import Fault
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
+
+pytestmark = pytest.mark.anyio
 
 
 def _incidents(fake: FakeServiceNow, n: int = 1) -> list[dict[str, str]]:
     return fake.rows("incident", correlation_id=correlation_id(alert_id(n)))
 
 
-def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fake: FakeServiceNow) -> None:
+async def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fake: FakeServiceNow) -> None:
     group = "0123456789abcdef0123456789abcdef"
-    with_backend(
-        fake, lambda b: b.apply(event(1)), assignment_group=group, category="software", contact_type="monitoring"
-    )
+    async with started_backend(fake, assignment_group=group, category="software", contact_type="monitoring") as backend:
+        await backend.apply(event(1))
     [incident] = fake.rows("incident")
     assert incident["correlation_id"] == correlation_id(alert_id(1))
     assert incident["correlation_id"].startswith("azmon:") and alert_id(1) not in incident["correlation_id"]
@@ -45,8 +45,9 @@ def test_fired_creates_one_incident_with_hashed_correlation_id_ci_and_levels(fak
     assert fake.journal(incident["sys_id"])[0].endswith(occurrence_marker(alert_id(1), Condition.FIRED))
 
 
-def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
-    with_backend(fake, lambda b: b.apply(event(1)))
+async def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1))
     queries = [r for r in fake.requests if r.method == "GET" and "sysparm_query" in r.params]
     assert queries
     for request in queries:
@@ -57,47 +58,39 @@ def test_every_query_is_bounded_named_and_hashed(fake: FakeServiceNow) -> None:
     assert all(int(r.params["sysparm_limit"]) <= 10 for r in incident_queries)
 
 
-def test_three_deliveries_of_one_fired_leave_one_incident_and_one_note(fake: FakeServiceNow) -> None:
-    async def body(backend: ServiceNowBackend) -> None:
+async def test_three_deliveries_of_one_fired_leave_one_incident_and_one_note(fake: FakeServiceNow) -> None:
+    async with started_backend(fake) as backend:
         for _ in range(3):
             await backend.apply(event(1))
-
-    with_backend(fake, body)
     [incident] = _incidents(fake)
     assert len(fake.journal(incident["sys_id"])) == 1
 
 
-def test_concurrent_fired_deliveries_for_one_key_create_one_incident(fake: FakeServiceNow) -> None:
+async def test_concurrent_fired_deliveries_for_one_key_create_one_incident(fake: FakeServiceNow) -> None:
     fake.slow_next(4, 0.05)  # widen the search-then-create window
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await asyncio.gather(*(backend.apply(event(1)) for _ in range(5)))
-
-    with_backend(fake, body)
     assert len(_incidents(fake)) == 1
 
 
-def test_another_alert_on_the_same_key_adds_an_occurrence_note(fake: FakeServiceNow) -> None:
+async def test_another_alert_on_the_same_key_adds_an_occurrence_note(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))
-
-    with_backend(fake, body)
     [incident] = fake.rows("incident")
     notes = fake.journal(incident["sys_id"])
     assert len(notes) == 2 and alert_id(2) in notes[1]
 
 
-def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServiceNow) -> None:
-    async def body(backend: ServiceNowBackend) -> None:
+async def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServiceNow) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1))
         await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1, Condition.RESOLVED))
-
-    with_backend(fake, body)
     [incident] = _incidents(fake)
     valid = {c["value"] for c in fake.rows("sys_choice", element="close_code", inactive="false")}
     assert incident["state"] == "6" and incident["close_code"] in valid
@@ -106,43 +99,40 @@ def test_resolved_sets_state_6_with_a_valid_close_code_and_notes(fake: FakeServi
     assert not any(r.body.get("state") == "7" for r in fake.table_requests("incident", "PATCH"))
 
 
-def test_resolved_before_fired_leaves_no_open_incident(fake: FakeServiceNow) -> None:
-    async def body(backend: ServiceNowBackend) -> None:
+async def test_resolved_before_fired_leaves_no_open_incident(fake: FakeServiceNow) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1))
         await backend.apply(event(1))
-
-    with_backend(fake, body)
     [incident] = _incidents(fake)
     assert incident["state"] == "6" and incident["close_code"] and incident["close_notes"]
     assert not fake.rows("incident", state="1") and not fake.rows("incident", state="2")
     assert len(fake.journal(incident["sys_id"])) == 2
 
 
-def test_resolved_for_an_incident_already_closed_by_people_changes_nothing(fake: FakeServiceNow) -> None:
+async def test_resolved_for_an_incident_already_closed_by_people_changes_nothing(fake: FakeServiceNow) -> None:
     fake.insert("incident", {"correlation_id": correlation_id(alert_id(1)), "state": "7", "active": "false"})
-    with_backend(fake, lambda b: b.apply(event(1, Condition.RESOLVED)))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1, Condition.RESOLVED))
     assert len(_incidents(fake)) == 1
     assert not fake.table_requests("incident", "POST") and not fake.table_requests("incident", "PATCH")
 
 
-def test_a_new_alert_reopens_a_resolved_incident_on_the_same_key(fake: FakeServiceNow) -> None:
+async def test_a_new_alert_reopens_a_resolved_incident_on_the_same_key(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, correlation_key=key))
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))
-
-    with_backend(fake, body)
     [incident] = fake.rows("incident")
     assert incident["state"] == "2"
 
 
-def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) -> None:
+async def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) -> None:
     """ServiceNow applied the POST/PATCH but the connection dropped: the retry must not duplicate."""
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         fake.drop_next(1, after_processing=True, method="POST", path_prefix="/api/now/table/incident")
         with pytest.raises(TransientBackendError, match="cannot reach ServiceNow"):
             await backend.apply(event(1))
@@ -151,25 +141,24 @@ def test_replay_after_the_answer_was_lost_changes_nothing(fake: FakeServiceNow) 
         with pytest.raises(TransientBackendError, match="cannot reach ServiceNow"):
             await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1, Condition.RESOLVED))
-
-    with_backend(fake, body)
     [incident] = _incidents(fake)
     assert incident["state"] == "6"
     assert len(fake.journal(incident["sys_id"])) == 2
     assert len(fake.table_requests("incident", "POST")) == 1
 
 
-def test_two_open_incidents_for_one_key_park_with_a_clear_reason(fake: FakeServiceNow) -> None:
+async def test_two_open_incidents_for_one_key_park_with_a_clear_reason(fake: FakeServiceNow) -> None:
     for _ in range(2):
         fake.insert(
             "incident",
             {"correlation_id": correlation_id(alert_id(1)), "state": "1", "active": "true", "number": "INC0000099"},
         )
     with pytest.raises(PermanentBackendError, match="more than one open incident"):
-        with_backend(fake, lambda b: b.apply(event(1)))
+        async with started_backend(fake) as backend:
+            await backend.apply(event(1))
 
 
-def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServiceNow) -> None:
+async def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServiceNow) -> None:
     """If the instance dropped the correlation_id condition, the row check still refuses strangers."""
     fake.insert("incident", {"correlation_id": "azmon:someone-else", "state": "1", "active": "true"})
     original = fake._parse_condition
@@ -178,27 +167,28 @@ def test_rows_that_do_not_match_are_never_taken_for_the_incident(fake: FakeServi
         return None if part.startswith("correlation_id") else original(schema, part)
 
     fake._parse_condition = drop_correlation
-    with_backend(fake, lambda b: b.apply(event(1)))
+    async with started_backend(fake) as backend:
+        await backend.apply(event(1))
     assert len(_incidents(fake)) == 1
     assert fake.rows("incident", correlation_id="azmon:someone-else")[0]["state"] == "1"
 
 
-def test_severity_map_is_configurable_and_missing_severity_uses_the_fallback(fake: FakeServiceNow) -> None:
-    async def body(backend: ServiceNowBackend) -> None:
+async def test_severity_map_is_configurable_and_missing_severity_uses_the_fallback(fake: FakeServiceNow) -> None:
+    async with started_backend(
+        fake, severity_map={"Sev1": {"impact": 3, "urgency": 1}}, unknown_severity="Sev4"
+    ) as backend:
         await backend.apply(event(1, severity="Sev1"))
         await backend.apply(dataclasses.replace(event(2), severity=None))
-
-    with_backend(fake, body, severity_map={"Sev1": {"impact": 3, "urgency": 1}}, unknown_severity="Sev4")
     [first] = _incidents(fake, 1)
     [second] = _incidents(fake, 2)
     assert (first["impact"], first["urgency"]) == ("3", "1")
     assert (second["impact"], second["urgency"]) == ("3", "3")
 
 
-def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: FakeServiceNow) -> None:
+async def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, correlation_key=key))
         await backend.apply(event(2, correlation_key=key))
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
@@ -207,17 +197,15 @@ def test_a_grouped_incident_resolves_only_when_every_alert_on_it_resolved(fake: 
         assert open_incident["state"] == "1"
         assert "1 grouped alert(s) still firing" in fake.journal(open_incident["sys_id"])[-1]
         await backend.apply(event(2, Condition.RESOLVED, correlation_key=key))
-
-    with_backend(fake, body)
     [incident] = fake.rows("incident")
     assert incident["state"] == "6" and incident["close_code"]
     assert len(fake.journal(incident["sys_id"])) == 4
 
 
-def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(fake: FakeServiceNow) -> None:
+async def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(fake: FakeServiceNow) -> None:
     key = "rule:cpu-high|" + VM_ID.lower()
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, correlation_key=key))
         fake.tables["incident"][0].update(
             state="6", close_code="Solution provided", close_notes="by hand", resolved_at="2026-11-26 06:20:00"
@@ -226,15 +214,15 @@ def test_resolved_on_an_incident_people_already_resolved_keeps_the_group_right(f
         await backend.apply(event(2, correlation_key=key))  # a new instance reopens
         assert fake.rows("incident")[0]["state"] == "2"
         await backend.apply(event(2, Condition.RESOLVED, correlation_key=key))
-
-    with_backend(fake, body)
     [incident] = fake.rows("incident")
     assert incident["state"] == "6"
     assert len(fake.journal(incident["sys_id"])) == 4
 
 
 @pytest.mark.parametrize("refusal", ["read-acl", "403"])
-def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: FakeServiceNow, refusal: str) -> None:
+async def test_without_read_access_to_sys_journal_field_nothing_is_left_open(
+    fake: FakeServiceNow, refusal: str
+) -> None:
     """Some instances hide sys_journal_field; the marker in close_notes still protects Resolved-before-Fired.
 
     A read ACL answers 200 with no rows (the usual case); a query on a field the user may not read
@@ -245,19 +233,17 @@ def test_without_read_access_to_sys_journal_field_nothing_is_left_open(fake: Fak
     else:
         fake.inject(Fault("status", 403, remaining=None, path_prefix="/api/now/table/sys_journal_field"))
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, Condition.RESOLVED))
         await backend.apply(event(1))
         await backend.apply(event(2))
         await backend.apply(event(2, Condition.RESOLVED))
         await backend.apply(event(2, Condition.RESOLVED))
-
-    with_backend(fake, body)
     assert [r["state"] for r in fake.rows("incident")] == ["6", "6"]
     assert len(fake.journal(_incidents(fake, 2)[0]["sys_id"])) == 2
 
 
-def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNow) -> None:
+async def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNow) -> None:
     """A busy grouped incident has more than one page (500) of notes; a replay is still recognised.
 
     Guards: reading only the first page of ``sys_journal_field`` (no offset, or one page): the replayed
@@ -266,7 +252,7 @@ def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNo
     """
     key = "rule:cpu-high|" + VM_ID.lower()
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(fake) as backend:
         await backend.apply(event(1, correlation_key=key))
         [incident] = fake.rows("incident")
         # 600 older occurrences of other alerts, then alert 2 fires: its marker is on the second page.
@@ -286,7 +272,5 @@ def test_markers_past_the_first_page_of_the_journal_are_read(fake: FakeServiceNo
         assert len(fake.journal(incident["sys_id"])) == notes
         await backend.apply(event(1, Condition.RESOLVED, correlation_key=key))
         assert fake.rows("incident")[0]["state"] != "6"  # alert 2 (page 2) still fires
-
-    with_backend(fake, body)
     offsets = [r.params.get("sysparm_offset", "0") for r in fake.table_requests("sys_journal_field")]
     assert "500" in offsets

@@ -16,9 +16,12 @@ from receiver.itsm.counters import register_counters
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from tests.receiver.itsm.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, settings
 from tests.support.alerts import alert_body
+from tests.support.itsm_fakes.backends import started
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
 from tests.support.receivers import RunningReceiver, start_receiver
 from tests.support.tokens import flipped_signature
+
+pytestmark = pytest.mark.anyio
 
 CALLS = "secure_export_servicenow_http_requests_total"
 TOKENS = "secure_export_servicenow_token_requests_total"
@@ -135,24 +138,17 @@ def test_token_verification_help_says_failed_signature_checks_are_counted(
     assert "every RS256 signature check" in documentation and "failed checks" in documentation
 
 
-def test_the_backends_report_their_counters_through_the_typed_interface(fake: FakeServiceNow) -> None:
+async def test_the_backends_report_their_counters_through_the_typed_interface(fake: FakeServiceNow) -> None:
     """Each family /metrics shows comes from ``metric_families()``, whose sample keys match the labels."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     from receiver.itsm.base import BackendCounters
     from receiver.itsm.bmc_helix.backend import BmcHelixBackend
     from receiver.itsm.bmc_helix.settings import BmcSettings
-    from tests.receiver.itsm.servicenow.helpers import event, run
+    from tests.receiver.itsm.servicenow.helpers import event
 
-    async def one_incident(backend: ServiceNowBackend) -> None:
-        await backend.start()
-        try:
-            await backend.apply(event(1))
-        finally:
-            await backend.close()
-
-    backend = ServiceNowBackend(settings(fake))
-    run(one_incident(backend))
+    async with started(ServiceNowBackend(settings(fake))) as backend:
+        await backend.apply(event(1))
     bmc = BmcHelixBackend(BmcSettings.load({}, url="https://acme-restapi.onbmc.com", username="u", password="p"))
     for source in (backend, bmc):
         assert isinstance(source, BackendCounters)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from receiver.itsm.servicenow.pacing import Pacer
+
+pytestmark = pytest.mark.anyio
 
 
 def test_a_429_lowers_the_limit_once_per_cooldown_and_successes_raise_it_back() -> None:
@@ -26,7 +30,7 @@ def test_a_429_lowers_the_limit_once_per_cooldown_and_successes_raise_it_back() 
     assert grows.limit == 8.0  # back to the ceiling, and not beyond
 
 
-def test_the_rate_is_learned_from_a_429_and_requests_are_then_spaced_evenly() -> None:
+async def test_the_rate_is_learned_from_a_429_and_requests_are_then_spaced_evenly() -> None:
     now = [100.0]
     pacer = Pacer(8, clock=lambda: now[0], probe_after=10.0)
     for step in range(25):  # 25 successes within the last second
@@ -44,11 +48,11 @@ def test_the_rate_is_learned_from_a_429_and_requests_are_then_spaced_evenly() ->
             sent.append(pacer._next_send)
             pacer.release(ok=True)
 
-    asyncio.run(send(5))
+    await send(5)
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(sent)]
     assert gaps == [0.04] * 4  # one request per 1/25 s
     now[0] += 11.0  # ten seconds without a 429: the rate is probed upwards
-    asyncio.run(send(1))
+    await send(1)
     assert pacer.rate == 25.0 * 1.05
 
 
@@ -62,27 +66,24 @@ def test_a_429_after_a_few_requests_teaches_no_rate() -> None:
     assert pacer.rate is None  # two successes say nothing about the instance's rate: no crawling at 2/s
 
 
-def test_acquire_waits_for_a_free_slot_under_the_limit() -> None:
-    async def scenario() -> list[str]:
-        pacer = Pacer(2)
-        order: list[str] = []
+async def test_acquire_waits_for_a_free_slot_under_the_limit() -> None:
+    pacer = Pacer(2)
+    order: list[str] = []
+    await pacer.acquire()
+    await pacer.acquire()
+
+    async def third() -> None:
         await pacer.acquire()
-        await pacer.acquire()
-
-        async def third() -> None:
-            await pacer.acquire()
-            order.append("third in")
-            pacer.release(ok=True)
-
-        task = asyncio.create_task(third())
-        await asyncio.sleep(0.01)
-        order.append("first out")
+        order.append("third in")
         pacer.release(ok=True)
-        await task
-        pacer.release(ok=True)
-        return order
 
-    assert asyncio.run(scenario()) == ["first out", "third in"]
+    task = asyncio.create_task(third())
+    await asyncio.sleep(0.01)
+    order.append("first out")
+    pacer.release(ok=True)
+    await task
+    pacer.release(ok=True)
+    assert order == ["first out", "third in"]
 
 
 def test_a_refused_request_waits_retry_after_plus_a_little_jitter() -> None:

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from receiver.alerts.events import Condition
 from receiver.itsm.markers import correlation_id, occurrence_marker
-from receiver.itsm.servicenow.backend import ServiceNowBackend
 from receiver.itsm.servicenow.cmdb import query_safe
-from tests.receiver.itsm.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, with_backend
+from tests.receiver.itsm.servicenow.helpers import CLIENT_ID, CLIENT_SECRET, PASSWORD, USER, event, started_backend
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
+
+pytestmark = pytest.mark.anyio
 
 _PARSER = FakeServiceNow()  # never started: only its encoded-query parser is used
 # No per-example time limit: on a loaded CI machine a pause would fail a property as "Unreliable".
@@ -49,15 +50,15 @@ def test_correlation_ids_and_markers_are_query_and_like_safe(key: str, condition
     assert all(c.isalnum() or c == "-" for c in marker) and "_" not in marker and "%" not in marker
 
 
-def test_no_secret_or_token_reaches_a_log_record(fake: FakeServiceNow, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_or_token_reaches_a_log_record(fake: FakeServiceNow, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
-    async def body(backend: ServiceNowBackend) -> None:
+    async with started_backend(
+        fake, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USER, password=PASSWORD
+    ) as backend:
         await backend.apply(event(1))
         fake.revoke_tokens()
         await backend.apply(event(1, Condition.RESOLVED))
-
-    with_backend(fake, body, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, username=USER, password=PASSWORD)
     tokens = list(fake.tokens)
     assert len(tokens) == 2
     for record in caplog.records:

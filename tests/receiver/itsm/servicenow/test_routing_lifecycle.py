@@ -16,10 +16,13 @@ from receiver.itsm.counters import register_counters
 from receiver.itsm.markers import correlation_id, occurrence_marker
 from receiver.itsm.servicenow.backend import ServiceNowBackend
 from secure_export.routing import RoutingSubject, parse_routing
-from tests.receiver.itsm.servicenow.helpers import VM_ID, alert_id, event, run, settings
+from tests.receiver.itsm.servicenow.helpers import VM_ID, alert_id, event, settings
 from tests.support.alerts import alert_body
+from tests.support.itsm_fakes.backends import started
 from tests.support.itsm_fakes.servicenow import FakeServiceNow
 from tests.support.receivers import start_receiver
+
+pytestmark = pytest.mark.anyio
 
 RULE_TARGET = "cpu-high|" + VM_ID.lower()
 ROUTING = parse_routing(
@@ -70,26 +73,19 @@ async def applied(backend: ServiceNowBackend, *events: AlertEvent) -> None:
         await backend.apply(ev)
 
 
-def drive(fake: FakeServiceNow, *events: AlertEvent, **kwargs: Any) -> ServiceNowBackend:
-    backend = backend_for(fake, **kwargs)
-
-    async def go() -> None:
-        await backend.start()
-        try:
-            await applied(backend, *events)
-        finally:
-            await backend.close()
-
-    run(go())
+async def drive(fake: FakeServiceNow, *events: AlertEvent, **kwargs: Any) -> ServiceNowBackend:
+    """Start a backend against ``fake``, apply ``events`` in order, close it; the closed backend keeps its counters."""
+    async with started(backend_for(fake, **kwargs)) as backend:
+        await applied(backend, *events)
     return backend
 
 
 # -- routing ----------------------------------------------------------------------------------
 
 
-def test_names_resolve_to_sys_ids_and_the_route_sets_every_field(fake: FakeServiceNow) -> None:
+async def test_names_resolve_to_sys_ids_and_the_route_sets_every_field(fake: FakeServiceNow) -> None:
     ids = seed(fake)
-    drive(fake, routed(event(1)), routed(event(2, correlation_key="other")))
+    await drive(fake, routed(event(1)), routed(event(2, correlation_key="other")))
     first, second = fake.rows("incident")
     assert (first["assignment_group"], first["business_service"], first["caller_id"]) == (
         ids["shop"],
@@ -111,19 +107,13 @@ def test_names_resolve_to_sys_ids_and_the_route_sets_every_field(fake: FakeServi
     assert len(fake.table_requests("sys_user", "GET")) == 1
 
 
-def test_an_unknown_group_goes_to_the_default_with_a_note_readyz_detail_and_a_metric(fake: FakeServiceNow) -> None:
+async def test_an_unknown_group_goes_to_the_default_with_a_note_readyz_detail_and_a_metric(
+    fake: FakeServiceNow,
+) -> None:
     ids = seed(fake)
-    backend = backend_for(fake)
-
-    async def go() -> Any:
-        await backend.start()
-        try:
-            await backend.apply(routed(event(1, severity="Sev2")))
-            return await backend.readiness()
-        finally:
-            await backend.close()
-
-    readiness = run(go())
+    async with started(backend_for(fake)) as backend:
+        await backend.apply(routed(event(1, severity="Sev2")))
+        readiness = await backend.readiness()
     [incident] = fake.rows("incident")
     assert incident["assignment_group"] == ids["triage"]
     [note] = fake.journal(incident["sys_id"])
@@ -138,18 +128,18 @@ def test_an_unknown_group_goes_to_the_default_with_a_note_readyz_detail_and_a_me
     assert 'secure_export_routing_unresolved_names{kind="assignment_group",name="Nobody By This Name"} 1.0' in text
 
 
-def test_when_no_group_resolves_the_item_is_still_created_unassigned(fake: FakeServiceNow) -> None:
-    drive(fake, routed(event(1, severity="Sev2")))  # neither group exists on this instance
+async def test_when_no_group_resolves_the_item_is_still_created_unassigned(fake: FakeServiceNow) -> None:
+    await drive(fake, routed(event(1, severity="Sev2")))  # neither group exists on this instance
     [incident] = fake.rows("incident")
     assert incident.get("assignment_group", "") == ""
     assert "no default group resolves; left unassigned" in fake.journal(incident["sys_id"])[0]
 
 
-def test_names_and_field_values_never_reach_a_query_unchecked(fake: FakeServiceNow) -> None:
+async def test_names_and_field_values_never_reach_a_query_unchecked(fake: FakeServiceNow) -> None:
     seed(fake)
     hostile = parse_routing({"default": {"assignmentGroup": "Shop On-Call", "fields": {"u_team": "x^ORactive=false"}}})
     ev = dataclasses.replace(event(1), route=hostile.decide(RoutingSubject()))
-    drive(fake, ev)
+    await drive(fake, ev)
     queries = [r.params.get("sysparm_query", "") for r in fake.requests if r.method == "GET"]
     assert "name=Shop On-Call^active=true" in queries
     assert not any("x^ORactive" in q for q in queries)
@@ -164,42 +154,42 @@ def lifecycle_event(n: int, condition: Condition = Condition.FIRED, **changes: A
     return dataclasses.replace(event(n, condition), lifecycle_key=RULE_TARGET, **changes)
 
 
-def test_a_re_fire_within_the_window_reopens_the_incident_in_alert_mode(fake: FakeServiceNow) -> None:
-    drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED), lifecycle_event(2))
+async def test_a_re_fire_within_the_window_reopens_the_incident_in_alert_mode(fake: FakeServiceNow) -> None:
+    await drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED), lifecycle_event(2))
     [incident] = fake.rows("incident")
     assert incident["state"] == "2"
     assert incident["correlation_id"] == correlation_id(alert_id(2))  # it answers to the new instance now
     assert any(note.startswith("Reopened: Azure Monitor fired alert") for note in fake.journal(incident["sys_id"]))
-    drive(fake, lifecycle_event(2, Condition.RESOLVED))
+    await drive(fake, lifecycle_event(2, Condition.RESOLVED))
     assert fake.rows("incident")[0]["state"] == "6"
 
 
-def test_a_re_fire_after_the_window_opens_a_new_incident(fake: FakeServiceNow) -> None:
+async def test_a_re_fire_after_the_window_opens_a_new_incident(fake: FakeServiceNow) -> None:
     later = dataclasses.replace(lifecycle_event(2), fired_at=lifecycle_event(2).fired_at.replace(year=2027))
-    drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED), later)
+    await drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED), later)
     old, new = fake.rows("incident")
     assert (old["state"], new["state"]) == ("6", "1")
 
 
-def test_a_closed_incident_is_never_reopened_and_the_new_one_names_it(fake: FakeServiceNow) -> None:
+async def test_a_closed_incident_is_never_reopened_and_the_new_one_names_it(fake: FakeServiceNow) -> None:
     fake.closing_allowed = True
-    drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED))
+    await drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED))
     [old] = fake.rows("incident")
     fake.tables["incident"][0].update(state="7", active="false")  # a person closed it
-    drive(fake, lifecycle_event(2))
+    await drive(fake, lifecycle_event(2))
     old, new = fake.rows("incident")
     assert (old["state"], new["state"]) == ("7", "1")
     assert f"Follows {old['number']}, which a person closed" in fake.journal(new["sys_id"])[0]
 
 
 @pytest.mark.parametrize("mode", ["alert", "rule-target"])
-def test_a_held_resolved_keeps_the_incident_open_until_the_receiver_resolves_it(
+async def test_a_held_resolved_keeps_the_incident_open_until_the_receiver_resolves_it(
     fake: FakeServiceNow, mode: str
 ) -> None:
     key = RULE_TARGET if mode == "rule-target" else alert_id(1)
     fired = lifecycle_event(1, correlation_key=key)
     held = lifecycle_event(1, Condition.RESOLVED, correlation_key=key, hold="Flapping: 4 fire/resolve cycles")
-    drive(fake, fired, held)
+    await drive(fake, fired, held)
     [incident] = fake.rows("incident")
     assert incident["state"] == "1"
     assert fake.journal(incident["sys_id"])[-1].startswith("Flapping: 4 fire/resolve cycles")
@@ -209,23 +199,25 @@ def test_a_held_resolved_keeps_the_incident_open_until_the_receiver_resolves_it(
         lifecycle_reason="flap-quiet",
         lifecycle_note="Resolved by secure-export: no Fired for 15min after flapping",
     )
-    drive(fake, quiet, quiet)  # the second is a replay: nothing more happens
+    await drive(fake, quiet, quiet)  # the second is a replay: nothing more happens
     [incident] = fake.rows("incident")
     assert incident["state"] == "6" and incident["close_notes"].startswith("Resolved by secure-export: no Fired")
     assert sum("no Fired for 15min" in note for note in fake.journal(incident["sys_id"])) == 1
 
 
-def test_another_instance_joins_an_incident_only_when_flap_damping_held_it(fake: FakeServiceNow) -> None:
+async def test_another_instance_joins_an_incident_only_when_flap_damping_held_it(fake: FakeServiceNow) -> None:
     """Guards the join of a Fired into an open incident of its rule: dropping the held-marker check makes
     the second half open no incident for alert 4 (its Fired lands on alert 3's incident)."""
-    drive(fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED, hold="Flapping: 4 fire/resolve cycles"))
-    drive(fake, lifecycle_event(2))
+    await drive(
+        fake, lifecycle_event(1), lifecycle_event(1, Condition.RESOLVED, hold="Flapping: 4 fire/resolve cycles")
+    )
+    await drive(fake, lifecycle_event(2))
     [held] = fake.rows("incident")
     assert (held["state"], held["correlation_id"]) == ("1", correlation_id(alert_id(2)))
     assert any(note.startswith("Fired again while flapping.") for note in fake.journal(held["sys_id"]))
     fake.tables["incident"].clear()
     # Open with nothing firing but no held Resolved: another replica is half-way through resolving it.
-    drive(fake, lifecycle_event(3))
+    await drive(fake, lifecycle_event(3))
     [mid] = fake.rows("incident")
     fake.insert(
         "sys_journal_field",
@@ -236,29 +228,29 @@ def test_another_instance_joins_an_incident_only_when_flap_damping_held_it(fake:
             "value": occurrence_marker(alert_id(3), Condition.RESOLVED),
         },
     )
-    drive(fake, lifecycle_event(4))
+    await drive(fake, lifecycle_event(4))
     assert sorted(row["correlation_id"] for row in fake.rows("incident")) == sorted(
         [correlation_id(alert_id(3)), correlation_id(alert_id(4))]
     )
 
 
-def test_a_receiver_resolution_with_nothing_open_creates_nothing(fake: FakeServiceNow) -> None:
+async def test_a_receiver_resolution_with_nothing_open_creates_nothing(fake: FakeServiceNow) -> None:
     ttl = dataclasses.replace(
         lifecycle_event(9, Condition.RESOLVED),
         alert_id="secure-export-lifecycle/stateless-ttl/x/1",
         lifecycle_reason="stateless-ttl",
         lifecycle_note="Resolved by secure-export",
     )
-    drive(fake, ttl)
+    await drive(fake, ttl)
     assert fake.rows("incident") == []
 
 
-def test_resource_health_available_resolves_the_unavailable_incident(fake: FakeServiceNow) -> None:
+async def test_resource_health_available_resolves_the_unavailable_incident(fake: FakeServiceNow) -> None:
     unavailable = lifecycle_event(1, monitoring_service="Resource Health")
     available = lifecycle_event(2, monitoring_service="Resource Health", recovery=True)
-    drive(fake, available)  # nothing open: nothing created
+    await drive(fake, available)  # nothing open: nothing created
     assert fake.rows("incident") == []
-    drive(fake, unavailable, available)
+    await drive(fake, unavailable, available)
     [incident] = fake.rows("incident")
     assert incident["state"] == "6"
     assert "resource health reports vm-web-01 Available again" in incident["close_notes"]
