@@ -22,7 +22,12 @@ def create_backend(settings: ReceiverSettings) -> Backend:
         if is_postgres(settings.db):
             from receiver.itsm.embedded.postgres import EmbeddedPostgresBackend
 
-            return EmbeddedPostgresBackend(settings.db, auth=settings.db_auth, priority_map=settings.priority_map)
+            return EmbeddedPostgresBackend(
+                settings.db,
+                auth=settings.db_auth,
+                priority_map=settings.priority_map,
+                reopen_window=settings.reopen_window,
+            )
         from receiver.itsm.embedded.store import EmbeddedBackend
 
         return EmbeddedBackend(settings.db, priority_map=settings.priority_map, reopen_window=settings.reopen_window)

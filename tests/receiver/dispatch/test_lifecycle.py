@@ -32,15 +32,6 @@ default: {assignmentGroup: Azure Monitor Triage}
 MODES = ["alert", "rule-target"]
 
 STORES = ["sqlite", "postgresql"]
-
-_PG_WINDOW_NOT_WIRED = pytest.mark.xfail(
-    strict=True,
-    reason="receiver/http/backends.py builds EmbeddedPostgresBackend without reopen_window=settings.reopen_window, "
-    "so SECURE_EXPORT_REOPEN_WINDOW has no effect on PostgreSQL (the backend itself honours it: "
-    "tests/receiver/itsm/embedded/test_embedded_stores.py::test_the_reopen_window_is_the_configured_one)",
-)
-WINDOW_STORES = ["sqlite", pytest.param("postgresql", marks=_PG_WINDOW_NOT_WIRED)]
-"""Tests of a non-default SECURE_EXPORT_REOPEN_WINDOW."""
 """Tests of rules whose state the lifecycle store keeps run on both stores (the inbox's database)."""
 
 
@@ -149,7 +140,7 @@ def test_a_fired_within_the_window_reopens_the_item_azure_resolved(
         assert items(rx)[0]["state"] == "Resolved"
 
 
-@pytest.mark.parametrize("store", WINDOW_STORES)
+@pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_fired_after_the_window_opens_a_new_item(
     tmp_path: Path, issuer: LocalIssuer, mode: str, store: str, request: pytest.FixtureRequest
