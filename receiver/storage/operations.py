@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from receiver.storage.location import PostgresDatabase, database_location
+from receiver.storage import is_postgres
 from receiver.storage.records import OpsError, OpsResult
 
 MAX_REASON = 2000
@@ -18,7 +18,7 @@ MAX_REASON = 2000
 
 def trace(db: str, alert_id: str, *, details: bool = False) -> dict[str, Any]:
     """Every delivery of ``alert_id`` and the work items or incidents they became (docs/design.md shape)."""
-    if isinstance(database_location(db), PostgresDatabase):
+    if is_postgres(db):
         from receiver.storage.postgres import operations as postgres
 
         return postgres.trace(db, alert_id)
@@ -29,7 +29,7 @@ def trace(db: str, alert_id: str, *, details: bool = False) -> dict[str, Any]:
 
 def replay(db: str, ids: Iterable[int] | None, *, by: str | None = None) -> OpsResult:
     """Parked rows (``ids``, or all with ``None``) back to pending with a fresh attempt count."""
-    if isinstance(database_location(db), PostgresDatabase):
+    if is_postgres(db):
         from receiver.storage.postgres import operations as postgres
 
         return postgres.replay(db, ids, by=by)
@@ -43,7 +43,7 @@ def discard(db: str, ids: Iterable[int], *, reason: str, by: str | None = None) 
     reason = " ".join(reason.split())[:MAX_REASON]
     if not reason:
         raise OpsError("a reason is required to discard a delivery (--reason TEXT)")
-    if isinstance(database_location(db), PostgresDatabase):
+    if is_postgres(db):
         from receiver.storage.postgres import operations as postgres
 
         return postgres.discard(db, ids, reason=reason, by=by)
