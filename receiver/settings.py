@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from secure_export.contract import (
@@ -19,6 +19,10 @@ from secure_export.contract import (
     SEVERITIES,
     VARIABLE_PREFIX,
 )
+
+if TYPE_CHECKING:  # the backends' modules load only when selected (receiver/http/backends.py)
+    from receiver.itsm.bmc_helix.settings import BmcSettings
+    from receiver.itsm.servicenow.settings import ServiceNowSettings
 
 DEFAULT_JWKS_URI = "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
 DEFAULT_PRIORITY_MAP: dict[str, int] = {"Sev0": 1, "Sev1": 2, "Sev2": 3, "Sev3": 4, "Sev4": 5}
@@ -113,6 +117,20 @@ class ReceiverSettings(BaseSettings):
     """Seconds (or ISO 8601) without a Fired after which a flapping item resolves."""
     lifecycle_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
     """How often due lifecycle resolutions (stateless TTL, flap quiet period) are looked for."""
+
+    # --- the selected backend's own variables (private: never read from SECURE_EXPORT_SERVICENOW/_BMC) ---
+    _servicenow: ServiceNowSettings | None = PrivateAttr(default=None)
+    _bmc: BmcSettings | None = PrivateAttr(default=None)
+
+    @property
+    def servicenow(self) -> ServiceNowSettings | None:
+        """``SECURE_EXPORT_SERVICENOW_*`` as ``load_settings(with_backend=True)`` validated them (itsm=servicenow)."""
+        return self._servicenow
+
+    @property
+    def bmc(self) -> BmcSettings | None:
+        """``SECURE_EXPORT_BMC_*`` as ``load_settings(with_backend=True)`` validated them (``itsm=bmc-helix``)."""
+        return self._bmc
 
     @field_validator("tenant_id")
     @classmethod
@@ -316,28 +334,45 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def _backend_problems(itsm: str, environ: Mapping[str, str] | None) -> list[str]:
-    """The chosen backend's variables' problems (``SECURE_EXPORT_SERVICENOW_*``, ``SECURE_EXPORT_BMC_*``).
+class _BackendSettings(NamedTuple):
+    """The selected backend's validated settings (at most one is set), or the lines naming what is wrong."""
 
-    Reported with the receiver's own, so that one run (one exit 2 of ``serve``) lists every bad variable.
+    servicenow: ServiceNowSettings | None = None
+    bmc: BmcSettings | None = None
+    problems: tuple[str, ...] = ()
+
+
+def _load_backend(itsm: str, source: Mapping[str, str]) -> _BackendSettings:
+    """The chosen backend's variables (``SECURE_EXPORT_SERVICENOW_*``, ``SECURE_EXPORT_BMC_*``), validated.
+
+    Their problems are reported with the receiver's own, so that one run (one exit 2 of ``serve``)
+    lists every bad variable.
     """
-    if itsm == "servicenow":
-        from receiver.itsm.servicenow.settings import problems as servicenow_problems
+    from receiver.itsm.backend_settings import BackendSettingsError
 
-        return servicenow_problems(environ)
-    if itsm == "bmc-helix":
-        from receiver.itsm.bmc_helix.settings import problems as bmc_problems
+    try:
+        if itsm == "servicenow":
+            from receiver.itsm.servicenow.settings import ServiceNowSettings
 
-        return bmc_problems(environ)
-    return []
+            return _BackendSettings(servicenow=ServiceNowSettings.load(source))
+        if itsm == "bmc-helix":
+            from receiver.itsm.bmc_helix.settings import BmcSettings
+
+            return _BackendSettings(bmc=BmcSettings.load(source))
+    except BackendSettingsError as error:
+        return _BackendSettings(problems=tuple(error.problems))
+    return _BackendSettings()
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: bool = False) -> ReceiverSettings:
     """Read and validate the receiver's configuration.
 
-    Every problem is reported in one pass, one line each: the receiver's variables, the
-    ServiceNow ones when ``SECURE_EXPORT_ITSM=servicenow`` (always when the receiver's own are
-    wrong, and with ``with_backend``, as ``serve`` asks), and "did you mean" for unknown names.
+    Every problem is reported in one pass, one line each: the receiver's variables, the selected
+    backend's (``SECURE_EXPORT_SERVICENOW_*`` or ``SECURE_EXPORT_BMC_*``: always when the receiver's
+    own are wrong, and with ``with_backend``, as ``serve`` asks), and "did you mean" for unknown names.
+    With ``with_backend`` the settings carry the backend's validated settings
+    (:attr:`ReceiverSettings.servicenow`, :attr:`ReceiverSettings.bmc`), which
+    :func:`receiver.http.backends.create_backend` builds the backend from.
 
     With ``environ`` given, only that mapping is read (tests and embedded servers use this to
     avoid touching the process environment); otherwise ``os.environ``. Raises
@@ -370,12 +405,17 @@ def load_settings(environ: Mapping[str, str] | None = None, *, with_backend: boo
         except RoutingError as error:
             problems += [f"SECURE_EXPORT_ROUTING ({routing_path}): {line}" for line in error.problems]
     itsm = settings.itsm if settings is not None else str(values.get("itsm", "")).strip().lower()
+    backend = _BackendSettings()
     if settings is None or with_backend:
-        problems += _backend_problems(itsm, environ)
+        backend = _load_backend(itsm, source)
+        problems += backend.problems
     if problems:
         problems += unknown_variables(source)
         # One problem is one line (what `serve` prints before exiting 2); several get a line each.
         separator = "\n" if len(problems) > 1 else " "
         raise SettingsError("invalid receiver configuration:" + separator + "\n".join(problems))
     assert settings is not None
+    # Private attributes stay assignable on the frozen model; only this loader sets them.
+    settings._servicenow = backend.servicenow
+    settings._bmc = backend.bmc
     return settings

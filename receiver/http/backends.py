@@ -5,16 +5,21 @@ Each backend module is imported only when selected, so an embedded deployment ne
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from receiver.itsm.base import Backend
 from receiver.settings import ReceiverSettings
+
+BackendSettings = TypeVar("BackendSettings")
 
 
 def create_backend(settings: ReceiverSettings) -> Backend:
     """The backend ``settings.itsm`` names, configured from the settings.
 
     ``embedded`` keeps work items and CIs in ``settings.db`` (the inbox's file) with the
-    configured severity → priority map; ``servicenow`` reads its own ``SECURE_EXPORT_SERVICENOW_*``
-    variables (and raises with a message naming them when they are wrong).
+    configured severity → priority map; ``servicenow`` and ``bmc-helix`` get the
+    ``SECURE_EXPORT_SERVICENOW_*`` / ``SECURE_EXPORT_BMC_*`` settings validated with the rest
+    (``load_settings(with_backend=True)``): nothing here reads the environment again.
     """
     if settings.itsm == "embedded":
         from receiver.storage import is_postgres
@@ -34,11 +39,21 @@ def create_backend(settings: ReceiverSettings) -> Backend:
     if settings.itsm == "servicenow":
         from receiver.itsm.servicenow.backend import ServiceNowBackend
 
-        return ServiceNowBackend.from_env(reopen_window=settings.reopen_window)
+        return ServiceNowBackend(_loaded(settings.servicenow, settings.itsm), reopen_window=settings.reopen_window)
     if settings.itsm == "bmc-helix":
         from receiver.itsm.bmc_helix.backend import BmcHelixBackend
 
-        return BmcHelixBackend.from_env()
+        return BmcHelixBackend(_loaded(settings.bmc, settings.itsm))
     raise ValueError(
         f"unknown ITSM backend {settings.itsm!r}; set SECURE_EXPORT_ITSM to embedded, servicenow or bmc-helix"
     )
+
+
+def _loaded(backend_settings: BackendSettings | None, itsm: str) -> BackendSettings:
+    """The backend's settings as ``load_settings`` validated them; a wiring mistake when they are missing."""
+    if backend_settings is None:
+        raise ValueError(
+            f"SECURE_EXPORT_ITSM={itsm}: the receiver settings carry no {itsm} settings; "
+            "load them with receiver.settings.load_settings(..., with_backend=True)"
+        )
+    return backend_settings

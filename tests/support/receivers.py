@@ -256,7 +256,7 @@ def start_receiver(
         raise TypeError("an in-process receiver takes a Backend instance, not a factory name")
     from receiver.http.server import BackgroundServer
 
-    settings = load_settings(environ)
+    settings = load_settings(environ, with_backend=backend is None)  # as `serve`: the backend's settings with the rest
     server = BackgroundServer.from_settings(settings, backend=backend)
     if jwks_clock is not None:
         server.runtime.jwks.clock = jwks_clock  # the cache's clock seam (JwksCache.clock), before it first reads it
@@ -323,7 +323,7 @@ def _main(argv: Iterable[str] | None = None) -> int:
     from receiver.http.server import run
     from receiver.observability.logs import configure_logging
 
-    settings = load_settings()
+    settings = load_settings(with_backend=args.backend is None)  # as `serve`: the backend's settings with the rest
     configure_logging(settings.log_level)
     backend = _load_factory(args.backend)(settings) if args.backend else None
 

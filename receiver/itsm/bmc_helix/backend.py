@@ -54,14 +54,6 @@ class BmcHelixBackend(Backend):
             "BMC", ttl=settings.readiness_cache_seconds, timeout=settings.readiness_timeout_seconds, clock=clock
         )
 
-    @classmethod
-    def from_env(cls) -> BmcHelixBackend:
-        """Build the backend from ``SECURE_EXPORT_BMC_*``.
-
-        Raises :class:`~receiver.itsm.bmc_helix.settings.BmcSettingsError` naming each bad variable.
-        """
-        return cls(BmcSettings.load())
-
     async def start(self) -> None:
         """Open the HTTP client."""
         if self._http is not None:

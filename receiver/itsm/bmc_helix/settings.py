@@ -181,12 +181,3 @@ class BmcSettings(RestBackendSettings):
                 error, ENV_PREFIX, missing="is required with SECURE_EXPORT_ITSM=bmc-helix"
             )
             raise BmcSettingsError(problems) from None
-
-
-def problems(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One line per bad ``SECURE_EXPORT_BMC_*`` variable (the process environment, or only ``environ``)."""
-    try:
-        BmcSettings.load(environ)
-    except BmcSettingsError as error:
-        return error.problems
-    return []

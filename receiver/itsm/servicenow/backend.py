@@ -88,15 +88,6 @@ class ServiceNowBackend(Backend):
         )
         self._client.on_credentials_rejected.append(self._readiness.credentials_rejected)
 
-    @classmethod
-    def from_env(cls, *, reopen_window: float = 3600.0) -> ServiceNowBackend:
-        """Build the backend from ``SECURE_EXPORT_SERVICENOW_*`` with the receiver's reopen window.
-
-        Raises :class:`~receiver.itsm.servicenow.settings.ServiceNowSettingsError` naming each
-        invalid or missing variable.
-        """
-        return cls(ServiceNowSettings.load(), reopen_window=reopen_window)
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -229,15 +229,6 @@ class ServiceNowSettings(RestBackendSettings):
             raise ServiceNowSettingsError(problem_lines(error), "invalid ServiceNow configuration:") from None
 
 
-def problems(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One line per bad ``SECURE_EXPORT_SERVICENOW_*`` variable (the process environment, or only ``environ``)."""
-    try:
-        ServiceNowSettings.load(environ)
-    except ServiceNowSettingsError as error:
-        return error.problems
-    return []
-
-
 def read_secret_file(path: str, variable: str) -> str:
     """The secret in ``path`` without its trailing newline; ``ValueError`` naming ``variable`` (never the content)."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,18 @@ def test_a_receiver_process_configured_from_the_environment(
         assert PASSWORD not in rx.stderr_text()
     assert _incident(instance, 1)["HPD_CI"] == "vm-app-01"
     assert len(instance.logouts) == 1
+
+
+def test_an_in_process_receiver_gets_this_backend_from_its_settings_not_the_process_environment(
+    tmp_path: Path, issuer: LocalIssuer, instance: FakeBmc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variables come as a mapping (``load_settings(environ)``): a backend reading ``os.environ`` finds none."""
+    for name in [name for name in os.environ if name.upper().startswith("SECURE_EXPORT_")]:
+        monkeypatch.delenv(name)
+    env = {"itsm": "bmc-helix", "bmc_url": instance.url, "bmc_username": USER, "bmc_password": PASSWORD}
+    with start_receiver(tmp_path, issuer, **env) as rx:
+        assert isinstance(rx.backend, BmcHelixBackend)
+        assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
+        rx.wait_dispatched()
+        assert rx.inbox_counts()["done"] == 1
+    assert _incident(instance, 1)["HPD_CI"] == "vm-app-01"

@@ -28,7 +28,7 @@ BASE = {
 def test_valid_settings_build_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (BASE | {"SECURE_EXPORT_BMC_SEVERITY_MAP": '{"Sev2": {"impact": 1, "urgency": 4}}'}).items():
         monkeypatch.setenv(name, value)
-    settings = load_settings()
+    settings = load_settings(with_backend=True)
     assert settings.itsm == "bmc-helix"
     backend = create_backend(settings)
     assert isinstance(backend, BmcHelixBackend)

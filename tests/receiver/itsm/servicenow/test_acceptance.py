@@ -7,6 +7,7 @@ with real RS256 tokens, and reads the outcome from the fake instance's tables.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -247,7 +248,7 @@ def test_event_mode_posts_fired_and_resolved_em_events(
 def test_secure_export_itsm_servicenow_selects_this_backend_from_the_environment(
     tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow
 ) -> None:
-    """The production wiring: ``create_backend`` → ``ServiceNowBackend.from_env`` in a separate process."""
+    """The production wiring in a separate process: ``create_backend`` with the settings ``load_settings`` validated."""
     env = {
         "itsm": "servicenow",
         "servicenow_url": instance.url,
@@ -262,6 +263,26 @@ def test_secure_export_itsm_servicenow_selects_this_backend_from_the_environment
         while not instance.rows("incident") and time.monotonic() < deadline:
             time.sleep(0.02)
         assert PASSWORD not in rx.stderr_text()
+    assert _incident(instance, 1)["cmdb_ci"]
+
+
+def test_an_in_process_receiver_gets_this_backend_from_its_settings_not_the_process_environment(
+    tmp_path: Path, issuer: LocalIssuer, instance: FakeServiceNow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variables come as a mapping (``load_settings(environ)``): a backend reading ``os.environ`` finds none."""
+    for name in [name for name in os.environ if name.upper().startswith("SECURE_EXPORT_")]:
+        monkeypatch.delenv(name)
+    env = {
+        "itsm": "servicenow",
+        "servicenow_url": instance.url,
+        "servicenow_username": USER,
+        "servicenow_password": PASSWORD,
+    }
+    with start_receiver(tmp_path, issuer, **env) as rx:
+        assert isinstance(rx.backend, ServiceNowBackend)
+        assert rx.post_alert(alert_body(1), issuer.mint()).status_code == 202
+        rx.wait_dispatched()
+        assert rx.inbox_counts()["done"] == 1
     assert _incident(instance, 1)["cmdb_ci"]
 
 

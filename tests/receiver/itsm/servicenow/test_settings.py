@@ -15,23 +15,34 @@ BASE = {
     "SECURE_EXPORT_SERVICENOW_PASSWORD": "pa55-secret",
 }
 
+RECEIVER = {
+    "SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+    "SECURE_EXPORT_AUDIENCES": "api://x",
+    "SECURE_EXPORT_ITSM": "servicenow",
+}
+
 
 def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
 
 
-def test_from_env_reads_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_receiver_settings_carry_the_variables_to_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from receiver.http.backends import create_backend
+    from receiver.settings import load_settings
+
     _env(
         monkeypatch,
-        BASE
+        RECEIVER
+        | BASE
         | {
             "SECURE_EXPORT_SERVICENOW_TARGET": "event",
             "SECURE_EXPORT_SERVICENOW_SEVERITY_MAP": '{"Sev2": {"impact": 1, "urgency": 3}}',
             "SECURE_EXPORT_SERVICENOW_CREATE_CIS": "true",
         },
     )
-    backend = ServiceNowBackend.from_env()
+    backend = create_backend(load_settings(with_backend=True))
+    assert isinstance(backend, ServiceNowBackend)
     s = backend.settings
     assert s.url == "https://acme.service-now.com" and s.target is Target.EVENT and s.create_cis
     assert s.effective_auth is AuthMode.BASIC
@@ -91,7 +102,7 @@ def test_invalid_configuration_names_the_variable(
             values[name] = value
     _env(monkeypatch, values)
     with pytest.raises(ServiceNowSettingsError) as caught:
-        ServiceNowBackend.from_env()
+        ServiceNowSettings.load()
     assert named in str(caught.value)
     assert "pa55-secret" not in str(caught.value)
 
@@ -127,13 +138,6 @@ def test_serve_refuses_a_bad_servicenow_configuration_naming_the_variable(tmp_pa
     assert done.returncode == 2
     assert "SECURE_EXPORT_SERVICENOW_TARGET" in done.stderr and "pa55-secret" not in done.stderr
     assert "Traceback" not in done.stderr
-
-
-RECEIVER = {
-    "SECURE_EXPORT_TENANT_ID": "72f988bf-86f1-41af-91ab-2d7cd011db47",
-    "SECURE_EXPORT_AUDIENCES": "api://x",
-    "SECURE_EXPORT_ITSM": "servicenow",
-}
 
 
 def test_one_error_lists_the_bad_receiver_variable_and_the_bad_servicenow_variable(tmp_path: Path) -> None:
