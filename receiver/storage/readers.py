@@ -10,14 +10,21 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.storage import is_postgres
+from secure_export.contract import ENV_DB_AUTH
+
+if TYPE_CHECKING:
+    from receiver.storage.postgres.connect import DbAuth
 
 
-def db_auth() -> str:
-    """``SECURE_EXPORT_DB_AUTH`` as the receiver reads it (``password`` when unset)."""
-    return os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower() or "password"
+def db_auth() -> DbAuth:
+    """``SECURE_EXPORT_DB_AUTH`` for the operators' commands: ``entra``, else ``password`` (as the connection takes it).
+
+    The one reading of the variable outside ``serve`` (whose :class:`~receiver.settings.ReceiverSettings` validates it).
+    """
+    return "entra" if os.environ.get(ENV_DB_AUTH, "").strip().lower() == "entra" else "password"
 
 
 def list_parked(db: str) -> list[dict[str, Any]]:

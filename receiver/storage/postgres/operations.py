@@ -7,13 +7,13 @@ with an ``ops:`` payload, so the replica that dispatches picks replayed rows up 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
+from receiver.storage.readers import db_auth
 from receiver.storage.records import OpsError, OpsResult, iso_at, operator
 
 _DELIVERY = (
@@ -23,7 +23,7 @@ _DELIVERY = (
 
 
 def _database(url: str) -> Database:
-    return Database(url, auth=os.environ.get("SECURE_EXPORT_DB_AUTH", "password").strip().lower())
+    return Database(url, auth=db_auth())
 
 
 def _run(url: str, work: Any) -> Any:
