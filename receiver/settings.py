@@ -129,7 +129,7 @@ class ReceiverSettings(BaseSettings):
 
     @property
     def bmc(self) -> BmcSettings | None:
-        """``SECURE_EXPORT_BMC_*`` as ``load_settings(with_backend=True)`` validated them (``itsm=bmc-helix``)."""
+        """``SECURE_EXPORT_BMC_*`` as ``load_settings(with_backend=True)`` validated them (itsm=bmc-helix)."""
         return self._bmc
 
     @field_validator("tenant_id")
