@@ -14,16 +14,13 @@ from receiver.cli.tables import print_json, print_trace
 
 
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
-    """Run an operation; an :class:`~receiver.storage.operations.OpsError` becomes its message and exit 1."""
-    from receiver.storage import is_postgres
+    """Run an operation; an :class:`~receiver.storage.operations.OpsError` becomes its message and exit 1.
+
+    ``db`` is the location :func:`~receiver.cli.options.parse_with_database` read (an unsupported URL
+    scheme already exited 2 there with the receiver's message), so it is not read a second time here.
+    """
     from receiver.storage.records import OpsError
 
-    if "://" in db and not is_postgres(db):
-        sys.stderr.write(
-            f"{prog}: {db.split('://', 1)[0]}:// databases are not supported by this command; "
-            "use the receiver's ops endpoints (docs/operations.md)\n"
-        )
-        return 1
     try:
         status = action()
     except OpsError as error:
