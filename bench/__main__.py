@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flat-seconds", type=float, default=None, help="seconds of flat-out load per server")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the receiver")
     parser.add_argument("--no-wrk", action="store_true", help="flat-out load with the asyncio generator instead of wrk")
+    parser.add_argument(
+        "--program-repeats",
+        type=int,
+        choices=range(1, 11),
+        metavar="1..10",
+        default=None,
+        help="runs per program and rule count, best one reported (default 5)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     overrides: dict[str, object] = {}
@@ -38,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["use_wrk"] = False
     if args.no_profile:
         overrides["profile_seconds"] = 0.0
+    if args.program_repeats is not None:
+        overrides["program_repeats"] = args.program_repeats
     if args.only:
         overrides["receiver"] = args.only == "receiver"
         overrides["program"] = args.only == "program"

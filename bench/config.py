@@ -30,8 +30,11 @@ class BenchConfig(BaseModel):
     profile_seconds: float = Field(default=10.0, ge=0, le=120)
     """py-spy sampling of the receiver under flat-out load; 0 skips profiling."""
     program_rule_counts: list[int] = Field(default_factory=lambda: [10, 100, 1000, 5000])
-    program_repeats: int = Field(default=2, ge=1, le=10)
-    """Runs per (program, N), in rounds; the fastest wall time and the smallest peak memory are reported."""
+    program_repeats: int = Field(default=5, ge=1, le=10)
+    """Runs per (program, N), in rounds; the fastest wall time and the smallest peak memory are reported.
+
+    Several rounds because on a shared machine single runs of the same program vary widely, in wall
+    and CPU time alike (docs/benchmarks.md, "How the program cost is measured")."""
     drain_alerts: int = Field(default=5000, ge=10, le=100_000)
     """Distinct alerts of the drain scenario (bench/servicenow_drain.py)."""
     drain_rate_limit: float = Field(default=25.0, gt=0, le=1000)

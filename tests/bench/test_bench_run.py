@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.config import BenchConfig
 from bench.program_cost import measure_in_child
 
 
@@ -67,3 +70,33 @@ def test_program_cost_children_plan_every_program() -> None:
     assert components["resources"] > 3
     assert full["resources"] == components["resources"] - 5
     assert components["peak_rss_mib"] > 0 and plain["wall_s"] > 0 and full["cpu_s"] > 0
+
+
+def test_program_cost_runs_in_rounds_and_reports_the_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The selection only: which runs happen in which order, and which one is reported.
+    from bench import program_cost
+
+    walls = iter([3.0, 1.0, 2.0, 2.5, 1.5, 0.5, 2.8, 1.2, 2.2])
+    calls: list[tuple[str, int]] = []
+
+    def fake_child(kind: str, rules: int, timeout: float = 900.0) -> dict[str, object]:
+        calls.append((kind, rules))
+        wall = next(walls)
+        return {"kind": kind, "rules": rules, "wall_s": wall, "cpu_s": wall + 0.01, "peak_rss_mib": 100 - wall}
+
+    monkeypatch.setattr(program_cost, "measure_in_child", fake_child)
+    best = program_cost._measure_all(7, 3, lambda message: None)
+    assert calls == [(kind, 7) for _ in range(3) for kind in program_cost.KINDS]
+    assert best["components"]["wall_s"] == 2.5 and best["components"]["wall_runs_s"] == [3.0, 2.5, 2.8]
+    assert best["plain"]["wall_s"] == 1.0 and best["plain"]["cpu_s"] == 1.01
+    assert best["plain-full"]["wall_s"] == 0.5 and best["plain-full"]["peak_rss_mib"] == 97.8
+
+
+def test_program_repeats_come_from_the_command_line() -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--program-repeats", "0"])
+    assert refused.value.code == 2
+    assert BenchConfig().program_repeats == 5
+    assert BenchConfig.quick().program_repeats == 1

@@ -2,7 +2,7 @@ import pulumi
 import pytest
 
 from secure_export.components import SecureWebhookActionGroup
-from tests.components.support import ACTION_GROUP, declare, one
+from tests.support.plans import ACTION_GROUP, declare, one
 
 TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
 

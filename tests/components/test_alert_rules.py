@@ -4,7 +4,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from secure_export.components import AlertRules
 from secure_export.components.alert_rules import watched_subscriptions
-from tests.components.support import (
+from tests.support.plans import (
     ACTIVITY_ALERT,
     LOG_ALERT,
     METRIC_ALERT,

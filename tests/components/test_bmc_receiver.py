@@ -12,7 +12,7 @@ from secure_export.plan.render import to_json
 from secure_export.plan.run import plan_file
 from secure_export.stack.config import ConfigError
 from secure_export.stack.loading import load_stack_file
-from tests.components.support import CONTAINER_APP, declare, one
+from tests.support.plans import CONTAINER_APP, declare, one
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "bmc-Passw0rd-for-test"

@@ -6,7 +6,7 @@ import pytest
 from secure_export.components import SecureWebhookIdentity
 from secure_export.plan.offline import FakeCloud
 from secure_export.stack.validation import stable_role_id
-from tests.components.support import (
+from tests.support.plans import (
     APP_ROLE_ASSIGNMENT,
     APPLICATION,
     AZNS,

@@ -10,9 +10,9 @@ import pytest
 from secure_export.components import ReceiverService
 from secure_export.stack.config import ConfigError
 from secure_export.stack.loading import load_stack_file
-from tests.components.support import CONTAINER_APP, declare, of_type, one
 from tests.components.test_receiver_service import BASE
 from tests.secure_export.stack.test_config import _dev, _write
+from tests.support.plans import CONTAINER_APP, declare, of_type, one
 
 SERVER = "azure-native:dbforpostgresql:Server"
 ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"

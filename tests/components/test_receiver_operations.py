@@ -8,8 +8,8 @@ import pytest
 from secure_export.components import ReceiverService
 from secure_export.components.receiver_watch import QUERIES
 from secure_export.contract import ENV_ITSM_REVISION, OPS_PORT
-from tests.components.support import ACTION_GROUP, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, declare, of_type, one
 from tests.components.test_receiver_service import BASE, PASSWORD, _env, _receiver, _servicenow
+from tests.support.plans import ACTION_GROUP, CONTAINER_APP, LOG_ALERT, METRIC_ALERT, declare, of_type, one
 
 OPERATORS = ["oncall@contoso.com", "platform@contoso.com"]
 

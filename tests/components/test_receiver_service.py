@@ -2,7 +2,7 @@ import pulumi
 import pytest
 
 from secure_export.components import ReceiverService
-from tests.components.support import CONTAINER_APP, declare, of_type, one
+from tests.support.plans import CONTAINER_APP, declare, of_type, one
 
 TENANT = "0b6f4c1e-3d2a-4f5b-8c9d-7e6f5a4b3c2d"
 

@@ -2,7 +2,7 @@ import re
 from pathlib import Path
 
 from secure_export.plan.offline import FakeCloud
-from tests.components.support import (
+from tests.support.plans import (
     ACTION_GROUP,
     APPLICATION,
     METRIC_ALERT,

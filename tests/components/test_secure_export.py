@@ -2,7 +2,7 @@ import pulumi
 
 from secure_export.components import SecureExport
 from secure_export.plan.offline import FakeCloud
-from tests.components.support import (
+from tests.support.plans import (
     ACTION_GROUP,
     APPLICATION,
     CONTAINER_APP,

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from secure_export.components import SecureWebhookActionGroup
-from tests.components.support import declare
 from tests.support.paths import REPO_ROOT
+from tests.support.plans import declare
 
 REPO = REPO_ROOT
 

@@ -9,7 +9,8 @@ from secure_export.plan.cli import main
 from secure_export.plan.render import render_tree, to_json
 from secure_export.plan.run import plan_stack
 from secure_export.stack.loading import load_stack_file
-from tests.components.support import (
+from tests.support.paths import REPO_ROOT
+from tests.support.plans import (
     ACTION_GROUP,
     APP_ROLE_ASSIGNMENT,
     APPLICATION,
@@ -19,7 +20,6 @@ from tests.components.support import (
     METRIC_ALERT,
     SERVICE_PRINCIPAL,
 )
-from tests.support.paths import REPO_ROOT
 
 REPO = REPO_ROOT
 SECURE_EXPORT = Path(sys.executable).parent / "secure-export"

@@ -9,8 +9,8 @@ import yaml
 from secure_export.components import AlertRules
 from secure_export.stack.config import ConfigError
 from secure_export.stack.loading import load_stack_file
-from tests.components.support import LOG_ALERT, declare, log_rule, one
 from tests.support.paths import REPO_ROOT
+from tests.support.plans import LOG_ALERT, declare, log_rule, one
 
 REPO = REPO_ROOT
 AG = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Insights/actionGroups/ag"

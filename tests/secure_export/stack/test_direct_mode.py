@@ -14,7 +14,8 @@ from secure_export.plan.run import plan_stack
 from secure_export.plan.tool_side import tool_side_lines
 from secure_export.stack.config import ConfigError
 from secure_export.stack.loading import load_stack_file
-from tests.components.support import (
+from tests.support.paths import REPO_ROOT
+from tests.support.plans import (
     ACTION_GROUP,
     ACTIVITY_ALERT,
     APPLICATION,
@@ -26,7 +27,6 @@ from tests.components.support import (
     metric_rule,
     one,
 )
-from tests.support.paths import REPO_ROOT
 
 REPO = REPO_ROOT
 SECURE_EXPORT = Path(sys.executable).parent / "secure-export"

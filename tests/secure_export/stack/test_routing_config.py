@@ -10,10 +10,10 @@ import yaml
 
 from secure_export.components import ReceiverService
 from secure_export.routing import load_routing
-from tests.components.support import CONTAINER_APP, declare, one
 from tests.components.test_receiver_service import BASE
 from tests.secure_export.stack.test_config import _dev, _problems, _write
 from tests.support.paths import REPO_ROOT
+from tests.support.plans import CONTAINER_APP, declare, one
 
 ROUTING = {
     "routes": [

@@ -1,4 +1,4 @@
-"""Helpers for the component tests: run a program under fresh Pulumi mocks and look at what it declared."""
+"""Run a Pulumi program under fresh mocks and look at what it declared: the component and stack tests' helpers."""
 
 from __future__ import annotations
 
