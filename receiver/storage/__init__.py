@@ -3,7 +3,8 @@
 ``SECURE_EXPORT_DB`` is either a path (SQLite, :class:`receiver.storage.sqlite.inbox.Inbox`, the embedded
 default for one replica) or a ``postgresql://`` libpq URL (:class:`receiver.storage.postgres.inbox.PostgresInbox`,
 for several replicas). Both satisfy :class:`InboxStore`; the app, the dispatcher and the ops watcher
-depend only on that protocol. docs/postgresql.md describes the PostgreSQL store.
+depend only on that protocol. :func:`is_postgres` (read in :mod:`receiver.storage.location`) says which
+store a value names. docs/postgresql.md describes the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -11,19 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from receiver.storage.location import is_postgres
 from receiver.storage.records import InboxRow, InboxUnavailable, PutResult, WorkItemRef
 
 if TYPE_CHECKING:
     from receiver.alerts.schema import CommonAlert
 
 __all__ = ["InboxRow", "InboxStore", "InboxUnavailable", "PutResult", "is_postgres", "open_store"]
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres(db: str) -> bool:
-    """Whether ``SECURE_EXPORT_DB`` names a PostgreSQL database (a libpq URL) rather than an SQLite file."""
-    return db.strip().lower().startswith(POSTGRES_SCHEMES)
 
 
 @runtime_checkable
@@ -73,6 +68,8 @@ def open_store(
     db_auth: str = "password",
 ) -> InboxStore:
     """The inbox for ``SECURE_EXPORT_DB``: PostgreSQL for a ``postgresql://`` URL, else an SQLite file.
+
+    Any other URL scheme is a ``ValueError`` (:func:`is_postgres`), never a SQLite file with a strange name.
 
     Nothing is opened here; the caller awaits ``open()``.
     """

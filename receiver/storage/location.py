@@ -4,6 +4,7 @@ A path is a SQLite file (one replica); a ``postgresql://`` (or ``postgres://``) 
 PostgreSQL database shared by several replicas (docs/postgresql.md), checked here for its TLS mode
 and parts. Any other URL scheme is refused, so a URL can never turn into a SQLite file with a
 strange name. Errors never repeat the value of a URL (it may carry a password), only its scheme.
+:func:`is_postgres` is the same reading of the scheme alone, for code that holds a checked value.
 """
 
 from __future__ import annotations
@@ -12,10 +13,28 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PostgresDatabase", "SqliteFile", "database_location"]
+__all__ = ["PostgresDatabase", "SqliteFile", "database_location", "is_postgres"]
 
+# RFC 3986 scheme syntax, at the very start: "./odd://name.db" and r"C:\data\x.db" are paths.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRESQL_SCHEMES = frozenset({"postgresql", "postgres"})
+
+
+def is_postgres(value: str) -> bool:
+    """Whether ``value`` names a PostgreSQL database (``True``) or a SQLite file (``False``).
+
+    Only the scheme is read, as :func:`database_location` reads it (the URL's parts are checked there,
+    once, where the value comes in); any other URL scheme is its ``ValueError``, never a SQLite file.
+    """
+    match = _SCHEME.match(value.strip())
+    if match is None:
+        return False
+    scheme = match.group(1).lower()
+    if scheme in _POSTGRESQL_SCHEMES:
+        return True
+    raise ValueError(
+        f"the URL scheme {scheme}:// is not supported; use a SQLite file path such as /data/secure-export.db"
+    )
 
 
 @dataclass(frozen=True)
@@ -56,15 +75,9 @@ def database_location(value: str) -> SqliteFile | PostgresDatabase:
     text = value.strip()
     if not text:
         raise ValueError("must be a file path for the SQLite database, such as ./secure-export.db")
-    match = _SCHEME.match(text)
-    if match is None:
+    if not is_postgres(text):
         return SqliteFile(text)
-    scheme = match.group(1).lower()
-    if scheme in _POSTGRESQL_SCHEMES:
-        from receiver.storage.postgres.connect import check_url
+    from receiver.storage.postgres.connect import check_url
 
-        check_url(text)  # a DatabaseUrlError (ValueError) says what to change, without the URL
-        return PostgresDatabase(text)
-    raise ValueError(
-        f"the URL scheme {scheme}:// is not supported; use a SQLite file path such as /data/secure-export.db"
-    )
+    check_url(text)  # a DatabaseUrlError (ValueError) says what to change, without the URL
+    return PostgresDatabase(text)

@@ -180,3 +180,27 @@ def test_paths_with_uri_characters_are_read_as_plain_paths(tmp_path: Path, capsy
     apply_all(odd, [fired("a1")])
     assert main("cmdb", ["--json", "--db", str(odd)]) == 0
     assert [ci["name"] for ci in json.loads(capsys.readouterr().out)] == ["vm-web-01"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("trace", "some-alert-id"),
+        ("replay", "--all"),
+        ("discard", "--id", "1", "--reason", "test"),
+        ("work-items", "resolve", "INC0000001", "--note", "done"),
+        ("work-items", "close", "INC0000001", "--note", "done"),
+        ("work-items",),
+        ("cmdb",),
+    ],
+)
+def test_an_unreachable_postgresql_database_is_one_line_and_exit_1_without_the_password(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.postgres import free_port
+
+    url = f"postgresql://receiver:s3cret-pw@127.0.0.1:{free_port()}/secure_export"
+    assert main(argv[0], [*argv[1:], "--db", url]) == 1
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert "PostgreSQL" in line and "s3cret-pw" not in line and captured.out == ""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from receiver.storage import InboxStore, InboxUnavailable, open_store
+from receiver.storage import InboxStore, InboxUnavailable, is_postgres, open_store
 from receiver.storage.records import WorkItemRef
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +33,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def _sql(db: str, statement: str) -> list[tuple[Any, ...]]:
     """Run one statement on the database directly (not through the store under test)."""
-    if db.startswith("postgresql://"):
+    if is_postgres(db):
         import asyncpg
 
         conn = await asyncpg.connect(db, ssl="require")
@@ -167,7 +167,7 @@ async def test_probe_writes_and_an_unreachable_database_is_unavailable(db: str, 
     inbox = await _opened(db)
     await inbox.probe()
     await inbox.close()
-    if db.startswith("postgresql://"):
+    if is_postgres(db):
         from tests.support.postgres import free_port
 
         unreachable = db.replace(db.split("@", 1)[1].split("/", 1)[0], f"127.0.0.1:{free_port()}")
