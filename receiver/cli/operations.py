@@ -11,7 +11,6 @@ from typing import Any
 
 from receiver.cli.options import db_option, parse_with_database
 from receiver.cli.tables import print_json, print_trace
-from secure_export.contract import ENV_DB
 
 
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
@@ -19,6 +18,7 @@ def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
 
     ``db`` is the location :func:`~receiver.cli.options.parse_with_database` read (an unsupported URL
     scheme already exited 2 there with the receiver's message), so it is not read a second time here.
+    A PostgreSQL database that cannot be reached is an ``OpsError`` too (``DatabaseUnavailable``).
     """
     from receiver.storage.records import OpsError
 
@@ -29,19 +29,6 @@ def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
         return 1
     except sqlite3.OperationalError as error:
         sys.stderr.write(f"{prog}: the database {db!r} is busy or unwritable ({error}); try again\n")
-        return 1
-    except Exception as error:
-        from receiver.storage import is_postgres
-        from receiver.storage.postgres.connect import connection_errors
-
-        # The embedded backend's actions reach PostgreSQL without the ops' OpsError wrapping (the HTTP
-        # ops path answers those itself); here they are one line, without the URL, not a traceback.
-        if not is_postgres(db) or not isinstance(error, connection_errors()):
-            raise
-        sys.stderr.write(
-            f"{prog}: cannot use the PostgreSQL database: {error or type(error).__name__}; "
-            f"check --db / ${ENV_DB} and $SECURE_EXPORT_DB_AUTH\n"
-        )
         return 1
     return status or 0
 

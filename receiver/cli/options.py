@@ -27,7 +27,7 @@ def listing_parser(prog: str, description: str) -> argparse.ArgumentParser:
         "--db",
         metavar="PATH",
         default=None,
-        help=f"SQLite file to read (default: ${ENV_DB}, else {LOCAL_DB_PATH})",
+        help=f"database to read: a SQLite file or a postgresql:// URL (default: ${ENV_DB}, else {LOCAL_DB_PATH})",
     )
     return parser
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.storage.operations import discard, replay, trace
-from receiver.storage.records import OpsError
+from receiver.storage.records import DatabaseUnavailable, OpsError
 from receiver.urls import is_loopback_host
 
 if TYPE_CHECKING:
@@ -156,6 +156,8 @@ def routes(state: ReceiverState, *, loopback_only: bool = False) -> list[Route]:
             )
         except WorkItemNotFoundError as error:
             return _problem(404, "not_found", str(error))
+        except DatabaseUnavailable as error:
+            return _problem(503, "unavailable", str(error))
         except OpsError as error:
             return _problem(409, "conflict", str(error))
         return _answer(200, item)

@@ -60,6 +60,10 @@ class OpsError(Exception):
     """An operation cannot be done as asked; the message says why and what to do."""
 
 
+class DatabaseUnavailable(OpsError):
+    """The database server cannot be reached or refused the work; the same request may succeed when it is back."""
+
+
 class DatabaseMissing(OpsError):
     """The database file does not exist (an operation never creates one)."""
 

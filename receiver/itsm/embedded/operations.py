@@ -15,6 +15,7 @@ from receiver.itsm.embedded.clock import iso_ago, now
 from receiver.itsm.embedded.queries import list_work_items
 from receiver.storage import is_postgres
 from receiver.storage.postgres.connect import Database, DbAuth
+from receiver.storage.postgres.operations import database_errors, database_problem
 from receiver.storage.readers import db_auth
 from receiver.storage.records import NotOurDatabase, OpsError, operator
 from receiver.storage.sqlite.connection import connect
@@ -64,7 +65,10 @@ def close_work_item(db: str, number: str, *, action: Action | str, note: str, by
     number = number.strip().upper()
     text = render.operator_note(checked, by or operator(), note)
     if is_postgres(db):
-        asyncio.run(close_in_postgres(db, number, action=checked, text=text, auth=db_auth()))
+        try:
+            asyncio.run(close_in_postgres(db, number, action=checked, text=text, auth=db_auth()))
+        except database_errors() as error:
+            raise database_problem(db, error) from None
     else:
         _close_in_sqlite(db, number, checked, text)
     return next(item for item in list_work_items(db) if item["number"] == number)

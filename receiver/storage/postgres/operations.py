@@ -14,7 +14,7 @@ from typing import Any
 from receiver.storage.postgres.connect import Database, DatabaseUrlError, connection_errors, redact
 from receiver.storage.postgres.inbox import CHANNEL
 from receiver.storage.readers import db_auth
-from receiver.storage.records import OpsError, OpsResult, iso_at, operator
+from receiver.storage.records import DatabaseUnavailable, OpsError, OpsResult, iso_at, operator
 
 _DELIVERY = (
     "id, monitor_condition, state, attempts, last_error, received_at, done_at, parked_at, work_item, work_item_url, "
@@ -26,16 +26,24 @@ def _database(url: str) -> Database:
     return Database(url, auth=db_auth())
 
 
+def database_errors() -> tuple[type[BaseException], ...]:
+    """What :func:`database_problem` turns into a message: a URL that cannot work, a database that cannot be used."""
+    return (DatabaseUrlError, *connection_errors())
+
+
+def database_problem(url: str, error: BaseException) -> OpsError:
+    """The operator's message for a URL that cannot work or a database that cannot be used (never the password)."""
+    if isinstance(error, DatabaseUrlError):
+        return OpsError(f"{redact(url)}: {error}")
+    return DatabaseUnavailable(f"cannot reach the PostgreSQL database {redact(url)}: {error or type(error).__name__}")
+
+
 def _run(url: str, work: Any) -> Any:
     async def go() -> Any:
         try:
             conn = await _database(url).connect()
-        except DatabaseUrlError as error:
-            raise OpsError(f"{redact(url)}: {error}") from None
-        except connection_errors() as error:
-            raise OpsError(
-                f"cannot reach the PostgreSQL database {redact(url)}: {error or type(error).__name__}"
-            ) from None
+        except database_errors() as error:
+            raise database_problem(url, error) from None
         try:
             if await conn.fetchval("SELECT to_regclass('inbox') IS NULL"):
                 raise OpsError(f"{redact(url)} has no secure-export inbox; check --db / $SECURE_EXPORT_DB")

@@ -63,6 +63,16 @@ def test_database_outage_answers_503_with_retry_after_readyz_says_why_and_everyt
         assert ready.status_code == 503
         assert "inbox not writable" in ready.json()["detail"], ready.text
         assert postgres_cluster.password not in ready.text
+        # The operators' endpoints say the database is away (503, try again), not that the request is wrong.
+        for method, path, body in (
+            ("GET", "/ops/trace/some-alert", None),
+            ("POST", "/ops/replay", {"all": True}),
+            ("POST", "/ops/work-items/INC0000001/resolve", {"note": "restarted the service"}),
+        ):
+            answer = httpx.request(method, f"{replica.url}{path}", json=body, timeout=15)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json()["error"] == "unavailable" and "cannot reach the PostgreSQL database" in answer.text
+            assert postgres_cluster.password not in answer.text
     finally:
         postgres_cluster.start()
     wait_until(lambda: httpx.get(f"{replica.url}/readyz", timeout=15).status_code == 200, 60, "not ready again")
