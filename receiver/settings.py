@@ -301,8 +301,6 @@ OTHER_VARIABLES = ("SECURE_EXPORT_ITSM_REVISION",)
 """Contract variables (docs/design.md) read outside this class, and ``SECURE_EXPORT_ITSM_REVISION``
 (set by the Pulumi component so that rotated credentials start a new revision; the receiver
 ignores it): never reported as unknown."""
-BACKEND_PREFIXES = ("SECURE_EXPORT_SERVICENOW_", "SECURE_EXPORT_BMC_")
-"""Variables a backend validates itself (ServiceNow's and BMC Helix's against their own fields, below)."""
 
 
 def known_variables() -> list[str]:

@@ -8,6 +8,7 @@ a missing or unreadable database exits 1 with a message that says what to do, ne
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 
@@ -31,6 +32,10 @@ def main(command: str, argv: list[str]) -> int:
     if handler is None:
         sys.stderr.write(f"secure-export: {command!r} is not a receiver command ({', '.join(commands)})\n")
         return 2
+    if command != "serve":
+        # An operator's command says what went wrong in one line of its own; without this, Python's
+        # last-resort handler would also print the Azure SDK's multi-line warnings (a failed token).
+        logging.getLogger("azure").addHandler(logging.NullHandler())
     try:
         return handler(argv)
     except BrokenPipeError:

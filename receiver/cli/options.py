@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from secure_export.contract import ENV_DB, LOCAL_DB_PATH
+from secure_export.contract import ENV_DB, ENV_DB_AUTH, LOCAL_DB_PATH
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -46,12 +46,16 @@ def resolve_db(value: str | None) -> str:
 
 
 def checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f"--db / ${ENV_DB}") -> str | int:
-    """``value`` as a SQLite file path, or exit status 2 after one line saying why it is refused.
+    """``value`` as the store's location (a SQLite path or a PostgreSQL URL), or exit status 2 and one line why.
 
-    The same rule as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.storage.location`); ``new_file``
-    also requires the directory the file is to be created in.
+    The same rules as ``serve``'s ``SECURE_EXPORT_DB`` (:mod:`receiver.storage.location`) and, for a
+    PostgreSQL URL, ``SECURE_EXPORT_DB_AUTH``; ``new_file`` also requires the directory the file is
+    to be created in.
     """
+    from typing import get_args
+
     from receiver.storage.location import PostgresDatabase, database_location
+    from receiver.storage.postgres.connect import DbAuth
 
     try:
         location = database_location(value)
@@ -61,6 +65,12 @@ def checked_db(prog: str, value: str, *, new_file: bool = False, source: str = f
             location.require_directory()
     except ValueError as error:
         sys.stderr.write(f"{prog}: {source}: {error}\n")
+        return 2
+    auth = os.environ.get(ENV_DB_AUTH)
+    modes = get_args(DbAuth)
+    if isinstance(location, PostgresDatabase) and auth is not None and auth.strip().lower() not in modes:
+        # serve refuses the same value at start (receiver.settings); here before any connection is tried.
+        sys.stderr.write(f"{prog}: ${ENV_DB_AUTH}: must be {' or '.join(modes)} (got {auth!r})\n")
         return 2
     return location.path
 

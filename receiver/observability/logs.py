@@ -80,4 +80,6 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> logging.Handle
         logger.propagate = True
     # uvicorn's access log would add a line per alert; the request metrics cover it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # The Azure SDK logs every token request and response at INFO; its warnings (a failed token) stay.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     return handler

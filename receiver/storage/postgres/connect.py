@@ -99,14 +99,31 @@ class CachedToken:
             return token.value
 
 
+class EntraTokenError(ConnectionError):
+    """No access token for the database from the managed identity.
+
+    A ``ConnectionError``, so everything that handles an unreachable database handles it the same
+    way: intake answers 503, dispatch pauses, ``/readyz`` and the commands say why.
+    """
+
+
 def entra_token_source(scope: str = ENTRA_SCOPE) -> TokenSource:
     """Tokens of the app's managed identity (``DefaultAzureCredential``; ``AZURE_CLIENT_ID`` picks one)."""
+    from azure.core.exceptions import AzureError
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
     async def fetch() -> Token:
-        access = await asyncio.to_thread(credential.get_token, scope)
+        try:
+            access = await asyncio.to_thread(credential.get_token, scope)
+        except AzureError as error:
+            # The credential chain's message lists every credential it tried; the first line says what failed.
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise EntraTokenError(
+                f"no Entra ID access token for PostgreSQL ({reason}); SECURE_EXPORT_DB_AUTH=entra needs the "
+                "container app's managed identity (AZURE_CLIENT_ID names a user-assigned one)"
+            ) from None
         return Token(access.token, float(access.expires_on))
 
     return fetch

@@ -204,3 +204,19 @@ def test_an_unreachable_postgresql_database_is_one_line_and_exit_1_without_the_p
     captured = capsys.readouterr()
     [line] = captured.err.splitlines()
     assert "PostgreSQL" in line and "s3cret-pw" not in line and captured.out == ""
+
+
+@pytest.mark.parametrize("argv", [("work-items",), ("cmdb",), ("trace", "some-alert-id"), ("replay", "--all")])
+def test_a_db_auth_mode_serve_would_refuse_is_refused_before_connecting(
+    argv: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.postgres import free_port
+
+    # Nothing listens on the port: without the check the command would fail later, with exit 1.
+    monkeypatch.setenv("SECURE_EXPORT_DB_AUTH", "entraid")
+    url = f"postgresql://receiver:s3cret-pw@127.0.0.1:{free_port()}/secure_export"
+    assert main(argv[0], [*argv[1:], "--db", url]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"secure-export {argv[0]}: $SECURE_EXPORT_DB_AUTH: must be password or entra (got 'entraid')"
+    monkeypatch.setenv("SECURE_EXPORT_DB_AUTH", " Entra ")
+    assert main(argv[0], [*argv[1:], "--db", url]) == 1  # accepted as serve accepts it; the server is away
