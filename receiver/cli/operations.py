@@ -14,7 +14,7 @@ from receiver.cli.tables import print_json, print_trace
 
 
 def _act(prog: str, db: str, action: Callable[[], int | None]) -> int:
-    """Run an operation; an :class:`~receiver.storage.operations.OpsError` becomes its message and exit 1.
+    """Run an operation; an :class:`~receiver.storage.records.OpsError` becomes its message and exit 1.
 
     ``db`` is the location :func:`~receiver.cli.options.parse_with_database` read (an unsupported URL
     scheme already exited 2 there with the receiver's message), so it is not read a second time here.
