@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from receiver.storage.postgres.connect import DbAuth
 from secure_export.contract import (
     AZNS_AAD_WEBHOOK_CLIENT_ID,
     LOCAL_DB_PATH,
@@ -61,7 +62,7 @@ class ReceiverSettings(BaseSettings):
     """Signing keys; empty means the tenant's Azure AD v2.0 key set (filled in after validation)."""
     db: str = LOCAL_DB_PATH
     """An SQLite file (one replica), or a ``postgresql://`` libpq URL (several replicas; docs/postgresql.md)."""
-    db_auth: Literal["password", "entra"] = "password"
+    db_auth: DbAuth = "password"
     """PostgreSQL only: ``password`` (from the URL or ``PGPASSWORD``) or ``entra`` (the managed identity's token)."""
     itsm: Literal["embedded", "servicenow", "bmc-helix"] = "embedded"
     correlation: Literal["alert", "rule-target"] = "alert"
